@@ -1,0 +1,39 @@
+"""Online booking: the consent block, the check and the record step."""
+
+from __future__ import annotations
+
+from hookspecs import hookimpl
+from hookspecs.host import Host
+from hookspecs.types import (
+    BookingFormContext,
+    BookingRef,
+    BookingSubmission,
+    ClientCreated,
+    ClientRef,
+    FormFragment,
+    Veto,
+)
+from samtycke_plugin import service
+
+
+@hookimpl
+def booking_form_render(host: Host, form: BookingFormContext) -> list[FormFragment]:
+    fragment = service.form_fragment(host, form)
+    return [fragment] if fragment else []
+
+
+@hookimpl
+def booking_submit_check(host: Host, submission: BookingSubmission) -> list[Veto]:
+    return service.check_booking(host, submission)
+
+
+@hookimpl
+def booking_submitted(
+    host: Host, submission: BookingSubmission, booking: BookingRef, client: ClientRef
+) -> None:
+    service.record_booking(host, submission, booking, client)
+
+
+@hookimpl
+def booking_client_created(host: Host, created: ClientCreated) -> None:
+    return None

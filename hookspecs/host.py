@@ -1,0 +1,51 @@
+"""The small typed interface through which an app calls back into its host."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from hookspecs.types import (
+        ClientInfo,
+        ClientRef,
+        DeliveryResult,
+        OutgoingEmail,
+        PracticeInfo,
+        TenantRef,
+    )
+
+
+@runtime_checkable
+class Host(Protocol):
+    """Implemented by the host and passed into every hook as ``host``."""
+
+    def session(self) -> Session:
+        """The host's current SQLAlchemy session (unit of work) on the shared database.
+
+        Apps write through it and never commit it in a hook: the host commits, so its
+        own rows and the app's evidence commit or roll back together.
+        """
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware (UTC). Injectable for tests."""
+
+    def lookup_client(self, tenant: TenantRef, client: ClientRef) -> ClientInfo | None:
+        """The client's name, e-mail and locale, or ``None`` if unknown in this tenant."""
+
+    def practice_info(self, tenant: TenantRef) -> PracticeInfo | None:
+        """The practice's name and contact details, or ``None`` if unknown."""
+
+    def absolute_url(self, tenant: TenantRef, path: str) -> str:
+        """An absolute URL (scheme and host from configuration, never from a request)."""
+
+    def app_secret(self, app: str) -> bytes:
+        """A stable secret of at least 32 bytes for ``app`` (signing CSRF and link tokens).
+
+        Derive it from the host's own secret key; rotate by changing that key.
+        """
+
+    def deliver_email(self, tenant: TenantRef, message: OutgoingEmail) -> DeliveryResult | None:
+        """Deliver or queue an e-mail; ``None`` means "use the app's own SMTP transport"."""

@@ -1,0 +1,250 @@
+"""Appending to the ledger: one event, its chain link and the projection, in the
+caller's transaction.  Nothing here commits.
+
+Appends to one practice are serialized by the conditional chain-head update
+(``UPDATE samtycke_practice SET head_seq = head_seq + 1 … RETURNING``): on
+PostgreSQL it row-locks the practice until commit, on SQLite the write
+transaction (``BEGIN IMMEDIATE``) already holds the database lock.  The unique
+``(tenant_ref, seq)`` constraint is the backstop.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from datetime import datetime
+from typing import Any
+
+from attrs import frozen
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from samtycke_plugin.chain import evidence_hash, row_hash
+from samtycke_plugin.errors import NotActive
+from samtycke_plugin.models import ConsentEvent, ConsentStateRow, Evidence, Practice
+from samtycke_plugin.rules import EventFacts, Snapshot, State, fold
+
+def truncate_ip(ip: str | None) -> str | None:
+    """Keep only the network part: /24 for IPv4, /48 for IPv6 (data minimisation)."""
+    if not ip:
+        return None
+    try:
+        addr = ipaddress.ip_address(ip.strip())
+    except ValueError:
+        return None
+    prefix = 24 if addr.version == 4 else 48
+    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
+
+
+@frozen(kw_only=True)
+class NewEvent:
+    """What a caller wants recorded."""
+
+    tenant_ref: str
+    client_ref: str
+    state: State
+    channel: str
+    actor: str
+    occurred_at: datetime
+    method: str | None = None
+    text_version_id: int | None = None
+    text_major: int | None = None
+    text_sha256: str | None = None
+    language: str | None = None
+    given_at: datetime | None = None
+    expires_at: datetime | None = None
+    booking_ref: str | None = None
+    request_id: int | None = None
+    ip_address: str | None = None
+    user_agent: str | None = None
+    note: str | None = None
+
+
+def snapshot_of(row: ConsentStateRow | Any | None) -> Snapshot | None:
+    """The projection row as a pure value."""
+    if row is None:
+        return None
+    return Snapshot(
+        state=State(row.state),
+        text_major=row.text_major,
+        expires_at=row.expires_at,
+        since=row.since,
+        delivery=row.delivery,
+    )
+
+
+def load_snapshot(session: Session, tenant_ref: str, client_ref: str) -> Snapshot | None:
+    row = session.execute(
+        select(
+            ConsentStateRow.state,
+            ConsentStateRow.text_major,
+            ConsentStateRow.expires_at,
+            ConsentStateRow.since,
+            ConsentStateRow.delivery,
+        ).where(
+            ConsentStateRow.tenant_ref == tenant_ref, ConsentStateRow.client_ref == client_ref
+        )
+    ).one_or_none()
+    return snapshot_of(row)
+
+
+def _upsert_state(session: Session, tenant_ref: str, client_ref: str, snap: Snapshot, seq: int) -> None:
+    values = {
+        "tenant_ref": tenant_ref,
+        "client_ref": client_ref,
+        "state": snap.state.value,
+        "text_major": snap.text_major,
+        "expires_at": snap.expires_at,
+        "since": snap.since,
+        "last_seq": seq,
+        "delivery": snap.delivery,
+    }
+    dialect = session.get_bind().dialect.name
+    ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(ConsentStateRow)
+    stmt = ins.values(**values).on_conflict_do_update(
+        index_elements=["tenant_ref", "client_ref"],
+        set_={k: ins.excluded[k] for k in values if k not in ("tenant_ref", "client_ref")},
+    )
+    session.execute(stmt)
+
+
+def append(session: Session, new: NewEvent) -> ConsentEvent:
+    """Append one event: chain link, optional evidence, projection. Returns the event."""
+    head = session.execute(
+        update(Practice)
+        .where(Practice.tenant_ref == new.tenant_ref)
+        .values(head_seq=Practice.head_seq + 1, updated_at=new.occurred_at)
+        .returning(Practice.head_seq, Practice.head_hash)
+    ).one_or_none()
+    if head is None:
+        raise NotActive(f"Samtycke has not been activated for practice {new.tenant_ref!r}.")
+    seq, prev = int(head[0]), str(head[1])
+
+    ip_prefix = truncate_ip(new.ip_address)
+    user_agent = new.user_agent[:512] if new.user_agent else None
+    salt: str | None = None
+    ev_hash: str | None = None
+    if ip_prefix or user_agent or new.note:
+        salt = secrets.token_hex(16)
+        ev_hash = evidence_hash(salt, ip_prefix, user_agent, new.note)
+
+    fields: dict[str, Any] = {
+        "tenant_ref": new.tenant_ref,
+        "seq": seq,
+        "client_ref": new.client_ref,
+        "state": new.state.value,
+        "text_version_id": new.text_version_id,
+        "text_major": new.text_major,
+        "text_sha256": new.text_sha256,
+        "language": new.language,
+        "channel": new.channel,
+        "method": new.method,
+        "actor": new.actor,
+        "given_at": new.given_at,
+        "occurred_at": new.occurred_at,
+        "expires_at": new.expires_at,
+        "booking_ref": new.booking_ref,
+        "request_id": new.request_id,
+        "evidence_sha256": ev_hash,
+    }
+    digest = row_hash(prev, fields)
+    event = ConsentEvent(**fields, prev_hash=prev, row_hash=digest)
+    session.add(event)
+    session.flush()
+    if salt is not None:
+        session.execute(
+            insert(Evidence).values(
+                event_id=event.id,
+                tenant_ref=new.tenant_ref,
+                client_ref=new.client_ref,
+                salt=salt,
+                ip_prefix=ip_prefix,
+                user_agent=user_agent,
+                note=new.note,
+            )
+        )
+    session.execute(
+        update(Practice).where(Practice.tenant_ref == new.tenant_ref).values(head_hash=digest)
+    )
+    previous = load_snapshot(session, new.tenant_ref, new.client_ref)
+    snap = fold(
+        previous,
+        EventFacts(
+            state=new.state,
+            text_major=new.text_major,
+            expires_at=new.expires_at,
+            occurred_at=new.occurred_at,
+        ),
+    )
+    if snap is not previous:
+        _upsert_state(session, new.tenant_ref, new.client_ref, snap, seq)
+    return event
+
+
+def replay(session: Session, tenant_ref: str) -> dict[str, Snapshot]:
+    """The projection recomputed from the ledger alone (delivery status aside)."""
+    result: dict[str, Snapshot] = {}
+    rows = session.execute(
+        select(
+            ConsentEvent.client_ref,
+            ConsentEvent.state,
+            ConsentEvent.text_major,
+            ConsentEvent.expires_at,
+            ConsentEvent.occurred_at,
+        )
+        .where(ConsentEvent.tenant_ref == tenant_ref)
+        .order_by(ConsentEvent.seq)
+        .execution_options(yield_per=5000)
+    )
+    for client_ref, state, major, expires, occurred in rows:
+        result[client_ref] = fold(
+            result.get(client_ref),
+            EventFacts(state=State(state), text_major=major, expires_at=expires, occurred_at=occurred),
+        )
+    return result
+
+
+def projection(session: Session, tenant_ref: str) -> dict[str, Snapshot]:
+    """The stored projection (delivery status left out, for comparison with :func:`replay`)."""
+    out: dict[str, Snapshot] = {}
+    for row in session.scalars(
+        select(ConsentStateRow).where(ConsentStateRow.tenant_ref == tenant_ref)
+    ):
+        out[row.client_ref] = Snapshot(
+            state=State(row.state), text_major=row.text_major, expires_at=row.expires_at,
+            since=row.since, delivery=None,
+        )
+    return out
+
+
+def rebuild_projection(session: Session, tenant_ref: str) -> int:
+    """Rewrite the projection of one practice from its ledger; returns the row count."""
+    snaps = replay(session, tenant_ref)
+    last_seq = dict(
+        session.execute(
+            select(ConsentEvent.client_ref, ConsentEvent.seq)
+            .where(ConsentEvent.tenant_ref == tenant_ref)
+            .order_by(ConsentEvent.seq)
+        ).tuples().all()
+    )
+    delivery = dict(
+        session.execute(
+            select(ConsentStateRow.client_ref, ConsentStateRow.delivery).where(
+                ConsentStateRow.tenant_ref == tenant_ref
+            )
+        ).tuples().all()
+    )
+    session.execute(
+        ConsentStateRow.__table__.delete().where(ConsentStateRow.tenant_ref == tenant_ref)
+    )
+    for client_ref, snap in snaps.items():
+        session.add(
+            ConsentStateRow(
+                tenant_ref=tenant_ref, client_ref=client_ref, state=snap.state.value,
+                text_major=snap.text_major, expires_at=snap.expires_at, since=snap.since,
+                last_seq=last_seq[client_ref], delivery=delivery.get(client_ref),
+            )
+        )
+    session.flush()
+    return len(snaps)

@@ -1,0 +1,1 @@
+"""Alembic migrations of the app (own version table: ``samtycke_alembic_version``)."""

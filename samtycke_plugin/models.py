@@ -1,0 +1,250 @@
+"""The app's tables: own metadata, every table prefixed ``samtycke_``, no foreign
+keys into host tables (practice, client and booking are opaque string refs).
+
+The schema itself is created by the Alembic migrations in
+``samtycke_plugin/migrations``; these classes are the typed view of it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+GENESIS_HASH = "0" * 64
+
+#: 64-bit ids on PostgreSQL, INTEGER PRIMARY KEY (rowid) on SQLite.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores naive UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use timezone-aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime()}
+
+
+class Practice(Base):
+    """One practice (tenant) that has activated the app; also the chain head."""
+
+    __tablename__ = "samtycke_practice"
+
+    tenant_ref: Mapped[str] = mapped_column(String(64), primary_key=True)
+    active: Mapped[bool] = mapped_column(Boolean)
+    setup_complete: Mapped[bool] = mapped_column(Boolean)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    current_major: Mapped[int] = mapped_column(Integer)
+    default_language: Mapped[str] = mapped_column(String(8))
+    head_seq: Mapped[int] = mapped_column(BigInteger)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    activated_at: Mapped[datetime]
+    deactivated_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class TextVersion(Base):
+    """An immutable version of a practice's consent text in one language."""
+
+    __tablename__ = "samtycke_text_version"
+    __table_args__ = (UniqueConstraint("tenant_ref", "language", "major", "minor"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_ref: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8))
+    major: Mapped[int] = mapped_column(Integer)
+    minor: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)
+    html: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    change_kind: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(160))
+    created_at: Mapped[datetime]
+
+
+class ConsentEvent(Base):
+    """One append-only, hash-chained ledger event."""
+
+    __tablename__ = "samtycke_consent_event"
+    __table_args__ = (
+        UniqueConstraint("tenant_ref", "seq"),
+        Index("ix_samtycke_consent_event_client", "tenant_ref", "client_ref", "seq"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_ref: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    client_ref: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    text_version_id: Mapped[int | None] = mapped_column(
+        Id, ForeignKey("samtycke_text_version.id")
+    )
+    text_major: Mapped[int | None] = mapped_column(Integer)
+    text_sha256: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str | None] = mapped_column(String(8))
+    channel: Mapped[str] = mapped_column(String(24))
+    method: Mapped[str | None] = mapped_column(String(24))
+    actor: Mapped[str] = mapped_column(String(160))
+    given_at: Mapped[datetime | None]
+    occurred_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    booking_ref: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[int | None] = mapped_column(Id)
+    evidence_sha256: Mapped[str | None] = mapped_column(String(64))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    row_hash: Mapped[str] = mapped_column(String(64))
+
+
+class Evidence(Base):
+    """Personal evidence of an event (erasable: the chain covers only its salted hash)."""
+
+    __tablename__ = "samtycke_evidence"
+    __table_args__ = (Index("ix_samtycke_evidence_client", "tenant_ref", "client_ref"),)
+
+    event_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("samtycke_consent_event.id"), primary_key=True
+    )
+    tenant_ref: Mapped[str] = mapped_column(String(64))
+    client_ref: Mapped[str] = mapped_column(String(64))
+    salt: Mapped[str] = mapped_column(String(32))
+    ip_prefix: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class ConsentStateRow(Base):
+    """The projection: one row per practice and client (rebuildable from the ledger)."""
+
+    __tablename__ = "samtycke_consent_state"
+    __table_args__ = (
+        Index(
+            "ix_samtycke_consent_state_valid",
+            "tenant_ref", "text_major", "state", "expires_at", "client_ref",
+        ),
+    )
+
+    tenant_ref: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_ref: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    text_major: Mapped[int | None] = mapped_column(Integer)
+    expires_at: Mapped[datetime | None]
+    since: Mapped[datetime]
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    delivery: Mapped[str | None] = mapped_column(String(16))
+
+
+class ConsentRequest(Base):
+    """An e-mailed link (consent or withdrawal); the token is stored only as a hash."""
+
+    __tablename__ = "samtycke_consent_request"
+    __table_args__ = (
+        Index(
+            "uq_samtycke_consent_request_pending",
+            "tenant_ref", "client_ref", "purpose",
+            unique=True,
+            sqlite_where=text("used_at IS NULL AND revoked_at IS NULL"),
+            postgresql_where=text("used_at IS NULL AND revoked_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_ref: Mapped[str] = mapped_column(String(64))
+    client_ref: Mapped[str] = mapped_column(String(64))
+    purpose: Mapped[str] = mapped_column(String(16))
+    text_version_id: Mapped[int | None] = mapped_column(Id)
+    text_major: Mapped[int | None] = mapped_column(Integer)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    nonce: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    created_by: Mapped[str] = mapped_column(String(160))
+    delivery: Mapped[str] = mapped_column(String(16))
+    batch_key: Mapped[str | None] = mapped_column(String(64))
+
+
+class OutboxMessage(Base):
+    """A queued e-mail (transactional outbox), rendered and sent by the relay."""
+
+    __tablename__ = "samtycke_outbox"
+    __table_args__ = (Index("ix_samtycke_outbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_ref: Mapped[str] = mapped_column(String(64))
+    client_ref: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[int | None] = mapped_column(Id)
+    kind: Mapped[str] = mapped_column(String(24))
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    to_addr: Mapped[str | None] = mapped_column(String(320))
+    locale: Mapped[str] = mapped_column(String(8))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Checkpoint(Base):
+    """A signed statement of a practice's chain head at some sequence number."""
+
+    __tablename__ = "samtycke_checkpoint"
+    __table_args__ = (UniqueConstraint("tenant_ref", "seq", "key_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_ref: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    key_id: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(Text)
+
+
+APPEND_ONLY_TABLES = ("samtycke_consent_event", "samtycke_text_version")

@@ -1,0 +1,53 @@
+"""Jinja2 rendering with autoescape and per-language gettext."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+
+from samtycke_plugin.i18n import lang, translations
+
+
+def _date(value: datetime | None, language: str) -> str:
+    if value is None:
+        return ""
+    return value.strftime("%Y-%m-%d")
+
+
+def _datetime(value: datetime | None, language: str) -> str:
+    if value is None:
+        return ""
+    return value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+@cache
+def environment(language: str) -> Environment:
+    """One Jinja environment per language (cached): autoescape on for every template."""
+    env = Environment(
+        loader=PackageLoader("samtycke_plugin", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True, disabled_extensions=("txt",)),
+        undefined=StrictUndefined,
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
+    env.globals["lang"] = language
+    env.filters["date"] = lambda v: _date(v, language)
+    env.filters["datetime"] = lambda v: _datetime(v, language)
+    return env
+
+
+def render(template: str, locale: str | None, **context: Any) -> str:
+    """Render ``samtycke/<template>`` in the language of ``locale``."""
+    language = lang(locale)
+    return environment(language).get_template(f"samtycke/{template}").render(**context)
+
+
+def trusted_html(sanitized: str) -> Markup:
+    """Mark HTML that :func:`samtycke_plugin.text.render_html` produced (nh3-sanitized)."""
+    return Markup(sanitized)  # noqa: S704 - input is nh3-sanitized at publish time

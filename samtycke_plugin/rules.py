@@ -1,0 +1,161 @@
+"""The consent-status rules: pure functions, no database, no I/O.
+
+Vocabulary: W3C DPV consent states.  "Valid consent" = the latest state is
+given or renewed, for the practice's current content (major) version, and not
+expired.  Everything the badge, the list filters and the booking gate decide
+comes from here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from attrs import frozen
+
+from samtycke_plugin.settings import PracticeSettings
+
+
+class State(StrEnum):
+    """Ledger event states (DPV ConsentStatus terms, plus ``erased``)."""
+
+    UNKNOWN = "unknown"
+    REQUESTED = "requested"
+    DEFERRED = "deferred"
+    GIVEN = "given"
+    RENEWED = "renewed"
+    REFUSED = "refused"
+    WITHDRAWN = "withdrawn"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+    INVALIDATED = "invalidated"
+    ERASED = "erased"
+
+
+VALID_STATES = frozenset({State.GIVEN, State.RENEWED})
+
+
+class Status(StrEnum):
+    """What a badge shows: valid, or why not."""
+
+    VALID = "valid"
+    UNKNOWN = "unknown"
+    REQUESTED = "requested"
+    BOUNCED = "bounced"
+    DEFERRED = "deferred"
+    REFUSED = "refused"
+    WITHDRAWN = "withdrawn"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+    INVALIDATED = "invalidated"
+    OUTDATED = "outdated"
+    ERASED = "erased"
+
+
+@frozen(kw_only=True)
+class Snapshot:
+    """The projection of one client's ledger (one ``consent_state`` row)."""
+
+    state: State
+    text_major: int | None
+    expires_at: datetime | None
+    since: datetime
+    delivery: str | None = None
+
+
+@frozen(kw_only=True)
+class EventFacts:
+    """The part of a ledger event the projection depends on."""
+
+    state: State
+    text_major: int | None
+    expires_at: datetime | None
+    occurred_at: datetime
+
+
+def status(snapshot: Snapshot | None, current_major: int, now: datetime) -> Status:
+    """The badge status of a client."""
+    if snapshot is None:
+        return Status.UNKNOWN
+    if snapshot.state in VALID_STATES:
+        if snapshot.text_major != current_major:
+            return Status.OUTDATED
+        if snapshot.expires_at is not None and snapshot.expires_at <= now:
+            return Status.EXPIRED
+        return Status.VALID
+    if snapshot.state is State.REQUESTED and snapshot.delivery == "bounced":
+        return Status.BOUNCED
+    return Status(snapshot.state.value)
+
+
+def fold(snapshot: Snapshot | None, event: EventFacts) -> Snapshot:
+    """Apply one ledger event to a client's projection.
+
+    A request or a deferral does not take away consent that is still given for
+    the same or a newer content version; every other event replaces the state.
+    """
+    if (
+        event.state in (State.REQUESTED, State.DEFERRED)
+        and snapshot is not None
+        and snapshot.state in VALID_STATES
+        and snapshot.text_major is not None
+        and event.text_major is not None
+        and snapshot.text_major >= event.text_major
+    ):
+        return snapshot
+    return Snapshot(
+        state=event.state,
+        text_major=event.text_major,
+        expires_at=event.expires_at,
+        since=event.occurred_at,
+        delivery=None,
+    )
+
+
+def grant_state(previous: Snapshot | None) -> State:
+    """``renewed`` when the client had given consent before (any version), else ``given``."""
+    if previous is not None and previous.state in VALID_STATES:
+        return State.RENEWED
+    return State.GIVEN
+
+
+def should_ask(settings: PracticeSettings, current: Status, *, is_new_client: bool) -> bool:
+    """Does the online booking form ask this client for consent?"""
+    if current is Status.VALID:
+        return False
+    return (
+        settings.require_consent_for_online_booking
+        or settings.ask_clients_without_consent
+        or (settings.ask_new_clients and is_new_client)
+    )
+
+
+class GateOutcome(StrEnum):
+    """What the booking check decides."""
+
+    ACCEPT = "accept"  # nothing to record
+    ACCEPT_GIVEN = "accept_given"  # record consent
+    ACCEPT_REFUSED = "accept_refused"  # optional mode, box left unticked: record a refusal
+    VETO_REQUIRED = "veto_required"  # required mode, box unticked
+    VETO_TEXT_CHANGED = "veto_text_changed"  # the text changed while the form was open
+
+
+def gate(
+    settings: PracticeSettings,
+    current: Status,
+    *,
+    is_new_client: bool,
+    ticked: bool,
+    shown_major: int | None,
+    current_major: int,
+) -> GateOutcome:
+    """The online-booking decision for one submission (check and record agree on it)."""
+    if not should_ask(settings, current, is_new_client=is_new_client):
+        return GateOutcome.ACCEPT
+    if ticked:
+        if shown_major != current_major:
+            return GateOutcome.VETO_TEXT_CHANGED
+        return GateOutcome.ACCEPT_GIVEN
+    if settings.require_consent_for_online_booking:
+        return GateOutcome.VETO_REQUIRED
+    return GateOutcome.ACCEPT_REFUSED

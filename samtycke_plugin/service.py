@@ -1,0 +1,851 @@
+"""Consent operations: activation, texts, booking check and record, manual
+recording, withdrawal, status, badges, list filters and history.
+
+Every function works in the host's session (``host.session()``) and never
+commits: the caller's unit of work (the host's booking transaction, a page
+handler, the CLI) commits or rolls back.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from attrs import frozen
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from hookspecs.types import (
+    BookingFormContext,
+    BookingSubmission,
+    FilterClause,
+    FormFragment,
+    ListFilter,
+    ProfilePanel,
+    RowBadge,
+    StaffContext,
+    Veto,
+)
+from samtycke_plugin import status_text
+from samtycke_plugin.errors import Conflict, InputError, NotActive, NotFound, PermissionDenied
+from samtycke_plugin.i18n import N_, lang, t
+from samtycke_plugin.ledger import NewEvent, append, load_snapshot, snapshot_of
+from samtycke_plugin.models import (
+    GENESIS_HASH,
+    ConsentEvent,
+    ConsentStateRow,
+    Evidence,
+    Practice,
+    TextVersion,
+)
+from samtycke_plugin.render import render, trusted_html
+from samtycke_plugin.rules import (
+    VALID_STATES,
+    GateOutcome,
+    Snapshot,
+    State,
+    Status,
+    gate,
+    grant_state,
+    should_ask,
+    status,
+)
+from samtycke_plugin.settings import (
+    PracticeSettings,
+    structure_settings,
+    unstructure_settings,
+)
+from samtycke_plugin.text import (
+    LANGUAGES,
+    MAX_TEXT_LENGTH,
+    DiffLine,
+    default_text,
+    diff,
+    normalise_body,
+    render_html,
+    sha256,
+)
+
+if TYPE_CHECKING:
+    from hookspecs.host import Host
+
+APP_KEY = "samtycke"
+MOUNT_PREFIX = "/apps/samtycke"
+FIELD_CONSENT = "samtycke_consent"
+FIELD_TEXT = "samtycke_text"
+FILTER_VALID = "samtycke.valid"
+FILTER_NOT_VALID = "samtycke.not_valid"
+MANUAL_METHODS = ("paper", "verbal", "other_system", "other")
+MAX_NOTE = 2000
+
+TEXT_CHANGED_MEANWHILE = N_(
+    "The consent text was changed by someone else meanwhile. "
+    "Reload the page, check the current text and make your change again."
+)
+
+_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
+
+
+# -- small helpers ----------------------------------------------------------------------
+
+
+def check_ref(field: str, value: object) -> str:
+    """A tenant/client/booking reference: a short string of safe characters."""
+    if not isinstance(value, str) or not _REF.match(value):
+        raise InputError(
+            field, "must be 1-64 letters, digits or . _ : @ - (got " + repr(value)[:80] + ")"
+        )
+    return value
+
+
+def now_utc(host: Host) -> datetime:
+    now = host.now()
+    if now.tzinfo is None:
+        raise InputError("host.now", "must return a timezone-aware datetime")
+    return now.astimezone(UTC)
+
+
+def clean_note(note: str | None) -> str | None:
+    if note is None:
+        return None
+    note = "".join(ch for ch in note if ch in "\n\t" or ord(ch) >= 32).strip()
+    if len(note) > MAX_NOTE:
+        raise InputError("note", f"is too long ({len(note)} characters; at most {MAX_NOTE})")
+    return note or None
+
+
+def version_label(major: int | None, minor: int | None = None) -> str:
+    if major is None:
+        return ""
+    return f"{major}.{minor}" if minor is not None else f"{major}"
+
+
+def _dialect_insert(session: Session) -> Any:
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+# -- practices ---------------------------------------------------------------------------
+
+
+def get_practice(session: Session, tenant: str) -> Practice | None:
+    return session.get(Practice, check_ref("tenant", tenant))
+
+
+def require_practice(session: Session, tenant: str) -> Practice:
+    """The practice, which must have activated the app (else :class:`NotActive`)."""
+    practice = get_practice(session, tenant)
+    if practice is None or not practice.active:
+        raise NotActive(
+            N_("Samtycke is not active for this practice. Activate it in the app menu first.")
+        )
+    return practice
+
+
+def settings_of(practice: Practice) -> PracticeSettings:
+    return structure_settings(practice.settings)
+
+
+def is_operational(practice: Practice | None) -> bool:
+    """Active and through the activation wizard: only then are clients asked."""
+    return practice is not None and practice.active and practice.setup_complete
+
+
+def activate(host: Host, tenant: str, settings: Mapping[str, object]) -> Practice:
+    """Activate (or reactivate) the app for a practice. Idempotent.
+
+    A first activation stores the settings (defaults if empty) and publishes the
+    default texts (Swedish and English, version 1.0).  Reactivation resumes with
+    everything kept; non-empty ``settings`` replace the stored ones.
+    """
+    tenant = check_ref("tenant", tenant)
+    parsed = structure_settings(settings) if settings else None
+    session = host.session()
+    now = now_utc(host)
+    info = host.practice_info(tenant)  # type: ignore[arg-type]
+    default_language = lang(info.locale if info else None)
+    inserted = session.execute(
+        _dialect_insert(session)(Practice)
+        .values(
+            tenant_ref=tenant,
+            active=True,
+            setup_complete=parsed is not None,
+            settings=unstructure_settings(parsed or PracticeSettings()),
+            current_major=1,
+            default_language=default_language,
+            head_seq=0,
+            head_hash=GENESIS_HASH,
+            activated_at=now,
+            deactivated_at=None,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["tenant_ref"])
+        .returning(Practice.tenant_ref)
+    ).scalar_one_or_none()
+    if inserted is not None:
+        name = info.name if info else tenant
+        contact = ", ".join(x for x in (info.email, info.phone) if x) if info else ""
+        for language in LANGUAGES:
+            body = normalise_body(
+                default_text(language, practice_name=name, practice_contact=contact or name)
+            )
+            session.add(
+                TextVersion(
+                    tenant_ref=tenant, language=language, major=1, minor=0, body=body,
+                    html=render_html(body), sha256=sha256(body), change_kind="initial",
+                    reason=None, created_by="system", created_at=now,
+                )
+            )
+        session.flush()
+    else:
+        values: dict[str, Any] = {"active": True, "deactivated_at": None, "updated_at": now}
+        if parsed is not None:
+            values |= {"settings": unstructure_settings(parsed), "setup_complete": True}
+        session.execute(update(Practice).where(Practice.tenant_ref == tenant).values(**values))
+    practice = session.get(Practice, tenant, populate_existing=True)
+    assert practice is not None
+    return practice
+
+
+def complete_setup(host: Host, tenant: str, settings: Mapping[str, object]) -> Practice:
+    """The wizard's last step: store the chosen settings and start asking clients."""
+    parsed = structure_settings(settings)
+    practice = require_practice(host.session(), tenant)
+    practice.settings = unstructure_settings(parsed)
+    practice.setup_complete = True
+    practice.updated_at = now_utc(host)
+    host.session().flush()
+    return practice
+
+
+def deactivate(host: Host, tenant: str) -> None:
+    """Deactivate for a practice: nothing is deleted; reactivation resumes."""
+    session = host.session()
+    now = now_utc(host)
+    session.execute(
+        update(Practice)
+        .where(Practice.tenant_ref == check_ref("tenant", tenant))
+        .values(active=False, deactivated_at=now, updated_at=now)
+    )
+
+
+# -- texts -----------------------------------------------------------------------------------
+
+
+def current_text(session: Session, practice: Practice, language: str | None) -> TextVersion:
+    """The newest version of the practice's current content in ``language`` (with fallbacks)."""
+    wanted = lang(language)
+    rows = session.scalars(
+        select(TextVersion)
+        .where(
+            TextVersion.tenant_ref == practice.tenant_ref,
+            TextVersion.major == practice.current_major,
+        )
+        .order_by(TextVersion.minor.desc())
+    ).all()
+    for choice in (wanted, practice.default_language):
+        for row in rows:
+            if row.language == choice:
+                return row
+    if not rows:
+        raise NotFound(N_("This practice has no consent text yet."))
+    return rows[0]
+
+
+def text_languages(session: Session, practice: Practice) -> list[str]:
+    return sorted(
+        session.scalars(
+            select(TextVersion.language)
+            .where(
+                TextVersion.tenant_ref == practice.tenant_ref,
+                TextVersion.major == practice.current_major,
+            )
+            .distinct()
+        ).all()
+    )
+
+
+def _valid_condition(tenant: str, current_major: int, now: datetime) -> ColumnElement[bool]:
+    return and_(
+        ConsentStateRow.tenant_ref == tenant,
+        ConsentStateRow.state.in_([s.value for s in VALID_STATES]),
+        ConsentStateRow.text_major == current_major,
+        or_(ConsentStateRow.expires_at.is_(None), ConsentStateRow.expires_at > now),
+    )
+
+
+def count_valid(session: Session, practice: Practice, now: datetime) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(ConsentStateRow)
+            .where(_valid_condition(practice.tenant_ref, practice.current_major, now))
+        )
+        or 0
+    )
+
+
+@frozen(kw_only=True)
+class TextPreview:
+    """What a text change would do, shown before saving."""
+
+    language: str
+    kind: str  # "correction" or "content"
+    old: TextVersion
+    new_major: int
+    new_minor: int
+    diff: list[DiffLine]
+    #: Clients whose consent would become outdated (0 for a correction).
+    affected: int
+    unchanged: bool
+
+
+def _validate_body(body: object, language: str) -> str:
+    if not isinstance(body, str):
+        raise InputError(f"text_{language}", "must be text")
+    body = normalise_body(body)
+    if len(body.strip()) < 20:
+        raise InputError(f"text_{language}", "is too short to be a consent text")
+    if len(body) > MAX_TEXT_LENGTH:
+        raise InputError(
+            f"text_{language}", f"is too long ({len(body)} characters; at most {MAX_TEXT_LENGTH})"
+        )
+    return body
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in ("correction", "content"):
+        raise InputError("kind", "must be 'correction' or 'content'")
+    return kind
+
+
+def preview_text_change(
+    host: Host, tenant: str, *, language: str, body: str, kind: str
+) -> TextPreview:
+    """Diff and number of clients who would need to consent again, before saving."""
+    session = host.session()
+    practice = require_practice(session, tenant)
+    kind = _check_kind(kind)
+    language = lang(language)
+    new_body = _validate_body(body, language)
+    old = current_text(session, practice, language)
+    if kind == "content":
+        new_major, new_minor = practice.current_major + 1, 0
+        affected = count_valid(session, practice, now_utc(host))
+    else:
+        new_major, new_minor = practice.current_major, _next_minor(session, practice, language)
+        affected = 0
+    return TextPreview(
+        language=language, kind=kind, old=old, new_major=new_major, new_minor=new_minor,
+        diff=diff(old.body, new_body), affected=affected, unchanged=old.body == new_body,
+    )
+
+
+def _next_minor(session: Session, practice: Practice, language: str) -> int:
+    current = session.scalar(
+        select(func.max(TextVersion.minor)).where(
+            TextVersion.tenant_ref == practice.tenant_ref,
+            TextVersion.major == practice.current_major,
+            TextVersion.language == language,
+        )
+    )
+    return 0 if current is None else int(current) + 1
+
+
+def publish_text(
+    host: Host,
+    tenant: str,
+    *,
+    bodies: Mapping[str, str],
+    kind: str,
+    reason: str | None,
+    actor: str,
+    expected_major: int,
+) -> list[TextVersion]:
+    """Save an edited text.
+
+    ``kind="correction"``: a new minor version per given language; existing consents
+    stay valid.  ``kind="content"``: a new major version (the given languages only);
+    every earlier consent is outdated at once by changing one row (the practice's
+    current major), and clients are asked again at their next online booking.
+    ``expected_major`` is the major the editor saw: if someone else changed the text
+    meanwhile, :class:`Conflict` is raised and nothing is saved.
+    """
+    session = host.session()
+    kind = _check_kind(kind)
+    if not bodies:
+        raise InputError("text", "give the text in at least one language")
+    clean = {lang(k): _validate_body(v, lang(k)) for k, v in bodies.items()}
+    reason = clean_note(reason)
+    now = now_utc(host)
+    practice = require_practice(session, tenant)
+    if kind == "content":
+        new_major = expected_major + 1
+        moved = session.execute(
+            update(Practice)
+            .where(Practice.tenant_ref == practice.tenant_ref, Practice.current_major == expected_major)
+            .values(current_major=new_major, updated_at=now)
+        ).rowcount  # type: ignore[attr-defined]
+        if moved != 1:
+            raise Conflict(TEXT_CHANGED_MEANWHILE)
+        session.refresh(practice)
+        versions = [
+            TextVersion(
+                tenant_ref=practice.tenant_ref, language=language, major=new_major, minor=0,
+                body=body, html=render_html(body), sha256=sha256(body), change_kind="content",
+                reason=reason, created_by=actor, created_at=now,
+            )
+            for language, body in sorted(clean.items())
+        ]
+    else:
+        if practice.current_major != expected_major:
+            raise Conflict(TEXT_CHANGED_MEANWHILE)
+        versions = []
+        for language, body in sorted(clean.items()):
+            versions.append(
+                TextVersion(
+                    tenant_ref=practice.tenant_ref, language=language, major=practice.current_major,
+                    minor=_next_minor(session, practice, language), body=body,
+                    html=render_html(body), sha256=sha256(body), change_kind="correction",
+                    reason=reason, created_by=actor, created_at=now,
+                )
+            )
+    session.add_all(versions)
+    session.flush()
+    return versions
+
+
+# -- status -----------------------------------------------------------------------------------
+
+
+@frozen(kw_only=True)
+class ClientStatus:
+    status: Status
+    snapshot: Snapshot | None
+    current_major: int
+
+
+def client_status(host: Host, tenant: str, client: str) -> ClientStatus:
+    session = host.session()
+    practice = require_practice(session, tenant)
+    snap = load_snapshot(session, practice.tenant_ref, check_ref("client", client))
+    return ClientStatus(
+        status=status(snap, practice.current_major, now_utc(host)),
+        snapshot=snap,
+        current_major=practice.current_major,
+    )
+
+
+def _expiry(settings: PracticeSettings, given_at: datetime) -> datetime | None:
+    return given_at + timedelta(days=settings.validity_days) if settings.validity_days else None
+
+
+# -- online booking ------------------------------------------------------------------------------
+
+
+def form_fragment(host: Host, form: BookingFormContext) -> FormFragment | None:
+    """The consent block of the booking form, when this client is to be asked."""
+    session = host.session()
+    practice = get_practice(session, form.tenant)
+    if not is_operational(practice):
+        return None
+    assert practice is not None
+    settings = settings_of(practice)
+    now = now_utc(host)
+    snap = load_snapshot(session, practice.tenant_ref, check_ref("client", form.client)) if form.client else None
+    current = status(snap, practice.current_major, now)
+    if not should_ask(settings, current, is_new_client=form.client is None):
+        return None
+    text = current_text(session, practice, form.locale)
+    html = render(
+        "form_fragment.html", form.locale,
+        text_html=trusted_html(text.html), text_id=text.id, text_lang=text.language,
+        required=settings.require_consent_for_online_booking,
+        field_consent=FIELD_CONSENT, field_text=FIELD_TEXT,
+        outdated=current is Status.OUTDATED,
+    )
+    return FormFragment(
+        key="samtycke.consent", html=html, field_names=(FIELD_CONSENT, FIELD_TEXT),
+        required=settings.require_consent_for_online_booking, order=900,
+    )
+
+
+@frozen(kw_only=True)
+class _Decision:
+    outcome: GateOutcome
+    practice: Practice | None
+    text: TextVersion | None
+    previous: Snapshot | None
+    settings: PracticeSettings | None
+
+
+def _shown_text(session: Session, practice: Practice, raw: str | None) -> TextVersion | None:
+    if not raw or not raw.isdigit() or len(raw) > 18:
+        return None
+    text = session.get(TextVersion, int(raw))
+    if text is None or text.tenant_ref != practice.tenant_ref:
+        return None
+    return text
+
+
+def _decide(host: Host, submission: BookingSubmission, client: str | None) -> _Decision:
+    session = host.session()
+    practice = get_practice(session, submission.tenant)
+    if not is_operational(practice) or submission.channel != "online":
+        return _Decision(outcome=GateOutcome.ACCEPT, practice=practice, text=None, previous=None, settings=None)
+    assert practice is not None
+    settings = settings_of(practice)
+    snap = load_snapshot(session, practice.tenant_ref, check_ref("client", client)) if client else None
+    current = status(snap, practice.current_major, now_utc(host))
+    ticked = submission.fields.get(FIELD_CONSENT, "") in ("yes", "on", "true", "1")
+    text = _shown_text(session, practice, submission.fields.get(FIELD_TEXT))
+    outcome = gate(
+        settings, current, is_new_client=submission.is_new_client or client is None,
+        ticked=ticked, shown_major=text.major if text else None,
+        current_major=practice.current_major,
+    )
+    return _Decision(outcome=outcome, practice=practice, text=text, previous=snap, settings=settings)
+
+
+def check_booking(host: Host, submission: BookingSubmission) -> list[Veto]:
+    """Phase 1: vetoes for a booking, without writing anything."""
+    decision = _decide(host, submission, submission.client)
+    if decision.outcome is GateOutcome.VETO_REQUIRED:
+        return [
+            Veto(
+                key="samtycke.consent_required", field_name=FIELD_CONSENT, retryable=False,
+                message=t(
+                    submission.locale,
+                    "To book online you need to give your consent: read the text about how "
+                    "your personal data is handled and tick the box.",
+                ),
+            )
+        ]
+    if decision.outcome is GateOutcome.VETO_TEXT_CHANGED:
+        return [
+            Veto(
+                key="samtycke.text_changed", field_name=FIELD_CONSENT, retryable=True,
+                message=t(
+                    submission.locale,
+                    "The consent text was updated while you were booking. Please read the "
+                    "new text and tick the box again.",
+                ),
+            )
+        ]
+    return []
+
+
+def record_booking(
+    host: Host, submission: BookingSubmission, booking: str, client: str
+) -> ConsentEvent | None:
+    """Phase 2: record the consent decision of an accepted online booking.
+
+    Runs inside the host's transaction.  The decision is re-made with the now
+    known client, so a race (text changed between check and record) raises
+    :class:`Conflict` and the host's transaction rolls back.
+    """
+    booking = check_ref("booking", booking)
+    client = check_ref("client", client)
+    decision = _decide(host, submission, client)
+    outcome = decision.outcome
+    if outcome in (GateOutcome.VETO_REQUIRED, GateOutcome.VETO_TEXT_CHANGED):
+        raise Conflict(
+            N_("The booking no longer passes the consent check; ask the client to try again.")
+        )
+    if outcome is GateOutcome.ACCEPT:
+        return None
+    practice, settings = decision.practice, decision.settings
+    assert practice is not None and settings is not None
+    now = now_utc(host)
+    if outcome is GateOutcome.ACCEPT_GIVEN:
+        text = decision.text
+        assert text is not None
+        state = grant_state(decision.previous)
+        expires = _expiry(settings, now)
+    else:
+        text = current_text(host.session(), practice, submission.locale)
+        state, expires = State.REFUSED, None
+    return append(
+        host.session(),
+        NewEvent(
+            tenant_ref=practice.tenant_ref, client_ref=client, state=state,
+            channel="online_booking", method="checkbox", actor="client", occurred_at=now,
+            given_at=now if state is not State.REFUSED else None, expires_at=expires,
+            text_version_id=text.id, text_major=text.major, text_sha256=text.sha256,
+            language=text.language, booking_ref=booking,
+            ip_address=submission.ip_address, user_agent=submission.user_agent,
+        ),
+    )
+
+
+# -- manual recording and withdrawal ---------------------------------------------------------------
+
+
+def staff_actor(staff: StaffContext) -> str:
+    return f"staff:{staff.ref}"
+
+
+def record_manual(
+    host: Host,
+    tenant: str,
+    client: str,
+    staff: StaffContext,
+    *,
+    method: str,
+    given_at: datetime,
+    note: str | None,
+    language: str | None = None,
+) -> ConsentEvent:
+    """F5a: record consent the client gave outside the app (paper, verbal, other system)."""
+    if not staff.can_record_consent:
+        raise PermissionDenied(
+            N_("You do not have permission to record consent. Ask the practice owner.")
+        )
+    session = host.session()
+    practice = require_practice(session, tenant)
+    client = check_ref("client", client)
+    info = host.lookup_client(practice.tenant_ref, client)  # type: ignore[arg-type]
+    if info is None:
+        raise NotFound(N_("No such client in this practice."))
+    if method not in MANUAL_METHODS:
+        raise InputError("method", "must be one of " + ", ".join(MANUAL_METHODS))
+    now = now_utc(host)
+    if given_at.tzinfo is None:
+        raise InputError("given_at", "must include a time zone")
+    given_at = given_at.astimezone(UTC)
+    if given_at > now + timedelta(minutes=5):
+        raise InputError("given_at", "cannot be in the future")
+    if given_at < now - timedelta(days=3650):
+        raise InputError("given_at", "is more than ten years ago")
+    note = clean_note(note)
+    text = current_text(session, practice, language or info.locale)
+    previous = load_snapshot(session, practice.tenant_ref, client)
+    return append(
+        session,
+        NewEvent(
+            tenant_ref=practice.tenant_ref, client_ref=client, state=grant_state(previous),
+            channel="manual", method=method, actor=staff_actor(staff), occurred_at=now,
+            given_at=given_at, expires_at=_expiry(settings_of(practice), given_at),
+            text_version_id=text.id, text_major=text.major, text_sha256=text.sha256,
+            language=text.language, note=note,
+        ),
+    )
+
+
+def withdraw(
+    host: Host,
+    tenant: str,
+    client: str,
+    *,
+    actor: str,
+    channel: str,
+    method: str | None,
+    by_client: bool,
+    note: str | None = None,
+    request_id: int | None = None,
+    ip_address: str | None = None,
+    user_agent: str | None = None,
+) -> ConsentEvent:
+    """F15: end a consent. ``by_client`` → ``withdrawn`` (the client's decision, also when
+    staff record it for them); otherwise ``revoked`` (the practice ended it)."""
+    session = host.session()
+    practice = require_practice(session, tenant)
+    client = check_ref("client", client)
+    previous = load_snapshot(session, practice.tenant_ref, client)
+    if previous is None or previous.state not in VALID_STATES:
+        raise Conflict(N_("There is no given consent to withdraw for this client."))
+    event_before = session.scalars(
+        select(ConsentEvent)
+        .where(
+            ConsentEvent.tenant_ref == practice.tenant_ref,
+            ConsentEvent.client_ref == client,
+            ConsentEvent.state.in_([s.value for s in VALID_STATES]),
+        )
+        .order_by(ConsentEvent.seq.desc())
+        .limit(1)
+    ).first()
+    return append(
+        session,
+        NewEvent(
+            tenant_ref=practice.tenant_ref, client_ref=client,
+            state=State.WITHDRAWN if by_client else State.REVOKED,
+            channel=channel, method=method, actor=actor, occurred_at=now_utc(host),
+            text_version_id=event_before.text_version_id if event_before else None,
+            text_major=event_before.text_major if event_before else None,
+            text_sha256=event_before.text_sha256 if event_before else None,
+            language=event_before.language if event_before else None,
+            note=clean_note(note), request_id=request_id,
+            ip_address=ip_address, user_agent=user_agent,
+        ),
+    )
+
+
+# -- practitioner views -------------------------------------------------------------------------------
+
+
+def profile_panel(
+    host: Host, tenant: str, client: str, staff: StaffContext, locale: str
+) -> ProfilePanel | None:
+    """The badge, its reason and the actions for a client profile."""
+    session = host.session()
+    practice = get_practice(session, tenant)
+    if practice is None or not practice.active:
+        return None
+    client = check_ref("client", client)
+    snap = load_snapshot(session, practice.tenant_ref, client)
+    current = status(snap, practice.current_major, now_utc(host))
+    html = render(
+        "profile_panel.html", locale,
+        status=current.value, tone=status_text.tone(current), icon=status_text.icon(current),
+        label=status_text.label(current, locale), reason=status_text.reason(current, locale),
+        snapshot=snap, client=client, prefix=MOUNT_PREFIX,
+        can_record=staff.can_record_consent, setup_complete=practice.setup_complete,
+        withdrawable=snap is not None and snap.state in VALID_STATES,
+    )
+    return ProfilePanel(
+        key="samtycke.status", tone=status_text.tone(current),
+        label=status_text.label(current, locale), html=html,
+    )
+
+
+def list_filters(locale: str) -> list[ListFilter]:
+    return [
+        ListFilter(key=FILTER_VALID, label=t(locale, "Clients with valid consent")),
+        ListFilter(key=FILTER_NOT_VALID, label=t(locale, "Clients without valid consent")),
+    ]
+
+
+def filter_clause(
+    host: Host, tenant: str, filter_key: str, client_ref_column: ColumnElement[str]
+) -> FilterClause | None:
+    """``EXISTS``/``NOT EXISTS`` on the projection, correlated with the host's client column."""
+    if filter_key not in (FILTER_VALID, FILTER_NOT_VALID):
+        return None
+    practice = require_practice(host.session(), tenant)
+    valid = exists().where(
+        _valid_condition(practice.tenant_ref, practice.current_major, now_utc(host)),
+        ConsentStateRow.client_ref == client_ref_column,
+    )
+    return FilterClause(key=filter_key, clause=valid if filter_key == FILTER_VALID else ~valid)
+
+
+def row_badges(host: Host, tenant: str, clients: Sequence[str], locale: str) -> list[RowBadge]:
+    """Badges for a page of clients: one query."""
+    session = host.session()
+    practice = get_practice(session, tenant)
+    if practice is None or not practice.active:
+        return []
+    refs = [check_ref("client", c) for c in clients]
+    rows = {
+        r.client_ref: snapshot_of(r)
+        for r in session.execute(
+            select(
+                ConsentStateRow.client_ref,
+                ConsentStateRow.state,
+                ConsentStateRow.text_major,
+                ConsentStateRow.expires_at,
+                ConsentStateRow.since,
+                ConsentStateRow.delivery,
+            ).where(
+                ConsentStateRow.tenant_ref == practice.tenant_ref,
+                ConsentStateRow.client_ref.in_(refs),
+            )
+        )
+    }
+    now = now_utc(host)
+    badges = []
+    for ref in refs:
+        current = status(rows.get(ref), practice.current_major, now)
+        label = status_text.label(current, locale)
+        badges.append(
+            RowBadge(
+                key="samtycke.status", client=ref, tone=status_text.tone(current), label=label,  # type: ignore[arg-type]
+                html=render(
+                    "badge.html", locale, tone=status_text.tone(current),
+                    icon=status_text.icon(current), label=label, status=current.value,
+                ),
+            )
+        )
+    return badges
+
+
+@frozen(kw_only=True)
+class HistoryEntry:
+    seq: int
+    state: str
+    occurred_at: datetime
+    given_at: datetime | None
+    channel: str
+    method: str | None
+    actor: str
+    text_version: str
+    text_sha256: str | None
+    language: str | None
+    booking_ref: str | None
+    ip_prefix: str | None
+    user_agent: str | None
+    note: str | None
+    row_hash: str
+
+
+def history(host: Host, tenant: str, client: str) -> list[HistoryEntry]:
+    """F10: every event of one client, oldest first, with text version and evidence."""
+    session = host.session()
+    practice = get_practice(session, tenant)
+    if practice is None:
+        raise NotFound(N_("No such client in this practice."))
+    client = check_ref("client", client)
+    rows = session.execute(
+        select(ConsentEvent, TextVersion.minor, Evidence)
+        .outerjoin(TextVersion, TextVersion.id == ConsentEvent.text_version_id)
+        .outerjoin(Evidence, Evidence.event_id == ConsentEvent.id)
+        .where(ConsentEvent.tenant_ref == practice.tenant_ref, ConsentEvent.client_ref == client)
+        .order_by(ConsentEvent.seq)
+    ).all()
+    return [
+        HistoryEntry(
+            seq=ev.seq, state=ev.state, occurred_at=ev.occurred_at, given_at=ev.given_at,
+            channel=ev.channel, method=ev.method, actor=ev.actor,
+            text_version=version_label(ev.text_major, minor), text_sha256=ev.text_sha256,
+            language=ev.language, booking_ref=ev.booking_ref,
+            ip_prefix=evd.ip_prefix if evd else None, user_agent=evd.user_agent if evd else None,
+            note=evd.note if evd else None, row_hash=ev.row_hash,
+        )
+        for ev, minor, evd in rows
+    ]
+
+
+def set_delivery(session: Session, tenant: str, client: str, delivery: str | None) -> None:
+    """Mark the delivery state of the client's latest request on the projection row."""
+    session.execute(
+        update(ConsentStateRow)
+        .where(ConsentStateRow.tenant_ref == tenant, ConsentStateRow.client_ref == client)
+        .values(delivery=delivery)
+    )
+
+
+__all__ = [
+    "APP_KEY",
+    "MOUNT_PREFIX",
+    "ClientStatus",
+    "HistoryEntry",
+    "TextPreview",
+    "activate",
+    "check_booking",
+    "client_status",
+    "complete_setup",
+    "deactivate",
+    "filter_clause",
+    "form_fragment",
+    "history",
+    "list_filters",
+    "preview_text_change",
+    "profile_panel",
+    "publish_text",
+    "record_booking",
+    "record_manual",
+    "row_badges",
+    "withdraw",
+]

@@ -1,0 +1,89 @@
+"""Per-practice settings, structured from plain data with a private cattrs converter."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import cattrs
+from cattrs.v import format_exception
+from attrs import field, frozen, validators
+
+from samtycke_plugin.errors import SettingsError
+
+
+@frozen(kw_only=True)
+class PracticeSettings:
+    """How and when a practice asks for consent (activation wizard, step 3)."""
+
+    #: Ask new clients on their first online booking.
+    ask_new_clients: bool = True
+    #: Ask any client without valid consent when they book online.
+    ask_clients_without_consent: bool = True
+    #: Require consent to complete an online booking (GDPR Art. 7(4): a real decision).
+    require_consent_for_online_booking: bool = False
+    #: E-mail a consent request to a client created by staff.
+    email_request_to_new_clients: bool = False
+    #: E-mail a consent request after a booking made by staff, when consent is missing.
+    email_request_after_staff_booking: bool = False
+    #: Consent lapses after this many days (``None``: no fixed lifetime).
+    validity_days: int | None = field(
+        default=None,
+        validator=validators.optional([validators.ge(1), validators.le(3650)]),
+    )
+    #: E-mailed links expire after this many days.
+    request_link_days: int = field(default=14, validator=[validators.ge(1), validators.le(90)])
+
+
+_TRUE = {"true", "1", "on", "yes"}
+_FALSE = {"false", "0", "off", "no", ""}
+
+
+def _structure_bool(value: Any, _type: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _structure_int(value: Any, _type: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    raise ValueError(f"expected a whole number, got {value!r}")
+
+
+def _format(exc: BaseException, type_: Any) -> str:
+    if isinstance(exc, ValueError) and not isinstance(exc, cattrs.BaseValidationError):
+        return str(exc)
+    return format_exception(exc, type_)
+
+
+converter = cattrs.Converter(forbid_extra_keys=True)
+converter.register_structure_hook(bool, _structure_bool)
+converter.register_structure_hook(int, _structure_int)
+
+
+def structure_settings(data: Mapping[str, object]) -> PracticeSettings:
+    """Settings from plain data; raises :class:`SettingsError` naming every bad field."""
+    if not isinstance(data, Mapping):
+        raise SettingsError([f"settings must be a mapping, got {type(data).__name__}"])
+    cleaned = {k: (None if v == "" and k == "validity_days" else v) for k, v in data.items()}
+    try:
+        return converter.structure(cleaned, PracticeSettings)
+    except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
+        if isinstance(exc, cattrs.BaseValidationError):
+            raise SettingsError(
+                cattrs.transform_error(exc, path="settings", format_exception=_format)
+            ) from None
+        raise SettingsError([str(exc)]) from None
+
+
+def unstructure_settings(settings: PracticeSettings) -> dict[str, object]:
+    """Plain data for storage."""
+    result: dict[str, object] = converter.unstructure(settings)
+    return result

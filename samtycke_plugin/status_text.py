@@ -1,0 +1,71 @@
+"""Labels, tones and explanations for each status, in every supported language."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from samtycke_plugin.i18n import N_, t
+from samtycke_plugin.rules import Status
+
+Tone = Literal["ok", "warn", "missing", "error"]
+
+_LABELS: dict[Status, str] = {
+    Status.VALID: N_("Valid consent"),
+    Status.UNKNOWN: N_("No consent"),
+    Status.REQUESTED: N_("Consent requested"),
+    Status.BOUNCED: N_("Address rejected"),
+    Status.DEFERRED: N_("Answer deferred"),
+    Status.REFUSED: N_("Consent declined"),
+    Status.WITHDRAWN: N_("Consent withdrawn"),
+    Status.REVOKED: N_("Ended by the practice"),
+    Status.EXPIRED: N_("Consent expired"),
+    Status.INVALIDATED: N_("Consent invalidated"),
+    Status.OUTDATED: N_("Outdated text"),
+    Status.ERASED: N_("Client erased"),
+}
+
+_REASONS: dict[Status, str] = {
+    Status.VALID: N_("The client has consented to the current text."),
+    Status.UNKNOWN: N_("The client has never been asked for consent."),
+    Status.REQUESTED: N_("A request has been sent; the client has not answered yet."),
+    Status.BOUNCED: N_(
+        "The consent request could not be delivered: the e-mail address was rejected. "
+        "Check the address and send a new request."
+    ),
+    Status.DEFERRED: N_("The client put off answering the request."),
+    Status.REFUSED: N_("The client declined to consent."),
+    Status.WITHDRAWN: N_("The client has withdrawn their consent."),
+    Status.REVOKED: N_("The practice ended this consent."),
+    Status.EXPIRED: N_("The consent has expired and must be given again."),
+    Status.INVALIDATED: N_("The consent was found to be invalid."),
+    Status.OUTDATED: N_(
+        "The client consented to an earlier version of the text; the content has changed "
+        "since, so they will be asked again."
+    ),
+    Status.ERASED: N_("The client's personal data has been erased; only pseudonymous proof remains."),
+}
+
+_TONES: dict[Status, Tone] = {
+    Status.VALID: "ok",
+    Status.REQUESTED: "warn",
+    Status.DEFERRED: "warn",
+    Status.BOUNCED: "error",
+}
+
+_ICONS: dict[Tone, str] = {"ok": "✓", "warn": "…", "missing": "!", "error": "✗"}
+
+
+def label(status: Status, locale: str | None) -> str:
+    return t(locale, _LABELS[status])
+
+
+def reason(status: Status, locale: str | None) -> str:
+    return t(locale, _REASONS[status])
+
+
+def tone(status: Status) -> Tone:
+    return _TONES.get(status, "missing")
+
+
+def icon(status: Status) -> str:
+    return _ICONS[tone(status)]

@@ -1,0 +1,222 @@
+"""Framework-neutral web plumbing (Werkzeug): routing, CSRF, security headers,
+transactions and localized error pages.  No host framework is imported.
+
+The host mounts the WSGI app returned by :func:`samtycke_plugin.web.make_wsgi_app`
+and sets, on every request it forwards:
+
+* ``environ["booking.host"]``: the :class:`hookspecs.host.Host`;
+* for signed-in practitioners, ``environ["booking.tenant"]`` and
+  ``environ["booking.staff"]`` (from the host's own session, never from request data);
+* optionally ``environ["booking.locale"]`` (the page language).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from hookspecs.types import StaffContext
+from samtycke_plugin import errors
+from samtycke_plugin.i18n import N_, lang, t
+from samtycke_plugin.render import render
+
+if TYPE_CHECKING:
+    from hookspecs.host import Host
+
+log = logging.getLogger("samtycke.web")
+
+MAX_BODY = 64 * 1024
+CSRF_FIELD = "csrf_token"
+_CSRF_WINDOW = 12 * 3600
+
+Handler = Callable[..., Response]
+
+CSP = (
+    "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+class SamtyckeRequest(Request):
+    max_content_length = MAX_BODY
+    max_form_memory_size = MAX_BODY
+    max_form_parts = 200
+
+
+def host_of(request: Request) -> Host:
+    host = request.environ.get("booking.host")
+    if host is None:
+        raise RuntimeError("the host did not set environ['booking.host']")
+    return host  # type: ignore[no-any-return]
+
+
+def staff_of(request: Request) -> tuple[str, StaffContext]:
+    """The signed-in practitioner and their practice, as the host authenticated them."""
+    tenant = request.environ.get("booking.tenant")
+    staff = request.environ.get("booking.staff")
+    if not isinstance(tenant, str) or not isinstance(staff, StaffContext):
+        raise NotFound()
+    return tenant, staff
+
+
+def locale_of(request: Request) -> str:
+    explicit = request.environ.get("booking.locale")
+    if isinstance(explicit, str) and explicit:
+        return lang(explicit)
+    best = request.accept_languages.best_match(["sv", "en"])
+    return best or "sv"
+
+
+def _sign(secret: bytes, scope: str, bucket: int) -> str:
+    mac = hmac.new(secret, f"csrf|{scope}|{bucket}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+
+def csrf_token(secret: bytes, scope: str, now: float | None = None) -> str:
+    """A CSRF token bound to ``scope`` (the signed-in person, or a link), valid 12-24 h."""
+    bucket = int((now or time.time()) // _CSRF_WINDOW)
+    return _sign(secret, scope, bucket)
+
+
+def csrf_ok(secret: bytes, scope: str, token: str | None, now: float | None = None) -> bool:
+    if not token or len(token) > 100:
+        return False
+    bucket = int((now or time.time()) // _CSRF_WINDOW)
+    return any(
+        hmac.compare_digest(token, _sign(secret, scope, b)) for b in (bucket, bucket - 1)
+    )
+
+
+def page(
+    template: str,
+    locale: str,
+    *,
+    status: int = 200,
+    public: bool = False,
+    **context: Any,
+) -> Response:
+    """An HTML response with the app's security headers."""
+    body = render(template, locale, **context)
+    response = Response(body, status=status, content_type="text/html; charset=utf-8")
+    secure_headers(response, public=public)
+    response.headers["Content-Language"] = locale
+    return response
+
+
+def secure_headers(response: Response, *, public: bool) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer" if public else "same-origin"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = CSP
+    return response
+
+
+_ERRORS = {
+    400: (N_("The request could not be understood."), N_("Go back, reload the page and try again.")),
+    403: (
+        N_("You are not allowed to do this."),
+        N_("Reload the page and try again, or ask the practice owner for permission."),
+    ),
+    404: (N_("The page was not found."), N_("Check the address, or go back to the previous page.")),
+    405: (N_("This page cannot be used like that."), N_("Go back and use the buttons on the page.")),
+    409: (N_("Something changed while you were working."), N_("Reload the page and try again.")),
+    413: (N_("What you sent is too large."), N_("Shorten the text and try again.")),
+    429: (N_("Too many attempts."), N_("Wait a few minutes and try again.")),
+    500: (
+        N_("Something went wrong on our side and nothing was saved."),
+        N_("Try again in a moment. If it keeps happening, contact the practice."),
+    ),
+    503: (
+        N_("The service is temporarily unavailable and nothing was saved."),
+        N_("Try again in a moment."),
+    ),
+}
+
+
+def error_page(code: int, locale: str, message: str | None = None) -> Response:
+    what, todo = _ERRORS.get(code, _ERRORS[500])
+    return page(
+        "error.html", locale, status=code, public=True,
+        title=t(locale, what), message=message or t(locale, todo),
+    )
+
+
+class WebApp:
+    """A tiny WSGI application: a Werkzeug URL map and handlers ``(request, **args)``.
+
+    Each request runs in the host's session; a handler's success commits it, any
+    exception rolls it back and becomes a localized error page (never a traceback).
+    """
+
+    def __init__(self, routes: Iterable[tuple[str, str, Handler, tuple[str, ...]]]) -> None:
+        self.handlers: dict[str, Handler] = {}
+        rules = []
+        for path, endpoint, handler, methods in routes:
+            rules.append(Rule(path, endpoint=endpoint, methods=list(methods)))
+            self.handlers[endpoint] = handler
+        self.url_map = Map(rules, strict_slashes=False)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = SamtyckeRequest(environ)
+        response = self.dispatch(request)
+        return response(environ, start_response)
+
+    def dispatch(self, request: SamtyckeRequest) -> Response:
+        locale = locale_of(request)
+        adapter = self.url_map.bind_to_environ(request.environ)
+        host: Host | None = None
+        try:
+            endpoint, args = adapter.match()
+            host = host_of(request)
+            response = self.handlers[str(endpoint)](request, **args)
+            if request.method not in ("GET", "HEAD"):
+                host.session().commit()
+            else:
+                host.session().rollback()
+            return response
+        except HTTPException as exc:
+            _rollback(host)
+            code = exc.code or 500
+            if code in (301, 302, 303, 307, 308):
+                return exc.get_response(request.environ)  # type: ignore[return-value]
+            return error_page(code, locale)
+        except errors.NotFound:
+            _rollback(host)
+            return error_page(404, locale)
+        except errors.PermissionDenied as exc:
+            _rollback(host)
+            return error_page(403, locale, t(locale, str(exc)))
+        except errors.Conflict as exc:
+            _rollback(host)
+            return error_page(409, locale, t(locale, str(exc)))
+        except errors.NotActive as exc:
+            _rollback(host)
+            return error_page(404, locale, t(locale, str(exc)))
+        except Exception:
+            _rollback(host)
+            log.exception("unhandled error in %s %s", request.method, _redact(request.path))
+            return error_page(500, locale)
+
+
+def _rollback(host: Host | None) -> None:
+    if host is not None:
+        try:
+            host.session().rollback()
+        except Exception:  # pragma: no cover - the original error matters more
+            log.exception("rollback failed")
+
+
+def _redact(path: str) -> str:
+    """Never log link tokens: keep the first two path segments only."""
+    parts = path.split("/")
+    return "/".join(parts[:3]) + ("/…" if len(parts) > 3 else "")

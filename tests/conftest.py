@@ -1,0 +1,98 @@
+"""Fixtures: a migrated SQLite file and a migrated PostgreSQL database per session.
+
+Tests isolate themselves by using fresh practice (tenant) refs, which the app
+scopes every query by; that is also what a multi-tenant host relies on.
+Under CI=true a PostgreSQL server that cannot be reached is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from hostkit import TestHost, pg_admin_url
+from samtycke_plugin.db import make_engine, upgrade
+
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _pg_available() -> str | None:
+    try:
+        eng = create_engine(make_url(pg_admin_url()).set(drivername="postgresql+psycopg"))
+        with eng.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        eng.dispose()
+        return None
+    except Exception as exc:  # noqa: BLE001
+        return str(exc).splitlines()[0]
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """The admin URL of a reachable PostgreSQL server (fails under CI if missing)."""
+    problem = _pg_available()
+    if problem is not None:
+        if CI:
+            pytest.fail(f"PostgreSQL is required under CI=true but unreachable: {problem}")
+        pytest.skip(f"PostgreSQL not reachable: {problem}")
+    return pg_admin_url()
+
+
+def create_pg_database(admin_url: str) -> str:
+    """A fresh, empty database; returns its URL."""
+    name = f"samtycke_t_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(
+        make_url(admin_url).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_pg_database(admin_url: str, url: str) -> None:
+    name = make_url(url).database
+    admin = create_engine(
+        make_url(admin_url).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    path = tmp_path_factory.mktemp("db") / "samtycke.sqlite"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_engine(pg_server: str) -> Iterator[Engine]:
+    url = create_pg_database(pg_server)
+    engine = make_engine(url, pool_size=10, max_overflow=20)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+    drop_pg_database(pg_server, url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest) -> Engine:
+    """The migrated database, once on SQLite and once on PostgreSQL."""
+    name = "sqlite_engine" if request.param == "sqlite" else "pg_engine"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def host(engine: Engine) -> Iterator[TestHost]:
+    h = TestHost(engine)
+    yield h
+    h.close()

@@ -1,0 +1,153 @@
+"""A small but real host for tests: a shared SQLAlchemy session, clients, a clock,
+and a plugin manager loaded through the entry point, exactly as a platform does."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, event
+from sqlalchemy.orm import Session
+
+from hookspecs.facade import AppHooks, make_plugin_manager
+from hookspecs.types import (
+    BookingSubmission,
+    ClientInfo,
+    ClientRef,
+    DeliveryResult,
+    OutgoingEmail,
+    PracticeInfo,
+    StaffContext,
+    StaffRef,
+    TenantRef,
+)
+
+START = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+class TestHost:
+    """Implements :class:`hookspecs.host.Host` over one engine."""
+
+    __test__ = False
+
+    def __init__(self, engine: Engine, *, locale: str = "sv") -> None:
+        self.engine = engine
+        self._session = Session(engine, expire_on_commit=False)
+        self.clock = START
+        self.clients: dict[tuple[str, str], ClientInfo] = {}
+        self.practices: dict[str, PracticeInfo] = {}
+        self.mail: list[OutgoingEmail] = []
+        #: None → the app uses its own SMTP transport; else a callable returning a result.
+        self.mailer: Any = None
+        self.base_url = "http://booking.test"
+        self.locale = locale
+        self.active: dict[str, set[str]] = {}
+
+    # -- the Host protocol -------------------------------------------------------
+    def session(self) -> Session:
+        return self._session
+
+    def now(self) -> datetime:
+        return self.clock
+
+    def lookup_client(self, tenant: TenantRef, client: ClientRef) -> ClientInfo | None:
+        return self.clients.get((tenant, client))
+
+    def practice_info(self, tenant: TenantRef) -> PracticeInfo | None:
+        return self.practices.get(tenant)
+
+    def absolute_url(self, tenant: TenantRef, path: str) -> str:
+        return self.base_url + path
+
+    def app_secret(self, app: str) -> bytes:
+        return b"test-secret-" + app.encode() + b"-0123456789abcdef0123456789"
+
+    def deliver_email(self, tenant: TenantRef, message: OutgoingEmail) -> DeliveryResult | None:
+        if self.mailer is None:
+            return None
+        self.mail.append(message)
+        result: DeliveryResult = self.mailer(message)
+        return result
+
+    # -- helpers for tests ---------------------------------------------------------
+    def advance(self, **delta: float) -> None:
+        self.clock = self.clock + timedelta(**delta)
+
+    def new_tenant(self, name: str = "Kliniken Lugn & Ro") -> TenantRef:
+        tenant = TenantRef(f"t{uuid.uuid4().hex[:12]}")
+        self.practices[tenant] = PracticeInfo(
+            ref=tenant, name=name, email="info@lugnochro.example", phone="08-123 45 67",
+            locale=self.locale,
+        )
+        return tenant
+
+    def new_client(
+        self, tenant: str, name: str = "Anna Svensson", email: str | None = "anna@example.org",
+        locale: str = "sv",
+    ) -> ClientRef:
+        ref = ClientRef(f"c{uuid.uuid4().hex[:12]}")
+        self.clients[(tenant, ref)] = ClientInfo(ref=ref, name=name, email=email, locale=locale)
+        return ref
+
+    def hooks(self) -> AppHooks:
+        pm = make_plugin_manager(strict=True)
+        return AppHooks(pm, self, lambda tenant: self.active.get(tenant, set()))
+
+    def activate(self, hooks: AppHooks, tenant: TenantRef, **settings: object) -> None:
+        self.active.setdefault(tenant, set()).add("samtycke")
+        hooks.activate(tenant, "samtycke", settings)
+        self._session.commit()
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def staff(can_record: bool = True) -> StaffContext:
+    return StaffContext(ref=StaffRef("s1"), name="Dr. Berg", can_record_consent=can_record)
+
+
+def submission(
+    tenant: str,
+    client: str | None,
+    *,
+    ticked: bool | None = None,
+    text_id: int | None = None,
+    is_new: bool = False,
+    locale: str = "sv",
+    channel: str = "online",
+) -> BookingSubmission:
+    fields: dict[str, str] = {"service": "massage"}
+    if ticked:
+        fields["samtycke_consent"] = "yes"
+    if text_id is not None:
+        fields["samtycke_text"] = str(text_id)
+    return BookingSubmission(
+        tenant=TenantRef(tenant), client=ClientRef(client) if client else None,
+        is_new_client=is_new, channel=channel,  # type: ignore[arg-type]
+        fields=fields, locale=locale, ip_address="203.0.113.77",
+        user_agent="Mozilla/5.0 (test)",
+    )
+
+
+@contextmanager
+def count_statements(engine: Engine) -> Iterator[list[str]]:
+    """Collect the SQL statements executed on ``engine`` inside the block."""
+    seen: list[str] = []
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not statement.lstrip().upper().startswith(("BEGIN", "SAVEPOINT", "RELEASE")):
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+
+
+def pg_admin_url() -> str:
+    return os.environ.get("SAMTYCKE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
