@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -34,6 +35,9 @@ class Host(Protocol):
 
     def lookup_client(self, tenant: TenantRef, client: ClientRef) -> ClientInfo | None:
         """The client's name, e-mail and locale, or ``None`` if unknown in this tenant."""
+
+    def iter_clients(self, tenant: TenantRef) -> Iterable[ClientInfo]:
+        """Every client of the practice, streamed (used by batch requests; may be large)."""
 
     def practice_info(self, tenant: TenantRef) -> PracticeInfo | None:
         """The practice's name and contact details, or ``None`` if unknown."""

@@ -57,6 +57,11 @@ class TestHost:
     def lookup_client(self, tenant: TenantRef, client: ClientRef) -> ClientInfo | None:
         return self.clients.get((tenant, client))
 
+    def iter_clients(self, tenant: TenantRef) -> Iterator[ClientInfo]:
+        for (t, _ref), info in list(self.clients.items()):
+            if t == tenant:
+                yield info
+
     def practice_info(self, tenant: TenantRef) -> PracticeInfo | None:
         return self.practices.get(tenant)
 
