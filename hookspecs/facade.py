@@ -151,8 +151,9 @@ class AppHooks:
         caller = self._callers.get(cache_key)
         if caller is None:
             remove = [
-                p for p in self.pm.get_plugins() if self._plugin_app.get(id(p), None) not in
-                (None, *active)
+                p
+                for p in self.pm.get_plugins()
+                if self._plugin_app.get(id(p), None) not in (None, *active)
             ]
             caller = (
                 self.pm.subset_hook_caller(hook, remove_plugins=remove)
@@ -168,7 +169,9 @@ class AppHooks:
         """Tell the apps that ``app`` was activated for ``tenant``."""
         if app not in self._infos:
             raise KeyError(f"no installed app has the key {app!r}")
-        self.pm.hook.booking_app_activated(host=self.host, tenant=tenant, app=app, settings=settings)
+        self.pm.hook.booking_app_activated(
+            host=self.host, tenant=tenant, app=app, settings=settings
+        )
 
     def deactivate(self, tenant: TenantRef, app: str) -> None:
         """Tell the apps that ``app`` was deactivated for ``tenant``."""
@@ -182,7 +185,9 @@ class AppHooks:
             self.pm.hook.booking_web_mounts(host=self.host), WebMount, "booking_web_mounts"
         )
         _unique(mounts, lambda m: m.prefix, "booking_web_mounts")
-        return sorted(_unique(mounts, lambda m: m.key, "booking_web_mounts"), key=lambda m: m.prefix)
+        return sorted(
+            _unique(mounts, lambda m: m.key, "booking_web_mounts"), key=lambda m: m.prefix
+        )
 
     # -- online booking ---------------------------------------------------------------
 
@@ -190,7 +195,9 @@ class AppHooks:
         """Fragments for the booking form, sorted by (order, key)."""
         results = self._caller("booking_form_render", form.tenant)(host=self.host, form=form)
         items = _flatten(results, FormFragment, "booking_form_render")
-        return sorted(_unique(items, lambda f: f.key, "booking_form_render"), key=lambda f: (f.order, f.key))
+        return sorted(
+            _unique(items, lambda f: f.key, "booking_form_render"), key=lambda f: (f.order, f.key)
+        )
 
     def submit_check(self, submission: BookingSubmission) -> list[Veto]:
         """Vetoes against a booking; an app that fails yields a retryable veto."""
@@ -203,12 +210,18 @@ class AppHooks:
             log.exception("booking check failed; refusing the booking (fail closed)")
             lang = "sv" if submission.locale.startswith("sv") else "en"
             return [
-                Veto(key="booking.check_failed", message=CHECK_FAILED[lang], field_name=None,
-                     retryable=True)
+                Veto(
+                    key="booking.check_failed",
+                    message=CHECK_FAILED[lang],
+                    field_name=None,
+                    retryable=True,
+                )
             ]
         return sorted(items, key=lambda v: v.key)
 
-    def submitted(self, submission: BookingSubmission, booking: BookingRef, client: ClientRef) -> None:
+    def submitted(
+        self, submission: BookingSubmission, booking: BookingRef, client: ClientRef
+    ) -> None:
         """Let apps record the accepted booking inside the host's transaction."""
         self._caller("booking_submitted", submission.tenant)(
             host=self.host, submission=submission, booking=booking, client=client
@@ -228,7 +241,9 @@ class AppHooks:
             host=self.host, tenant=tenant, client=client, staff=staff, locale=locale
         )
         items = _flatten(results, ProfilePanel, "booking_client_profile_render")
-        return sorted(_unique(items, lambda p: p.key, "booking_client_profile_render"), key=lambda p: p.key)
+        return sorted(
+            _unique(items, lambda p: p.key, "booking_client_profile_render"), key=lambda p: p.key
+        )
 
     def list_filters(self, tenant: TenantRef, locale: str) -> list[ListFilter]:
         """Client-list filters offered by the active apps, sorted by key."""
@@ -236,14 +251,19 @@ class AppHooks:
             host=self.host, tenant=tenant, locale=locale
         )
         items = _flatten(results, ListFilter, "booking_client_list_filters")
-        return sorted(_unique(items, lambda f: f.key, "booking_client_list_filters"), key=lambda f: f.key)
+        return sorted(
+            _unique(items, lambda f: f.key, "booking_client_list_filters"), key=lambda f: f.key
+        )
 
     def list_filter_clause(
         self, tenant: TenantRef, filter_key: str, client_ref_column: ColumnElement[str]
     ) -> FilterClause | None:
         """The SQL condition for ``filter_key``, or ``None`` if no active app offers it."""
         result = self._caller("booking_client_list_filter_clause", tenant)(
-            host=self.host, tenant=tenant, filter_key=filter_key, client_ref_column=client_ref_column
+            host=self.host,
+            tenant=tenant,
+            filter_key=filter_key,
+            client_ref_column=client_ref_column,
         )
         if result is not None and not isinstance(result, FilterClause):
             raise TypeError("booking_client_list_filter_clause must return a FilterClause")

@@ -59,7 +59,9 @@ def row_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + canonical(fields)).hexdigest()
 
 
-def evidence_hash(salt: str, ip_prefix: str | None, user_agent: str | None, note: str | None) -> str:
+def evidence_hash(
+    salt: str, ip_prefix: str | None, user_agent: str | None, note: str | None
+) -> str:
     """Salted hash of an event's personal evidence (the salt goes with the evidence)."""
     payload = rfc8785.dumps({"ip": ip_prefix, "ua": user_agent, "note": note})
     return hashlib.sha256(salt.encode("ascii") + b"\n" + payload).hexdigest()
@@ -114,38 +116,60 @@ def verify_events(
         if ev.seq != expected_seq:
             kind: BreakKind = "missing" if ev.seq > expected_seq else "reordered"
             return VerifyResult(
-                tenant_ref=tenant_ref, events=count, head_seq=ev.seq, head_hash=ev.row_hash,
+                tenant_ref=tenant_ref,
+                events=count,
+                head_seq=ev.seq,
+                head_hash=ev.row_hash,
                 broken=ChainBreak(
-                    tenant_ref=tenant_ref, seq=expected_seq, kind=kind,
+                    tenant_ref=tenant_ref,
+                    seq=expected_seq,
+                    kind=kind,
                     detail=f"expected event #{expected_seq}, found #{ev.seq}",
                 ),
             )
         if own != ev.row_hash:
             return VerifyResult(
-                tenant_ref=tenant_ref, events=count, head_seq=ev.seq, head_hash=ev.row_hash,
+                tenant_ref=tenant_ref,
+                events=count,
+                head_seq=ev.seq,
+                head_hash=ev.row_hash,
                 broken=ChainBreak(
-                    tenant_ref=tenant_ref, seq=ev.seq, kind="changed",
+                    tenant_ref=tenant_ref,
+                    seq=ev.seq,
+                    kind="changed",
                     detail="the event's contents do not match its hash (a column was altered)",
                 ),
             )
         if ev.prev_hash != prev:
             kind = "reordered" if ev.prev_hash in seen_hashes else "inserted"
             return VerifyResult(
-                tenant_ref=tenant_ref, events=count, head_seq=ev.seq, head_hash=ev.row_hash,
+                tenant_ref=tenant_ref,
+                events=count,
+                head_seq=ev.seq,
+                head_hash=ev.row_hash,
                 broken=ChainBreak(
-                    tenant_ref=tenant_ref, seq=ev.seq, kind=kind,
+                    tenant_ref=tenant_ref,
+                    seq=ev.seq,
+                    kind=kind,
                     detail="the event does not follow the previous event's hash",
                 ),
             )
         if evidence is not None and ev.evidence_sha256 is not None:
             evd = evidence.get(ev.id)
-            if evd is not None and evidence_hash(
-                evd.salt, evd.ip_prefix, evd.user_agent, evd.note
-            ) != ev.evidence_sha256:
+            if (
+                evd is not None
+                and evidence_hash(evd.salt, evd.ip_prefix, evd.user_agent, evd.note)
+                != ev.evidence_sha256
+            ):
                 return VerifyResult(
-                    tenant_ref=tenant_ref, events=count, head_seq=ev.seq, head_hash=ev.row_hash,
+                    tenant_ref=tenant_ref,
+                    events=count,
+                    head_seq=ev.seq,
+                    head_hash=ev.row_hash,
                     broken=ChainBreak(
-                        tenant_ref=tenant_ref, seq=ev.seq, kind="evidence",
+                        tenant_ref=tenant_ref,
+                        seq=ev.seq,
+                        kind="evidence",
                         detail="the event's evidence (IP, user agent, note) was altered",
                     ),
                 )
@@ -155,9 +179,13 @@ def verify_events(
     last_seq = expected_seq - 1
     if head_seq is not None and (head_seq != last_seq or head_hash != prev):
         return VerifyResult(
-            tenant_ref=tenant_ref, events=count, head_seq=last_seq, head_hash=prev,
+            tenant_ref=tenant_ref,
+            events=count,
+            head_seq=last_seq,
+            head_hash=prev,
             broken=ChainBreak(
-                tenant_ref=tenant_ref, seq=min(last_seq + 1, head_seq),
+                tenant_ref=tenant_ref,
+                seq=min(last_seq + 1, head_seq),
                 kind="missing" if head_seq > last_seq else "head",
                 detail=(
                     f"the practice's chain head says #{head_seq}, the ledger ends at #{last_seq}"

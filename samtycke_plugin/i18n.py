@@ -84,7 +84,9 @@ def extract_messages() -> dict[str, list[str]]:
     root = Path(str(files("samtycke_plugin")))
     found: dict[str, list[str]] = {}
     for filename, lineno, message, _comments, _context in extract_from_dir(
-        str(root), METHOD_MAP, keywords=KEYWORDS,
+        str(root),
+        METHOD_MAP,
+        keywords=KEYWORDS,
         options_map={"**/templates/**.html": {"extensions": "jinja2.ext.i18n"}},
     ):
         msgid = message if isinstance(message, str) else message[0]

@@ -29,7 +29,9 @@ def environment(language: str) -> Environment:
     """One Jinja environment per language (cached): autoescape on for every template."""
     env = Environment(
         loader=PackageLoader("samtycke_plugin", "templates"),
-        autoescape=select_autoescape(default=True, default_for_string=True, disabled_extensions=("txt",)),
+        autoescape=select_autoescape(
+            default=True, default_for_string=True, disabled_extensions=("txt",)
+        ),
         undefined=StrictUndefined,
         extensions=["jinja2.ext.i18n"],
         trim_blocks=True,

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import cattrs
-from cattrs.v import format_exception
 from attrs import field, frozen, validators
+from cattrs.v import format_exception
 
 from samtycke_plugin.errors import SettingsError
 

@@ -42,7 +42,9 @@ _REASONS: dict[Status, str] = {
         "The client consented to an earlier version of the text; the content has changed "
         "since, so they will be asked again."
     ),
-    Status.ERASED: N_("The client's personal data has been erased; only pseudonymous proof remains."),
+    Status.ERASED: N_(
+        "The client's personal data has been erased; only pseudonymous proof remains."
+    ),
 }
 
 _TONES: dict[Status, Tone] = {

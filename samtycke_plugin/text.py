@@ -18,8 +18,24 @@ MAX_TEXT_LENGTH = 20_000
 
 _md = MarkdownIt("js-default")
 _ALLOWED_TAGS = {
-    "h1", "h2", "h3", "h4", "p", "br", "hr", "ul", "ol", "li", "strong", "em", "b", "i",
-    "a", "blockquote", "code", "pre",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "p",
+    "br",
+    "hr",
+    "ul",
+    "ol",
+    "li",
+    "strong",
+    "em",
+    "b",
+    "i",
+    "a",
+    "blockquote",
+    "code",
+    "pre",
 }
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
 

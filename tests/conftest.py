@@ -12,10 +12,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from hostkit import TestHost, pg_admin_url
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from hostkit import TestHost, pg_admin_url
 from samtycke_plugin.db import make_engine, upgrade
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -28,7 +28,7 @@ def _pg_available() -> str | None:
             conn.execute(text("SELECT 1"))
         eng.dispose()
         return None
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return str(exc).splitlines()[0]
 
 

@@ -85,13 +85,19 @@ class TestHost:
     def new_tenant(self, name: str = "Kliniken Lugn & Ro") -> TenantRef:
         tenant = TenantRef(f"t{uuid.uuid4().hex[:12]}")
         self.practices[tenant] = PracticeInfo(
-            ref=tenant, name=name, email="info@lugnochro.example", phone="08-123 45 67",
+            ref=tenant,
+            name=name,
+            email="info@lugnochro.example",
+            phone="08-123 45 67",
             locale=self.locale,
         )
         return tenant
 
     def new_client(
-        self, tenant: str, name: str = "Anna Svensson", email: str | None = "anna@example.org",
+        self,
+        tenant: str,
+        name: str = "Anna Svensson",
+        email: str | None = "anna@example.org",
         locale: str = "sv",
     ) -> ClientRef:
         ref = ClientRef(f"c{uuid.uuid4().hex[:12]}")
@@ -131,9 +137,13 @@ def submission(
     if text_id is not None:
         fields["samtycke_text"] = str(text_id)
     return BookingSubmission(
-        tenant=TenantRef(tenant), client=ClientRef(client) if client else None,
-        is_new_client=is_new, channel=channel,  # type: ignore[arg-type]
-        fields=fields, locale=locale, ip_address="203.0.113.77",
+        tenant=TenantRef(tenant),
+        client=ClientRef(client) if client else None,
+        is_new_client=is_new,
+        channel=channel,  # type: ignore[arg-type]
+        fields=fields,
+        locale=locale,
+        ip_address="203.0.113.77",
         user_agent="Mozilla/5.0 (test)",
     )
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from hostkit import TestHost, count_statements, staff, submission
 from sqlalchemy import func, select
 
 from hookspecs.types import BookingFormContext, BookingRef, ClientRef, TenantRef
-from hostkit import TestHost, count_statements, staff, submission
 from samtycke_plugin import service
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.ledger import projection, replay
@@ -22,7 +22,9 @@ def _events(host: TestHost, tenant: str) -> list[ConsentEvent]:
 
 def _form_text_id(host: TestHost, hooks, tenant: str, client: str | None) -> int | None:  # type: ignore[no-untyped-def]
     frags = hooks.form_fragments(
-        BookingFormContext(tenant=TenantRef(tenant), client=ClientRef(client) if client else None, locale="sv")
+        BookingFormContext(
+            tenant=TenantRef(tenant), client=ClientRef(client) if client else None, locale="sv"
+        )
     )
     host.session().rollback()
     if not frags:
@@ -58,7 +60,9 @@ def test_required_mode_blocks_without_tick_and_writes_nothing(host: TestHost) ->
     assert vetoes[0].field_name == "samtycke_consent"
     assert vetoes[0].message.endswith(".") and "samtycke_" not in vetoes[0].message
     assert "kryssa" in vetoes[0].message  # Swedish, names the box
-    assert not any(s.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")) for s in statements)
+    assert not any(
+        s.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")) for s in statements
+    )
     host.session().rollback()
     assert _events(host, tenant) == []
 
@@ -77,8 +81,17 @@ def test_ticked_box_records_given_with_exact_text_and_evidence(host: TestHost) -
     [event] = _events(host, tenant)
     text = host.session().get(TextVersion, text_id)
     assert text is not None
-    assert (event.state, event.channel, event.method, event.actor) == ("given", "online_booking", "checkbox", "client")
-    assert (event.text_version_id, event.text_sha256, event.language) == (text.id, text.sha256, "sv")
+    assert (event.state, event.channel, event.method, event.actor) == (
+        "given",
+        "online_booking",
+        "checkbox",
+        "client",
+    )
+    assert (event.text_version_id, event.text_sha256, event.language) == (
+        text.id,
+        text.sha256,
+        "sv",
+    )
     assert event.booking_ref == "b-" + client
     evidence = host.session().get(Evidence, event.id)
     assert evidence is not None
@@ -134,33 +147,64 @@ def test_content_change_outdates_everyone_with_one_row_and_reasks(host: TestHost
     host.activate(hooks, tenant, require_consent_for_online_booking=True)
     clients = [host.new_client(tenant) for _ in range(3)]
     for c in clients:
-        assert _book(host, hooks, tenant, c, ticked=True, text_id=_form_text_id(host, hooks, tenant, c)) == []
-    before = host.session().execute(select(ConsentStateRow).where(ConsentStateRow.tenant_ref == tenant)).scalars().all()
+        assert (
+            _book(
+                host, hooks, tenant, c, ticked=True, text_id=_form_text_id(host, hooks, tenant, c)
+            )
+            == []
+        )
+    before = (
+        host.session()
+        .execute(select(ConsentStateRow).where(ConsentStateRow.tenant_ref == tenant))
+        .scalars()
+        .all()
+    )
     snapshot_before = {(r.client_ref, r.state, r.text_major, r.last_seq) for r in before}
     host.session().rollback()
 
-    preview = service.preview_text_change(host, tenant, language="sv", body="Ny text om hur vi hanterar dina uppgifter.\n", kind="content")
+    preview = service.preview_text_change(
+        host,
+        tenant,
+        language="sv",
+        body="Ny text om hur vi hanterar dina uppgifter.\n",
+        kind="content",
+    )
     assert preview.affected == 3 and preview.new_major == 2
     assert any(line.op == "+" for line in preview.diff)
     host.session().rollback()
 
     with count_statements(host.engine) as statements:
         service.publish_text(
-            host, tenant, bodies={"sv": "Ny text om hur vi hanterar dina uppgifter.\n"},
-            kind="content", reason="Ny underbiträde", actor="staff:s1", expected_major=1,
+            host,
+            tenant,
+            bodies={"sv": "Ny text om hur vi hanterar dina uppgifter.\n"},
+            kind="content",
+            reason="Ny underbiträde",
+            actor="staff:s1",
+            expected_major=1,
         )
         host.session().commit()
-    writes = [s for s in statements if s.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))]
+    writes = [
+        s for s in statements if s.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))
+    ]
     assert len(writes) == 2  # the practice's current major + the new text row
     assert not any("samtycke_consent_state" in s for s in writes)
-    after = host.session().execute(select(ConsentStateRow).where(ConsentStateRow.tenant_ref == tenant)).scalars().all()
+    after = (
+        host.session()
+        .execute(select(ConsentStateRow).where(ConsentStateRow.tenant_ref == tenant))
+        .scalars()
+        .all()
+    )
     assert {(r.client_ref, r.state, r.text_major, r.last_seq) for r in after} == snapshot_before
     assert {service.client_status(host, tenant, c).status.value for c in clients} == {"outdated"}
 
     # F12: asked again at the next online booking, and the new grant is "renewed"
     new_id = _form_text_id(host, hooks, tenant, clients[0])
     assert new_id is not None and new_id != _events(host, tenant)[0].text_version_id
-    assert _book(host, hooks, tenant, clients[0], ticked=False, text_id=new_id)[0].key == "samtycke.consent_required"
+    assert (
+        _book(host, hooks, tenant, clients[0], ticked=False, text_id=new_id)[0].key
+        == "samtycke.consent_required"
+    )
     assert _book(host, hooks, tenant, clients[0], ticked=True, text_id=new_id) == []
     assert _events(host, tenant)[-1].state == "renewed"
     assert service.client_status(host, tenant, clients[0]).status.value == "valid"
@@ -173,11 +217,33 @@ def test_correction_keeps_consents_valid(host: TestHost) -> None:
     tenant = host.new_tenant()
     host.activate(hooks, tenant, require_consent_for_online_booking=True)
     client = host.new_client(tenant)
-    assert _book(host, hooks, tenant, client, ticked=True, text_id=_form_text_id(host, hooks, tenant, client)) == []
-    old = service.current_text(host.session(), service.require_practice(host.session(), tenant), "sv")
-    preview = service.preview_text_change(host, tenant, language="sv", body=old.body.replace("behöver", "behöfver"), kind="correction")
+    assert (
+        _book(
+            host,
+            hooks,
+            tenant,
+            client,
+            ticked=True,
+            text_id=_form_text_id(host, hooks, tenant, client),
+        )
+        == []
+    )
+    old = service.current_text(
+        host.session(), service.require_practice(host.session(), tenant), "sv"
+    )
+    preview = service.preview_text_change(
+        host, tenant, language="sv", body=old.body.replace("behöver", "behöfver"), kind="correction"
+    )
     assert preview.affected == 0 and (preview.new_major, preview.new_minor) == (1, 1)
-    [v] = service.publish_text(host, tenant, bodies={"sv": old.body.replace("behöver", "behöfver")}, kind="correction", reason="stavfel", actor="staff:s1", expected_major=1)
+    [v] = service.publish_text(
+        host,
+        tenant,
+        bodies={"sv": old.body.replace("behöver", "behöfver")},
+        kind="correction",
+        reason="stavfel",
+        actor="staff:s1",
+        expected_major=1,
+    )
     host.session().commit()
     assert (v.major, v.minor, v.change_kind) == (1, 1, "correction")
     assert service.client_status(host, tenant, client).status.value == "valid"
@@ -190,7 +256,15 @@ def test_text_changed_while_booking_is_vetoed_retryably(host: TestHost) -> None:
     host.activate(hooks, tenant, require_consent_for_online_booking=True)
     client = host.new_client(tenant)
     shown = _form_text_id(host, hooks, tenant, client)
-    service.publish_text(host, tenant, bodies={"sv": "En helt ny text om personuppgifter.\n"}, kind="content", reason=None, actor="staff:s1", expected_major=1)
+    service.publish_text(
+        host,
+        tenant,
+        bodies={"sv": "En helt ny text om personuppgifter.\n"},
+        kind="content",
+        reason=None,
+        actor="staff:s1",
+        expected_major=1,
+    )
     host.session().commit()
     vetoes = _book(host, hooks, tenant, client, ticked=True, text_id=shown)
     assert [(v.key, v.retryable) for v in vetoes] == [("samtycke.text_changed", True)]
@@ -251,8 +325,17 @@ def test_profile_panel_shows_status_and_actions(host: TestHost) -> None:
     client = host.new_client(tenant)
     [panel] = hooks.profile_panels(tenant, client, staff(), "sv")
     assert panel.tone == "missing" and "Inhämta samtycke" in panel.html
-    service.record_manual(host, tenant, client, staff(), method="paper", given_at=host.now(), note="Papper i pärm")
+    service.record_manual(
+        host, tenant, client, staff(), method="paper", given_at=host.now(), note="Papper i pärm"
+    )
     host.session().commit()
     [panel] = hooks.profile_panels(tenant, client, staff(), "en")
-    assert panel.tone == "ok" and panel.label == "Valid consent" and "Record withdrawal" in panel.html
-    assert host.session().scalar(select(func.count()).select_from(ConsentEvent).where(ConsentEvent.tenant_ref == tenant)) == 1
+    assert (
+        panel.tone == "ok" and panel.label == "Valid consent" and "Record withdrawal" in panel.html
+    )
+    assert (
+        host.session().scalar(
+            select(func.count()).select_from(ConsentEvent).where(ConsentEvent.tenant_ref == tenant)
+        )
+        == 1
+    )
