@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from attrs import frozen
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -235,9 +235,7 @@ def rebuild_projection(session: Session, tenant_ref: str) -> int:
             )
         ).tuples().all()
     )
-    session.execute(
-        ConsentStateRow.__table__.delete().where(ConsentStateRow.tenant_ref == tenant_ref)
-    )
+    session.execute(delete(ConsentStateRow).where(ConsentStateRow.tenant_ref == tenant_ref))
     for client_ref, snap in snaps.items():
         session.add(
             ConsentStateRow(

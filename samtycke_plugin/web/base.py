@@ -188,7 +188,7 @@ class WebApp:
             _rollback(host)
             code = exc.code or 500
             if code in (301, 302, 303, 307, 308):
-                return exc.get_response(request.environ)  # type: ignore[return-value]
+                return exc.get_response(request.environ)
             return error_page(code, locale)
         except errors.NotFound:
             _rollback(host)
