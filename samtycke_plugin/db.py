@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from samtycke_plugin.errors import Unavailable
+from samtycke_plugin.i18n import N_
+
+T = TypeVar("T")
+
+#: Shown when the database stayed busy or unreachable through every retry.
+UNAVAILABLE = N_(
+    "The system is busy right now and nothing was saved. Please try again in a moment."
+)
 
 VERSION_TABLE = "samtycke_alembic_version"
 TABLE_PREFIX = "samtycke_"
@@ -102,3 +122,61 @@ def is_locked_error(exc: BaseException) -> bool:
         return "locked" in str(orig) or "busy" in str(orig)
     sqlstate = getattr(orig, "sqlstate", None)
     return sqlstate in ("40001", "40P01", "55P03")
+
+
+def is_transient_error(exc: BaseException) -> bool:
+    """A lock/serialization failure or a dropped connection: the whole unit of work
+    was rolled back by the database and may be run again."""
+    if is_locked_error(exc):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def run_in_transaction(
+    session_factory: Callable[[], Session],
+    fn: Callable[[Session], T],
+    *,
+    attempts: int = 5,
+    commit: bool = True,
+    max_wait: float = 0.25,
+) -> T:
+    """Run one app-owned unit of work, ``fn(session)``, and commit it (or roll back when
+    ``commit`` is false, for read-only work).
+
+    A transient failure (``database is locked``, serialization failure, deadlock, a
+    dropped connection) rolls the unit back and runs it again from the start, at most
+    ``attempts`` times with a short jittered wait; after the last attempt it raises
+    :class:`~samtycke_plugin.errors.Unavailable` ("nothing was saved, try again"),
+    never the raw driver error.  Any other exception rolls back and propagates.
+
+    Use it where the app owns the transaction (its web pages, the CLI, jobs).  In the
+    host's booking transaction the host owns commit and retry: a transient error from
+    ``booking_submitted`` aborts that transaction, and the host may run the whole
+    booking again (check and record are idempotent per attempt because nothing of a
+    failed attempt was committed).
+    """
+
+    def attempt() -> T:
+        session = session_factory()
+        try:
+            result = fn(session)
+            if commit:
+                session.commit()
+            else:
+                session.rollback()
+            return result
+        except BaseException:
+            session.rollback()
+            raise
+
+    retrying = Retrying(
+        stop=stop_after_attempt(max(1, attempts)),
+        wait=wait_random_exponential(multiplier=0.01, max=max_wait),
+        retry=retry_if_exception(is_transient_error),
+        reraise=False,
+    )
+    try:
+        return retrying(attempt)
+    except RetryError as exc:
+        last = exc.last_attempt.exception()
+        raise Unavailable(UNAVAILABLE) from last

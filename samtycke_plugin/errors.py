@@ -37,3 +37,8 @@ class PermissionDenied(SamtyckeError):
 
 class Conflict(SamtyckeError):
     """The action conflicts with the current state (e.g. the text changed meanwhile)."""
+
+
+class Unavailable(SamtyckeError):
+    """The database stayed busy or unreachable through the bounded retries; nothing
+    was saved and trying again later is safe."""

@@ -20,12 +20,14 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import StaffContext
 from samtycke_plugin import errors
+from samtycke_plugin.db import run_in_transaction
 from samtycke_plugin.i18n import N_, lang, t
 from samtycke_plugin.render import render
 
@@ -178,12 +180,15 @@ class WebApp:
         try:
             endpoint, args = adapter.match()
             host = host_of(request)
-            response = self.handlers[str(endpoint)](request, **args)
-            if request.method not in ("GET", "HEAD"):
-                host.session().commit()
-            else:
-                host.session().rollback()
-            return response
+            handler = self.handlers[str(endpoint)]
+            # One unit of work per request: committed after a state-changing method,
+            # rolled back after GET/HEAD; a transient lock/serialization failure or a
+            # dropped connection reruns the whole handler (bounded), then 503.
+            return run_in_transaction(
+                host.session,
+                lambda _session: handler(request, **args),
+                commit=request.method not in ("GET", "HEAD"),
+            )
         except HTTPException as exc:
             _rollback(host)
             code = exc.code or 500
@@ -202,6 +207,18 @@ class WebApp:
         except errors.NotActive as exc:
             _rollback(host)
             return error_page(404, locale, t(locale, str(exc)))
+        except (errors.InputError, errors.SettingsError):
+            _rollback(host)
+            return error_page(400, locale)
+        except errors.Unavailable:
+            _rollback(host)
+            log.warning("database busy through every retry: %s %s", request.method,
+                        _redact(request.path))
+            return error_page(503, locale)
+        except OperationalError:
+            _rollback(host)
+            log.exception("database unavailable in %s %s", request.method, _redact(request.path))
+            return error_page(503, locale)
         except Exception:
             _rollback(host)
             log.exception("unhandled error in %s %s", request.method, _redact(request.path))
