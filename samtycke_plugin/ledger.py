@@ -89,6 +89,27 @@ def load_snapshot(session: Session, tenant_ref: str, client_ref: str) -> Snapsho
     return snapshot_of(row)
 
 
+def lock_practice(session: Session, tenant_ref: str) -> Practice | None:
+    """Serialize a read-decide-append unit of work with every other writer of the
+    practice, and return the practice as the previous writer committed it.
+
+    Call it first in any unit that reads the ledger or projection to decide what to
+    append (is consent already valid? is the text shown still current?).  On
+    PostgreSQL it is ``SELECT … FOR UPDATE`` of the practice row (the chain head), held
+    until commit, so a concurrent writer cannot slip in between the decision and the
+    append (two simultaneous submits would otherwise both see "no consent yet" and
+    both record one).  On SQLite the write transaction (``BEGIN IMMEDIATE``) already
+    holds the database lock and ``FOR UPDATE`` renders nothing.  The practice object
+    in the session is refreshed from the locked row.
+    """
+    return session.scalars(
+        select(Practice)
+        .where(Practice.tenant_ref == tenant_ref)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+
+
 def _upsert_state(session: Session, tenant_ref: str, client_ref: str, snap: Snapshot, seq: int) -> None:
     values = {
         "tenant_ref": tenant_ref,

@@ -32,7 +32,7 @@ from hookspecs.types import (
 from samtycke_plugin import status_text
 from samtycke_plugin.errors import Conflict, InputError, NotActive, NotFound, PermissionDenied
 from samtycke_plugin.i18n import N_, lang, t
-from samtycke_plugin.ledger import NewEvent, append, load_snapshot, snapshot_of
+from samtycke_plugin.ledger import NewEvent, append, load_snapshot, lock_practice, snapshot_of
 from samtycke_plugin.models import (
     GENESIS_HASH,
     ConsentEvent,
@@ -381,6 +381,7 @@ def publish_text(
     reason = clean_note(reason)
     now = now_utc(host)
     practice = require_practice(session, tenant)
+    lock_practice(session, practice.tenant_ref)  # concurrent edits: no duplicate minor
     if kind == "content":
         new_major = expected_major + 1
         moved = session.execute(
@@ -548,6 +549,10 @@ def record_booking(
     """
     booking = check_ref("booking", booking)
     client = check_ref("client", client)
+    if submission.channel == "online":
+        # decide under the practice's write lock: a simultaneous submit (double click,
+        # two tabs) or a text change cannot slip in between decision and append
+        lock_practice(host.session(), check_ref("tenant", submission.tenant))
     decision = _decide(host, submission, client)
     outcome = decision.outcome
     if outcome in (GateOutcome.VETO_REQUIRED, GateOutcome.VETO_TEXT_CHANGED):
@@ -620,6 +625,7 @@ def record_manual(
     if given_at < now - timedelta(days=3650):
         raise InputError("given_at", "is more than ten years ago")
     note = clean_note(note)
+    lock_practice(session, practice.tenant_ref)  # grant_state below reads the projection
     text = current_text(session, practice, language or info.locale)
     previous = load_snapshot(session, practice.tenant_ref, client)
     return append(
@@ -653,6 +659,7 @@ def withdraw(
     session = host.session()
     practice = require_practice(session, tenant)
     client = check_ref("client", client)
+    lock_practice(session, practice.tenant_ref)  # two withdrawals at once: one event
     previous = load_snapshot(session, practice.tenant_ref, client)
     if previous is None or previous.state not in VALID_STATES:
         raise Conflict(N_("There is no given consent to withdraw for this client."))

@@ -1,0 +1,312 @@
+"""Shared helpers for the reliability tests (tests/test_reliability_*.py).
+
+* :func:`worker_host` — another host over the same engine with its own session
+  (its own connection), sharing the client directory: what a second web worker is.
+* :func:`run_concurrently` — real threads released together by a barrier.
+* :func:`dump` — every ``samtycke_`` row of some practices plus global row counts,
+  to prove "the database is exactly as before" after a failure.
+* :func:`assert_invariants` — the universal invariants of the checklist: the chain
+  verifies, the projection equals a replay of the ledger, seq is 1..n without gaps,
+  SQLite ``PRAGMA integrity_check`` is ok.
+* :class:`FaultInjector` — raise a driver error (or kill the PostgreSQL backend) at
+  the N-th statement of a unit of work, or at its COMMIT.
+* :data:`FIGURES` — counters the tests add to (writes under concurrency, faults
+  injected, payloads tried); printed at the end of the session for docs/RELIABILITY.md.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from hookspecs.facade import AppHooks
+from hookspecs.types import BookingFormContext, BookingRef, ClientRef, TenantRef, Veto
+from hostkit import TestHost, submission
+from samtycke_plugin.chain import verify_chain
+from samtycke_plugin.ledger import projection, replay
+from samtycke_plugin.models import Base, ConsentEvent
+
+T = TypeVar("T")
+
+#: Figures reported in docs/RELIABILITY.md (summed over the session, per database).
+FIGURES: collections.Counter[str] = collections.Counter()
+
+
+def dialect(engine: Engine) -> str:
+    return engine.dialect.name
+
+
+# -- hosts and threads ------------------------------------------------------------------
+
+
+def worker_host(base: TestHost) -> TestHost:
+    """A second host on the same database: own session and connection, same directory."""
+    other = TestHost(base.engine, locale=base.locale)
+    other.clients = base.clients
+    other.practices = base.practices
+    other.active = base.active
+    other.clock = base.clock
+    return other
+
+
+def run_concurrently(
+    n: int, fn: Callable[[int, threading.Barrier], T], *, timeout: float = 120.0
+) -> list[T | BaseException]:
+    """Run ``fn(i, barrier)`` in ``n`` threads; each result or the exception it raised.
+
+    ``fn`` should call ``barrier.wait()`` right before the step that races (the
+    barrier has ``n`` parties).  Threads that have not finished after ``timeout``
+    fail the test.
+    """
+    barrier = threading.Barrier(n, timeout=timeout)
+    results: list[Any] = [None] * n
+
+    def target(i: int) -> None:
+        try:
+            results[i] = fn(i, barrier)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            results[i] = exc
+
+    threads = [threading.Thread(target=target, args=(i,), daemon=True) for i in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout)
+        assert not th.is_alive(), "a worker thread hung"
+    return results
+
+
+def raised(results: Sequence[object]) -> list[BaseException]:
+    return [r for r in results if isinstance(r, BaseException)]
+
+
+# -- the booking flow as a host drives it -------------------------------------------------
+
+
+def form_text_id(host: TestHost, hooks: AppHooks, tenant: str, client: str | None) -> int | None:
+    """Render the booking form's consent block; the text version id it carries."""
+    frags = hooks.form_fragments(
+        BookingFormContext(
+            tenant=TenantRef(tenant), client=ClientRef(client) if client else None, locale="sv"
+        )
+    )
+    host.session().rollback()
+    if not frags:
+        return None
+    html = frags[0].html
+    marker = 'name="samtycke_text" value="'
+    start = html.index(marker) + len(marker)
+    return int(html[start : html.index('"', start)])
+
+
+def book(
+    host: TestHost,
+    hooks: AppHooks,
+    tenant: str,
+    client: str,
+    *,
+    booking: str,
+    between: Callable[[], None] | None = None,
+    **kw: Any,
+) -> list[Veto]:
+    """One booking transaction (check, record, commit), as a host runs it.
+
+    ``between`` runs after the check and before the record (for explicit interleavings).
+    Vetoes are returned (and the transaction rolled back); exceptions roll back and
+    propagate, exactly as a host's own error handling would.
+    """
+    sub = submission(tenant, client, **kw)
+    try:
+        vetoes = hooks.submit_check(sub)
+        if vetoes:
+            host.session().rollback()
+            return vetoes
+        if between is not None:
+            between()
+        hooks.submitted(sub, BookingRef(booking), ClientRef(client))
+        host.session().commit()
+    except BaseException:
+        host.session().rollback()
+        raise
+    return []
+
+
+# -- inspection ---------------------------------------------------------------------------
+
+
+def tables() -> list[Any]:
+    return [t for t in Base.metadata.sorted_tables if t.name.startswith("samtycke_")]
+
+
+def dump(engine: Engine, tenants: Sequence[str]) -> dict[str, Any]:
+    """Every row of the given practices in every app table, plus each table's row count
+    (so a stray write to any other practice shows up too)."""
+    out: dict[str, Any] = {}
+    with engine.connect() as conn:
+        for table in tables():
+            order = list(table.primary_key.columns) or list(table.columns)
+            rows = conn.execute(
+                select(table).where(table.c.tenant_ref.in_(list(tenants))).order_by(*order)
+            ).all()
+            out[table.name] = [tuple(r) for r in rows]
+            out[table.name + "#count"] = conn.scalar(select(func.count()).select_from(table))
+        conn.rollback()
+    return out
+
+
+def events(engine: Engine, tenant: str) -> list[ConsentEvent]:
+    with Session(engine) as s:
+        return list(
+            s.scalars(
+                select(ConsentEvent)
+                .where(ConsentEvent.tenant_ref == tenant)
+                .order_by(ConsentEvent.seq)
+            )
+        )
+
+
+def assert_invariants(engine: Engine, tenants: Sequence[str]) -> None:
+    """The universal invariants of the checklist, for each practice."""
+    with Session(engine) as s:
+        for tenant in tenants:
+            result = verify_chain(s, tenant)
+            assert result.ok, f"chain of {tenant} broken: {result.broken}"
+            seqs = list(
+                s.scalars(
+                    select(ConsentEvent.seq)
+                    .where(ConsentEvent.tenant_ref == tenant)
+                    .order_by(ConsentEvent.seq)
+                )
+            )
+            assert seqs == list(range(1, len(seqs) + 1)), "seq has gaps or duplicates"
+            assert replay(s, tenant) == projection(s, tenant), "projection != replay"
+        if dialect(engine) == "sqlite":
+            assert s.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+        s.rollback()
+
+
+# -- fault injection ------------------------------------------------------------------------
+
+
+class InjectedFault(Exception):
+    """Marker in the message of injected driver errors."""
+
+
+def _driver_error(engine: Engine, message: str) -> BaseException:
+    """An exception of the driver's own OperationalError class (SQLAlchemy wraps it)."""
+    dbapi = engine.dialect.loaded_dbapi
+    return dbapi.OperationalError(message)  # type: ignore[no-any-return]
+
+
+class FaultInjector:
+    """Fail the ``fail_at``-th step of whatever runs on ``engine`` inside :meth:`armed`.
+
+    Steps are every statement sent to the driver (BEGIN included) and, last, the
+    COMMIT.  ``mode="raise"`` raises the driver's ``OperationalError`` (a disk I/O
+    error, a lost connection); ``mode="terminate"`` (PostgreSQL) kills the session's
+    backend with ``pg_terminate_backend`` from another connection and lets the step
+    run into the dead connection.
+    """
+
+    def __init__(self, engine: Engine, *, mode: str = "raise", admin_url: str | None = None):
+        self.engine = engine
+        self.mode = mode
+        self.fail_at: int | None = None
+        self.steps = 0
+        self.fired = False
+        self._admin: Engine | None = None
+        if mode == "terminate":
+            assert admin_url is not None and dialect(engine) == "postgresql"
+            self._admin = create_engine(
+                make_url(admin_url).set(drivername="postgresql+psycopg"),
+                isolation_level="AUTOCOMMIT",
+            )
+
+    def _step(self, dbapi_connection: Any) -> None:
+        self.steps += 1
+        if self.fail_at is not None and self.steps == self.fail_at and not self.fired:
+            self.fired = True
+            FIGURES[f"faults injected ({dialect(self.engine)}, {self.mode})"] += 1
+            if self.mode == "terminate":
+                pid = dbapi_connection.info.backend_pid
+                assert self._admin is not None
+                with self._admin.connect() as admin:
+                    admin.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+                return  # the statement now runs into a dead connection
+            raise _driver_error(self.engine, "injected fault: disk I/O error")  # type: ignore[misc]
+
+    def _before(self, conn: Any, cursor: Any, *_args: Any) -> None:
+        self._step(cursor.connection)
+
+    @contextmanager
+    def armed(self, fail_at: int | None) -> Iterator[FaultInjector]:
+        """Count steps (and fail at ``fail_at``; ``None``: only count) inside the block."""
+        self.fail_at, self.steps, self.fired = fail_at, 0, False
+        dialect_obj = self.engine.dialect
+        original_commit = dialect_obj.do_commit
+
+        def do_commit(dbapi_connection: Any) -> None:
+            self._step(dbapi_connection)
+            original_commit(dbapi_connection)
+
+        event.listen(self.engine, "before_cursor_execute", self._before)
+        dialect_obj.do_commit = do_commit  # type: ignore[method-assign]
+        try:
+            yield self
+        finally:
+            event.remove(self.engine, "before_cursor_execute", self._before)
+            dialect_obj.do_commit = original_commit  # type: ignore[method-assign]
+            self.fail_at = None
+
+    def close(self) -> None:
+        if self._admin is not None:
+            self._admin.dispose()
+
+
+def each_fault(
+    injector: FaultInjector,
+    path: Callable[[], object],
+    *,
+    reset: Callable[[], None],
+    snapshot: Callable[[], object],
+    max_steps: int = 200,
+) -> tuple[int, object]:
+    """Run ``path`` with a fault at step 1, 2, … until it completes without the fault
+    firing.  After each failure ``reset()`` (the caller's rollback) runs and
+    ``snapshot()`` must equal what it was before.  Returns (faults injected, result).
+    """
+    before = snapshot()
+    n = 0
+    while True:
+        n += 1
+        assert n <= max_steps, "the write path never completed"
+        with injector.armed(n):
+            try:
+                result = path()
+            except Exception:  # noqa: BLE001 - any failure is what we injected
+                if not injector.fired:
+                    raise
+                failed = True
+            else:
+                failed = False
+        if not failed and not injector.fired:
+            return n - 1, result
+        reset()
+        after = snapshot()
+        assert after == before, f"state changed after a fault at step {n}"
+        if not failed:
+            # the fault fired but the path swallowed it (e.g. a fail-closed veto):
+            # it must not have written anything either — checked just above.
+            FIGURES["faults absorbed without a write"] += 1
+
+
+def hooks_for(host: TestHost, like: AppHooks) -> AppHooks:
+    """Hooks for a worker host, sharing the plugin manager of ``like``."""
+    return AppHooks(like.pm, host, lambda tenant: host.active.get(tenant, set()))
