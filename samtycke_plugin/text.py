@@ -37,7 +37,7 @@ _ALLOWED_TAGS = {
     "code",
     "pre",
 }
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>])")
 
 
 @cache
@@ -49,7 +49,10 @@ def default_template(language: str) -> str:
 
 
 def _md_literal(value: str) -> str:
-    """Escape Markdown syntax so a practice name is shown literally."""
+    """Escape the Markdown characters that could turn a practice name into markup.
+
+    (Raw HTML is off and links are sanitized anyway; this keeps ``*`` and ``_`` literal.)
+    """
     return _MD_SPECIAL.sub(r"\\\1", " ".join(value.split()))
 
 
