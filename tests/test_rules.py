@@ -1,0 +1,140 @@
+"""The pure status rules (no database) and the settings converter."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from samtycke_plugin.errors import SettingsError
+from samtycke_plugin.rules import (
+    VALID_STATES,
+    EventFacts,
+    GateOutcome,
+    Snapshot,
+    State,
+    Status,
+    fold,
+    gate,
+    grant_state,
+    should_ask,
+    status,
+)
+from samtycke_plugin.settings import PracticeSettings, structure_settings, unstructure_settings
+
+NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
+
+
+def snap(state: State, major: int | None = 1, expires: datetime | None = None) -> Snapshot:
+    return Snapshot(state=state, text_major=major, expires_at=expires, since=NOW)
+
+
+def test_valid_means_given_for_current_major_and_not_expired() -> None:
+    assert status(None, 1, NOW) is Status.UNKNOWN
+    assert status(snap(State.GIVEN), 1, NOW) is Status.VALID
+    assert status(snap(State.RENEWED), 1, NOW) is Status.VALID
+    assert status(snap(State.GIVEN), 2, NOW) is Status.OUTDATED
+    assert status(snap(State.GIVEN, expires=NOW), 1, NOW) is Status.EXPIRED
+    assert status(snap(State.GIVEN, expires=NOW + timedelta(seconds=1)), 1, NOW) is Status.VALID
+    for state in State:
+        if state not in VALID_STATES:
+            assert status(snap(state), 1, NOW) is not Status.VALID
+
+
+def test_bounced_request_is_its_own_status() -> None:
+    bounced = Snapshot(
+        state=State.REQUESTED, text_major=1, expires_at=None, since=NOW, delivery="bounced"
+    )
+    assert status(bounced, 1, NOW) is Status.BOUNCED
+    assert status(snap(State.REQUESTED), 1, NOW) is Status.REQUESTED
+
+
+def test_a_request_does_not_take_away_valid_consent() -> None:
+    given_now = snap(State.GIVEN, major=2)
+    request = EventFacts(state=State.REQUESTED, text_major=2, expires_at=None, occurred_at=NOW)
+    assert fold(given_now, request) is given_now
+    outdated = snap(State.GIVEN, major=1)
+    assert fold(outdated, request).state is State.REQUESTED
+    withdraw = EventFacts(state=State.WITHDRAWN, text_major=2, expires_at=None, occurred_at=NOW)
+    assert fold(given_now, withdraw).state is State.WITHDRAWN
+
+
+def test_renewed_only_after_an_earlier_grant() -> None:
+    assert grant_state(None) is State.GIVEN
+    assert grant_state(snap(State.WITHDRAWN)) is State.GIVEN
+    assert grant_state(snap(State.GIVEN, major=1)) is State.RENEWED
+
+
+SETTINGS = st.builds(
+    PracticeSettings,
+    ask_new_clients=st.booleans(),
+    ask_clients_without_consent=st.booleans(),
+    require_consent_for_online_booking=st.booleans(),
+)
+
+
+@given(
+    settings=SETTINGS,
+    current=st.sampled_from(list(Status)),
+    is_new=st.booleans(),
+    ticked=st.booleans(),
+    shown=st.one_of(st.none(), st.integers(1, 4)),
+    major=st.integers(1, 4),
+)
+def test_gate_properties(
+    settings: PracticeSettings,
+    current: Status,
+    is_new: bool,
+    ticked: bool,
+    shown: int | None,
+    major: int,
+) -> None:
+    outcome = gate(
+        settings,
+        current,
+        is_new_client=is_new,
+        ticked=ticked,
+        shown_major=shown,
+        current_major=major,
+    )
+    asked = should_ask(settings, current, is_new_client=is_new)
+    if current is Status.VALID:
+        assert outcome is GateOutcome.ACCEPT  # valid clients are never asked again
+    if outcome is GateOutcome.ACCEPT_GIVEN:
+        assert ticked and shown == major  # consent only for the text actually shown, and ticked
+    if not ticked and asked:
+        assert outcome is (
+            GateOutcome.VETO_REQUIRED
+            if settings.require_consent_for_online_booking
+            else GateOutcome.ACCEPT_REFUSED
+        )
+    if settings.require_consent_for_online_booking and current is not Status.VALID:
+        assert outcome in (
+            GateOutcome.VETO_REQUIRED,
+            GateOutcome.VETO_TEXT_CHANGED,
+            GateOutcome.ACCEPT_GIVEN,
+        )
+    if not asked:
+        assert outcome is GateOutcome.ACCEPT
+
+
+def test_settings_round_trip_and_clear_errors() -> None:
+    s = structure_settings({"require_consent_for_online_booking": "on", "validity_days": "365"})
+    assert s.require_consent_for_online_booking and s.validity_days == 365
+    assert structure_settings(unstructure_settings(s)) == s
+    with pytest.raises(SettingsError) as info:
+        structure_settings(
+            {"ask_new_clinets": True, "validity_days": 0, "ask_new_clients": "maybe"}
+        )
+    text = str(info.value)
+    assert "ask_new_clinets" in text
+    with pytest.raises(SettingsError, match="validity_days"):
+        structure_settings({"validity_days": 0})
+    with pytest.raises(SettingsError, match="ask_new_clients"):
+        structure_settings({"ask_new_clients": "maybe"})
+    with pytest.raises(SettingsError, match="request_link_days"):
+        structure_settings({"request_link_days": True})
+    with pytest.raises(SettingsError, match="mapping"):
+        structure_settings(["not", "a", "mapping"])  # type: ignore[arg-type]
