@@ -79,7 +79,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 def include_name(name: str | None, type_: str, _parent: Any) -> bool:
     """Alembic filter: only ever look at the app's own tables."""
     if type_ == "table":
-        return bool(name) and str(name).startswith(TABLE_PREFIX)
+        return bool(name) and str(name).startswith(TABLE_PREFIX) and name != VERSION_TABLE
     return True
 
 

@@ -1,0 +1,102 @@
+"""The app's migrations: own version table, up/down/up, host tables untouched, models in sync."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import DBAPIError
+
+from conftest import create_pg_database, drop_pg_database
+from samtycke_plugin.db import VERSION_TABLE, downgrade, include_name, make_engine, upgrade
+from samtycke_plugin.models import Base
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A fresh, empty database holding one host table with data."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'host.sqlite'}")
+        url = None
+    else:
+        server = request.getfixturevalue("pg_server")
+        url = create_pg_database(server)
+        engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE host_client (id INTEGER PRIMARY KEY, name VARCHAR(50))"))
+        conn.execute(text("INSERT INTO host_client (id, name) VALUES (1, 'Anna'), (2, 'Bo')"))
+        conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+        conn.execute(text("INSERT INTO alembic_version VALUES ('host_rev_1')"))
+    yield engine
+    engine.dispose()
+    if url is not None:
+        drop_pg_database(request.getfixturevalue("pg_server"), url)
+
+
+def _host_state(engine: Engine) -> tuple[object, ...]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, name FROM host_client ORDER BY id")).all()
+        rev = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    cols = [c["name"] for c in inspect(engine).get_columns("host_client")]
+    return (tuple(map(tuple, rows)), rev, tuple(cols))
+
+
+def test_upgrade_downgrade_upgrade_leaves_host_tables_untouched(empty_engine: Engine) -> None:
+    before = _host_state(empty_engine)
+    upgrade(empty_engine)
+    tables = set(inspect(empty_engine).get_table_names())
+    assert {t for t in tables if not t.startswith("samtycke_")} == {"host_client", "alembic_version"}
+    assert VERSION_TABLE in tables
+    assert _host_state(empty_engine) == before
+    downgrade(empty_engine, "base")
+    assert set(inspect(empty_engine).get_table_names()) == {"host_client", "alembic_version", VERSION_TABLE}
+    assert _host_state(empty_engine) == before
+    upgrade(empty_engine)
+    upgrade(empty_engine)  # idempotent
+    assert _host_state(empty_engine) == before
+    with empty_engine.connect() as conn:
+        assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == "0001"
+
+
+def test_models_match_the_migrations(empty_engine: Engine) -> None:
+    upgrade(empty_engine)
+    with empty_engine.connect() as conn:
+        ctx = MigrationContext.configure(
+            conn, opts={"include_name": include_name, "compare_type": True}
+        )
+        diff = compare_metadata(ctx, Base.metadata)
+    assert diff == []
+
+
+def test_ledger_and_texts_refuse_update_and_delete(empty_engine: Engine) -> None:
+    upgrade(empty_engine)
+    with empty_engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO samtycke_text_version (tenant_ref, language, major, minor, body, html, "
+            "sha256, change_kind, created_by, created_at) VALUES ('t', 'sv', 1, 0, 'b', 'h', "
+            "'x', 'initial', 'system', CURRENT_TIMESTAMP)"
+        ))
+        conn.execute(text(
+            "INSERT INTO samtycke_consent_event (tenant_ref, seq, client_ref, state, channel, actor, "
+            "occurred_at, prev_hash, row_hash) VALUES ('t', 1, 'c', 'given', 'manual', 'staff:s', "
+            "CURRENT_TIMESTAMP, 'p', 'r')"
+        ))
+    statements = [
+        "UPDATE samtycke_consent_event SET state = 'withdrawn'",
+        "DELETE FROM samtycke_consent_event",
+        "UPDATE samtycke_text_version SET body = 'changed'",
+        "DELETE FROM samtycke_text_version",
+    ]
+    if empty_engine.dialect.name == "postgresql":
+        statements.append("TRUNCATE samtycke_consent_event CASCADE")
+    for statement in statements:
+        with pytest.raises(DBAPIError, match="append-only"):
+            with empty_engine.begin() as conn:
+                conn.execute(text(statement))
+    with empty_engine.connect() as conn:
+        assert conn.execute(text("SELECT state FROM samtycke_consent_event")).scalar_one() == "given"
+        assert conn.execute(text("SELECT body FROM samtycke_text_version")).scalar_one() == "b"
