@@ -267,6 +267,43 @@ def text_languages(session: Session, practice: Practice) -> list[str]:
     )
 
 
+def text_by_id(session: Session, tenant: str, text_id: int) -> TextVersion:
+    """One text version of this practice (another practice's id: :class:`NotFound`)."""
+    text = session.get(TextVersion, text_id)
+    if text is None or text.tenant_ref != check_ref("tenant", tenant):
+        raise NotFound(N_("No such text version in this practice."))
+    return text
+
+
+def text_versions(session: Session, tenant: str) -> list[TextVersion]:
+    """Every version of the practice's consent text, newest first."""
+    return list(
+        session.scalars(
+            select(TextVersion)
+            .where(TextVersion.tenant_ref == check_ref("tenant", tenant))
+            .order_by(
+                TextVersion.major.desc(), TextVersion.minor.desc(), TextVersion.language
+            )
+        )
+    )
+
+
+def current_texts(session: Session, practice: Practice) -> dict[str, TextVersion]:
+    """The newest version of the current content in each language that has one."""
+    rows = session.scalars(
+        select(TextVersion)
+        .where(
+            TextVersion.tenant_ref == practice.tenant_ref,
+            TextVersion.major == practice.current_major,
+        )
+        .order_by(TextVersion.language, TextVersion.minor.desc())
+    ).all()
+    found: dict[str, TextVersion] = {}
+    for row in rows:
+        found.setdefault(row.language, row)
+    return found
+
+
 def _valid_condition(tenant: str, current_major: int, now: datetime) -> ColumnElement[bool]:
     return and_(
         ConsentStateRow.tenant_ref == tenant,
@@ -795,6 +832,8 @@ class HistoryEntry:
     user_agent: str | None
     note: str | None
     row_hash: str
+    #: The exact text version shown (for a link to its full text), if any.
+    text_version_id: int | None = None
 
 
 def history(host: Host, tenant: str, client: str) -> list[HistoryEntry]:
@@ -819,6 +858,7 @@ def history(host: Host, tenant: str, client: str) -> list[HistoryEntry]:
             language=ev.language, booking_ref=ev.booking_ref,
             ip_prefix=evd.ip_prefix if evd else None, user_agent=evd.user_agent if evd else None,
             note=evd.note if evd else None, row_hash=ev.row_hash,
+            text_version_id=ev.text_version_id,
         )
         for ev, minor, evd in rows
     ]

@@ -1,8 +1,904 @@
-"""Practitioner pages (signed in through the host): setup, obtain consent, texts, history."""
+"""Practitioner pages (signed in through the host): overview, the activation wizard,
+obtain consent, withdrawal, per-client history, the text editor, text versions and
+batch requests.
+
+Every handler takes the practice (tenant) and the practitioner from what the host
+put in the WSGI environ (:func:`samtycke_plugin.web.base.staff_of`), never from
+request data.  Every POST checks a CSRF token bound to the practice and the
+practitioner, and answers a success with a 303 redirect that carries only a fixed
+confirmation key (never free text).  GET and HEAD never change anything.
+Business rules live in :mod:`samtycke_plugin.service`; these handlers parse forms,
+call it and render ``templates/samtycke/practice_*.html``.
+"""
 
 from __future__ import annotations
 
-from samtycke_plugin.web.base import Handler
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from attrs import frozen
+from babel.numbers import format_decimal
+from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import BadRequest, Forbidden, NotFound
+from werkzeug.wrappers import Request, Response
+
+from hookspecs.types import ClientInfo, ClientRef, StaffContext, TenantRef
+from samtycke_plugin import service, status_text
+from samtycke_plugin.errors import Conflict, InputError, PermissionDenied, SettingsError
+from samtycke_plugin.i18n import N_, t, tn
+from samtycke_plugin.ledger import load_snapshot
+from samtycke_plugin.models import Practice
+from samtycke_plugin.render import trusted_html
+from samtycke_plugin.rules import VALID_STATES, Status, status
+from samtycke_plugin.settings import PracticeSettings
+from samtycke_plugin.text import LANGUAGES, MAX_TEXT_LENGTH, normalise_body
+from samtycke_plugin.web.base import (
+    CSRF_FIELD,
+    Handler,
+    csrf_ok,
+    csrf_token,
+    host_of,
+    locale_of,
+    page,
+    secure_headers,
+    staff_of,
+)
+
+if TYPE_CHECKING:
+    from hookspecs.host import Host
+
+MAX_ID = 2**63 - 1
+
+LANGUAGE_NAMES = {"sv": N_("Swedish"), "en": N_("English")}
+
+METHOD_LABELS = {
+    "paper": N_("On paper"),
+    "verbal": N_("Verbally"),
+    "other_system": N_("In another system"),
+    "other": N_("In another way"),
+    "checkbox": N_("Ticked the box"),
+    "link": N_("Through the e-mailed link"),
+    "reported_by_staff": N_("Reported to the practice"),
+    "ended_by_practice": N_("Ended by the practice"),
+}
+
+CHANNEL_LABELS = {
+    "online_booking": N_("Online booking"),
+    "manual": N_("Recorded by staff"),
+    "email": N_("E-mail request"),
+    "email_link": N_("E-mailed link"),
+    "link": N_("E-mailed link"),
+    "practitioner": N_("Practitioner"),
+    "system": N_("System"),
+}
+
+STATE_LABELS = {
+    "given": N_("Consent given"),
+    "renewed": N_("Consent given again"),
+    "requested": N_("Consent requested"),
+    "deferred": N_("Answer deferred"),
+    "refused": N_("Consent declined"),
+    "withdrawn": N_("Consent withdrawn by the client"),
+    "revoked": N_("Consent ended by the practice"),
+    "expired": N_("Consent expired"),
+    "invalidated": N_("Consent invalidated"),
+    "erased": N_("Personal data erased"),
+    "unknown": N_("Status unknown"),
+}
+
+KIND_LABELS = {
+    "initial": N_("Original text"),
+    "correction": N_("Correction"),
+    "content": N_("Change of content"),
+}
+
+#: Confirmation messages shown after a redirect (the redirect carries only the key).
+DONE = {
+    "text_saved": N_("Your edits were saved as a correction of the first version of the text."),
+    "text_kept": N_("The default text was kept unchanged."),
+    "settings_saved": N_("Your choices were saved."),
+    "setup_done": N_("Samtycke is set up: clients will be asked as you chose."),
+    "recorded": N_("The consent was recorded."),
+    "sent": N_("The consent request is on its way to the client's e-mail address."),
+    "withdrawn": N_("The withdrawal was recorded. The consent no longer applies."),
+    "revoked": N_("The consent was ended on the practice's side."),
+    "correction": N_("The correction was saved. Consents already given remain valid."),
+    "content": N_(
+        "The new text was saved. Clients will be asked to consent again at their next "
+        "online booking; you can also e-mail them a request."
+    ),
+}
+
+BOOL_SETTINGS = (
+    "ask_new_clients",
+    "ask_clients_without_consent",
+    "email_request_to_new_clients",
+    "email_request_after_staff_booking",
+)
+REQUIRE = "require_consent_for_online_booking"
+
+
+# -- request context ------------------------------------------------------------------------------
+
+
+@frozen(kw_only=True)
+class Ctx:
+    """What every practitioner page needs: from the host's environ, never from the request."""
+
+    request: Request
+    host: Host
+    tenant: str
+    staff: StaffContext
+    locale: str
+    practice: Practice
+    prefix: str
+    csrf: str
+
+    def url(self, path: str, **params: object) -> str:
+        query = urlencode({k: str(v) for k, v in params.items() if v is not None})
+        return self.prefix + path + (f"?{query}" if query else "")
+
+
+def _scope(tenant: str, staff: StaffContext) -> str:
+    return f"staff:{tenant}:{staff.ref}"
+
+
+def context(request: Request) -> Ctx:
+    """The signed-in practitioner's context; 404 when the host did not authenticate one."""
+    tenant, staff = staff_of(request)
+    host = host_of(request)
+    practice = service.require_practice(host.session(), tenant)
+    secret = host.app_secret(service.APP_KEY)
+    return Ctx(
+        request=request,
+        host=host,
+        tenant=tenant,
+        staff=staff,
+        locale=locale_of(request),
+        practice=practice,
+        prefix=request.script_root.rstrip("/"),
+        csrf=csrf_token(secret, _scope(tenant, staff)),
+    )
+
+
+def check_csrf(ctx: Ctx) -> MultiDict[str, str]:
+    """The posted form, after checking its CSRF token (403 and nothing done otherwise)."""
+    form = ctx.request.form
+    secret = ctx.host.app_secret(service.APP_KEY)
+    if not csrf_ok(secret, _scope(ctx.tenant, ctx.staff), form.get(CSRF_FIELD)):
+        raise Forbidden()
+    return form
+
+
+def redirect(ctx: Ctx, path: str, **params: object) -> Response:
+    """303 See Other after a successful POST."""
+    response = Response(status=303)
+    response.headers["Location"] = ctx.url(path, **params)
+    return secure_headers(response, public=False)
+
+
+def render_page(ctx: Ctx, template: str, *, status: int = 200, **values: Any) -> Response:
+    info = ctx.host.practice_info(TenantRef(ctx.tenant))
+    done = ctx.request.args.get("done", "") if ctx.request.method in ("GET", "HEAD") else ""
+    notice = t(ctx.locale, DONE[done]) if done in DONE else None
+    values.setdefault("notice", notice)
+    values.setdefault("errors", {})
+    values.setdefault("active", "")
+    return page(
+        template,
+        ctx.locale,
+        status=status,
+        prefix=ctx.prefix,
+        csrf=ctx.csrf,
+        csrf_field=CSRF_FIELD,
+        staff=ctx.staff,
+        practice_name=info.name if info else ctx.tenant,
+        setup_complete=ctx.practice.setup_complete,
+        **values,
+    )
+
+
+def client_of(ctx: Ctx, client: str) -> ClientInfo:
+    """The host's client in this practice; another practice's (or no) client → 404."""
+    try:
+        ref = service.check_ref("client", client)
+    except InputError:
+        raise NotFound() from None
+    info = ctx.host.lookup_client(TenantRef(ctx.tenant), ClientRef(ref))
+    if info is None:
+        raise NotFound()
+    return info
+
+
+def _int_field(form: Mapping[str, str], name: str) -> int:
+    raw = form.get(name, "")
+    if not raw.isdigit() or len(raw) > 9:
+        raise BadRequest()
+    return int(raw)
+
+
+def _rollback(ctx: Ctx) -> None:
+    """Forget anything a failed service call may have flushed before re-showing a form."""
+    ctx.host.session().rollback()
+
+
+def _actor(ctx: Ctx) -> str:
+    return service.staff_actor(ctx.staff)
+
+
+def _badge(ctx: Ctx, current: Status) -> dict[str, str]:
+    return {
+        "status": current.value,
+        "tone": status_text.tone(current),
+        "icon": status_text.icon(current),
+        "label": status_text.label(current, ctx.locale),
+        "reason": status_text.reason(current, ctx.locale),
+    }
+
+
+def _who(ctx: Ctx, actor: str) -> str:
+    if actor == "client":
+        return t(ctx.locale, "The client")
+    if actor == "system":
+        return t(ctx.locale, "The system")
+    if actor == service.staff_actor(ctx.staff):
+        return t(ctx.locale, "You (%(name)s)", name=ctx.staff.name)
+    if actor.startswith("staff:"):
+        return t(ctx.locale, "Staff member %(ref)s", ref=actor.removeprefix("staff:"))
+    return actor
+
+
+def _label(ctx: Ctx, labels: Mapping[str, str], code: str | None) -> str:
+    if not code:
+        return ""
+    return t(ctx.locale, labels[code]) if code in labels else code
+
+
+def _number(ctx: Ctx, value: int) -> str:
+    """A number written the way the page's language writes it (20 000 / 20,000)."""
+    return format_decimal(value, locale=ctx.locale)
+
+
+def _language_name(ctx: Ctx, code: str | None) -> str:
+    return _label(ctx, LANGUAGE_NAMES, code)
+
+
+def _count_clients(ctx: Ctx) -> int:
+    """Clients of the practice, streamed from the host (never loaded at once)."""
+    return sum(1 for _ in ctx.host.iter_clients(TenantRef(ctx.tenant)))
+
+
+def _counts(ctx: Ctx) -> dict[str, int]:
+    total = _count_clients(ctx)
+    valid = service.count_valid(ctx.host.session(), ctx.practice, service.now_utc(ctx.host))
+    return {"total": total, "valid": valid, "without": max(total - valid, 0)}
+
+
+def _operational(ctx: Ctx) -> Response | None:
+    """Pages that ask clients need the wizard finished first: send the practitioner there."""
+    if ctx.practice.setup_complete:
+        return None
+    return redirect(ctx, "/setup")
+
+
+# -- overview -------------------------------------------------------------------------------------
+
+
+def overview(request: Request) -> Response:
+    ctx = context(request)
+    return render_page(ctx, "practice_overview.html", counts=_counts(ctx), active="overview")
+
+
+# -- activation wizard (F2) -----------------------------------------------------------------------
+
+
+def _text_rows(ctx: Ctx, bodies: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    current = service.current_texts(ctx.host.session(), ctx.practice)
+    rows = []
+    for language in LANGUAGES:
+        version = current.get(language)
+        if version is None:
+            continue
+        rows.append(
+            {
+                "language": language,
+                "name": _language_name(ctx, language),
+                "body": (bodies or {}).get(language, version.body),
+                "html": trusted_html(version.html),
+                "version": version,
+                "label": service.version_label(version.major, version.minor),
+            }
+        )
+    return rows
+
+
+def _settings_values(settings: PracticeSettings) -> dict[str, Any]:
+    return {
+        **{name: getattr(settings, name) for name in BOOL_SETTINGS},
+        REQUIRE: "yes" if settings.require_consent_for_online_booking else "no",
+        "validity_days": "" if settings.validity_days is None else str(settings.validity_days),
+        "request_link_days": str(settings.request_link_days),
+    }
+
+
+def _settings_from_form(
+    ctx: Ctx, form: Mapping[str, str]
+) -> tuple[dict[str, object], dict[str, Any], dict[str, str]]:
+    """(settings to store, values to re-show, errors by field)."""
+    errors: dict[str, str] = {}
+    data: dict[str, object] = {name: form.get(name) == "yes" for name in BOOL_SETTINGS}
+    shown: dict[str, Any] = dict(data)
+    require = form.get(REQUIRE, "")
+    shown[REQUIRE] = require
+    if require not in ("yes", "no"):
+        errors[REQUIRE] = t(
+            ctx.locale,
+            "Choose whether clients must consent to book online, or may book without consenting.",
+        )
+    else:
+        data[REQUIRE] = require == "yes"
+    validity = form.get("validity_days", "").strip()
+    shown["validity_days"] = validity
+    if not validity:
+        data["validity_days"] = None
+    elif validity.isdigit() and 1 <= int(validity) <= 3650:
+        data["validity_days"] = int(validity)
+    else:
+        errors["validity_days"] = t(
+            ctx.locale,
+            "Write the validity as a whole number of days from 1 to 3650, or leave it "
+            "empty if consent should not lapse by itself.",
+        )
+    link_days = form.get("request_link_days", "").strip()
+    shown["request_link_days"] = link_days
+    if link_days.isdigit() and 1 <= int(link_days) <= 90:
+        data["request_link_days"] = int(link_days)
+    else:
+        errors["request_link_days"] = t(
+            ctx.locale, "Write how many days an e-mailed link works: a whole number from 1 to 90."
+        )
+    return data, shown, errors
+
+
+def _setup_page(ctx: Ctx, step: int, *, status: int = 200, **values: Any) -> Response:
+    values.setdefault("texts", _text_rows(ctx) if step == 2 else [])
+    if "settings" not in values:
+        values["settings"] = _settings_values(service.settings_of(ctx.practice))
+        if not ctx.practice.setup_complete:
+            # A real decision (GDPR Art. 7(4)): nothing is preselected the first time.
+            values["settings"][REQUIRE] = ""
+    return render_page(
+        ctx,
+        "practice_setup.html",
+        status=status,
+        step=step,
+        active="setup",
+        expected_major=ctx.practice.current_major,
+        first_setup=not ctx.practice.setup_complete,
+        **values,
+    )
+
+
+def setup(request: Request) -> Response:
+    ctx = context(request)
+    if request.method == "POST":
+        form = check_csrf(ctx)
+        posted_step = form.get("step", "")
+        if posted_step == "2":
+            return _setup_save_text(ctx, form)
+        if posted_step == "3":
+            return _setup_save_settings(ctx, form)
+        raise BadRequest()
+    raw = request.args.get("step", "")
+    if raw in ("1", "2", "3", "4"):
+        step = int(raw)
+    else:
+        step = 3 if ctx.practice.setup_complete else 1
+    if step == 4 and not ctx.practice.setup_complete:
+        step = 3
+    return _setup_page(ctx, step)
+
+
+def _setup_save_text(ctx: Ctx, form: Mapping[str, str]) -> Response:
+    if ctx.practice.setup_complete:
+        # After set-up, text changes go through the editor, which asks about re-consent.
+        return redirect(ctx, "/text")
+    expected = _int_field(form, "expected_major")
+    if form.get("action") != "save":
+        return redirect(ctx, "/setup", step=3, done="text_kept")
+    current = service.current_texts(ctx.host.session(), ctx.practice)
+    bodies = {lang: form[f"text_{lang}"] for lang in LANGUAGES if f"text_{lang}" in form}
+    changed = {
+        lang: body
+        for lang, body in bodies.items()
+        if lang in current and normalise_body(body) != current[lang].body
+    }
+    if not changed:
+        return redirect(ctx, "/setup", step=3, done="text_kept")
+    try:
+        service.publish_text(
+            ctx.host,
+            ctx.tenant,
+            bodies=changed,
+            kind="correction",
+            reason=t(ctx.locale, "Edited in the activation wizard."),
+            actor=_actor(ctx),
+            expected_major=expected,
+        )
+    except InputError as exc:
+        _rollback(ctx)
+        errors = {exc.field: _text_error(ctx, exc.field)}
+        return _setup_page(ctx, 2, status=400, errors=errors, texts=_text_rows(ctx, bodies))
+    return redirect(ctx, "/setup", step=3, done="text_saved")
+
+
+def _text_error(ctx: Ctx, field: str) -> str:
+    language = field.removeprefix("text_")
+    return t(
+        ctx.locale,
+        "The text in %(language)s must be between 20 and %(max)s characters long. Complete "
+        "or shorten it and try again.",
+        language=_language_name(ctx, language),
+        max=_number(ctx, MAX_TEXT_LENGTH),
+    )
+
+
+def _setup_save_settings(ctx: Ctx, form: Mapping[str, str]) -> Response:
+    data, shown, errors = _settings_from_form(ctx, form)
+    was_complete = ctx.practice.setup_complete
+    if not errors:
+        try:
+            service.complete_setup(ctx.host, ctx.tenant, data)
+        except SettingsError:
+            _rollback(ctx)
+            errors["settings"] = t(
+                ctx.locale, "Some choices could not be saved. Check them and try again."
+            )
+    if errors:
+        return _setup_page(ctx, 3, status=400, errors=errors, settings=shown)
+    if was_complete:
+        return redirect(ctx, "/setup", done="settings_saved")
+    return redirect(ctx, "/setup", step=4, done="setup_done")
+
+
+# -- obtain consent (F5) --------------------------------------------------------------------------
+
+
+def _obtain_page(ctx: Ctx, info: ClientInfo, *, status: int = 200, **values: Any) -> Response:
+    session = ctx.host.session()
+    current = service.client_status(ctx.host, ctx.tenant, info.ref)
+    text = service.current_text(session, ctx.practice, info.locale)
+    today = (service.now_utc(ctx.host) + timedelta(hours=14)).date()
+    values.setdefault("form", {"method": "", "given_on": "", "note": ""})
+    return render_page(
+        ctx,
+        "practice_obtain.html",
+        status=status,
+        client=info,
+        badge=_badge(ctx, current.status),
+        text_html=trusted_html(text.html),
+        text_label=service.version_label(text.major, text.minor),
+        text_language=text.language,
+        text_language_name=_language_name(ctx, text.language),
+        methods=[(m, t(ctx.locale, METHOD_LABELS[m])) for m in service.MANUAL_METHODS],
+        max_date=today.isoformat(),
+        has_email=bool(info.email),
+        **values,
+    )
+
+
+def obtain(request: Request, client: str) -> Response:
+    ctx = context(request)
+    info = client_of(ctx, client)
+    if request.method == "POST":
+        form = check_csrf(ctx)
+        if (gone := _operational(ctx)) is not None:
+            return gone
+        action = form.get("action")
+        if action == "record":
+            return _record(ctx, info, form)
+        if action == "send":
+            return _send(ctx, info)
+        raise BadRequest()
+    if (gone := _operational(ctx)) is not None:
+        return gone
+    return _obtain_page(ctx, info)
+
+
+def _parse_given_on(ctx: Ctx, raw: str) -> tuple[datetime | None, str | None]:
+    """The day the client gave consent → a UTC time on that day (never after now)."""
+    if not raw:
+        return None, t(ctx.locale, "Enter the date the client gave their consent.")
+    try:
+        day = date.fromisoformat(raw) if len(raw) == 10 else None
+    except ValueError:
+        day = None
+    if day is None:
+        return None, t(ctx.locale, "Enter the date as year-month-day, for example 2026-03-14.")
+    now = service.now_utc(ctx.host)
+    if day > (now + timedelta(hours=14)).date():
+        return None, t(
+            ctx.locale, "The date cannot be in the future. Enter the day the client gave consent."
+        )
+    if day < (now - timedelta(days=3650)).date():
+        return None, t(
+            ctx.locale, "The date is more than ten years ago. Check the year and try again."
+        )
+    return min(datetime.combine(day, time(12, 0), tzinfo=UTC), now), None
+
+
+def _record(ctx: Ctx, info: ClientInfo, form: Mapping[str, str]) -> Response:
+    if not ctx.staff.can_record_consent:
+        raise PermissionDenied(
+            N_(
+                "You do not have permission to record consent given outside the app. Ask the "
+                "practice owner for permission, or send the client a request by e-mail."
+            )
+        )
+    method = form.get("method", "")
+    raw_date = form.get("given_on", "").strip()
+    note = form.get("note", "")
+    errors: dict[str, str] = {}
+    if method not in service.MANUAL_METHODS:
+        errors["method"] = t(ctx.locale, "Choose how the client gave their consent.")
+    given_at, date_error = _parse_given_on(ctx, raw_date)
+    if date_error:
+        errors["given_on"] = date_error
+    if len(note.strip()) > service.MAX_NOTE:
+        errors["note"] = t(
+            ctx.locale,
+            "The note is too long: shorten it to at most %(max)s characters.",
+            max=_number(ctx, service.MAX_NOTE),
+        )
+    if not errors:
+        assert given_at is not None
+        try:
+            service.record_manual(
+                ctx.host,
+                ctx.tenant,
+                info.ref,
+                ctx.staff,
+                method=method,
+                given_at=given_at,
+                note=note,
+            )
+        except InputError as exc:
+            _rollback(ctx)
+            errors[exc.field if exc.field in ("method", "given_at", "note") else "record"] = t(
+                ctx.locale, "The consent could not be recorded. Check the fields and try again."
+            )
+    if errors:
+        if "given_at" in errors:
+            errors["given_on"] = errors.pop("given_at")
+        return _obtain_page(
+            ctx,
+            info,
+            status=400,
+            errors=errors,
+            form={"method": method, "given_on": raw_date, "note": note},
+        )
+    return redirect(ctx, f"/clients/{info.ref}/obtain", done="recorded")
+
+
+def _send(ctx: Ctx, info: ClientInfo) -> Response:
+    from samtycke_plugin.requests import send_request
+
+    try:
+        send_request(ctx.host, ctx.tenant, info.ref, actor=_actor(ctx))
+    except InputError as exc:
+        _rollback(ctx)
+        if exc.field not in ("email", "name", "practice_name"):
+            raise
+        # requests.py words these as sentences (address missing or invalid, a name that
+        # cannot go into a mail header) and translates them.
+        reason = t(ctx.locale, str(exc).removeprefix(f"{exc.field}: "))
+        message = t(ctx.locale, "The request was not sent.") + " " + reason
+        return _obtain_page(ctx, info, status=400, errors={"email": message})
+    return redirect(ctx, f"/clients/{info.ref}/obtain", done="sent")
+
+
+# -- withdrawal (F15) -----------------------------------------------------------------------------
+
+
+def withdraw(request: Request, client: str) -> Response:
+    ctx = context(request)
+    info = client_of(ctx, client)
+    if request.method == "POST":
+        form = check_csrf(ctx)
+        action = form.get("action")
+        if action not in ("withdraw", "revoke"):
+            raise BadRequest()
+        by_client = action == "withdraw"
+        if not by_client and not ctx.staff.can_record_consent:
+            raise PermissionDenied(
+                N_(
+                    "You do not have permission to end a consent on the practice's side. Ask "
+                    "the practice owner. You can still record a withdrawal the client asked for."
+                )
+            )
+        note = form.get("note", "")
+        if len(note.strip()) > service.MAX_NOTE:
+            error = t(
+                ctx.locale,
+                "The note is too long: shorten it to at most %(max)s characters.",
+                max=_number(ctx, service.MAX_NOTE),
+            )
+            return _withdraw_page(ctx, info, status=400, errors={f"note_{action}": error})
+        service.withdraw(
+            ctx.host,
+            ctx.tenant,
+            info.ref,
+            actor=_actor(ctx),
+            channel="practitioner",
+            method="reported_by_staff" if by_client else "ended_by_practice",
+            by_client=by_client,
+            note=note,
+        )
+        return redirect(
+            ctx, f"/clients/{info.ref}/history", done="withdrawn" if by_client else "revoked"
+        )
+    return _withdraw_page(ctx, info)
+
+
+def _withdraw_page(ctx: Ctx, info: ClientInfo, *, status: int = 200, **values: Any) -> Response:
+    current = service.client_status(ctx.host, ctx.tenant, info.ref)
+    snap = current.snapshot
+    return render_page(
+        ctx,
+        "practice_withdraw.html",
+        status=status,
+        client=info,
+        badge=_badge(ctx, current.status),
+        withdrawable=snap is not None and snap.state in VALID_STATES,
+        **values,
+    )
+
+
+# -- history (F10) and text versions --------------------------------------------------------------
+
+
+def client_history(request: Request, client: str) -> Response:
+    ctx = context(request)
+    try:
+        ref = service.check_ref("client", client)
+    except InputError:
+        raise NotFound() from None
+    info = ctx.host.lookup_client(TenantRef(ctx.tenant), ClientRef(ref))
+    entries = service.history(ctx.host, ctx.tenant, ref)
+    if info is None and not entries:
+        raise NotFound()
+    snap = load_snapshot(ctx.host.session(), ctx.practice.tenant_ref, ref)
+    current = status(snap, ctx.practice.current_major, service.now_utc(ctx.host))
+    rows = []
+    for entry in reversed(entries):
+        given_differs = entry.given_at is not None and entry.given_at != entry.occurred_at
+        rows.append(
+            {
+                "entry": entry,
+                "state": _label(ctx, STATE_LABELS, entry.state),
+                "channel": _label(ctx, CHANNEL_LABELS, entry.channel),
+                "method": _label(ctx, METHOD_LABELS, entry.method),
+                "who": _who(ctx, entry.actor),
+                "given_differs": given_differs,
+                "given_date_only": entry.channel == "manual",
+                "language": _language_name(ctx, entry.language),
+                "tone": "ok" if entry.state in ("given", "renewed") else "missing",
+            }
+        )
+    return render_page(
+        ctx,
+        "practice_history.html",
+        client=info,
+        client_ref=ref,
+        rows=rows,
+        badge=_badge(ctx, current),
+        withdrawable=snap is not None and snap.state in VALID_STATES,
+    )
+
+
+def text_version(request: Request, text_id: int) -> Response:
+    ctx = context(request)
+    text = service.text_by_id(ctx.host.session(), ctx.tenant, text_id)
+    return render_page(
+        ctx,
+        "practice_text_version.html",
+        active="text",
+        text=text,
+        label=service.version_label(text.major, text.minor),
+        language_name=_language_name(ctx, text.language),
+        kind=_label(ctx, KIND_LABELS, text.change_kind),
+        who=_who(ctx, text.created_by),
+        html=trusted_html(text.html),
+        is_current=text.major == ctx.practice.current_major,
+    )
+
+
+# -- the text editor (F11) ------------------------------------------------------------------------
+
+
+def _versions(ctx: Ctx) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": v.id,
+            "label": service.version_label(v.major, v.minor),
+            "language": _language_name(ctx, v.language),
+            "kind": _label(ctx, KIND_LABELS, v.change_kind),
+            "who": _who(ctx, v.created_by),
+            "at": v.created_at,
+            "reason": v.reason,
+            "current": v.major == ctx.practice.current_major,
+        }
+        for v in service.text_versions(ctx.host.session(), ctx.tenant)
+    ]
+
+
+def _editor(
+    ctx: Ctx, *, bodies: Mapping[str, str] | None = None, status: int = 200, **values: Any
+) -> Response:
+    return render_page(
+        ctx,
+        "practice_text.html",
+        status=status,
+        active="text",
+        texts=_text_rows(ctx, bodies),
+        expected_major=ctx.practice.current_major,
+        versions=_versions(ctx),
+        **values,
+    )
+
+
+def text_editor(request: Request) -> Response:
+    ctx = context(request)
+    if request.method != "POST":
+        return _editor(ctx)
+    form = check_csrf(ctx)
+    action = form.get("action")
+    expected = _int_field(form, "expected_major")
+    bodies = {lang: form[f"text_{lang}"] for lang in LANGUAGES if f"text_{lang}" in form}
+    if action == "edit":
+        return _editor(ctx, bodies=bodies)
+    if action not in ("preview", "save"):
+        raise BadRequest()
+    if expected != ctx.practice.current_major:
+        raise Conflict(service.TEXT_CHANGED_MEANWHILE)
+    current = service.current_texts(ctx.host.session(), ctx.practice)
+    bodies = {lang: body for lang, body in bodies.items() if lang in current}
+    changed = [lang for lang, body in bodies.items() if normalise_body(body) != current[lang].body]
+    if not changed:
+        return _editor(
+            ctx,
+            bodies=bodies,
+            status=400,
+            errors={"text": t(ctx.locale, "You have not changed the text. Edit it, then preview.")},
+        )
+    previews: list[dict[str, Any]] = []
+    affected = 0
+    for lang in changed:
+        try:
+            content = service.preview_text_change(
+                ctx.host, ctx.tenant, language=lang, body=bodies[lang], kind="content"
+            )
+            correction = service.preview_text_change(
+                ctx.host, ctx.tenant, language=lang, body=bodies[lang], kind="correction"
+            )
+        except InputError as exc:
+            return _editor(
+                ctx, bodies=bodies, status=400, errors={exc.field: _text_error(ctx, exc.field)}
+            )
+        affected = content.affected  # the same for every language: clients, not texts
+        previews.append(
+            {
+                "language": lang,
+                "name": _language_name(ctx, lang),
+                "diff": content.diff,
+                "correction_label": service.version_label(
+                    correction.new_major, correction.new_minor
+                ),
+                "content_label": service.version_label(content.new_major, content.new_minor),
+            }
+        )
+    kind = form.get("kind", "")
+    reason = form.get("reason", "")
+    if action == "save":
+        errors: dict[str, str] = {}
+        if kind not in ("correction", "content"):
+            errors["kind"] = t(
+                ctx.locale,
+                "Choose whether this is a correction or a change of content, then save.",
+            )
+        if len(reason.strip()) > service.MAX_NOTE:
+            errors["reason"] = t(
+                ctx.locale,
+                "The reason is too long: shorten it to at most %(max)s characters.",
+                max=_number(ctx, service.MAX_NOTE),
+            )
+        if not errors:
+            publish = bodies if kind == "content" else {lang: bodies[lang] for lang in changed}
+            service.publish_text(
+                ctx.host,
+                ctx.tenant,
+                bodies=publish,
+                kind=kind,
+                reason=reason,
+                actor=_actor(ctx),
+                expected_major=expected,
+            )
+            return redirect(ctx, "/text", done=kind)
+        status_code = 400
+    else:
+        errors, status_code = {}, 200
+    unchanged = [_language_name(ctx, lang) for lang in bodies if lang not in changed]
+    return render_page(
+        ctx,
+        "practice_text_preview.html",
+        status=status_code,
+        active="text",
+        previews=previews,
+        bodies=bodies,
+        expected_major=expected,
+        affected=affected,
+        affected_sentence=tn(
+            ctx.locale,
+            "%(n)s client who has consented now will need to consent again.",
+            "%(n)s clients who have consented now will need to consent again.",
+            affected,
+        ),
+        unchanged=unchanged,
+        kind=kind,
+        reason=reason,
+        errors=errors,
+    )
+
+
+# -- batch request (F7) ---------------------------------------------------------------------------
+
+
+def batch(request: Request) -> Response:
+    ctx = context(request)
+    if request.method == "POST":
+        check_csrf(ctx)
+        if (gone := _operational(ctx)) is not None:
+            return gone
+        from samtycke_plugin.requests import request_batch
+
+        result = request_batch(ctx.host, ctx.tenant, actor=_actor(ctx))
+        return redirect(
+            ctx,
+            "/batch",
+            done="batch",
+            asked=result.asked,
+            valid=result.skipped_valid,
+            pending=result.skipped_pending,
+            no_email=result.skipped_no_email,
+            bad_name=result.skipped_bad_name,
+        )
+    if (gone := _operational(ctx)) is not None:
+        return gone
+    result_counts = None
+    if request.args.get("done") == "batch":
+        result_counts = {}
+        for key in ("asked", "valid", "pending", "no_email", "bad_name"):
+            raw = request.args.get(key, "")
+            result_counts[key] = int(raw) if raw.isdigit() and len(raw) < 10 else 0
+    return render_page(
+        ctx,
+        "practice_batch.html",
+        active="batch",
+        counts=_counts(ctx),
+        result=result_counts,
+    )
+
 
 #: (path, endpoint, handler, methods).
-ROUTES: list[tuple[str, str, Handler, tuple[str, ...]]] = []
+ROUTES: list[tuple[str, str, Handler, tuple[str, ...]]] = [
+    ("/", "practice.overview", overview, ("GET",)),
+    ("/setup", "practice.setup", setup, ("GET", "POST")),
+    ("/text", "practice.text", text_editor, ("GET", "POST")),
+    (f"/texts/<int(max={MAX_ID}):text_id>", "practice.text_version", text_version, ("GET",)),
+    ("/batch", "practice.batch", batch, ("GET", "POST")),
+    ("/clients/<client>/obtain", "practice.obtain", obtain, ("GET", "POST")),
+    ("/clients/<client>/withdraw", "practice.withdraw", withdraw, ("GET", "POST")),
+    ("/clients/<client>/history", "practice.history", client_history, ("GET",)),
+]

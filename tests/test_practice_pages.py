@@ -1,0 +1,938 @@
+"""Practitioner pages (F2, F5, F7, F8, F10, F11, F15) through the real WSGI app, mounted
+at MOUNT_PREFIX the way a host mounts it, with the host putting the signed-in practice
+and practitioner into the environ.  Runs on SQLite and PostgreSQL (the ``host`` fixture)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hostkit import TestHost, count_statements, staff, submission
+from markupsafe import escape
+from sqlalchemy import func, select
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+from werkzeug.test import Client, TestResponse
+from werkzeug.wrappers import Response
+
+from hookspecs.types import BookingRef, ClientInfo, ClientRef, StaffContext, StaffRef
+from samtycke_plugin import service
+from samtycke_plugin.i18n import t
+from samtycke_plugin.models import ConsentEvent, ConsentRequest, Practice, TextVersion
+from samtycke_plugin.requests import NO_ADDRESS
+from samtycke_plugin.web import make_wsgi_app
+from samtycke_plugin.web.base import csrf_token
+
+P = service.MOUNT_PREFIX
+XSS = "<script>alert(1)</script>"
+WHEN = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+class Pages:
+    """A browser-less practitioner session: the host authenticates ``who`` in ``tenant``."""
+
+    def __init__(self, host: TestHost, tenant: str, who: StaffContext | None = None) -> None:
+        self.host, self.tenant, self.staff = host, tenant, who or staff()
+        app = make_wsgi_app()
+
+        def hosted(environ: dict[str, Any], start_response: Any) -> Any:
+            environ["booking.host"] = host
+            if self.staff is not None:
+                environ["booking.tenant"] = tenant
+                environ["booking.staff"] = self.staff
+            return app(environ, start_response)
+
+        outer = DispatcherMiddleware(Response("host page", status=404), {P: hosted})
+        self.client = Client(outer)
+
+    @property
+    def token(self) -> str:
+        return csrf_token(self.host.app_secret("samtycke"), f"staff:{self.tenant}:{self.staff.ref}")
+
+    def get(self, path: str, lang: str = "sv") -> TestResponse:
+        return self.client.get(P + path, headers={"Accept-Language": lang})
+
+    def post(
+        self, path: str, data: dict[str, str], lang: str = "sv", token: str | None = "auto"
+    ) -> TestResponse:
+        form = dict(data)
+        if token == "auto":
+            form["csrf_token"] = self.token
+        elif token is not None:
+            form["csrf_token"] = token
+        return self.client.post(P + path, data=form, headers={"Accept-Language": lang})
+
+
+def html(response: TestResponse) -> str:
+    body = response.get_data(as_text=True)
+    assert "<script" not in body.lower(), "unescaped script tag in a page"
+    return body
+
+
+def set_up(host: TestHost, name: str = "Kliniken Lugn & Ro", **settings: object) -> str:
+    hooks = host.hooks()
+    tenant = host.new_tenant(name)
+    host.activate(hooks, tenant, **(settings or {"ask_new_clients": True}))
+    return tenant
+
+
+def events(host: TestHost, tenant: str) -> list[ConsentEvent]:
+    host.session().rollback()
+    return list(
+        host.session().scalars(
+            select(ConsentEvent).where(ConsentEvent.tenant_ref == tenant).order_by(ConsentEvent.seq)
+        )
+    )
+
+
+def versions(host: TestHost, tenant: str) -> list[tuple[str, int, int, str]]:
+    host.session().rollback()
+    return [
+        (v.language, v.major, v.minor, v.change_kind)
+        for v in host.session().scalars(
+            select(TextVersion)
+            .where(TextVersion.tenant_ref == tenant)
+            .order_by(TextVersion.major, TextVersion.minor, TextVersion.language)
+        )
+    ]
+
+
+def practice_row(host: TestHost, tenant: str) -> Practice:
+    host.session().rollback()
+    row = host.session().get(Practice, tenant, populate_existing=True)
+    assert row is not None
+    return row
+
+
+def give(host: TestHost, tenant: str, client: str, note: str | None = None) -> None:
+    service.record_manual(host, tenant, client, staff(), method="paper", given_at=WHEN, note=note)
+    host.session().commit()
+
+
+def text_ids(host: TestHost, tenant: str) -> list[int]:
+    host.session().rollback()
+    return list(
+        host.session().scalars(
+            select(TextVersion.id).where(TextVersion.tenant_ref == tenant).order_by(TextVersion.id)
+        )
+    )
+
+
+def current_body(host: TestHost, tenant: str, language: str) -> str:
+    host.session().rollback()
+    practice = service.require_practice(host.session(), tenant)
+    return service.current_texts(host.session(), practice)[language].body
+
+
+def valid_count(host: TestHost, tenant: str) -> int:
+    host.session().rollback()
+    practice = service.require_practice(host.session(), tenant)
+    return service.count_valid(host.session(), practice, host.now())
+
+
+def snapshot(host: TestHost, tenant: str) -> tuple[Any, ...]:
+    """Everything a practitioner POST could change, to show that nothing did."""
+    host.session().rollback()
+    practice = practice_row(host, tenant)
+    requests = host.session().scalar(
+        select(func.count()).select_from(ConsentRequest).where(ConsentRequest.tenant_ref == tenant)
+    )
+    return (
+        len(events(host, tenant)),
+        versions(host, tenant),
+        practice.settings,
+        practice.setup_complete,
+        practice.current_major,
+        requests,
+    )
+
+
+# -- rendering ------------------------------------------------------------------------------------
+
+MARKERS = {
+    "/": ("Samtyckesöversikt", "Consent overview"),
+    "/setup?step=1": ("Om appen", "About the app"),
+    "/setup?step=2": ("Samtyckestext", "Consent text"),
+    "/setup?step=3": (
+        "Måste klienter samtycka för att boka online?",
+        "Must clients consent to book online?",
+    ),
+    "/setup?step=4": ("Klart", "Done"),
+    "/text": ("Versioner", "Versions"),
+    "/batch": ("Fråga alla utan giltigt samtycke", "Ask everyone without valid consent"),
+    "/clients/{c}/obtain": ("Inhämta samtycke", "Obtain consent"),
+    "/clients/{c}/withdraw": (
+        "Klienten återkallar sitt samtycke",
+        "The client withdraws their consent",
+    ),
+    "/clients/{c}/history": ("Samtyckeshistorik", "Consent history"),
+    "/texts/{t}": (
+        "Texten exakt som den visas för klienter",
+        "The text exactly as shown to clients",
+    ),
+}
+
+
+@pytest.mark.parametrize("lang", ["sv", "en"])
+def test_every_page_renders_in_swedish_and_english(host: TestHost, lang: str) -> None:
+    tenant = set_up(host)
+    client = host.new_client(tenant)
+    give(host, tenant, client)
+    pages = Pages(host, tenant)
+    [text_id, *_] = text_ids(host, tenant)
+    for path, (sv, en) in MARKERS.items():
+        response = pages.get(path.format(c=client, t=text_id), lang=lang)
+        body = html(response)
+        assert response.status_code == 200, (path, body[-400:])
+        assert response.headers["Content-Language"] == lang
+        assert f'<html lang="{lang}">' in body
+        assert (sv if lang == "sv" else en) in body, path
+        if lang == "en":
+            assert sv not in body or sv == en, f"Swedish left on the English page {path}"
+        assert response.headers["Cache-Control"] == "no-store"
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+        if "<form" in body:
+            assert pages.token in body, f"form without CSRF token on {path}"
+    preview = pages.post(
+        "/text",
+        {
+            "action": "preview",
+            "expected_major": "1",
+            "text_sv": current_body(host, tenant, "sv") + "\nNy rad.\n",
+            "text_en": current_body(host, tenant, "en"),
+        },
+        lang=lang,
+    )
+    assert preview.status_code == 200
+    assert ("Kontrollera dina ändringar" if lang == "sv" else "Check your changes") in html(preview)
+
+
+def test_pages_need_a_signed_in_practitioner_of_an_active_practice(host: TestHost) -> None:
+    tenant = set_up(host)
+    client = host.new_client(tenant)
+    anonymous = Pages(host, tenant)
+    anonymous.staff = None  # type: ignore[assignment]
+    for path in ("/", "/setup", "/text", "/batch", f"/clients/{client}/obtain"):
+        assert anonymous.get(path).status_code == 404
+    other = host.new_tenant()  # never activated
+    response = Pages(host, other).get("/setup", lang="en")
+    assert response.status_code == 404
+    assert "Activate it in the app menu first" in html(response)
+
+
+def test_get_and_head_never_write(host: TestHost) -> None:
+    tenant = set_up(host)
+    client = host.new_client(tenant)
+    give(host, tenant, client)
+    pages = Pages(host, tenant)
+    [text_id, *_] = text_ids(host, tenant)
+    with count_statements(host.engine) as statements:
+        for path in MARKERS:
+            url = path.format(c=client, t=text_id)
+            assert pages.get(url).status_code == 200
+            assert pages.client.head(P + url).status_code == 200
+    writes = [
+        s for s in statements if s.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))
+    ]
+    assert writes == []
+
+
+# -- CSRF and tenant scoping ----------------------------------------------------------------------
+
+
+def _posts(client: str) -> list[tuple[str, dict[str, str]]]:
+    return [
+        (
+            "/setup",
+            {
+                "step": "2",
+                "action": "save",
+                "expected_major": "1",
+                "text_sv": "Helt ny text om hur vi hanterar dina uppgifter, tack.",
+            },
+        ),
+        (
+            "/setup",
+            {
+                "step": "3",
+                "require_consent_for_online_booking": "yes",
+                "request_link_days": "10",
+                "validity_days": "30",
+            },
+        ),
+        (
+            f"/clients/{client}/obtain",
+            {"action": "record", "method": "paper", "given_on": "2026-11-20"},
+        ),
+        (f"/clients/{client}/obtain", {"action": "send"}),
+        (f"/clients/{client}/withdraw", {"action": "withdraw"}),
+        (f"/clients/{client}/withdraw", {"action": "revoke"}),
+        (
+            "/text",
+            {
+                "action": "save",
+                "kind": "content",
+                "expected_major": "1",
+                "text_sv": "Helt ny text om hur vi hanterar dina uppgifter, tack.",
+            },
+        ),
+        ("/batch", {}),
+    ]
+
+
+def test_every_post_without_a_valid_csrf_token_is_refused_and_changes_nothing(
+    host: TestHost,
+) -> None:
+    tenant = set_up(host)
+    other = set_up(host)
+    client = host.new_client(tenant)
+    give(host, tenant, client)
+    pages = Pages(host, tenant)
+    foreign_token = Pages(host, other).token
+    other_staff = csrf_token(host.app_secret("samtycke"), f"staff:{tenant}:s2")
+    before = snapshot(host, tenant)
+    for path, data in _posts(client):
+        for token in (None, "", "forged-token", foreign_token, other_staff, pages.token + "x"):
+            response = pages.post(path, data, token=token)
+            assert response.status_code == 403, (path, token)
+            assert t("sv", "You are not allowed to do this.") in html(response)
+    assert snapshot(host, tenant) == before
+    # The same posts with the right token do work (so the refusals above were about CSRF).
+    assert pages.post(*_posts(client)[2]).status_code == 303
+
+
+def test_another_practices_clients_and_texts_are_not_found_and_untouched(host: TestHost) -> None:
+    mine = set_up(host)
+    theirs = set_up(host, name="Annan praktik")
+    their_client = host.new_client(theirs, name="Bertil Berg")
+    give(host, theirs, their_client, note="deras anteckning")
+    their_text = text_ids(host, theirs)[0]
+    pages = Pages(host, mine)
+    before_theirs, before_mine = snapshot(host, theirs), snapshot(host, mine)
+    for path in ("obtain", "withdraw", "history"):
+        response = pages.get(f"/clients/{their_client}/{path}")
+        assert response.status_code == 404
+        assert "Bertil" not in html(response)
+    for path, data in _posts(their_client):
+        if path.startswith("/clients/"):
+            assert pages.post(path, data).status_code == 404, path
+    response = pages.get(f"/texts/{their_text}")
+    assert response.status_code == 404
+    assert "deras" not in html(response)
+    for bad in (
+        "/texts/0",
+        "/texts/99999999999999999999",
+        "/clients/..%2Fx/obtain",
+        "/clients/%3Cscript%3E/history",
+        "/clients/nobody/history",
+    ):
+        assert pages.get(bad).status_code == 404, bad
+    assert snapshot(host, theirs) == before_theirs
+    assert snapshot(host, mine) == before_mine
+
+
+# -- activation wizard (F2) -----------------------------------------------------------------------
+
+
+def test_wizard_from_activation_to_done_changes_the_settings(host: TestHost) -> None:
+    hooks = host.hooks()
+    tenant = host.new_tenant()
+    host.activate(hooks, tenant)  # from the app menu: no settings yet
+    assert practice_row(host, tenant).setup_complete is False
+    pages = Pages(host, tenant)
+    client = host.new_client(tenant)
+
+    first = html(pages.get("/setup"))
+    assert 'aria-current="step">Om appen' in first
+    assert "standardtext" in first
+    # Pages that ask clients send the practitioner to the wizard first.
+    assert pages.get(f"/clients/{client}/obtain").headers["Location"] == f"{P}/setup"
+
+    step2 = html(pages.get("/setup?step=2"))
+    assert "Ansvaret" in step2 or "ansvarig" in step2
+    assert 'name="text_sv"' in step2 and 'name="text_en"' in step2
+    # Keeping the default text publishes nothing.
+    kept = pages.post(
+        "/setup",
+        {"step": "2", "action": "keep", "expected_major": "1", "text_sv": "ändrat men inte sparat"},
+    )
+    assert kept.status_code == 303 and kept.headers["Location"].endswith("step=3&done=text_kept")
+    assert versions(host, tenant) == [("en", 1, 0, "initial"), ("sv", 1, 0, "initial")]
+    # A too short text is refused with a sentence, and nothing is saved.
+    short = pages.post(
+        "/setup", {"step": "2", "action": "save", "expected_major": "1", "text_sv": "Kort."}
+    )
+    assert short.status_code == 400
+    assert "mellan 20 och" in html(short)
+    assert len(versions(host, tenant)) == 2
+    # Saving an edit publishes a correction of version 1 (only the edited language).
+    edited = current_body(host, tenant, "sv").replace("Frågor?", "Har du frågor?")
+    saved = pages.post(
+        "/setup",
+        {
+            "step": "2",
+            "action": "save",
+            "expected_major": "1",
+            "text_sv": edited,
+            "text_en": current_body(host, tenant, "en"),
+        },
+    )
+    assert saved.status_code == 303
+    assert saved.headers["Location"] == f"{P}/setup?step=3&done=text_saved"
+    assert versions(host, tenant)[-1] == ("sv", 1, 1, "correction")
+    assert "Har du frågor?" in current_body(host, tenant, "sv")
+
+    step3 = html(pages.get("/setup?step=3&done=text_saved"))
+    assert "sparades som en rättelse" in step3  # the confirmation
+    assert "7.4" in step3
+    assert not re.search(
+        r'name="require_consent_for_online_booking" value="(yes|no)"[^>]* checked', step3
+    )
+    # The gating choice is a decision: without it nothing is stored.
+    undecided = pages.post(
+        "/setup", {"step": "3", "ask_new_clients": "yes", "request_link_days": "14"}
+    )
+    assert undecided.status_code == 400
+    assert "Välj om klienter måste samtycka" in html(undecided)
+    bad_days = pages.post(
+        "/setup",
+        {
+            "step": "3",
+            "require_consent_for_online_booking": "no",
+            "request_link_days": "14",
+            "validity_days": "-3",
+        },
+    )
+    assert bad_days.status_code == 400 and "3650" in html(bad_days)
+    assert practice_row(host, tenant).setup_complete is False
+
+    done = pages.post(
+        "/setup",
+        {
+            "step": "3",
+            "ask_new_clients": "yes",
+            "require_consent_for_online_booking": "yes",
+            "email_request_to_new_clients": "yes",
+            "request_link_days": "21",
+            "validity_days": "365",
+        },
+    )
+    assert done.status_code == 303
+    assert done.headers["Location"] == f"{P}/setup?step=4&done=setup_done"
+    row = practice_row(host, tenant)
+    assert row.setup_complete is True
+    assert service.settings_of(row) == service.PracticeSettings(
+        ask_new_clients=True,
+        ask_clients_without_consent=False,
+        require_consent_for_online_booking=True,
+        email_request_to_new_clients=True,
+        email_request_after_staff_booking=False,
+        validity_days=365,
+        request_link_days=21,
+    )
+    final = html(pages.get("/setup?step=4&done=setup_done"))
+    assert f'href="{P}/text"' in final and f'href="{P}/"' in final
+
+    # Reached again after set-up: the current settings, changeable.
+    again = html(pages.get("/setup"))
+    assert "Inställningar för Samtycke" in again
+    assert re.search(r'value="yes"[^>]* checked', again)
+    assert 'value="365"' in again and 'value="21"' in again
+    changed = pages.post(
+        "/setup",
+        {
+            "step": "3",
+            "require_consent_for_online_booking": "no",
+            "ask_clients_without_consent": "yes",
+            "request_link_days": "14",
+        },
+    )
+    assert changed.headers["Location"] == f"{P}/setup?done=settings_saved"
+    settings = service.settings_of(practice_row(host, tenant))
+    assert settings.require_consent_for_online_booking is False
+    assert settings.ask_clients_without_consent is True and settings.validity_days is None
+    # After set-up the wizard's text step only shows the text and points to the editor.
+    assert 'name="text_sv"' not in html(pages.get("/setup?step=2"))
+    assert (
+        pages.post(
+            "/setup", {"step": "2", "action": "save", "expected_major": "1", "text_sv": "x" * 40}
+        ).headers["Location"]
+        == f"{P}/text"
+    )
+    assert versions(host, tenant)[-1] == ("sv", 1, 1, "correction")
+
+
+# -- obtain consent (F5) --------------------------------------------------------------------------
+
+
+def test_manual_record_creates_exactly_one_given_event(host: TestHost) -> None:
+    tenant = set_up(host)
+    client = host.new_client(tenant)
+    pages = Pages(host, tenant)
+    page = html(pages.get(f"/clients/{client}/obtain"))
+    assert "Ingen samtycke" in page or "Inget samtycke" in page
+    assert 'for="given_on"' in page and 'id="given_on"' in page and 'max="2026-11-30"' in page
+    assert "Samtycke till behandling av personuppgifter" in page  # the text that will be shown
+
+    response = pages.post(
+        f"/clients/{client}/obtain",
+        {
+            "action": "record",
+            "method": "verbal",
+            "given_on": "2026-11-20",
+            "note": "Sa ja i telefon.",
+        },
+    )
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"{P}/clients/{client}/obtain?done=recorded"
+    [event] = events(host, tenant)
+    assert (event.state, event.channel, event.method, event.actor) == (
+        "given",
+        "manual",
+        "verbal",
+        "staff:s1",
+    )
+    assert event.given_at == WHEN
+    assert event.occurred_at == host.now()
+    assert event.text_major == 1 and event.language == "sv"
+    [entry] = service.history(host, tenant, client)
+    assert entry.note == "Sa ja i telefon."
+    after = html(pages.get(f"/clients/{client}/obtain?done=recorded"))
+    assert "Samtycket registrerades." in after
+    assert 'data-status="valid"' in after
+
+
+def test_manual_record_today_is_not_in_the_future(host: TestHost) -> None:
+    tenant = set_up(host)
+    client = host.new_client(tenant)
+    host.clock = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
+    response = Pages(host, tenant).post(
+        f"/clients/{client}/obtain",
+        {"action": "record", "method": "paper", "given_on": "2026-11-29"},
+    )
+    assert response.status_code == 303
+    [event] = events(host, tenant)
+    assert event.given_at == host.now()  # never after the moment it was recorded
+
+
+@pytest.mark.parametrize(
+    ("data", "sentence"),
+    [
+        ({"method": "paper", "given_on": "2026-12-24"}, "kan inte ligga i framtiden"),
+        ({"method": "paper", "given_on": "2010-01-01"}, "mer än tio år sedan"),
+        ({"method": "paper", "given_on": "24/12/2026"}, "år-månad-dag"),
+        ({"method": "paper", "given_on": ""}, "Ange datumet"),
+        ({"method": "telepathy", "given_on": "2026-11-20"}, "Välj hur klienten"),
+        (
+            {"method": "paper", "given_on": "2026-11-20", "note": "x" * 2001},
+            "Anteckningen är för lång",
+        ),
+    ],
+)
+def test_manual_record_with_bad_input_says_what_to_do_and_writes_nothing(
+    host: TestHost, data: dict[str, str], sentence: str
+) -> None:
+    tenant = set_up(host)
+    client = host.new_client(tenant)
+    response = Pages(host, tenant).post(f"/clients/{client}/obtain", {"action": "record", **data})
+    assert response.status_code == 400
+    body = html(response)
+    assert sentence in body
+    assert 'class="sp-error-text"' in body and 'role="alert"' in body
+    assert 'aria-invalid="true"' in body or 'aria-describedby="method-error"' in body
+    assert events(host, tenant) == []
+
+
+def test_staff_without_permission_cannot_record_and_nothing_is_written(host: TestHost) -> None:
+    tenant = set_up(host)
+    client = host.new_client(tenant)
+    give(host, tenant, client)
+    assistant = StaffContext(ref=StaffRef("s9"), name="Assistent", can_record_consent=False)
+    pages = Pages(host, tenant, assistant)
+    other = host.new_client(tenant)
+    page = html(pages.get(f"/clients/{other}/obtain"))
+    assert 'value="record"' not in page
+    assert "behörighet" in page
+    before = snapshot(host, tenant)
+    refused = pages.post(
+        f"/clients/{other}/obtain",
+        {"action": "record", "method": "paper", "given_on": "2026-11-20"},
+    )
+    assert refused.status_code == 403
+    assert "behörighet" in html(refused)
+    revoked = pages.post(f"/clients/{client}/withdraw", {"action": "revoke"})
+    assert revoked.status_code == 403
+    assert snapshot(host, tenant) == before
+    # Recording the client's own withdrawal is not blocked by that permission.
+    assert pages.post(f"/clients/{client}/withdraw", {"action": "withdraw"}).status_code == 303
+    assert events(host, tenant)[-1].state == "withdrawn"
+
+
+# -- withdrawal (F15) -----------------------------------------------------------------------------
+
+
+def test_withdrawal_and_ending_by_the_practice(host: TestHost) -> None:
+    tenant = set_up(host)
+    anna, bo = host.new_client(tenant), host.new_client(tenant, name="Bo")
+    give(host, tenant, anna)
+    give(host, tenant, bo)
+    pages = Pages(host, tenant)
+    page = html(pages.get(f"/clients/{anna}/withdraw"))
+    assert "Klienten återkallar" in page and "Mottagningen avslutar" in page
+    response = pages.post(
+        f"/clients/{anna}/withdraw", {"action": "withdraw", "note": "Ringde och sa nej."}
+    )
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"{P}/clients/{anna}/history?done=withdrawn"
+    withdrawn = events(host, tenant)[-1]
+    assert (withdrawn.state, withdrawn.channel, withdrawn.method, withdrawn.actor) == (
+        "withdrawn",
+        "practitioner",
+        "reported_by_staff",
+        "staff:s1",
+    )
+    assert "Återkallelsen registrerades" in html(
+        pages.get(f"/clients/{anna}/history?done=withdrawn")
+    )
+    # A second withdrawal (double click): calm 409, nothing more written.
+    again = pages.post(f"/clients/{anna}/withdraw", {"action": "withdraw"})
+    assert again.status_code == 409
+    assert "inget givet samtycke" in html(again).lower()
+    assert "nothing to withdraw" not in html(pages.get(f"/clients/{anna}/withdraw"))
+    ended = pages.post(
+        f"/clients/{bo}/withdraw", {"action": "revoke", "note": "Registrerat av misstag"}
+    )
+    assert ended.status_code == 303
+    assert [e.state for e in events(host, tenant)] == ["given", "given", "withdrawn", "revoked"]
+    assert service.client_status(host, tenant, bo).status.value == "revoked"
+
+
+# -- history (F10) --------------------------------------------------------------------------------
+
+
+def test_history_lists_every_event_with_evidence_and_the_text_shown(host: TestHost) -> None:
+    tenant = set_up(host)
+    client = host.new_client(tenant)
+    hooks = host.hooks()
+    pages = Pages(host, tenant)
+    pages.post(
+        f"/clients/{client}/obtain",
+        {
+            "action": "record",
+            "method": "other_system",
+            "given_on": "2026-11-01",
+            "note": "Från gamla journalen",
+        },
+    )
+    host.advance(hours=1)
+    pages.post(f"/clients/{client}/withdraw", {"action": "withdraw"})
+    host.advance(hours=1)
+    text_id = service.current_text(
+        host.session(), service.require_practice(host.session(), tenant), "sv"
+    ).id
+    host.session().rollback()
+    sub = submission(tenant, client, ticked=True, text_id=text_id)
+    assert hooks.submit_check(sub) == []
+    hooks.submitted(sub, BookingRef("b-77"), ClientRef(client))
+    host.session().commit()
+    assert len(events(host, tenant)) == 3
+
+    body = html(pages.get(f"/clients/{client}/history"))
+    for sv in (
+        "Samtycke givet",
+        "Samtycket återkallat av klienten",
+        "Onlinebokning",
+        "Registrerat av personal",
+        "I ett annat system",
+        "Från gamla journalen",
+        "203.0.113.0/24",
+        "Mozilla/5.0 (test)",
+        "b-77",
+        "2026-11-01",
+        "2026-11-29 12:00 UTC",
+        "Du (Dr. Berg)",
+        "Klienten",
+        "#1",
+        "#2",
+        "#3",
+    ):
+        assert sv in body, sv
+    assert "203.0.113.77" not in body
+    assert body.count(f'href="{P}/texts/{text_id}"') == 3
+    full = pages.get(f"/texts/{text_id}")
+    assert full.status_code == 200
+    text = host.session().get(TextVersion, text_id)
+    assert text is not None and text.sha256 in html(full)
+
+
+# -- the text editor (F11) ------------------------------------------------------------------------
+
+
+def _clients_with_consent(host: TestHost, tenant: str, n: int) -> list[str]:
+    clients = [host.new_client(tenant, name=f"Klient {i}") for i in range(n)]
+    for c in clients:
+        give(host, tenant, c)
+    return clients
+
+
+def test_preview_shows_the_diff_and_how_many_must_consent_again(host: TestHost) -> None:
+    tenant = set_up(host)
+    _clients_with_consent(host, tenant, 3)
+    host.new_client(tenant, name="Utan samtycke")
+    pages = Pages(host, tenant)
+    old = current_body(host, tenant, "sv")
+    new = old.replace(
+        "Vi säljer aldrig dina uppgifter.", "Vi delar uppgifter med vår försäkringspartner."
+    )
+    before = snapshot(host, tenant)
+    for lang, sentence in (
+        ("sv", "3 klienter som har samtyckt nu behöver samtycka igen."),
+        ("en", "3 clients who have consented now will need to consent again."),
+    ):
+        response = pages.post(
+            "/text",
+            {
+                "action": "preview",
+                "expected_major": "1",
+                "text_sv": new,
+                "text_en": current_body(host, tenant, "en"),
+            },
+            lang=lang,
+        )
+        assert response.status_code == 200
+        body = html(response)
+        assert sentence in body
+        assert re.search(r"<del>.*Vi säljer aldrig dina uppgifter\.</del>", body)
+        assert re.search(r"<ins>.*Vi delar uppgifter med vår försäkringspartner\.</ins>", body)
+        assert 'name="kind" value="correction"' in body and 'name="kind" value="content"' in body
+        assert "1.1" in body and "2.0" in body
+    assert snapshot(host, tenant) == before  # a preview saves nothing
+    unchanged = pages.post("/text", {"action": "preview", "expected_major": "1", "text_sv": old})
+    assert unchanged.status_code == 400
+    assert "Du har inte ändrat texten" in html(unchanged)
+    back = pages.post("/text", {"action": "edit", "expected_major": "1", "text_sv": new})
+    assert back.status_code == 200 and "försäkringspartner" in html(back)
+
+
+def test_correction_keeps_consents_valid(host: TestHost) -> None:
+    tenant = set_up(host)
+    _clients_with_consent(host, tenant, 2)
+    pages = Pages(host, tenant)
+    fixed = current_body(host, tenant, "en").replace("Questions?", "Any questions?")
+    response = pages.post(
+        "/text",
+        {
+            "action": "save",
+            "kind": "correction",
+            "expected_major": "1",
+            "reason": "Stavfel",
+            "text_en": fixed,
+            "text_sv": current_body(host, tenant, "sv"),
+        },
+    )
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"{P}/text?done=correction"
+    assert versions(host, tenant)[-1] == ("en", 1, 1, "correction")
+    assert len(versions(host, tenant)) == 3  # Swedish, unchanged, got no new version
+    assert practice_row(host, tenant).current_major == 1
+    assert valid_count(host, tenant) == 2
+    page = html(pages.get("/text?done=correction"))
+    assert "Rättelsen sparades" in page and "Stavfel" in page and "Rättelse" in page
+
+
+def test_content_change_outdates_every_consent_at_once(host: TestHost) -> None:
+    tenant = set_up(host)
+    [anna, *_] = _clients_with_consent(host, tenant, 2)
+    pages = Pages(host, tenant)
+    new_sv = (
+        current_body(host, tenant, "sv") + "\nVi använder nu också ett journalsystem i molnet.\n"
+    )
+    response = pages.post(
+        "/text",
+        {
+            "action": "save",
+            "kind": "content",
+            "expected_major": "1",
+            "reason": "Nytt journalsystem",
+            "text_sv": new_sv,
+            "text_en": current_body(host, tenant, "en"),
+        },
+    )
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"{P}/text?done=content"
+    assert practice_row(host, tenant).current_major == 2
+    assert valid_count(host, tenant) == 0
+    # Both languages belong to the new content version, so English readers see a text too.
+    assert [v for v in versions(host, tenant) if v[1] == 2] == [
+        ("en", 2, 0, "content"),
+        ("sv", 2, 0, "content"),
+    ]
+    assert 'data-status="outdated"' in html(pages.get(f"/clients/{anna}/obtain"))
+    listing = html(pages.get("/text"))
+    assert "Nytt journalsystem" in listing and "Innehållsändring" in listing
+
+
+def test_save_needs_the_kind_and_refuses_a_stale_editor(host: TestHost) -> None:
+    tenant = set_up(host)
+    pages = Pages(host, tenant)
+    new_sv = current_body(host, tenant, "sv") + "\nTillägg.\n"
+    before = snapshot(host, tenant)
+    undecided = pages.post("/text", {"action": "save", "expected_major": "1", "text_sv": new_sv})
+    assert undecided.status_code == 400
+    assert "Välj om detta är en rättelse eller en innehållsändring" in html(undecided)
+    assert snapshot(host, tenant) == before
+    # Someone else publishes a content change meanwhile.
+    service.publish_text(
+        host,
+        tenant,
+        bodies={"sv": new_sv},
+        kind="content",
+        reason=None,
+        actor="staff:s2",
+        expected_major=1,
+    )
+    host.session().commit()
+    before = snapshot(host, tenant)
+    stale = pages.post(
+        "/text",
+        {
+            "action": "save",
+            "kind": "correction",
+            "expected_major": "1",
+            "text_sv": new_sv + "Mer.\n",
+        },
+    )
+    assert stale.status_code == 409
+    assert "ändrades av någon annan" in html(stale)
+    assert snapshot(host, tenant) == before
+
+
+# -- script and markup in every practitioner- or client-supplied string ---------------------------
+
+
+def test_script_payloads_are_escaped_everywhere(host: TestHost) -> None:
+    tenant = set_up(host, name=f"Klinik {XSS}")
+    client = host.new_client(tenant, name=f"Eva {XSS}", email="eva@example.org")
+    pages = Pages(host, tenant)
+    assert (
+        pages.post(
+            f"/clients/{client}/obtain",
+            {"action": "record", "method": "other", "given_on": "2026-11-20", "note": f"not {XSS}"},
+        ).status_code
+        == 303
+    )
+    evil = (
+        current_body(host, tenant, "sv")
+        + f"\n{XSS}\n<img src=x onerror=alert(2)>\n[klick](javascript:alert(3))\n"
+    )
+    preview = pages.post(
+        "/text", {"action": "preview", "expected_major": "1", "text_sv": evil, "reason": XSS}
+    )
+    body = html(preview)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+    saved = pages.post(
+        "/text",
+        {
+            "action": "save",
+            "kind": "correction",
+            "expected_major": "1",
+            "text_sv": evil,
+            "reason": f"varför {XSS}",
+        },
+    )
+    assert saved.status_code == 303
+    new_id = text_ids(host, tenant)[-1]
+    for path in (
+        "/",
+        "/setup?step=2",
+        "/setup?step=3",
+        "/text",
+        "/batch",
+        f"/texts/{new_id}",
+        f"/clients/{client}/obtain",
+        f"/clients/{client}/withdraw",
+        f"/clients/{client}/history",
+    ):
+        page = html(pages.get(path))  # asserts no unescaped <script
+        assert "onerror=alert" not in page.replace("&lt;img src=x onerror=alert(2)&gt;", "")
+        assert 'href="javascript:' not in page
+    assert "Eva &lt;script&gt;" in html(pages.get(f"/clients/{client}/history"))
+    assert "Klinik &lt;script&gt;" in html(pages.get("/"))
+
+
+# -- e-mail requests (F5b, F7): samtycke_plugin.requests ------------------------------------------
+
+
+def test_send_a_request_by_email(host: TestHost) -> None:
+    tenant = set_up(host)
+    client = host.new_client(tenant)
+    pages = Pages(host, tenant)
+    response = pages.post(f"/clients/{client}/obtain", {"action": "send"})
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"{P}/clients/{client}/obtain?done=sent"
+    host.session().rollback()
+    [request] = (
+        host.session()
+        .scalars(select(ConsentRequest).where(ConsentRequest.tenant_ref == tenant))
+        .all()
+    )
+    assert (request.client_ref, request.created_by) == (client, "staff:s1")
+    assert "på väg till klientens e-postadress" in html(
+        pages.get(f"/clients/{client}/obtain?done=sent")
+    )
+
+
+def test_send_without_a_usable_address_says_what_to_do(host: TestHost) -> None:
+    tenant = set_up(host)
+    client = host.new_client(tenant, email=None)
+    pages = Pages(host, tenant)
+    before = snapshot(host, tenant)
+    response = pages.post(f"/clients/{client}/obtain", {"action": "send"})
+    assert response.status_code == 400
+    body = html(response)
+    assert "Förfrågan skickades inte." in body
+    assert str(escape(t("sv", NO_ADDRESS))) in body
+    english = pages.post(f"/clients/{client}/obtain", {"action": "send"}, lang="en")
+    assert "The request was not sent. The client has no e-mail address." in html(english)
+    assert 'id="email-error"' in html(english)
+    host.clients[(tenant, client)] = ClientInfo(
+        ref=client, name="Anna", email="inte en adress", locale="sv"
+    )
+    invalid = pages.post(f"/clients/{client}/obtain", {"action": "send"}, lang="en")
+    assert invalid.status_code == 400
+    assert "e-mail address is not valid" in html(invalid)
+    assert snapshot(host, tenant) == before
+
+
+def test_batch_request_counts_and_a_double_click_asks_nobody_twice(host: TestHost) -> None:
+    tenant = set_up(host)
+    _clients_with_consent(host, tenant, 2)
+    for i in range(3):
+        host.new_client(tenant, name=f"Ny {i}", email=f"ny{i}@example.org")
+    host.new_client(tenant, name="Utan adress", email=None)
+    pages = Pages(host, tenant)
+    page = html(pages.get("/batch"))
+    assert re.search(r"Klienter utan giltigt samtycke</dt><dd>4</dd>", page)
+    first = pages.post("/batch", {})
+    assert first.status_code == 303
+    assert (
+        first.headers["Location"]
+        == f"{P}/batch?done=batch&asked=3&valid=2&pending=0&no_email=1&bad_name=0"
+    )
+    second = pages.post("/batch", {})
+    assert (
+        second.headers["Location"]
+        == f"{P}/batch?done=batch&asked=0&valid=2&pending=3&no_email=1&bad_name=0"
+    )
+    host.session().rollback()
+    assert (
+        host.session().scalar(
+            select(func.count())
+            .select_from(ConsentRequest)
+            .where(ConsentRequest.tenant_ref == tenant)
+        )
+        == 3
+    )
+    result = html(pages.get("/batch?done=batch&asked=3&valid=2&pending=0&no_email=1"))
+    assert "Skickade förfrågningar: 3." in result
