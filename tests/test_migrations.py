@@ -49,11 +49,18 @@ def test_upgrade_downgrade_upgrade_leaves_host_tables_untouched(empty_engine: En
     before = _host_state(empty_engine)
     upgrade(empty_engine)
     tables = set(inspect(empty_engine).get_table_names())
-    assert {t for t in tables if not t.startswith("samtycke_")} == {"host_client", "alembic_version"}
+    assert {t for t in tables if not t.startswith("samtycke_")} == {
+        "host_client",
+        "alembic_version",
+    }
     assert VERSION_TABLE in tables
     assert _host_state(empty_engine) == before
     downgrade(empty_engine, "base")
-    assert set(inspect(empty_engine).get_table_names()) == {"host_client", "alembic_version", VERSION_TABLE}
+    assert set(inspect(empty_engine).get_table_names()) == {
+        "host_client",
+        "alembic_version",
+        VERSION_TABLE,
+    }
     assert _host_state(empty_engine) == before
     upgrade(empty_engine)
     upgrade(empty_engine)  # idempotent
@@ -75,16 +82,20 @@ def test_models_match_the_migrations(empty_engine: Engine) -> None:
 def test_ledger_and_texts_refuse_update_and_delete(empty_engine: Engine) -> None:
     upgrade(empty_engine)
     with empty_engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO samtycke_text_version (tenant_ref, language, major, minor, body, html, "
-            "sha256, change_kind, created_by, created_at) VALUES ('t', 'sv', 1, 0, 'b', 'h', "
-            "'x', 'initial', 'system', CURRENT_TIMESTAMP)"
-        ))
-        conn.execute(text(
-            "INSERT INTO samtycke_consent_event (tenant_ref, seq, client_ref, state, channel, actor, "
-            "occurred_at, prev_hash, row_hash) VALUES ('t', 1, 'c', 'given', 'manual', 'staff:s', "
-            "CURRENT_TIMESTAMP, 'p', 'r')"
-        ))
+        conn.execute(
+            text(
+                "INSERT INTO samtycke_text_version (tenant_ref, language, major, minor, body, html, "
+                "sha256, change_kind, created_by, created_at) VALUES ('t', 'sv', 1, 0, 'b', 'h', "
+                "'x', 'initial', 'system', CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO samtycke_consent_event (tenant_ref, seq, client_ref, state, channel, actor, "
+                "occurred_at, prev_hash, row_hash) VALUES ('t', 1, 'c', 'given', 'manual', 'staff:s', "
+                "CURRENT_TIMESTAMP, 'p', 'r')"
+            )
+        )
     statements = [
         "UPDATE samtycke_consent_event SET state = 'withdrawn'",
         "DELETE FROM samtycke_consent_event",
@@ -98,5 +109,7 @@ def test_ledger_and_texts_refuse_update_and_delete(empty_engine: Engine) -> None
             with empty_engine.begin() as conn:
                 conn.execute(text(statement))
     with empty_engine.connect() as conn:
-        assert conn.execute(text("SELECT state FROM samtycke_consent_event")).scalar_one() == "given"
+        assert (
+            conn.execute(text("SELECT state FROM samtycke_consent_event")).scalar_one() == "given"
+        )
         assert conn.execute(text("SELECT body FROM samtycke_text_version")).scalar_one() == "b"
