@@ -664,6 +664,14 @@ def test_history_lists_every_event_with_evidence_and_the_text_shown(host: TestHo
     assert full.status_code == 200
     text = host.session().get(TextVersion, text_id)
     assert text is not None and text.sha256 in html(full)
+    # The host no longer knows the client (erased there): the proof stays readable,
+    # the pages that act on a client are gone.
+    del host.clients[(tenant, client)]
+    kept = pages.get(f"/clients/{client}/history")
+    assert kept.status_code == 200
+    assert "finns inte längre i mottagningens klientregister" in html(kept)
+    assert "#3" in html(kept)
+    assert pages.get(f"/clients/{client}/obtain").status_code == 404
 
 
 # -- the text editor (F11) ------------------------------------------------------------------------
