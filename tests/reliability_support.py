@@ -22,13 +22,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from hostkit import TestHost, submission
 from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from hookspecs.facade import AppHooks
 from hookspecs.types import BookingFormContext, BookingRef, ClientRef, TenantRef, Veto
-from hostkit import TestHost, submission
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.ledger import projection, replay
 from samtycke_plugin.models import Base, ConsentEvent
@@ -71,7 +71,7 @@ def run_concurrently(
     def target(i: int) -> None:
         try:
             results[i] = fn(i, barrier)
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
+        except BaseException as exc:
             results[i] = exc
 
     threads = [threading.Thread(target=target, args=(i,), daemon=True) for i in range(n)]
@@ -290,7 +290,7 @@ def each_fault(
         with injector.armed(n):
             try:
                 result = path()
-            except Exception:  # noqa: BLE001 - any failure is what we injected
+            except Exception:
                 if not injector.fired:
                     raise
                 failed = True

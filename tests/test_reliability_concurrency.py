@@ -4,14 +4,12 @@ duplicated, the chain verifies and the projection equals a replay of the ledger.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine
-
-from hookspecs.types import TenantRef
 from hostkit import TestHost, staff
 from reliability_support import (
     FIGURES,
@@ -25,6 +23,9 @@ from reliability_support import (
     run_concurrently,
     worker_host,
 )
+from sqlalchemy import Engine
+
+from hookspecs.types import TenantRef
 from samtycke_plugin import service
 from samtycke_plugin.db import is_transient_error, run_in_transaction
 from samtycke_plugin.errors import Conflict
@@ -87,7 +88,9 @@ def test_manual_record_and_booking_at_once(host: TestHost) -> None:
     for client in clients:
         shown = form_text_id(host, hooks, tenant, client)  # type: ignore[arg-type]
 
-        def act(i: int, barrier: threading.Barrier, client: str = client, shown: object = shown) -> object:
+        def act(
+            i: int, barrier: threading.Barrier, client: str = client, shown: object = shown
+        ) -> object:
             worker = worker_host(host)
             try:
                 if i == 0:
@@ -312,5 +315,5 @@ def test_parallel_chain_appends(host: TestHost, practices: int) -> None:
         evs = events(engine, tenant)
         assert [e.seq for e in evs] == list(range(1, per + 1))
         assert sorted(e.client_ref for e in evs) == sorted(f"c{k}" for k in range(per))
-        assert all(b.prev_hash == a.row_hash for a, b in zip(evs, evs[1:], strict=False))
+        assert all(b.prev_hash == a.row_hash for a, b in itertools.pairwise(evs))
     assert_invariants(engine, tenants)
