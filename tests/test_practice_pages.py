@@ -944,3 +944,120 @@ def test_batch_request_counts_and_a_double_click_asks_nobody_twice(host: TestHos
     )
     result = html(pages.get("/batch?done=batch&asked=3&valid=2&pending=0&no_email=1"))
     assert "Skickade förfrågningar: 3." in result
+
+
+# -- in a real browser: no JavaScript needed, nothing injected runs, fits a phone ------------------
+
+
+def _chromium() -> Any:
+    import os
+    from pathlib import Path
+
+    if not Path("/usr/bin/chromium").exists():
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("Chromium is required under CI=true but /usr/bin/chromium is missing")
+        pytest.skip("Chromium not installed at /usr/bin/chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    return sync_api
+
+
+@pytest.fixture
+def served(sqlite_engine: Any) -> Any:
+    """The pages served over HTTP on a loopback port, as a host would mount them."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    host = TestHost(sqlite_engine)
+    hooks = host.hooks()
+    tenant = host.new_tenant(f"Klinik {XSS}")
+    host.activate(hooks, tenant)  # from the app menu: the wizard is still to do
+    pages = Pages(host, tenant)
+    server = make_server("127.0.0.1", 0, pages.client.application, threaded=False)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}{P}", host, tenant
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        host.close()
+
+
+@pytest.mark.e2e
+def test_in_chromium_without_javascript_and_with_script_payloads(served: Any) -> None:
+    base, host, tenant = served
+    client = host.new_client(tenant, name=f"Eva {XSS}")
+    sync_api = _chromium()
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            # 1. The whole wizard and a manual record with JavaScript switched off.
+            nojs = browser.new_context(java_script_enabled=False, locale="sv-SE")
+            page = nojs.new_page()
+            page.goto(f"{base}/setup")
+            page.get_by_role("link", name="Nästa: samtyckestexten").click()
+            box = page.get_by_label("Text på svenska")
+            box.fill(box.input_value().replace("Frågor?", f"Har du frågor? {XSS}"))
+            page.get_by_role("button", name="Spara mina ändringar och fortsätt").click()
+            assert "sparades som en rättelse" in page.inner_text("main")
+            page.get_by_label("Kräv samtycke för att slutföra en onlinebokning").check()
+            page.get_by_label("Samtycket upphör efter (dagar, frivilligt)").fill("365")
+            page.get_by_role("button", name="Spara och slutför").click()
+            assert "Klart" in page.inner_text("main")
+            settings = service.settings_of(practice_row(host, tenant))
+            assert settings.require_consent_for_online_booking is True
+            assert settings.validity_days == 365
+
+            page.goto(f"{base}/clients/{client}/obtain")
+            page.get_by_label("På papper").check()
+            page.get_by_label("Datum då klienten gav sitt samtycke").fill("2026-11-20")
+            page.get_by_label("Anteckning (frivillig)").fill(f"Papper {XSS}")
+            page.get_by_role("button", name="Lägg in samtycket").click()
+            assert "Samtycket registrerades." in page.inner_text("main")
+            [event] = events(host, tenant)
+            assert (event.state, event.method, event.given_at) == ("given", "paper", WHEN)
+            nojs.close()
+
+            # 2. With JavaScript on: nothing injected exists in the DOM or runs; a phone fits.
+            js = browser.new_context(locale="sv-SE", viewport={"width": 360, "height": 740})
+            page = js.new_page()
+            dialogs: list[str] = []
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            [*_, text_id] = text_ids(host, tenant)
+            for path in (
+                "/",
+                "/setup?step=2",
+                "/setup",
+                "/text",
+                "/batch",
+                f"/texts/{text_id}",
+                f"/clients/{client}/obtain",
+                f"/clients/{client}/history",
+                f"/clients/{client}/withdraw",
+            ):
+                page.goto(base + path)
+                assert page.locator("script, [onerror], a[href^='javascript:']").count() == 0
+                fits = page.evaluate(
+                    "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+                )
+                assert fits, f"{path} scrolls sideways on a phone"
+            assert "<script>alert(1)</script>" in page.inner_text("main")  # shown as text
+            page.keyboard.press("Tab")
+            outline = page.evaluate("getComputedStyle(document.activeElement).outlineWidth")
+            assert outline == "3px"
+            assert dialogs == []
+            js.close()
+        finally:
+            browser.close()
