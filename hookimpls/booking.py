@@ -13,7 +13,7 @@ from hookspecs.types import (
     FormFragment,
     Veto,
 )
-from samtycke_plugin import service
+from samtycke_plugin import requests, service
 
 
 @hookimpl
@@ -31,9 +31,12 @@ def booking_submit_check(host: Host, submission: BookingSubmission) -> list[Veto
 def booking_submitted(
     host: Host, submission: BookingSubmission, booking: BookingRef, client: ClientRef
 ) -> None:
-    service.record_booking(host, submission, booking, client)
+    event = service.record_booking(host, submission, booking, client)
+    # Receipt for consent given while booking; e-mail request after a staff booking.
+    requests.after_booking(host, submission, client, event)
 
 
 @hookimpl
 def booking_client_created(host: Host, created: ClientCreated) -> None:
-    return None
+    # E-mail a consent request to a client created by staff (when the practice chose so).
+    requests.on_client_created(host, created)

@@ -1,8 +1,298 @@
-"""Public pages reached from e-mailed links (no login): consent and withdrawal."""
+"""Public pages reached from e-mailed links (no login): consent and withdrawal.
+
+* ``/c/<token>`` — the consent page: GET/HEAD show the practice's current text in the
+  client's language with "I accept" / "I decline" (a plain form: no script, no
+  auto-submit, so mail scanners that open links record nothing); POST records
+  ``given``/``renewed`` or ``refused`` for the text version shown and uses the link.
+* ``/w/<token>`` — withdrawal from the receipt: GET shows a confirmation, POST appends
+  ``withdrawn``.  One click more than opening the link, as for consent.
+
+Every response carries ``Referrer-Policy: no-referrer`` and ``Cache-Control: no-store``
+and loads nothing from third parties.  Unknown, malformed, forged, expired and revoked
+links get the same page; a used link (double submit, a second tab, a duplicate mail)
+gets a calm "already recorded" page and writes nothing.  Tokens never reach a log
+(the app logs redacted paths only).
+
+POSTs are protected by a CSRF token bound to the link (and a per-source check of the
+``Sec-Fetch-Site``/``Origin`` headers).  Note that a page sent with
+``Referrer-Policy: no-referrer`` makes browsers post ``Origin: null``, which is
+therefore accepted; the CSRF token and the single-use link are the real protection.
+
+**Rate limit.** Failed link look-ups are counted per source address (IPv4 address, or
+IPv6 /64) in an in-process sliding window: after :data:`MAX_FAILURES` failures within
+:data:`WINDOW_SECONDS` the source gets 429 pages until the window clears.  The state is
+per process (each worker counts alone; the budget is still far below what guessing a
+256-bit token would need), bounded in memory, and keyed by ``REMOTE_ADDR`` — a host
+behind a proxy must set that from its trusted proxy headers (e.g. Werkzeug's
+``ProxyFix``).  Valid links are never counted, so one client cannot lock out another.
+"""
 
 from __future__ import annotations
 
-from samtycke_plugin.web.base import Handler
+import ipaddress
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict, deque
+from typing import Any
+from urllib.parse import urlsplit
 
-#: (path, endpoint, handler, methods) — filled in by the e-mail flow.
-ROUTES: list[tuple[str, str, Handler, tuple[str, ...]]] = []
+from werkzeug.wrappers import Request, Response
+
+from hookspecs.types import TenantRef
+from samtycke_plugin import requests as links
+from samtycke_plugin import service
+from samtycke_plugin.errors import InputError
+from samtycke_plugin.i18n import lang, t
+from samtycke_plugin.models import TextVersion
+from samtycke_plugin.render import trusted_html
+from samtycke_plugin.web.base import (
+    CSRF_FIELD,
+    Handler,
+    csrf_ok,
+    csrf_token,
+    error_page,
+    host_of,
+    locale_of,
+    page,
+)
+
+log = logging.getLogger("samtycke.web.public")
+
+MAX_FAILURES = int(os.environ.get("SAMTYCKE_LINK_MAX_FAILURES", "30") or 30)
+WINDOW_SECONDS = float(os.environ.get("SAMTYCKE_LINK_WINDOW_SECONDS", "600") or 600)
+
+
+class SlidingWindowLimiter:
+    """Counts failures per key in a sliding time window (thread-safe, bounded)."""
+
+    def __init__(self, limit: int, window: float, *, max_keys: int = 50_000) -> None:
+        self.limit = limit
+        self.window = window
+        self.max_keys = max_keys
+        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _prune(self, key: str, now: float) -> deque[float] | None:
+        hits = self._hits.get(key)
+        if hits is None:
+            return None
+        while hits and hits[0] <= now - self.window:
+            hits.popleft()
+        if not hits:
+            del self._hits[key]
+            return None
+        return hits
+
+    def blocked(self, key: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            hits = self._prune(key, now)
+            return hits is not None and len(hits) >= self.limit
+
+    def failure(self, key: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            hits = self._prune(key, now)
+            if hits is None:
+                hits = self._hits[key] = deque()
+            hits.append(now)
+            self._hits.move_to_end(key)
+            while len(self._hits) > self.max_keys:
+                self._hits.popitem(last=False)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._hits.clear()
+
+
+LIMITER = SlidingWindowLimiter(MAX_FAILURES, WINDOW_SECONDS)
+
+
+def source_of(request: Request) -> str:
+    """The rate-limit key: the IPv4 address, or the IPv6 /64."""
+    raw = request.remote_addr or "unknown"
+    try:
+        addr = ipaddress.ip_address(raw)
+    except ValueError:
+        return raw[:64]
+    if addr.version == 6:
+        return str(ipaddress.ip_network(f"{addr}/64", strict=False))
+    return str(addr)
+
+
+def _problem(request: Request, problem: links.LinkProblem) -> Response:
+    locale = locale_of(request)
+    if problem.kind == "used" and problem.tenant is not None:
+        host = host_of(request)
+        try:
+            name = links.practice_name(host, problem.tenant)
+        except InputError:
+            name = problem.tenant
+        return page("public_used.html", locale, public=True, practice=name)
+    LIMITER.failure(source_of(request))
+    log.info("unusable link opened (%s %s)", request.method, request.path.split("/")[-2:-1])
+    return page("public_invalid.html", locale, status=404, public=True)
+
+
+def _open(request: Request, token: str, purpose: str) -> links.Link | Response:
+    if LIMITER.blocked(source_of(request)):
+        return error_page(429, locale_of(request))
+    try:
+        return links.open_link(host_of(request), token, purpose)
+    except links.LinkProblem as problem:
+        return _problem(request, problem)
+
+
+def _locale(request: Request, link: links.Link) -> str:
+    return lang(link.client.locale) if link.client is not None else locale_of(request)
+
+
+def _contact(request: Request, link: links.Link) -> dict[str, Any]:
+    host = host_of(request)
+    info = host.practice_info(TenantRef(link.practice.tenant_ref))
+    try:
+        name = links.practice_name(host, link.practice.tenant_ref)
+    except InputError:
+        raw = info.name if info else link.practice.tenant_ref
+        name = " ".join(raw.split())
+    return {
+        "practice": name,
+        "practice_email": info.email if info else None,
+        "practice_phone": info.phone if info else None,
+    }
+
+
+def _csrf_scope(link: links.Link) -> str:
+    return f"link:{link.token_hash}"
+
+
+def _post_allowed(request: Request, link: links.Link) -> bool:
+    """CSRF token bound to this link, and no cross-site post."""
+    host = host_of(request)
+    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+        return False
+    origin = request.headers.get("Origin")
+    if origin and origin != "null":
+        base = urlsplit(host.absolute_url(TenantRef(link.practice.tenant_ref), "/"))
+        if origin.rstrip("/") != f"{base.scheme}://{base.netloc}":
+            return False
+    secret = host.app_secret(service.APP_KEY)
+    return csrf_ok(secret, _csrf_scope(link), request.form.get(CSRF_FIELD))
+
+
+def _expired_form(locale: str) -> Response:
+    return error_page(
+        403, locale,
+        t(locale, "This page was open too long or did not come from the link in your e-mail. "
+                  "Open the link from the e-mail again and answer there."),
+    )
+
+
+def _consent_page(request: Request, link: links.Link, *, text_changed: bool = False,
+                  status: int = 200) -> Response:
+    host = host_of(request)
+    locale = _locale(request, link)
+    session = host.session()
+    version = service.current_text(session, link.practice, locale)
+    return page(
+        "public_consent.html", locale, public=True, status=status,
+        text_html=trusted_html(version.html), text_language=version.language,
+        text_id=version.id, version=service.version_label(version.major, version.minor),
+        csrf=csrf_token(host.app_secret(service.APP_KEY), _csrf_scope(link)),
+        text_changed=text_changed, already_valid=_valid_now(request, link),
+        **_contact(request, link),
+    )
+
+
+def _valid_now(request: Request, link: links.Link) -> bool:
+    current = service.client_status(host_of(request), link.practice.tenant_ref,
+                                    link.request.client_ref)
+    return current.status.value == "valid"
+
+
+def consent(request: Request, token: str) -> Response:
+    """``/c/<token>``: show the text (GET/HEAD) or record the answer (POST)."""
+    opened = _open(request, token, links.PURPOSE_CONSENT)
+    if isinstance(opened, Response):
+        return opened
+    link = opened
+    if request.method != "POST":
+        return _consent_page(request, link)
+    locale = _locale(request, link)
+    if not _post_allowed(request, link):
+        return _expired_form(locale)
+    decision = request.form.get("decision")
+    if decision not in ("accept", "decline"):
+        return error_page(400, locale)
+    host = host_of(request)
+    try:
+        shown = links.shown_text(host, link, request.form.get("text"))
+    except links.TextChanged:
+        return _consent_page(request, link, text_changed=True, status=409)
+    except InputError:
+        return error_page(400, locale)
+    try:
+        event = links.answer(
+            host, link, accept=decision == "accept", shown=shown,
+            ip_address=request.remote_addr, user_agent=request.user_agent.string or None,
+        )
+    except links.LinkProblem as problem:
+        return _problem(request, problem)
+    accepted = event.state in ("given", "renewed")
+    log.info("practice %s: %s recorded from an e-mailed link (request %d)",
+             link.practice.tenant_ref, event.state, link.request.id)
+    receipt = accepted and link.client is not None and bool(link.client.email)
+    return page(
+        "public_done.html", locale, public=True,
+        title=t(locale, "Thank you") if accepted else t(locale, "Your answer is recorded"),
+        outcome="given" if accepted else "refused", receipt=receipt,
+        **_contact(request, link),
+    )
+
+
+def withdraw(request: Request, token: str) -> Response:
+    """``/w/<token>``: confirm (GET/HEAD) and withdraw (POST)."""
+    opened = _open(request, token, links.PURPOSE_WITHDRAW)
+    if isinstance(opened, Response):
+        return opened
+    link = opened
+    host = host_of(request)
+    locale = _locale(request, link)
+    contact = _contact(request, link)
+    if not links.has_valid_consent(host, link):
+        return page("public_nothing.html", locale, public=True, **contact)
+    if request.method != "POST":
+        event = links.consented_event(host, link)
+        version = ""
+        if event is not None and event.text_version_id is not None:
+            text = host.session().get(TextVersion, event.text_version_id)
+            version = service.version_label(text.major, text.minor) if text else ""
+        return page(
+            "public_withdraw.html", locale, public=True,
+            given_at=(event.given_at or event.occurred_at) if event else None, version=version,
+            csrf=csrf_token(host.app_secret(service.APP_KEY), _csrf_scope(link)), **contact,
+        )
+    if not _post_allowed(request, link):
+        return _expired_form(locale)
+    try:
+        links.withdraw(
+            host, link, ip_address=request.remote_addr,
+            user_agent=request.user_agent.string or None,
+        )
+    except links.LinkProblem as problem:
+        return _problem(request, problem)
+    log.info("practice %s: withdrawn from an e-mailed link (request %d)",
+             link.practice.tenant_ref, link.request.id)
+    return page(
+        "public_done.html", locale, public=True, title=t(locale, "Consent withdrawn"),
+        outcome="withdrawn", receipt=False, **contact,
+    )
+
+
+#: (path, endpoint, handler, methods).  GET routes answer HEAD too (Werkzeug).
+ROUTES: list[tuple[str, str, Handler, tuple[str, ...]]] = [
+    ("/c/<token>", "public.consent", consent, ("GET", "POST")),
+    ("/w/<token>", "public.withdraw", withdraw, ("GET", "POST")),
+]

@@ -1,0 +1,995 @@
+"""E-mailed consent links (F5b, F6, F7, F14, F15): tokens, single and batch requests,
+receipts, and what the public link pages do with a link.
+
+Tokens
+------
+A link carries a 256-bit token ``base64url(HMAC-SHA256(K, binding))`` where ``K`` is
+derived from ``host.app_secret("samtycke")`` and ``binding`` names the practice, the
+client, the purpose (``consent`` or ``withdraw``), the text version and a random
+per-request nonce (``secrets.token_urlsafe(32)``).  The database stores the nonce and
+``sha256(token)`` only, never the token:
+
+* the outbox never holds a token; the relay derives it again when it renders the mail,
+  so a resend after a crash carries the *same* link;
+* a link is found by its hash and then checked again by recomputing the HMAC from the
+  row (``hmac.compare_digest``): a token minted for another practice, client, purpose
+  or text version, a mutated token, or a row written without the key, never matches;
+* a link works once: the page's POST claims it with ``UPDATE … SET used_at = now
+  WHERE used_at IS NULL AND revoked_at IS NULL AND expires_at > now`` and writes the
+  ledger event only when exactly one row changed, in the same transaction;
+* links expire (``request_link_days``, 14 days by default; withdrawal links in receipts
+  last as long as the consent, 365 days when it has no fixed lifetime) and are revoked
+  when a newer link of the same purpose is sent to the client.
+
+**Key rotation.** Rotating the host's secret invalidates every outstanding link (the
+recomputed HMAC no longer matches): clients who open an old link are told to ask the
+practice for a new one, and the practice sends new requests (e.g. the batch request).
+Mail still waiting in the outbox is re-keyed by the relay before it is sent.
+
+A link never signs anyone in and GET/HEAD never change anything (mail scanners open
+links): only a POST from the page, after a person pressed a button, records an answer.
+
+Transactions
+------------
+:func:`send_request`, :func:`request_if_needed`, :func:`queue_receipt` and the link
+actions work in ``host.session()`` and never commit (the caller's unit of work does).
+:func:`request_batch` commits after every chunk of clients (see its docstring).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from attrs import frozen
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from hookspecs.types import BookingSubmission, ClientCreated, ClientInfo, ClientRef, TenantRef
+from samtycke_plugin import service
+from samtycke_plugin.db import run_in_transaction
+from samtycke_plugin.errors import Conflict, InputError, NotFound
+from samtycke_plugin.i18n import N_, lang
+from samtycke_plugin.ledger import NewEvent, append, append_many, load_snapshot, snapshot_of
+from samtycke_plugin.models import (
+    ConsentEvent,
+    ConsentRequest,
+    ConsentStateRow,
+    OutboxMessage,
+    Practice,
+    TextVersion,
+)
+from samtycke_plugin.rules import VALID_STATES, State, Status, grant_state, status
+
+if TYPE_CHECKING:
+    from hookspecs.host import Host
+
+log = logging.getLogger("samtycke.requests")
+
+PURPOSE_CONSENT = "consent"
+PURPOSE_WITHDRAW = "withdraw"
+PURPOSES = (PURPOSE_CONSENT, PURPOSE_WITHDRAW)
+
+KIND_REQUEST = "consent_request"
+KIND_RECEIPT = "receipt"
+
+#: Path segment of each purpose's public page (below :data:`service.MOUNT_PREFIX`).
+LINK_PATHS = {PURPOSE_CONSENT: "c", PURPOSE_WITHDRAW: "w"}
+
+#: A token is exactly 43 base64url characters (256 bits, no padding).
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+#: Withdrawal links in receipts last as long as the consent, or this long without a lifetime.
+WITHDRAW_LINK_DAYS = 365
+#: A second single request for the same client, address and text within this window
+#: returns the first (a double click sends one mail, not two).
+RESEND_WINDOW = timedelta(seconds=60)
+#: Clients per chunk (and per commit) in :func:`request_batch`.
+BATCH_CHUNK = 1000
+_IN_CHUNK = 900
+
+#: Delivery states of a request (``ConsentRequest.delivery``) and of outbox rows.
+QUEUED, SENDING, SENT, RETRY, BOUNCED, FAILED, CANCELLED = (
+    "queued", "sending", "sent", "retry", "bounced", "failed", "cancelled",
+)
+
+_PENDING = text("used_at IS NULL AND revoked_at IS NULL")
+_LINE_BREAKS = frozenset("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+NO_ADDRESS = N_(
+    "The client has no e-mail address. Add one to the client's details, or record "
+    "consent the client gave in another way."
+)
+BAD_ADDRESS = N_(
+    "The client's e-mail address is not valid. Correct it in the client's details and "
+    "send the request again."
+)
+BAD_CLIENT_NAME = N_(
+    "The client's name contains a line break or another control character, which cannot "
+    "be used in an e-mail. Correct the name in the client's details and try again."
+)
+BAD_PRACTICE_NAME = N_(
+    "The practice's name contains a line break or another control character, which cannot "
+    "be used in an e-mail. Correct the practice's name in its settings and try again."
+)
+NO_SUCH_CLIENT = N_("No such client in this practice.")
+
+
+# -- tokens ------------------------------------------------------------------------------------
+
+
+def link_key(host: Host) -> bytes:
+    """The key link tokens are derived with (a sub-key of the host's app secret)."""
+    secret = host.app_secret(service.APP_KEY)
+    if not isinstance(secret, bytes) or len(secret) < 32:
+        raise RuntimeError("host.app_secret('samtycke') must return at least 32 bytes")
+    return hmac.new(secret, b"samtycke/link-key/v1", hashlib.sha256).digest()
+
+
+def derive_token(
+    key: bytes,
+    *,
+    tenant: str,
+    client: str,
+    purpose: str,
+    text_version_id: int | None,
+    nonce: str,
+) -> str:
+    """The link token bound to practice, client, purpose, text version and nonce."""
+    binding = "\x1f".join(
+        ("link", "v1", tenant, client, purpose, str(text_version_id or 0), nonce)
+    )
+    mac = hmac.new(key, binding.encode("utf-8"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).decode("ascii").rstrip("=")
+
+
+def token_hash(token: str) -> str:
+    """What the database stores: the SHA-256 of the token."""
+    return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+def token_for(key: bytes, req: ConsentRequest | Any) -> str:
+    """The token of a stored request (derived again from its nonce)."""
+    return derive_token(
+        key, tenant=req.tenant_ref, client=req.client_ref, purpose=req.purpose,
+        text_version_id=req.text_version_id, nonce=req.nonce,
+    )
+
+
+def link_path(purpose: str, token: str) -> str:
+    return f"{service.MOUNT_PREFIX}/{LINK_PATHS[purpose]}/{token}"
+
+
+def link_url(host: Host, req: ConsentRequest, *, key: bytes | None = None) -> str:
+    """The absolute URL of a request's public page (scheme and host from the host's
+    configuration, never from a request)."""
+    token = token_for(key or link_key(host), req)
+    return host.absolute_url(TenantRef(req.tenant_ref), link_path(req.purpose, token))
+
+
+# -- addresses and names -----------------------------------------------------------------------
+
+
+def normalise_address(raw: str | None) -> str:
+    """A syntactically valid, normalised address (no DNS lookups), else :class:`InputError`."""
+    if raw is None or not raw.strip():
+        raise InputError("email", NO_ADDRESS)
+    if any(ch in _LINE_BREAKS or ord(ch) < 32 for ch in raw) or len(raw) > 320:
+        raise InputError("email", BAD_ADDRESS)
+    try:
+        return str(validate_email(raw.strip(), check_deliverability=False).normalized)
+    except EmailNotValidError:
+        raise InputError("email", BAD_ADDRESS) from None
+
+
+def header_safe(value: str) -> bool:
+    """True when ``value`` can go into a mail header (no line breaks or control characters)."""
+    return not any(ch in _LINE_BREAKS or ord(ch) < 32 or ord(ch) == 127 for ch in value)
+
+
+def check_client_name(name: str) -> str:
+    if not header_safe(name):
+        raise InputError("name", BAD_CLIENT_NAME)
+    return name.strip()
+
+
+def practice_name(host: Host, tenant: str) -> str:
+    """The practice's display name for mails (checked for header injection)."""
+    info = host.practice_info(TenantRef(tenant))
+    name = info.name if info is not None and info.name else tenant
+    if not header_safe(name):
+        raise InputError("practice_name", BAD_PRACTICE_NAME)
+    return name.strip()
+
+
+def message_id(host: Host, tenant: str) -> str:
+    """A new, globally unique Message-ID on the host's public domain."""
+    domain = urlsplit(host.absolute_url(TenantRef(tenant), "/")).hostname or ""
+    domain = re.sub(r"[^A-Za-z0-9.-]", "", domain) or "samtycke.invalid"
+    return f"<samtycke.{uuid.uuid4().hex}@{domain}>"
+
+
+# -- shared plumbing ---------------------------------------------------------------------------
+
+
+def _insert(session: Session) -> Any:
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def _new_request_values(
+    key: bytes,
+    *,
+    tenant: str,
+    client: str,
+    purpose: str,
+    text: TextVersion | None,
+    text_version_id: int | None = None,
+    text_major: int | None = None,
+    now: datetime,
+    expires_at: datetime,
+    actor: str,
+    batch_key: str | None,
+) -> dict[str, Any]:
+    version_id = text.id if text is not None else text_version_id
+    nonce = secrets.token_urlsafe(32)
+    token = derive_token(
+        key, tenant=tenant, client=client, purpose=purpose, text_version_id=version_id,
+        nonce=nonce,
+    )
+    return {
+        "tenant_ref": tenant,
+        "client_ref": client,
+        "purpose": purpose,
+        "text_version_id": version_id,
+        "text_major": text.major if text is not None else text_major,
+        "token_hash": token_hash(token),
+        "nonce": nonce,
+        "created_at": now,
+        "expires_at": expires_at,
+        "used_at": None,
+        "revoked_at": None,
+        "created_by": actor[:160],
+        "delivery": QUEUED,
+        "batch_key": batch_key,
+    }
+
+
+def _insert_pending(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Insert requests unless the client already has a pending one of that purpose
+    (the partial unique index decides, also under concurrency).  Returns
+    ``{client_ref: id}`` of the rows actually inserted."""
+    if not rows:
+        return {}
+    stmt = (
+        _insert(session)(ConsentRequest)
+        .on_conflict_do_nothing(
+            index_elements=["tenant_ref", "client_ref", "purpose"], index_where=_PENDING
+        )
+        .returning(ConsentRequest.client_ref, ConsentRequest.id)
+    )
+    if len(rows) == 1:
+        result = session.execute(stmt.values(**rows[0])).all()
+    else:
+        result = session.execute(stmt, rows).all()
+    return {str(client): int(id_) for client, id_ in result}
+
+
+def _revoke_pending(
+    session: Session,
+    tenant: str,
+    clients: Sequence[str],
+    purpose: str,
+    now: datetime,
+    *,
+    stale_only: bool,
+    current_major: int | None = None,
+) -> int:
+    """Revoke pending links of ``purpose`` (all, or only expired/outdated ones) and cancel
+    their mail that has not gone out yet.  Returns the number revoked."""
+    revoked = 0
+    for start in range(0, len(clients), _IN_CHUNK):
+        part = list(clients[start : start + _IN_CHUNK])
+        cond = [
+            ConsentRequest.tenant_ref == tenant,
+            ConsentRequest.client_ref.in_(part),
+            ConsentRequest.purpose == purpose,
+            ConsentRequest.used_at.is_(None),
+            ConsentRequest.revoked_at.is_(None),
+        ]
+        if stale_only:
+            stale = ConsentRequest.expires_at <= now
+            if current_major is not None:
+                stale = stale | ConsentRequest.text_major.is_(None) | (
+                    ConsentRequest.text_major < current_major
+                )
+            cond.append(stale)
+        ids = list(session.scalars(select(ConsentRequest.id).where(*cond)))
+        if not ids:
+            continue
+        session.execute(
+            update(ConsentRequest)
+            .where(ConsentRequest.id.in_(ids), ConsentRequest.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.tenant_ref == tenant,
+                OutboxMessage.request_id.in_(ids),
+                OutboxMessage.status.in_((QUEUED, RETRY)),
+            )
+            .values(status=CANCELLED, last_error="a newer link replaced this one")
+        )
+        revoked += len(ids)
+    return revoked
+
+
+def _outbox_values(
+    host: Host,
+    *,
+    tenant: str,
+    client: str,
+    request_id: int,
+    kind: str,
+    to_addr: str,
+    locale: str,
+    payload: dict[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    return {
+        "tenant_ref": tenant,
+        "client_ref": client,
+        "request_id": request_id,
+        "kind": kind,
+        "message_id": message_id(host, tenant),
+        "to_addr": to_addr,
+        "locale": lang(locale),
+        "payload": payload,
+        "status": QUEUED,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "sent_at": None,
+        "last_error": None,
+    }
+
+
+def _request_event(req: dict[str, Any] | ConsentRequest, text: TextVersion, actor: str,
+                   now: datetime, request_id: int) -> NewEvent:
+    client = req["client_ref"] if isinstance(req, dict) else req.client_ref
+    tenant = req["tenant_ref"] if isinstance(req, dict) else req.tenant_ref
+    return NewEvent(
+        tenant_ref=tenant, client_ref=client, state=State.REQUESTED, channel="email",
+        method="link", actor=actor[:160], occurred_at=now, text_version_id=text.id,
+        text_major=text.major, text_sha256=text.sha256, language=text.language,
+        request_id=request_id,
+    )
+
+
+class _Texts:
+    """The practice's current text per language (looked up once per chunk)."""
+
+    def __init__(self, session: Session, practice: Practice) -> None:
+        self.session = session
+        self.practice = practice
+        self._by_lang: dict[str, TextVersion] = {}
+
+    def for_locale(self, locale: str | None) -> TextVersion:
+        key = lang(locale)
+        found = self._by_lang.get(key)
+        if found is None:
+            found = service.current_text(self.session, self.practice, key)
+            self._by_lang[key] = found
+        return found
+
+
+# -- single request (F5b) ----------------------------------------------------------------------
+
+
+def send_request(host: Host, tenant: str, client: str, *, actor: str) -> ConsentRequest:
+    """E-mail a consent request to one client (the profile's "send a request").
+
+    Looks the client up in the host (:class:`NotFound` if unknown in this practice),
+    validates and normalises the address (:class:`InputError`, field ``email``) and the
+    names that go into headers (field ``name`` / ``practice_name``), revokes the
+    client's older pending consent link (its unsent mail is cancelled), and writes the
+    request, a ``requested`` ledger event and the outbox row in the caller's
+    transaction.  Nothing is queued when a check fails.  A repeat within
+    :data:`RESEND_WINDOW` for the same address and text returns the first request.
+    """
+    session = host.session()
+    practice = service.require_practice(session, tenant)
+    tenant = practice.tenant_ref
+    client = service.check_ref("client", client)
+    info = host.lookup_client(TenantRef(tenant), ClientRef(client))
+    if info is None:
+        raise NotFound(NO_SUCH_CLIENT)
+    address = normalise_address(info.email)
+    name = check_client_name(info.name or "")
+    practice_name(host, tenant)
+    now = service.now_utc(host)
+    text_version = service.current_text(session, practice, info.locale)
+
+    recent = _recent_request(session, tenant, client, address, text_version.major, now)
+    if recent is not None:
+        return recent
+    _revoke_pending(session, tenant, [client], PURPOSE_CONSENT, now, stale_only=False)
+    key = link_key(host)
+    days = service.settings_of(practice).request_link_days
+    values = _new_request_values(
+        key, tenant=tenant, client=client, purpose=PURPOSE_CONSENT, text=text_version,
+        now=now, expires_at=now + timedelta(days=days), actor=actor, batch_key=None,
+    )
+    inserted = _insert_pending(session, [values])
+    if client not in inserted:
+        # Someone else created a pending request for this client at the same moment.
+        existing = session.scalars(
+            select(ConsentRequest).where(
+                ConsentRequest.tenant_ref == tenant,
+                ConsentRequest.client_ref == client,
+                ConsentRequest.purpose == PURPOSE_CONSENT,
+                ConsentRequest.used_at.is_(None),
+                ConsentRequest.revoked_at.is_(None),
+            )
+        ).first()
+        if existing is None:  # pragma: no cover - the conflicting row was rolled back
+            raise Conflict(N_("Another request was being sent at the same time. Try again."))
+        return existing
+    request_id = inserted[client]
+    append(session, _request_event(values, text_version, actor, now, request_id))
+    session.execute(
+        insert(OutboxMessage).values(
+            **_outbox_values(
+                host, tenant=tenant, client=client, request_id=request_id, kind=KIND_REQUEST,
+                to_addr=address, locale=info.locale, payload={"name": name}, now=now,
+            )
+        )
+    )
+    req = session.get(ConsentRequest, request_id)
+    assert req is not None
+    return req
+
+
+def _recent_request(
+    session: Session, tenant: str, client: str, address: str, major: int, now: datetime
+) -> ConsentRequest | None:
+    row = session.execute(
+        select(ConsentRequest, OutboxMessage.to_addr)
+        .join(OutboxMessage, OutboxMessage.request_id == ConsentRequest.id)
+        .where(
+            ConsentRequest.tenant_ref == tenant,
+            ConsentRequest.client_ref == client,
+            ConsentRequest.purpose == PURPOSE_CONSENT,
+            ConsentRequest.used_at.is_(None),
+            ConsentRequest.revoked_at.is_(None),
+            ConsentRequest.text_major == major,
+            ConsentRequest.created_at > now - RESEND_WINDOW,
+            ConsentRequest.expires_at > now,
+            ConsentRequest.delivery.notin_((BOUNCED, FAILED)),
+            OutboxMessage.kind == KIND_REQUEST,
+        )
+        .order_by(ConsentRequest.id.desc())
+        .limit(1)
+    ).first()
+    if row is None or row[1] != address:
+        return None
+    return row[0]
+
+
+# -- batch request (F7) and triggers -----------------------------------------------------------
+
+
+@frozen(kw_only=True)
+class BatchResult:
+    """What a batch request did."""
+
+    #: Requests created (one mail each queued).
+    asked: int
+    #: Clients who already have valid consent.
+    skipped_valid: int
+    #: Clients who already have a pending, unexpired request for the current text.
+    skipped_pending: int
+    #: Clients without a usable e-mail address (missing or invalid).
+    skipped_no_email: int
+    #: Clients whose name cannot go into a mail header (line breaks).
+    skipped_bad_name: int = 0
+    #: Given client refs the host does not know in this practice.
+    skipped_unknown: int = 0
+    #: The key stored on every request of this run.
+    batch_key: str = ""
+
+    @property
+    def total(self) -> int:
+        return (
+            self.asked + self.skipped_valid + self.skipped_pending + self.skipped_no_email
+            + self.skipped_bad_name + self.skipped_unknown
+        )
+
+
+@frozen(kw_only=True)
+class _ChunkCounts:
+    asked: int = 0
+    valid: int = 0
+    pending: int = 0
+    no_email: int = 0
+    bad_name: int = 0
+    request_ids: tuple[int, ...] = ()
+
+
+def _ask_chunk(
+    host: Host,
+    session: Session,
+    tenant: str,
+    infos: Sequence[ClientInfo],
+    *,
+    actor: str,
+    batch_key: str | None,
+) -> _ChunkCounts:
+    """Ask every client of ``infos`` without valid consent and without a pending request
+    for the current text.  Writes requests, ``requested`` events and outbox rows;
+    does not commit."""
+    practice = service.require_practice(session, tenant)
+    session.refresh(practice)
+    now = service.now_utc(host)
+    unique = list({info.ref: info for info in infos}.values())
+    snaps: dict[str, Any] = {}
+    refs = [str(info.ref) for info in unique]
+    for start in range(0, len(refs), _IN_CHUNK):
+        part = refs[start : start + _IN_CHUNK]
+        for row in session.execute(
+            select(
+                ConsentStateRow.client_ref, ConsentStateRow.state, ConsentStateRow.text_major,
+                ConsentStateRow.expires_at, ConsentStateRow.since, ConsentStateRow.delivery,
+            ).where(ConsentStateRow.tenant_ref == tenant, ConsentStateRow.client_ref.in_(part))
+        ):
+            snaps[row.client_ref] = snapshot_of(row)
+
+    valid = no_email = bad_name = 0
+    eligible: list[tuple[ClientInfo, str, str]] = []
+    for info in unique:
+        if status(snaps.get(info.ref), practice.current_major, now) is Status.VALID:
+            valid += 1
+            continue
+        try:
+            address = normalise_address(info.email)
+        except InputError:
+            no_email += 1
+            continue
+        if not header_safe(info.name or ""):
+            bad_name += 1
+            continue
+        eligible.append((info, address, (info.name or "").strip()))
+    if not eligible:
+        return _ChunkCounts(valid=valid, no_email=no_email, bad_name=bad_name)
+    practice_name(host, tenant)
+
+    clients = [str(info.ref) for info, _a, _n in eligible]
+    _revoke_pending(
+        session, tenant, clients, PURPOSE_CONSENT, now, stale_only=True,
+        current_major=practice.current_major,
+    )
+    key = link_key(host)
+    texts = _Texts(session, practice)
+    expires = now + timedelta(days=service.settings_of(practice).request_link_days)
+    rows = []
+    chosen: dict[str, TextVersion] = {}
+    for info, _address, _name in eligible:
+        version = texts.for_locale(info.locale)
+        chosen[info.ref] = version
+        rows.append(
+            _new_request_values(
+                key, tenant=tenant, client=info.ref, purpose=PURPOSE_CONSENT, text=version,
+                now=now, expires_at=expires, actor=actor, batch_key=batch_key,
+            )
+        )
+    inserted = _insert_pending(session, rows)
+    if inserted:
+        by_client = {row["client_ref"]: row for row in rows}
+        asked = [(info, a, n) for info, a, n in eligible if info.ref in inserted]
+        append_many(
+            session,
+            [
+                _request_event(by_client[info.ref], chosen[info.ref], actor, now,
+                               inserted[info.ref])
+                for info, _a, _n in asked
+            ],
+        )
+        session.execute(
+            insert(OutboxMessage),
+            [
+                _outbox_values(
+                    host, tenant=tenant, client=info.ref, request_id=inserted[info.ref],
+                    kind=KIND_REQUEST, to_addr=address, locale=info.locale,
+                    payload={"name": name}, now=now,
+                )
+                for info, address, name in asked
+            ],
+        )
+    return _ChunkCounts(
+        asked=len(inserted), valid=valid, pending=len(eligible) - len(inserted),
+        no_email=no_email, bad_name=bad_name, request_ids=tuple(inserted.values()),
+    )
+
+
+def _chunk_job(
+    host: Host, tenant: str, chunk: Sequence[ClientInfo], *, actor: str, batch_key: str
+) -> Callable[[Session], _ChunkCounts]:
+    def job(session: Session) -> _ChunkCounts:
+        return _ask_chunk(host, session, tenant, chunk, actor=actor, batch_key=batch_key)
+
+    return job
+
+
+def _chunks(items: Iterable[ClientInfo], size: int) -> Iterator[list[ClientInfo]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def request_batch(
+    host: Host,
+    tenant: str,
+    *,
+    actor: str,
+    clients: Sequence[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    total: int | None = None,
+    chunk_size: int = BATCH_CHUNK,
+    batch_key: str | None = None,
+) -> BatchResult:
+    """F7: e-mail a consent request to every client of the practice without valid consent
+    (``clients=None``, streamed from ``host.iter_clients``), or to the given client refs.
+
+    Idempotent: a client who already has a pending, unexpired request for the current
+    text is skipped (the partial unique index on pending requests decides, with
+    ``INSERT … ON CONFLICT DO NOTHING``, so a double click or two concurrent runs queue
+    each client once).  Expired links and links for an outdated text are revoked and
+    replaced.
+
+    **Transactions:** the work is done in chunks of ``chunk_size`` clients and each
+    chunk is committed on ``host.session()`` (a 100k-client practice is never held in
+    memory or in one transaction).  A run that stops half-way (crash, timeout) can
+    simply be run again: clients already asked are skipped.  Because of these commits,
+    ``host.iter_clients`` must not hold a cursor on ``host.session()`` across them
+    (page through the client table, or read it on another connection).
+
+    ``progress(done, total)`` is called after each chunk: ``done`` is the number of
+    clients looked at so far, ``total`` the number expected (``len(clients)``, the
+    ``total`` argument, or 0 when unknown).
+    """
+    session = host.session()
+    practice = service.require_practice(session, tenant)
+    tenant = practice.tenant_ref
+    batch_key = batch_key or uuid.uuid4().hex
+    unknown = 0
+    if clients is not None:
+        refs = [service.check_ref("client", c) for c in clients]
+        expected = len(refs)
+
+        def looked_up() -> Iterator[ClientInfo]:
+            nonlocal unknown
+            for ref in refs:
+                info = host.lookup_client(TenantRef(tenant), ClientRef(ref))
+                if info is None:
+                    unknown += 1
+                else:
+                    yield info
+
+        source: Iterable[ClientInfo] = looked_up()
+    else:
+        expected = total or 0
+        source = host.iter_clients(TenantRef(tenant))
+
+    asked = valid = pending = no_email = bad_name = done = 0
+    for chunk in _chunks(source, max(1, chunk_size)):
+        counts = run_in_transaction(
+            host.session, _chunk_job(host, tenant, chunk, actor=actor, batch_key=batch_key)
+        )
+        asked += counts.asked
+        valid += counts.valid
+        pending += counts.pending
+        no_email += counts.no_email
+        bad_name += counts.bad_name
+        done += len(chunk)
+        if progress is not None:
+            progress(done + (unknown if clients is not None else 0), expected)
+    if clients is not None and progress is not None and done == 0:
+        progress(unknown, expected)
+    result = BatchResult(
+        asked=asked, skipped_valid=valid, skipped_pending=pending, skipped_no_email=no_email,
+        skipped_bad_name=bad_name, skipped_unknown=unknown, batch_key=batch_key,
+    )
+    log.info(
+        "batch request %s for practice %s: %d asked, %d valid, %d pending, %d without "
+        "address, %d bad name, %d unknown",
+        batch_key, tenant, asked, valid, pending, no_email, bad_name, unknown,
+    )
+    return result
+
+
+def request_if_needed(host: Host, tenant: str, client: str, *, actor: str) -> int | None:
+    """Ask one client by e-mail unless they have valid consent, a pending request for
+    the current text, or no usable address.  In the caller's transaction (for the
+    triggers inside the host's booking and client-creation transactions); never raises
+    for a missing or bad address.  Returns the new request id, or ``None``."""
+    session = host.session()
+    practice = service.get_practice(session, tenant)
+    if not service.is_operational(practice):
+        return None
+    assert practice is not None
+    info = host.lookup_client(TenantRef(practice.tenant_ref), ClientRef(client))
+    if info is None:
+        return None
+    try:
+        counts = _ask_chunk(host, session, practice.tenant_ref, [info], actor=actor,
+                            batch_key=None)
+    except InputError:
+        log.warning("practice %s: consent request not queued (practice name unusable in mail)",
+                    practice.tenant_ref)
+        return None
+    return counts.request_ids[0] if counts.request_ids else None
+
+
+def on_client_created(host: Host, created: ClientCreated) -> int | None:
+    """Trigger: a client created by staff gets a request when the practice chose so."""
+    if created.created_by != "staff":
+        return None
+    practice = service.get_practice(host.session(), created.tenant)
+    if not service.is_operational(practice):
+        return None
+    assert practice is not None
+    if not service.settings_of(practice).email_request_to_new_clients:
+        return None
+    return request_if_needed(host, created.tenant, created.client, actor="system:new_client")
+
+
+def after_booking(
+    host: Host, submission: BookingSubmission, client: str, event: ConsentEvent | None
+) -> None:
+    """After the booking record step: a receipt for consent given while booking online
+    (when the client has an address), and the staff-booking trigger."""
+    if event is not None and State(event.state) in VALID_STATES:
+        queue_receipt(host, event)
+        return
+    if submission.channel != "staff":
+        return
+    practice = service.get_practice(host.session(), submission.tenant)
+    if not service.is_operational(practice):
+        return
+    assert practice is not None
+    if service.settings_of(practice).email_request_after_staff_booking:
+        request_if_needed(host, practice.tenant_ref, client, actor="system:staff_booking")
+
+
+# -- receipts (F14) ----------------------------------------------------------------------------
+
+
+def queue_receipt(host: Host, event: ConsentEvent) -> int | None:
+    """Queue the receipt for a consent event: what was agreed, when, and a withdrawal
+    link (a new ``withdraw`` request; the client's older one is revoked).  Skipped
+    (``None``) when the client has no usable address.  In the caller's transaction."""
+    session = host.session()
+    tenant, client = event.tenant_ref, event.client_ref
+    info = host.lookup_client(TenantRef(tenant), ClientRef(client))
+    if info is None:
+        return None
+    try:
+        address = normalise_address(info.email)
+        name = check_client_name(info.name or "")
+        practice_name(host, tenant)
+    except InputError as exc:
+        log.info("practice %s: no receipt queued (%s)", tenant, exc.field)
+        return None
+    practice = service.require_practice(session, tenant)
+    settings = service.settings_of(practice)
+    now = service.now_utc(host)
+    days = max(settings.validity_days or WITHDRAW_LINK_DAYS, settings.request_link_days)
+    _revoke_pending(session, tenant, [client], PURPOSE_WITHDRAW, now, stale_only=False)
+    values = _new_request_values(
+        link_key(host), tenant=tenant, client=client, purpose=PURPOSE_WITHDRAW, text=None,
+        text_version_id=event.text_version_id, text_major=event.text_major, now=now,
+        expires_at=now + timedelta(days=days), actor="client", batch_key=None,
+    )
+    inserted = _insert_pending(session, [values])
+    if client not in inserted:  # pragma: no cover - a concurrent receipt won the race
+        return None
+    session.execute(
+        insert(OutboxMessage).values(
+            **_outbox_values(
+                host, tenant=tenant, client=client, request_id=inserted[client],
+                kind=KIND_RECEIPT, to_addr=address, locale=info.locale,
+                payload={"name": name, "event_id": event.id}, now=now,
+            )
+        )
+    )
+    return inserted[client]
+
+
+# -- the public link pages ---------------------------------------------------------------------
+
+
+class LinkProblem(Exception):
+    """A link that cannot be used; ``kind`` is ``invalid`` (unknown, malformed, expired,
+    revoked, other practice — all answered alike) or ``used``."""
+
+    def __init__(self, kind: str, tenant: str | None = None) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        #: The link's practice, for a used link only (its page names the practice).
+        self.tenant = tenant
+
+
+@frozen(kw_only=True)
+class Link:
+    """A usable link: the request row, its practice and the client (as the host knows it)."""
+
+    request: ConsentRequest
+    practice: Practice
+    client: ClientInfo | None
+    token_hash: str
+
+
+def open_link(host: Host, token: str, purpose: str) -> Link:
+    """Find a usable link (read only).  Raises :class:`LinkProblem`."""
+    if purpose not in PURPOSES or not isinstance(token, str) or not TOKEN_RE.match(token):
+        raise LinkProblem("invalid")
+    session = host.session()
+    digest = token_hash(token)
+    req = session.scalars(
+        select(ConsentRequest).where(
+            ConsentRequest.token_hash == digest, ConsentRequest.purpose == purpose
+        )
+    ).first()
+    if req is None or not hmac.compare_digest(token_for(link_key(host), req), token):
+        raise LinkProblem("invalid")
+    practice = service.get_practice(session, req.tenant_ref)
+    if practice is None or not practice.active:
+        raise LinkProblem("invalid")
+    if req.used_at is not None:
+        raise LinkProblem("used", req.tenant_ref)
+    if req.revoked_at is not None or req.expires_at <= service.now_utc(host):
+        raise LinkProblem("invalid")
+    client = host.lookup_client(TenantRef(req.tenant_ref), ClientRef(req.client_ref))
+    return Link(request=req, practice=practice, client=client, token_hash=digest)
+
+
+def _claim(host: Host, link: Link) -> None:
+    """Use the link once, in the caller's transaction (else :class:`LinkProblem`)."""
+    now = service.now_utc(host)
+    claimed = host.session().execute(
+        update(ConsentRequest)
+        .where(
+            ConsentRequest.id == link.request.id,
+            ConsentRequest.tenant_ref == link.request.tenant_ref,
+            ConsentRequest.used_at.is_(None),
+            ConsentRequest.revoked_at.is_(None),
+            ConsentRequest.expires_at > now,
+        )
+        .values(used_at=now)
+    ).rowcount  # type: ignore[attr-defined]
+    if claimed != 1:
+        host.session().expire(link.request)
+        if link.request.used_at is not None:
+            raise LinkProblem("used", link.request.tenant_ref)
+        raise LinkProblem("invalid")
+
+
+class TextChanged(Exception):
+    """The practice changed the content of its text after the page was shown."""
+
+
+def shown_text(host: Host, link: Link, raw: str | None) -> TextVersion:
+    """The text version the page showed (posted back); another practice's or an unknown
+    id is :class:`InputError` (nothing is written), an outdated one :class:`TextChanged`."""
+    if not raw or not raw.isdigit() or len(raw) > 18:
+        raise InputError("text", "the form did not say which text was shown")
+    version = host.session().get(TextVersion, int(raw))
+    if version is None or version.tenant_ref != link.practice.tenant_ref:
+        raise InputError("text", "the form named a text of another practice")
+    if version.major != link.practice.current_major:
+        raise TextChanged()
+    return version
+
+
+def answer(
+    host: Host,
+    link: Link,
+    *,
+    accept: bool,
+    shown: TextVersion,
+    ip_address: str | None,
+    user_agent: str | None,
+) -> ConsentEvent:
+    """Record the client's answer on the consent page (POST): ``given``/``renewed`` or
+    ``refused`` for the text version shown, using the link once.  Accepting queues a
+    receipt with a withdrawal link.  In the caller's transaction."""
+    _claim(host, link)
+    session = host.session()
+    req = link.request
+    previous = load_snapshot(session, req.tenant_ref, req.client_ref)
+    now = service.now_utc(host)
+    settings = service.settings_of(link.practice)
+    state = grant_state(previous) if accept else State.REFUSED
+    expires = (
+        now + timedelta(days=settings.validity_days)
+        if accept and settings.validity_days else None
+    )
+    event = append(
+        session,
+        NewEvent(
+            tenant_ref=req.tenant_ref, client_ref=req.client_ref, state=state,
+            channel="email_link", method="button", actor="client", occurred_at=now,
+            given_at=now if accept else None, expires_at=expires,
+            text_version_id=shown.id, text_major=shown.major, text_sha256=shown.sha256,
+            language=shown.language, request_id=req.id,
+            ip_address=ip_address, user_agent=user_agent,
+        ),
+    )
+    if accept:
+        queue_receipt(host, event)
+    return event
+
+
+def has_valid_consent(host: Host, link: Link) -> bool:
+    snap = load_snapshot(host.session(), link.request.tenant_ref, link.request.client_ref)
+    return snap is not None and snap.state in VALID_STATES
+
+
+def consented_event(host: Host, link: Link) -> ConsentEvent | None:
+    """The client's latest given/renewed event (what a withdrawal page describes)."""
+    return host.session().scalars(
+        select(ConsentEvent)
+        .where(
+            ConsentEvent.tenant_ref == link.request.tenant_ref,
+            ConsentEvent.client_ref == link.request.client_ref,
+            ConsentEvent.state.in_([s.value for s in VALID_STATES]),
+        )
+        .order_by(ConsentEvent.seq.desc())
+        .limit(1)
+    ).first()
+
+
+def withdraw(
+    host: Host, link: Link, *, ip_address: str | None, user_agent: str | None
+) -> ConsentEvent:
+    """Record the client's withdrawal from the receipt link (POST), using the link once.
+    :class:`~samtycke_plugin.errors.Conflict` when there is no given consent to withdraw."""
+    _claim(host, link)
+    return service.withdraw(
+        host, link.request.tenant_ref, link.request.client_ref, actor="client",
+        channel="email_link", method="button", by_client=True, request_id=link.request.id,
+        ip_address=ip_address, user_agent=user_agent,
+    )
+
+
+__all__ = [
+    "BatchResult",
+    "Link",
+    "LinkProblem",
+    "TextChanged",
+    "after_booking",
+    "answer",
+    "derive_token",
+    "link_url",
+    "normalise_address",
+    "on_client_created",
+    "open_link",
+    "queue_receipt",
+    "request_batch",
+    "request_if_needed",
+    "send_request",
+    "token_hash",
+    "withdraw",
+]
