@@ -677,6 +677,27 @@ def record_manual(
     )
 
 
+def client_seq(session: Session, tenant: str, client: str) -> int:
+    """The sequence number of the client's latest ledger event (0: none yet).  A form
+    carries it, so a form posted twice (double click) can be recognised."""
+    latest = session.scalar(
+        select(ConsentStateRow.last_seq).where(
+            ConsentStateRow.tenant_ref == check_ref("tenant", tenant),
+            ConsentStateRow.client_ref == check_ref("client", client),
+        )
+    )
+    return int(latest or 0)
+
+
+def client_changed_since(host: Host, tenant: str, client: str, seen_seq: int) -> bool:
+    """Has anything been recorded for the client since the form showing ``seen_seq``
+    was rendered?  Takes the practice's write lock first, so two simultaneous posts of
+    one form are decided one after the other and only the first one records."""
+    session = host.session()
+    lock_practice(session, check_ref("tenant", tenant))
+    return client_seq(session, tenant, client) != seen_seq
+
+
 def withdraw(
     host: Host,
     tenant: str,

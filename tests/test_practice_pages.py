@@ -502,6 +502,68 @@ def test_manual_record_creates_exactly_one_given_event(host: TestHost) -> None:
     assert 'data-status="valid"' in after
 
 
+def _seen_seq(page: str) -> str:
+    found = re.search(r'name="seen_seq" value="(\d+)"', page)
+    assert found is not None
+    return found.group(1)
+
+
+def test_a_record_form_posted_twice_records_once(host: TestHost) -> None:
+    tenant = set_up(host)
+    client = host.new_client(tenant)
+    pages = Pages(host, tenant)
+    form = {
+        "action": "record",
+        "method": "paper",
+        "given_on": "2026-11-20",
+        "seen_seq": _seen_seq(html(pages.get(f"/clients/{client}/obtain"))),
+    }
+    first = pages.post(f"/clients/{client}/obtain", form)
+    second = pages.post(f"/clients/{client}/obtain", form)
+    assert first.headers["Location"].endswith("done=recorded")
+    assert second.headers["Location"].endswith("done=unchanged")
+    assert [e.state for e in events(host, tenant)] == ["given"]
+    assert "Inget mer registrerades" in html(pages.get(f"/clients/{client}/obtain?done=unchanged"))
+    # A fresh form (new seen_seq) records again, as a renewal.
+    form["seen_seq"] = _seen_seq(html(pages.get(f"/clients/{client}/obtain")))
+    assert pages.post(f"/clients/{client}/obtain", form).headers["Location"].endswith("recorded")
+    assert [e.state for e in events(host, tenant)] == ["given", "renewed"]
+
+
+def test_a_double_click_at_the_same_moment_records_once(host: TestHost) -> None:
+    import threading
+
+    tenant = set_up(host)
+    client = host.new_client(tenant)
+    form = {
+        "action": "record",
+        "method": "verbal",
+        "given_on": "2026-11-20",
+        "seen_seq": _seen_seq(html(Pages(host, tenant).get(f"/clients/{client}/obtain"))),
+    }
+    host.session().rollback()
+    barrier = threading.Barrier(2)
+    locations: list[str] = []
+
+    def click() -> None:
+        other = TestHost(host.engine)  # its own session and connection, like a second request
+        other.clients, other.practices, other.clock = host.clients, host.practices, host.clock
+        try:
+            pages = Pages(other, tenant)
+            barrier.wait(timeout=30)
+            locations.append(pages.post(f"/clients/{client}/obtain", form).headers["Location"])
+        finally:
+            other.close()
+
+    threads = [threading.Thread(target=click) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(loc.rsplit("=", 1)[1] for loc in locations) == ["recorded", "unchanged"]
+    assert [e.state for e in events(host, tenant)] == ["given"]
+
+
 def test_manual_record_today_is_not_in_the_future(host: TestHost) -> None:
     tenant = set_up(host)
     client = host.new_client(tenant)

@@ -101,6 +101,10 @@ DONE = {
     "settings_saved": N_("Your choices were saved."),
     "setup_done": N_("Samtycke is set up: clients will be asked as you chose."),
     "recorded": N_("The consent was recorded."),
+    "unchanged": N_(
+        "Nothing more was recorded: something was recorded for this client after you "
+        "opened the page (perhaps the form was sent twice). Check the status below."
+    ),
     "sent": N_("The consent request is on its way to the client's e-mail address."),
     "withdrawn": N_("The withdrawal was recorded. The consent no longer applies."),
     "revoked": N_("The consent was ended on the practice's side."),
@@ -485,6 +489,7 @@ def _obtain_page(ctx: Ctx, info: ClientInfo, *, status: int = 200, **values: Any
         methods=[(m, t(ctx.locale, METHOD_LABELS[m])) for m in service.MANUAL_METHODS],
         max_date=today.isoformat(),
         has_email=bool(info.email),
+        seen_seq=service.client_seq(session, ctx.tenant, info.ref),
         **values,
     )
 
@@ -552,6 +557,12 @@ def _record(ctx: Ctx, info: ClientInfo, form: Mapping[str, str]) -> Response:
             "The note is too long: shorten it to at most %(max)s characters.",
             max=_number(ctx, service.MAX_NOTE),
         )
+    seen = form.get("seen_seq", "")
+    if not errors and seen.isdigit() and len(seen) < 19:
+        # The form was posted twice (double click), or someone else recorded something
+        # for this client meanwhile: record nothing more, show what is there now.
+        if service.client_changed_since(ctx.host, ctx.tenant, info.ref, int(seen)):
+            return redirect(ctx, f"/clients/{info.ref}/obtain", done="unchanged")
     if not errors:
         assert given_at is not None
         try:
