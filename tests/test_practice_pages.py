@@ -641,9 +641,8 @@ def test_withdrawal_and_ending_by_the_practice(host: TestHost) -> None:
     pages = Pages(host, tenant)
     page = html(pages.get(f"/clients/{anna}/withdraw"))
     assert "Klienten återkallar" in page and "Mottagningen avslutar" in page
-    response = pages.post(
-        f"/clients/{anna}/withdraw", {"action": "withdraw", "note": "Ringde och sa nej."}
-    )
+    form = {"action": "withdraw", "note": "Ringde och sa nej.", "seen_seq": _seen_seq(page)}
+    response = pages.post(f"/clients/{anna}/withdraw", form)
     assert response.status_code == 303
     assert response.headers["Location"] == f"{P}/clients/{anna}/history?done=withdrawn"
     withdrawn = events(host, tenant)[-1]
@@ -656,11 +655,14 @@ def test_withdrawal_and_ending_by_the_practice(host: TestHost) -> None:
     assert "Återkallelsen registrerades" in html(
         pages.get(f"/clients/{anna}/history?done=withdrawn")
     )
-    # A second withdrawal (double click): calm 409, nothing more written.
+    # The same form again (double click): nothing more written, the history as it is.
+    twice = pages.post(f"/clients/{anna}/withdraw", form)
+    assert twice.headers["Location"] == f"{P}/clients/{anna}/history?done=unchanged"
+    # Without the form's marker the service itself refuses: a calm 409, nothing written.
     again = pages.post(f"/clients/{anna}/withdraw", {"action": "withdraw"})
     assert again.status_code == 409
     assert "inget givet samtycke" in html(again).lower()
-    assert "nothing to withdraw" not in html(pages.get(f"/clients/{anna}/withdraw"))
+    assert "det finns inget att återkalla" in html(pages.get(f"/clients/{anna}/withdraw"))
     ended = pages.post(
         f"/clients/{bo}/withdraw", {"action": "revoke", "note": "Registrerat av misstag"}
     )
@@ -817,17 +819,15 @@ def test_content_change_outdates_every_consent_at_once(host: TestHost) -> None:
     new_sv = (
         current_body(host, tenant, "sv") + "\nVi använder nu också ett journalsystem i molnet.\n"
     )
-    response = pages.post(
-        "/text",
-        {
-            "action": "save",
-            "kind": "content",
-            "expected_major": "1",
-            "reason": "Nytt journalsystem",
-            "text_sv": new_sv,
-            "text_en": current_body(host, tenant, "en"),
-        },
-    )
+    form = {
+        "action": "save",
+        "kind": "content",
+        "expected_major": "1",
+        "reason": "Nytt journalsystem",
+        "text_sv": new_sv,
+        "text_en": current_body(host, tenant, "en"),
+    }
+    response = pages.post("/text", form)
     assert response.status_code == 303
     assert response.headers["Location"] == f"{P}/text?done=content"
     assert practice_row(host, tenant).current_major == 2
@@ -840,6 +840,12 @@ def test_content_change_outdates_every_consent_at_once(host: TestHost) -> None:
     assert 'data-status="outdated"' in html(pages.get(f"/clients/{anna}/obtain"))
     listing = html(pages.get("/text"))
     assert "Nytt journalsystem" in listing and "Innehållsändring" in listing
+    # The same save posted again (double click): already saved, no version 3.0.
+    before = snapshot(host, tenant)
+    again = pages.post("/text", form)
+    assert again.headers["Location"] == f"{P}/text?done=already"
+    assert snapshot(host, tenant) == before
+    assert "redan den aktuella texten" in html(pages.get("/text?done=already"))
 
 
 def test_save_needs_the_kind_and_refuses_a_stale_editor(host: TestHost) -> None:

@@ -101,6 +101,7 @@ DONE = {
     "settings_saved": N_("Your choices were saved."),
     "setup_done": N_("Samtycke is set up: clients will be asked as you chose."),
     "recorded": N_("The consent was recorded."),
+    "already": N_("This text is already the current text; nothing more was saved."),
     "unchanged": N_(
         "Nothing more was recorded: something was recorded for this client after you "
         "opened the page (perhaps the form was sent twice). Check the status below."
@@ -637,6 +638,11 @@ def withdraw(request: Request, client: str) -> Response:
                 max=_number(ctx, service.MAX_NOTE),
             )
             return _withdraw_page(ctx, info, status=400, errors={f"note_{action}": error})
+        seen = form.get("seen_seq", "")
+        if seen.isdigit() and len(seen) < 19:
+            if service.client_changed_since(ctx.host, ctx.tenant, info.ref, int(seen)):
+                # Posted twice, or changed meanwhile: show the history as it is now.
+                return redirect(ctx, f"/clients/{info.ref}/history", done="unchanged")
         service.withdraw(
             ctx.host,
             ctx.tenant,
@@ -663,6 +669,7 @@ def _withdraw_page(ctx: Ctx, info: ClientInfo, *, status: int = 200, **values: A
         client=info,
         badge=_badge(ctx, current.status),
         withdrawable=snap is not None and snap.state in VALID_STATES,
+        seen_seq=service.client_seq(ctx.host.session(), ctx.tenant, info.ref),
         **values,
     )
 
@@ -772,11 +779,15 @@ def text_editor(request: Request) -> Response:
         return _editor(ctx, bodies=bodies)
     if action not in ("preview", "save"):
         raise BadRequest()
-    if expected != ctx.practice.current_major:
-        raise Conflict(service.TEXT_CHANGED_MEANWHILE)
     current = service.current_texts(ctx.host.session(), ctx.practice)
     bodies = {lang: body for lang, body in bodies.items() if lang in current}
     changed = [lang for lang, body in bodies.items() if normalise_body(body) != current[lang].body]
+    if action == "save" and bodies and not changed:
+        # The preview refuses an unchanged text, so this is the same save posted again
+        # (double click) or someone saved exactly this text meanwhile: it is saved.
+        return redirect(ctx, "/text", done="already")
+    if expected != ctx.practice.current_major:
+        raise Conflict(service.TEXT_CHANGED_MEANWHILE)
     if not changed:
         return _editor(
             ctx,
