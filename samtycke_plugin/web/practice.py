@@ -31,6 +31,7 @@ from samtycke_plugin.i18n import N_, t, tn
 from samtycke_plugin.ledger import load_snapshot
 from samtycke_plugin.models import Practice
 from samtycke_plugin.render import trusted_html
+from samtycke_plugin.requests import request_batch, send_request
 from samtycke_plugin.rules import VALID_STATES, Status, status
 from samtycke_plugin.settings import PracticeSettings
 from samtycke_plugin.text import LANGUAGES, MAX_TEXT_LENGTH, normalise_body
@@ -595,8 +596,6 @@ def _record(ctx: Ctx, info: ClientInfo, form: Mapping[str, str]) -> Response:
 
 
 def _send(ctx: Ctx, info: ClientInfo) -> Response:
-    from samtycke_plugin.requests import send_request
-
     try:
         send_request(ctx.host, ctx.tenant, info.ref, actor=_actor(ctx))
     except InputError as exc:
@@ -883,8 +882,6 @@ def batch(request: Request) -> Response:
         check_csrf(ctx)
         if (gone := _operational(ctx)) is not None:
             return gone
-        from samtycke_plugin.requests import request_batch
-
         result = request_batch(ctx.host, ctx.tenant, actor=_actor(ctx))
         return redirect(
             ctx,
