@@ -395,11 +395,12 @@ def render_message(host: Host, session: Session, row: OutboxMessage) -> Rendered
     key = links.link_key(host)
     token = links.token_for(key, req)
     if links.token_hash(token) != req.token_hash:
-        # The host's secret was rotated: re-key this still-pending link so the mail works.
-        session.execute(
-            update(ConsentRequest)
-            .where(ConsentRequest.id == req.id, ConsentRequest.tenant_ref == tenant)
-            .values(token_hash=links.token_hash(token))
+        # Never re-key silently: a relay running with another secret than the web pages
+        # would otherwise mail links that cannot be opened.
+        raise RenderError(
+            "the link key differs from the one this request was made with (the host's "
+            "secret was rotated, or this relay does not use the web app's secret); "
+            "send the client a new request"
         )
     url = host.absolute_url(TenantRef(tenant), links.link_path(req.purpose, token))
     locale = lang(row.locale)

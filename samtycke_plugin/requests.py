@@ -24,7 +24,9 @@ per-request nonce (``secrets.token_urlsafe(32)``).  The database stores the nonc
 **Key rotation.** Rotating the host's secret invalidates every outstanding link (the
 recomputed HMAC no longer matches): clients who open an old link are told to ask the
 practice for a new one, and the practice sends new requests (e.g. the batch request).
-Mail still waiting in the outbox is re-keyed by the relay before it is sent.
+Mail still waiting in the outbox is not sent with a dead link: the relay marks it
+``failed`` ("send the client a new request"); the same happens if the relay runs with
+a different secret than the web pages, so that misconfiguration shows at once.
 
 A link never signs anyone in and GET/HEAD never change anything (mail scanners open
 links): only a POST from the page, after a person pressed a button, records an answer.

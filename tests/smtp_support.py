@@ -37,7 +37,7 @@ from samtycke_plugin.web import make_wsgi_app
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 LINK_RE = re.compile(r"https?://[^\s\"'<>]+/apps/samtycke/([cw])/([A-Za-z0-9_-]{43})")
-FROM_ADDR = "noreply@samtycke.test"
+FROM_ADDR = "noreply@samtycke.example.org"
 
 
 def free_port() -> int:
@@ -301,3 +301,12 @@ def form_fields(html: str) -> dict[str, str]:
 
 def path_of(purpose: str, token: str) -> str:
     return f"{MOUNT_PREFIX}/{purpose}/{token}"
+
+
+#: The host the CLI tests hand to ``samtycke --host smtp_support:cli_host``.
+CLI_HOSTS: list[Any] = []
+
+
+def cli_host() -> Any:
+    """Host factory for the CLI (``--host smtp_support:cli_host``)."""
+    return CLI_HOSTS[-1]
