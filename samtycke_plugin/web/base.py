@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("samtycke.web")
 
-MAX_BODY = 64 * 1024
+#: Two 20,000-character texts, percent-encoded (up to 9 bytes a character), fit.
+MAX_BODY = 512 * 1024
 CSRF_FIELD = "csrf_token"
 _CSRF_WINDOW = 12 * 3600
 
