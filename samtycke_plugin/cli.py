@@ -11,9 +11,10 @@ from __future__ import annotations
 import importlib
 import os
 import secrets
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from sqlalchemy import Engine
@@ -150,3 +151,389 @@ def new_secret() -> None:
 
 
 # Command groups of other areas register themselves below (one line each).
+
+
+# -- proof of consent: verify, export, checkpoints (issue 5) -------------------------------
+
+
+def _proof_host(ctx: Context) -> Host:
+    host = ctx.host
+    host.session().rollback()
+    return host
+
+
+def _fail(message: str) -> NoReturn:
+    raise click.ClickException(message)
+
+
+def _open_out(out: str | None, binary: bool = False) -> Any:
+    """The output file (``-`` or nothing: standard output, which is never closed)."""
+    if binary:
+        return click.open_file(out or "-", "wb", atomic=out not in (None, "-"))
+    return click.open_file(out or "-", "w", encoding="utf-8", atomic=out not in (None, "-"))
+
+
+@main.command("verify")
+@click.option("--tenant", help="Only this practice (default: every practice).")
+@click.option("--no-evidence", is_flag=True, help="Skip checking the personal evidence.")
+@pass_ctx
+def verify_command(ctx: Context, tenant: str | None, no_evidence: bool) -> None:
+    """Recompute the hash chain of each practice; exit status 1 on any break.
+
+    Prints the first broken event (sequence number and what is wrong: changed,
+    missing, inserted, reordered, head, evidence) of every broken practice.
+    """
+    from samtycke_plugin.chain import practices_in_ledger, verify_chain
+
+    session = _proof_host(ctx).session()
+    known = practices_in_ledger(session)
+    if tenant and tenant not in known:
+        session.rollback()
+        _fail(f"No such practice in the Samtycke ledger: {tenant}")
+    tenants = [tenant] if tenant else known
+    broken = 0
+    for ref in tenants:
+        result = verify_chain(session, ref, check_evidence=not no_evidence)
+        if result.broken is None:
+            click.echo(f"OK      {ref}: {result.events} events, head #{result.head_seq} "
+                       f"{result.head_hash}")
+        else:
+            broken += 1
+            b = result.broken
+            click.echo(f"BROKEN  {ref}: first broken event #{b.seq} ({b.kind}): {b.detail}")
+    session.rollback()
+    click.echo(f"{len(tenants)} practice(s) checked, {broken} broken.")
+    if broken:
+        raise SystemExit(1)
+
+
+@main.group("export")
+def export_group() -> None:
+    """Export proof of consent (one practice at a time)."""
+
+
+@export_group.command("client")
+@click.option("--tenant", required=True, help="The practice.")
+@click.option("--client", "client", required=True, help="The client reference.")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "html", "bundle"]),
+              default="json", show_default=True)
+@click.option("--locale", default=None, help="Language of the HTML page (sv, en).")
+@click.option("--out", default=None, help="Output file (default: standard output).")
+@pass_ctx
+def export_client(
+    ctx: Context, tenant: str, client: str, fmt: str, locale: str | None, out: str | None
+) -> None:
+    """One client's consent history (JSON, CSV, printable HTML) or the proof bundle (ZIP)."""
+    from samtycke_plugin import errors, export
+
+    host = _proof_host(ctx)
+    try:
+        if fmt == "bundle":
+            if out is None:
+                _fail("A proof bundle is a ZIP file: give --out FILE.zip")
+            data = export.proof_bundle(host, tenant, client, locale=locale)
+            with _open_out(out, binary=True) as fp:
+                fp.write(data)
+            click.echo(f"Proof bundle written to {out} ({len(data)} bytes).", err=True)
+            return
+        if fmt == "json":
+            text = export.client_history_json(host, tenant, client, locale=locale)
+        elif fmt == "csv":
+            text = export.client_history_csv(host, tenant, client)
+        else:
+            text = export.client_history_html(host, tenant, client, locale=locale)
+    except (errors.NotFound, errors.InputError) as exc:
+        _fail(str(exc))
+    finally:
+        host.session().rollback()
+    with _open_out(out) as fp:
+        fp.write(text)
+
+
+@export_group.command("practice")
+@click.option("--tenant", required=True, help="The practice.")
+@click.option("--locale", default=None, help="Language of the status labels (sv, en).")
+@click.option("--out", default=None, help="Output file (default: standard output).")
+@pass_ctx
+def export_practice(ctx: Context, tenant: str, locale: str | None, out: str | None) -> None:
+    """Status list of every client of a practice (CSV, streamed in bounded memory).
+
+    With --host, every client the host lists (with name and e-mail); without, every
+    client the app holds a status for.
+    """
+    from samtycke_plugin import errors, export
+
+    host = _proof_host(ctx)
+    from_host = ctx.host_spec is not None
+    try:
+        total = None if from_host else export.practice_status_count(host, tenant)
+        rows = 0
+
+        def unknown_length() -> Iterator[int]:
+            yield from ()
+
+        bar_source = click.progressbar(
+            unknown_length() if total is None else None,
+            length=total, file=sys.stderr,
+            label="Exporting clients", show_pos=True,
+        )
+        with _open_out(out) as fp, bar_source as bar:
+            def step(n: int) -> None:
+                nonlocal rows
+                rows += n
+                bar.update(n)
+
+            for chunk in export.practice_status_csv(
+                host, tenant, locale=locale, from_host=from_host, progress=step
+            ):
+                fp.write(chunk)
+    except (errors.NotFound, errors.InputError) as exc:
+        _fail(str(exc))
+    finally:
+        host.session().rollback()
+    click.echo(f"{rows} client(s) exported.", err=True)
+
+
+@main.group("checkpoint")
+def checkpoint_group() -> None:
+    """Signed checkpoints of the chain head (Ed25519), to keep outside the database."""
+
+
+@checkpoint_group.command("keygen")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the new private key (PEM); never overwritten.")
+def checkpoint_keygen(out: str) -> None:
+    """Create a new signing key; prints its key id and public key."""
+    from pathlib import Path
+
+    from samtycke_plugin import checkpoint
+
+    key = checkpoint.generate_key()
+    try:
+        checkpoint.write_private_key(key, Path(out))
+    except FileExistsError:
+        _fail(f"{out} already exists; choose another file (keys are never overwritten).")
+    click.echo(f"Private key written to {out} (key id {key.key_id}).", err=True)
+    click.echo(f"Set {checkpoint.KEY_FILE_ENV}={out}; keep this public key with your records:",
+               err=True)
+    click.echo(checkpoint.public_pem(key.public).decode(), nl=False)
+
+
+@checkpoint_group.command("create")
+@click.option("--tenant", help="The practice (default: every practice).")
+@click.option("--out", default=None, help="Output file for the JSON (default: standard output).")
+@pass_ctx
+def checkpoint_create(ctx: Context, tenant: str | None, out: str | None) -> None:
+    """Verify the chain and sign its head; prints the checkpoint JSON to keep safe."""
+    import json
+
+    from samtycke_plugin import checkpoint, errors
+    from samtycke_plugin.chain import practices_in_ledger
+
+    try:
+        key = checkpoint.load_signing_key()
+    except checkpoint.CheckpointKeyError as exc:
+        _fail(str(exc))
+    host = _proof_host(ctx)
+    session = host.session()
+    tenants = [tenant] if tenant else practices_in_ledger(session)
+    docs = []
+    try:
+        for ref in tenants:
+            docs.append(checkpoint.create(session, ref, key, host.now()))
+        session.commit()
+    except (checkpoint.ChainBroken, errors.NotFound) as exc:
+        session.rollback()
+        _fail(str(exc))
+    payload = docs[0] if tenant else docs
+    with _open_out(out) as fp:
+        fp.write(json.dumps(payload, indent=2) + "\n")
+    click.echo(f"{len(docs)} checkpoint(s) signed with key {key.key_id}.", err=True)
+
+
+@checkpoint_group.command("check")
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@click.option("--tenant", help="Only this practice.")
+@click.option("--public-key", "public_keys", multiple=True,
+              type=click.Path(exists=True, dir_okay=False),
+              help="A trusted public key (PEM); may be repeated (e.g. retired keys).")
+@pass_ctx
+def checkpoint_check(
+    ctx: Context, files: tuple[str, ...], tenant: str | None, public_keys: tuple[str, ...]
+) -> None:
+    """Check checkpoints against the database; exit status 1 if any fails.
+
+    FILES are checkpoint JSON files kept outside the database (one checkpoint or a
+    list).  Without FILES, the checkpoints stored in the database are checked.
+    """
+    import json
+
+    from samtycke_plugin import checkpoint, errors
+    from samtycke_plugin.chain import practices_in_ledger
+
+    try:
+        keys = checkpoint.trusted_keys(public_keys)
+    except checkpoint.CheckpointKeyError as exc:
+        _fail(str(exc))
+    if not keys:
+        _fail("No trusted public key: pass --public-key FILE or set "
+              f"{checkpoint.KEY_FILE_ENV} / {checkpoint.TRUSTED_ENV}.")
+    session = _proof_host(ctx).session()
+    results: list[checkpoint.CheckResult] = []
+    try:
+        if files:
+            for name in files:
+                with open(name, encoding="utf-8") as fp:
+                    loaded = json.load(fp)
+                for doc in loaded if isinstance(loaded, list) else [loaded]:
+                    if tenant and isinstance(doc, dict) and doc.get("tenant") != tenant:
+                        continue
+                    results.append(checkpoint.check(session, doc, keys))
+        else:
+            for ref in [tenant] if tenant else practices_in_ledger(session):
+                results.extend(checkpoint.check_stored(session, ref, keys))
+    except (errors.InputError, ValueError) as exc:
+        _fail(f"Not a checkpoint file: {exc}")
+    finally:
+        session.rollback()
+    failed = 0
+    for r in results:
+        if r.ok:
+            click.echo(f"OK      {r.tenant}: checkpoint #{r.seq} ({r.key_id}) holds")
+        else:
+            failed += 1
+            click.echo(f"FAILED  {r.tenant}: checkpoint #{r.seq} ({r.key_id}): {r.problem}: "
+                       f"{r.detail}")
+    click.echo(f"{len(results)} checkpoint(s) checked, {failed} failed.")
+    if failed or not results:
+        raise SystemExit(1)
+
+
+# -- e-mail: the outbox relay and batch requests (issue 3) ---------------------------------
+
+
+def _mail_host(ctx: Context) -> Host:
+    if not ctx.host_spec:
+        raise click.UsageError(
+            "This command needs the host (--host module:factory or SAMTYCKE_HOST): the "
+            "practices' names, the link secret and the public address come from it."
+        )
+    return ctx.host
+
+
+@main.group("outbox")
+def outbox_group() -> None:
+    """The e-mail outbox: consent requests and receipts waiting to be sent."""
+
+
+@outbox_group.command("send")
+@click.option("--loop", is_flag=True, help="Keep running (a service): send, wait, repeat.")
+@click.option(
+    "--interval", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+    help="Seconds to wait between rounds with --loop.",
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=100, show_default=True,
+    help="Messages per round (the database is read in rounds of this size).",
+)
+@click.option("--rate", type=click.FloatRange(min=0.01), help="At most this many mails a second.")
+@click.option("--tenant", help="Only this practice's mail (default: every practice).")
+@pass_ctx
+def outbox_send(
+    ctx: Context, loop: bool, interval: float, limit: int, rate: float | None,
+    tenant: str | None,
+) -> None:
+    """Send the e-mail that is due: once (for cron) or with --loop (as a service).
+
+    Mail goes through the host's deliver_email() when it delivers, otherwise through
+    the built-in SMTP transport (SAMTYCKE_SMTP_HOST, _PORT, _SECURITY, _USER,
+    _PASSWORD, _FROM, _TIMEOUT, _CA_FILE).  Failed mail is retried later with
+    growing delays; rejected addresses are marked on the client's badge.  Exit
+    status 1 when a configuration problem stopped sending.
+    """
+    import time
+
+    from samtycke_plugin import errors, mail
+
+    host = _mail_host(ctx)
+    totals = {"sent": 0, "retried": 0, "bounced": 0, "failed": 0, "cancelled": 0}
+    problems: list[str] = []
+    try:
+        while True:
+            try:
+                report = mail.send_due(host, limit=limit, rate=rate, tenant=tenant)
+            except (errors.SamtyckeError, ValueError) as exc:
+                raise click.ClickException(str(exc)) from None
+            for key in totals:
+                totals[key] += getattr(report, key)
+            problems.extend(p for p in report.problems if p not in problems)
+            if report.handled and (loop or report.handled < limit):
+                click.echo(
+                    f"sent {report.sent}, to retry {report.retried}, bounced {report.bounced}, "
+                    f"failed {report.failed}, cancelled {report.cancelled}"
+                )
+            if report.handled >= limit:
+                continue  # a full round: more may be due now
+            if not loop:
+                break
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        click.echo("Stopped.", err=True)
+    for problem in problems:
+        click.echo(f"Problem: {problem}", err=True)
+    if not loop:
+        click.echo(
+            f"Done: {totals['sent']} sent, {totals['retried']} to retry later, "
+            f"{totals['bounced']} bounced, {totals['failed']} failed, "
+            f"{totals['cancelled']} cancelled."
+        )
+    if problems:
+        raise SystemExit(1)
+
+
+@main.group("request")
+def request_group() -> None:
+    """E-mail consent requests to clients."""
+
+
+@request_group.command("all")
+@click.option("--tenant", required=True, help="The practice.")
+@click.option("--actor", default="cli", show_default=True, help="Recorded as who asked.")
+@click.option("--chunk-size", type=click.IntRange(min=1, max=10_000), default=1000,
+              show_default=True, help="Clients per transaction.")
+@pass_ctx
+def request_all(ctx: Context, tenant: str, actor: str, chunk_size: int) -> None:
+    """Ask every client of a practice who lacks valid consent, by e-mail (F7).
+
+    Safe to run again (or after an interruption): clients with a pending request for
+    the current text are skipped.  The mail itself is sent by `samtycke outbox send`.
+    """
+    import sys
+
+    from hookspecs.types import TenantRef
+    from samtycke_plugin import errors, requests
+
+    host = _mail_host(ctx)
+    total = sum(1 for _ in host.iter_clients(TenantRef(tenant)))
+    try:
+        with click.progressbar(
+            length=total, label=f"Asking the clients of {tenant}", show_pos=True,
+            show_percent=True, file=sys.stderr,
+        ) as bar:
+
+            def progress(done: int, _total: int) -> None:
+                bar.update(max(0, done - bar.pos))
+
+            result = requests.request_batch(
+                host, tenant, actor=f"cli:{actor}", progress=progress, total=total,
+                chunk_size=chunk_size,
+            )
+    except (errors.SamtyckeError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"{result.asked} asked, {result.skipped_valid} already have valid consent, "
+        f"{result.skipped_pending} already have a pending request, "
+        f"{result.skipped_no_email} have no usable e-mail address, "
+        f"{result.skipped_bad_name} have a name that cannot go into an e-mail "
+        f"(batch {result.batch_key})."
+    )
