@@ -1,0 +1,1 @@
+"""Runnable examples that show how a booking platform adopts Samtycke."""

@@ -1,0 +1,60 @@
+"""``python -m examples.host_app``: migrate, seed demo data, print the URL and the demo
+logins, and serve the platform on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import threading
+import time
+
+from werkzeug.serving import run_simple
+
+from examples.host_app import create_app, demo_seed
+
+
+def _mail_worker(app: object, every: float) -> None:
+    platform = app.extensions["booking"]  # type: ignore[attr-defined]
+    while True:
+        time.sleep(every)
+        platform.apps.send_outbox()
+        platform.sessions.remove()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m examples.host_app",
+                                     description="Run the Praktika example booking platform.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=5000, help="port to listen on")
+    parser.add_argument("--no-demo-data", action="store_true", help="do not add demo data")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    base_url = os.environ.get("BOOKING_BASE_URL") or f"http://{args.host}:{args.port}"
+    app = create_app({"BASE_URL": base_url})
+    platform = app.extensions["booking"]
+    if not args.no_demo_data:
+        if demo_seed.seed(platform):
+            print("Demo data added (3 practices, their clients, bookings and consent history).")
+        platform.settings["DEMO_LOGINS"] = demo_seed.logins()
+    if not platform.settings["DEV_MAILBOX"]:
+        threading.Thread(target=_mail_worker, args=(app, 15.0), daemon=True).start()
+
+    url = platform.engine.url.render_as_string(hide_password=True)
+    print()
+    print(f"  Praktika (example booking platform with Samtycke) runs at {base_url}/")
+    print(f"  Database: {url}")
+    if platform.settings["DEV_MAILBOX"]:
+        print(f"  E-mail goes to the development mailbox: {base_url}/dev/mailbox")
+    if not args.no_demo_data:
+        print("  Demo logins (e-mail / password):")
+        for practice, email, password in demo_seed.logins():
+            print(f"    {practice:<20} {email:<32} {password}")
+    print("  Stop with Ctrl+C.")
+    print()
+    run_simple(args.host, args.port, app, threaded=True, use_reloader=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""The platform object of one running booking site (engine, sessions, host, apps)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app, g, session
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, scoped_session
+
+from examples.host_app.apps_glue import Apps, PlatformHost
+from examples.host_app.models import Staff
+
+LANGUAGES = ("sv", "en")
+
+
+@dataclass
+class Platform:
+    engine: Engine
+    sessions: scoped_session[Session]
+    host: PlatformHost
+    apps: Apps
+    settings: dict[str, Any]
+
+    def db(self) -> Session:
+        return self.sessions()
+
+
+def platform() -> Platform:
+    found: Platform = current_app.extensions["booking"]
+    return found
+
+
+def db() -> Session:
+    return platform().db()
+
+
+def current_language() -> str:
+    chosen = session.get("lang")
+    return chosen if chosen in LANGUAGES else "sv"
+
+
+def current_staff() -> Staff | None:
+    """The signed-in practitioner (loaded once per request), or None."""
+    if "staff" not in g:
+        staff_id = session.get("staff_id")
+        staff = db().get(Staff, staff_id) if isinstance(staff_id, int) else None
+        if staff is not None and session.get("staff_key") != staff.password_hash[-16:]:
+            staff = None  # the password changed since sign-in: sign in again
+        g.staff = staff
+    found: Staff | None = g.staff
+    return found

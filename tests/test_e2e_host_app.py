@@ -1,0 +1,409 @@
+"""End-to-end: the example booking platform with Samtycke, driven in Chromium.
+
+The platform runs on a free loopback port in a thread against a fresh SQLite file
+with the demo data; each test makes its own practice so the tests do not depend on
+each other.  Chromium is the distribution's (``/usr/bin/chromium``); under CI=true a
+missing browser fails the run.  Screenshots go to ``test-artifacts/e2e/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+# The example host is not an installed package: reach it from the repository root,
+# appended last so the installed samtycke_plugin still wins over the source tree.
+sys.path.append(str(Path(__file__).resolve().parents[1]))
+
+from examples.host_app import demo_seed
+from examples.host_app.models import Booking, Client, DevMail
+from examples.host_app.testing import LiveServer, activate, add_practice
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = os.environ.get("SAMTYCKE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "e2e"
+PREFIX = "/apps/samtycke"
+
+
+# -- fixtures -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    path = tmp_path_factory.mktemp("e2e") / "booking.sqlite"
+    with LiveServer({"DATABASE_URL": f"sqlite:///{path}",
+                     "SECRET_KEY": "e2e-secret-" + uuid.uuid4().hex}) as live:
+        assert demo_seed.seed(live.platform)
+        yield live
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        message = f"Chromium not found at {CHROMIUM}"
+        if CI:
+            pytest.fail(message + " (required under CI=true)")
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                              args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def new_page(browser: Any, server: LiveServer) -> Iterator[Any]:
+    """Pages in fresh browser contexts (each its own cookies: practitioner, client …)."""
+    contexts = []
+
+    def make(width: int = 1200) -> Any:
+        context = browser.new_context(base_url=server.url, locale="sv-SE",
+                                      viewport={"width": width, "height": 900})
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: pytest.fail(f"JavaScript error: {exc}"))
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+# -- steps a person takes ----------------------------------------------------------------------
+
+
+def sign_in(page: Any, email: str, password: str) -> None:
+    page.goto("/login")
+    page.fill("#f-email", email)
+    page.fill("#f-password", password)
+    page.click("main form button[type=submit]")
+    page.wait_for_url(re.compile(r"/dashboard$"))
+
+
+def book_online(page: Any, slug: str, *, name: str | None, email: str | None,
+                tick: bool, link: str | None = None) -> None:
+    page.goto(link or f"/book/{slug}")
+    if name is not None:
+        page.fill("#f-name", name)
+        page.fill("#f-email", email or "")
+    if tick:
+        page.check("#samtycke-consent-box")
+    page.click("main form button[type=submit]")
+
+
+def status_in_list(page: Any, name: str) -> str:
+    page.goto("/clients?q=" + name.replace(" ", "+"))
+    row = page.locator("table.clients tbody tr", has_text=name)
+    assert row.count() == 1, f"{name} should be listed once"
+    status: str = row.locator("[data-status]").get_attribute("data-status")
+    return status
+
+
+def status_on_profile(page: Any, client_id: int) -> str:
+    page.goto(f"/clients/{client_id}")
+    status: str = page.locator(".samtycke-panel [data-status]").get_attribute("data-status")
+    return status
+
+
+def rows(server: LiveServer, statement: Any) -> list[Any]:
+    """Read plain rows in a short transaction of the test's own (SQLite locks on write)."""
+    try:
+        return list(server.platform.db().execute(statement).all())
+    finally:
+        server.platform.sessions.remove()
+
+
+def client_id(server: LiveServer, practice_id: int, email: str) -> int:
+    found = rows(server, select(Client.id).where(Client.practice_id == practice_id,
+                                                 Client.email == email))
+    assert len(found) == 1, f"no client {email}"
+    return int(found[0][0])
+
+
+def open_mail_link(page: Any, to: str, subject_part: str, link_part: str) -> str:
+    """Open the newest mail to ``to`` in the development mailbox and follow its link."""
+    page.goto("/dev/mailbox?to=" + to)
+    page.locator("table.mails a", has_text=subject_part).first.click()
+    link = page.locator(".mail-body a", has_text=link_part).first
+    href: str = link.get_attribute("href")
+    link.click()
+    return href
+
+
+def new_practice(server: LiveServer, **settings: object) -> dict[str, Any]:
+    practice = add_practice(server.platform, staff=2)
+    if settings:
+        activate(server.platform, practice["id"], **settings)
+    return practice
+
+
+def mails_to(server: LiveServer, to: str) -> list[Any]:
+    return rows(server, select(DevMail.source, DevMail.subject, DevMail.text)
+                .where(DevMail.to == to).order_by(DevMail.id))
+
+
+# -- scenarios -----------------------------------------------------------------------------------
+
+
+def test_practitioner_activates_the_app_through_the_wizard(server: LiveServer,
+                                                           new_page: Any) -> None:
+    practice = new_practice(server)
+    page = new_page()
+    sign_in(page, practice["emails"][0], practice["password"])
+    page.click("nav >> text=Appar")
+    card = page.locator(".app-card[data-app=samtycke]")
+    assert "Inte aktiv" in card.inner_text()
+    shot(page, "01-app-menu")
+    card.locator("button[value=activate]").click()
+
+    page.wait_for_url(re.compile(rf"{PREFIX}/setup"))
+    assert page.locator("h1").inner_text() == "Installera Samtycke"
+    shot(page, "02-wizard-step1-about")
+    page.click(f"a[href='{PREFIX}/setup?step=2']")
+    assert page.locator("#text_sv").input_value().strip() != ""
+    shot(page, "03-wizard-step2-text")
+    page.click("button[name=action][value=keep]")
+    page.check("#require-yes")
+    shot(page, "04-wizard-step3-when")
+    page.click("form#settings button[type=submit]")
+    page.wait_for_load_state()
+    shot(page, "05-wizard-done")
+
+    # Nothing is asked before the wizard is done; now the booking form asks.
+    page.goto("/app-menu")
+    assert "Aktiv" in page.locator(".app-card[data-app=samtycke] .state").inner_text()
+    page.goto(f"/book/{practice['slug']}")
+    box = page.locator("#samtycke-consent-box")
+    assert box.is_visible() and not box.is_checked()
+
+
+def test_new_client_is_blocked_without_the_tick_and_accepted_with_it(server: LiveServer,
+                                                                      new_page: Any) -> None:
+    practice = new_practice(server, ask_new_clients=True,
+                            require_consent_for_online_booking=True)
+    client = new_page(width=390)  # a client on a phone
+    email = f"klara-{uuid.uuid4().hex[:6]}@example.org"
+    book_online(client, practice["slug"], name="Klara Ström", email=email, tick=False)
+
+    error = client.locator("#app-samtycke-consent .field-error")
+    assert "kryssa i rutan" in error.inner_text()
+    assert client.locator(".error-summary a[href='#app-samtycke-consent']").count() == 1
+    assert client.locator("#f-name").input_value() == "Klara Ström"  # kept for the next try
+    shot(client, "10-booking-blocked-without-tick-phone")
+    assert rows(server, select(Client.id).where(Client.email == email)) == []
+
+    client.check("#samtycke-consent-box")
+    client.click("main form button[type=submit]")
+    client.wait_for_url(re.compile(r"/booked$"))
+    assert "bokad" in client.locator("h1").inner_text()
+    shot(client, "11-booking-accepted-phone")
+
+    staff = new_page()
+    sign_in(staff, practice["emails"][0], practice["password"])
+    assert status_in_list(staff, "Klara Ström") == "valid"
+    cid = client_id(server, practice["id"], email)
+    assert status_on_profile(staff, cid) == "valid"
+    shot(staff, "12-profile-valid")
+    assert rows(server, select(Booking.channel).where(Booking.client_id == cid)) == [("online",)]
+
+
+def test_the_two_list_filters_show_exactly_the_right_clients(server: LiveServer,
+                                                              new_page: Any) -> None:
+    practice = new_practice(server, ask_new_clients=True, ask_clients_without_consent=True,
+                            require_consent_for_online_booking=False)
+    tag = uuid.uuid4().hex[:5]
+    consented = {f"Ja {tag} {i}" for i in range(3)}
+    declined = {f"Nej {tag} {i}" for i in range(2)}
+    client = new_page()
+    for name in sorted(consented | declined):
+        book_online(client, practice["slug"], name=name,
+                    email=name.replace(" ", ".").lower() + "@example.org",
+                    tick=name in consented)
+        client.wait_for_url(re.compile(r"/booked$"))
+    staff = new_page()
+    sign_in(staff, practice["emails"][0], practice["password"])
+    staff.goto("/clients/new")
+    staff.fill("#f-name", f"Aldrig {tag}")
+    staff.click("main form button[type=submit]")
+    never = {f"Aldrig {tag}"}
+
+    def names_with(filter_label: str) -> set[str]:
+        staff.goto("/clients")
+        staff.select_option("#filter", label=filter_label)
+        staff.click("form.filters button[type=submit]")
+        return set(staff.locator("table.clients tbody th").all_inner_texts())
+
+    assert names_with("Klienter med giltigt samtycke") == consented
+    shot(staff, "20-filter-valid")
+    assert names_with("Klienter utan giltigt samtycke") == declined | never
+    staff.goto("/clients?filter=samtycke.not_valid")
+    assert "av 3 klienter" in staff.locator("#client-count").inner_text()
+    assert names_with("Alla klienter") == consented | declined | never
+    statuses = {name: status_in_list(staff, name) for name in declined}
+    assert set(statuses.values()) == {"refused"}
+
+
+def _edit_text(staff: Any, kind: str, extra: str) -> None:
+    staff.goto(f"{PREFIX}/text")
+    body = staff.locator("#text_sv")
+    body.fill(body.input_value() + extra)
+    staff.click("button[name=action][value=preview]")
+    staff.check(f"#kind-{kind}")
+    shot(staff, f"30-text-preview-{kind}")
+    staff.click("button[name=action][value=save]")
+    staff.wait_for_load_state()
+
+
+def test_content_change_asks_again_and_a_correction_does_not(server: LiveServer,
+                                                             new_page: Any) -> None:
+    practice = new_practice(server, ask_new_clients=True, ask_clients_without_consent=True,
+                            require_consent_for_online_booking=True)
+    email = f"olle-{uuid.uuid4().hex[:6]}@example.org"
+    client = new_page()
+    book_online(client, practice["slug"], name="Olle Ek", email=email, tick=True)
+    client.wait_for_url(re.compile(r"/booked$"))
+    # The confirmation mail carries the client's "book again" link.
+    [confirmation] = [m for m in mails_to(server, email) if m.source == "platform"]
+    again = re.search(r"https?://\S+/book/\S+", confirmation.text)
+    assert again is not None
+    again_link = again.group(0)
+
+    staff = new_page()
+    sign_in(staff, practice["emails"][0], practice["password"])
+    _edit_text(staff, "correction", " Rättat stavfel.")
+    client.goto(again_link)
+    assert "Olle Ek" in client.locator(".notice").inner_text()
+    assert client.locator("#samtycke-consent-box").count() == 0  # still valid: not asked
+    book_online(client, practice["slug"], name=None, email=None, tick=False, link=again_link)
+    client.wait_for_url(re.compile(r"/booked$"))
+
+    _edit_text(staff, "content", "\n\nVi delar också uppgifter med vår journalleverantör.")
+    cid = client_id(server, practice["id"], email)
+    assert status_on_profile(staff, cid) == "outdated"
+    client.goto(again_link)
+    assert client.locator("#samtycke-consent-box").is_visible()
+    assert "journalleverantör" in client.locator("#samtycke-text").inner_text()
+    shot(client, "31-asked-again-after-content-change")
+    book_online(client, practice["slug"], name=None, email=None, tick=True, link=again_link)
+    client.wait_for_url(re.compile(r"/booked$"))
+    assert status_on_profile(staff, cid) == "valid"
+
+
+def test_email_request_accept_then_withdraw_through_the_receipt(server: LiveServer,
+                                                               new_page: Any) -> None:
+    practice = new_practice(server, ask_new_clients=True)
+    email = f"maja-{uuid.uuid4().hex[:6]}@example.org"
+    staff = new_page()
+    sign_in(staff, practice["emails"][0], practice["password"])
+    staff.goto("/clients/new")
+    staff.fill("#f-name", "Maja Holm")
+    staff.fill("#f-email", email)
+    staff.click("main form button[type=submit]")
+    cid = int(staff.url.rstrip("/").rsplit("/", 1)[1])
+    assert status_on_profile(staff, cid) == "unknown"
+    staff.click(f"a[href='{PREFIX}/clients/{cid}/obtain']")
+    shot(staff, "40-obtain-consent")
+    staff.click("form:has(input[name=action][value=send]) button[type=submit]")
+    staff.wait_for_load_state()
+    assert status_on_profile(staff, cid) == "requested"
+
+    client = new_page(width=390)
+    href = open_mail_link(client, email, "", f"{PREFIX}/c/")
+    assert href.startswith(server.url + f"{PREFIX}/c/")
+    shot(client, "41-public-consent-page")
+    client.click("button[name=decision][value=accept]")
+    client.wait_for_load_state()
+    shot(client, "42-consent-given")
+    assert status_on_profile(staff, cid) == "valid"
+
+    # The receipt arrives with a one-click way to withdraw.
+    open_mail_link(client, email, "", f"{PREFIX}/w/")
+    shot(client, "43-withdraw-page")
+    client.click("button[name=decision][value=withdraw]")
+    client.wait_for_load_state()
+    assert status_on_profile(staff, cid) == "withdrawn"
+    shot(staff, "44-profile-withdrawn")
+
+
+def test_practitioner_records_consent_given_on_paper(server: LiveServer, new_page: Any) -> None:
+    practice = new_practice(server, ask_new_clients=True)
+    staff = new_page()
+    sign_in(staff, practice["emails"][0], practice["password"])
+    staff.goto("/clients/new")
+    staff.fill("#f-name", "Pappers Petra")
+    staff.click("main form button[type=submit]")
+    cid = int(staff.url.rstrip("/").rsplit("/", 1)[1])
+    staff.click(f"a[href='{PREFIX}/clients/{cid}/obtain']")
+    staff.check("#method-paper")
+    staff.fill("#given_on", datetime.now(UTC).strftime("%Y-%m-%d"))
+    staff.fill("#note", "Underskrivet formulär i pärmen.")
+    staff.click("form:has(input[name=action][value=record]) button[type=submit]")
+    staff.wait_for_load_state()
+    assert status_on_profile(staff, cid) == "valid"
+    staff.click(f"a[href='{PREFIX}/clients/{cid}/history']")
+    history = staff.locator("main").inner_text()
+    assert "Underskrivet formulär i pärmen." in history
+    shot(staff, "50-history-after-manual-record")
+
+
+def test_a_second_practice_never_sees_the_first_practices_clients(server: LiveServer,
+                                                                  new_page: Any) -> None:
+    first = new_practice(server, ask_new_clients=True)
+    second = new_practice(server, ask_new_clients=True)
+    email = f"hemlig-{uuid.uuid4().hex[:6]}@example.org"
+    book_online(new_page(), first["slug"], name="Hemlig Hedda", email=email, tick=True)
+    cid = client_id(server, first["id"], email)
+
+    other = new_page()
+    sign_in(other, second["emails"][0], second["password"])
+    other.goto("/clients?q=Hemlig")
+    assert other.locator("table.clients tbody tr").count() == 0
+    for path in (f"/clients/{cid}", f"/clients/{cid}/erase", f"{PREFIX}/clients/{cid}/obtain",
+                 f"{PREFIX}/clients/{cid}/history"):
+        response = other.goto(path)
+        assert response.status == 404, path
+        assert "Hemlig" not in other.content()
+    other.goto("/clients?filter=samtycke.valid")
+    assert "Hemlig Hedda" not in other.locator("main").inner_text()
+
+
+def test_pages_are_labelled_and_switch_to_english(server: LiveServer, new_page: Any) -> None:
+    practice = new_practice(server, ask_new_clients=True)
+    page = new_page(width=390)
+    page.goto(f"/book/{practice['slug']}")
+    unlabelled = page.evaluate("""() => [...document.querySelectorAll(
+        'main input:not([type=hidden]), main select, main textarea')]
+        .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
+        .map(el => el.name)""")
+    assert unlabelled == []
+    described = page.get_attribute("#samtycke-consent-box", "aria-describedby")
+    assert described and page.locator(f"#{described}").inner_text().strip()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.click("header button[name=lang][value=en]")
+    assert page.locator("html").get_attribute("lang") == "en"
+    assert page.locator("h1").inner_text().startswith("Book a time at")
+    assert "I have read the text" in page.locator("#samtycke-consent-block").inner_text()
+    shot(page, "60-booking-english-phone")
