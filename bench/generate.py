@@ -1,0 +1,371 @@
+"""The data generator: practices, host-owned clients, texts and a realistic ledger.
+
+Written for speed: every table is filled with bulk ``executemany`` inserts in large
+batches, the hash chain is computed in Python with :func:`samtycke_plugin.chain.row_hash`
+exactly as :func:`samtycke_plugin.ledger.append` does, and the projection is folded
+with :func:`samtycke_plugin.rules.fold`, so the result is what the app would have
+written event by event.  One practice's chain is verified at the end.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from attrs import frozen
+from sqlalchemy import Engine, func, insert, select
+from sqlalchemy.orm import Session
+
+from bench.host import NOW, host_client, host_metadata
+from samtycke_plugin.chain import evidence_hash, row_hash, verify_chain
+from samtycke_plugin.db import upgrade
+from samtycke_plugin.models import (
+    GENESIS_HASH,
+    ConsentEvent,
+    ConsentStateRow,
+    Evidence,
+    Practice,
+    TextVersion,
+)
+from samtycke_plugin.rules import EventFacts, Snapshot, State, fold
+from samtycke_plugin.settings import PracticeSettings, unstructure_settings
+from samtycke_plugin.text import LANGUAGES, default_text, normalise_body, render_html, sha256
+
+BATCH = 20_000
+
+FIRST = ("Anna", "Erik", "Maria", "Lars", "Karin", "Johan", "Eva", "Per", "Lena", "Nils",
+         "Sara", "Olof", "Ingrid", "Ahmed", "Fatima", "Mikael", "Sofia", "Jonas", "Elin", "Ali")
+LAST = ("Andersson", "Johansson", "Karlsson", "Nilsson", "Eriksson", "Larsson", "Olsson",
+        "Persson", "Svensson", "Gustafsson", "Pettersson", "Jonsson", "Lindberg", "Berg")
+AGENTS = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/124.0",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 Safari/605.1",
+)
+
+
+@frozen(kw_only=True)
+class PracticeSpec:
+    tenant: str
+    clients: int
+    current_major: int
+    validity_days: int | None
+    required: bool
+    seed: int
+
+
+@frozen(kw_only=True)
+class Generated:
+    tenant: str
+    clients: int
+    events: int
+    #: Clients per status group, for choosing benchmark subjects.
+    valid: list[str]
+    not_valid: list[str]
+    current_text_ids: dict[str, int]
+
+
+def main_practices(count: int, clients: int) -> list[PracticeSpec]:
+    """The main data set: ``count`` practices of ``clients`` clients each, mixed settings."""
+    specs = []
+    for i in range(count):
+        rng = random.Random(1000 + i)
+        specs.append(
+            PracticeSpec(
+                tenant=f"p{i:02d}", clients=clients,
+                current_major=2 if i == 0 else rng.choice((1, 2, 2, 3)),
+                validity_days=730 if i % 3 == 0 else None,
+                required=i % 4 == 1, seed=1000 + i,
+            )
+        )
+    return specs
+
+
+def extra_practice(tenant: str, clients: int, seed: int) -> PracticeSpec:
+    return PracticeSpec(
+        tenant=tenant, clients=clients, current_major=2, validity_days=730, required=False,
+        seed=seed,
+    )
+
+
+def create_schema(engine: Engine) -> None:
+    upgrade(engine)
+    host_metadata.create_all(engine)
+
+
+def _ts(rng: random.Random, start: datetime, end: datetime) -> datetime:
+    span = int((end - start).total_seconds() * 1_000_000)
+    return start + timedelta(microseconds=rng.randrange(max(span, 1)))
+
+
+class _Texts:
+    """A practice's text versions: majors 1..current, sv and en, a correction on the current."""
+
+    def __init__(self, session: Session, spec: PracticeSpec) -> None:
+        self.by_major: dict[tuple[int, str], tuple[int, str]] = {}
+        self.major_start: dict[int, datetime] = {}
+        years = {1: NOW - timedelta(days=1100), 2: NOW - timedelta(days=400),
+                 3: NOW - timedelta(days=90)}
+        name = f"Praktik {spec.tenant}"
+        rows = []
+        for major in range(1, spec.current_major + 1):
+            start = years[major] if spec.current_major > 1 else years[1]
+            self.major_start[major] = start
+            for language in LANGUAGES:
+                minors = 2 if major == spec.current_major and language == "sv" else 1
+                for minor in range(minors):
+                    body = normalise_body(
+                        default_text(language, practice_name=name, practice_contact=name)
+                        + f"\n\nVersion {major}.{minor}.\n"
+                    )
+                    rows.append(
+                        {"tenant_ref": spec.tenant, "language": language, "major": major,
+                         "minor": minor, "body": body, "html": render_html(body),
+                         "sha256": sha256(body),
+                         "change_kind": "initial" if major == 1 and minor == 0
+                         else ("content" if minor == 0 else "correction"),
+                         "reason": None, "created_by": "system",
+                         "created_at": start + timedelta(days=minor)}
+                    )
+        session.execute(insert(TextVersion), rows)
+        for tv in session.execute(
+            select(TextVersion.id, TextVersion.major, TextVersion.minor, TextVersion.language,
+                   TextVersion.sha256)
+            .where(TextVersion.tenant_ref == spec.tenant)
+            .order_by(TextVersion.minor)
+        ):
+            self.by_major[(tv.major, tv.language)] = (tv.id, tv.sha256)  # newest minor wins
+
+    def pick(self, major: int, language: str) -> tuple[int, str]:
+        return self.by_major[(major, language)]
+
+
+def _client_events(
+    rng: random.Random, spec: PracticeSpec, texts: _Texts, client: str, language: str
+) -> list[dict[str, Any]]:
+    """The ledger story of one client: a realistic mix of states and text versions."""
+    cur = spec.current_major
+    r = rng.random()
+    out: list[dict[str, Any]] = []
+
+    def ev(state: State, major: int | None, at: datetime, channel: str, method: str | None,
+           actor: str, **extra: Any) -> dict[str, Any]:
+        text_id, text_sha = texts.pick(major, language) if major else (None, None)
+        given = at if state in (State.GIVEN, State.RENEWED) else None
+        expires = (
+            given + timedelta(days=spec.validity_days) if given and spec.validity_days else None
+        )
+        row = {"client_ref": client, "state": state.value, "text_version_id": text_id,
+               "text_major": major, "text_sha256": text_sha,
+               "language": language if major else None, "channel": channel, "method": method,
+               "actor": actor, "given_at": given, "occurred_at": at, "expires_at": expires,
+               "booking_ref": None, "request_id": None, "_evidence": None}
+        row.update(extra)
+        out.append(row)
+        return row
+
+    def online(state: State, major: int, at: datetime) -> None:
+        row = ev(state, major, at, "online_booking", "checkbox", "client",
+                 booking_ref=f"b{rng.getrandbits(40):x}")
+        row["_evidence"] = (f"198.51.{rng.randrange(256)}.0/24", rng.choice(AGENTS), None)
+
+    def start(major: int) -> datetime:
+        return texts.major_start[major]
+
+    def grant(major: int, at: datetime, renewed: bool = False) -> None:
+        state = State.RENEWED if renewed else State.GIVEN
+        if rng.random() < 0.7:
+            online(state, major, at)
+        elif rng.random() < 0.5:
+            ev(State.REQUESTED, major, at - timedelta(days=2), "email", "link", "staff:s1")
+            ev(state, major, at, "email_link", "link", "client")
+        else:
+            row = ev(state, major, at, "manual", rng.choice(("paper", "verbal")), "staff:s1")
+            if rng.random() < 0.3:
+                row["_evidence"] = (None, None, "Signed on paper at the reception.")
+
+    if r < 0.18:  # never asked
+        return out
+    if r < 0.60:  # valid for the current text, often renewed after an older one
+        if cur > 1 and rng.random() < 0.5:
+            old = rng.randrange(1, cur)
+            grant(old, _ts(rng, start(old), start(old + 1)))
+            grant(cur, _ts(rng, start(cur), NOW - timedelta(hours=1)), renewed=True)
+        else:
+            grant(cur, _ts(rng, start(cur), NOW - timedelta(hours=1)))
+        if rng.random() < 0.15:  # a later request for the same text keeps it valid
+            ev(State.REQUESTED, cur, NOW - timedelta(minutes=rng.randrange(1, 600)), "email",
+               "link", "staff:s1")
+        return out
+    if r < 0.70 and cur > 1:  # outdated: consent to an older text only
+        old = rng.randrange(1, cur)
+        grant(old, _ts(rng, start(old), start(old + 1)))
+        return out
+    if r < 0.76:  # declined at an online booking
+        online(State.REFUSED, cur, _ts(rng, start(cur), NOW - timedelta(hours=1)))
+        return out
+    if r < 0.84:  # withdrawn or ended by the practice
+        at = _ts(rng, start(1), NOW - timedelta(days=2))
+        major = max(m for m in texts.major_start if texts.major_start[m] <= at)
+        grant(major, at)
+        ev(State.WITHDRAWN if rng.random() < 0.75 else State.REVOKED, major,
+           at + timedelta(days=1), "email_link" if rng.random() < 0.5 else "manual", None,
+           "client")
+        return out
+    if r < 0.96:  # asked by e-mail, no answer yet (some deferred)
+        at = _ts(rng, start(cur), NOW - timedelta(hours=1))
+        ev(State.REQUESTED, cur, at, "email", "link", "staff:s1")
+        if rng.random() < 0.15:
+            ev(State.DEFERRED, cur, at + timedelta(minutes=30), "email_link", "link", "client")
+        return out
+    # the rest: refused by staff-recorded answer
+    ev(State.REFUSED, cur, _ts(rng, start(cur), NOW - timedelta(hours=1)), "manual", "verbal",
+       "staff:s1")
+    return out
+
+
+def _batched(rows: Sequence[dict[str, Any]] | list[Any], size: int = BATCH) -> Iterator[Any]:
+    for i in range(0, len(rows), size):
+        yield rows[i : i + size]
+
+
+def generate_practice(session: Session, spec: PracticeSpec, next_event_id: int) -> Generated:
+    """Insert one practice with its clients, texts, events, evidence and projection."""
+    rng = random.Random(spec.seed)
+    settings = PracticeSettings(
+        require_consent_for_online_booking=spec.required, validity_days=spec.validity_days
+    )
+    texts = _Texts(session, spec)
+    clients = []
+    events: list[dict[str, Any]] = []
+    for i in range(spec.clients):
+        ref = f"{spec.tenant}c{i:07d}"
+        language = "sv" if rng.random() < 0.85 else "en"
+        name = f"{rng.choice(LAST)} {rng.choice(FIRST)} {i:07d}"
+        clients.append({"id": ref, "tenant": spec.tenant, "name": name,
+                        "email": f"{ref}@example.org", "locale": language})
+        events.extend(_client_events(rng, spec, texts, ref, language))
+    for batch in _batched(clients):
+        session.execute(insert(host_client), batch)
+    del clients
+
+    events.sort(key=lambda e: e["occurred_at"])
+    prev = GENESIS_HASH
+    evidence = []
+    snaps: dict[str, tuple[Snapshot, int]] = {}
+    for seq, e in enumerate(events, start=1):
+        e["id"] = next_event_id + seq - 1
+        e["tenant_ref"] = spec.tenant
+        e["seq"] = seq
+        facts = e.pop("_evidence")
+        if facts is not None:
+            salt = f"{rng.getrandbits(128):032x}"
+            ip, ua, note = facts
+            e["evidence_sha256"] = evidence_hash(salt, ip, ua, note)
+            evidence.append({"event_id": e["id"], "tenant_ref": spec.tenant,
+                             "client_ref": e["client_ref"], "salt": salt, "ip_prefix": ip,
+                             "user_agent": ua, "note": note})
+        else:
+            e["evidence_sha256"] = None
+        e["prev_hash"] = prev
+        prev = e["row_hash"] = row_hash(prev, e)
+        old = snaps.get(e["client_ref"])
+        snap = fold(
+            old[0] if old else None,
+            EventFacts(state=State(e["state"]), text_major=e["text_major"],
+                       expires_at=e["expires_at"], occurred_at=e["occurred_at"]),
+        )
+        if old is None or snap is not old[0]:
+            snaps[e["client_ref"]] = (snap, seq)
+    for batch in _batched(events):
+        session.execute(insert(ConsentEvent), batch)
+    for batch in _batched(evidence):
+        session.execute(insert(Evidence), batch)
+
+    state_rows = []
+    valid, not_valid = [], []
+    for client_ref, (snap, last_seq) in snaps.items():
+        delivery = None
+        if snap.state is State.REQUESTED:
+            delivery = "bounced" if rng.random() < 0.1 else "sent"
+        state_rows.append({"tenant_ref": spec.tenant, "client_ref": client_ref,
+                           "state": snap.state.value, "text_major": snap.text_major,
+                           "expires_at": snap.expires_at, "since": snap.since,
+                           "last_seq": last_seq, "delivery": delivery})
+    for batch in _batched(state_rows):
+        session.execute(insert(ConsentStateRow), batch)
+    for i in range(spec.clients):
+        ref = f"{spec.tenant}c{i:07d}"
+        item = snaps.get(ref)
+        snap = item[0] if item else None
+        ok = (snap is not None and snap.state in (State.GIVEN, State.RENEWED)
+              and snap.text_major == spec.current_major
+              and (snap.expires_at is None or snap.expires_at > NOW))
+        (valid if ok else not_valid).append(ref)
+
+    session.execute(
+        insert(Practice).values(
+            tenant_ref=spec.tenant, active=True, setup_complete=True,
+            settings=unstructure_settings(settings), current_major=spec.current_major,
+            default_language="sv", head_seq=len(events), head_hash=prev,
+            activated_at=NOW - timedelta(days=1100), deactivated_at=None,
+            updated_at=events[-1]["occurred_at"] if events else NOW - timedelta(days=1100),
+        )
+    )
+    return Generated(
+        tenant=spec.tenant, clients=spec.clients, events=len(events), valid=valid,
+        not_valid=not_valid,
+        current_text_ids={lang: texts.pick(spec.current_major, lang)[0] for lang in LANGUAGES},
+    )
+
+
+def generate(
+    engine: Engine, specs: Sequence[PracticeSpec], *, log: Any = print
+) -> dict[str, Generated]:
+    """Create the schema and every practice; verify the first practice's chain."""
+    t0 = time.perf_counter()
+    create_schema(engine)
+    out: dict[str, Generated] = {}
+    next_id = 1
+    for spec in specs:
+        t1 = time.perf_counter()
+        with Session(engine) as session, session.begin():
+            gen = generate_practice(session, spec, next_id)
+        next_id += gen.events
+        out[spec.tenant] = gen
+        log(f"  {spec.tenant}: {gen.clients:>9,} clients {gen.events:>9,} events "
+            f"({time.perf_counter() - t1:5.1f} s)")
+    _after_load(engine)
+    with Session(engine) as session:
+        first = specs[0].tenant
+        result = verify_chain(session, first)
+        if not result.ok:
+            raise RuntimeError(f"generated chain of {first} does not verify: {result.broken}")
+        log(f"  chain of {first} verified ({result.events:,} events)")
+    log(f"  generated in {time.perf_counter() - t0:.1f} s")
+    return out
+
+
+def _after_load(engine: Engine) -> None:
+    """Continue id sequences past the explicit ids and refresh planner statistics."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            for table in (ConsentEvent.__table__, TextVersion.__table__):
+                last = select(func.coalesce(func.max(table.c.id), 1)).scalar_subquery()
+                conn.execute(
+                    select(func.setval(func.pg_get_serial_sequence(table.name, "id"), last))
+                )
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
+    else:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+            conn.commit()
+
+
+def count_events(session: Session, tenant: str) -> int:
+    return int(session.scalar(select(func.count()).select_from(ConsentEvent)
+                              .where(ConsentEvent.tenant_ref == tenant)) or 0)

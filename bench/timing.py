@@ -1,0 +1,74 @@
+"""Timing: medians of many repetitions after warm-up, app and floor interleaved."""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from attrs import frozen
+
+Step = Callable[[int], Any]
+
+
+@frozen(kw_only=True)
+class Sample:
+    median_ns: float
+    p90_ns: float
+    n: int
+
+
+def _sample(xs: list[int]) -> Sample:
+    xs = sorted(xs)
+    return Sample(median_ns=statistics.median(xs), p90_ns=xs[int(len(xs) * 0.9)], n=len(xs))
+
+
+def compare(
+    app: Step,
+    floor: Step,
+    *,
+    reps: int,
+    warmup: int,
+    rounds: int = 5,
+    setup_app: Step | None = None,
+    setup_floor: Step | None = None,
+) -> tuple[Sample, Sample]:
+    """Time ``app(i)`` and ``floor(i)``; each step's untimed ``setup`` runs before it.
+
+    App and floor alternate in ``rounds`` blocks, so both see the same machine noise
+    (these machines are shared).  The garbage collector runs between blocks only.
+    """
+    app_ns: list[int] = []
+    floor_ns: list[int] = []
+    per_round = max(1, reps // rounds)
+    i = 0
+    for fn, setup in ((app, setup_app), (floor, setup_floor)):
+        for _ in range(warmup):
+            if setup is not None:
+                setup(i)
+            fn(i)
+            i += 1
+    for _ in range(rounds):
+        for fn, setup, out in ((floor, setup_floor, floor_ns), (app, setup_app, app_ns)):
+            gc.collect()
+            gc.disable()
+            try:
+                for _ in range(per_round):
+                    if setup is not None:
+                        setup(i)
+                    t0 = time.perf_counter_ns()
+                    fn(i)
+                    out.append(time.perf_counter_ns() - t0)
+                    i += 1
+            finally:
+                gc.enable()
+    return _sample(app_ns), _sample(floor_ns)
+
+
+def once(fn: Callable[[], Any]) -> int:
+    """Wall time of one call, in nanoseconds."""
+    t0 = time.perf_counter_ns()
+    fn()
+    return time.perf_counter_ns() - t0
