@@ -14,12 +14,13 @@ import ipaddress
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from attrs import frozen
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from samtycke_plugin.chain import evidence_hash, row_hash
 from samtycke_plugin.errors import NotActive
@@ -75,17 +76,47 @@ def snapshot_of(row: ConsentStateRow | Any | None) -> Snapshot | None:
     )
 
 
+# Statements of the write path, built once (compiled once per dialect by SQLAlchemy's
+# statement cache; rebuilding them on every append cost more than executing them).
+_E = cast(Table, ConsentEvent.__table__)
+_PT = cast(Table, Practice.__table__)
+_P = _PT.c
+_S = ConsentStateRow.__table__.c
+_LOAD_SNAPSHOT = select(_S.state, _S.text_major, _S.expires_at, _S.since, _S.delivery).where(
+    _S.tenant_ref == bindparam("tenant_ref"), _S.client_ref == bindparam("client_ref")
+)
+_ADVANCE_HEAD = (
+    update(_PT)
+    .where(_P.tenant_ref == bindparam("tenant"))
+    .values(head_seq=_P.head_seq + 1, updated_at=bindparam("now"))
+    .returning(_P.head_seq, _P.head_hash)
+)
+_SET_HEAD_HASH = (
+    update(_PT)
+    .where(_P.tenant_ref == bindparam("tenant"))
+    .values(head_hash=bindparam("digest"))
+)
+_INSERT_EVENT = insert(_E).returning(_E.c.id)
+_INSERT_EVIDENCE = insert(cast(Table, Evidence.__table__))
+_STATE_COLUMNS = ("state", "text_major", "expires_at", "since", "last_seq", "delivery")
+
+
+def _upsert_statement(dialect: str) -> Any:
+    ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
+        cast(Table, ConsentStateRow.__table__)
+    )
+    return ins.on_conflict_do_update(
+        index_elements=["tenant_ref", "client_ref"],
+        set_={k: ins.excluded[k] for k in _STATE_COLUMNS},
+    )
+
+
+_UPSERT_STATE = {name: _upsert_statement(name) for name in ("postgresql", "sqlite")}
+
+
 def load_snapshot(session: Session, tenant_ref: str, client_ref: str) -> Snapshot | None:
     row = session.execute(
-        select(
-            ConsentStateRow.state,
-            ConsentStateRow.text_major,
-            ConsentStateRow.expires_at,
-            ConsentStateRow.since,
-            ConsentStateRow.delivery,
-        ).where(
-            ConsentStateRow.tenant_ref == tenant_ref, ConsentStateRow.client_ref == client_ref
-        )
+        _LOAD_SNAPSHOT, {"tenant_ref": tenant_ref, "client_ref": client_ref}
     ).one_or_none()
     return snapshot_of(row)
 
@@ -122,22 +153,22 @@ def _upsert_state(session: Session, tenant_ref: str, client_ref: str, snap: Snap
         "last_seq": seq,
         "delivery": snap.delivery,
     }
-    dialect = session.get_bind().dialect.name
-    ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(ConsentStateRow)
-    stmt = ins.values(**values).on_conflict_do_update(
-        index_elements=["tenant_ref", "client_ref"],
-        set_={k: ins.excluded[k] for k in values if k not in ("tenant_ref", "client_ref")},
-    )
-    session.execute(stmt)
+    session.execute(_UPSERT_STATE[session.get_bind().dialect.name], values)
+
+
+def _sync_head(session: Session, tenant_ref: str, seq: int, digest: str, now: datetime) -> None:
+    """Keep a practice loaded in the session in step with the chain head just written."""
+    practice = session.identity_map.get(session.identity_key(Practice, tenant_ref))
+    if practice is not None:
+        set_committed_value(practice, "head_seq", seq)
+        set_committed_value(practice, "head_hash", digest)
+        set_committed_value(practice, "updated_at", now)
 
 
 def append(session: Session, new: NewEvent) -> ConsentEvent:
     """Append one event: chain link, optional evidence, projection. Returns the event."""
     head = session.execute(
-        update(Practice)
-        .where(Practice.tenant_ref == new.tenant_ref)
-        .values(head_seq=Practice.head_seq + 1, updated_at=new.occurred_at)
-        .returning(Practice.head_seq, Practice.head_hash)
+        _ADVANCE_HEAD, {"tenant": new.tenant_ref, "now": new.occurred_at}
     ).one_or_none()
     if head is None:
         raise NotActive(f"Samtycke has not been activated for practice {new.tenant_ref!r}.")
@@ -171,24 +202,27 @@ def append(session: Session, new: NewEvent) -> ConsentEvent:
         "evidence_sha256": ev_hash,
     }
     digest = row_hash(prev, fields)
-    event = ConsentEvent(**fields, prev_hash=prev, row_hash=digest)
+    row = {**fields, "prev_hash": prev, "row_hash": digest}
+    event_id = int(session.execute(_INSERT_EVENT, row).scalar_one())
+    # The inserted row as a persistent ORM object, without a flush or a reload.
+    event = ConsentEvent(id=event_id, **row)
+    make_transient_to_detached(event)
     session.add(event)
-    session.flush()
     if salt is not None:
         session.execute(
-            insert(Evidence).values(
-                event_id=event.id,
-                tenant_ref=new.tenant_ref,
-                client_ref=new.client_ref,
-                salt=salt,
-                ip_prefix=ip_prefix,
-                user_agent=user_agent,
-                note=new.note,
-            )
+            _INSERT_EVIDENCE,
+            {
+                "event_id": event_id,
+                "tenant_ref": new.tenant_ref,
+                "client_ref": new.client_ref,
+                "salt": salt,
+                "ip_prefix": ip_prefix,
+                "user_agent": user_agent,
+                "note": new.note,
+            },
         )
-    session.execute(
-        update(Practice).where(Practice.tenant_ref == new.tenant_ref).values(head_hash=digest)
-    )
+    session.execute(_SET_HEAD_HASH, {"tenant": new.tenant_ref, "digest": digest})
+    _sync_head(session, new.tenant_ref, seq, digest, new.occurred_at)
     previous = load_snapshot(session, new.tenant_ref, new.client_ref)
     snap = fold(
         previous,

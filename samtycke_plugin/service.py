@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -41,6 +42,7 @@ from samtycke_plugin.models import (
     Practice,
     TextVersion,
 )
+from samtycke_plugin.prepared import PreparedSelect
 from samtycke_plugin.render import render, trusted_html
 from samtycke_plugin.rules import (
     VALID_STATES,
@@ -145,7 +147,21 @@ def require_practice(session: Session, tenant: str) -> Practice:
 
 
 def settings_of(practice: Practice) -> PracticeSettings:
-    return structure_settings(practice.settings)
+    return settings_from(practice.settings)
+
+
+def settings_from(data: Mapping[str, object]) -> PracticeSettings:
+    """Structured settings, cached by content: the stored JSON is structured (cattrs)
+    once per distinct value, not on every booking check."""
+    try:
+        return _structured(tuple(sorted(data.items())))
+    except TypeError:  # an unhashable value: not cacheable, structure it (and fail) as is
+        return structure_settings(data)
+
+
+@lru_cache(maxsize=1024)
+def _structured(items: tuple[tuple[str, object], ...]) -> PracticeSettings:
+    return structure_settings(dict(items))
 
 
 def is_operational(practice: Practice | None) -> bool:
@@ -510,41 +526,93 @@ def form_fragment(host: Host, form: BookingFormContext) -> FormFragment | None:
     )
 
 
+_P = Practice.__table__.c
+_S = ConsentStateRow.__table__.c
+_T = TextVersion.__table__.c
+
+#: The booking gate and the profile panel in one indexed query, built once: the
+#: practice's switches, the client's projection row (primary key lookup) and the text
+#: version the booking form showed (primary key lookup); the last two may be absent.
+_GATE = (
+    select(
+        _P.active, _P.setup_complete, _P.current_major, _P.settings,
+        _S.state, _S.text_major, _S.expires_at, _S.since, _S.delivery,
+        _T.id.label("shown_id"), _T.major.label("shown_major"),
+        _T.sha256.label("shown_sha256"), _T.language.label("shown_language"),
+    )
+    .select_from(
+        Practice.__table__.outerjoin(
+            ConsentStateRow.__table__,
+            and_(_S.tenant_ref == _P.tenant_ref, _S.client_ref == bindparam("client")),
+        ).outerjoin(
+            TextVersion.__table__,
+            and_(_T.id == bindparam("text_id"), _T.tenant_ref == _P.tenant_ref),
+        )
+    )
+    .where(_P.tenant_ref == bindparam("tenant"))
+)
+
+
+_GATE_READ = PreparedSelect(_GATE)
+_PRACTICE_READ = PreparedSelect(
+    select(_P.active, _P.current_major).where(_P.tenant_ref == bindparam("tenant"))
+)
+_VALID_VALUES = sorted(s.value for s in VALID_STATES)
+
+
+def _gate_row(session: Session, tenant: str, client: str | None, text_id: int | None) -> Any:
+    return _GATE_READ.one_or_none(session, {"tenant": tenant, "client": client, "text_id": text_id})
+
+
+@frozen(kw_only=True)
+class _ShownText:
+    """The text version the booking form showed (posted back in ``samtycke_text``)."""
+
+    id: int
+    major: int
+    sha256: str
+    language: str
+
+
 @frozen(kw_only=True)
 class _Decision:
     outcome: GateOutcome
-    practice: Practice | None
-    text: TextVersion | None
-    previous: Snapshot | None
-    settings: PracticeSettings | None
+    text: _ShownText | None = None
+    previous: Snapshot | None = None
+    settings: PracticeSettings | None = None
 
 
-def _shown_text(session: Session, practice: Practice, raw: str | None) -> TextVersion | None:
+def _shown_text_id(raw: str | None) -> int | None:
     if not raw or not raw.isdigit() or len(raw) > 18:
         return None
-    text = session.get(TextVersion, int(raw))
-    if text is None or text.tenant_ref != practice.tenant_ref:
-        return None
-    return text
+    return int(raw)
 
 
 def _decide(host: Host, submission: BookingSubmission, client: str | None) -> _Decision:
-    session = host.session()
-    practice = get_practice(session, submission.tenant)
-    if not is_operational(practice) or submission.channel != "online":
-        return _Decision(outcome=GateOutcome.ACCEPT, practice=practice, text=None, previous=None, settings=None)
-    assert practice is not None
-    settings = settings_of(practice)
-    snap = load_snapshot(session, practice.tenant_ref, check_ref("client", client)) if client else None
-    current = status(snap, practice.current_major, now_utc(host))
+    tenant = check_ref("tenant", submission.tenant)
+    client = check_ref("client", client) if client else None
+    if submission.channel != "online":
+        return _Decision(outcome=GateOutcome.ACCEPT)
+    row = _gate_row(
+        host.session(), tenant, client, _shown_text_id(submission.fields.get(FIELD_TEXT))
+    )
+    if row is None or not (row.active and row.setup_complete):
+        return _Decision(outcome=GateOutcome.ACCEPT)
+    settings = settings_from(row.settings)
+    snap = snapshot_of(row) if client and row.state is not None else None
+    current = status(snap, row.current_major, now_utc(host))
     ticked = submission.fields.get(FIELD_CONSENT, "") in ("yes", "on", "true", "1")
-    text = _shown_text(session, practice, submission.fields.get(FIELD_TEXT))
+    text = (
+        _ShownText(id=row.shown_id, major=row.shown_major, sha256=row.shown_sha256,
+                   language=row.shown_language)
+        if row.shown_id is not None else None
+    )
     outcome = gate(
         settings, current, is_new_client=submission.is_new_client or client is None,
         ticked=ticked, shown_major=text.major if text else None,
-        current_major=practice.current_major,
+        current_major=row.current_major,
     )
-    return _Decision(outcome=outcome, practice=practice, text=text, previous=snap, settings=settings)
+    return _Decision(outcome=outcome, text=text, previous=snap, settings=settings)
 
 
 def check_booking(host: Host, submission: BookingSubmission) -> list[Veto]:
@@ -586,10 +654,11 @@ def record_booking(
     """
     booking = check_ref("booking", booking)
     client = check_ref("client", client)
-    if submission.channel == "online":
-        # decide under the practice's write lock: a simultaneous submit (double click,
-        # two tabs) or a text change cannot slip in between decision and append
-        lock_practice(host.session(), check_ref("tenant", submission.tenant))
+    if submission.channel != "online":
+        return None
+    # decide under the practice's write lock: a simultaneous submit (double click,
+    # two tabs) or a text change cannot slip in between decision and append
+    practice = lock_practice(host.session(), check_ref("tenant", submission.tenant))
     decision = _decide(host, submission, client)
     outcome = decision.outcome
     if outcome in (GateOutcome.VETO_REQUIRED, GateOutcome.VETO_TEXT_CHANGED):
@@ -598,12 +667,13 @@ def record_booking(
         )
     if outcome is GateOutcome.ACCEPT:
         return None
-    practice, settings = decision.practice, decision.settings
+    settings = decision.settings
     assert practice is not None and settings is not None
     now = now_utc(host)
+    text: _ShownText | TextVersion
     if outcome is GateOutcome.ACCEPT_GIVEN:
+        assert decision.text is not None
         text = decision.text
-        assert text is not None
         state = grant_state(decision.previous)
         expires = _expiry(settings, now)
     else:
@@ -754,19 +824,17 @@ def profile_panel(
     host: Host, tenant: str, client: str, staff: StaffContext, locale: str
 ) -> ProfilePanel | None:
     """The badge, its reason and the actions for a client profile."""
-    session = host.session()
-    practice = get_practice(session, tenant)
-    if practice is None or not practice.active:
+    row = _gate_row(host.session(), check_ref("tenant", tenant), check_ref("client", client), None)
+    if row is None or not row.active:
         return None
-    client = check_ref("client", client)
-    snap = load_snapshot(session, practice.tenant_ref, client)
-    current = status(snap, practice.current_major, now_utc(host))
+    snap = snapshot_of(row) if row.state is not None else None
+    current = status(snap, row.current_major, now_utc(host))
     html = render(
         "profile_panel.html", locale,
         status=current.value, tone=status_text.tone(current), icon=status_text.icon(current),
         label=status_text.label(current, locale), reason=status_text.reason(current, locale),
         snapshot=snap, client=client, prefix=MOUNT_PREFIX,
-        can_record=staff.can_record_consent, setup_complete=practice.setup_complete,
+        can_record=staff.can_record_consent, setup_complete=row.setup_complete,
         withdrawable=snap is not None and snap.state in VALID_STATES,
     )
     return ProfilePanel(
@@ -788,10 +856,19 @@ def filter_clause(
     """``EXISTS``/``NOT EXISTS`` on the projection, correlated with the host's client column."""
     if filter_key not in (FILTER_VALID, FILTER_NOT_VALID):
         return None
-    practice = require_practice(host.session(), tenant)
+    tenant = check_ref("tenant", tenant)
+    row = _PRACTICE_READ.one_or_none(host.session(), {"tenant": tenant})
+    if row is None or not row.active:
+        raise NotActive(
+            N_("Samtycke is not active for this practice. Activate it in the app menu first.")
+        )
+    # Core columns (not ORM attributes): the clause is built on every list request.
     valid = exists().where(
-        _valid_condition(practice.tenant_ref, practice.current_major, now_utc(host)),
-        ConsentStateRow.client_ref == client_ref_column,
+        _S.tenant_ref == tenant,
+        _S.state.in_(_VALID_VALUES),
+        _S.text_major == row.current_major,
+        or_(_S.expires_at.is_(None), _S.expires_at > now_utc(host)),
+        _S.client_ref == client_ref_column,
     )
     return FilterClause(key=filter_key, clause=valid if filter_key == FILTER_VALID else ~valid)
 
