@@ -1,0 +1,554 @@
+"""The example booking platform through Flask's test client, on SQLite and PostgreSQL.
+
+Each backend gets one migrated database with the demo data; tests isolate by
+making their own practices (as the platform's tenants), never by cleaning tables.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy.engine import make_url
+
+# The example host is not an installed package: reach it from the repository root,
+# appended last so the installed samtycke_plugin still wins over the source tree.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.append(str(ROOT))
+
+from examples.host_app import apps_glue, create_app, demo_seed  # noqa: E402
+from examples.host_app.i18n import messages  # noqa: E402
+from examples.host_app.models import Booking, Client, DevMail, Practice  # noqa: E402
+from examples.host_app.testing import activate, add_practice, csrf_from, platform_of  # noqa: E402
+from examples.host_app.translations_sv import SV  # noqa: E402
+from hookspecs import hookimpl  # noqa: E402
+from hookspecs.types import AppInfo, StaffContext, StaffRef, WebMount  # noqa: E402
+from samtycke_plugin import service  # noqa: E402
+from samtycke_plugin.chain import verify_chain  # noqa: E402
+from samtycke_plugin.models import ConsentEvent  # noqa: E402
+
+SECRET = "test-secret-" + "x" * 40
+
+
+# -- fixtures ----------------------------------------------------------------------------------
+
+
+def _new_pg_database(admin_url: str) -> str:
+    name = f"host_t_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(make_url(admin_url).set(drivername="postgresql+psycopg"),
+                          isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_pg_database(admin_url: str, url: str) -> None:
+    admin = create_engine(make_url(admin_url).set(drivername="postgresql+psycopg"),
+                          isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="module",
+                params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('host') / 'booking.sqlite'}"
+        return
+    admin = request.getfixturevalue("pg_server")
+    url = _new_pg_database(admin)
+    yield url
+    _drop_pg_database(admin, url)
+
+
+@pytest.fixture(scope="module")
+def app(database_url: str) -> Iterator[Flask]:
+    flask_app = create_app({"DATABASE_URL": database_url, "SECRET_KEY": SECRET,
+                            "BASE_URL": "http://booking.test", "STRICT_APPS": True})
+    flask_app.config["TESTING"] = True
+    assert demo_seed.seed(platform_of(flask_app))
+    yield flask_app
+    platform_of(flask_app).sessions.remove()
+    platform_of(flask_app).engine.dispose()
+
+
+def signed_in(app: Flask, email: str, password: str) -> FlaskClient:
+    client = app.test_client()
+    page = client.get("/login")
+    response = client.post("/login", data={"email": email, "password": password,
+                                           "csrf_token": csrf_from(page.text)})
+    assert response.status_code == 302, response.text
+    return client
+
+
+def token(client: FlaskClient, path: str = "/") -> str:
+    return csrf_from(client.get(path).text)
+
+
+def query(app: Flask, statement: Any) -> list[Any]:
+    platform = platform_of(app)
+    try:
+        return list(platform.db().execute(statement).all())
+    finally:
+        platform.sessions.remove()
+
+
+def practice_with_samtycke(app: Flask, **settings: object) -> dict[str, Any]:
+    practice = add_practice(platform_of(app), staff=2)
+    activate(platform_of(app), practice["id"], **(settings or {"ask_new_clients": True}))
+    return practice
+
+
+def free_slot(client: FlaskClient, slug: str) -> tuple[str, str]:
+    page = client.get(f"/book/{slug}").text
+    slot = re.search(r'<option value="([0-9T:Z-]+)"', page)
+    service_id = re.search(r'name="service" id="service-(\d+)"', page)
+    assert slot and service_id
+    return service_id.group(1), slot.group(1)
+
+
+def consent_fields(page: str) -> dict[str, str]:
+    found = re.search(r'name="samtycke_text" value="(\d+)"', page)
+    return {"samtycke_text": found.group(1)} if found else {}
+
+
+def book(app: Flask, slug: str, name: str, email: str, *, tick: bool) -> Any:
+    browser = app.test_client()
+    service_id, slot = free_slot(browser, slug)
+    page = browser.get(f"/book/{slug}").text
+    data = {"csrf_token": csrf_from(page), "service": service_id, "slot": slot, "name": name,
+            "email": email, **consent_fields(page)}
+    if tick:
+        data["samtycke_consent"] = "yes"
+    return browser.post(f"/book/{slug}", data=data)
+
+
+def events_of(app: Flask, practice_id: int) -> list[Any]:
+    return query(app, select(ConsentEvent.client_ref, ConsentEvent.state, ConsentEvent.booking_ref)
+                 .where(ConsentEvent.tenant_ref == str(practice_id))
+                 .order_by(ConsentEvent.seq))
+
+
+# -- the migrate step, the seed and the glue boundary --------------------------------------------
+
+
+def test_migrate_step_runs_platform_and_app_migrations(app: Flask, database_url: str) -> None:
+    engine = platform_of(app).engine
+    tables = set(inspect(engine).get_table_names())
+    assert {"host_practice", "host_client", "host_booking", "host_app_activation",
+            "host_alembic_version", "samtycke_alembic_version",
+            "samtycke_consent_event"} <= tables
+    assert query(app, text("SELECT version_num FROM host_alembic_version")) == [("0001",)]
+    again = create_app({"DATABASE_URL": database_url, "SECRET_KEY": SECRET})  # idempotent
+    platform_of(again).engine.dispose()
+    assert set(inspect(engine).get_table_names()) == tables
+
+
+def test_demo_data_is_a_real_ledger_with_a_mix_of_states(app: Flask) -> None:
+    practices = query(app, select(Practice.id, Practice.slug).order_by(Practice.id))[:3]
+    assert [slug for _id, slug in practices] == ["lugn-och-ro", "fysio-norr", "kroppsterapi-syd"]
+    platform = platform_of(app)
+    try:
+        for pid, _slug in practices[:2]:
+            assert verify_chain(platform.db(), str(pid)).ok
+    finally:
+        platform.sessions.remove()
+    client = signed_in(app, "anna@lugnochro.example", "lugn-demo")
+    page = client.get("/clients").text
+    statuses = set(re.findall(r'data-status="([a-z]+)"', page))
+    assert {"valid", "outdated", "withdrawn", "refused", "requested", "unknown"} <= statuses
+    total = int(re.search(r"av (\d+) klienter", page).group(1))  # type: ignore[union-attr]
+    valid = client.get("/clients?filter=samtycke.valid").text
+    not_valid = client.get("/clients?filter=samtycke.not_valid").text
+    counts = [int(re.search(r"av (\d+) klienter", p).group(1))  # type: ignore[union-attr]
+              for p in (valid, not_valid)]
+    assert counts[0] > 0 and counts[1] > 0 and sum(counts) == total == 30
+    assert set(re.findall(r'data-status="([a-z]+)"', valid)) == {"valid"}
+    assert "valid" not in set(re.findall(r'data-status="([a-z]+)"', not_valid))
+
+
+def test_only_the_glue_module_imports_the_app() -> None:
+    """The booking code calls hooks; only apps_glue (and the demo data) import samtycke."""
+    offenders = []
+    for path in (ROOT / "examples" / "host_app").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                if name.split(".")[0] in ("samtycke_plugin", "hookimpls", "hookspecs") and \
+                        path.name not in ("apps_glue.py", "demo_seed.py"):
+                    offenders.append(f"{path.name}: {name}")
+    assert offenders == []
+
+
+def test_every_platform_string_has_swedish() -> None:
+    found = messages()
+    assert len(found) > 100
+    assert sorted(found - set(SV)) == []
+    assert sorted(set(SV) - found) == []  # no stale translations
+
+
+# -- signing in, CSRF, errors, language ----------------------------------------------------------
+
+
+def test_sign_in_is_required_and_a_wrong_password_says_what_to_do(app: Flask) -> None:
+    browser = app.test_client()
+    response = browser.get("/clients")
+    assert response.status_code == 302 and "/login?next=/clients" in response.location
+    page = browser.get("/login").text
+    wrong = browser.post("/login", data={"email": "anna@lugnochro.example", "password": "nej",
+                                         "csrf_token": csrf_from(page)})
+    assert wrong.status_code == 400
+    assert "E-postadressen eller lösenordet är fel. Kontrollera dem och försök igen." in wrong.text
+    ok = browser.post("/login?next=//evil.example/x", data={
+        "email": "anna@lugnochro.example", "password": "lugn-demo", "csrf_token": csrf_from(page)})
+    assert ok.location == "/dashboard"  # never redirected off-site
+
+
+def test_every_form_needs_the_session_csrf_token(app: Flask) -> None:
+    practice = add_practice(platform_of(app))
+    client = signed_in(app, practice["emails"][0], practice["password"])
+    for path, data in [("/app-menu/samtycke", {"action": "activate"}),
+                       ("/clients/new", {"name": "X", "locale": "sv"}),
+                       ("/language", {"lang": "en"}), ("/logout", {})]:
+        for bad in ({}, {"csrf_token": "forged"}):
+            response = client.post(path, data={**data, **bad})
+            assert response.status_code == 400, path
+            assert "Formuläret hade gått ut." in response.text
+            assert "Traceback" not in response.text
+    assert query(app, select(func.count()).select_from(Client)
+                 .where(Client.practice_id == practice["id"])) == [(0,)]
+    assert "Inte aktiv" in client.get("/app-menu").text
+
+
+def test_error_pages_are_sentences_without_tracebacks(app: Flask, monkeypatch:
+                                                      pytest.MonkeyPatch) -> None:
+    browser = app.test_client()
+    missing = browser.get("/no/such/page")
+    assert missing.status_code == 404 and "Sidan finns inte." in missing.text
+
+    def boom(*_a: object, **_k: object) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr("examples.host_app.views_public.render_template", boom)
+    broken = browser.get("/")
+    assert broken.status_code == 500
+    assert "Något gick fel hos oss." in broken.text and "secret internals" not in broken.text
+
+
+def test_language_switch_is_kept_in_the_session(app: Flask) -> None:
+    browser = app.test_client()
+    assert '<html lang="sv">' in browser.get("/").text
+    switched = browser.post("/language", data={"lang": "en", "next": "/book/fysio-norr",
+                                                "csrf_token": token(browser)})
+    assert switched.location == "/book/fysio-norr"
+    page = browser.get("/book/fysio-norr").text
+    assert '<html lang="en">' in page and "Book a time at Fysio Norr" in page
+    assert "I have read the text above" in page  # the app's fragment follows the language
+
+
+# -- online booking: the two phases --------------------------------------------------------------
+
+
+def test_booking_without_the_tick_is_vetoed_and_writes_nothing(app: Flask) -> None:
+    practice = practice_with_samtycke(app, require_consent_for_online_booking=True)
+    email = f"nina-{uuid.uuid4().hex[:6]}@example.org"
+    refused = book(app, practice["slug"], "Nina Berg", email, tick=False)
+    assert refused.status_code == 400
+    assert "För att boka online behöver du ge ditt samtycke" in refused.text
+    assert 'href="#app-samtycke-consent"' in refused.text  # the summary links to the box
+    assert 'value="Nina Berg"' in refused.text
+    assert query(app, select(Client.id).where(Client.email == email)) == []
+    assert events_of(app, practice["id"]) == []
+
+    accepted = book(app, practice["slug"], "Nina Berg", email, tick=True)
+    assert accepted.status_code == 302 and accepted.location.endswith("/booked")
+    [(cid,)] = query(app, select(Client.id).where(Client.email == email))
+    [(bid,)] = query(app, select(Booking.id).where(Booking.client_id == cid))
+    assert events_of(app, practice["id"]) == [(str(cid), "given", str(bid))]
+
+
+def test_booking_and_consent_evidence_roll_back_together(app: Flask,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    practice = practice_with_samtycke(app, require_consent_for_online_booking=True)
+    email = f"rolf-{uuid.uuid4().hex[:6]}@example.org"
+    hooks = platform_of(app).apps.hooks
+    original = hooks.submitted
+
+    def record_then_fail(*args: Any, **kwargs: Any) -> None:
+        original(*args, **kwargs)  # the app wrote its evidence in our transaction …
+        raise RuntimeError("the disk is full")  # … and then the booking fails
+
+    monkeypatch.setattr(hooks, "submitted", record_then_fail)
+    failed = book(app, practice["slug"], "Rolf Ek", email, tick=True)
+    assert failed.status_code == 503
+    assert "Vi kunde inte spara din bokning, och inget bokades." in failed.text
+    assert query(app, select(Client.id).where(Client.email == email)) == []
+    assert events_of(app, practice["id"]) == []
+
+
+def test_a_failing_check_fails_closed(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    practice = practice_with_samtycke(app, require_consent_for_online_booking=False)
+
+    def broken(*_a: object, **_k: object) -> None:
+        raise ConnectionError("database went away")
+
+    monkeypatch.setattr(service, "check_booking", broken)
+    email = f"ulf-{uuid.uuid4().hex[:6]}@example.org"
+    response = book(app, practice["slug"], "Ulf Ek", email, tick=True)
+    assert response.status_code == 400
+    assert "Försök igen om en liten stund." in response.text
+    assert query(app, select(Client.id).where(Client.email == email)) == []
+
+
+def test_returning_client_link_books_as_the_same_client(app: Flask) -> None:
+    practice = practice_with_samtycke(app, require_consent_for_online_booking=True)
+    email = f"ebba-{uuid.uuid4().hex[:6]}@example.org"
+    assert book(app, practice["slug"], "Ebba Lund", email, tick=True).status_code == 302
+    [(body,)] = query(app, select(DevMail.text).where(DevMail.to == email,
+                                                      DevMail.source == "platform"))
+    link = re.search(r"http://booking\.test(/book/\S+)", body).group(1)  # type: ignore[union-attr]
+    browser = app.test_client()
+    page = browser.get(link).text
+    assert "Du bokar som Ebba Lund." in page and "samtycke_consent" not in page  # valid: not asked
+    service_id = re.search(r'name="service" id="service-(\d+)"', page).group(1)  # type: ignore[union-attr]
+    slot = re.search(r'<option value="([0-9T:Z-]+)"', page).group(1)  # type: ignore[union-attr]
+    r_token = re.search(r'name="r" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    again = browser.post(link.split("?")[0], data={"csrf_token": csrf_from(page), "r": r_token,
+                                                   "service": service_id, "slot": slot})
+    assert again.status_code == 302
+    assert query(app, select(func.count()).select_from(Client).where(Client.email == email)) \
+        == [(1,)]
+    other = add_practice(platform_of(app))
+    assert "Du bokar som" not in browser.get(f"/book/{other['slug']}?r={r_token}").text
+
+
+# -- practitioner views: list, profile, erasure, app menu ------------------------------------------
+
+
+def test_client_list_filters_paginate_and_badge_once_per_page(
+        app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    platform = platform_of(app)
+    practice = practice_with_samtycke(app)
+    now = datetime.now(UTC)
+    session = platform.db()
+    clients = [Client(practice_id=practice["id"], name=f"Klient {i:03d}", email=None,
+                      locale="sv", created_by="staff", created_at=now) for i in range(120)]
+    session.add_all(clients)
+    session.flush()
+    staff = StaffContext(ref=StaffRef("t"), name="Test", can_record_consent=True)
+    valid_ids = {c.id for c in clients[::2][:55]}
+    for cid in sorted(valid_ids):
+        service.record_manual(platform.host, str(practice["id"]), str(cid), staff,
+                              method="paper", given_at=now, note=None)
+    session.commit()
+    platform.sessions.remove()
+
+    calls: list[int] = []
+    original = platform.apps.hooks.list_badges
+
+    def counting(tenant: Any, refs: Any, locale: str) -> Any:
+        calls.append(len(refs))
+        return original(tenant, refs, locale)
+
+    monkeypatch.setattr(platform.apps.hooks, "list_badges", counting)
+    browser = signed_in(app, practice["emails"][0], practice["password"])
+
+    def listed(query_string: str) -> tuple[list[int], str]:
+        page = browser.get("/clients?" + query_string).text
+        return ([int(x) for x in re.findall(r'<tr data-client="(\d+)"', page)],
+                re.search(r'id="client-count">\s*([^<]*)', page).group(1).strip())  # type: ignore[union-attr]
+
+    first, count = listed("")
+    assert len(first) == 50 and count == "Visar 1–50 av 120 klienter" and calls == [50]
+    third, count = listed("page=3")
+    assert len(third) == 20 and count == "Visar 101–120 av 120 klienter" and calls[-1] == 20
+    seen_valid: set[int] = set()
+    for page_no in (1, 2):
+        ids, count = listed(f"filter=samtycke.valid&page={page_no}")
+        seen_valid.update(ids)
+    assert count.endswith("av 55 klienter") and seen_valid == valid_ids
+    seen_other: set[int] = set()
+    for page_no in (1, 2):
+        ids, count = listed(f"filter=samtycke.not_valid&page={page_no}")
+        seen_other.update(ids)
+    assert count.endswith("av 65 klienter") and seen_other == {c.id for c in clients} - valid_ids
+    _ids, count = listed("filter=other.app")
+    assert count == "Visar 1–50 av 120 klienter"
+    assert "Det filtret finns inte längre" in browser.get("/clients?filter=other.app").text
+
+
+def test_another_practice_gets_404_and_changes_nothing(app: Flask) -> None:
+    first = practice_with_samtycke(app)
+    second = practice_with_samtycke(app)
+    email = f"anna-{uuid.uuid4().hex[:6]}@example.org"
+    assert book(app, first["slug"], "Anna Hemlig", email, tick=True).status_code == 302
+    [(cid,)] = query(app, select(Client.id).where(Client.email == email))
+    other = signed_in(app, second["emails"][0], second["password"])
+    for path in (f"/clients/{cid}", f"/clients/{cid}/erase", f"/apps/samtycke/clients/{cid}/obtain",
+                 f"/apps/samtycke/clients/{cid}/history"):
+        response = other.get(path)
+        assert response.status_code == 404, path
+        assert "Anna Hemlig" not in response.text
+    erase = other.post(f"/clients/{cid}/erase", data={"confirm": "yes", "csrf_token": token(other)})
+    assert erase.status_code == 404
+    booking = other.post(f"/clients/{cid}/bookings", data={"csrf_token": token(other)})
+    assert booking.status_code == 404
+    assert query(app, select(Client.id).where(Client.id == cid)) == [(cid,)]
+    assert "Anna Hemlig" not in other.get("/clients?q=Anna").text
+
+
+def test_erasure_lets_the_apps_erase_in_the_same_transaction(
+        app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    practice = practice_with_samtycke(app)
+    email = f"erik-{uuid.uuid4().hex[:6]}@example.org"
+    assert book(app, practice["slug"], "Erik Glömd", email, tick=True).status_code == 302
+    [(cid,)] = query(app, select(Client.id).where(Client.email == email))
+    calls: list[tuple[str, str]] = []
+    hooks = platform_of(app).apps.hooks
+    original = hooks.client_erased
+    monkeypatch.setattr(hooks, "client_erased",
+                        lambda t, c: (calls.append((t, c)), original(t, c))[-1])
+    staff = signed_in(app, practice["emails"][0], practice["password"])
+    unconfirmed = staff.post(f"/clients/{cid}/erase", data={"csrf_token": token(staff)})
+    assert unconfirmed.status_code == 302 and calls == []
+    erased = staff.post(f"/clients/{cid}/erase", data={"confirm": "yes",
+                                                        "csrf_token": token(staff)})
+    assert erased.status_code == 302 and calls == [(str(practice["id"]), str(cid))]
+    assert query(app, select(Client.id).where(Client.id == cid)) == []
+    assert query(app, select(DevMail.id).where(DevMail.to == email)) == []
+    platform = platform_of(app)
+    try:
+        assert verify_chain(platform.db(), str(practice["id"])).ok
+    finally:
+        platform.sessions.remove()
+
+
+def test_app_menu_activation_opens_the_wizard_and_deactivation_keeps_data(app: Flask) -> None:
+    practice = add_practice(platform_of(app), staff=2)
+    assistant = signed_in(app, practice["emails"][1], practice["password"])
+    refused = assistant.post("/app-menu/samtycke", data={"action": "activate",
+                                                          "csrf_token": token(assistant)})
+    assert refused.status_code == 302
+    assert "Inte aktiv" in assistant.get("/app-menu").text
+
+    owner = signed_in(app, practice["emails"][0], practice["password"])
+    activated = owner.post("/app-menu/samtycke", data={"action": "activate",
+                                                        "csrf_token": token(owner)})
+    assert activated.location == "/apps/samtycke/setup"
+    wizard = owner.get("/apps/samtycke/setup")
+    assert wizard.status_code == 200 and practice["name"] in wizard.text
+    # Nothing asked before the wizard is finished.
+    assert "samtycke_consent" not in app.test_client().get(f"/book/{practice['slug']}").text
+    activate(platform_of(app), practice["id"], ask_new_clients=True)  # the wizard's last step
+    email = f"kim-{uuid.uuid4().hex[:6]}@example.org"
+    assert book(app, practice["slug"], "Kim Kvar", email, tick=True).status_code == 302
+
+    owner.post("/app-menu/samtycke", data={"action": "deactivate", "csrf_token": token(owner)})
+    assert "Klienter med giltigt samtycke" not in owner.get("/clients").text
+    [(cid,)] = query(app, select(Client.id).where(Client.email == email))
+    assert "samtycke-panel" not in owner.get(f"/clients/{cid}").text
+    owner.post("/app-menu/samtycke", data={"action": "activate", "csrf_token": token(owner)})
+    assert 'data-status="valid"' in owner.get(f"/clients/{cid}").text  # resumed, data kept
+
+
+def test_dev_mailbox_receives_app_mail_through_deliver_email(app: Flask) -> None:
+    practice = practice_with_samtycke(app)
+    staff = signed_in(app, practice["emails"][0], practice["password"])
+    email = f"lo-{uuid.uuid4().hex[:6]}@example.org"
+    created = staff.post("/clients/new", data={"name": "Lo Ny", "email": email, "locale": "en",
+                                               "phone": "", "notes": "",
+                                               "csrf_token": token(staff)})
+    cid = int(created.location.rsplit("/", 1)[1])
+    obtain = staff.get(f"/apps/samtycke/clients/{cid}/obtain").text
+    sent = staff.post(f"/apps/samtycke/clients/{cid}/obtain",
+                      data={"action": "send", "csrf_token": csrf_from(obtain)})
+    assert sent.status_code in (200, 302, 303)
+    [(subject, body, source)] = query(app, select(DevMail.subject, DevMail.text, DevMail.source)
+                                      .where(DevMail.to == email))
+    assert source == "samtycke" and "http://booking.test/apps/samtycke/c/" in body
+    mailbox = app.test_client().get(f"/dev/mailbox?to={email}").text
+    assert subject in mailbox
+    [(mail_id,)] = query(app, select(DevMail.id).where(DevMail.to == email))
+    shown = app.test_client().get(f"/dev/mailbox/{mail_id}").text
+    assert '<a href="http://booking.test/apps/samtycke/c/' in shown
+
+
+def test_deliver_email_returns_none_when_smtp_is_configured(app: Flask) -> None:
+    platform = platform_of(app)
+    host = apps_glue.PlatformHost(platform.sessions, secret_key=b"k" * 32,
+                                  base_url="http://x", dev_mailbox=False)
+    from hookspecs.types import OutgoingEmail, TenantRef
+
+    message = OutgoingEmail(to="a@example.org", subject="s", text="t", html=None,
+                            message_id="<1@x>")
+    assert host.deliver_email(TenantRef("1"), message) is None
+    assert len(host.app_secret("samtycke")) >= 32
+    assert host.app_secret("samtycke") != host.app_secret("other")
+
+
+# -- the hook this module owns -------------------------------------------------------------------
+
+
+class _Probe:
+    """A second app whose WSGI page echoes what the host put in the environ."""
+
+    @hookimpl
+    def booking_app_info(self, host: object) -> AppInfo:
+        return AppInfo(key="probe", name={"sv": "Sond", "en": "Probe"},
+                       description={"sv": "", "en": ""}, version="1")
+
+    @hookimpl
+    def booking_web_mounts(self, host: object) -> list[WebMount]:
+        def echo(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            staff = environ.get("booking.staff")
+            body = "|".join([
+                environ["SCRIPT_NAME"], environ["PATH_INFO"],
+                str(environ.get("booking.tenant")), staff.name if staff else "-",
+                environ.get("booking.locale", ""),
+                "host" if environ.get("booking.host") is not None else "no-host",
+            ])
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [body.encode()]
+
+        return [WebMount(key="probe.pages", prefix="/apps/probe", app=echo)]
+
+
+def test_hook_booking_web_mounts(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = apps_glue.make_plugin_manager
+    monkeypatch.setattr(apps_glue, "make_plugin_manager",
+                        lambda **kw: original(plugins=[("probe", _Probe())], **kw))
+    probe_app = create_app({"DATABASE_URL": database_url, "SECRET_KEY": SECRET,
+                            "STRICT_APPS": True})
+    try:
+        mounts = platform_of(probe_app).apps.hooks.web_mounts()
+        assert [(m.key, m.prefix) for m in mounts] == [("probe.pages", "/apps/probe"),
+                                                      ("samtycke.pages", "/apps/samtycke")]
+        anonymous = probe_app.test_client()
+        response = anonymous.get("/apps/probe/some/page?x=1",
+                                 headers={"booking.tenant": "1", "Booking-Staff": "evil"})
+        assert response.text == "/apps/probe|/some/page|None|-|sv|host"
+        practice = add_practice(platform_of(probe_app))
+        staff = signed_in(probe_app, practice["emails"][0], practice["password"])
+        assert staff.get("/apps/probe").text == f"/apps/probe||{practice['id']}|Behandlare 1|sv|host"
+        # Samtycke's own mount: its practitioner pages need a signed-in practitioner.
+        activate(platform_of(probe_app), practice["id"], ask_new_clients=True)
+        assert anonymous.get("/apps/samtycke/setup").status_code == 404
+        setup = staff.get("/apps/samtycke/setup")
+        assert setup.status_code == 200 and practice["name"] in setup.text
+    finally:
+        platform_of(probe_app).sessions.remove()
+        platform_of(probe_app).engine.dispose()
