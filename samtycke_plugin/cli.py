@@ -515,6 +515,7 @@ def request_all(ctx: Context, tenant: str, actor: str, chunk_size: int) -> None:
 
     host = _mail_host(ctx)
     total = sum(1 for _ in host.iter_clients(TenantRef(tenant)))
+    interactive = sys.stderr.isatty()
     try:
         with click.progressbar(
             length=total, label=f"Asking the clients of {tenant}", show_pos=True,
@@ -523,6 +524,8 @@ def request_all(ctx: Context, tenant: str, actor: str, chunk_size: int) -> None:
 
             def progress(done: int, _total: int) -> None:
                 bar.update(max(0, done - bar.pos))
+                if not interactive:  # not a terminal (cron, a log): one line per chunk
+                    click.echo(f"  {done}/{total} clients looked at", err=True)
 
             result = requests.request_batch(
                 host, tenant, actor=f"cli:{actor}", progress=progress, total=total,

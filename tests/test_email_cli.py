@@ -1,0 +1,75 @@
+"""The command line: ``samtycke request all`` (with its progress bar) and
+``samtycke outbox send`` against a real SMTP server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner
+from hostkit import TestHost
+from smtp_support import CLI_HOSTS, SmtpServer, running_server
+
+from samtycke_plugin.cli import main
+
+HOST = ["--host", "smtp_support:cli_host"]
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    yield from running_server()
+
+
+@pytest.fixture
+def cli(host: TestHost, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    for key in list(os.environ):
+        if key.startswith("SAMTYCKE_SMTP_"):
+            monkeypatch.delenv(key)
+    CLI_HOSTS.append(host)
+    yield CliRunner()
+    CLI_HOSTS.remove(host)
+
+
+def test_request_all_then_outbox_send(host: TestHost, smtp_server: SmtpServer, cli: CliRunner) -> None:
+    hooks = host.hooks()
+    tenant = host.new_tenant()
+    host.activate(hooks, tenant)
+    for i in range(7):
+        host.new_client(tenant, email=f"k{i}@example.org")
+    host.new_client(tenant, email=None)
+
+    result = cli.invoke(main, [*HOST, "request", "all", "--tenant", tenant, "--chunk-size", "3"])
+    assert result.exit_code == 0, result.output
+    assert "7 asked" in result.output and "1 have no usable e-mail address" in result.output
+    assert "3/8 clients" in result.output and "8/8 clients" in result.output  # progress
+    again = cli.invoke(main, [*HOST, "request", "all", "--tenant", tenant])
+    assert again.exit_code == 0 and "0 asked" in again.output
+    assert "7 already have a pending request" in again.output
+
+    sent = cli.invoke(main, [*HOST, "outbox", "send", "--tenant", tenant, "--limit", "3"],
+                      env=smtp_server.env())
+    assert sent.exit_code == 0, sent.output
+    assert "Done: 7 sent" in sent.output
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == [f"k{i}@example.org" for i in range(7)]
+    nothing = cli.invoke(main, [*HOST, "outbox", "send", "--tenant", tenant], env=smtp_server.env())
+    assert nothing.exit_code == 0 and "Done: 0 sent" in nothing.output
+
+
+def test_outbox_send_reports_missing_smtp_settings(host: TestHost, cli: CliRunner) -> None:
+    hooks = host.hooks()
+    tenant = host.new_tenant()
+    host.activate(hooks, tenant)
+    host.new_client(tenant)
+    assert cli.invoke(main, [*HOST, "request", "all", "--tenant", tenant]).exit_code == 0
+    result = cli.invoke(main, [*HOST, "outbox", "send", "--tenant", tenant])
+    assert result.exit_code == 1
+    assert "Problem: No SMTP server is configured" in result.output
+    assert "1 to retry later" in result.output
+
+
+def test_commands_explain_what_they_need(cli: CliRunner) -> None:
+    result = cli.invoke(main, ["outbox", "send"])
+    assert result.exit_code == 2 and "--host" in result.output
+    inactive = cli.invoke(main, [*HOST, "request", "all", "--tenant", "tnever-activated"])
+    assert inactive.exit_code == 1 and "not active" in inactive.output

@@ -1,0 +1,355 @@
+"""Single and batch e-mail requests (F5b, F7), the triggers (staff-created client, staff
+booking), and the bulk ledger append they use — on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from hostkit import TestHost, staff, submission
+from sqlalchemy import func, select
+
+from hookspecs.types import BookingRef, ClientCreated, ClientInfo, ClientRef, TenantRef
+from samtycke_plugin import requests, service
+from samtycke_plugin.chain import verify_chain
+from samtycke_plugin.errors import InputError, NotActive, NotFound
+from samtycke_plugin.ledger import NewEvent, append_many, projection, replay
+from samtycke_plugin.models import ConsentEvent, ConsentRequest, Evidence, OutboxMessage
+from samtycke_plugin.rules import State
+
+
+def _practice(host: TestHost, **settings: object) -> TenantRef:
+    hooks = host.hooks()
+    tenant = host.new_tenant()
+    host.activate(hooks, tenant, **settings)
+    return tenant
+
+
+def _count(host: TestHost, model: type, tenant: str, *where: object) -> int:
+    host.session().rollback()
+    return int(
+        host.session().scalar(
+            select(func.count()).select_from(model).where(model.tenant_ref == tenant, *where)  # type: ignore[attr-defined]
+        )
+        or 0
+    )
+
+
+def _pending(host: TestHost, tenant: str) -> list[str]:
+    host.session().rollback()
+    return list(
+        host.session().scalars(
+            select(ConsentRequest.client_ref).where(
+                ConsentRequest.tenant_ref == tenant,
+                ConsentRequest.purpose == "consent",
+                ConsentRequest.used_at.is_(None),
+                ConsentRequest.revoked_at.is_(None),
+            )
+        )
+    )
+
+
+# -- single request ----------------------------------------------------------------------------
+
+
+def test_send_request_writes_request_event_and_outbox_in_one_unit(host: TestHost) -> None:
+    tenant = _practice(host)
+    client = host.new_client(tenant, email="  Anna@EXAMPLE.org ")
+    req = requests.send_request(host, tenant, client, actor="staff:s1")
+    # Not committed by send_request: a rollback leaves nothing behind.
+    host.session().rollback()
+    for model in (ConsentRequest, ConsentEvent, OutboxMessage):
+        assert _count(host, model, tenant) == 0
+    req = requests.send_request(host, tenant, client, actor="staff:s1")
+    host.session().commit()
+    [event] = host.session().scalars(select(ConsentEvent).where(ConsentEvent.tenant_ref == tenant)).all()
+    [mail] = host.session().scalars(select(OutboxMessage).where(OutboxMessage.tenant_ref == tenant)).all()
+    assert (event.state, event.channel, event.actor, event.request_id) == ("requested", "email", "staff:s1", req.id)
+    assert event.text_version_id == req.text_version_id and event.text_major == 1
+    assert (mail.kind, mail.to_addr, mail.request_id, mail.status) == ("consent_request", "Anna@example.org", req.id, "queued")
+    assert mail.locale == "sv" and mail.payload == {"name": "Anna Svensson"}
+    assert (req.purpose, req.client_ref, req.created_by, req.used_at, req.revoked_at) == ("consent", client, "staff:s1", None, None)
+
+
+@pytest.mark.parametrize(
+    ("email", "field"),
+    [(None, "email"), ("", "email"), ("not-an-address", "email"), ("a@b", "email"),
+     ("anna@example.org\r\nBcc: x@example.org", "email")],
+)
+def test_unusable_addresses_are_refused_clearly_and_nothing_is_queued(
+    host: TestHost, email: str | None, field: str
+) -> None:
+    tenant = _practice(host)
+    client = host.new_client(tenant, email=email)
+    with pytest.raises(InputError) as info:
+        requests.send_request(host, tenant, client, actor="staff:s1")
+    assert info.value.field == field
+    message = str(info.value)
+    assert "e-mail address" in message and message.endswith(".")
+    host.session().rollback()
+    for model in (ConsentRequest, ConsentEvent, OutboxMessage):
+        assert _count(host, model, tenant) == 0
+
+
+def test_unknown_other_practice_and_inactive(host: TestHost) -> None:
+    tenant, other = _practice(host), _practice(host)
+    theirs = host.new_client(other)
+    with pytest.raises(NotFound):
+        requests.send_request(host, tenant, theirs, actor="staff:s1")
+    with pytest.raises(NotFound):
+        requests.send_request(host, tenant, "nobody", actor="staff:s1")
+    host.session().rollback()
+    service.deactivate(host, tenant)
+    host.session().commit()
+    mine = host.new_client(tenant)
+    with pytest.raises(NotActive):
+        requests.send_request(host, tenant, mine, actor="staff:s1")
+    host.session().rollback()
+    assert _count(host, ConsentRequest, tenant) == _count(host, ConsentRequest, other) == 0
+
+
+def test_double_click_sends_one_and_a_later_resend_revokes_the_older_link(host: TestHost) -> None:
+    tenant = _practice(host)
+    client = host.new_client(tenant)
+    first = requests.send_request(host, tenant, client, actor="staff:s1")
+    host.session().commit()
+    again = requests.send_request(host, tenant, client, actor="staff:s1")
+    host.session().commit()
+    assert again.id == first.id
+    assert _count(host, OutboxMessage, tenant) == 1 and _count(host, ConsentEvent, tenant) == 1
+
+    # The address was corrected: a new request at once, the old link revoked.
+    host.clients[(tenant, client)] = ClientInfo(ref=client, name="Anna", email="ny@example.org", locale="sv")
+    second = requests.send_request(host, tenant, client, actor="staff:s1")
+    host.session().commit()
+    assert second.id != first.id
+    host.advance(minutes=2)
+    third = requests.send_request(host, tenant, client, actor="staff:s1")
+    host.session().commit()
+    assert third.id not in (first.id, second.id)
+    assert _pending(host, tenant) == [client]
+    revoked = _count(host, ConsentRequest, tenant, ConsentRequest.revoked_at.is_not(None))
+    assert revoked == 2
+    statuses = host.session().scalars(
+        select(OutboxMessage.status).where(OutboxMessage.tenant_ref == tenant).order_by(OutboxMessage.id)
+    ).all()
+    assert statuses == ["cancelled", "cancelled", "queued"]
+    assert verify_chain(host.session(), tenant).ok
+
+
+# -- batch request ---------------------------------------------------------------------------------
+
+
+def _mixed_practice(host: TestHost) -> tuple[TenantRef, dict[str, list[ClientRef]]]:
+    tenant = _practice(host)
+    groups: dict[str, list[ClientRef]] = {"ask": [], "valid": [], "no_email": [], "bad_name": [], "pending": []}
+    for i in range(12):
+        groups["ask"].append(host.new_client(tenant, name=f"Klient {i}", email=f"k{i}@example.org",
+                                             locale="en" if i % 3 == 0 else "sv"))
+    for _ in range(3):
+        ref = host.new_client(tenant)
+        service.record_manual(host, tenant, ref, staff(), method="paper",
+                              given_at=datetime(2026, 11, 1, tzinfo=UTC), note=None)
+        groups["valid"].append(ref)
+    groups["no_email"] += [host.new_client(tenant, email=None), host.new_client(tenant, email="nope")]
+    groups["bad_name"].append(host.new_client(tenant, name="Eve\nBcc: x@example.org"))
+    pending = host.new_client(tenant)
+    requests.send_request(host, tenant, pending, actor="staff:s1")
+    groups["pending"].append(pending)
+    host.session().commit()
+    return tenant, groups
+
+
+def test_batch_asks_everyone_without_valid_consent_once(host: TestHost) -> None:
+    tenant, groups = _mixed_practice(host)
+    seen: list[tuple[int, int]] = []
+    result = requests.request_batch(
+        host, tenant, actor="staff:s1", chunk_size=5, progress=lambda d, t: seen.append((d, t))
+    )
+    assert (result.asked, result.skipped_valid, result.skipped_pending, result.skipped_no_email,
+            result.skipped_bad_name) == (12, 3, 1, 2, 1)
+    assert result.total == 19
+    assert [d for d, _ in seen] == [5, 10, 15, 19]
+    assert sorted(_pending(host, tenant)) == sorted(groups["ask"] + groups["pending"])
+    assert _count(host, OutboxMessage, tenant) == 13
+    langs = dict(host.session().execute(
+        select(OutboxMessage.client_ref, OutboxMessage.locale).where(OutboxMessage.tenant_ref == tenant)
+    ).all())
+    assert langs[groups["ask"][0]] == "en" and langs[groups["ask"][1]] == "sv"
+    for ref in groups["ask"]:
+        assert service.client_status(host, tenant, ref).status.value == "requested"
+    for ref in groups["valid"]:
+        assert service.client_status(host, tenant, ref).status.value == "valid"
+
+    again = requests.request_batch(host, tenant, actor="staff:s1")
+    assert again.asked == 0 and again.skipped_pending == 13
+    assert _count(host, OutboxMessage, tenant) == 13
+    assert _count(host, ConsentEvent, tenant, ConsentEvent.state == "requested") == 13
+    host.session().rollback()
+    assert verify_chain(host.session(), tenant).ok
+    assert projection(host.session(), tenant) == replay(host.session(), tenant)
+
+
+def test_batch_for_given_clients_skips_unknown_and_other_practices(host: TestHost) -> None:
+    tenant, other = _practice(host), _practice(host)
+    mine = [host.new_client(tenant) for _ in range(3)]
+    theirs = host.new_client(other)
+    result = requests.request_batch(host, tenant, actor="staff:s1", clients=[*mine, theirs, "ghost"])
+    assert (result.asked, result.skipped_unknown) == (3, 2)
+    assert _count(host, ConsentRequest, other) == 0 and _count(host, ConsentEvent, other) == 0
+
+
+def test_batch_replaces_expired_and_outdated_links(host: TestHost) -> None:
+    tenant = _practice(host, request_link_days=2)
+    clients = [host.new_client(tenant) for _ in range(4)]
+    assert requests.request_batch(host, tenant, actor="staff:s1").asked == 4
+    host.advance(days=1)
+    assert requests.request_batch(host, tenant, actor="staff:s1").asked == 0
+    host.advance(days=1, seconds=1)
+    assert requests.request_batch(host, tenant, actor="staff:s1").asked == 4  # expired: asked again
+    practice = service.require_practice(host.session(), tenant)
+    service.publish_text(host, tenant, bodies={"sv": "En helt ny text om dina personuppgifter här."},
+                         kind="content", reason=None, actor="staff:s1",
+                         expected_major=practice.current_major)
+    host.session().commit()
+    assert requests.request_batch(host, tenant, actor="staff:s1").asked == 4  # new content
+    assert sorted(_pending(host, tenant)) == sorted(clients)
+    majors = set(host.session().scalars(
+        select(ConsentRequest.text_major).where(
+            ConsentRequest.tenant_ref == tenant, ConsentRequest.revoked_at.is_(None)
+        )
+    ))
+    assert majors == {2}
+    cancelled = _count(host, OutboxMessage, tenant, OutboxMessage.status == "cancelled")
+    assert cancelled == 8
+
+
+def test_two_batches_at_once_queue_each_client_once(host: TestHost) -> None:
+    """L6: a double "send to all" (two requests racing on two connections)."""
+    tenant = _practice(host)
+    clients = [host.new_client(tenant) for _ in range(300)]
+    hosts = [TestHost(host.engine) for _ in range(2)]
+    for h in hosts:
+        h.clients, h.practices, h.active = host.clients, host.practices, host.active
+    results: list[requests.BatchResult] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def run(h: TestHost) -> None:
+        try:
+            barrier.wait()
+            results.append(requests.request_batch(h, tenant, actor="staff:s1", chunk_size=50))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            h.session().rollback()
+            h.close()
+
+    threads = [threading.Thread(target=run, args=(h,)) for h in hosts]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+    assert errors == [], [repr(e.__cause__) for e in errors]
+    assert sum(r.asked for r in results) == 300
+    assert sum(r.skipped_pending for r in results) == 300
+    assert sorted(_pending(host, tenant)) == sorted(clients)
+    assert _count(host, OutboxMessage, tenant) == 300
+    assert _count(host, ConsentEvent, tenant) == 300
+    host.session().rollback()
+    assert verify_chain(host.session(), tenant).ok
+
+
+# -- bulk ledger append ------------------------------------------------------------------------------
+
+
+def test_append_many_keeps_the_chain_and_the_projection_exact(host: TestHost) -> None:
+    tenant = _practice(host)
+    a, b = host.new_client(tenant), host.new_client(tenant)
+    service.record_manual(host, tenant, a, staff(), method="paper",
+                          given_at=datetime(2026, 11, 1, tzinfo=UTC), note="papper")
+    host.session().commit()
+    now = host.now()
+    events = [
+        NewEvent(tenant_ref=tenant, client_ref=a, state=State.REQUESTED, channel="email",
+                 actor="staff:s1", occurred_at=now, text_major=1),  # keeps a's valid consent
+        NewEvent(tenant_ref=tenant, client_ref=b, state=State.REQUESTED, channel="email",
+                 actor="staff:s1", occurred_at=now, text_major=1),
+        NewEvent(tenant_ref=tenant, client_ref=b, state=State.GIVEN, channel="manual",
+                 actor="staff:s1", occurred_at=now, text_major=1, note="ringde",
+                 ip_address="198.51.100.23"),
+        NewEvent(tenant_ref=tenant, client_ref=a, state=State.WITHDRAWN, channel="manual",
+                 actor="staff:s1", occurred_at=now, text_major=1),
+    ]
+    ids = append_many(host.session(), events)
+    host.session().commit()
+    rows = host.session().scalars(
+        select(ConsentEvent).where(ConsentEvent.id.in_(ids)).order_by(ConsentEvent.seq)
+    ).all()
+    assert [r.id for r in rows] == ids and [r.seq for r in rows] == [2, 3, 4, 5]
+    evidence = host.session().get(Evidence, ids[2])
+    assert evidence is not None and evidence.note == "ringde" and evidence.ip_prefix == "198.51.100.0/24"
+    assert verify_chain(host.session(), tenant).ok
+    snaps = projection(host.session(), tenant)
+    assert snaps == replay(host.session(), tenant)
+    assert (snaps[a].state, snaps[b].state) == (State.WITHDRAWN, State.GIVEN)
+    assert append_many(host.session(), []) == []
+    with pytest.raises(ValueError, match="same practice"):
+        append_many(host.session(), [events[0], NewEvent(
+            tenant_ref="other", client_ref=a, state=State.REQUESTED, channel="email",
+            actor="x", occurred_at=now)])
+    host.session().rollback()
+
+
+# -- triggers ----------------------------------------------------------------------------------------
+
+
+def test_hook_booking_client_created(host: TestHost) -> None:
+    hooks = host.hooks()
+    on = _practice(host, email_request_to_new_clients=True)
+    off = _practice(host, email_request_to_new_clients=False)
+    by_staff = host.new_client(on)
+    online = host.new_client(on)
+    no_email = host.new_client(on, email=None)
+    elsewhere = host.new_client(off)
+    for tenant, client, who in ((on, by_staff, "staff"), (on, online, "online"),
+                                (on, no_email, "staff"), (off, elsewhere, "staff")):
+        hooks.client_created(ClientCreated(tenant=tenant, client=client, created_by=who, at=host.now()))  # type: ignore[arg-type]
+    host.session().commit()
+    assert _pending(host, on) == [by_staff]
+    assert _pending(host, off) == []
+    assert _count(host, OutboxMessage, on) == 1
+    # Called again (e.g. the host retried its transaction): still one request.
+    hooks.client_created(ClientCreated(tenant=on, client=by_staff, created_by="staff", at=host.now()))
+    host.session().commit()
+    assert _count(host, OutboxMessage, on) == 1
+    # A practice that is not through the wizard does not ask anyone yet.
+    fresh = host.new_tenant()
+    host.active.setdefault(fresh, set()).add("samtycke")
+    hooks.activate(fresh, "samtycke", {})
+    service.require_practice(host.session(), fresh).settings["email_request_to_new_clients"] = True
+    host.session().commit()
+    hooks.client_created(ClientCreated(tenant=fresh, client=host.new_client(fresh), created_by="staff", at=host.now()))
+    assert _pending(host, fresh) == []
+
+
+def test_staff_booking_sends_a_request_when_consent_is_missing(host: TestHost) -> None:
+    hooks = host.hooks()
+    tenant = _practice(host, email_request_after_staff_booking=True)
+    missing, valid = host.new_client(tenant), host.new_client(tenant)
+    service.record_manual(host, tenant, valid, staff(), method="paper",
+                          given_at=datetime(2026, 11, 1, tzinfo=UTC), note=None)
+    host.session().commit()
+    for n, client in enumerate((missing, valid, missing)):
+        sub = submission(tenant, client, channel="staff")
+        assert hooks.submit_check(sub) == []
+        hooks.submitted(sub, BookingRef(f"b{n}"), ClientRef(client))
+        host.session().commit()
+    assert _pending(host, tenant) == [missing]  # once, although booked twice
+    assert _count(host, OutboxMessage, tenant) == 1
+    quiet = _practice(host)  # the option is off by default
+    client = host.new_client(quiet)
+    hooks.submitted(submission(quiet, client, channel="staff"), BookingRef("q"), ClientRef(client))
+    host.session().commit()
+    assert _pending(host, quiet) == []
