@@ -37,6 +37,9 @@ CHROMIUM_ARGS = [
 ]
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "e2e"
+#: ``SAMTYCKE_DOC_SCREENSHOTS=1`` refreshes the README's small screenshots in docs/screenshots.
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+DOC_SHOTS = os.environ.get("SAMTYCKE_DOC_SCREENSHOTS", "") == "1"
 PREFIX = "/apps/samtycke"
 
 
@@ -87,9 +90,21 @@ def new_page(browser: Any, server: LiveServer) -> Iterator[Any]:
         context.close()
 
 
-def shot(page: Any, name: str) -> None:
+def shot(page: Any, name: str, doc: str | None = None, locator: Any = None) -> None:
+    """A full-page artefact; with ``doc``, also a small PNG for the README (< 150 KB)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    if doc and DOC_SHOTS:
+        DOCS.mkdir(parents=True, exist_ok=True)
+        target = DOCS / f"{doc}.png"
+        if locator is not None:
+            locator.screenshot(path=str(target), animations="disabled")
+        else:
+            size = page.viewport_size
+            page.screenshot(path=str(target), animations="disabled",
+                            clip={"x": 0, "y": 0, "width": size["width"],
+                                  "height": min(size["height"], 720)})
+        assert target.stat().st_size < 150_000, f"{target.name} is too large for the README"
 
 
 # -- steps a person takes ----------------------------------------------------------------------
@@ -153,8 +168,9 @@ def open_mail_link(page: Any, to: str, subject_part: str, link_part: str) -> str
     return href
 
 
-def new_practice(server: LiveServer, **settings: object) -> dict[str, Any]:
-    practice = add_practice(server.platform, staff=2)
+def new_practice(server: LiveServer, name: str | None = None,
+                 **settings: object) -> dict[str, Any]:
+    practice = add_practice(server.platform, staff=2, name=name)
     if settings:
         activate(server.platform, practice["id"], **settings)
     return practice
@@ -170,13 +186,13 @@ def mails_to(server: LiveServer, to: str) -> list[Any]:
 
 def test_practitioner_activates_the_app_through_the_wizard(server: LiveServer,
                                                            new_page: Any) -> None:
-    practice = new_practice(server)
+    practice = new_practice(server, "Mottagningen Solsidan")
     page = new_page()
     sign_in(page, practice["emails"][0], practice["password"])
     page.click("nav >> text=Appar")
     card = page.locator(".app-card[data-app=samtycke]")
     assert "Inte aktiv" in card.inner_text()
-    shot(page, "01-app-menu")
+    shot(page, "01-app-menu", doc="app-menu")
     card.locator("button[value=activate]").click()
 
     page.wait_for_url(re.compile(rf"{PREFIX}/setup"))
@@ -187,7 +203,7 @@ def test_practitioner_activates_the_app_through_the_wizard(server: LiveServer,
     shot(page, "03-wizard-step2-text")
     page.click("button[name=action][value=keep]")
     page.check("#require-yes")
-    shot(page, "04-wizard-step3-when")
+    shot(page, "04-wizard-step3-when", doc="wizard-step3")
     page.click("form#settings button[type=submit]")
     page.wait_for_load_state()
     shot(page, "05-wizard-done")
@@ -202,7 +218,7 @@ def test_practitioner_activates_the_app_through_the_wizard(server: LiveServer,
 
 def test_new_client_is_blocked_without_the_tick_and_accepted_with_it(server: LiveServer,
                                                                       new_page: Any) -> None:
-    practice = new_practice(server, ask_new_clients=True,
+    practice = new_practice(server, "Fysio Väst", ask_new_clients=True,
                             require_consent_for_online_booking=True)
     client = new_page(width=390)  # a client on a phone
     email = f"klara-{uuid.uuid4().hex[:6]}@example.org"
@@ -213,6 +229,10 @@ def test_new_client_is_blocked_without_the_tick_and_accepted_with_it(server: Liv
     assert client.locator(".error-summary a[href='#app-samtycke-consent']").count() == 1
     assert client.locator("#f-name").input_value() == "Klara Ström"  # kept for the next try
     shot(client, "10-booking-blocked-without-tick-phone")
+    client.set_viewport_size({"width": 760, "height": 900})
+    shot(client, "10-booking-blocked-without-tick", doc="booking-consent",
+         locator=client.locator("#app-samtycke-consent"))
+    client.set_viewport_size({"width": 390, "height": 900})
     assert rows(server, select(Client.id).where(Client.email == email)) == []
 
     client.check("#samtycke-consent-box")
@@ -272,14 +292,15 @@ def _edit_text(staff: Any, kind: str, extra: str) -> None:
     body.fill(body.input_value() + extra)
     staff.click("button[name=action][value=preview]")
     staff.check(f"#kind-{kind}")
-    shot(staff, f"30-text-preview-{kind}")
+    shot(staff, f"30-text-preview-{kind}", doc="text-preview-content" if kind == "content" else None)
     staff.click("button[name=action][value=save]")
     staff.wait_for_load_state()
 
 
 def test_content_change_asks_again_and_a_correction_does_not(server: LiveServer,
                                                              new_page: Any) -> None:
-    practice = new_practice(server, ask_new_clients=True, ask_clients_without_consent=True,
+    practice = new_practice(server, "Massage Ek", ask_new_clients=True,
+                            ask_clients_without_consent=True,
                             require_consent_for_online_booking=True)
     email = f"olle-{uuid.uuid4().hex[:6]}@example.org"
     client = new_page()
@@ -314,7 +335,7 @@ def test_content_change_asks_again_and_a_correction_does_not(server: LiveServer,
 
 def test_email_request_accept_then_withdraw_through_the_receipt(server: LiveServer,
                                                                new_page: Any) -> None:
-    practice = new_practice(server, ask_new_clients=True)
+    practice = new_practice(server, "Samtalsterapi Maja", ask_new_clients=True)
     email = f"maja-{uuid.uuid4().hex[:6]}@example.org"
     staff = new_page()
     sign_in(staff, practice["emails"][0], practice["password"])
@@ -325,7 +346,7 @@ def test_email_request_accept_then_withdraw_through_the_receipt(server: LiveServ
     cid = int(staff.url.rstrip("/").rsplit("/", 1)[1])
     assert status_on_profile(staff, cid) == "unknown"
     staff.click(f"a[href='{PREFIX}/clients/{cid}/obtain']")
-    shot(staff, "40-obtain-consent")
+    shot(staff, "40-obtain-consent", doc="obtain-consent")
     staff.click("form:has(input[name=action][value=send]) button[type=submit]")
     staff.wait_for_load_state()
     assert status_on_profile(staff, cid) == "requested"
@@ -333,7 +354,7 @@ def test_email_request_accept_then_withdraw_through_the_receipt(server: LiveServ
     client = new_page(width=390)
     href = open_mail_link(client, email, "", f"{PREFIX}/c/")
     assert href.startswith(server.url + f"{PREFIX}/c/")
-    shot(client, "41-public-consent-page")
+    shot(client, "41-public-consent-page", doc="public-consent-phone")
     client.click("button[name=decision][value=accept]")
     client.wait_for_load_state()
     shot(client, "42-consent-given")
@@ -407,3 +428,22 @@ def test_pages_are_labelled_and_switch_to_english(server: LiveServer, new_page: 
     assert page.locator("h1").inner_text().startswith("Book a time at")
     assert "I have read the text" in page.locator("#samtycke-consent-block").inner_text()
     shot(page, "60-booking-english-phone")
+
+
+def test_demo_practice_shows_every_kind_of_status(server: LiveServer, new_page: Any) -> None:
+    """What a newcomer sees first: the demo practice's client list and a profile."""
+    page = new_page()
+    sign_in(page, "anna@lugnochro.example", "lugn-demo")
+    page.goto("/clients")
+    statuses = set(page.locator("table.clients [data-status]").evaluate_all(
+        "els => els.map(e => e.dataset.status)"))
+    assert {"valid", "outdated", "withdrawn", "refused", "requested", "unknown"} <= statuses
+    shot(page, "70-demo-client-list", doc="client-list")
+    page.select_option("#filter", label="Klienter utan giltigt samtycke")
+    page.click("form.filters button[type=submit]")
+    assert "valid" not in set(page.locator("table.clients [data-status]").evaluate_all(
+        "els => els.map(e => e.dataset.status)"))
+    page.locator("table.clients tbody tr", has=page.locator("[data-status=outdated]")).first \
+        .locator("a").click()
+    assert page.locator(".samtycke-panel [data-status]").get_attribute("data-status") == "outdated"
+    shot(page, "71-demo-profile-outdated", doc="client-profile")
