@@ -18,6 +18,7 @@ from hookimpls.booking import (
     booking_submit_check,
     booking_submitted,
 )
+from hookimpls.privacy import booking_client_erased
 from hookimpls.views import (
     booking_client_list_badges,
     booking_client_list_filter_clause,
@@ -30,6 +31,7 @@ __all__ = [
     "booking_app_deactivated",
     "booking_app_info",
     "booking_client_created",
+    "booking_client_erased",
     "booking_client_list_badges",
     "booking_client_list_filter_clause",
     "booking_client_list_filters",

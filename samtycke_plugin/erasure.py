@@ -1,0 +1,168 @@
+"""Erasure of a client (F18, GDPR Art. 17) that keeps the proof.
+
+When the host erases a client it calls the ``booking_client_erased`` hook inside its
+erasure transaction, before the client row goes.  The app then removes every piece of
+personal data it holds about the client:
+
+* the personal evidence of their events (truncated IP address, browser user agent, the
+  practitioner's note), in ``samtycke_evidence``;
+* their consent and withdrawal links (``samtycke_consent_request``: token hashes);
+* their queued and sent e-mails (``samtycke_outbox``: address, name, links), matched by
+  client reference and by the client's e-mail address;
+
+and appends an ``erased`` event to the ledger.  What stays is pseudonymous proof: the
+ledger events with the host's opaque client reference, the text version and its hash,
+times, channel, method and who recorded them.  The hash chain covers the evidence only
+through a salted hash, so it still verifies, and the ``erased`` event explains (to
+``samtycke verify`` and to a reader) why the evidence is gone.
+
+Erasure works whether or not the app is still active for the practice (deactivation
+keeps data, so erasure must reach it) and is idempotent: erasing again appends nothing
+new unless something new had been stored meanwhile.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from attrs import frozen
+from sqlalchemy import and_, delete, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from hookspecs.types import ClientRef, TenantRef
+from samtycke_plugin.ledger import NewEvent, append
+from samtycke_plugin.models import (
+    ConsentEvent,
+    ConsentRequest,
+    Evidence,
+    OutboxMessage,
+    Practice,
+)
+from samtycke_plugin.rules import State
+from samtycke_plugin.service import check_ref, now_utc
+
+if TYPE_CHECKING:
+    from hookspecs.host import Host
+
+ERASURE_CHANNEL = "host"
+ERASURE_METHOD = "erasure"
+ERASURE_ACTOR = "host"
+
+
+@frozen(kw_only=True)
+class ErasureResult:
+    """What one erasure removed and recorded."""
+
+    tenant: str
+    client: str
+    evidence_deleted: int
+    requests_deleted: int
+    outbox_deleted: int
+    #: Sequence number of the ``erased`` event appended, or ``None`` if none was needed.
+    erased_seq: int | None
+
+    @property
+    def held_data(self) -> bool:
+        return bool(self.evidence_deleted or self.requests_deleted or self.outbox_deleted)
+
+
+def _rowcount(result: object) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _latest_state(session: Session, tenant: str, client: str) -> str | None:
+    return session.scalar(
+        select(ConsentEvent.state)
+        .where(ConsentEvent.tenant_ref == tenant, ConsentEvent.client_ref == client)
+        .order_by(ConsentEvent.seq.desc())
+        .limit(1)
+    )
+
+
+def erase_client(host: Host, tenant: str, client: str) -> ErasureResult:
+    """Remove the client's personal data from the app and record the erasure.
+
+    Runs in the host's transaction (``host.session()``) and never commits.  A practice
+    that never activated the app holds nothing: the result says so and nothing is
+    written.  Other clients and other practices are never touched.
+    """
+    tenant = check_ref("tenant", tenant)
+    client = check_ref("client", client)
+    session = host.session()
+    if session.get(Practice, tenant) is None:
+        return ErasureResult(
+            tenant=tenant, client=client, evidence_deleted=0, requests_deleted=0,
+            outbox_deleted=0, erased_seq=None,
+        )
+    info = host.lookup_client(TenantRef(tenant), ClientRef(client))
+    address = info.email.strip().lower() if info and info.email else None
+
+    request_ids = select(ConsentRequest.id).where(
+        ConsentRequest.tenant_ref == tenant, ConsentRequest.client_ref == client
+    )
+    mail_of_client = or_(
+        OutboxMessage.client_ref == client,
+        OutboxMessage.request_id.in_(request_ids),
+        # Mail not tied to any client but sent to the client's address (never another
+        # client's mail, even when family members share an address).
+        *(
+            [and_(OutboxMessage.client_ref.is_(None), func.lower(OutboxMessage.to_addr) == address)]
+            if address
+            else []
+        ),
+    )
+    outbox = _rowcount(
+        session.execute(
+            delete(OutboxMessage)
+            .where(OutboxMessage.tenant_ref == tenant, mail_of_client)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    requests = _rowcount(
+        session.execute(
+            delete(ConsentRequest)
+            .where(ConsentRequest.tenant_ref == tenant, ConsentRequest.client_ref == client)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    evidence = _rowcount(
+        session.execute(
+            delete(Evidence)
+            .where(Evidence.tenant_ref == tenant, Evidence.client_ref == client)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    # Evidence is keyed by event: also catch rows whose copy of the client ref is off.
+    evidence += _rowcount(
+        session.execute(
+            delete(Evidence)
+            .where(
+                exists().where(
+                    ConsentEvent.id == Evidence.event_id,
+                    ConsentEvent.tenant_ref == tenant,
+                    ConsentEvent.client_ref == client,
+                )
+            )
+            .execution_options(synchronize_session=False)
+        )
+    )
+    latest = _latest_state(session, tenant, client)
+    erased_seq: int | None = None
+    held = bool(outbox or requests or evidence)
+    if held or (latest is not None and latest != State.ERASED.value):
+        event = append(
+            session,
+            NewEvent(
+                tenant_ref=tenant, client_ref=client, state=State.ERASED,
+                channel=ERASURE_CHANNEL, method=ERASURE_METHOD, actor=ERASURE_ACTOR,
+                occurred_at=now_utc(host),
+            ),
+        )
+        erased_seq = event.seq
+    return ErasureResult(
+        tenant=tenant, client=client, evidence_deleted=evidence, requests_deleted=requests,
+        outbox_deleted=outbox, erased_seq=erased_seq,
+    )
+
+
+__all__ = ["ErasureResult", "erase_client"]
