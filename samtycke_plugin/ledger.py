@@ -204,10 +204,13 @@ def append(session: Session, new: NewEvent) -> ConsentEvent:
     digest = row_hash(prev, fields)
     row = {**fields, "prev_hash": prev, "row_hash": digest}
     event_id = int(session.execute(_INSERT_EVENT, row).scalar_one())
-    # The inserted row as a persistent ORM object, without a flush or a reload.
+    # The inserted row as a detached ORM object, without a flush or a reload.  It is
+    # deliberately not added to the session: an object attached that way is not part
+    # of the transaction, so a rollback would leave it in the identity map for a row
+    # that no longer exists, and a retry in the same session (SQLite reuses the id)
+    # would fail with "another instance with key ... is already present".
     event = ConsentEvent(id=event_id, **row)
     make_transient_to_detached(event)
-    session.add(event)
     if salt is not None:
         session.execute(
             _INSERT_EVIDENCE,

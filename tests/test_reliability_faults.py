@@ -221,6 +221,24 @@ def test_fault_at_every_step_of_a_ledger_append(faulty: tuple[TestHost, FaultInj
     assert_invariants(host.engine, [tenant])
 
 
+def test_a_rolled_back_append_leaves_nothing_behind_in_the_session(host: TestHost) -> None:
+    """Regression: ``ledger.append`` attached the event it returned to the session
+    outside the transaction, so after a rollback the session still held an object for
+    a row that no longer existed, and the host's retry in the same session failed on
+    SQLite (which reuses the id) with "another instance with key … is already present"."""
+    tenant, _hooks = _active(host)
+    new = NewEvent(tenant_ref=tenant, client_ref="c1", state=State.GIVEN, channel="manual",
+                   actor="staff:s1", occurred_at=host.now(), text_major=1)
+    first = append(host.session(), new)
+    host.session().rollback()  # e.g. the host's booking failed after our hook ran
+    assert first not in host.session()
+    second = append(host.session(), new)
+    host.session().commit()
+    assert second.seq == 1
+    assert [e.seq for e in events(host.engine, tenant)] == [1]
+    assert_invariants(host.engine, [tenant])
+
+
 # -- F7: SQLite busy ----------------------------------------------------------------------
 
 
