@@ -194,6 +194,74 @@ def test_only_the_glue_module_imports_the_app() -> None:
     assert offenders == []
 
 
+def _line_counts(path: Path) -> tuple[int, int]:
+    """(all lines, code lines: not blank, not comments, not docstrings)."""
+    import io
+    import tokenize
+
+    source = path.read_text("utf-8")
+    docs: set[int] = set()
+    for node in ast.walk(ast.parse(source)):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and \
+                isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            docs.update(range(body[0].lineno, (body[0].end_lineno or body[0].lineno) + 1))
+    code: set[int] = set()
+    skip = (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+            tokenize.ENDMARKER)
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type not in skip:
+            code.update(n for n in range(tok.start[0], tok.end[0] + 1) if n not in docs)
+    return len(source.splitlines()), len(code)
+
+
+def test_readme_states_the_glue_line_count() -> None:
+    total, code = _line_counts(ROOT / "examples" / "host_app" / "apps_glue.py")
+    readme = (ROOT / "examples" / "host_app" / "README.md").read_text("utf-8")
+    assert f"is **{total} lines, {code} of them code**" in readme
+
+
+def test_python_m_examples_host_app_starts_and_prints_the_logins(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "BOOKING_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite'}",
+           "BOOKING_SECRET_KEY": SECRET}
+    env.pop("BOOKING_SMTP_HOST", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "examples.host_app", "--port", str(port)], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert process.stdout is not None
+        printed = ""
+        deadline = time.monotonic() + 60
+        while "Stop with Ctrl+C" not in printed and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            printed += line
+        assert f"runs at http://127.0.0.1:{port}/" in printed, printed
+        assert "anna@lugnochro.example" in printed and "lugn-demo" in printed
+        body = ""
+        for _attempt in range(50):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/book/fysio-norr") as page:
+                    body = page.read().decode()
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert "Boka tid hos Fysio Norr" in body and "samtycke_consent" in body
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
 def test_every_platform_string_has_swedish() -> None:
     found = messages()
     assert len(found) > 100
