@@ -270,8 +270,72 @@ class FaultInjector:
             self._admin.dispose()
 
 
+class SqliteDriverFaults:
+    """Like :class:`FaultInjector`, but below SQLAlchemy: the N-th statement the SQLite
+    library runs (BEGIN and COMMIT included) is interrupted by a progress handler.
+
+    No SQLAlchemy statement listener is involved, so the app's prepared fast paths
+    (``samtycke_plugin.prepared``, which fall back to ``Session.execute`` when anything
+    observes statements) run exactly as in production.  Handlers are installed on each
+    connection at pool checkout and removed at checkin.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        assert dialect(engine) == "sqlite"
+        self.engine = engine
+        self.fail_at: int | None = None
+        self.steps = 0
+        self.fired = False
+        self._interrupt = False
+        self._touched: list[Any] = []
+
+    def _trace(self, _statement: str) -> None:
+        self.steps += 1
+        if self.fail_at is not None and self.steps == self.fail_at and not self.fired:
+            self.fired = True
+            self._interrupt = True
+            FIGURES["faults injected (sqlite, driver interrupt)"] += 1
+
+    def _progress(self) -> int:
+        if self._interrupt:
+            self._interrupt = False
+            return 1
+        return 0
+
+    def _checkout(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        dbapi_connection.set_trace_callback(self._trace)
+        dbapi_connection.set_progress_handler(self._progress, 1)
+        self._touched.append(dbapi_connection)
+
+    def _checkin(self, dbapi_connection: Any, _record: Any) -> None:
+        if dbapi_connection is not None:
+            dbapi_connection.set_trace_callback(None)
+            dbapi_connection.set_progress_handler(None, 0)
+
+    @contextmanager
+    def armed(self, fail_at: int | None) -> Iterator[SqliteDriverFaults]:
+        self.fail_at, self.steps, self.fired, self._interrupt = fail_at, 0, False, False
+        event.listen(self.engine, "checkout", self._checkout)
+        event.listen(self.engine, "checkin", self._checkin)
+        try:
+            yield self
+        finally:
+            event.remove(self.engine, "checkout", self._checkout)
+            event.remove(self.engine, "checkin", self._checkin)
+            for dbapi_connection in self._touched:  # connections still checked out
+                try:
+                    self._checkin(dbapi_connection, None)
+                except Exception:  # closed meanwhile
+                    pass
+            self._touched.clear()
+            self.fail_at = None
+
+    def close(self) -> None:
+        return None
+
+
 def each_fault(
-    injector: FaultInjector,
+    injector: FaultInjector | SqliteDriverFaults,
     path: Callable[[], object],
     *,
     reset: Callable[[], None],

@@ -24,6 +24,7 @@ from hostkit import TestHost, staff, submission
 from reliability_support import (
     FIGURES,
     FaultInjector,
+    SqliteDriverFaults,
     assert_invariants,
     book,
     dialect,
@@ -40,7 +41,13 @@ from werkzeug.wrappers import Response
 
 from hookspecs.types import ClientRef, TenantRef
 from samtycke_plugin import service
-from samtycke_plugin.db import configure_sqlite, make_engine, run_in_transaction, upgrade
+from samtycke_plugin.db import (
+    configure_sqlite,
+    is_transient_error,
+    make_engine,
+    run_in_transaction,
+    upgrade,
+)
 from samtycke_plugin.errors import Unavailable
 from samtycke_plugin.ledger import NewEvent, append
 from samtycke_plugin.rules import State
@@ -127,6 +134,74 @@ def test_fault_at_every_step_of_a_booking(faulty: tuple[TestHost, FaultInjector]
     [ev] = events(host.engine, tenant)
     assert (ev.state, ev.text_version_id, ev.booking_ref) == ("given", shown, "b-1")
     assert_invariants(host.engine, [tenant])
+
+
+def test_driver_level_fault_at_every_step_of_a_booking(sqlite_engine: Engine) -> None:
+    """F5 below SQLAlchemy: with no statement listener installed the booking gate uses
+    its prepared fast path (raw DB-API cursor); the SQLite library interrupts the N-th
+    statement of the booking, for every N."""
+    host = TestHost(sqlite_engine)
+    injector = SqliteDriverFaults(sqlite_engine)
+    tenant, hooks = _active(host, require_consent_for_online_booking=True)
+    client = host.new_client(tenant)
+    shown = form_text_id(host, hooks, tenant, client)
+    assert not sqlite_engine.dispatch.before_cursor_execute  # nothing observes: fast path
+    vetoes_seen: list[str] = []
+
+    def path() -> list[Any]:
+        result = book(host, hooks, tenant, client, booking="b-1", ticked=True, text_id=shown)
+        vetoes_seen.extend(v.key for v in result)
+        return result
+
+    faults, result = _run_every_fault(host, injector, tenant, path)  # type: ignore[arg-type]
+    assert result == [] and faults >= 5
+    assert set(vetoes_seen) == {"booking.check_failed"}
+    [ev] = events(host.engine, tenant)
+    assert (ev.state, ev.text_version_id) == ("given", shown)
+    host.close()
+    assert_invariants(sqlite_engine, [tenant])
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("when", ["before-check", "between-check-and-record"])
+def test_postgres_backend_killed_during_a_booking(
+    pg_engine: Engine, pg_server: str, when: str
+) -> None:
+    """F5 on the unobserved fast path: the session's PostgreSQL backend is killed
+    before the gate read (→ a retryable veto) or between check and record (→ the host's
+    transaction fails with a disconnect it can retry); nothing is written, and the
+    host's retry records exactly one event on a fresh connection."""
+    host = TestHost(pg_engine)
+    tenant, hooks = _active(host, require_consent_for_online_booking=True)
+    client = host.new_client(tenant)
+    shown = form_text_id(host, hooks, tenant, client)
+    assert not pg_engine.dispatch.before_cursor_execute
+    admin = create_engine(pg_server.replace("postgresql://", "postgresql+psycopg://"),
+                          isolation_level="AUTOCOMMIT")
+
+    def kill() -> None:
+        pid = host.session().connection().connection.dbapi_connection.info.backend_pid
+        with admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+        FIGURES["faults injected (postgresql, terminate on the fast path)"] += 1
+
+    before = dump(pg_engine, [tenant])
+    if when == "before-check":
+        kill()
+        vetoes = book(host, hooks, tenant, client, booking="b-1", ticked=True, text_id=shown)
+        assert [(v.key, v.retryable) for v in vetoes] == [("booking.check_failed", True)]
+    else:
+        with pytest.raises(OperationalError) as err:
+            book(host, hooks, tenant, client, booking="b-1", ticked=True, text_id=shown,
+                 between=kill)
+        assert is_transient_error(err.value)  # the host knows it may run the booking again
+    host.session().rollback()
+    assert dump(pg_engine, [tenant]) == before
+    assert book(host, hooks, tenant, client, booking="b-1", ticked=True, text_id=shown) == []
+    assert [e.state for e in events(pg_engine, tenant)] == ["given"]
+    admin.dispose()
+    host.close()
+    assert_invariants(pg_engine, [tenant])
 
 
 def test_fault_at_every_step_of_manual_recording(faulty: tuple[TestHost, FaultInjector]) -> None:
