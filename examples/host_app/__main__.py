@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  Database: {url}")
     if platform.settings["DEV_MAILBOX"]:
         print(f"  E-mail goes to the development mailbox: {base_url}/dev/mailbox")
+        if args.host not in ("127.0.0.1", "localhost", "::1"):
+            print("  WARNING: the development mailbox (with every consent link) is open to "
+                  "anyone who can reach this address. Set BOOKING_SMTP_HOST to turn it off.")
     if not args.no_demo_data:
         print("  Demo logins (e-mail / password):")
         for practice, email, password in demo_seed.logins():
