@@ -6,7 +6,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
 from markupsafe import Markup
 
 from samtycke_plugin.i18n import lang, translations
@@ -36,6 +36,8 @@ def environment(language: str) -> Environment:
         extensions=["jinja2.ext.i18n"],
         trim_blocks=True,
         lstrip_blocks=True,
+        # Templates ship inside the package: no stat() of the file on every render.
+        auto_reload=False,
     )
     env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
     env.globals["lang"] = language
@@ -44,10 +46,14 @@ def environment(language: str) -> Environment:
     return env
 
 
+@cache
+def _template(template: str, language: str) -> Template:
+    return environment(language).get_template(f"samtycke/{template}")
+
+
 def render(template: str, locale: str | None, **context: Any) -> str:
     """Render ``samtycke/<template>`` in the language of ``locale``."""
-    language = lang(locale)
-    return environment(language).get_template(f"samtycke/{template}").render(**context)
+    return _template(template, lang(locale)).render(**context)
 
 
 def trusted_html(sanitized: str) -> Markup:

@@ -8,14 +8,26 @@ handler, the CLI) commits or rolls back.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from attrs import frozen
-from sqlalchemy import ColumnElement, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -162,6 +174,15 @@ def settings_from(data: Mapping[str, object]) -> PracticeSettings:
 @lru_cache(maxsize=1024)
 def _structured(items: tuple[tuple[str, object], ...]) -> PracticeSettings:
     return structure_settings(dict(items))
+
+
+@lru_cache(maxsize=1024)
+def settings_from_json(raw: str) -> PracticeSettings:
+    """Structured settings from the stored JSON text, decoded once per distinct text."""
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        return structure_settings(data)  # raises SettingsError, naming the problem
+    return settings_from(data)
 
 
 def is_operational(practice: Practice | None) -> bool:
@@ -535,7 +556,8 @@ _T = TextVersion.__table__.c
 #: version the booking form showed (primary key lookup); the last two may be absent.
 _GATE = (
     select(
-        _P.active, _P.setup_complete, _P.current_major, _P.settings,
+        _P.active, _P.setup_complete, _P.current_major,
+        cast(_P.settings, Text).label("settings_json"),
         _S.state, _S.text_major, _S.expires_at, _S.since, _S.delivery,
         _T.id.label("shown_id"), _T.major.label("shown_major"),
         _T.sha256.label("shown_sha256"), _T.language.label("shown_language"),
@@ -598,7 +620,7 @@ def _decide(host: Host, submission: BookingSubmission, client: str | None) -> _D
     )
     if row is None or not (row.active and row.setup_complete):
         return _Decision(outcome=GateOutcome.ACCEPT)
-    settings = settings_from(row.settings)
+    settings = settings_from_json(row.settings_json)
     snap = snapshot_of(row) if client and row.state is not None else None
     current = status(snap, row.current_major, now_utc(host))
     ticked = submission.fields.get(FIELD_CONSENT, "") in ("yes", "on", "true", "1")
@@ -820,6 +842,31 @@ def withdraw(
 # -- practitioner views -------------------------------------------------------------------------------
 
 
+_PANEL_TEXT = {
+    "title": N_("Consent"),
+    "setup_note": N_("Finish setting up the Samtycke app before asking clients."),
+    "setup": N_("Set up"),
+    "obtain": N_("Obtain consent"),
+    "withdraw": N_("Record withdrawal"),
+    "history": N_("Consent history"),
+}
+
+
+class _PanelText(NamedTuple):
+    title: str
+    setup_note: str
+    setup: str
+    obtain: str
+    withdraw: str
+    history: str
+
+
+@lru_cache(maxsize=16)
+def _panel_text(language: str) -> _PanelText:
+    """The profile panel's fixed strings, translated once per language."""
+    return _PanelText(**{key: t(language, msg) for key, msg in _PANEL_TEXT.items()})
+
+
 def profile_panel(
     host: Host, tenant: str, client: str, staff: StaffContext, locale: str
 ) -> ProfilePanel | None:
@@ -829,12 +876,17 @@ def profile_panel(
         return None
     snap = snapshot_of(row) if row.state is not None else None
     current = status(snap, row.current_major, now_utc(host))
+    given = (
+        t(locale, "Given %(date)s.", date=snap.since.strftime("%Y-%m-%d"))
+        if snap is not None and current in (Status.VALID, Status.OUTDATED, Status.EXPIRED)
+        else None
+    )
     html = render(
         "profile_panel.html", locale,
         status=current.value, tone=status_text.tone(current), icon=status_text.icon(current),
         label=status_text.label(current, locale), reason=status_text.reason(current, locale),
-        snapshot=snap, client=client, prefix=MOUNT_PREFIX,
-        can_record=staff.can_record_consent, setup_complete=row.setup_complete,
+        given=given, text=_panel_text(lang(locale)), client=client, prefix=MOUNT_PREFIX,
+        setup_complete=row.setup_complete,
         withdrawable=snap is not None and snap.state in VALID_STATES,
     )
     return ProfilePanel(
