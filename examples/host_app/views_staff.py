@@ -98,7 +98,6 @@ def clients() -> Any:
         select(Client).where(*conditions).order_by(Client.name, Client.id)
         .limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
     badges = apps.row_badges(staff.practice_id, [c.id for c in rows], language) if rows else {}
-    db().rollback()
     return render_template(
         "clients.html", rows=rows, badges=badges, total=total, page=page, pages=pages,
         first=(page - 1) * PAGE_SIZE + 1 if total else 0, last=(page - 1) * PAGE_SIZE + len(rows),
@@ -164,7 +163,6 @@ def client(client_id: int) -> Any:
     services = db().scalars(
         select(Service).where(Service.practice_id == staff.practice_id).order_by(Service.id)).all()
     slots = free_slots(db(), staff.practice_id, platform().host.now())
-    db().rollback()
     return render_template("client.html", client=row, bookings=bookings, panels=panels,
                            services=services, days=by_day(slots), slot_value=slot_value,
                            now=platform().host.now())
@@ -253,7 +251,6 @@ def client_erase(client_id: int) -> Response:
 def app_menu() -> Any:
     staff = me()
     entries = platform().apps.menu(staff.practice_id, current_language())
-    db().rollback()
     return render_template("app_menu.html", entries=entries, is_owner=staff.role == "owner")
 
 
