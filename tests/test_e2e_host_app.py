@@ -447,3 +447,40 @@ def test_demo_practice_shows_every_kind_of_status(server: LiveServer, new_page: 
         .locator("a").click()
     assert page.locator(".samtycke-panel [data-status]").get_attribute("data-status") == "outdated"
     shot(page, "71-demo-profile-outdated", doc="client-profile")
+
+
+def test_batch_request_asks_everyone_without_valid_consent_once(server: LiveServer,
+                                                                new_page: Any) -> None:
+    practice = new_practice(server, "Yoga Mitt", ask_new_clients=True)
+    tag = uuid.uuid4().hex[:6]
+    consented = f"ja-{tag}@example.org"
+    book_online(new_page(), practice["slug"], name="Ja Redan", email=consented, tick=True)
+    staff = new_page()
+    sign_in(staff, practice["emails"][0], practice["password"])
+    asked = []
+    for name, email in [("Ask Ett", f"ett-{tag}@example.org"),
+                        ("Ask Två", f"tva-{tag}@example.org"), ("Utan Adress", "")]:
+        staff.goto("/clients/new")
+        staff.fill("#f-name", name)
+        staff.fill("#f-email", email)
+        staff.click("main form button[type=submit]")
+        if email:
+            asked.append((name, email))
+    staff.goto(f"{PREFIX}/batch")
+    shot(staff, "80-batch")
+    staff.click("main form button[type=submit]")
+    staff.wait_for_load_state()
+    shot(staff, "81-batch-done")
+    for name, email in asked:
+        requests = [m for m in mails_to(server, email) if m.source == "samtycke"]
+        assert len(requests) == 1, email
+        assert status_in_list(staff, name) == "requested"
+    assert [m for m in mails_to(server, consented) if "/c/" in m.text] == []
+    assert status_in_list(staff, "Ja Redan") == "valid"
+    assert status_in_list(staff, "Utan Adress") == "unknown"
+    # Asking again does not send duplicates.
+    staff.goto(f"{PREFIX}/batch")
+    staff.click("main form button[type=submit]")
+    staff.wait_for_load_state()
+    for _name, email in asked:
+        assert len([m for m in mails_to(server, email) if m.source == "samtycke"]) == 1
