@@ -243,6 +243,8 @@ def append(session: Session, new: NewEvent) -> ConsentEvent:
 
 #: Rows per statement in :func:`append_many` lookups (well under every backend's bind limit).
 _IN_CHUNK = 900
+_EVENTS: Any = ConsentEvent.__table__
+_EVIDENCE: Any = Evidence.__table__
 
 
 def append_many(session: Session, events: Sequence[NewEvent]) -> list[int]:
@@ -308,12 +310,13 @@ def append_many(session: Session, events: Sequence[NewEvent]) -> list[int]:
     ids = [
         int(i)
         for i in session.execute(
-            insert(ConsentEvent).returning(ConsentEvent.id, sort_by_parameter_order=True), rows
+            # Core inserts on the tables (no ORM unit-of-work bookkeeping per row).
+            insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True), rows
         ).scalars()
     ]
     if evidence:
         session.execute(
-            insert(Evidence), [{"event_id": ids[i], **values} for i, values in evidence.items()]
+            insert(_EVIDENCE), [{"event_id": ids[i], **values} for i, values in evidence.items()]
         )
     session.execute(update(Practice).where(Practice.tenant_ref == tenant).values(head_hash=prev))
 

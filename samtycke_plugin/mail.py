@@ -491,49 +491,30 @@ def due_ids(session: Session, now: datetime, limit: int, tenant: str | None = No
     ]
 
 
-def _mark_request(session: Session, row: OutboxMessage, delivery: str) -> None:
-    """Record delivery on the request, and on the client's badge when the request is the
-    client's current consent request."""
-    if row.request_id is None:
-        return
-    session.execute(
-        update(ConsentRequest)
-        .where(ConsentRequest.id == row.request_id, ConsentRequest.tenant_ref == row.tenant_ref)
-        .values(delivery=delivery)
-    )
-    if row.kind != links.KIND_REQUEST or row.client_ref is None:
-        return
-    current = session.scalar(
-        select(ConsentRequest.id).where(
-            ConsentRequest.id == row.request_id,
-            ConsentRequest.used_at.is_(None),
-            ConsentRequest.revoked_at.is_(None),
-        )
-    )
-    if current is not None:
-        state = session.scalar(
-            select(ConsentStateRow.state).where(
-                ConsentStateRow.tenant_ref == row.tenant_ref,
-                ConsentStateRow.client_ref == row.client_ref,
-            )
-        )
-        if state == State.REQUESTED.value:
-            service.set_delivery(session, row.tenant_ref, row.client_ref, delivery)
+@frozen(kw_only=True)
+class _Row:
+    """The identity of a claimed outbox row (plain values, no ORM object)."""
+
+    id: int
+    tenant: str
+    client: str | None
+    request_id: int | None
+    kind: str
+    attempts: int
 
 
 def _finish(
     session: Session,
-    outbox_id: int,
+    row: _Row,
     *,
     status: str,
     now: datetime,
     error: str | None = None,
     next_at: datetime | None = None,
-    delivery: str | None = None,
 ) -> None:
-    row = session.get(OutboxMessage, outbox_id, populate_existing=True)
-    if row is None:  # pragma: no cover - erased meanwhile
-        return
+    """Record the outcome on the outbox row, its request, and — for the client's current
+    consent request still waiting for an answer — the badge (``bounced`` → "Address
+    rejected")."""
     values: dict[str, Any] = {"status": status, "last_error": error}
     if status == SENT:
         values["sent_at"] = now
@@ -541,30 +522,62 @@ def _finish(
         values["next_attempt_at"] = next_at
     session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id == outbox_id, OutboxMessage.tenant_ref == row.tenant_ref)
+        .where(OutboxMessage.id == row.id, OutboxMessage.tenant_ref == row.tenant)
         .values(**values)
     )
-    if delivery is not None:
-        _mark_request(session, row, delivery)
+    if row.request_id is None or status == CANCELLED:
+        return
+    session.execute(
+        update(ConsentRequest)
+        .where(ConsentRequest.id == row.request_id, ConsentRequest.tenant_ref == row.tenant)
+        .values(delivery=status)
+    )
+    if row.kind == links.KIND_REQUEST and row.client is not None:
+        still_open = (
+            select(ConsentRequest.id)
+            .where(
+                ConsentRequest.id == row.request_id,
+                ConsentRequest.used_at.is_(None),
+                ConsentRequest.revoked_at.is_(None),
+            )
+            .exists()
+        )
+        session.execute(
+            update(ConsentStateRow)
+            .where(
+                ConsentStateRow.tenant_ref == row.tenant,
+                ConsentStateRow.client_ref == row.client,
+                ConsentStateRow.state == State.REQUESTED.value,
+                still_open,
+            )
+            .values(delivery=status)
+        )
 
 
 @frozen(kw_only=True)
-class _Claim:
+class _Claimed:
+    row: _Row
     rendered: Rendered | None = None
     outcome: str | None = None  # set when the row was settled without sending
-    attempts: int = 0
-    created_at: datetime | None = None
 
 
-def _claim_and_render(
-    host: Host, outbox_id: int, policy: RetryPolicy
-) -> Callable[[Session], _Claim]:
-    def job(session: Session) -> _Claim:
+#: Rows claimed per transaction.  Each claim is a lease of ``RetryPolicy.lease``
+#: (10 min by default) that must cover sending the whole group, so keep it small.
+CLAIM_GROUP = 10
+
+
+def _claim_group(
+    host: Host, ids: list[int], policy: RetryPolicy
+) -> Callable[[Session], list[_Claimed]]:
+    """Claim due rows (one conditional UPDATE … RETURNING) and render them, or settle
+    those that must not be sent (link used/replaced/expired, given up, unrenderable)."""
+
+    def job(session: Session) -> list[_Claimed]:
         now = service.now_utc(host)
         claimed = session.execute(
             update(OutboxMessage)
             .where(
-                OutboxMessage.id == outbox_id,
+                OutboxMessage.id.in_(ids),
                 OutboxMessage.status.in_(DUE_STATES),
                 OutboxMessage.next_attempt_at <= now,
             )
@@ -572,44 +585,50 @@ def _claim_and_render(
                 status=SENDING, attempts=OutboxMessage.attempts + 1,
                 next_attempt_at=now + policy.lease,
             )
-        ).rowcount  # type: ignore[attr-defined]
-        if claimed != 1:
-            return _Claim(outcome="skipped")
-        row = session.get(OutboxMessage, outbox_id, populate_existing=True)
-        assert row is not None
-        if row.attempts > 1 and now - row.created_at > policy.give_up:
-            _finish(session, outbox_id, status=FAILED, now=now, delivery=FAILED,
-                    error=f"gave up after {row.attempts - 1} attempts: {row.last_error or ''}")
-            return _Claim(outcome=FAILED)
-        req = session.get(ConsentRequest, row.request_id) if row.request_id is not None else None
-        if req is None or req.used_at is not None or req.revoked_at is not None \
-                or req.expires_at <= now:
-            _finish(session, outbox_id, status=CANCELLED, now=now,
-                    error="the link was used, replaced or has expired; not sent")
-            return _Claim(outcome=CANCELLED)
-        try:
-            rendered = render_message(host, session, row)
-        except (RenderError, InputError) as exc:
-            _finish(session, outbox_id, status=FAILED, now=now, delivery=FAILED, error=str(exc))
-            log.warning("outbox %d (practice %s) cannot be sent: %s", outbox_id, row.tenant_ref,
-                        exc)
-            return _Claim(outcome=FAILED)
-        return _Claim(rendered=rendered, attempts=row.attempts, created_at=row.created_at)
+            .returning(OutboxMessage.id)
+        ).scalars().all()
+        out: list[_Claimed] = []
+        for outbox_id in sorted(claimed):
+            msg = session.get(OutboxMessage, outbox_id, populate_existing=True)
+            assert msg is not None
+            row = _Row(id=msg.id, tenant=msg.tenant_ref, client=msg.client_ref,
+                       request_id=msg.request_id, kind=msg.kind, attempts=msg.attempts)
+            if msg.attempts > 1 and now - msg.created_at > policy.give_up:
+                _finish(session, row, status=FAILED, now=now,
+                        error=f"gave up after {msg.attempts - 1} attempts: {msg.last_error or ''}")
+                out.append(_Claimed(row=row, outcome=FAILED))
+                continue
+            req = session.get(ConsentRequest, msg.request_id) if msg.request_id else None
+            if req is None or req.used_at is not None or req.revoked_at is not None \
+                    or req.expires_at <= now:
+                _finish(session, row, status=CANCELLED, now=now,
+                        error="the link was used, replaced or has expired; not sent")
+                out.append(_Claimed(row=row, outcome=CANCELLED))
+                continue
+            try:
+                rendered = render_message(host, session, msg)
+            except (RenderError, InputError) as exc:
+                _finish(session, row, status=FAILED, now=now, error=str(exc))
+                log.warning("outbox %d (practice %s) cannot be sent: %s", msg.id, msg.tenant_ref,
+                            exc)
+                out.append(_Claimed(row=row, outcome=FAILED))
+                continue
+            out.append(_Claimed(row=row, rendered=rendered))
+        return out
 
     return job
 
 
 def _settle(
-    host: Host, outbox_id: int, verdict: str, detail: str, attempts: int, policy: RetryPolicy
+    host: Host, row: _Row, verdict: str, detail: str, policy: RetryPolicy
 ) -> Callable[[Session], None]:
     def job(session: Session) -> None:
         now = service.now_utc(host)
         if verdict == RETRY:
-            _finish(session, outbox_id, status=RETRY, now=now, delivery=RETRY, error=detail,
-                    next_at=now + policy.delay(attempts))
+            _finish(session, row, status=RETRY, now=now, error=detail,
+                    next_at=now + policy.delay(row.attempts))
         else:
-            _finish(session, outbox_id, status=verdict, now=now, delivery=verdict,
-                    error=detail or None)
+            _finish(session, row, status=verdict, now=now, error=detail or None)
 
     return job
 
@@ -625,6 +644,10 @@ def send_due(
 ) -> SendReport:
     """Deliver up to ``limit`` due outbox messages (of every practice, or of ``tenant``);
     returns what happened.
+
+    Rows are claimed :data:`CLAIM_GROUP` at a time; each message's outcome is committed
+    right after it was handed over, so a crash re-sends at most the message in flight
+    (and the rest of its claimed group only after the lease).
 
     :param transport: where mail goes when the host's ``deliver_email`` returns ``None``
         (default: :class:`SmtpTransport` with :meth:`SmtpSettings.from_env`, opened only
@@ -649,20 +672,22 @@ def send_due(
 
     pause = 1.0 / rate if rate else 0.0
     try:
-        for outbox_id in ids:
-            started = time.monotonic()
-            claim = run_in_transaction(host.session, _claim_and_render(host, outbox_id, policy))
-            if claim.rendered is None:
-                if claim.outcome in counts:
-                    counts[claim.outcome] += 1
-                continue
-            verdict, detail = _deliver(host, claim.rendered, get_transport, problems)
-            run_in_transaction(
-                host.session, _settle(host, outbox_id, verdict, detail, claim.attempts, policy)
+        for start in range(0, len(ids), CLAIM_GROUP):
+            group = run_in_transaction(
+                host.session, _claim_group(host, ids[start : start + CLAIM_GROUP], policy)
             )
-            counts[verdict] += 1
-            if pause:
-                time.sleep(max(0.0, pause - (time.monotonic() - started)))
+            for claimed in group:
+                if claimed.rendered is None:
+                    if claimed.outcome in counts:
+                        counts[claimed.outcome] += 1
+                    continue
+                started = time.monotonic()
+                verdict, detail = _deliver(host, claimed.rendered, get_transport, problems)
+                run_in_transaction(host.session, _settle(host, claimed.row, verdict, detail,
+                                                         policy))
+                counts[verdict] += 1
+                if pause:
+                    time.sleep(max(0.0, pause - (time.monotonic() - started)))
     finally:
         for t_ in own:
             t_.close()

@@ -54,7 +54,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from attrs import frozen
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -108,6 +109,9 @@ QUEUED, SENDING, SENT, RETRY, BOUNCED, FAILED, CANCELLED = (
 )
 
 _PENDING = text("used_at IS NULL AND revoked_at IS NULL")
+# Bulk writes go through Core on the tables (no ORM bookkeeping per row).
+_REQUESTS: Any = ConsentRequest.__table__
+_OUTBOX: Any = OutboxMessage.__table__
 _LINE_BREAKS = frozenset("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 
 NO_ADDRESS = N_(
@@ -184,14 +188,48 @@ def link_url(host: Host, req: ConsentRequest, *, key: bytes | None = None) -> st
 # -- addresses and names -----------------------------------------------------------------------
 
 
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_PLAIN_ADDRESS = re.compile(rf"({_ATOM}(?:\.{_ATOM})*)@((?:{_LABEL}\.)+[A-Za-z]{{2,63}})")
+_SPECIAL_DOMAINS = frozenset(SPECIAL_USE_DOMAIN_NAMES)
+_CASE_INSENSITIVE = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
+
+
+def _plain_address(address: str) -> str | None:
+    """The normalised form of a plain ASCII address, or ``None`` for anything else.
+
+    A fast path for batch work (email-validator costs ~0.1 ms an address): it accepts
+    only dot-atom local parts at ordinary ASCII host names, which email-validator
+    accepts too and normalises the same way (domain lower-cased); everything else —
+    Unicode, quoting, IDNA, special-use domains, role names it lower-cases — goes to
+    email-validator.  A property test holds the two equal.
+    """
+    match = _PLAIN_ADDRESS.fullmatch(address)
+    if match is None:
+        return None
+    local, domain = match.group(1), match.group(2).lower()
+    if len(local) > 64 or len(domain) > 253 or len(address) > 254 or "--" in domain:
+        return None
+    if local.lower() in _CASE_INSENSITIVE:
+        return None
+    labels = domain.split(".")
+    if any(".".join(labels[i:]) in _SPECIAL_DOMAINS for i in range(len(labels))):
+        return None
+    return f"{local}@{domain}"
+
+
 def normalise_address(raw: str | None) -> str:
     """A syntactically valid, normalised address (no DNS lookups), else :class:`InputError`."""
     if raw is None or not raw.strip():
         raise InputError("email", NO_ADDRESS)
     if any(ch in _LINE_BREAKS or ord(ch) < 32 for ch in raw) or len(raw) > 320:
         raise InputError("email", BAD_ADDRESS)
+    address = raw.strip()
+    plain = _plain_address(address)
+    if plain is not None:
+        return plain
     try:
-        return str(validate_email(raw.strip(), check_deliverability=False).normalized)
+        return str(validate_email(address, check_deliverability=False).normalized)
     except EmailNotValidError:
         raise InputError("email", BAD_ADDRESS) from None
 
@@ -216,10 +254,14 @@ def practice_name(host: Host, tenant: str) -> str:
     return name.strip()
 
 
-def message_id(host: Host, tenant: str) -> str:
-    """A new, globally unique Message-ID on the host's public domain."""
+def mail_domain(host: Host, tenant: str) -> str:
+    """The host's public domain, for Message-IDs."""
     domain = urlsplit(host.absolute_url(TenantRef(tenant), "/")).hostname or ""
-    domain = re.sub(r"[^A-Za-z0-9.-]", "", domain) or "samtycke.invalid"
+    return re.sub(r"[^A-Za-z0-9.-]", "", domain) or "samtycke.invalid"
+
+
+def message_id(domain: str) -> str:
+    """A new, globally unique Message-ID."""
     return f"<samtycke.{uuid.uuid4().hex}@{domain}>"
 
 
@@ -275,11 +317,11 @@ def _insert_pending(session: Session, rows: list[dict[str, Any]]) -> dict[str, i
     if not rows:
         return {}
     stmt = (
-        _insert(session)(ConsentRequest)
+        _insert(session)(_REQUESTS)
         .on_conflict_do_nothing(
             index_elements=["tenant_ref", "client_ref", "purpose"], index_where=_PENDING
         )
-        .returning(ConsentRequest.client_ref, ConsentRequest.id)
+        .returning(_REQUESTS.c.client_ref, _REQUESTS.c.id)
     )
     if len(rows) == 1:
         result = session.execute(stmt.values(**rows[0])).all()
@@ -339,7 +381,7 @@ def _revoke_pending(
 
 
 def _outbox_values(
-    host: Host,
+    domain: str,
     *,
     tenant: str,
     client: str,
@@ -355,7 +397,7 @@ def _outbox_values(
         "client_ref": client,
         "request_id": request_id,
         "kind": kind,
-        "message_id": message_id(host, tenant),
+        "message_id": message_id(domain),
         "to_addr": to_addr,
         "locale": lang(locale),
         "payload": payload,
@@ -454,8 +496,9 @@ def send_request(host: Host, tenant: str, client: str, *, actor: str) -> Consent
     session.execute(
         insert(OutboxMessage).values(
             **_outbox_values(
-                host, tenant=tenant, client=client, request_id=request_id, kind=KIND_REQUEST,
-                to_addr=address, locale=info.locale, payload={"name": name}, now=now,
+                mail_domain(host, tenant), tenant=tenant, client=client, request_id=request_id,
+                kind=KIND_REQUEST, to_addr=address, locale=info.locale, payload={"name": name},
+                now=now,
             )
         )
     )
@@ -608,11 +651,12 @@ def _ask_chunk(
                 for info, _a, _n in asked
             ],
         )
+        domain = mail_domain(host, tenant)
         session.execute(
-            insert(OutboxMessage),
+            insert(_OUTBOX),
             [
                 _outbox_values(
-                    host, tenant=tenant, client=info.ref, request_id=inserted[info.ref],
+                    domain, tenant=tenant, client=info.ref, request_id=inserted[info.ref],
                     kind=KIND_REQUEST, to_addr=address, locale=info.locale,
                     payload={"name": name}, now=now,
                 )
@@ -810,8 +854,8 @@ def queue_receipt(host: Host, event: ConsentEvent) -> int | None:
     session.execute(
         insert(OutboxMessage).values(
             **_outbox_values(
-                host, tenant=tenant, client=client, request_id=inserted[client],
-                kind=KIND_RECEIPT, to_addr=address, locale=info.locale,
+                mail_domain(host, tenant), tenant=tenant, client=client,
+                request_id=inserted[client], kind=KIND_RECEIPT, to_addr=address, locale=info.locale,
                 payload={"name": name, "event_id": event.id}, now=now,
             )
         )

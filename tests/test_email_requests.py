@@ -7,6 +7,8 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hostkit import TestHost, staff, submission
 from sqlalchemy import func, select
 
@@ -353,3 +355,41 @@ def test_staff_booking_sends_a_request_when_consent_is_missing(host: TestHost) -
     hooks.submitted(submission(quiet, client, channel="staff"), BookingRef("q"), ClientRef(client))
     host.session().commit()
     assert _pending(host, quiet) == []
+
+
+# -- address normalisation -----------------------------------------------------------------------
+
+_ATEXT = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+/=?^_`{|}~-."
+_DTEXT = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-."
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    local=st.one_of(
+        st.text(alphabet=_ATEXT, min_size=1, max_size=70),
+        st.sampled_from(["postmaster", "Abuse", "INFO", "Anna", "a.b", ".a", "a..b"]),
+        st.text(min_size=1, max_size=10),
+    ),
+    domain=st.one_of(
+        st.text(alphabet=_DTEXT, min_size=1, max_size=70),
+        st.sampled_from(["example.org", "Example.ORG", "xn--bcher-kva.example", "ab--cd.se",
+                         "mail.local", "x.test", "home.arpa", "127.0.0.1", "a.b1", "exämple.se"]),
+    ),
+)
+def test_the_fast_address_path_agrees_with_email_validator(local: str, domain: str) -> None:
+    from email_validator import EmailNotValidError, validate_email
+
+    address = f"{local}@{domain}"
+    plain = requests._plain_address(address)
+    try:
+        expected = validate_email(address, check_deliverability=False).normalized
+    except EmailNotValidError:
+        expected = None
+    if plain is not None:
+        assert plain == expected, address
+    if "\n" not in address and "\r" not in address and address.strip() == address:
+        try:
+            got = requests.normalise_address(address)
+        except InputError:
+            got = None
+        assert got == expected, address

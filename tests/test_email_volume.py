@@ -1,0 +1,130 @@
+"""Volume (slow): a batch request to a 100,000-client practice, run twice, streams the
+clients and queues each exactly once; a run of mails through aiosmtpd over one
+connection.  The times are printed (run with ``-s``) for the project notes; speed
+targets belong to the benchmark, so nothing here asserts a duration."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hostkit import TestHost
+from smtp_support import SmtpServer, running_server
+from sqlalchemy import Engine, func, select
+
+from hookspecs.types import ClientInfo, ClientRef, PracticeInfo, TenantRef
+from samtycke_plugin import requests
+from samtycke_plugin.chain import verify_chain
+from samtycke_plugin.db import make_engine, upgrade
+from samtycke_plugin.mail import send_due
+from samtycke_plugin.models import ConsentEvent, ConsentRequest, OutboxMessage
+
+N = 100_000
+
+
+class StreamingHost(TestHost):
+    """A host whose client table is generated on the fly: nothing holds 100k clients."""
+
+    __test__ = False
+
+    def __init__(self, engine: Engine, tenant: TenantRef, n: int) -> None:
+        super().__init__(engine)
+        self.tenant, self.n = tenant, n
+        self.yielded = 0
+
+    def _client(self, i: int) -> ClientInfo:
+        return ClientInfo(ref=ClientRef(f"c{i:07d}"), name=f"Klient {i}",
+                          email=f"klient{i}@example.org", locale="sv" if i % 4 else "en")
+
+    def iter_clients(self, tenant: TenantRef) -> Iterator[ClientInfo]:
+        if tenant != self.tenant:
+            return
+        for i in range(self.n):
+            self.yielded += 1
+            yield self._client(i)
+
+    def lookup_client(self, tenant: TenantRef, client: ClientRef) -> ClientInfo | None:
+        if tenant != self.tenant or not client.startswith("c") or not client[1:].isdigit():
+            return None
+        i = int(client[1:])
+        return self._client(i) if i < self.n else None
+
+
+@pytest.fixture
+def big_engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'big.sqlite'}")
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def _count(host: TestHost, *where: object) -> int:
+    host.session().rollback()
+    return int(host.session().scalar(select(func.count()).select_from(OutboxMessage).where(*where)) or 0)
+
+
+@pytest.mark.slow
+def test_batch_of_100k_clients_twice_queues_each_client_once(big_engine: Engine) -> None:
+    tenant = TenantRef("tbig")
+    host = StreamingHost(big_engine, tenant, N)
+    host.practices[tenant] = PracticeInfo(
+        ref=tenant, name="Stora Kliniken", email="info@stora.example", phone=None, locale="sv"
+    )
+    hooks = host.hooks()
+    host.activate(hooks, tenant)
+
+    started = time.perf_counter()
+    first = requests.request_batch(host, tenant, actor="staff:s1", total=N)
+    first_s = time.perf_counter() - started
+    assert (first.asked, first.skipped_valid, first.skipped_pending, first.skipped_no_email) == (N, 0, 0, 0)
+
+    started = time.perf_counter()
+    second = requests.request_batch(host, tenant, actor="staff:s1", total=N)
+    second_s = time.perf_counter() - started
+    assert (second.asked, second.skipped_pending) == (0, N)
+    assert host.yielded == 2 * N
+
+    assert _count(host, OutboxMessage.tenant_ref == tenant) == N
+    distinct = host.session().scalar(
+        select(func.count(func.distinct(OutboxMessage.client_ref))).where(OutboxMessage.tenant_ref == tenant)
+    )
+    assert distinct == N
+    pending = host.session().scalar(
+        select(func.count()).select_from(ConsentRequest).where(
+            ConsentRequest.tenant_ref == tenant, ConsentRequest.used_at.is_(None),
+            ConsentRequest.revoked_at.is_(None),
+        )
+    )
+    assert pending == N
+    assert host.session().scalar(
+        select(func.count()).select_from(ConsentEvent).where(ConsentEvent.tenant_ref == tenant)
+    ) == N
+    assert verify_chain(host.session(), tenant, check_evidence=False).ok
+    host.session().rollback()
+    print(f"\n[volume] batch request, {N} clients, SQLite file: first run {first_s:.1f} s "
+          f"({N / first_s:,.0f} clients/s), second run (all skipped) {second_s:.1f} s")
+    host.close()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    yield from running_server()
+
+
+@pytest.mark.slow
+def test_mail_throughput_through_aiosmtpd(host: TestHost, smtp_server: SmtpServer) -> None:
+    hooks = host.hooks()
+    tenant = host.new_tenant()
+    host.activate(hooks, tenant)
+    for i in range(300):
+        host.new_client(tenant, email=f"m{i}@example.org")
+    assert requests.request_batch(host, tenant, actor="staff:s1").asked == 300
+    started = time.perf_counter()
+    report = send_due(host, tenant=tenant, transport=smtp_server.transport(), limit=1000)
+    elapsed = time.perf_counter() - started
+    assert report.sent == 300 and len(smtp_server.messages) == 300
+    assert len({m.message["Message-ID"] for m in smtp_server.messages}) == 300
+    print(f"\n[volume] {host.engine.dialect.name}: 300 mails through aiosmtpd in {elapsed:.2f} s "
+          f"= {300 / elapsed:.0f} mails/s (one SMTP connection, claim + render + send + record each)")
