@@ -568,6 +568,44 @@ def test_deliver_email_returns_none_when_smtp_is_configured(app: Flask) -> None:
     assert host.app_secret("samtycke") != host.app_secret("other")
 
 
+def test_consent_exports_are_downloads_scoped_to_the_practice(app: Flask) -> None:
+    import csv
+    import io
+    import json
+    import zipfile
+
+    practice = practice_with_samtycke(app)
+    email = f"vera-{uuid.uuid4().hex[:6]}@example.org"
+    assert book(app, practice["slug"], "Vera Export", email, tick=True).status_code == 302
+    [(cid,)] = query(app, select(Client.id).where(Client.email == email))
+    staff = signed_in(app, practice["emails"][0], practice["password"])
+    profile = staff.get(f"/clients/{cid}").text
+    assert f"/clients/{cid}/consent.zip" in profile and "Bevispaket (ZIP)" in profile
+
+    history = json.loads(staff.get(f"/clients/{cid}/consent.json").data)
+    assert [e["state"] for e in history["events"]] == ["given"]
+    rows = list(csv.reader(io.StringIO(staff.get(f"/clients/{cid}/consent.csv").text)))
+    assert len(rows) == 2
+    printable = staff.get(f"/clients/{cid}/consent.html")
+    assert printable.mimetype == "text/html" and "<html" in printable.text
+    bundle = staff.get(f"/clients/{cid}/consent.zip")
+    assert bundle.headers["Content-Disposition"].startswith("attachment;")
+    with zipfile.ZipFile(io.BytesIO(bundle.data)) as archive:
+        assert {"README.txt", "history.json", "MANIFEST.sha256"} <= set(archive.namelist())
+    status = list(csv.reader(io.StringIO(staff.get("/clients/consent-status.csv").text)))
+    assert len(status) == 2 and email in ",".join(status[1])
+
+    other = practice_with_samtycke(app)
+    stranger = signed_in(app, other["emails"][0], other["password"])
+    for kind in ("json", "csv", "html", "zip"):
+        assert stranger.get(f"/clients/{cid}/consent.{kind}").status_code == 404
+    assert email not in stranger.get("/clients/consent-status.csv").text
+    plain = add_practice(platform_of(app))
+    never = signed_in(app, plain["emails"][0], plain["password"])
+    assert never.get("/clients/consent-status.csv").status_code == 404
+    assert "consent-status.csv" not in never.get("/clients").text
+
+
 # -- the hook this module owns -------------------------------------------------------------------
 
 

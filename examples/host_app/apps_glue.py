@@ -11,7 +11,8 @@ Read it top to bottom as the guide for a real host (the README walks through it)
    per-practice activation filter and the calls from the booking flow;
 4. web mounts: the apps' WSGI pages under the platform, with the signed-in
    practitioner put into the WSGI environ;
-5. e-mail: a development mailbox, or the app's own SMTP transport.
+5. e-mail: a development mailbox, or the app's own SMTP transport;
+6. exports: Samtycke's proof of consent as downloads on the platform's pages.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, request, stream_with_context
 from markupsafe import Markup
 from sqlalchemy import ColumnElement, Connection, Engine, String, cast, select
 from sqlalchemy.orm import Session, scoped_session
+from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
 
 from examples.host_app.models import AppActivation, Client, DevMail, Practice, Staff
@@ -47,6 +49,7 @@ from hookspecs.types import (
     Veto,
 )
 from samtycke_plugin import db as samtycke_db
+from samtycke_plugin import export as samtycke_export
 from samtycke_plugin import mail as samtycke_mail
 
 log = logging.getLogger(__name__)
@@ -292,3 +295,43 @@ class Apps:
             return 0
         finally:
             self.host.session().rollback()
+
+    # -- 6. exports ----------------------------------------------------------------------------
+
+    def has_exports(self, pid: int) -> bool:
+        """Samtycke was ever activated here (its data stays after deactivation)."""
+        return self.host.session().get(AppActivation, (pid, "samtycke")) is not None
+
+    def client_export(self, staff: Staff, client_id: int, kind: str, language: str) -> Response:
+        """A client's consent history: ``json``, ``csv``, ``html`` (printable) or ``zip``."""
+        tenant, client, host = tenant_of(staff.practice_id), str(client_id), self.host
+        if not self.has_exports(staff.practice_id):
+            raise NotFound()
+        if kind == "zip":
+            body: str | bytes = samtycke_export.proof_bundle(host, tenant, client, locale=language)
+            name = samtycke_export.bundle_filename(tenant, client, host.now())
+        elif kind == "json":
+            body = samtycke_export.client_history_json(host, tenant, client, locale=language)
+        elif kind == "csv":
+            body = samtycke_export.client_history_csv(host, tenant, client)
+        else:
+            body = samtycke_export.client_history_html(host, tenant, client, locale=language)
+        mimetypes = {"zip": "application/zip", "json": "application/json", "csv": "text/csv"}
+        response = Response(body, mimetype=mimetypes.get(kind, "text/html"))
+        if kind != "html":
+            name = name if kind == "zip" else f"samtycke-{tenant}-{client}.{kind}"
+            response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        else:  # a self-contained page with its own inline style
+            csp = "default-src 'none'; style-src 'unsafe-inline'"
+            response.headers["Content-Security-Policy"] = csp
+        return response
+
+    def status_export(self, staff: Staff, language: str) -> Response:
+        """The practice's status list as CSV, streamed (the request's session stays open)."""
+        if not self.has_exports(staff.practice_id):
+            raise NotFound()
+        chunks = samtycke_export.practice_status_csv(self.host, tenant_of(staff.practice_id),
+                                                     locale=language)
+        response = Response(stream_with_context(chunks), mimetype="text/csv")
+        response.headers["Content-Disposition"] = 'attachment; filename="samtycke-status.csv"'
+        return response

@@ -102,6 +102,7 @@ def clients() -> Any:
         "clients.html", rows=rows, badges=badges, total=total, page=page, pages=pages,
         first=(page - 1) * PAGE_SIZE + 1 if total else 0, last=(page - 1) * PAGE_SIZE + len(rows),
         query=query, filters=filters, chosen=chosen, notice=notice,
+        exports=apps.has_exports(staff.practice_id),
     )
 
 
@@ -165,7 +166,7 @@ def client(client_id: int) -> Any:
     slots = free_slots(db(), staff.practice_id, platform().host.now())
     return render_template("client.html", client=row, bookings=bookings, panels=panels,
                            services=services, days=by_day(slots), slot_value=slot_value,
-                           now=platform().host.now())
+                           exports=platform().apps.has_exports(staff.practice_id))
 
 
 @bp.post("/clients/<int:client_id>/bookings")
@@ -241,6 +242,19 @@ def client_erase(client_id: int) -> Response:
         return redirect(url_for("staff.client", client_id=client_id))
     flash(_("The client and their bookings were erased."))
     return redirect(url_for("staff.clients"))
+
+
+@bp.get("/clients/<int:client_id>/consent.<any(json, csv, html, zip):kind>")
+@login_required
+def client_export(client_id: int, kind: str) -> Response:
+    row = _client_or_404(client_id)
+    return platform().apps.client_export(me(), row.id, kind, current_language())
+
+
+@bp.get("/clients/consent-status.csv")
+@login_required
+def status_export() -> Response:
+    return platform().apps.status_export(me(), current_language())
 
 
 # -- the app menu ----------------------------------------------------------------------------
