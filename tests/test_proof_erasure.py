@@ -5,6 +5,7 @@ the pseudonymous ledger and the chain stay intact, other clients are untouched."
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,8 +23,11 @@ from samtycke_plugin.models import (
     OutboxMessage,
 )
 
-NAME = "Zlatan Unikson"
-EMAIL = "Zlatan.Unikson@Example.org"
+
+def _person() -> tuple[str, str, str]:
+    """A name and address no other test (or practice in the shared database) uses."""
+    token = uuid.uuid4().hex[:10]
+    return f"Zlatan Un{token}son", f"Zlatan.Un{token}@Example.org", token
 
 
 def _all_samtycke_rows(engine: Engine) -> list[tuple[str, dict[str, Any]]]:
@@ -102,12 +106,13 @@ def test_erasure_leaves_no_trace_and_keeps_the_proof(host: TestHost) -> None:
     hooks = host.hooks()
     tenant = host.new_tenant()
     host.activate(hooks, tenant, require_consent_for_online_booking=True)
-    client = _client_with_everything(host, tenant, NAME, EMAIL)
+    name, email, token = _person()
+    client = _client_with_everything(host, tenant, name, email)
     other = _client_with_everything(host, tenant, "Maja Kvar", "maja.kvar@example.org")
     neighbour = host.new_tenant()
     host.activate(hooks, neighbour, ask_new_clients=True)
     far = _client_with_everything(host, neighbour, "Far Away", "far.away@example.org")
-    needles = [NAME, EMAIL, "Unikson", "zlatan.unikson"]
+    needles = [name, email, token]
     before = _traces(host.engine, needles)
     assert any("samtycke_outbox.to_addr" in t for t in before), before  # the search can fail
     assert any("samtycke_evidence.note" in t for t in before), before
@@ -159,7 +164,7 @@ def test_erasure_is_idempotent_and_works_after_deactivation(host: TestHost) -> N
     hooks = host.hooks()
     tenant = host.new_tenant()
     host.activate(hooks, tenant, ask_new_clients=True)
-    client = _client_with_everything(host, tenant, NAME, EMAIL)
+    client = _client_with_everything(host, tenant, *_person()[:2])
     hooks.deactivate(TenantRef(tenant), "samtycke")
     host.session().commit()
     first = erasure.erase_client(host, tenant, client)
@@ -211,7 +216,8 @@ def test_hook_booking_client_erased(host: TestHost) -> None:
     hooks = host.hooks()
     tenant = host.new_tenant()
     host.activate(hooks, tenant, ask_new_clients=True)
-    client = _client_with_everything(host, tenant, NAME, EMAIL)
+    name, email, token = _person()
+    client = _client_with_everything(host, tenant, name, email)
     assert hooks.client_erased(TenantRef(tenant), ClientRef(client)) is None
     host.session().commit()
     session = host.session()
@@ -224,3 +230,4 @@ def test_hook_booking_client_erased(host: TestHost) -> None:
         Evidence.client_ref == client)) == 0
     assert verify_chain(session, tenant).ok
     session.rollback()
+    assert _traces(host.engine, [token]) == []
