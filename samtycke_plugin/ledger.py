@@ -165,8 +165,21 @@ def _sync_head(session: Session, tenant_ref: str, seq: int, digest: str, now: da
         set_committed_value(practice, "updated_at", now)
 
 
-def append(session: Session, new: NewEvent) -> ConsentEvent:
-    """Append one event: chain link, optional evidence, projection. Returns the event."""
+class _Unread:
+    """Marks a projection the caller has not read."""
+
+
+UNREAD = _Unread()
+
+
+def append(
+    session: Session, new: NewEvent, *, previous: Snapshot | None | _Unread = UNREAD
+) -> ConsentEvent:
+    """Append one event: chain link, optional evidence, projection. Returns the event.
+
+    ``previous`` is the client's projection if the caller already read it in this
+    transaction, after taking the practice's lock (it is then not read again).
+    """
     head = session.execute(
         _ADVANCE_HEAD, {"tenant": new.tenant_ref, "now": new.occurred_at}
     ).one_or_none()
@@ -226,7 +239,8 @@ def append(session: Session, new: NewEvent) -> ConsentEvent:
         )
     session.execute(_SET_HEAD_HASH, {"tenant": new.tenant_ref, "digest": digest})
     _sync_head(session, new.tenant_ref, seq, digest, new.occurred_at)
-    previous = load_snapshot(session, new.tenant_ref, new.client_ref)
+    if isinstance(previous, _Unread):
+        previous = load_snapshot(session, new.tenant_ref, new.client_ref)
     snap = fold(
         previous,
         EventFacts(

@@ -582,6 +582,15 @@ _PRACTICE_READ = PreparedSelect(
 _VALID_VALUES = sorted(s.value for s in VALID_STATES)
 
 
+#: The practice's row lock of :func:`samtycke_plugin.ledger.lock_practice` without loading
+#: the ORM object (PostgreSQL ``FOR UPDATE``; on SQLite ``BEGIN IMMEDIATE`` holds the
+#: database lock already).  A statement of its own, so that the reads after it see what
+#: the previous holder of the lock committed.
+_LOCK_PRACTICE = PreparedSelect(
+    select(_P.tenant_ref).where(_P.tenant_ref == bindparam("tenant")).with_for_update()
+)
+
+
 def _gate_row(session: Session, tenant: str, client: str | None, text_id: int | None) -> Any:
     return _GATE_READ.one_or_none(session, {"tenant": tenant, "client": client, "text_id": text_id})
 
@@ -680,7 +689,8 @@ def record_booking(
         return None
     # decide under the practice's write lock: a simultaneous submit (double click,
     # two tabs) or a text change cannot slip in between decision and append
-    practice = lock_practice(host.session(), check_ref("tenant", submission.tenant))
+    tenant = check_ref("tenant", submission.tenant)
+    _LOCK_PRACTICE.one_or_none(host.session(), {"tenant": tenant})
     decision = _decide(host, submission, client)
     outcome = decision.outcome
     if outcome in (GateOutcome.VETO_REQUIRED, GateOutcome.VETO_TEXT_CHANGED):
@@ -690,7 +700,7 @@ def record_booking(
     if outcome is GateOutcome.ACCEPT:
         return None
     settings = decision.settings
-    assert practice is not None and settings is not None
+    assert settings is not None
     now = now_utc(host)
     text: _ShownText | TextVersion
     if outcome is GateOutcome.ACCEPT_GIVEN:
@@ -699,18 +709,20 @@ def record_booking(
         state = grant_state(decision.previous)
         expires = _expiry(settings, now)
     else:
+        practice = require_practice(host.session(), submission.tenant)
         text = current_text(host.session(), practice, submission.locale)
         state, expires = State.REFUSED, None
     return append(
         host.session(),
         NewEvent(
-            tenant_ref=practice.tenant_ref, client_ref=client, state=state,
+            tenant_ref=tenant, client_ref=client, state=state,
             channel="online_booking", method="checkbox", actor="client", occurred_at=now,
             given_at=now if state is not State.REFUSED else None, expires_at=expires,
             text_version_id=text.id, text_major=text.major, text_sha256=text.sha256,
             language=text.language, booking_ref=booking,
             ip_address=submission.ip_address, user_agent=submission.user_agent,
         ),
+        previous=decision.previous,  # read under the lock just now
     )
 
 
