@@ -307,6 +307,7 @@ class Apps:
         tenant, client, host = tenant_of(staff.practice_id), str(client_id), self.host
         if not self.has_exports(staff.practice_id):
             raise NotFound()
+        name = f"samtycke-{tenant}-{client}.{kind}"
         if kind == "zip":
             body: str | bytes = samtycke_export.proof_bundle(host, tenant, client, locale=language)
             name = samtycke_export.bundle_filename(tenant, client, host.now())
@@ -319,7 +320,6 @@ class Apps:
         mimetypes = {"zip": "application/zip", "json": "application/json", "csv": "text/csv"}
         response = Response(body, mimetype=mimetypes.get(kind, "text/html"))
         if kind != "html":
-            name = name if kind == "zip" else f"samtycke-{tenant}-{client}.{kind}"
             response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
         else:  # a self-contained page with its own inline style
             csp = "default-src 'none'; style-src 'unsafe-inline'"
