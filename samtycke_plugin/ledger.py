@@ -365,7 +365,7 @@ def append_many(session: Session, events: Sequence[NewEvent]) -> list[int]:
     if changed:
         dialect = session.get_bind().dialect.name
         ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
-            ConsentStateRow
+            cast(Table, ConsentStateRow.__table__)
         )
         stmt = ins.on_conflict_do_update(
             index_elements=["tenant_ref", "client_ref"],

@@ -330,54 +330,59 @@ def _insert_pending(session: Session, rows: list[dict[str, Any]]) -> dict[str, i
     return {str(client): int(id_) for client, id_ in result}
 
 
-def _revoke_pending(
-    session: Session,
-    tenant: str,
-    clients: Sequence[str],
-    purpose: str,
-    now: datetime,
-    *,
-    stale_only: bool,
-    current_major: int | None = None,
-) -> int:
-    """Revoke pending links of ``purpose`` (all, or only expired/outdated ones) and cancel
-    their mail that has not gone out yet.  Returns the number revoked."""
-    revoked = 0
+def _pending_links(
+    session: Session, tenant: str, clients: Sequence[str], purpose: str = PURPOSE_CONSENT
+) -> dict[str, tuple[int, tuple[datetime, int | None]]]:
+    """``{client: (request id, (expires_at, text_major))}`` of the clients' pending links."""
+    found: dict[str, tuple[int, tuple[datetime, int | None]]] = {}
     for start in range(0, len(clients), _IN_CHUNK):
         part = list(clients[start : start + _IN_CHUNK])
-        cond = [
-            ConsentRequest.tenant_ref == tenant,
-            ConsentRequest.client_ref.in_(part),
-            ConsentRequest.purpose == purpose,
-            ConsentRequest.used_at.is_(None),
-            ConsentRequest.revoked_at.is_(None),
-        ]
-        if stale_only:
-            stale = ConsentRequest.expires_at <= now
-            if current_major is not None:
-                stale = stale | ConsentRequest.text_major.is_(None) | (
-                    ConsentRequest.text_major < current_major
-                )
-            cond.append(stale)
-        ids = list(session.scalars(select(ConsentRequest.id).where(*cond)))
-        if not ids:
-            continue
+        for client, id_, expires_at, major in session.execute(
+            select(
+                ConsentRequest.client_ref, ConsentRequest.id, ConsentRequest.expires_at,
+                ConsentRequest.text_major,
+            ).where(
+                ConsentRequest.tenant_ref == tenant,
+                ConsentRequest.client_ref.in_(part),
+                ConsentRequest.purpose == purpose,
+                ConsentRequest.used_at.is_(None),
+                ConsentRequest.revoked_at.is_(None),
+            )
+        ):
+            found[client] = (int(id_), (expires_at, major))
+    return found
+
+
+def _revoke_ids(session: Session, tenant: str, ids: Sequence[int], now: datetime) -> None:
+    """Revoke links and cancel their mail that has not gone out yet."""
+    for start in range(0, len(ids), _IN_CHUNK):
+        part = list(ids[start : start + _IN_CHUNK])
         session.execute(
             update(ConsentRequest)
-            .where(ConsentRequest.id.in_(ids), ConsentRequest.revoked_at.is_(None))
+            .where(
+                ConsentRequest.tenant_ref == tenant,
+                ConsentRequest.id.in_(part),
+                ConsentRequest.revoked_at.is_(None),
+            )
             .values(revoked_at=now)
         )
         session.execute(
             update(OutboxMessage)
             .where(
                 OutboxMessage.tenant_ref == tenant,
-                OutboxMessage.request_id.in_(ids),
+                OutboxMessage.request_id.in_(part),
                 OutboxMessage.status.in_((QUEUED, RETRY)),
             )
             .values(status=CANCELLED, last_error="a newer link replaced this one")
         )
-        revoked += len(ids)
-    return revoked
+
+
+def _revoke_pending(
+    session: Session, tenant: str, clients: Sequence[str], purpose: str, now: datetime
+) -> None:
+    """Revoke every pending link of ``purpose`` of the clients (a newer one is coming)."""
+    links = _pending_links(session, tenant, clients, purpose)
+    _revoke_ids(session, tenant, [id_ for id_, _ in links.values()], now)
 
 
 def _outbox_values(
@@ -469,7 +474,7 @@ def send_request(host: Host, tenant: str, client: str, *, actor: str) -> Consent
     recent = _recent_request(session, tenant, client, address, text_version.major, now)
     if recent is not None:
         return recent
-    _revoke_pending(session, tenant, [client], PURPOSE_CONSENT, now, stale_only=False)
+    _revoke_pending(session, tenant, [client], PURPOSE_CONSENT, now)
     key = link_key(host)
     days = service.settings_of(practice).request_link_days
     values = _new_request_values(
@@ -601,11 +606,28 @@ def _ask_chunk(
         ):
             snaps[row.client_ref] = snapshot_of(row)
 
-    valid = no_email = bad_name = 0
-    eligible: list[tuple[ClientInfo, str, str]] = []
+    valid = pending = no_email = bad_name = 0
+    candidates: list[ClientInfo] = []
     for info in unique:
         if status(snaps.get(info.ref), practice.current_major, now) is Status.VALID:
             valid += 1
+        else:
+            candidates.append(info)
+    # Pending links: expired ones and ones for an outdated text are replaced, the rest
+    # mean "already asked" (checked here in one query so a re-run is cheap; the unique
+    # index below still decides under concurrency).
+    open_links = _pending_links(session, tenant, [str(i.ref) for i in candidates])
+    stale = [
+        id_ for id_, (expires_at, major) in open_links.values()
+        if expires_at <= now or major is None or major < practice.current_major
+    ]
+    _revoke_ids(session, tenant, stale, now)
+    stale_set = set(stale)
+    eligible: list[tuple[ClientInfo, str, str]] = []
+    for info in candidates:
+        found = open_links.get(info.ref)
+        if found is not None and found[0] not in stale_set:
+            pending += 1
             continue
         try:
             address = normalise_address(info.email)
@@ -617,14 +639,9 @@ def _ask_chunk(
             continue
         eligible.append((info, address, (info.name or "").strip()))
     if not eligible:
-        return _ChunkCounts(valid=valid, no_email=no_email, bad_name=bad_name)
+        return _ChunkCounts(valid=valid, pending=pending, no_email=no_email, bad_name=bad_name)
     practice_name(host, tenant)
 
-    clients = [str(info.ref) for info, _a, _n in eligible]
-    _revoke_pending(
-        session, tenant, clients, PURPOSE_CONSENT, now, stale_only=True,
-        current_major=practice.current_major,
-    )
     key = link_key(host)
     texts = _Texts(session, practice)
     expires = now + timedelta(days=service.settings_of(practice).request_link_days)
@@ -664,7 +681,7 @@ def _ask_chunk(
             ],
         )
     return _ChunkCounts(
-        asked=len(inserted), valid=valid, pending=len(eligible) - len(inserted),
+        asked=len(inserted), valid=valid, pending=pending + len(eligible) - len(inserted),
         no_email=no_email, bad_name=bad_name, request_ids=tuple(inserted.values()),
     )
 
@@ -842,7 +859,7 @@ def queue_receipt(host: Host, event: ConsentEvent) -> int | None:
     settings = service.settings_of(practice)
     now = service.now_utc(host)
     days = max(settings.validity_days or WITHDRAW_LINK_DAYS, settings.request_link_days)
-    _revoke_pending(session, tenant, [client], PURPOSE_WITHDRAW, now, stale_only=False)
+    _revoke_pending(session, tenant, [client], PURPOSE_WITHDRAW, now)
     values = _new_request_values(
         link_key(host), tenant=tenant, client=client, purpose=PURPOSE_WITHDRAW, text=None,
         text_version_id=event.text_version_id, text_major=event.text_major, now=now,
