@@ -30,6 +30,7 @@ from sqlalchemy import and_, delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from hookspecs.types import ClientRef, TenantRef
+from samtycke_plugin.errors import InputError
 from samtycke_plugin.ledger import NewEvent, append
 from samtycke_plugin.models import (
     ConsentEvent,
@@ -86,14 +87,20 @@ def erase_client(host: Host, tenant: str, client: str) -> ErasureResult:
     that never activated the app holds nothing: the result says so and nothing is
     written.  Other clients and other practices are never touched.
     """
-    tenant = check_ref("tenant", tenant)
-    client = check_ref("client", client)
+    nothing = ErasureResult(
+        tenant=tenant, client=client, evidence_deleted=0, requests_deleted=0,
+        outbox_deleted=0, erased_seq=None,
+    )
+    try:
+        tenant = check_ref("tenant", tenant)
+        client = check_ref("client", client)
+    except InputError:
+        # The app never stores such a reference, so it holds nothing to erase; raising
+        # would only abort the host's erasure transaction.
+        return nothing
     session = host.session()
     if session.get(Practice, tenant) is None:
-        return ErasureResult(
-            tenant=tenant, client=client, evidence_deleted=0, requests_deleted=0,
-            outbox_deleted=0, erased_seq=None,
-        )
+        return nothing
     info = host.lookup_client(TenantRef(tenant), ClientRef(client))
     address = info.email.strip().lower() if info and info.email else None
 

@@ -189,9 +189,10 @@ def test_erasure_of_unknown_clients_and_practices_writes_nothing(host: TestHost)
         ConsentEvent.tenant_ref == tenant))
     nobody = erasure.erase_client(host, tenant, "c-never-seen")
     never = erasure.erase_client(host, "t-never-activated", "c-1")
+    odd = erasure.erase_client(host, tenant, "a ref the app would never store")
     host.session().commit()
     assert nobody.erased_seq is None and not nobody.held_data
-    assert never.erased_seq is None
+    assert never.erased_seq is None and odd.erased_seq is None
     assert host.session().scalar(select(func.count()).select_from(ConsentEvent).where(
         ConsentEvent.tenant_ref == tenant)) == before
     host.session().rollback()
