@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from attrs import frozen
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from bench.host import NOW, host_client, host_metadata
@@ -227,6 +227,13 @@ def _client_events(
     return out
 
 
+def _table(model: Any) -> Table:
+    """The model's table: Core ``executemany`` inserts (the ORM bulk path goes row by row
+    when primary keys are given)."""
+    table: Table = model.__table__
+    return table
+
+
 def _batched(rows: Sequence[dict[str, Any]] | list[Any], size: int = BATCH) -> Iterator[Any]:
     for i in range(0, len(rows), size):
         yield rows[i : i + size]
@@ -281,9 +288,9 @@ def generate_practice(session: Session, spec: PracticeSpec, next_event_id: int) 
         if old is None or snap is not old[0]:
             snaps[e["client_ref"]] = (snap, seq)
     for batch in _batched(events):
-        session.execute(insert(ConsentEvent), batch)
+        session.execute(insert(_table(ConsentEvent)), batch)
     for batch in _batched(evidence):
-        session.execute(insert(Evidence), batch)
+        session.execute(insert(_table(Evidence)), batch)
 
     state_rows = []
     valid, not_valid = [], []
@@ -296,7 +303,7 @@ def generate_practice(session: Session, spec: PracticeSpec, next_event_id: int) 
                            "expires_at": snap.expires_at, "since": snap.since,
                            "last_seq": last_seq, "delivery": delivery})
     for batch in _batched(state_rows):
-        session.execute(insert(ConsentStateRow), batch)
+        session.execute(insert(_table(ConsentStateRow)), batch)
     for i in range(spec.clients):
         ref = f"{spec.tenant}c{i:07d}"
         item = snaps.get(ref)
