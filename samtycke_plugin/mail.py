@@ -598,7 +598,10 @@ def _claim_group(
                         error=f"gave up after {msg.attempts - 1} attempts: {msg.last_error or ''}")
                 out.append(_Claimed(row=row, outcome=FAILED))
                 continue
-            req = session.get(ConsentRequest, msg.request_id) if msg.request_id else None
+            req = (
+                session.get(ConsentRequest, msg.request_id, populate_existing=True)
+                if msg.request_id else None
+            )
             if req is None or req.used_at is not None or req.revoked_at is not None \
                     or req.expires_at <= now:
                 _finish(session, row, status=CANCELLED, now=now,

@@ -460,6 +460,7 @@ def send_request(host: Host, tenant: str, client: str, *, actor: str) -> Consent
     """
     session = host.session()
     practice = service.require_practice(session, tenant)
+    session.refresh(practice)  # the current text version, not a cached one
     tenant = practice.tenant_ref
     client = service.check_ref("client", client)
     info = host.lookup_client(TenantRef(tenant), ClientRef(client))
@@ -910,14 +911,15 @@ def open_link(host: Host, token: str, purpose: str) -> Link:
         raise LinkProblem("invalid")
     session = host.session()
     digest = token_hash(token)
+    # populate_existing: a long-lived host session must not answer from stale objects.
     req = session.scalars(
-        select(ConsentRequest).where(
-            ConsentRequest.token_hash == digest, ConsentRequest.purpose == purpose
-        )
+        select(ConsentRequest)
+        .where(ConsentRequest.token_hash == digest, ConsentRequest.purpose == purpose)
+        .execution_options(populate_existing=True)
     ).first()
     if req is None or not hmac.compare_digest(token_for(link_key(host), req), token):
         raise LinkProblem("invalid")
-    practice = service.get_practice(session, req.tenant_ref)
+    practice = session.get(Practice, req.tenant_ref, populate_existing=True)
     if practice is None or not practice.active:
         raise LinkProblem("invalid")
     if req.used_at is not None:

@@ -73,3 +73,37 @@ def test_commands_explain_what_they_need(cli: CliRunner) -> None:
     assert result.exit_code == 2 and "--host" in result.output
     inactive = cli.invoke(main, [*HOST, "request", "all", "--tenant", "tnever-activated"])
     assert inactive.exit_code == 1 and "not active" in inactive.output
+
+
+def test_outbox_send_loop_keeps_sending_until_stopped(
+    host: TestHost, smtp_server: SmtpServer, cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from samtycke_plugin import requests
+
+    hooks = host.hooks()
+    tenant = host.new_tenant()
+    host.activate(hooks, tenant)
+    first = host.new_client(tenant, email="first@example.org")
+    requests.send_request(host, tenant, first, actor="staff:s1")
+    host.session().commit()
+    rounds: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the loop's wait: queue more mail, then stop
+        rounds.append(seconds)
+        if len(rounds) == 1:
+            later = host.new_client(tenant, email="later@example.org")
+            requests.send_request(host, tenant, later, actor="staff:s1")
+            host.session().commit()
+            return
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    result = cli.invoke(
+        main, [*HOST, "outbox", "send", "--loop", "--interval", "5", "--tenant", tenant],
+        env=smtp_server.env(),
+    )
+    assert result.exit_code == 0, result.output
+    assert rounds == [5.0, 5.0] and "Stopped." in result.output
+    assert [m.rcpt_tos[0] for m in smtp_server.messages] == ["first@example.org", "later@example.org"]

@@ -119,6 +119,13 @@ def test_full_path_request_mail_accept_receipt_withdraw(
     assert "Samtycke till behandling av personuppgifter" in receipt.text  # the text itself
     w_purpose, w_token = receipt.link()
     assert w_purpose == "w" and w_token != token
+    # The standard receipt (Kantara Consent Receipt field names) rides along as JSON.
+    [attachment] = list(receipt.message.iter_attachments())
+    assert attachment.get_content_type() == "application/json"
+    assert attachment.get_filename() == "samtyckeskvitto.json"
+    kantara = json.loads(attachment.get_content())
+    assert kantara["consentReceiptID"] and kantara["consentTimestamp"]
+    assert kantara["language"] == "sv"
 
     confirm = browser.get(path_of("w", w_token))
     assert confirm.status_code == 200 and "Återkalla samtycke" in confirm.text

@@ -7,9 +7,9 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
+from hostkit import TestHost, staff, submission
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hostkit import TestHost, staff, submission
 from sqlalchemy import func, select
 
 from hookspecs.types import BookingRef, ClientCreated, ClientInfo, ClientRef, TenantRef
@@ -242,7 +242,7 @@ def test_two_batches_at_once_queue_each_client_once(host: TestHost) -> None:
         try:
             barrier.wait()
             results.append(requests.request_batch(h, tenant, actor="staff:s1", chunk_size=50))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
         finally:
             h.session().rollback()
