@@ -356,3 +356,41 @@ def test_online_booking_consent_gets_a_receipt_with_a_working_withdraw_link(
     browser.post(path_of("w", w_token), data={**form_fields(confirm.text), "decision": "withdraw"})
     states = [e.state for e in _events(host, tenant) if e.client_ref == client]
     assert states == ["given", "withdrawn"]
+
+
+def test_simultaneous_posts_from_two_connections_record_one_event(
+    host: TestHost, smtp_server: SmtpServer
+) -> None:
+    """L2: a double click racing on two database connections (two worker threads)."""
+    import threading
+
+    tenant, client = _setup(host)
+    requests.send_request(host, tenant, client, actor="staff:s1")
+    host.session().commit()
+    send_due(host, tenant=tenant, transport=smtp_server.transport())
+    _, token = smtp_server.messages[0].link()
+    form = form_fields(Browser(host).get(path_of("c", token)).text)
+    workers = [TestHost(host.engine) for _ in range(4)]
+    for w in workers:
+        w.clients, w.practices = host.clients, host.practices
+    barrier = threading.Barrier(len(workers))
+    statuses: list[int] = []
+    bodies: list[str] = []
+
+    def click(w: TestHost) -> None:
+        browser = Browser(w)
+        barrier.wait()
+        response = browser.post(path_of("c", token), data={**form, "decision": "accept"})
+        statuses.append(response.status_code)
+        bodies.append(response.text)
+        w.close()
+
+    threads = [threading.Thread(target=click, args=(w,)) for w in workers]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=60)
+    assert statuses == [200] * len(workers)
+    assert sum("Tack!" in b for b in bodies) == 1
+    assert sum("redan registrerat" in b for b in bodies) == len(workers) - 1
+    assert [e.state for e in _events(host, tenant)] == ["requested", "given"]
