@@ -97,7 +97,9 @@ class BookingSpecs:
         When: once at host start-up.  The host sets ``environ["booking.host"]`` to
         itself on every request it forwards, and for signed-in practitioners also
         ``environ["booking.tenant"]`` (:class:`TenantRef`) and
-        ``environ["booking.staff"]`` (:class:`StaffContext`) — never from request data.
+        ``environ["booking.staff"]`` (:class:`StaffContext`) — never from request data;
+        optionally ``environ["booking.locale"]`` and ``environ["booking.home"]``
+        (``(path, label)`` of a "back to the platform" link).
 
         :param host: the host.
         :returns: the mounts; prefixes must not collide.

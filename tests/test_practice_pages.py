@@ -31,12 +31,16 @@ WHEN = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 class Pages:
     """A browser-less practitioner session: the host authenticates ``who`` in ``tenant``."""
 
-    def __init__(self, host: TestHost, tenant: str, who: StaffContext | None = None) -> None:
+    def __init__(
+        self, host: TestHost, tenant: str, who: StaffContext | None = None, home: object = None
+    ) -> None:
         self.host, self.tenant, self.staff = host, tenant, who or staff()
         app = make_wsgi_app()
 
         def hosted(environ: dict[str, Any], start_response: Any) -> Any:
             environ["booking.host"] = host
+            if home is not None:
+                environ["booking.home"] = home
             if self.staff is not None:
                 environ["booking.tenant"] = tenant
                 environ["booking.staff"] = self.staff
@@ -1130,3 +1134,14 @@ def test_in_chromium_without_javascript_and_with_script_payloads(served: Any) ->
             js.close()
         finally:
             browser.close()
+
+
+def test_back_link_to_the_platform_only_for_local_paths(host: TestHost) -> None:
+    tenant = set_up(host)
+    page = html(Pages(host, tenant, home=("/clients", "Praktika")).get("/"))
+    assert '<a href="/clients">← Tillbaka till Praktika</a>' in page
+    assert "Tillbaka till" not in html(Pages(host, tenant).get("/"))
+    for bad in (("//evil.example/x", "Evil"), ("https://evil.example", "Evil"), "/clients"):
+        assert "Tillbaka till" not in html(Pages(host, tenant, home=bad).get("/"))
+    english = html(Pages(host, tenant, home=("/", "Praktika <b>")).get("/", lang="en"))
+    assert "← Back to Praktika &lt;b&gt;" in english

@@ -270,6 +270,7 @@ class Apps:
                 environ["PATH_INFO"] = request.environ["PATH_INFO"][len(_mount.prefix):]
                 environ["booking.host"] = self.host
                 environ["booking.locale"] = language()
+                environ["booking.home"] = (request.script_root + "/", "Praktika")
                 for key in ("booking.tenant", "booking.staff"):
                     environ.pop(key, None)
                 staff = signed_in()  # from the platform's own session, never from the request

@@ -7,7 +7,9 @@ and sets, on every request it forwards:
 * ``environ["booking.host"]``: the :class:`hookspecs.host.Host`;
 * for signed-in practitioners, ``environ["booking.tenant"]`` and
   ``environ["booking.staff"]`` (from the host's own session, never from request data);
-* optionally ``environ["booking.locale"]`` (the page language).
+* optionally ``environ["booking.locale"]`` (the page language) and
+  ``environ["booking.home"]``: ``(path, label)`` of the platform page the
+  practitioner came from, shown as a "back" link (a root-relative path).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import OperationalError
-from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
@@ -180,6 +182,13 @@ class WebApp:
         host: Host | None = None
         try:
             endpoint, args = adapter.match()
+            if request.method == "POST":
+                # Size and field-count limits apply to every route before any handler
+                # runs (an unknown token or client must not let a huge body through
+                # unread): RequestEntityTooLarge → 413, nothing written.
+                fields = sum(len(values) for _key, values in request.form.lists())
+                if fields > SamtyckeRequest.max_form_parts:  # urlencoded has no part limit
+                    raise RequestEntityTooLarge()
             host = host_of(request)
             handler = self.handlers[str(endpoint)]
             # One unit of work per request: committed after a state-changing method,

@@ -185,6 +185,20 @@ def redirect(ctx: Ctx, path: str, **params: object) -> Response:
     return secure_headers(response, public=False)
 
 
+def home_link(request: Request) -> tuple[str, str] | None:
+    """The host's "back to the platform" link (``environ["booking.home"] = (url, label)``)."""
+    home = request.environ.get("booking.home")
+    if (
+        isinstance(home, tuple)
+        and len(home) == 2
+        and all(isinstance(x, str) for x in home)
+        and home[0].startswith("/")
+        and not home[0].startswith("//")
+    ):
+        return home[0], home[1]
+    return None
+
+
 def render_page(ctx: Ctx, template: str, *, status: int = 200, **values: Any) -> Response:
     info = ctx.host.practice_info(TenantRef(ctx.tenant))
     done = ctx.request.args.get("done", "") if ctx.request.method in ("GET", "HEAD") else ""
@@ -202,6 +216,7 @@ def render_page(ctx: Ctx, template: str, *, status: int = 200, **values: Any) ->
         staff=ctx.staff,
         practice_name=info.name if info else ctx.tenant,
         setup_complete=ctx.practice.setup_complete,
+        home=home_link(ctx.request),
         **values,
     )
 
