@@ -20,7 +20,7 @@ DOMAIN = "samtycke"
 
 def lang(locale: str | None) -> str:
     """``sv_SE`` → ``sv``; anything unsupported → ``en``; nothing → the default (sv)."""
-    if not locale:
+    if not locale or not isinstance(locale, str):  # a host may pass anything: fall back
         return DEFAULT
     code = locale.replace("-", "_").split("_")[0].lower()
     return code if code in SUPPORTED else "en"

@@ -29,7 +29,7 @@ from samtycke_plugin.rules import EventFacts, Snapshot, State, fold
 
 def truncate_ip(ip: str | None) -> str | None:
     """Keep only the network part: /24 for IPv4, /48 for IPv6 (data minimisation)."""
-    if not ip:
+    if not ip or not isinstance(ip, str):
         return None
     try:
         addr = ipaddress.ip_address(ip.strip())
@@ -37,6 +37,19 @@ def truncate_ip(ip: str | None) -> str | None:
         return None
     prefix = 24 if addr.version == 4 else 48
     return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
+
+
+def clean_user_agent(value: str | None) -> str | None:
+    """The user agent as evidence: control characters (NUL included, which PostgreSQL
+    refuses) dropped, unencodable lone surrogates replaced, at most 512 characters."""
+    if not value or not isinstance(value, str):
+        return None
+    kept = "".join(
+        "\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch
+        for ch in value
+        if ord(ch) >= 32 and ch != "\x7f"
+    )
+    return kept[:512] or None
 
 
 @frozen(kw_only=True)
@@ -188,7 +201,7 @@ def append(
     seq, prev = int(head[0]), str(head[1])
 
     ip_prefix = truncate_ip(new.ip_address)
-    user_agent = new.user_agent[:512] if new.user_agent else None
+    user_agent = clean_user_agent(new.user_agent)
     salt: str | None = None
     ev_hash: str | None = None
     if ip_prefix or user_agent or new.note:
@@ -289,7 +302,7 @@ def append_many(session: Session, events: Sequence[NewEvent]) -> list[int]:
     evidence: dict[int, dict[str, Any]] = {}
     for i, new in enumerate(events):
         ip_prefix = truncate_ip(new.ip_address)
-        user_agent = new.user_agent[:512] if new.user_agent else None
+        user_agent = clean_user_agent(new.user_agent)
         ev_hash: str | None = None
         if ip_prefix or user_agent or new.note:
             salt = secrets.token_hex(16)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -108,7 +108,7 @@ _REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
 
 def check_ref(field: str, value: object) -> str:
     """A tenant/client/booking reference: a short string of safe characters."""
-    if not isinstance(value, str) or not _REF.match(value):
+    if not isinstance(value, str) or not _REF.fullmatch(value):  # "$" would allow "ref\n"
         raise InputError(
             field, "must be 1-64 letters, digits or . _ : @ - (got " + repr(value)[:80] + ")"
         )
@@ -122,12 +122,26 @@ def now_utc(host: Host) -> datetime:
     return now.astimezone(UTC)
 
 
-def clean_note(note: str | None) -> str | None:
+def storable(field: str, value: str) -> str:
+    """Refuse text no database can store: lone surrogates (a host's JSON API can hand
+    them over, e.g. ``json.loads('"\\ud800"')``) fail inside the driver otherwise."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(
+            field, "contains characters that cannot be stored (a broken encoding); retype it"
+        ) from None
+    return value
+
+
+def clean_note(note: str | None, field: str = "note") -> str | None:
     if note is None:
         return None
-    note = "".join(ch for ch in note if ch in "\n\t" or ord(ch) >= 32).strip()
+    if not isinstance(note, str):
+        raise InputError(field, "must be text")
+    note = storable(field, "".join(ch for ch in note if ch in "\n\t" or ord(ch) >= 32).strip())
     if len(note) > MAX_NOTE:
-        raise InputError("note", f"is too long ({len(note)} characters; at most {MAX_NOTE})")
+        raise InputError(field, f"is too long ({len(note)} characters; at most {MAX_NOTE})")
     return note or None
 
 
@@ -379,7 +393,7 @@ class TextPreview:
 def _validate_body(body: object, language: str) -> str:
     if not isinstance(body, str):
         raise InputError(f"text_{language}", "must be text")
-    body = normalise_body(body)
+    body = normalise_body(storable(f"text_{language}", body))
     if len(body.strip()) < 20:
         raise InputError(f"text_{language}", "is too short to be a consent text")
     if len(body) > MAX_TEXT_LENGTH:
@@ -452,7 +466,7 @@ def publish_text(
     if not bodies:
         raise InputError("text", "give the text in at least one language")
     clean = {lang(k): _validate_body(v, lang(k)) for k, v in bodies.items()}
-    reason = clean_note(reason)
+    reason = clean_note(reason, "reason")
     now = now_utc(host)
     practice = require_practice(session, tenant)
     lock_practice(session, practice.tenant_ref)  # concurrent edits: no duplicate minor
@@ -613,9 +627,9 @@ class _Decision:
     settings: PracticeSettings | None = None
 
 
-def _shown_text_id(raw: str | None) -> int | None:
-    if not raw or not raw.isdigit() or len(raw) > 18:
-        return None
+def _shown_text_id(raw: object) -> int | None:
+    if not isinstance(raw, str) or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        return None  # "²" and other non-ASCII digits are isdigit() but not int()-able
     return int(raw)
 
 
@@ -730,7 +744,7 @@ def record_booking(
 
 
 def staff_actor(staff: StaffContext) -> str:
-    return f"staff:{staff.ref}"
+    return f"staff:{check_ref('staff', staff.ref)}"
 
 
 def record_manual(
@@ -943,6 +957,8 @@ def row_badges(host: Host, tenant: str, clients: Sequence[str], locale: str) -> 
     practice = get_practice(session, tenant)
     if practice is None or not practice.active:
         return []
+    if isinstance(clients, str | bytes) or not isinstance(clients, Iterable):
+        raise InputError("clients", "must be a list of client references")
     refs = [check_ref("client", c) for c in clients]
     rows = {
         r.client_ref: snapshot_of(r)
