@@ -482,3 +482,38 @@ def test_the_relay_without_tenant_serves_every_practice_and_throttles(
     assert addresses <= received
     # Throttled to 25 mails a second: at least (n - 1) / 25 seconds for n mails.
     assert elapsed >= (len(smtp_server.messages) - 1) / 25
+
+
+def test_two_relays_at_once_send_each_message_once(host: TestHost, smtp_server: SmtpServer) -> None:
+    import threading
+
+    tenant = _practice(host)
+    for i in range(40):
+        _ask(host, tenant, email=f"r{i}@example.org")
+    relays = [TestHost(host.engine) for _ in range(3)]
+    for relay in relays:
+        relay.practices = host.practices
+    reports: list[SendReport] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(relays))
+
+    def run(relay: TestHost) -> None:
+        try:
+            barrier.wait()
+            reports.append(send_due(relay, tenant=tenant, transport=smtp_server.transport(),
+                                    policy=POLICY, limit=1000))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            relay.close()
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in relays]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+    assert errors == []
+    assert sum(r.sent for r in reports) == 40
+    received = [m.rcpt_tos[0] for m in smtp_server.messages]
+    assert sorted(received) == sorted(f"r{i}@example.org" for i in range(40))
+    assert {row.status for row in _outbox(host, tenant)} == {"sent"}

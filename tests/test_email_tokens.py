@@ -275,3 +275,26 @@ def test_the_relay_will_not_send_a_link_that_expired_while_queued(
     host.advance(days=1, seconds=1)
     report = send_due(host, tenant=tenant, transport=smtp_server.transport())
     assert (report.sent, report.cancelled) == (0, 1) and smtp_server.messages == []
+
+
+def test_no_token_reaches_a_log(
+    host: TestHost, smtp_server: SmtpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    sent = Sent(host, smtp_server)
+    forged = secrets.token_urlsafe(32)
+    browser = Browser(host)
+    form = form_fields(browser.get(path_of("c", sent.token)).text)
+    for token in (sent.token, forged):
+        for suffix in ("", "/"):
+            browser.get(path_of("c", token) + suffix)
+            browser.post(path_of("w", token) + suffix, data={"decision": "withdraw"})
+    browser.post(path_of("c", sent.token), data={**form, "decision": "accept"})
+    browser.post(path_of("c", sent.token), data={**form, "decision": "accept"})  # used
+    records = [r for r in caplog.records if r.name != "mail.log"]  # not the test server's trace
+    assert any("unusable" in r.getMessage() for r in records)
+    for record in records:
+        text = record.getMessage() + str(record.args)
+        assert sent.token not in text and forged not in text

@@ -122,7 +122,7 @@ def source_of(request: Request) -> str:
     return str(addr)
 
 
-def _problem(request: Request, problem: links.LinkProblem) -> Response:
+def _problem(request: Request, problem: links.LinkProblem, purpose: str) -> Response:
     locale = locale_of(request)
     if problem.kind == "used" and problem.tenant is not None:
         host = host_of(request)
@@ -132,7 +132,7 @@ def _problem(request: Request, problem: links.LinkProblem) -> Response:
             name = problem.tenant
         return page("public_used.html", locale, public=True, practice=name)
     LIMITER.failure(source_of(request))
-    log.info("unusable link opened (%s %s)", request.method, request.path.split("/")[-2:-1])
+    log.info("unusable %s link (%s)", purpose, request.method)  # never the token itself
     return page("public_invalid.html", locale, status=404, public=True)
 
 
@@ -142,7 +142,7 @@ def _open(request: Request, token: str, purpose: str) -> links.Link | Response:
     try:
         return links.open_link(host_of(request), token, purpose)
     except links.LinkProblem as problem:
-        return _problem(request, problem)
+        return _problem(request, problem, purpose)
 
 
 def _locale(request: Request, link: links.Link) -> str:
@@ -239,7 +239,7 @@ def consent(request: Request, token: str) -> Response:
             ip_address=request.remote_addr, user_agent=request.user_agent.string or None,
         )
     except links.LinkProblem as problem:
-        return _problem(request, problem)
+        return _problem(request, problem, links.PURPOSE_CONSENT)
     accepted = event.state in ("given", "renewed")
     log.info("practice %s: %s recorded from an e-mailed link (request %d)",
              link.practice.tenant_ref, event.state, link.request.id)
@@ -282,7 +282,7 @@ def withdraw(request: Request, token: str) -> Response:
             user_agent=request.user_agent.string or None,
         )
     except links.LinkProblem as problem:
-        return _problem(request, problem)
+        return _problem(request, problem, links.PURPOSE_WITHDRAW)
     log.info("practice %s: withdrawn from an e-mailed link (request %d)",
              link.practice.tenant_ref, link.request.id)
     return page(
