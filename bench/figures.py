@@ -13,7 +13,7 @@ from typing import Any
 
 import pluggy
 from attrs import define, field, frozen
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, event, func, literal, select
 
 from bench.floor import PANEL_TEMPLATE, STATUS_SQL, Raw, floor_event, floor_metadata
 from bench.generate import Generated
@@ -31,6 +31,9 @@ from hookspecs.types import (
     TenantRef,
 )
 from samtycke_plugin import service
+
+#: What the host reads before it calls the app (its own request data).
+_HOST_FIRST_READ = select(literal(1))
 
 STAFF = StaffContext(ref=StaffRef("s1"), name="Dr. Berg", can_record_consent=True)
 
@@ -76,10 +79,12 @@ class Bench:
         return quick if self.quick else full
 
     def fresh_unit_of_work(self, _i: int = 0) -> None:
-        """End the host's previous request and begin the next one (untimed)."""
+        """End the host's previous request and begin the next one (untimed): the host's
+        transaction is open when it calls the app, as it has read its own data first
+        (on PostgreSQL the driver sends BEGIN with the first statement)."""
         session = self.host.session()
         session.rollback()
-        session.connection()
+        session.execute(_HOST_FIRST_READ)
 
     def close(self) -> None:
         self.host.close()

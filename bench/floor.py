@@ -91,6 +91,10 @@ class Raw:
                 host=url.host, port=url.port or 5432, user=url.username,
                 password=url.password, dbname=url.database, autocommit=True,
             )
+            # No server-side prepared statements, as for the app: a host's pool resets
+            # each connection with a ROLLBACK after every request, and psycopg drops its
+            # prepared statements on rollback, so every request plans its statements.
+            conn.prepare_threshold = None
             self.mark = "%s"
         self.conn = conn
         self.cur = conn.cursor()

@@ -566,21 +566,26 @@ _S = ConsentStateRow.__table__.c
 _T = TextVersion.__table__.c
 
 #: The booking gate and the profile panel in one indexed query, built once: the
-#: practice's switches, the client's projection row (primary key lookup) and the text
-#: version the booking form showed (primary key lookup); the last two may be absent.
-_GATE = (
+#: practice's switches and the client's projection row (primary key lookup; may be absent).
+_GATE_COLUMNS = (
+    _P.active, _P.setup_complete, _P.current_major,
+    cast(_P.settings, Text).label("settings_json"),
+    _S.state, _S.text_major, _S.expires_at, _S.since, _S.delivery,
+)
+_GATE_FROM = Practice.__table__.outerjoin(
+    ConsentStateRow.__table__,
+    and_(_S.tenant_ref == _P.tenant_ref, _S.client_ref == bindparam("client")),
+)
+_GATE = select(*_GATE_COLUMNS).select_from(_GATE_FROM).where(_P.tenant_ref == bindparam("tenant"))
+#: The same with the text version the booking form showed (when one was posted back).
+_GATE_SHOWN = (
     select(
-        _P.active, _P.setup_complete, _P.current_major,
-        cast(_P.settings, Text).label("settings_json"),
-        _S.state, _S.text_major, _S.expires_at, _S.since, _S.delivery,
+        *_GATE_COLUMNS,
         _T.id.label("shown_id"), _T.major.label("shown_major"),
         _T.sha256.label("shown_sha256"), _T.language.label("shown_language"),
     )
     .select_from(
-        Practice.__table__.outerjoin(
-            ConsentStateRow.__table__,
-            and_(_S.tenant_ref == _P.tenant_ref, _S.client_ref == bindparam("client")),
-        ).outerjoin(
+        _GATE_FROM.outerjoin(
             TextVersion.__table__,
             and_(_T.id == bindparam("text_id"), _T.tenant_ref == _P.tenant_ref),
         )
@@ -588,8 +593,8 @@ _GATE = (
     .where(_P.tenant_ref == bindparam("tenant"))
 )
 
-
 _GATE_READ = PreparedSelect(_GATE)
+_GATE_SHOWN_READ = PreparedSelect(_GATE_SHOWN)
 _PRACTICE_READ = PreparedSelect(
     select(_P.active, _P.current_major).where(_P.tenant_ref == bindparam("tenant"))
 )
@@ -606,7 +611,11 @@ _LOCK_PRACTICE = PreparedSelect(
 
 
 def _gate_row(session: Session, tenant: str, client: str | None, text_id: int | None) -> Any:
-    return _GATE_READ.one_or_none(session, {"tenant": tenant, "client": client, "text_id": text_id})
+    if text_id is None:
+        return _GATE_READ.one_or_none(session, {"tenant": tenant, "client": client})
+    return _GATE_SHOWN_READ.one_or_none(
+        session, {"tenant": tenant, "client": client, "text_id": text_id}
+    )
 
 
 @frozen(kw_only=True)
@@ -650,7 +659,7 @@ def _decide(host: Host, submission: BookingSubmission, client: str | None) -> _D
     text = (
         _ShownText(id=row.shown_id, major=row.shown_major, sha256=row.shown_sha256,
                    language=row.shown_language)
-        if row.shown_id is not None else None
+        if getattr(row, "shown_id", None) is not None else None
     )
     outcome = gate(
         settings, current, is_new_client=submission.is_new_client or client is None,
