@@ -42,6 +42,7 @@ class Status(StrEnum):
     UNKNOWN = "unknown"
     REQUESTED = "requested"
     BOUNCED = "bounced"
+    UNDELIVERED = "undelivered"
     DEFERRED = "deferred"
     REFUSED = "refused"
     WITHDRAWN = "withdrawn"
@@ -85,6 +86,8 @@ def status(snapshot: Snapshot | None, current_major: int, now: datetime) -> Stat
         return Status.VALID
     if snapshot.state is State.REQUESTED and snapshot.delivery == "bounced":
         return Status.BOUNCED
+    if snapshot.state is State.REQUESTED and snapshot.delivery == "failed":
+        return Status.UNDELIVERED
     return Status(snapshot.state.value)
 
 

@@ -14,6 +14,7 @@ _LABELS: dict[Status, str] = {
     Status.UNKNOWN: N_("No consent"),
     Status.REQUESTED: N_("Consent requested"),
     Status.BOUNCED: N_("Address rejected"),
+    Status.UNDELIVERED: N_("Request not delivered"),
     Status.DEFERRED: N_("Answer deferred"),
     Status.REFUSED: N_("Consent declined"),
     Status.WITHDRAWN: N_("Consent withdrawn"),
@@ -30,6 +31,10 @@ _REASONS: dict[Status, str] = {
     Status.REQUESTED: N_("A request has been sent; the client has not answered yet."),
     Status.BOUNCED: N_(
         "The consent request could not be delivered: the e-mail address was rejected. "
+        "Check the address and send a new request."
+    ),
+    Status.UNDELIVERED: N_(
+        "The consent request could not be delivered after repeated attempts. "
         "Check the address and send a new request."
     ),
     Status.DEFERRED: N_("The client put off answering the request."),
@@ -52,6 +57,7 @@ _TONES: dict[Status, Tone] = {
     Status.REQUESTED: "warn",
     Status.DEFERRED: "warn",
     Status.BOUNCED: "error",
+    Status.UNDELIVERED: "error",
 }
 
 _ICONS: dict[Tone, str] = {"ok": "✓", "warn": "…", "missing": "!", "error": "✗"}

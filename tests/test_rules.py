@@ -49,6 +49,8 @@ def test_bounced_request_is_its_own_status() -> None:
     )
     assert status(bounced, 1, NOW) is Status.BOUNCED
     assert status(snap(State.REQUESTED), 1, NOW) is Status.REQUESTED
+    gave_up = Snapshot(state=State.REQUESTED, text_major=1, expires_at=None, since=NOW, delivery="failed")
+    assert status(gave_up, 1, NOW) is Status.UNDELIVERED
 
 
 def test_a_request_does_not_take_away_valid_consent() -> None:
