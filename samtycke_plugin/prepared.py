@@ -23,15 +23,15 @@ from attrs import frozen
 from sqlalchemy import Connection, Dialect, Select, exc
 from sqlalchemy.orm import Session
 
-Processor = Callable[[Any], Any] | None
-
 
 @frozen
 class _Plan:
     sql: str
     positional: tuple[str, ...] | None
-    binds: tuple[tuple[str, Processor], ...]
-    results: tuple[Processor, ...]
+    #: Bind parameters that need converting for the driver (most need nothing).
+    binds: tuple[tuple[str, Callable[[Any], Any]], ...]
+    #: Result columns that need converting, by position.
+    results: tuple[tuple[int, Callable[[Any], Any]], ...]
     row: Any
 
 
@@ -48,12 +48,15 @@ class PreparedSelect:
         if plan is None:
             compiled = self.statement.compile(dialect=dialect)
             binds = tuple(
-                (name, bind.type.dialect_impl(dialect).bind_processor(dialect))
-                for name, bind in ((b.key, b) for b in compiled.binds.values())
+                (bind.key, proc)
+                for bind in compiled.binds.values()
+                if (proc := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
             )
             results = tuple(
-                col.type.dialect_impl(dialect).result_processor(dialect, None)
-                for col in self.statement.selected_columns
+                (i, proc)
+                for i, col in enumerate(self.statement.selected_columns)
+                if (proc := col.type.dialect_impl(dialect).result_processor(dialect, None))
+                is not None
             )
             positional = tuple(compiled.positiontup or ()) if compiled.positional else None
             plan = _Plan(sql=compiled.string, positional=positional, binds=binds,
@@ -67,13 +70,13 @@ class PreparedSelect:
         if _observed(conn):
             return session.execute(self.statement, dict(params)).one_or_none()
         plan = self._plan(conn.dialect)
-        values = {
-            name: proc(params[name]) if proc is not None else params[name]
-            for name, proc in plan.binds
-        }
+        if plan.binds:
+            params = dict(params)
+            for name, convert in plan.binds:
+                params[name] = convert(params[name])
         args: Any = (
-            tuple(values[name] for name in plan.positional) if plan.positional is not None
-            else values
+            tuple([params[name] for name in plan.positional]) if plan.positional is not None
+            else params
         )
         dbapi_conn = conn.connection
         cursor = dbapi_conn.cursor()
@@ -86,9 +89,11 @@ class PreparedSelect:
             cursor.close()
         if raw is None:
             return None
-        return plan.row._make(
-            proc(v) if proc is not None else v for proc, v in zip(plan.results, raw, strict=True)
-        )
+        if plan.results:
+            raw = list(raw)
+            for i, convert in plan.results:
+                raw[i] = convert(raw[i])
+        return plan.row._make(raw)
 
 
 def _observed(conn: Connection) -> bool:

@@ -1,0 +1,71 @@
+"""PreparedSelect (the hot-path reads) returns exactly what Session.execute returns, is
+seen by statement listeners, and wraps driver errors like SQLAlchemy does."""
+
+from __future__ import annotations
+
+import pytest
+from hostkit import TestHost, count_statements, submission
+from sqlalchemy import bindparam, exc, select, text
+
+from samtycke_plugin import service
+from samtycke_plugin.models import ConsentStateRow
+from samtycke_plugin.prepared import PreparedSelect
+
+
+def _tuples(row: object) -> tuple[object, ...] | None:
+    return None if row is None else tuple(row)  # type: ignore[arg-type]
+
+
+def test_same_rows_as_session_execute(host: TestHost) -> None:
+    hooks = host.hooks()
+    tenant = host.new_tenant()
+    host.activate(hooks, tenant, validity_days=365)
+    given, unknown = host.new_client(tenant), host.new_client(tenant)
+    text_id = service.current_text(
+        host.session(), service.require_practice(host.session(), tenant), "sv"
+    ).id
+    sub = submission(tenant, given, ticked=True, text_id=text_id)
+    assert hooks.submit_check(sub) == []
+    hooks.submitted(sub, "b1", given)  # type: ignore[arg-type]
+    host.session().commit()
+
+    session = host.session()
+    cases = [
+        (service._GATE, service._GATE_READ, {"tenant": tenant, "client": given}),
+        (service._GATE, service._GATE_READ, {"tenant": tenant, "client": unknown}),
+        (service._GATE, service._GATE_READ, {"tenant": "t-none", "client": given}),
+        (service._GATE_SHOWN, service._GATE_SHOWN_READ,
+         {"tenant": tenant, "client": given, "text_id": text_id}),
+        (service._GATE_SHOWN, service._GATE_SHOWN_READ,
+         {"tenant": tenant, "client": given, "text_id": 10**12}),
+    ]
+    for statement, prepared, params in cases:
+        expected = session.execute(statement, params).one_or_none()
+        fast = prepared.one_or_none(session, params)
+        assert _tuples(fast) == _tuples(expected)
+        if fast is not None:
+            assert fast._fields == tuple(expected._fields)  # type: ignore[union-attr]
+    row = service._GATE_READ.one_or_none(session, {"tenant": tenant, "client": given})
+    assert row.state == "given" and row.since.tzinfo is not None
+    assert row.expires_at > row.since and row.active is True
+    session.rollback()
+
+
+def test_listeners_see_the_statement(host: TestHost) -> None:
+    tenant = host.new_tenant()
+    with count_statements(host.engine) as seen:
+        service._GATE_READ.one_or_none(host.session(), {"tenant": tenant, "client": "c1"})
+    assert any("samtycke_consent_state" in s for s in seen)
+    host.session().rollback()
+
+
+def test_driver_errors_are_wrapped(host: TestHost) -> None:
+    broken = PreparedSelect(
+        select(ConsentStateRow.__table__.c.state).where(
+            ConsentStateRow.__table__.c.tenant_ref == bindparam("tenant"),
+            text("no_such_column = 1"),
+        )
+    )
+    with pytest.raises(exc.DBAPIError):
+        broken.one_or_none(host.session(), {"tenant": "t"})
+    host.session().rollback()
