@@ -6,7 +6,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Engine, Index, MetaData, String, Table, create_engine, select
+from sqlalchemy import (
+    Column,
+    Engine,
+    Index,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    create_engine,
+    select,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
@@ -39,6 +49,9 @@ host_client = Table(
 )
 
 _LOOKUP = select(host_client.c.id, host_client.c.name, host_client.c.email, host_client.c.locale)
+_LOOKUP_ONE = _LOOKUP.where(
+    host_client.c.tenant == bindparam("tenant"), host_client.c.id == bindparam("client")
+)
 
 
 class BenchHost:
@@ -61,9 +74,7 @@ class BenchHost:
         return self.clock
 
     def lookup_client(self, tenant: TenantRef, client: ClientRef) -> ClientInfo | None:
-        row = self._session.execute(
-            _LOOKUP.where(host_client.c.tenant == tenant, host_client.c.id == client)
-        ).one_or_none()
+        row = self._session.execute(_LOOKUP_ONE, {"tenant": tenant, "client": client}).one_or_none()
         return None if row is None else ClientInfo(
             ref=ClientRef(row.id), name=row.name, email=row.email, locale=row.locale
         )
