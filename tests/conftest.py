@@ -1,4 +1,4 @@
-"""Fixtures: a migrated SQLite file and a migrated PostgreSQL database per session.
+"""Fixtures: a migrated SQLite file per test and a migrated PostgreSQL database per session.
 
 Tests isolate themselves by using fresh practice (tenant) refs, which the app
 scopes every query by; that is also what a multi-tenant host relies on.
@@ -8,8 +8,10 @@ Under CI=true a PostgreSQL server that cannot be reached is a failure, not a ski
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hostkit import TestHost, pg_admin_url
@@ -66,10 +68,27 @@ def drop_pg_database(admin_url: str, url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    path = tmp_path_factory.mktemp("db") / "samtycke.sqlite"
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for every test that needs one."""
+    path = tmp_path_factory.mktemp("db") / "template.sqlite"
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
+    raw = engine.raw_connection()  # autocommit: a checkpoint cannot run in a transaction
+    try:
+        raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        raw.close()
+    engine.dispose()
+    return path
+
+
+@pytest.fixture
+def sqlite_engine(sqlite_template: Path, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated SQLite database of the test's own: a transaction another test left open
+    (SQLite has one writer at a time) can never make this test wait."""
+    path = tmp_path / "samtycke.sqlite"
+    shutil.copyfile(sqlite_template, path)
+    engine = make_engine(f"sqlite:///{path}")
     yield engine
     engine.dispose()
 
