@@ -916,18 +916,16 @@ def profile_panel(
         if snap is not None and current in (Status.VALID, Status.OUTDATED, Status.EXPIRED)
         else None
     )
+    tone, label = status_text.tone(current), status_text.label(current, locale)
     html = render(
         "profile_panel.html", locale,
-        status=current.value, tone=status_text.tone(current), icon=status_text.icon(current),
-        label=status_text.label(current, locale), reason=status_text.reason(current, locale),
-        given=given, text=_panel_text(lang(locale)), client=client, prefix=MOUNT_PREFIX,
+        status=current.value, tone=tone, icon=status_text.icon(current), label=label,
+        reason=status_text.reason(current, locale), given=given,
+        text=_panel_text(lang(locale)), client=client, prefix=MOUNT_PREFIX,
         setup_complete=row.setup_complete,
         withdrawable=snap is not None and snap.state in VALID_STATES,
     )
-    return ProfilePanel(
-        key="samtycke.status", tone=status_text.tone(current),
-        label=status_text.label(current, locale), html=html,
-    )
+    return ProfilePanel(key="samtycke.status", tone=tone, label=label, html=html)
 
 
 def list_filters(locale: str) -> list[ListFilter]:
