@@ -445,14 +445,14 @@ def rebuild_projection(session: Session, tenant_ref: str) -> int:
             select(ConsentEvent.client_ref, ConsentEvent.seq)
             .where(ConsentEvent.tenant_ref == tenant_ref)
             .order_by(ConsentEvent.seq)
-        ).tuples().all()
+        ).all()  # Result.tuples() is deprecated in SQLAlchemy 2.1 (rows are tuples)
     )
     delivery = dict(
         session.execute(
             select(ConsentStateRow.client_ref, ConsentStateRow.delivery).where(
                 ConsentStateRow.tenant_ref == tenant_ref
             )
-        ).tuples().all()
+        ).all()
     )
     session.execute(delete(ConsentStateRow).where(ConsentStateRow.tenant_ref == tenant_ref))
     for client_ref, snap in snaps.items():

@@ -190,6 +190,9 @@ class ConsentRequest(Base):
             sqlite_where=text("used_at IS NULL AND revoked_at IS NULL"),
             postgresql_where=text("used_at IS NULL AND revoked_at IS NULL"),
         ),
+        # Erasure deletes requests; SQLite would hand a deleted highest id to the next
+        # request, and chained events name requests by id: never reuse one.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -213,7 +216,11 @@ class OutboxMessage(Base):
     """A queued e-mail (transactional outbox), rendered and sent by the relay."""
 
     __tablename__ = "samtycke_outbox"
-    __table_args__ = (Index("ix_samtycke_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_samtycke_outbox_due", "status", "next_attempt_at"),
+        # Erasure deletes mail; a relay still holding a deleted id must not reach a new row.
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     tenant_ref: Mapped[str] = mapped_column(String(64))

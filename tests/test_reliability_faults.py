@@ -33,7 +33,7 @@ from reliability_support import (
     events,
     form_text_id,
 )
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event, inspect, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from werkzeug.test import Client
@@ -311,6 +311,41 @@ def test_a_rolled_back_append_leaves_nothing_behind_in_the_session(host: TestHos
     host.session().commit()
     assert second.seq == 1
     assert [e.seq for e in events(host.engine, tenant)] == [1]
+    assert_invariants(host.engine, [tenant])
+
+
+def test_a_damaged_projection_is_rebuilt_exactly_from_the_ledger(host: TestHost) -> None:
+    """The projection is derived data: after it is damaged (a row deleted, a state
+    edited by hand), ``ledger.rebuild_projection`` restores exactly the replay of the
+    ledger, keeping the delivery marks it cannot derive."""
+    from samtycke_plugin.ledger import projection, rebuild_projection, replay
+    from samtycke_plugin.models import ConsentStateRow
+
+    tenant, _ = _active(host, validity_days=30)
+    clients = [host.new_client(tenant) for _ in range(5)]
+    for k, client in enumerate(clients):
+        service.record_manual(host, tenant, client, staff(), method="paper",
+                              given_at=host.now(), note=None)
+        if k % 2:
+            service.withdraw(host, tenant, client, actor="client", channel="manual",
+                             method=None, by_client=True)
+    host.session().commit()
+    expected = replay(host.session(), tenant)
+    s = host.session()
+    s.execute(ConsentStateRow.__table__.update().where(
+        ConsentStateRow.tenant_ref == tenant, ConsentStateRow.client_ref == clients[0]
+    ).values(state="given", delivery="bounced"))
+    s.execute(ConsentStateRow.__table__.delete().where(
+        ConsentStateRow.tenant_ref == tenant, ConsentStateRow.client_ref == clients[1]))
+    s.commit()
+    assert projection(s, tenant) != expected
+    assert rebuild_projection(s, tenant) == len(clients)
+    s.commit()
+    assert projection(s, tenant) == expected == replay(s, tenant)
+    kept = s.scalar(select(ConsentStateRow.delivery).where(
+        ConsentStateRow.tenant_ref == tenant, ConsentStateRow.client_ref == clients[0]))
+    assert kept == "bounced"
+    s.rollback()
     assert_invariants(host.engine, [tenant])
 
 

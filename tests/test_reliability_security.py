@@ -452,6 +452,42 @@ def test_manual_recording_only_by_permitted_staff(world: World) -> None:
     assert ev.given_at == w.host.now().replace(day=1) and ev.occurred_at == w.host.now()
 
 
+# -- S13: erasure ------------------------------------------------------------------------------
+
+
+def test_ids_of_erased_requests_and_mail_are_never_reused(host: TestHost) -> None:
+    """Regression: SQLite reuses the highest rowid after a delete, so once erasure
+    removed a client's request and outbox rows, the next request got the same id; the
+    erased client's chained ``requested`` event then named another client's request,
+    and a relay still holding the old outbox id could mark the new mail as sent."""
+    from samtycke_plugin.models import ConsentRequest, OutboxMessage
+
+    hooks = host.hooks()
+    tenant = host.new_tenant()
+    host.activate(hooks, tenant, require_consent_for_online_booking=True)
+    erased, other = host.new_client(tenant), host.new_client(tenant, email="o@example.org")
+    old = links.send_request(host, tenant, erased, actor="staff:s1")
+    host.session().commit()
+    old_id = old.id
+    old_mail = host.session().scalar(
+        select(OutboxMessage.id).where(OutboxMessage.request_id == old_id))
+    hooks.client_erased(tenant, ClientRef(erased))
+    host.session().commit()
+    new = links.send_request(host, tenant, other, actor="staff:s1")
+    host.session().commit()
+    new_mail = host.session().scalar(
+        select(OutboxMessage.id).where(OutboxMessage.request_id == new.id))
+    assert new.id != old_id and new_mail != old_mail
+    host.session().rollback()
+    [requested] = [e for e in events(host.engine, tenant)
+                   if e.client_ref == erased and e.state == "requested"]
+    assert requested.request_id == old_id
+    gone = select(ConsentRequest.id).where(ConsentRequest.id == old_id)
+    assert host.session().scalar(gone) is None  # gone, not someone else's
+    host.session().rollback()
+    assert_invariants(host.engine, [tenant])
+
+
 # -- S8: no SQL built from strings -------------------------------------------------------------------
 
 SQL_CALLS = {"text", "exec_driver_sql", "execute", "executescript", "executemany"}

@@ -54,6 +54,7 @@ def upgrade() -> None:
         sa.Column("batch_key", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_samtycke_consent_request")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_samtycke_consent_request_token_hash")),
+        sqlite_autoincrement=True,  # erasure deletes requests: never reuse an id
     )
     with op.batch_alter_table("samtycke_consent_request", schema=None) as batch_op:
         batch_op.create_index(
@@ -102,6 +103,7 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_samtycke_outbox")),
         sa.UniqueConstraint("message_id", name=op.f("uq_samtycke_outbox_message_id")),
+        sqlite_autoincrement=True,  # erasure deletes mail: never reuse an id
     )
     with op.batch_alter_table("samtycke_outbox", schema=None) as batch_op:
         batch_op.create_index("ix_samtycke_outbox_due", ["status", "next_attempt_at"], unique=False)
