@@ -65,7 +65,14 @@ from samtycke_plugin import service
 from samtycke_plugin.db import run_in_transaction
 from samtycke_plugin.errors import Conflict, InputError, NotFound
 from samtycke_plugin.i18n import N_, lang
-from samtycke_plugin.ledger import NewEvent, append, append_many, load_snapshot, snapshot_of
+from samtycke_plugin.ledger import (
+    NewEvent,
+    append,
+    append_many,
+    load_snapshot,
+    lock_practice,
+    snapshot_of,
+)
 from samtycke_plugin.models import (
     ConsentEvent,
     ConsentRequest,
@@ -958,7 +965,7 @@ class TextChanged(Exception):
 def shown_text(host: Host, link: Link, raw: str | None) -> TextVersion:
     """The text version the page showed (posted back); another practice's or an unknown
     id is :class:`InputError` (nothing is written), an outdated one :class:`TextChanged`."""
-    if not raw or not raw.isdigit() or len(raw) > 18:
+    if not raw or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # "²".isdigit()
         raise InputError("text", "the form did not say which text was shown")
     version = host.session().get(TextVersion, int(raw))
     if version is None or version.tenant_ref != link.practice.tenant_ref:
@@ -983,6 +990,9 @@ def answer(
     _claim(host, link)
     session = host.session()
     req = link.request
+    # grant_state reads the projection: decide under the practice's write lock, so a
+    # manual record committed at the same moment makes this one "renewed", not "given"
+    lock_practice(session, req.tenant_ref)
     previous = load_snapshot(session, req.tenant_ref, req.client_ref)
     now = service.now_utc(host)
     settings = service.settings_of(link.practice)

@@ -123,6 +123,58 @@ def test_manual_record_and_booking_at_once(host: TestHost) -> None:
     assert_invariants(host.engine, [tenant])
 
 
+def test_manual_record_and_link_confirmation_at_once(host: TestHost) -> None:
+    """L3 with the e-mailed link: staff record paper consent while the client presses
+    "I consent" on the link page, for several clients: both events are kept, exactly
+    one of them is "given" and the other "renewed", the link is used once."""
+    from smtp_support import Browser, form_fields, path_of
+
+    from samtycke_plugin import requests as links
+
+    tenant, _hooks = _setup(host)
+    rounds = 6
+    clients = [host.new_client(tenant, email=f"l3-{k}@example.org") for k in range(rounds)]
+    tokens = {}
+    for client in clients:
+        req = links.send_request(host, tenant, client, actor="staff:s1")
+        host.session().commit()
+        tokens[client] = links.token_for(links.link_key(host), req)
+    for client in clients:
+        browser = Browser(worker_host(host))
+        path = path_of("c", tokens[client])
+        fields = form_fields(browser.get(path).text)
+
+        def act(i: int, barrier: threading.Barrier, client: str = client,
+                browser: Browser = browser, path: str = path,
+                fields: dict[str, str] = fields) -> object:
+            if i == 0:
+                worker = worker_host(host)
+                try:
+                    barrier.wait()
+                    service.record_manual(worker, tenant, client, staff(), method="paper",
+                                          given_at=worker.now(), note=None)
+                    worker.session().commit()
+                    return "manual"
+                finally:
+                    worker.close()
+            barrier.wait()
+            resp = browser.post(path, data={**fields, "decision": "accept"})
+            return resp.status_code
+
+        results = run_concurrently(2, act)
+        assert results == ["manual", 200], results
+        browser.host.close()
+    evs = events(host.engine, tenant)
+    FIGURES[f"manual + link races ({dialect(host.engine)})"] += rounds
+    for client in clients:
+        grants = [e for e in evs if e.client_ref == client and e.state != "requested"]
+        assert sorted(e.channel for e in grants) == ["email_link", "manual"]
+        assert [e.state for e in grants] == ["given", "renewed"]  # in commit order
+        assert service.client_status(host, tenant, client).status.value == "valid"
+    host.session().rollback()
+    assert_invariants(host.engine, [tenant])
+
+
 @pytest.mark.parametrize("when", ["before-check", "between-check-and-record"])
 def test_text_change_mid_consent_is_vetoed_or_recorded_against_the_shown_text(
     host: TestHost, when: str

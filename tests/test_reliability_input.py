@@ -241,6 +241,30 @@ def test_posted_text_ids_are_plain_ascii_numbers(raw: object) -> None:
     assert service._shown_text_id(raw) is None
 
 
+@pytest.mark.parametrize("raw", ["²", "١٢", "１", "-1", "9" * 30, "", "\x00", "1 OR 1=1"])
+def test_a_forged_text_field_on_the_consent_page_is_a_400_not_a_500(
+    host: TestHost, raw: str
+) -> None:
+    """Regression (public consent page): ``int("²")`` raised inside the handler."""
+    from smtp_support import Browser, form_fields, path_of
+
+    from samtycke_plugin import requests as links
+
+    tenant, _ = _activated(host)
+    client = host.new_client(tenant)
+    req = links.send_request(host, tenant, client, actor="staff:s1")
+    host.session().commit()
+    browser = Browser(host)
+    path = path_of("c", links.token_for(links.link_key(host), req))
+    fields = form_fields(browser.get(path).text)
+    before = dump(host.engine, [tenant])
+    resp = browser.post(path, data={**fields, "text": raw, "decision": "accept"})
+    assert resp.status_code == 400, resp.status_code
+    assert dump(host.engine, [tenant]) == before
+    # and the link still works for the real answer
+    assert browser.post(path, data={**fields, "decision": "accept"}).status_code == 200
+
+
 # -- malformed ids in every hook argument ----------------------------------------------------
 
 BAD_IDS: list[Any] = [
