@@ -16,10 +16,14 @@
 
 from __future__ import annotations
 
+import atexit
 import collections
+import json
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from hostkit import TestHost, submission
@@ -37,6 +41,22 @@ T = TypeVar("T")
 
 #: Figures reported in docs/RELIABILITY.md (summed over the session, per database).
 FIGURES: collections.Counter[str] = collections.Counter()
+
+
+def _write_figures() -> None:
+    """With ``SAMTYCKE_RELIABILITY_FIGURES=path`` the session's figures are added to
+    that JSON file at exit (how docs/RELIABILITY.md's numbers were collected)."""
+    target = os.environ.get("SAMTYCKE_RELIABILITY_FIGURES")
+    if not target or not FIGURES:
+        return
+    path = Path(target)
+    old = json.loads(path.read_text("utf-8")) if path.exists() else {}
+    for key, value in FIGURES.items():
+        old[key] = old.get(key, 0) + value
+    path.write_text(json.dumps(old, indent=1, sort_keys=True, ensure_ascii=False), "utf-8")
+
+
+atexit.register(_write_figures)
 
 
 def dialect(engine: Engine) -> str:

@@ -324,6 +324,64 @@ def test_200_concurrent_confirmations_in_one_practice(host: TestHost) -> None:
     assert_invariants(host.engine, [tenant])
 
 
+def test_200_concurrent_link_confirmations_across_20_practices(
+    host: TestHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    """L5 as the checklist states it: 20 practices × 10 clients confirm through their
+    e-mailed links at the same moment (20 workers, each its own connection, posting
+    the real consent page): every consent commits exactly once, no response is an
+    error, and no token, name or address reaches the logs."""
+    from smtp_support import Browser, form_fields, path_of
+
+    from samtycke_plugin import requests as links
+
+    caplog.set_level("DEBUG")
+    hooks = host.hooks()
+    tenants = [host.new_tenant() for _ in range(20)]
+    work: list[tuple[str, str, str]] = []
+    for t in tenants:
+        host.activate(hooks, t)
+        for k in range(10):
+            client = host.new_client(t, name=f"Klient Hemlig{k}", email=f"h{k}-{t}@example.org")
+            req = links.send_request(host, t, client, actor="staff:s1")
+            host.session().commit()
+            work.append((t, client, links.token_for(links.link_key(host), req)))
+    host.session().rollback()
+    workers = 20
+
+    def confirm(i: int, barrier: threading.Barrier) -> list[int]:
+        worker = worker_host(host)
+        statuses = []
+        try:
+            mine = work[i::workers]
+            pages = []
+            for _t, _c, token in mine:
+                browser = Browser(worker)
+                path = path_of("c", token)
+                pages.append((browser, path, form_fields(browser.get(path).text)))
+            barrier.wait()
+            for browser, path, fields in pages:
+                resp = browser.post(path, data={**fields, "decision": "accept"})
+                statuses.append(resp.status_code)
+        finally:
+            worker.close()
+        return statuses
+
+    results = run_concurrently(workers, confirm)
+    assert raised(results) == [], raised(results)[:3]
+    assert [s for r in results for s in r] == [200] * len(work)  # type: ignore[union-attr]
+    name = dialect(host.engine)
+    FIGURES[f"concurrent link confirmations ({name})"] += len(work)
+    for t in tenants:
+        evs = [e for e in events(host.engine, t) if e.state != "requested"]
+        mine = sorted(c for tt, c, _ in work if tt == t)
+        assert sorted(e.client_ref for e in evs) == mine and {e.state for e in evs} == {"given"}
+    logs = caplog.text
+    assert not any(token in logs for _t, _c, token in work)
+    assert "Hemlig" not in logs and "@example.org" not in logs
+    assert_invariants(host.engine, tenants)
+
+
 @pytest.mark.parametrize("practices", [1, 4], ids=["within-one-practice", "across-practices"])
 def test_parallel_chain_appends(host: TestHost, practices: int) -> None:
     """L7: appends to the ledger from 10 threads at once (50 per practice): seq is
