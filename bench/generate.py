@@ -293,7 +293,8 @@ def generate_practice(session: Session, spec: PracticeSpec, next_event_id: int) 
         session.execute(insert(_table(Evidence)), batch)
 
     state_rows = []
-    valid, not_valid = [], []
+    valid: list[str] = []
+    not_valid: list[str] = []
     for client_ref, (snap, last_seq) in snaps.items():
         delivery = None
         if snap.state is State.REQUESTED:
@@ -307,10 +308,10 @@ def generate_practice(session: Session, spec: PracticeSpec, next_event_id: int) 
     for i in range(spec.clients):
         ref = f"{spec.tenant}c{i:07d}"
         item = snaps.get(ref)
-        snap = item[0] if item else None
-        ok = (snap is not None and snap.state in (State.GIVEN, State.RENEWED)
-              and snap.text_major == spec.current_major
-              and (snap.expires_at is None or snap.expires_at > NOW))
+        final = item[0] if item else None
+        ok = (final is not None and final.state in (State.GIVEN, State.RENEWED)
+              and final.text_major == spec.current_major
+              and (final.expires_at is None or final.expires_at > NOW))
         (valid if ok else not_valid).append(ref)
 
     session.execute(
@@ -360,7 +361,7 @@ def _after_load(engine: Engine) -> None:
     """Continue id sequences past the explicit ids and refresh planner statistics."""
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
-            for table in (ConsentEvent.__table__, TextVersion.__table__):
+            for table in (_table(ConsentEvent), _table(TextVersion)):
                 last = select(func.coalesce(func.max(table.c.id), 1)).scalar_subquery()
                 conn.execute(
                     select(func.setval(func.pg_get_serial_sequence(table.name, "id"), last))

@@ -1,4 +1,4 @@
-"""Timing: medians of many repetitions after warm-up, app and floor interleaved."""
+"""Timing: medians of many repetitions after warm-up, app and floor alternating."""
 
 from __future__ import annotations
 
@@ -31,18 +31,17 @@ def compare(
     *,
     reps: int,
     warmup: int,
-    rounds: int = 5,
     setup_app: Step | None = None,
     setup_floor: Step | None = None,
 ) -> tuple[Sample, Sample]:
     """Time ``app(i)`` and ``floor(i)``; each step's untimed ``setup`` runs before it.
 
-    App and floor alternate in ``rounds`` blocks, so both see the same machine noise
-    (these machines are shared).  The garbage collector runs between blocks only.
+    App and floor alternate repetition by repetition (which one goes first alternates
+    too), so both see the same machine noise: these machines are shared.  The garbage
+    collector is off while timing and runs between repetitions every so often.
     """
     app_ns: list[int] = []
     floor_ns: list[int] = []
-    per_round = max(1, reps // rounds)
     i = 0
     for fn, setup in ((app, setup_app), (floor, setup_floor)):
         for _ in range(warmup):
@@ -50,20 +49,22 @@ def compare(
                 setup(i)
             fn(i)
             i += 1
-    for _ in range(rounds):
-        for fn, setup, out in ((floor, setup_floor, floor_ns), (app, setup_app, app_ns)):
-            gc.collect()
-            gc.disable()
-            try:
-                for _ in range(per_round):
-                    if setup is not None:
-                        setup(i)
-                    t0 = time.perf_counter_ns()
-                    fn(i)
-                    out.append(time.perf_counter_ns() - t0)
-                    i += 1
-            finally:
-                gc.enable()
+    pair = ((app, setup_app, app_ns), (floor, setup_floor, floor_ns))
+    gc.collect()
+    gc.disable()
+    try:
+        for k in range(reps):
+            for fn, setup, out in pair if k % 2 else pair[::-1]:
+                if setup is not None:
+                    setup(i)
+                t0 = time.perf_counter_ns()
+                fn(i)
+                out.append(time.perf_counter_ns() - t0)
+                i += 1
+            if k % 200 == 199:
+                gc.collect()
+    finally:
+        gc.enable()
     return _sample(app_ns), _sample(floor_ns)
 
 
