@@ -12,14 +12,19 @@ for fails the test with a message saying which value to add.
 from __future__ import annotations
 
 import ast
+import base64
 import re
+import string
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from hostkit import START, TestHost, staff, submission
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from reliability_support import FIGURES, assert_invariants, dump, events, form_text_id
 from sqlalchemy import Engine, column, select, text, values
 from sqlalchemy.exc import DBAPIError
@@ -367,6 +372,58 @@ def test_get_and_head_never_write_even_with_form_data_in_the_query(
             assert "Traceback" not in resp.get_data(as_text=True)
             FIGURES["GET/HEAD requests that wrote nothing"] += 1
     assert dump(w.host.engine, [w.a]) == before
+
+
+@settings(max_examples=150, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(forged=st.one_of(
+    st.text(alphabet=st.characters(codec="utf-8", exclude_characters="/?#"), max_size=80),
+    st.binary(min_size=32, max_size=32).map(
+        lambda b: base64.urlsafe_b64encode(b).decode().rstrip("=")),
+))
+def test_forged_tokens_never_open_a_link(world: World, forged: str) -> None:
+    """B2/S2: random strings and random well-formed 256-bit tokens never open a link
+    (same 404 page, nothing written); checked with a fresh source address each time so
+    the per-source rate limit does not hide the answer."""
+    from smtp_support import Browser
+
+    w = world
+    if forged == w.b_token or not forged.strip():
+        return
+    before = dump(w.host.engine, [w.a, w.b])
+    for purpose in ("c", "w"):
+        resp = Browser(w.host).post(f"/apps/samtycke/{purpose}/{quote(forged, safe='')}",
+                                    data={"decision": "accept"})
+        assert resp.status_code in (404, 405), resp.status_code
+        FIGURES["tokens forged (random)"] += 1
+    assert dump(w.host.engine, [w.a, w.b]) == before
+
+
+def test_every_one_character_mutation_of_a_real_token_is_refused(world: World) -> None:
+    """Each position of a real token changed, the token cut short or extended, and the
+    right token under the other purpose: never a usable link; the real one still works."""
+    from smtp_support import Browser, form_fields
+
+    w = world
+    token = w.b_token
+    alphabet = string.ascii_letters + string.digits + "-_"
+    forged = {token[:i] + alphabet[(alphabet.index(ch) + 7) % len(alphabet)] + token[i + 1:]
+              for i, ch in enumerate(token)}
+    forged |= {token[:-1], token + "A", token.upper(), token[::-1]}
+    before = dump(w.host.engine, [w.b])
+    for bad in sorted(forged):
+        for purpose in ("c", "w"):
+            resp = Browser(w.host).get(f"/apps/samtycke/{purpose}/{bad}")
+            assert resp.status_code == 404, (bad, resp.status_code)
+            FIGURES["tokens forged (mutations of a real one)"] += 1
+    assert Browser(w.host).get(f"/apps/samtycke/w/{token}").status_code == 404  # wrong purpose
+    assert dump(w.host.engine, [w.b]) == before
+    browser = Browser(w.host)
+    page = browser.get(f"/apps/samtycke/c/{token}")
+    assert page.status_code == 200
+    done = browser.post(f"/apps/samtycke/c/{token}",
+                        data={**form_fields(page.text), "decision": "accept"})
+    assert done.status_code == 200
 
 
 # -- S9: the database refuses changes to the ledger ------------------------------------------------
