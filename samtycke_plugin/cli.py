@@ -337,13 +337,14 @@ def checkpoint_create(ctx: Context, tenant: str | None, out: str | None) -> None
     host = _proof_host(ctx)
     session = host.session()
     tenants = [tenant] if tenant else practices_in_ledger(session)
-    docs = []
+    session.rollback()
     try:
-        for ref in tenants:
-            docs.append(checkpoint.create(session, ref, key, host.now()))
-        session.commit()
-    except (checkpoint.ChainBroken, errors.NotFound) as exc:
-        session.rollback()
+        # one unit of work, rerun whole (bounded) if the database is busy
+        docs = db.run_in_transaction(
+            host.session,
+            lambda s: [checkpoint.create(s, ref, key, host.now()) for ref in tenants],
+        )
+    except (checkpoint.ChainBroken, errors.NotFound, errors.Unavailable) as exc:
         _fail(str(exc))
     payload = docs[0] if tenant else docs
     with _open_out(out) as fp:
