@@ -109,14 +109,23 @@ pass_ctx = click.make_pass_decorator(Context)
 
 
 @click.group()
-@click.option("--database-url", envvar="SAMTYCKE_DATABASE_URL", help="SQLAlchemy URL of the database.")
-@click.option("--host", "host_spec", envvar="SAMTYCKE_HOST", help="module:factory returning the host.")
 @click.option(
-    "--base-url", envvar="SAMTYCKE_BASE_URL", default="http://127.0.0.1:5000",
-    show_default=True, help="Public base URL for links when no host is given.",
+    "--database-url", envvar="SAMTYCKE_DATABASE_URL", help="SQLAlchemy URL of the database."
+)
+@click.option(
+    "--host", "host_spec", envvar="SAMTYCKE_HOST", help="module:factory returning the host."
+)
+@click.option(
+    "--base-url",
+    envvar="SAMTYCKE_BASE_URL",
+    default="http://127.0.0.1:5000",
+    show_default=True,
+    help="Public base URL for links when no host is given.",
 )
 @click.pass_context
-def main(ctx: click.Context, database_url: str | None, host_spec: str | None, base_url: str) -> None:
+def main(
+    ctx: click.Context, database_url: str | None, host_spec: str | None, base_url: str
+) -> None:
     """Samtycke: GDPR client consent for booking platforms."""
     ctx.obj = Context(database_url, host_spec, base_url)
 
@@ -195,8 +204,9 @@ def verify_command(ctx: Context, tenant: str | None, no_evidence: bool) -> None:
     for ref in tenants:
         result = verify_chain(session, ref, check_evidence=not no_evidence)
         if result.broken is None:
-            click.echo(f"OK      {ref}: {result.events} events, head #{result.head_seq} "
-                       f"{result.head_hash}")
+            click.echo(
+                f"OK      {ref}: {result.events} events, head #{result.head_seq} {result.head_hash}"
+            )
         else:
             broken += 1
             b = result.broken
@@ -215,8 +225,13 @@ def export_group() -> None:
 @export_group.command("client")
 @click.option("--tenant", required=True, help="The practice.")
 @click.option("--client", "client", required=True, help="The client reference.")
-@click.option("--format", "fmt", type=click.Choice(["json", "csv", "html", "bundle"]),
-              default="json", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "csv", "html", "bundle"]),
+    default="json",
+    show_default=True,
+)
 @click.option("--locale", default=None, help="Language of the HTML page (sv, en).")
 @click.option("--out", default=None, help="Output file (default: standard output).")
 @pass_ctx
@@ -274,10 +289,13 @@ def export_practice(ctx: Context, tenant: str, locale: str | None, out: str | No
 
         bar_source = click.progressbar(
             unknown_length() if total is None else None,
-            length=total, file=sys.stderr,
-            label="Exporting clients", show_pos=True,
+            length=total,
+            file=sys.stderr,
+            label="Exporting clients",
+            show_pos=True,
         )
         with _open_out(out) as fp, bar_source as bar:
+
             def step(n: int) -> None:
                 nonlocal rows
                 rows += n
@@ -300,8 +318,12 @@ def checkpoint_group() -> None:
 
 
 @checkpoint_group.command("keygen")
-@click.option("--out", required=True, type=click.Path(dir_okay=False),
-              help="Where to write the new private key (PEM); never overwritten.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Where to write the new private key (PEM); never overwritten.",
+)
 def checkpoint_keygen(out: str) -> None:
     """Create a new signing key; prints its key id and public key."""
     from pathlib import Path
@@ -314,8 +336,9 @@ def checkpoint_keygen(out: str) -> None:
     except FileExistsError:
         _fail(f"{out} already exists; choose another file (keys are never overwritten).")
     click.echo(f"Private key written to {out} (key id {key.key_id}).", err=True)
-    click.echo(f"Set {checkpoint.KEY_FILE_ENV}={out}; keep this public key with your records:",
-               err=True)
+    click.echo(
+        f"Set {checkpoint.KEY_FILE_ENV}={out}; keep this public key with your records:", err=True
+    )
     click.echo(checkpoint.public_pem(key.public).decode(), nl=False)
 
 
@@ -355,9 +378,13 @@ def checkpoint_create(ctx: Context, tenant: str | None, out: str | None) -> None
 @checkpoint_group.command("check")
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False))
 @click.option("--tenant", help="Only this practice.")
-@click.option("--public-key", "public_keys", multiple=True,
-              type=click.Path(exists=True, dir_okay=False),
-              help="A trusted public key (PEM); may be repeated (e.g. retired keys).")
+@click.option(
+    "--public-key",
+    "public_keys",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="A trusted public key (PEM); may be repeated (e.g. retired keys).",
+)
 @pass_ctx
 def checkpoint_check(
     ctx: Context, files: tuple[str, ...], tenant: str | None, public_keys: tuple[str, ...]
@@ -377,8 +404,10 @@ def checkpoint_check(
     except checkpoint.CheckpointKeyError as exc:
         _fail(str(exc))
     if not keys:
-        _fail("No trusted public key: pass --public-key FILE or set "
-              f"{checkpoint.KEY_FILE_ENV} / {checkpoint.TRUSTED_ENV}.")
+        _fail(
+            "No trusted public key: pass --public-key FILE or set "
+            f"{checkpoint.KEY_FILE_ENV} / {checkpoint.TRUSTED_ENV}."
+        )
     session = _proof_host(ctx).session()
     results: list[checkpoint.CheckResult] = []
     try:
@@ -403,8 +432,9 @@ def checkpoint_check(
             click.echo(f"OK      {r.tenant}: checkpoint #{r.seq} ({r.key_id}) holds")
         else:
             failed += 1
-            click.echo(f"FAILED  {r.tenant}: checkpoint #{r.seq} ({r.key_id}): {r.problem}: "
-                       f"{r.detail}")
+            click.echo(
+                f"FAILED  {r.tenant}: checkpoint #{r.seq} ({r.key_id}): {r.problem}: {r.detail}"
+            )
     click.echo(f"{len(results)} checkpoint(s) checked, {failed} failed.")
     if failed or not results:
         raise SystemExit(1)
@@ -430,18 +460,28 @@ def outbox_group() -> None:
 @outbox_group.command("send")
 @click.option("--loop", is_flag=True, help="Keep running (a service): send, wait, repeat.")
 @click.option(
-    "--interval", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
     help="Seconds to wait between rounds with --loop.",
 )
 @click.option(
-    "--limit", type=click.IntRange(min=1), default=100, show_default=True,
+    "--limit",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
     help="Messages per round (the database is read in rounds of this size).",
 )
 @click.option("--rate", type=click.FloatRange(min=0.01), help="At most this many mails a second.")
 @click.option("--tenant", help="Only this practice's mail (default: every practice).")
 @pass_ctx
 def outbox_send(
-    ctx: Context, loop: bool, interval: float, limit: int, rate: float | None,
+    ctx: Context,
+    loop: bool,
+    interval: float,
+    limit: int,
+    rate: float | None,
     tenant: str | None,
 ) -> None:
     """Send the e-mail that is due: once (for cron) or with --loop (as a service).
@@ -500,8 +540,13 @@ def request_group() -> None:
 @request_group.command("all")
 @click.option("--tenant", required=True, help="The practice.")
 @click.option("--actor", default="cli", show_default=True, help="Recorded as who asked.")
-@click.option("--chunk-size", type=click.IntRange(min=1, max=10_000), default=1000,
-              show_default=True, help="Clients per transaction.")
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1, max=10_000),
+    default=1000,
+    show_default=True,
+    help="Clients per transaction.",
+)
 @pass_ctx
 def request_all(ctx: Context, tenant: str, actor: str, chunk_size: int) -> None:
     """Ask every client of a practice who lacks valid consent, by e-mail (F7).
@@ -519,8 +564,11 @@ def request_all(ctx: Context, tenant: str, actor: str, chunk_size: int) -> None:
     interactive = sys.stderr.isatty()
     try:
         with click.progressbar(
-            length=total, label=f"Asking the clients of {tenant}", show_pos=True,
-            show_percent=True, file=sys.stderr,
+            length=total,
+            label=f"Asking the clients of {tenant}",
+            show_pos=True,
+            show_percent=True,
+            file=sys.stderr,
         ) as bar:
 
             def progress(done: int, _total: int) -> None:
@@ -529,7 +577,11 @@ def request_all(ctx: Context, tenant: str, actor: str, chunk_size: int) -> None:
                     click.echo(f"  {done}/{total} clients looked at", err=True)
 
             result = requests.request_batch(
-                host, tenant, actor=f"cli:{actor}", progress=progress, total=total,
+                host,
+                tenant,
+                actor=f"cli:{actor}",
+                progress=progress,
+                total=total,
                 chunk_size=chunk_size,
             )
     except (errors.SamtyckeError, ValueError) as exc:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from conftest import create_pg_database, drop_pg_database
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
-from conftest import create_pg_database, drop_pg_database
 from samtycke_plugin.db import VERSION_TABLE, downgrade, include_name, make_engine, upgrade
 from samtycke_plugin.models import Base
 

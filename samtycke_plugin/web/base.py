@@ -96,9 +96,7 @@ def csrf_ok(secret: bytes, scope: str, token: str | None, now: float | None = No
     if not token or len(token) > 100:
         return False
     bucket = int((now or time.time()) // _CSRF_WINDOW)
-    return any(
-        hmac.compare_digest(token, _sign(secret, scope, b)) for b in (bucket, bucket - 1)
-    )
+    return any(hmac.compare_digest(token, _sign(secret, scope, b)) for b in (bucket, bucket - 1))
 
 
 def page(
@@ -127,13 +125,19 @@ def secure_headers(response: Response, *, public: bool) -> Response:
 
 
 _ERRORS = {
-    400: (N_("The request could not be understood."), N_("Go back, reload the page and try again.")),
+    400: (
+        N_("The request could not be understood."),
+        N_("Go back, reload the page and try again."),
+    ),
     403: (
         N_("You are not allowed to do this."),
         N_("Reload the page and try again, or ask the practice owner for permission."),
     ),
     404: (N_("The page was not found."), N_("Check the address, or go back to the previous page.")),
-    405: (N_("This page cannot be used like that."), N_("Go back and use the buttons on the page.")),
+    405: (
+        N_("This page cannot be used like that."),
+        N_("Go back and use the buttons on the page."),
+    ),
     409: (N_("Something changed while you were working."), N_("Reload the page and try again.")),
     413: (N_("What you sent is too large."), N_("Shorten the text and try again.")),
     429: (N_("Too many attempts."), N_("Wait a few minutes and try again.")),
@@ -151,8 +155,12 @@ _ERRORS = {
 def error_page(code: int, locale: str, message: str | None = None) -> Response:
     what, todo = _ERRORS.get(code, _ERRORS[500])
     return page(
-        "error.html", locale, status=code, public=True,
-        title=t(locale, what), message=message or t(locale, todo),
+        "error.html",
+        locale,
+        status=code,
+        public=True,
+        title=t(locale, what),
+        message=message or t(locale, todo),
     )
 
 
@@ -171,7 +179,9 @@ class WebApp:
             self.handlers[endpoint] = handler
         self.url_map = Map(rules, strict_slashes=False)
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         request = SamtyckeRequest(environ)
         response = self.dispatch(request)
         return response(environ, start_response)
@@ -222,8 +232,9 @@ class WebApp:
             return error_page(400, locale)
         except errors.Unavailable:
             _rollback(host)
-            log.warning("database busy through every retry: %s %s", request.method,
-                        _redact(request.path))
+            log.warning(
+                "database busy through every retry: %s %s", request.method, _redact(request.path)
+            )
             return error_page(503, locale)
         except OperationalError:
             _rollback(host)
