@@ -42,6 +42,7 @@ from samtycke_plugin.receipts import (
 from samtycke_plugin.render import render, trusted_html
 from samtycke_plugin.rules import State, Status, status
 from samtycke_plugin.service import check_ref, now_utc, version_label
+from samtycke_plugin.status_text import CHANNEL_LABELS, METHOD_LABELS, STATE_LABELS, code_label
 
 if TYPE_CHECKING:
     from hookspecs.host import Host
@@ -65,43 +66,8 @@ STATUS_COLUMNS = (
 #: Rows per chunk of the streamed status CSV (and per host-client lookup query).
 STATUS_CHUNK = 1000
 
-STATE_LABELS = {
-    "given": N_("Consent given"),
-    "renewed": N_("Consent given again"),
-    "requested": N_("Consent requested"),
-    "deferred": N_("Answer deferred"),
-    "refused": N_("Consent declined"),
-    "withdrawn": N_("Consent withdrawn by the client"),
-    "revoked": N_("Consent ended by the practice"),
-    "expired": N_("Consent expired"),
-    "invalidated": N_("Consent invalidated"),
-    "erased": N_("Personal data erased"),
-    "unknown": N_("Status unknown"),
-}
 
-CHANNEL_LABELS = {
-    "online_booking": N_("Online booking"),
-    "manual": N_("Recorded by staff"),
-    "email": N_("E-mail request"),
-    "email_link": N_("E-mailed link"),
-    "link": N_("E-mailed link"),
-    "practitioner": N_("Practitioner"),
-    "system": N_("System"),
-    "host": N_("Booking platform"),
-}
 
-METHOD_LABELS = {
-    "paper": N_("On paper"),
-    "verbal": N_("Verbally"),
-    "other_system": N_("In another system"),
-    "other": N_("In another way"),
-    "checkbox": N_("Ticked the box"),
-    "button": N_("Pressed the button on the consent page"),
-    "link": N_("Through the e-mailed link"),
-    "reported_by_staff": N_("Reported to the practice"),
-    "ended_by_practice": N_("Ended by the practice"),
-    "erasure": N_("Erasure of the client's personal data"),
-}
 
 EVIDENCE_LABELS = {
     "present": N_("Kept"),
@@ -138,13 +104,6 @@ def csv_safe(value: object) -> str:
     if text.startswith(_FORMULA_START):
         return "'" + text
     return text
-
-
-def _label(locale: str, labels: dict[str, str], code: str | None) -> str:
-    if not code:
-        return ""
-    known = labels.get(code)
-    return t(locale, known) if known else code
 
 
 def actor_label(locale: str, actor: str) -> str:
@@ -382,9 +341,9 @@ def _history_html(session: Session, history: dict[str, Any]) -> str:
     rows = [
         {
             **ev,
-            "state_label": _label(language, STATE_LABELS, ev["state"]),
-            "channel_label": _label(language, CHANNEL_LABELS, ev["channel"]),
-            "method_label": _label(language, METHOD_LABELS, ev["method"]),
+            "state_label": code_label(STATE_LABELS, ev["state"], language),
+            "channel_label": code_label(CHANNEL_LABELS, ev["channel"], language),
+            "method_label": code_label(METHOD_LABELS, ev["method"], language),
             "actor_label": actor_label(language, ev["actor"]),
             "evidence_label": t(language, EVIDENCE_LABELS[ev["evidence_status"]]),
             "occurred": human_time(ev["occurred_at"]),

@@ -77,3 +77,51 @@ def tone(status: Status) -> Tone:
 
 def icon(status: Status) -> str:
     return _ICONS[tone(status)]
+
+
+#: Words for the codes stored on ledger events (history pages and exports).
+STATE_LABELS = {
+    "given": N_("Consent given"),
+    "renewed": N_("Consent given again"),
+    "requested": N_("Consent requested"),
+    "deferred": N_("Answer deferred"),
+    "refused": N_("Consent declined"),
+    "withdrawn": N_("Consent withdrawn by the client"),
+    "revoked": N_("Consent ended by the practice"),
+    "expired": N_("Consent expired"),
+    "invalidated": N_("Consent invalidated"),
+    "erased": N_("Personal data erased"),
+    "unknown": N_("Status unknown"),
+}
+
+CHANNEL_LABELS = {
+    "online_booking": N_("Online booking"),
+    "manual": N_("Recorded by staff"),
+    "email": N_("E-mail request"),
+    "email_link": N_("E-mailed link"),
+    "link": N_("E-mailed link"),
+    "practitioner": N_("Practitioner"),
+    "system": N_("System"),
+    "host": N_("Booking platform"),
+}
+
+METHOD_LABELS = {
+    "paper": N_("On paper"),
+    "verbal": N_("Verbally"),
+    "other_system": N_("In another system"),
+    "other": N_("In another way"),
+    "checkbox": N_("Ticked the box"),
+    "button": N_("Pressed the button on the consent page"),
+    "link": N_("Through the e-mailed link"),
+    "reported_by_staff": N_("Reported to the practice"),
+    "ended_by_practice": N_("Ended by the practice"),
+    "erasure": N_("Erasure of the client's personal data"),
+}
+
+
+def code_label(labels: dict[str, str], code: str | None, locale: str | None) -> str:
+    """The translated word for an event code (the code itself when unknown)."""
+    if not code:
+        return ""
+    known = labels.get(code)
+    return t(locale, known) if known else code

@@ -34,6 +34,7 @@ from samtycke_plugin.render import trusted_html
 from samtycke_plugin.requests import request_batch, send_request
 from samtycke_plugin.rules import VALID_STATES, Status, status
 from samtycke_plugin.settings import PracticeSettings
+from samtycke_plugin.status_text import CHANNEL_LABELS, METHOD_LABELS, STATE_LABELS, code_label
 from samtycke_plugin.text import LANGUAGES, MAX_TEXT_LENGTH, normalise_body
 from samtycke_plugin.web.base import (
     CSRF_FIELD,
@@ -54,40 +55,8 @@ MAX_ID = 2**63 - 1
 
 LANGUAGE_NAMES = {"sv": N_("Swedish"), "en": N_("English")}
 
-METHOD_LABELS = {
-    "paper": N_("On paper"),
-    "verbal": N_("Verbally"),
-    "other_system": N_("In another system"),
-    "other": N_("In another way"),
-    "checkbox": N_("Ticked the box"),
-    "link": N_("Through the e-mailed link"),
-    "reported_by_staff": N_("Reported to the practice"),
-    "ended_by_practice": N_("Ended by the practice"),
-}
 
-CHANNEL_LABELS = {
-    "online_booking": N_("Online booking"),
-    "manual": N_("Recorded by staff"),
-    "email": N_("E-mail request"),
-    "email_link": N_("E-mailed link"),
-    "link": N_("E-mailed link"),
-    "practitioner": N_("Practitioner"),
-    "system": N_("System"),
-}
 
-STATE_LABELS = {
-    "given": N_("Consent given"),
-    "renewed": N_("Consent given again"),
-    "requested": N_("Consent requested"),
-    "deferred": N_("Answer deferred"),
-    "refused": N_("Consent declined"),
-    "withdrawn": N_("Consent withdrawn by the client"),
-    "revoked": N_("Consent ended by the practice"),
-    "expired": N_("Consent expired"),
-    "invalidated": N_("Consent invalidated"),
-    "erased": N_("Personal data erased"),
-    "unknown": N_("Status unknown"),
-}
 
 KIND_LABELS = {
     "initial": N_("Original text"),
@@ -271,19 +240,13 @@ def _who(ctx: Ctx, actor: str) -> str:
     return actor
 
 
-def _label(ctx: Ctx, labels: Mapping[str, str], code: str | None) -> str:
-    if not code:
-        return ""
-    return t(ctx.locale, labels[code]) if code in labels else code
-
-
 def _number(ctx: Ctx, value: int) -> str:
     """A number written the way the page's language writes it (20 000 / 20,000)."""
     return format_decimal(value, locale=ctx.locale)
 
 
 def _language_name(ctx: Ctx, code: str | None) -> str:
-    return _label(ctx, LANGUAGE_NAMES, code)
+    return status_text.code_label(LANGUAGE_NAMES, code, ctx.locale)
 
 
 def _count_clients(ctx: Ctx) -> int:
@@ -709,9 +672,9 @@ def client_history(request: Request, client: str) -> Response:
         rows.append(
             {
                 "entry": entry,
-                "state": _label(ctx, STATE_LABELS, entry.state),
-                "channel": _label(ctx, CHANNEL_LABELS, entry.channel),
-                "method": _label(ctx, METHOD_LABELS, entry.method),
+                "state": code_label(STATE_LABELS, entry.state, ctx.locale),
+                "channel": code_label(CHANNEL_LABELS, entry.channel, ctx.locale),
+                "method": code_label(METHOD_LABELS, entry.method, ctx.locale),
                 "who": _who(ctx, entry.actor),
                 "given_differs": given_differs,
                 "given_date_only": entry.channel == "manual",
@@ -740,7 +703,7 @@ def text_version(request: Request, text_id: int) -> Response:
         text=text,
         label=service.version_label(text.major, text.minor),
         language_name=_language_name(ctx, text.language),
-        kind=_label(ctx, KIND_LABELS, text.change_kind),
+        kind=status_text.code_label(KIND_LABELS, text.change_kind, ctx.locale),
         who=_who(ctx, text.created_by),
         html=trusted_html(text.html),
         is_current=text.major == ctx.practice.current_major,
@@ -756,7 +719,7 @@ def _versions(ctx: Ctx) -> list[dict[str, Any]]:
             "id": v.id,
             "label": service.version_label(v.major, v.minor),
             "language": _language_name(ctx, v.language),
-            "kind": _label(ctx, KIND_LABELS, v.change_kind),
+            "kind": status_text.code_label(KIND_LABELS, v.change_kind, ctx.locale),
             "who": _who(ctx, v.created_by),
             "at": v.created_at,
             "reason": v.reason,
