@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         for practice, email, password in demo_seed.logins():
             print(f"    {practice:<20} {email:<32} {password}")
     print("  Stop with Ctrl+C.")
-    print()
+    print(flush=True)  # the banner must show even when stdout is a pipe (process managers)
     run_simple(args.host, args.port, app, threaded=True, use_reloader=False)
 
 
