@@ -110,9 +110,11 @@ Produced by `python -m bench` (full size) on SQLite and with
 `--database-url postgresql://postgres@127.0.0.1:5432/postgres` on PostgreSQL, then
 `python -m bench.results`.  Every figure is a median of many repetitions after
 warm-up, against its floor measured in the same run on the same database, app and
-floor interleaved in blocks (see `bench/figures.py` for exactly what each one does and
-`../shared/brief/quality.md` for the targets).  The machine is shared: other work ran
-beside these runs, so absolute times are noisy; the ratios are what the targets judge.
+floor alternating repetition by repetition (see `bench/figures.py` for exactly what
+each one does and `../shared/brief/quality.md` for the targets).  For P7 the "floor"
+column is the same figure in the smallest practice.  The machine is shared: other work
+ran beside these runs, so absolute times are noisy; the ratios are what the targets
+judge.
 """
 
 
