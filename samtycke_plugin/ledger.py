@@ -27,6 +27,7 @@ from samtycke_plugin.errors import NotActive
 from samtycke_plugin.models import ConsentEvent, ConsentStateRow, Evidence, Practice
 from samtycke_plugin.rules import EventFacts, Snapshot, State, fold
 
+
 def truncate_ip(ip: str | None) -> str | None:
     """Keep only the network part: /24 for IPv4, /48 for IPv6 (data minimisation)."""
     if not ip or not isinstance(ip, str):
@@ -155,7 +156,9 @@ def lock_practice(session: Session, tenant_ref: str) -> Practice | None:
     ).one_or_none()
 
 
-def _upsert_state(session: Session, tenant_ref: str, client_ref: str, snap: Snapshot, seq: int) -> None:
+def _upsert_state(
+    session: Session, tenant_ref: str, client_ref: str, snap: Snapshot, seq: int
+) -> None:
     values = {
         "tenant_ref": tenant_ref,
         "client_ref": client_ref,
@@ -186,7 +189,7 @@ UNREAD = _Unread()
 
 
 def append(
-    session: Session, new: NewEvent, *, previous: Snapshot | None | _Unread = UNREAD
+    session: Session, new: NewEvent, *, previous: Snapshot | _Unread | None = UNREAD
 ) -> ConsentEvent:
     """Append one event: chain link, optional evidence, projection. Returns the event.
 
@@ -419,7 +422,9 @@ def replay(session: Session, tenant_ref: str) -> dict[str, Snapshot]:
     for client_ref, state, major, expires, occurred in rows:
         result[client_ref] = fold(
             result.get(client_ref),
-            EventFacts(state=State(state), text_major=major, expires_at=expires, occurred_at=occurred),
+            EventFacts(
+                state=State(state), text_major=major, expires_at=expires, occurred_at=occurred
+            ),
         )
     return result
 

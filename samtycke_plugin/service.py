@@ -474,7 +474,10 @@ def publish_text(
         new_major = expected_major + 1
         moved = session.execute(
             update(Practice)
-            .where(Practice.tenant_ref == practice.tenant_ref, Practice.current_major == expected_major)
+            .where(
+                Practice.tenant_ref == practice.tenant_ref,
+                Practice.current_major == expected_major,
+            )
             .values(current_major=new_major, updated_at=now)
         ).rowcount  # type: ignore[attr-defined]
         if moved != 1:
@@ -543,7 +546,11 @@ def form_fragment(host: Host, form: BookingFormContext) -> FormFragment | None:
     assert practice is not None
     settings = settings_of(practice)
     now = now_utc(host)
-    snap = load_snapshot(session, practice.tenant_ref, check_ref("client", form.client)) if form.client else None
+    snap = (
+        load_snapshot(session, practice.tenant_ref, check_ref("client", form.client))
+        if form.client
+        else None
+    )
     current = status(snap, practice.current_major, now)
     if not should_ask(settings, current, is_new_client=form.client is None):
         return None
@@ -876,7 +883,7 @@ def withdraw(
     )
 
 
-# -- practitioner views -------------------------------------------------------------------------------
+# -- practitioner views ------------------------------------------------------------------------
 
 
 _PANEL_TEXT = {
