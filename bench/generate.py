@@ -374,8 +374,11 @@ def _after_load(engine: Engine) -> None:
         with engine.connect() as conn:
             conn.exec_driver_sql("ANALYZE")
             conn.commit()
-        with engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        raw = engine.raw_connection()  # autocommit: a checkpoint cannot run in a transaction
+        try:
+            raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            raw.close()
 
 
 def count_events(session: Session, tenant: str) -> int:
