@@ -181,6 +181,46 @@ def _sync_head(session: Session, tenant_ref: str, seq: int, digest: str, now: da
         set_committed_value(practice, "updated_at", now)
 
 
+
+def _evidence_of(new: NewEvent) -> dict[str, Any] | None:
+    """The event's personal evidence, minimised, with a fresh salt and its salted hash
+    (the only part of it the chain covers), or ``None`` when there is none."""
+    ip_prefix = truncate_ip(new.ip_address)
+    user_agent = clean_user_agent(new.user_agent)
+    if not (ip_prefix or user_agent or new.note):
+        return None
+    salt = secrets.token_hex(16)
+    return {
+        "salt": salt,
+        "ip_prefix": ip_prefix,
+        "user_agent": user_agent,
+        "sha256": evidence_hash(salt, ip_prefix, user_agent, new.note),
+    }
+
+
+def _chained_fields(new: NewEvent, seq: int, evidence_sha256: str | None) -> dict[str, Any]:
+    """The columns the hash chain covers (``chain.CHAINED_FIELDS``), for one new event."""
+    return {
+        "tenant_ref": new.tenant_ref,
+        "seq": seq,
+        "client_ref": new.client_ref,
+        "state": new.state.value,
+        "text_version_id": new.text_version_id,
+        "text_major": new.text_major,
+        "text_sha256": new.text_sha256,
+        "language": new.language,
+        "channel": new.channel,
+        "method": new.method,
+        "actor": new.actor,
+        "given_at": new.given_at,
+        "occurred_at": new.occurred_at,
+        "expires_at": new.expires_at,
+        "booking_ref": new.booking_ref,
+        "request_id": new.request_id,
+        "evidence_sha256": evidence_sha256,
+    }
+
+
 class _Unread:
     """Marks a projection the caller has not read."""
 
@@ -203,33 +243,10 @@ def append(
         raise NotActive(f"Samtycke has not been activated for practice {new.tenant_ref!r}.")
     seq, prev = int(head[0]), str(head[1])
 
-    ip_prefix = truncate_ip(new.ip_address)
-    user_agent = clean_user_agent(new.user_agent)
-    salt: str | None = None
-    ev_hash: str | None = None
-    if ip_prefix or user_agent or new.note:
-        salt = secrets.token_hex(16)
-        ev_hash = evidence_hash(salt, ip_prefix, user_agent, new.note)
-
-    fields: dict[str, Any] = {
-        "tenant_ref": new.tenant_ref,
-        "seq": seq,
-        "client_ref": new.client_ref,
-        "state": new.state.value,
-        "text_version_id": new.text_version_id,
-        "text_major": new.text_major,
-        "text_sha256": new.text_sha256,
-        "language": new.language,
-        "channel": new.channel,
-        "method": new.method,
-        "actor": new.actor,
-        "given_at": new.given_at,
-        "occurred_at": new.occurred_at,
-        "expires_at": new.expires_at,
-        "booking_ref": new.booking_ref,
-        "request_id": new.request_id,
-        "evidence_sha256": ev_hash,
-    }
+    evd = _evidence_of(new)
+    ip_prefix, user_agent = (evd["ip_prefix"], evd["user_agent"]) if evd else (None, None)
+    salt: str | None = evd["salt"] if evd else None
+    fields = _chained_fields(new, seq, evd["sha256"] if evd else None)
     digest = row_hash(prev, fields)
     row = {**fields, "prev_hash": prev, "row_hash": digest}
     event_id = int(session.execute(_INSERT_EVENT, row).scalar_one())
@@ -304,35 +321,14 @@ def append_many(session: Session, events: Sequence[NewEvent]) -> list[int]:
     rows: list[dict[str, Any]] = []
     evidence: dict[int, dict[str, Any]] = {}
     for i, new in enumerate(events):
-        ip_prefix = truncate_ip(new.ip_address)
-        user_agent = clean_user_agent(new.user_agent)
-        ev_hash: str | None = None
-        if ip_prefix or user_agent or new.note:
-            salt = secrets.token_hex(16)
-            ev_hash = evidence_hash(salt, ip_prefix, user_agent, new.note)
+        evd = _evidence_of(new)
+        if evd:
             evidence[i] = {
-                "tenant_ref": tenant, "client_ref": new.client_ref, "salt": salt,
-                "ip_prefix": ip_prefix, "user_agent": user_agent, "note": new.note,
+                "tenant_ref": tenant, "client_ref": new.client_ref, "salt": evd["salt"],
+                "ip_prefix": evd["ip_prefix"], "user_agent": evd["user_agent"],
+                "note": new.note,
             }
-        fields: dict[str, Any] = {
-            "tenant_ref": tenant,
-            "seq": first_seq + i,
-            "client_ref": new.client_ref,
-            "state": new.state.value,
-            "text_version_id": new.text_version_id,
-            "text_major": new.text_major,
-            "text_sha256": new.text_sha256,
-            "language": new.language,
-            "channel": new.channel,
-            "method": new.method,
-            "actor": new.actor,
-            "given_at": new.given_at,
-            "occurred_at": new.occurred_at,
-            "expires_at": new.expires_at,
-            "booking_ref": new.booking_ref,
-            "request_id": new.request_id,
-            "evidence_sha256": ev_hash,
-        }
+        fields = _chained_fields(new, first_seq + i, evd["sha256"] if evd else None)
         digest = row_hash(prev, fields)
         rows.append({**fields, "prev_hash": prev, "row_hash": digest})
         prev = digest
