@@ -337,7 +337,8 @@ def generate(
     t0 = time.perf_counter()
     create_schema(engine)
     out: dict[str, Generated] = {}
-    next_id = 1
+    with Session(engine) as session:  # explicit ids continue after any existing event
+        next_id = int(session.scalar(select(func.coalesce(func.max(ConsentEvent.id), 0))) or 0) + 1
     for spec in specs:
         t1 = time.perf_counter()
         with Session(engine) as session, session.begin():
