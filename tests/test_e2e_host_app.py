@@ -273,7 +273,11 @@ def test_the_two_list_filters_show_exactly_the_right_clients(server: LiveServer,
     def names_with(filter_label: str) -> set[str]:
         staff.goto("/clients")
         staff.select_option("#filter", label=filter_label)
-        staff.click("form.filters button[type=submit]")
+        # click() only waits for the navigation to start: wait for the filtered page
+        # itself before reading it (all_inner_texts() does not wait).
+        with staff.expect_navigation(url=re.compile(r"[?&]filter=")):
+            staff.click("form.filters button[type=submit]")
+        staff.wait_for_load_state("load")
         return set(staff.locator("table.clients tbody th").all_inner_texts())
 
     assert names_with("Klienter med giltigt samtycke") == consented
