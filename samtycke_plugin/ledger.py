@@ -22,9 +22,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
-from samtycke_plugin.chain import evidence_hash, row_hash
+from samtycke_plugin.chain import CHAINED_FIELDS, evidence_hash, row_hash
 from samtycke_plugin.errors import NotActive
 from samtycke_plugin.models import ConsentEvent, ConsentStateRow, Evidence, Practice
+from samtycke_plugin.prepared import PreparedWrite
 from samtycke_plugin.rules import EventFacts, Snapshot, State, fold
 
 
@@ -99,19 +100,27 @@ _S = ConsentStateRow.__table__.c
 _LOAD_SNAPSHOT = select(_S.state, _S.text_major, _S.expires_at, _S.since, _S.delivery).where(
     _S.tenant_ref == bindparam("tenant_ref"), _S.client_ref == bindparam("client_ref")
 )
-_ADVANCE_HEAD = (
+_ADVANCE_HEAD = PreparedWrite(
     update(_PT)
     .where(_P.tenant_ref == bindparam("tenant"))
     .values(head_seq=_P.head_seq + 1, updated_at=bindparam("now"))
-    .returning(_P.head_seq, _P.head_hash)
+    .returning(_P.head_seq, _P.head_hash),
+    returning=(_P.head_seq, _P.head_hash),
 )
-_SET_HEAD_HASH = (
+_SET_HEAD_HASH = PreparedWrite(
     update(_PT)
     .where(_P.tenant_ref == bindparam("tenant"))
     .values(head_hash=bindparam("digest"))
 )
-_INSERT_EVENT = insert(_E).returning(_E.c.id)
-_INSERT_EVIDENCE = insert(cast(Table, Evidence.__table__))
+_EVENT_KEYS = (*CHAINED_FIELDS, "prev_hash", "row_hash")
+_INSERT_EVENT = PreparedWrite(
+    insert(_E).returning(_E.c.id), column_keys=_EVENT_KEYS, returning=(_E.c.id,)
+)
+_EVIDENCE_KEYS = ("event_id", "tenant_ref", "client_ref", "salt", "ip_prefix", "user_agent",
+                  "note")
+_INSERT_EVIDENCE = PreparedWrite(
+    insert(cast(Table, Evidence.__table__)), column_keys=_EVIDENCE_KEYS
+)
 _STATE_COLUMNS = ("state", "text_major", "expires_at", "since", "last_seq", "delivery")
 
 
@@ -125,7 +134,10 @@ def _upsert_statement(dialect: str) -> Any:
     )
 
 
-_UPSERT_STATE = {name: _upsert_statement(name) for name in ("postgresql", "sqlite")}
+_UPSERT_STATE = PreparedWrite(
+    {name: _upsert_statement(name) for name in ("postgresql", "sqlite")},
+    column_keys=("tenant_ref", "client_ref", *_STATE_COLUMNS),
+)
 
 
 def load_snapshot(session: Session, tenant_ref: str, client_ref: str) -> Snapshot | None:
@@ -169,7 +181,7 @@ def _upsert_state(
         "last_seq": seq,
         "delivery": snap.delivery,
     }
-    session.execute(_UPSERT_STATE[session.get_bind().dialect.name], values)
+    _UPSERT_STATE.execute(session, values)
 
 
 def _sync_head(session: Session, tenant_ref: str, seq: int, digest: str, now: datetime) -> None:
@@ -236,9 +248,9 @@ def append(
     ``previous`` is the client's projection if the caller already read it in this
     transaction, after taking the practice's lock (it is then not read again).
     """
-    head = session.execute(
-        _ADVANCE_HEAD, {"tenant": new.tenant_ref, "now": new.occurred_at}
-    ).one_or_none()
+    head = _ADVANCE_HEAD.returning_one(
+        session, {"tenant": new.tenant_ref, "now": new.occurred_at}
+    )
     if head is None:
         raise NotActive(f"Samtycke has not been activated for practice {new.tenant_ref!r}.")
     seq, prev = int(head[0]), str(head[1])
@@ -249,7 +261,7 @@ def append(
     fields = _chained_fields(new, seq, evd["sha256"] if evd else None)
     digest = row_hash(prev, fields)
     row = {**fields, "prev_hash": prev, "row_hash": digest}
-    event_id = int(session.execute(_INSERT_EVENT, row).scalar_one())
+    event_id = int(_INSERT_EVENT.returning_one(session, row)[0])
     # The inserted row as a detached ORM object, without a flush or a reload.  It is
     # deliberately not added to the session: an object attached that way is not part
     # of the transaction, so a rollback would leave it in the identity map for a row
@@ -258,8 +270,8 @@ def append(
     event = ConsentEvent(id=event_id, **row)
     make_transient_to_detached(event)
     if salt is not None:
-        session.execute(
-            _INSERT_EVIDENCE,
+        _INSERT_EVIDENCE.execute(
+            session,
             {
                 "event_id": event_id,
                 "tenant_ref": new.tenant_ref,
@@ -270,7 +282,7 @@ def append(
                 "note": new.note,
             },
         )
-    session.execute(_SET_HEAD_HASH, {"tenant": new.tenant_ref, "digest": digest})
+    _SET_HEAD_HASH.execute(session, {"tenant": new.tenant_ref, "digest": digest})
     _sync_head(session, new.tenant_ref, seq, digest, new.occurred_at)
     if isinstance(previous, _Unread):
         previous = load_snapshot(session, new.tenant_ref, new.client_ref)

@@ -1,11 +1,13 @@
-"""Prepared reads for the hot paths: the booking gate and the profile panel.
+"""Prepared statements for the hot paths: the booking gate, the profile panel and the
+record step at booking (event, chain head, projection, receipt).
 
 Every online booking and every client profile pays for one small indexed read.  Run
 through ``Session.execute`` that read costs 30-40 µs of SQLAlchemy's per-execution
-machinery on SQLite, several times the query itself.  :class:`PreparedSelect`
-compiles a Core ``SELECT`` once per dialect and runs it on the DB-API cursor of the
-session's own connection, in the session's transaction, converting the results with
-the same SQLAlchemy type processors a normal execution would use.
+machinery on SQLite, several times the query itself.  :class:`PreparedSelect` and
+:class:`PreparedWrite` compile a Core statement once per dialect and run it on the
+DB-API cursor of the session's own connection, in the session's transaction,
+converting parameters and results with the same SQLAlchemy type processors a normal
+execution would use.
 
 When anything listens to statement execution on the engine (a host's SQL logging or
 tracing, a test counting statements), the statement goes through ``Session.execute``
@@ -16,11 +18,11 @@ disconnects invalidate the connection exactly as SQLAlchemy does.
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from attrs import frozen
-from sqlalchemy import Connection, Dialect, Select, exc
+from sqlalchemy import Connection, Dialect, Executable, Select, exc
 from sqlalchemy.orm import Session
 
 
@@ -33,43 +35,75 @@ class _Plan:
     #: Result columns that need converting, by position.
     results: tuple[tuple[int, Callable[[Any], Any]], ...]
     row: Any
+    #: Values of the statement's own literals (``head_seq + 1``), under their bind names.
+    fixed: dict[str, Any]
 
 
-class PreparedSelect:
-    """A read-only Core ``SELECT`` (one row expected), compiled once per dialect."""
+class _Prepared:
+    """A Core statement compiled once per dialect and run on the session's DB-API cursor."""
 
-    def __init__(self, statement: Select[Any]) -> None:
-        self.statement = statement
+    def __init__(
+        self,
+        statement: Executable | Mapping[str, Executable],
+        columns: Sequence[Any],
+        column_keys: Sequence[str] | None = None,
+    ) -> None:
+        self._statements = statement if isinstance(statement, Mapping) else None
+        self.statement = statement if not isinstance(statement, Mapping) else None
+        self._column_keys = list(column_keys) if column_keys is not None else None
+        self._columns = list(columns)
         self._plans: dict[str, _Plan] = {}
-        self._row = namedtuple("Row", statement.selected_columns.keys())  # type: ignore[misc]
+        self._row = (
+            namedtuple("Row", [c.key for c in self._columns])
+            if self._columns else None
+        )
+
+    def statement_for(self, dialect_name: str) -> Executable:
+        if self._statements is not None:
+            return self._statements[dialect_name]
+        assert self.statement is not None
+        return self.statement
 
     def _plan(self, dialect: Dialect) -> _Plan:
         plan = self._plans.get(dialect.name)
         if plan is None:
-            compiled = self.statement.compile(dialect=dialect)
+            statement: Any = self.statement_for(dialect.name)
+            compiled = statement.compile(dialect=dialect, column_keys=self._column_keys)
             binds = tuple(
-                (bind.key, proc)
-                for bind in compiled.binds.values()
+                (name, proc)
+                for name, bind in compiled.binds.items()
                 if (proc := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
             )
             results = tuple(
                 (i, proc)
-                for i, col in enumerate(self.statement.selected_columns)
+                for i, col in enumerate(self._columns)
                 if (proc := col.type.dialect_impl(dialect).result_processor(dialect, None))
                 is not None
             )
             positional = tuple(compiled.positiontup or ()) if compiled.positional else None
+            given = set(self._column_keys or ())
+            fixed = {
+                key: bind.effective_value
+                for key, bind in compiled.binds.items()
+                if not bind.required and key not in given
+            }
             plan = _Plan(sql=compiled.string, positional=positional, binds=binds,
-                         results=results, row=self._row)
+                         results=results, row=self._row, fixed=fixed)
             self._plans[dialect.name] = plan
         return plan
 
-    def one_or_none(self, session: Session, params: Mapping[str, Any]) -> Any:
-        """The single result row (attribute access by column name), or ``None``."""
+    def _run(self, session: Session, params: Mapping[str, Any]) -> tuple[Any, int]:
+        """Execute; the first result row (converted) or ``None``, and the row count."""
         conn = session.connection()
         if _observed(conn):
-            return session.execute(self.statement, dict(params)).one_or_none()
+            result: Any = session.execute(
+                self.statement_for(conn.dialect.name), dict(params)
+            )
+            first = result.first() if self._columns else None
+            return first, (result.rowcount if not self._columns else -1)
         plan = self._plan(conn.dialect)
+        if plan.fixed:
+            params = {**plan.fixed, **params}
         if plan.binds:
             params = dict(params)
             for name, convert in plan.binds:
@@ -78,22 +112,62 @@ class PreparedSelect:
             tuple([params[name] for name in plan.positional]) if plan.positional is not None
             else params
         )
-        dbapi_conn = conn.connection
-        cursor = dbapi_conn.cursor()
+        cursor = conn.connection.cursor()
         try:
             cursor.execute(plan.sql, args)
-            raw = cursor.fetchone()
+            raw = cursor.fetchone() if self._columns else None
+            if raw is not None:
+                cursor.fetchall()  # RETURNING on SQLite: read to the end of the statement
+            count = cursor.rowcount
         except conn.dialect.loaded_dbapi.Error as err:
             _raise_wrapped(conn, plan.sql, args, err, cursor)
         finally:
             cursor.close()
         if raw is None:
-            return None
+            return None, count
         if plan.results:
             raw = list(raw)
             for i, convert in plan.results:
                 raw[i] = convert(raw[i])
-        return plan.row._make(raw)
+        return plan.row._make(raw), count
+
+
+class PreparedSelect(_Prepared):
+    """A read-only Core ``SELECT`` (one row expected), compiled once per dialect."""
+
+    def __init__(self, statement: Select[Any]) -> None:
+        super().__init__(statement, list(statement.selected_columns))
+
+    def one_or_none(self, session: Session, params: Mapping[str, Any]) -> Any:
+        """The single result row (attribute access by column name), or ``None``."""
+        return self._run(session, params)[0]
+
+
+class PreparedWrite(_Prepared):
+    """An ``INSERT`` / ``UPDATE`` (optionally ``RETURNING``), compiled once per dialect.
+
+    ``statement`` may be one statement or one per dialect name (an upsert is written
+    with each dialect's own ``insert``).  An ``INSERT`` is compiled for exactly
+    ``column_keys``: every execution must pass all of them (column defaults are not
+    applied).  ``returning`` names the columns the statement returns.
+    """
+
+    def __init__(
+        self,
+        statement: Executable | Mapping[str, Executable],
+        *,
+        column_keys: Sequence[str] | None = None,
+        returning: Sequence[Any] = (),
+    ) -> None:
+        super().__init__(statement, returning, column_keys)
+
+    def execute(self, session: Session, params: Mapping[str, Any]) -> int:
+        """Run it; the number of rows it changed."""
+        return self._run(session, params)[1]
+
+    def returning_one(self, session: Session, params: Mapping[str, Any]) -> Any:
+        """Run it; the first returned row (attribute access by column name), or ``None``."""
+        return self._run(session, params)[0]
 
 
 def _observed(conn: Connection) -> bool:

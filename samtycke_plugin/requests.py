@@ -56,14 +56,14 @@ from urllib.parse import urlsplit
 from attrs import frozen
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import Text, bindparam, cast, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from hookspecs.types import BookingSubmission, ClientCreated, ClientInfo, ClientRef, TenantRef
 from samtycke_plugin import service
 from samtycke_plugin.db import run_in_transaction
-from samtycke_plugin.errors import Conflict, InputError, NotFound
+from samtycke_plugin.errors import Conflict, InputError, NotActive, NotFound
 from samtycke_plugin.i18n import N_, lang
 from samtycke_plugin.ledger import (
     NewEvent,
@@ -81,6 +81,7 @@ from samtycke_plugin.models import (
     Practice,
     TextVersion,
 )
+from samtycke_plugin.prepared import PreparedSelect, PreparedWrite
 from samtycke_plugin.rules import VALID_STATES, State, Status, grant_state, status
 
 if TYPE_CHECKING:
@@ -119,6 +120,46 @@ _PENDING = text("used_at IS NULL AND revoked_at IS NULL")
 # Bulk writes go through Core on the tables (no ORM bookkeeping per row).
 _REQUESTS: Any = ConsentRequest.__table__
 _OUTBOX: Any = OutboxMessage.__table__
+_REQUEST_KEYS = (
+    "tenant_ref", "client_ref", "purpose", "text_version_id", "text_major", "token_hash",
+    "nonce", "created_at", "expires_at", "used_at", "revoked_at", "created_by", "delivery",
+    "batch_key",
+)
+_OUTBOX_KEYS = (
+    "tenant_ref", "client_ref", "request_id", "kind", "message_id", "to_addr", "locale",
+    "payload", "status", "attempts", "next_attempt_at", "created_at", "sent_at", "last_error",
+)
+
+
+def _insert_pending_statement(dialect: str) -> Any:
+    ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_REQUESTS)
+    return ins.on_conflict_do_nothing(
+        index_elements=["tenant_ref", "client_ref", "purpose"], index_where=_PENDING
+    ).returning(_REQUESTS.c.client_ref, _REQUESTS.c.id)
+
+
+# The single-row writes of a receipt (queued with every consent given at booking),
+# compiled once: see samtycke_plugin.prepared.
+_INSERT_ONE_PENDING = PreparedWrite(
+    {name: _insert_pending_statement(name) for name in ("postgresql", "sqlite")},
+    column_keys=_REQUEST_KEYS, returning=(_REQUESTS.c.client_ref, _REQUESTS.c.id),
+)
+_INSERT_ONE_OUTBOX = PreparedWrite(insert(_OUTBOX), column_keys=_OUTBOX_KEYS)
+#: The client's pending link of a purpose (the partial unique index allows one).
+_PENDING_LINK = PreparedSelect(
+    select(_REQUESTS.c.id).where(
+        _REQUESTS.c.tenant_ref == bindparam("tenant"),
+        _REQUESTS.c.client_ref == bindparam("client"),
+        _REQUESTS.c.purpose == bindparam("purpose"),
+        _REQUESTS.c.used_at.is_(None),
+        _REQUESTS.c.revoked_at.is_(None),
+    )
+)
+_PRACTICE_SETTINGS = PreparedSelect(
+    select(cast(Practice.__table__.c.settings, Text).label("settings_json")).where(
+        Practice.__table__.c.tenant_ref == bindparam("tenant")
+    )
+)
 _LINE_BREAKS = frozenset("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 
 NO_ADDRESS = N_(
@@ -331,9 +372,9 @@ def _insert_pending(session: Session, rows: list[dict[str, Any]]) -> dict[str, i
         .returning(_REQUESTS.c.client_ref, _REQUESTS.c.id)
     )
     if len(rows) == 1:
-        result = session.execute(stmt.values(**rows[0])).all()
-    else:
-        result = session.execute(stmt, rows).all()
+        row = _INSERT_ONE_PENDING.returning_one(session, rows[0])
+        return {} if row is None else {str(row.client_ref): int(row.id)}
+    result = session.execute(stmt, rows).all()
     return {str(client): int(id_) for client, id_ in result}
 
 
@@ -863,11 +904,17 @@ def queue_receipt(host: Host, event: ConsentEvent) -> int | None:
     except InputError as exc:
         log.info("practice %s: no receipt queued (%s)", tenant, exc.field)
         return None
-    practice = service.require_practice(session, tenant)
-    settings = service.settings_of(practice)
+    found = _PRACTICE_SETTINGS.one_or_none(session, {"tenant": tenant})
+    if found is None:
+        raise NotActive(f"Samtycke has not been activated for practice {tenant!r}.")
+    settings = service.settings_from_json(found.settings_json)
     now = service.now_utc(host)
     days = max(settings.validity_days or WITHDRAW_LINK_DAYS, settings.request_link_days)
-    _revoke_pending(session, tenant, [client], PURPOSE_WITHDRAW, now)
+    older = _PENDING_LINK.one_or_none(
+        session, {"tenant": tenant, "client": client, "purpose": PURPOSE_WITHDRAW}
+    )
+    if older is not None:
+        _revoke_ids(session, tenant, [int(older.id)], now)
     values = _new_request_values(
         link_key(host), tenant=tenant, client=client, purpose=PURPOSE_WITHDRAW, text=None,
         text_version_id=event.text_version_id, text_major=event.text_major, now=now,
@@ -876,14 +923,13 @@ def queue_receipt(host: Host, event: ConsentEvent) -> int | None:
     inserted = _insert_pending(session, [values])
     if client not in inserted:  # pragma: no cover - a concurrent receipt won the race
         return None
-    session.execute(
-        insert(OutboxMessage).values(
-            **_outbox_values(
-                mail_domain(host, tenant), tenant=tenant, client=client,
-                request_id=inserted[client], kind=KIND_RECEIPT, to_addr=address, locale=info.locale,
-                payload={"name": name, "event_id": event.id}, now=now,
-            )
-        )
+    _INSERT_ONE_OUTBOX.execute(
+        session,
+        _outbox_values(
+            mail_domain(host, tenant), tenant=tenant, client=client,
+            request_id=inserted[client], kind=KIND_RECEIPT, to_addr=address, locale=info.locale,
+            payload={"name": name, "event_id": event.id}, now=now,
+        ),
     )
     return inserted[client]
 
