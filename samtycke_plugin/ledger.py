@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from attrs import frozen
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -25,7 +25,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from samtycke_plugin.chain import CHAINED_FIELDS, evidence_hash, row_hash
 from samtycke_plugin.errors import NotActive
 from samtycke_plugin.models import ConsentEvent, ConsentStateRow, Evidence, Practice
-from samtycke_plugin.prepared import PreparedWrite
+from samtycke_plugin.prepared import PreparedSelect, PreparedWrite
 from samtycke_plugin.rules import EventFacts, Snapshot, State, fold
 
 
@@ -37,8 +37,9 @@ def truncate_ip(ip: str | None) -> str | None:
         addr = ipaddress.ip_address(ip.strip())
     except ValueError:
         return None
-    prefix = 24 if addr.version == 4 else 48
-    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
+    if isinstance(addr, ipaddress.IPv4Address):  # the common case, without ip_network()
+        return f"{ipaddress.IPv4Address(int(addr) & 0xFFFFFF00)}/24"
+    return str(ipaddress.ip_network(f"{addr}/48", strict=False))
 
 
 def clean_user_agent(value: str | None) -> str | None:
@@ -169,7 +170,7 @@ def lock_practice(session: Session, tenant_ref: str) -> Practice | None:
 
 
 def _upsert_state(
-    session: Session, tenant_ref: str, client_ref: str, snap: Snapshot, seq: int
+    session: Session | Connection, tenant_ref: str, client_ref: str, snap: Snapshot, seq: int
 ) -> None:
     values = {
         "tenant_ref": tenant_ref,
@@ -240,20 +241,64 @@ class _Unread:
 UNREAD = _Unread()
 
 
+@frozen
+class Head:
+    """A practice's chain head as read under its lock (:data:`LOCK_HEAD`)."""
+
+    seq: int
+    hash: str
+
+
+#: Lock the practice row (the chain head) and read the head: PostgreSQL ``FOR UPDATE``
+#: returns the locked row as the previous holder committed it; on SQLite ``BEGIN
+#: IMMEDIATE`` holds the database lock already.  A statement of its own, so that the
+#: reads after it see what the previous holder of the lock committed.
+LOCK_HEAD = PreparedSelect(
+    select(_P.head_seq, _P.head_hash)
+    .where(_P.tenant_ref == bindparam("tenant"))
+    .with_for_update()
+)
+#: Move the head from the seq read under the lock to the next one (one statement; the
+#: condition is the backstop should a caller not hold the lock).
+_MOVE_HEAD = PreparedWrite(
+    update(_PT)
+    .where(_P.tenant_ref == bindparam("tenant"), _P.head_seq == bindparam("prev_seq"))
+    .values(head_seq=bindparam("seq"), head_hash=bindparam("digest"),
+            updated_at=bindparam("now"))
+)
+
+
+def lock_head(session: Session, tenant_ref: str) -> Head | None:
+    """Lock the practice for a read-decide-append unit of work and read its chain head
+    (``None``: the practice is not activated).  Pass the head to :func:`append`."""
+    row = LOCK_HEAD.one_or_none(session, {"tenant": tenant_ref})
+    return None if row is None else Head(int(row.head_seq), str(row.head_hash))
+
+
 def append(
-    session: Session, new: NewEvent, *, previous: Snapshot | _Unread | None = UNREAD
+    session: Session,
+    new: NewEvent,
+    *,
+    previous: Snapshot | _Unread | None = UNREAD,
+    head: Head | None = None,
 ) -> ConsentEvent:
     """Append one event: chain link, optional evidence, projection. Returns the event.
 
     ``previous`` is the client's projection if the caller already read it in this
     transaction, after taking the practice's lock (it is then not read again).
+    ``head`` is the chain head the caller read with :func:`lock_head` in this
+    transaction (the head then moves with one statement instead of two).
     """
-    head = _ADVANCE_HEAD.returning_one(
-        session, {"tenant": new.tenant_ref, "now": new.occurred_at}
-    )
+    conn = session.connection()
     if head is None:
-        raise NotActive(f"Samtycke has not been activated for practice {new.tenant_ref!r}.")
-    seq, prev = int(head[0]), str(head[1])
+        moved = _ADVANCE_HEAD.returning_one(
+            conn, {"tenant": new.tenant_ref, "now": new.occurred_at}
+        )
+        if moved is None:
+            raise NotActive(f"Samtycke has not been activated for practice {new.tenant_ref!r}.")
+        seq, prev = int(moved[0]), str(moved[1])
+    else:
+        seq, prev = head.seq + 1, head.hash
 
     evd = _evidence_of(new)
     ip_prefix, user_agent = (evd["ip_prefix"], evd["user_agent"]) if evd else (None, None)
@@ -261,7 +306,7 @@ def append(
     fields = _chained_fields(new, seq, evd["sha256"] if evd else None)
     digest = row_hash(prev, fields)
     row = {**fields, "prev_hash": prev, "row_hash": digest}
-    event_id = int(_INSERT_EVENT.returning_one(session, row)[0])
+    event_id = int(_INSERT_EVENT.returning_one(conn, row)[0])
     # The inserted row as a detached ORM object, without a flush or a reload.  It is
     # deliberately not added to the session: an object attached that way is not part
     # of the transaction, so a rollback would leave it in the identity map for a row
@@ -271,7 +316,7 @@ def append(
     make_transient_to_detached(event)
     if salt is not None:
         _INSERT_EVIDENCE.execute(
-            session,
+            conn,
             {
                 "event_id": event_id,
                 "tenant_ref": new.tenant_ref,
@@ -282,7 +327,14 @@ def append(
                 "note": new.note,
             },
         )
-    _SET_HEAD_HASH.execute(session, {"tenant": new.tenant_ref, "digest": digest})
+    if head is None:
+        _SET_HEAD_HASH.execute(conn, {"tenant": new.tenant_ref, "digest": digest})
+    elif _MOVE_HEAD.execute(conn, {"tenant": new.tenant_ref, "prev_seq": head.seq, "seq": seq,
+                                   "digest": digest, "now": new.occurred_at}) != 1:
+        raise RuntimeError(
+            f"the chain head of practice {new.tenant_ref!r} moved after it was read: "
+            "append(head=...) needs the practice locked with lock_head() in this transaction"
+        )
     _sync_head(session, new.tenant_ref, seq, digest, new.occurred_at)
     if isinstance(previous, _Unread):
         previous = load_snapshot(session, new.tenant_ref, new.client_ref)
@@ -296,14 +348,17 @@ def append(
         ),
     )
     if snap is not previous:
-        _upsert_state(session, new.tenant_ref, new.client_ref, snap, seq)
+        _upsert_state(conn, new.tenant_ref, new.client_ref, snap, seq)
     return event
 
 
 #: Rows per statement in :func:`append_many` lookups (well under every backend's bind limit).
 _IN_CHUNK = 900
 _EVENTS: Any = ConsentEvent.__table__
-_EVIDENCE: Any = Evidence.__table__
+_INSERT_EVENT_ROWS = PreparedWrite(insert(_E), column_keys=_EVENT_KEYS)
+_EVENT_IDS = select(_E.c.seq, _E.c.id).where(
+    _E.c.tenant_ref == bindparam("tenant"), _E.c.seq.between(bindparam("first"), bindparam("last"))
+)
 
 
 def append_many(session: Session, events: Sequence[NewEvent]) -> list[int]:
@@ -345,18 +400,22 @@ def append_many(session: Session, events: Sequence[NewEvent]) -> list[int]:
         rows.append({**fields, "prev_hash": prev, "row_hash": digest})
         prev = digest
 
-    ids = [
-        int(i)
-        for i in session.execute(
-            # Core inserts on the tables (no ORM unit-of-work bookkeeping per row).
-            insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True), rows
-        ).scalars()
-    ]
-    if evidence:
-        session.execute(
-            insert(_EVIDENCE), [{"event_id": ids[i], **values} for i, values in evidence.items()]
+    conn = session.connection()
+    # executemany without RETURNING (SQLite would run a RETURNING insert row by row),
+    # then the ids back by the chain's own key (tenant_ref, seq).
+    _INSERT_EVENT_ROWS.executemany(conn, rows)
+    by_seq = {
+        int(seq): int(id_)
+        for seq, id_ in conn.execute(
+            _EVENT_IDS, {"tenant": tenant, "first": first_seq, "last": first_seq + n - 1}
         )
-    session.execute(update(Practice).where(Practice.tenant_ref == tenant).values(head_hash=prev))
+    }
+    ids = [int(by_seq[first_seq + i]) for i in range(n)]
+    if evidence:
+        _INSERT_EVIDENCE.executemany(
+            conn, [{"event_id": ids[i], **values} for i, values in evidence.items()]
+        )
+    _SET_HEAD_HASH.execute(conn, {"tenant": tenant, "digest": prev})
 
     clients = list(dict.fromkeys(e.client_ref for e in events))
     current: dict[str, Snapshot | None] = {}
@@ -387,19 +446,8 @@ def append_many(session: Session, events: Sequence[NewEvent]) -> list[int]:
             current[new.client_ref] = snap
             changed[new.client_ref] = (snap, first_seq + i)
     if changed:
-        dialect = session.get_bind().dialect.name
-        ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
-            cast(Table, ConsentStateRow.__table__)
-        )
-        stmt = ins.on_conflict_do_update(
-            index_elements=["tenant_ref", "client_ref"],
-            set_={
-                k: ins.excluded[k]
-                for k in ("state", "text_major", "expires_at", "since", "last_seq", "delivery")
-            },
-        )
-        session.execute(
-            stmt,
+        _UPSERT_STATE.executemany(
+            conn,
             [
                 {
                     "tenant_ref": tenant, "client_ref": client, "state": snap.state.value,

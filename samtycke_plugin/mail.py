@@ -598,6 +598,15 @@ def _claim_group(
                         error=f"gave up after {msg.attempts - 1} attempts: {msg.last_error or ''}")
                 out.append(_Claimed(row=row, outcome=FAILED))
                 continue
+            if msg.kind == links.KIND_RECEIPT and msg.request_id is None:
+                # A receipt queued at booking: its link and address are made now.
+                why = links.complete_receipt(host, session, msg)
+                if why is not None:
+                    _finish(session, row, status=CANCELLED, now=now, error=why)
+                    out.append(_Claimed(row=row, outcome=CANCELLED))
+                    continue
+                row = _Row(id=msg.id, tenant=msg.tenant_ref, client=msg.client_ref,
+                           request_id=msg.request_id, kind=msg.kind, attempts=msg.attempts)
             req = (
                 session.get(ConsentRequest, msg.request_id, populate_existing=True)
                 if msg.request_id else None

@@ -92,11 +92,14 @@ class _Prepared:
             self._plans[dialect.name] = plan
         return plan
 
-    def _run(self, session: Session, params: Mapping[str, Any]) -> tuple[Any, int]:
-        """Execute; the first result row (converted) or ``None``, and the row count."""
-        conn = session.connection()
+    def _run(self, db: Session | Connection, params: Mapping[str, Any]) -> tuple[Any, int]:
+        """Execute; the first result row (converted) or ``None``, and the row count.
+
+        ``db`` is the session, or its connection (``session.connection()``) when a unit
+        of work runs several statements: fetching it costs more than running one."""
+        conn = db if isinstance(db, Connection) else db.connection()
         if _observed(conn):
-            result: Any = session.execute(
+            result: Any = db.execute(
                 self.statement_for(conn.dialect.name), dict(params)
             )
             first = result.first() if self._columns else None
@@ -138,7 +141,7 @@ class PreparedSelect(_Prepared):
     def __init__(self, statement: Select[Any]) -> None:
         super().__init__(statement, list(statement.selected_columns))
 
-    def one_or_none(self, session: Session, params: Mapping[str, Any]) -> Any:
+    def one_or_none(self, session: Session | Connection, params: Mapping[str, Any]) -> Any:
         """The single result row (attribute access by column name), or ``None``."""
         return self._run(session, params)[0]
 
@@ -161,11 +164,39 @@ class PreparedWrite(_Prepared):
     ) -> None:
         super().__init__(statement, returning, column_keys)
 
-    def execute(self, session: Session, params: Mapping[str, Any]) -> int:
+    def executemany(self, db: Session | Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run it once per row with the driver's ``executemany`` (no ``RETURNING``)."""
+        if not rows:
+            return
+        conn = db if isinstance(db, Connection) else db.connection()
+        if _observed(conn):
+            db.execute(self.statement_for(conn.dialect.name), [dict(r) for r in rows])
+            return
+        plan = self._plan(conn.dialect)
+        names = plan.positional
+        converters = dict(plan.binds)
+        args: list[Any] = []
+        for params in rows:
+            if plan.fixed:
+                params = {**plan.fixed, **params}
+            if converters:
+                params = {
+                    k: (converters[k](v) if k in converters else v) for k, v in params.items()
+                }
+            args.append(tuple([params[n] for n in names]) if names is not None else params)
+        cursor = conn.connection.cursor()
+        try:
+            cursor.executemany(plan.sql, args)
+        except conn.dialect.loaded_dbapi.Error as err:
+            _raise_wrapped(conn, plan.sql, args, err, cursor)
+        finally:
+            cursor.close()
+
+    def execute(self, session: Session | Connection, params: Mapping[str, Any]) -> int:
         """Run it; the number of rows it changed."""
         return self._run(session, params)[1]
 
-    def returning_one(self, session: Session, params: Mapping[str, Any]) -> Any:
+    def returning_one(self, session: Session | Connection, params: Mapping[str, Any]) -> Any:
         """Run it; the first returned row (attribute access by column name), or ``None``."""
         return self._run(session, params)[0]
 

@@ -145,6 +145,16 @@ _INSERT_ONE_PENDING = PreparedWrite(
     column_keys=_REQUEST_KEYS, returning=(_REQUESTS.c.client_ref, _REQUESTS.c.id),
 )
 _INSERT_ONE_OUTBOX = PreparedWrite(insert(_OUTBOX), column_keys=_OUTBOX_KEYS)
+_INSERT_MANY_PENDING = PreparedWrite(
+    {
+        name: (postgresql.insert if name == "postgresql" else sqlite.insert)(_REQUESTS)
+        .on_conflict_do_nothing(
+            index_elements=["tenant_ref", "client_ref", "purpose"], index_where=_PENDING
+        )
+        for name in ("postgresql", "sqlite")
+    },
+    column_keys=_REQUEST_KEYS,
+)
 #: The client's pending link of a purpose (the partial unique index allows one).
 _PENDING_LINK = PreparedSelect(
     select(_REQUESTS.c.id).where(
@@ -316,10 +326,6 @@ def message_id(domain: str) -> str:
 # -- shared plumbing ---------------------------------------------------------------------------
 
 
-def _insert(session: Session) -> Any:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-
-
 def _new_request_values(
     key: bytes,
     *,
@@ -364,18 +370,23 @@ def _insert_pending(session: Session, rows: list[dict[str, Any]]) -> dict[str, i
     ``{client_ref: id}`` of the rows actually inserted."""
     if not rows:
         return {}
-    stmt = (
-        _insert(session)(_REQUESTS)
-        .on_conflict_do_nothing(
-            index_elements=["tenant_ref", "client_ref", "purpose"], index_where=_PENDING
-        )
-        .returning(_REQUESTS.c.client_ref, _REQUESTS.c.id)
-    )
     if len(rows) == 1:
         row = _INSERT_ONE_PENDING.returning_one(session, rows[0])
         return {} if row is None else {str(row.client_ref): int(row.id)}
-    result = session.execute(stmt, rows).all()
-    return {str(client): int(id_) for client, id_ in result}
+    # executemany without RETURNING (SQLite would run it row by row), then the ids of
+    # the rows that went in, by their unique token hashes.
+    conn = session.connection()
+    _INSERT_MANY_PENDING.executemany(conn, rows)
+    found: dict[str, int] = {}
+    hashes = [row["token_hash"] for row in rows]
+    for start in range(0, len(hashes), _IN_CHUNK):
+        for client, id_ in conn.execute(
+            select(_REQUESTS.c.client_ref, _REQUESTS.c.id).where(
+                _REQUESTS.c.token_hash.in_(hashes[start : start + _IN_CHUNK])
+            )
+        ):
+            found[str(client)] = int(id_)
+    return found
 
 
 def _pending_links(
@@ -438,9 +449,9 @@ def _outbox_values(
     *,
     tenant: str,
     client: str,
-    request_id: int,
+    request_id: int | None,
     kind: str,
-    to_addr: str,
+    to_addr: str | None,
     locale: str,
     payload: dict[str, Any],
     now: datetime,
@@ -718,8 +729,8 @@ def _ask_chunk(
             ],
         )
         domain = mail_domain(host, tenant)
-        session.execute(
-            insert(_OUTBOX),
+        _INSERT_ONE_OUTBOX.executemany(
+            session,
             [
                 _outbox_values(
                     domain, tenant=tenant, client=info.ref, request_id=inserted[info.ref],
@@ -871,9 +882,10 @@ def after_booking(
     host: Host, submission: BookingSubmission, client: str, event: ConsentEvent | None
 ) -> None:
     """After the booking record step: a receipt for consent given while booking online
-    (when the client has an address), and the staff-booking trigger."""
+    (completed by the relay, see :func:`queue_receipt_later`), and the staff-booking
+    trigger."""
     if event is not None and State(event.state) in VALID_STATES:
-        queue_receipt(host, event)
+        queue_receipt_later(host, event, submission.locale)
         return
     if submission.channel != "staff":
         return
@@ -888,22 +900,30 @@ def after_booking(
 # -- receipts (F14) ----------------------------------------------------------------------------
 
 
-def queue_receipt(host: Host, event: ConsentEvent) -> int | None:
-    """Queue the receipt for a consent event: what was agreed, when, and a withdrawal
-    link (a new ``withdraw`` request; the client's older one is revoked).  Skipped
-    (``None``) when the client has no usable address.  In the caller's transaction."""
-    session = host.session()
-    tenant, client = event.tenant_ref, event.client_ref
+@frozen(kw_only=True)
+class _ReceiptLink:
+    request_id: int
+    address: str
+    name: str
+    locale: str
+
+
+def _receipt_link(
+    host: Host, session: Session, tenant: str, client: str, text_version_id: int | None,
+    text_major: int | None,
+) -> _ReceiptLink | str:
+    """The withdrawal link a receipt carries: a new ``withdraw`` request (the client's
+    older pending one is revoked and its unsent mail cancelled).  Returns why there is
+    none instead (the client is gone or has no usable address or name)."""
     info = host.lookup_client(TenantRef(tenant), ClientRef(client))
     if info is None:
-        return None
+        return "the client no longer exists in this practice"
     try:
         address = normalise_address(info.email)
         name = check_client_name(info.name or "")
         practice_name(host, tenant)
     except InputError as exc:
-        log.info("practice %s: no receipt queued (%s)", tenant, exc.field)
-        return None
+        return f"no receipt: unusable {exc.field}"
     found = _PRACTICE_SETTINGS.one_or_none(session, {"tenant": tenant})
     if found is None:
         raise NotActive(f"Samtycke has not been activated for practice {tenant!r}.")
@@ -917,21 +937,78 @@ def queue_receipt(host: Host, event: ConsentEvent) -> int | None:
         _revoke_ids(session, tenant, [int(older.id)], now)
     values = _new_request_values(
         link_key(host), tenant=tenant, client=client, purpose=PURPOSE_WITHDRAW, text=None,
-        text_version_id=event.text_version_id, text_major=event.text_major, now=now,
+        text_version_id=text_version_id, text_major=text_major, now=now,
         expires_at=now + timedelta(days=days), actor="client", batch_key=None,
     )
     inserted = _insert_pending(session, [values])
     if client not in inserted:  # pragma: no cover - a concurrent receipt won the race
+        return "a newer receipt replaced this one"
+    return _ReceiptLink(request_id=inserted[client], address=address, name=name,
+                        locale=lang(info.locale))
+
+
+def queue_receipt(host: Host, event: ConsentEvent) -> int | None:
+    """Queue the receipt for a consent event: what was agreed, when, and a withdrawal
+    link (a new ``withdraw`` request; the client's older one is revoked).  Skipped
+    (``None``) when the client has no usable address.  In the caller's transaction."""
+    session = host.session()
+    tenant, client = event.tenant_ref, event.client_ref
+    link = _receipt_link(host, session, tenant, client, event.text_version_id, event.text_major)
+    if isinstance(link, str):
+        log.info("practice %s: no receipt queued (%s)", tenant, link)
         return None
     _INSERT_ONE_OUTBOX.execute(
         session,
         _outbox_values(
             mail_domain(host, tenant), tenant=tenant, client=client,
-            request_id=inserted[client], kind=KIND_RECEIPT, to_addr=address, locale=info.locale,
-            payload={"name": name, "event_id": event.id}, now=now,
+            request_id=link.request_id, kind=KIND_RECEIPT, to_addr=link.address,
+            locale=link.locale, payload={"name": link.name, "event_id": event.id},
+            now=service.now_utc(host),
         ),
     )
-    return inserted[client]
+    return link.request_id
+
+
+def queue_receipt_later(host: Host, event: ConsentEvent, locale: str) -> None:
+    """Queue the receipt of a consent given while booking, as one outbox row that the
+    relay completes (:func:`complete_receipt`) when it picks the row up.
+
+    The booking's transaction pays for one insert: the transactional outbox still
+    guarantees a receipt exactly when the consent commits, while looking the client
+    up, checking the address and minting the withdrawal link happen off the booking
+    path, with the address the client has when the mail goes out.
+    """
+    now = service.now_utc(host)
+    _INSERT_ONE_OUTBOX.execute(
+        host.session(),
+        _outbox_values(
+            "receipt.invalid", tenant=event.tenant_ref, client=event.client_ref,
+            request_id=None, kind=KIND_RECEIPT, to_addr=None, locale=locale,
+            payload={"event_id": event.id}, now=now,
+        ),
+    )
+
+
+def complete_receipt(host: Host, session: Session, row: OutboxMessage) -> str | None:
+    """Give a receipt queued by :func:`queue_receipt_later` its withdrawal link, address,
+    name, language and Message-ID (in the caller's transaction: the relay's claim).
+    Returns why it cannot be sent instead (client gone, no usable address)."""
+    event_id = row.payload.get("event_id") if isinstance(row.payload, dict) else None
+    event = session.get(ConsentEvent, event_id) if isinstance(event_id, int) else None
+    if event is None or event.tenant_ref != row.tenant_ref or row.client_ref is None \
+            or event.client_ref != row.client_ref:
+        return "the consent event of this receipt no longer exists"
+    link = _receipt_link(host, session, row.tenant_ref, row.client_ref,
+                         event.text_version_id, event.text_major)
+    if isinstance(link, str):
+        return link
+    row.request_id = link.request_id
+    row.to_addr = link.address
+    row.locale = link.locale
+    row.payload = {"name": link.name, "event_id": event.id}
+    row.message_id = message_id(mail_domain(host, row.tenant_ref))
+    session.flush()
+    return None
 
 
 # -- the public link pages ---------------------------------------------------------------------
@@ -1102,12 +1179,14 @@ __all__ = [
     "TextChanged",
     "after_booking",
     "answer",
+    "complete_receipt",
     "derive_token",
     "link_url",
     "normalise_address",
     "on_client_created",
     "open_link",
     "queue_receipt",
+    "queue_receipt_later",
     "request_batch",
     "request_if_needed",
     "send_request",

@@ -45,7 +45,14 @@ from hookspecs.types import (
 from samtycke_plugin import status_text
 from samtycke_plugin.errors import Conflict, InputError, NotActive, NotFound, PermissionDenied
 from samtycke_plugin.i18n import N_, lang, t
-from samtycke_plugin.ledger import NewEvent, append, load_snapshot, lock_practice, snapshot_of
+from samtycke_plugin.ledger import (
+    NewEvent,
+    append,
+    load_snapshot,
+    lock_head,
+    lock_practice,
+    snapshot_of,
+)
 from samtycke_plugin.models import (
     GENESIS_HASH,
     ConsentEvent,
@@ -55,7 +62,7 @@ from samtycke_plugin.models import (
     TextVersion,
 )
 from samtycke_plugin.prepared import PreparedSelect
-from samtycke_plugin.render import render, trusted_html
+from samtycke_plugin.render import render, render_translated, trusted_html
 from samtycke_plugin.rules import (
     VALID_STATES,
     GateOutcome,
@@ -610,15 +617,6 @@ _PRACTICE_READ = PreparedSelect(
 _VALID_VALUES = sorted(s.value for s in VALID_STATES)
 
 
-#: The practice's row lock of :func:`samtycke_plugin.ledger.lock_practice` without loading
-#: the ORM object (PostgreSQL ``FOR UPDATE``; on SQLite ``BEGIN IMMEDIATE`` holds the
-#: database lock already).  A statement of its own, so that the reads after it see what
-#: the previous holder of the lock committed.
-_LOCK_PRACTICE = PreparedSelect(
-    select(_P.tenant_ref).where(_P.tenant_ref == bindparam("tenant")).with_for_update()
-)
-
-
 def _gate_row(session: Session, tenant: str, client: str | None, text_id: int | None) -> Any:
     if text_id is None:
         return _GATE_READ.one_or_none(session, {"tenant": tenant, "client": client})
@@ -722,7 +720,7 @@ def record_booking(
     # decide under the practice's write lock: a simultaneous submit (double click,
     # two tabs) or a text change cannot slip in between decision and append
     tenant = check_ref("tenant", submission.tenant)
-    _LOCK_PRACTICE.one_or_none(host.session(), {"tenant": tenant})
+    head = lock_head(host.session(), tenant)
     decision = _decide(host, submission, client)
     outcome = decision.outcome
     if outcome in (GateOutcome.VETO_REQUIRED, GateOutcome.VETO_TEXT_CHANGED):
@@ -755,6 +753,7 @@ def record_booking(
             ip_address=submission.ip_address, user_agent=submission.user_agent,
         ),
         previous=decision.previous,  # read under the lock just now
+        head=head,
     )
 
 
@@ -926,8 +925,8 @@ def profile_panel(
         else None
     )
     tone, label = status_text.tone(current), status_text.label(current, locale)
-    html = render(
-        "profile_panel.html", locale,
+    html = render_translated(
+        "profile_panel.html",
         status=current.value, tone=tone, icon=status_text.icon(current), label=label,
         reason=status_text.reason(current, locale), given=given,
         text=_panel_text(lang(locale)), client=client, prefix=MOUNT_PREFIX,

@@ -214,9 +214,16 @@ class ConsentMachine(RuleBasedStateMachine):
                 link.state = "revoked"
 
     def _receipt_link(self, p: PracticeModel, ref: str) -> None:
-        """A grant with an address queues a receipt with a new withdrawal link (the
-        client's older one is revoked): find it and remember its token."""
+        """A grant with an address queues a receipt; the relay gives it a new withdrawal
+        link when it picks it up (the client's older one is revoked): do what the relay's
+        claim does, then find the link and remember its token."""
         self._revoke_open(p, ref, links.PURPOSE_WITHDRAW)
+        session = self.host.session()
+        for msg in session.scalars(select(OutboxMessage).where(
+                OutboxMessage.tenant_ref == p.tenant, OutboxMessage.client_ref == ref,
+                OutboxMessage.kind == links.KIND_RECEIPT, OutboxMessage.request_id.is_(None))):
+            assert links.complete_receipt(self.host, session, msg) is None
+        session.commit()
         open_rows = self.host.session().scalars(
             select(ConsentRequest).where(
                 ConsentRequest.tenant_ref == p.tenant, ConsentRequest.client_ref == ref,
