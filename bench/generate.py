@@ -190,13 +190,13 @@ def _client_events(
     if r < 0.18:  # never asked
         return out
     if r < 0.60:  # valid for the current text, often renewed after an older one
-        if cur > 1 and rng.random() < 0.5:
+        if cur > 1 and rng.random() < 0.9:
             old = rng.randrange(1, cur)
             grant(old, _ts(rng, start(old), start(old + 1)))
             grant(cur, _ts(rng, start(cur), NOW - timedelta(hours=1)), renewed=True)
         else:
             grant(cur, _ts(rng, start(cur), NOW - timedelta(hours=1)))
-        if rng.random() < 0.15:  # a later request for the same text keeps it valid
+        if rng.random() < 0.3:  # a later request for the same text keeps it valid
             ev(State.REQUESTED, cur, NOW - timedelta(minutes=rng.randrange(1, 600)), "email",
                "link", "staff:s1")
         return out

@@ -11,8 +11,9 @@ transaction (``BEGIN IMMEDIATE``) already holds the database lock.  The unique
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -25,7 +26,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from samtycke_plugin.chain import CHAINED_FIELDS, evidence_hash, row_hash
 from samtycke_plugin.errors import NotActive
 from samtycke_plugin.models import ConsentEvent, ConsentStateRow, Evidence, Practice
-from samtycke_plugin.prepared import PreparedSelect, PreparedWrite
+from samtycke_plugin.prepared import Prepared, PreparedSelect, PreparedWrite, run_together
 from samtycke_plugin.rules import EventFacts, Snapshot, State, fold
 
 
@@ -47,12 +48,12 @@ def clean_user_agent(value: str | None) -> str | None:
     refuses) dropped, unencodable lone surrogates replaced, at most 512 characters."""
     if not value or not isinstance(value, str):
         return None
-    kept = "".join(
-        "\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch
-        for ch in value
-        if ord(ch) >= 32 and ch != "\x7f"
-    )
+    kept = _SURROGATE.sub("\ufffd", _CONTROL.sub("", value))
     return kept[:512] or None
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @frozen(kw_only=True)
@@ -122,6 +123,18 @@ _EVIDENCE_KEYS = ("event_id", "tenant_ref", "client_ref", "salt", "ip_prefix", "
 _INSERT_EVIDENCE = PreparedWrite(
     insert(cast(Table, Evidence.__table__)), column_keys=_EVIDENCE_KEYS
 )
+_EVIDENCE_DATA = ("tenant_ref", "client_ref", "salt", "ip_prefix", "user_agent", "note")
+_EVIDENCE_COLUMNS = cast(Table, Evidence.__table__).c
+#: The evidence of the event just inserted at ``seq`` (sent with it, before its id is known).
+_INSERT_EVIDENCE_AT_SEQ = PreparedWrite(
+    insert(cast(Table, Evidence.__table__)).from_select(
+        ["event_id", *_EVIDENCE_DATA],
+        select(
+            _E.c.id,
+            *(bindparam(k, type_=_EVIDENCE_COLUMNS[k].type) for k in _EVIDENCE_DATA),
+        ).where(_E.c.tenant_ref == bindparam("tenant_ref"), _E.c.seq == bindparam("seq")),
+    )
+)
 _STATE_COLUMNS = ("state", "text_major", "expires_at", "since", "last_seq", "delivery")
 
 
@@ -169,10 +182,10 @@ def lock_practice(session: Session, tenant_ref: str) -> Practice | None:
     ).one_or_none()
 
 
-def _upsert_state(
-    session: Session | Connection, tenant_ref: str, client_ref: str, snap: Snapshot, seq: int
-) -> None:
-    values = {
+def _state_values(
+    tenant_ref: str, client_ref: str, snap: Snapshot, seq: int
+) -> dict[str, Any]:
+    return {
         "tenant_ref": tenant_ref,
         "client_ref": client_ref,
         "state": snap.state.value,
@@ -182,7 +195,12 @@ def _upsert_state(
         "last_seq": seq,
         "delivery": snap.delivery,
     }
-    _UPSERT_STATE.execute(session, values)
+
+
+def _upsert_state(
+    session: Session | Connection, tenant_ref: str, client_ref: str, snap: Snapshot, seq: int
+) -> None:
+    _UPSERT_STATE.execute(session, _state_values(tenant_ref, client_ref, snap, seq))
 
 
 def _sync_head(session: Session, tenant_ref: str, seq: int, digest: str, now: datetime) -> None:
@@ -241,6 +259,10 @@ class _Unread:
 UNREAD = _Unread()
 
 
+#: Further writes that belong with a new event, given its sequence number.
+WithEvent = Callable[[int], Sequence[tuple[Prepared, Mapping[str, Any]]]]
+
+
 @frozen
 class Head:
     """A practice's chain head as read under its lock (:data:`LOCK_HEAD`)."""
@@ -268,45 +290,106 @@ _MOVE_HEAD = PreparedWrite(
 )
 
 
-def lock_head(session: Session, tenant_ref: str) -> Head | None:
-    """Lock the practice for a read-decide-append unit of work and read its chain head
-    (``None``: the practice is not activated).  Pass the head to :func:`append`."""
-    row = LOCK_HEAD.one_or_none(session, {"tenant": tenant_ref})
-    return None if row is None else Head(int(row.head_seq), str(row.head_hash))
-
-
 def append(
     session: Session,
     new: NewEvent,
     *,
     previous: Snapshot | _Unread | None = UNREAD,
     head: Head | None = None,
+    also: WithEvent | None = None,
 ) -> ConsentEvent:
     """Append one event: chain link, optional evidence, projection. Returns the event.
 
     ``previous`` is the client's projection if the caller already read it in this
     transaction, after taking the practice's lock (it is then not read again).
-    ``head`` is the chain head the caller read with :func:`lock_head` in this
-    transaction (the head then moves with one statement instead of two).
+    ``head`` is the chain head the caller read with :data:`LOCK_HEAD` in this
+    transaction (the writes then go together, and the head moves with one statement).
+    ``also(seq)`` gives further writes that belong with the event at ``seq`` (they are
+    sent with the event's own writes).
     """
     conn = session.connection()
-    if head is None:
-        moved = _ADVANCE_HEAD.returning_one(
-            conn, {"tenant": new.tenant_ref, "now": new.occurred_at}
-        )
-        if moved is None:
-            raise NotActive(f"Samtycke has not been activated for practice {new.tenant_ref!r}.")
-        seq, prev = int(moved[0]), str(moved[1])
-    else:
-        seq, prev = head.seq + 1, head.hash
-
+    if head is not None:
+        return _detached_event(*record_at_head(session, new, previous, head, also))
+    moved = _ADVANCE_HEAD.returning_one(conn, {"tenant": new.tenant_ref, "now": new.occurred_at})
+    if moved is None:
+        raise NotActive(f"Samtycke has not been activated for practice {new.tenant_ref!r}.")
+    seq, prev = int(moved[0]), str(moved[1])
     evd = _evidence_of(new)
-    ip_prefix, user_agent = (evd["ip_prefix"], evd["user_agent"]) if evd else (None, None)
-    salt: str | None = evd["salt"] if evd else None
     fields = _chained_fields(new, seq, evd["sha256"] if evd else None)
     digest = row_hash(prev, fields)
     row = {**fields, "prev_hash": prev, "row_hash": digest}
     event_id = int(_INSERT_EVENT.returning_one(conn, row)[0])
+    if evd is not None:
+        _INSERT_EVIDENCE.execute(conn, {"event_id": event_id, **_evidence_row(new, evd)})
+    _SET_HEAD_HASH.execute(conn, {"tenant": new.tenant_ref, "digest": digest})
+    _sync_head(session, new.tenant_ref, seq, digest, new.occurred_at)
+    if isinstance(previous, _Unread):
+        previous = load_snapshot(session, new.tenant_ref, new.client_ref)
+    snap = _folded(previous, new)
+    if snap is not previous:
+        _upsert_state(conn, new.tenant_ref, new.client_ref, snap, seq)
+    if also is not None:
+        run_together(conn, also(seq))
+    return _detached_event(event_id, row)
+
+
+def record_at_head(
+    session: Session, new: NewEvent, previous: Snapshot | _Unread | None, head: Head,
+    also: WithEvent | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """:func:`append` with the head read under the lock (:data:`LOCK_HEAD`), returning
+    the new event's id and columns rather than an ORM object (the booking path needs
+    neither the object nor its cost).  The writes go together (PostgreSQL: one round
+    trip, see :func:`samtycke_plugin.prepared.run_together`)."""
+    conn = session.connection()
+    if isinstance(previous, _Unread):
+        previous = load_snapshot(session, new.tenant_ref, new.client_ref)
+    seq, prev = head.seq + 1, head.hash
+    evd = _evidence_of(new)
+    fields = _chained_fields(new, seq, evd["sha256"] if evd else None)
+    digest = row_hash(prev, fields)
+    row = {**fields, "prev_hash": prev, "row_hash": digest}
+    steps: list[tuple[Any, Mapping[str, Any]]] = [(_INSERT_EVENT, row)]
+    if evd is not None:  # the event's id is not known yet: found by its (tenant, seq)
+        steps.append((_INSERT_EVIDENCE_AT_SEQ, {"seq": seq, **_evidence_row(new, evd)}))
+    steps.append((_MOVE_HEAD, {"tenant": new.tenant_ref, "prev_seq": head.seq, "seq": seq,
+                               "digest": digest, "now": new.occurred_at}))
+    snap = _folded(previous, new)
+    if snap is not previous:
+        steps.append((_UPSERT_STATE, _state_values(new.tenant_ref, new.client_ref, snap, seq)))
+    if also is not None:
+        steps.extend(also(seq))
+    results = run_together(conn, steps)
+    moved = results[2 if evd is not None else 1][1]
+    if moved != 1:
+        raise RuntimeError(
+            f"the chain head of practice {new.tenant_ref!r} moved after it was read: "
+            "append(head=...) needs the practice locked with LOCK_HEAD in this transaction"
+        )
+    _sync_head(session, new.tenant_ref, seq, digest, new.occurred_at)
+    return int(results[0][0][0]), row
+
+
+def _folded(previous: Snapshot | None, new: NewEvent) -> Snapshot:
+    return fold(
+        previous,
+        EventFacts(state=new.state, text_major=new.text_major, expires_at=new.expires_at,
+                   occurred_at=new.occurred_at),
+    )
+
+
+def _evidence_row(new: NewEvent, evd: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "tenant_ref": new.tenant_ref,
+        "client_ref": new.client_ref,
+        "salt": evd["salt"],
+        "ip_prefix": evd["ip_prefix"],
+        "user_agent": evd["user_agent"],
+        "note": new.note,
+    }
+
+
+def _detached_event(event_id: int, row: dict[str, Any]) -> ConsentEvent:
     # The inserted row as a detached ORM object, without a flush or a reload.  It is
     # deliberately not added to the session: an object attached that way is not part
     # of the transaction, so a rollback would leave it in the identity map for a row
@@ -314,41 +397,6 @@ def append(
     # would fail with "another instance with key ... is already present".
     event = ConsentEvent(id=event_id, **row)
     make_transient_to_detached(event)
-    if salt is not None:
-        _INSERT_EVIDENCE.execute(
-            conn,
-            {
-                "event_id": event_id,
-                "tenant_ref": new.tenant_ref,
-                "client_ref": new.client_ref,
-                "salt": salt,
-                "ip_prefix": ip_prefix,
-                "user_agent": user_agent,
-                "note": new.note,
-            },
-        )
-    if head is None:
-        _SET_HEAD_HASH.execute(conn, {"tenant": new.tenant_ref, "digest": digest})
-    elif _MOVE_HEAD.execute(conn, {"tenant": new.tenant_ref, "prev_seq": head.seq, "seq": seq,
-                                   "digest": digest, "now": new.occurred_at}) != 1:
-        raise RuntimeError(
-            f"the chain head of practice {new.tenant_ref!r} moved after it was read: "
-            "append(head=...) needs the practice locked with lock_head() in this transaction"
-        )
-    _sync_head(session, new.tenant_ref, seq, digest, new.occurred_at)
-    if isinstance(previous, _Unread):
-        previous = load_snapshot(session, new.tenant_ref, new.client_ref)
-    snap = fold(
-        previous,
-        EventFacts(
-            state=new.state,
-            text_major=new.text_major,
-            expires_at=new.expires_at,
-            occurred_at=new.occurred_at,
-        ),
-    )
-    if snap is not previous:
-        _upsert_state(conn, new.tenant_ref, new.client_ref, snap, seq)
     return event
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from attrs import frozen
 from sqlalchemy import Connection, Dialect, Executable, Select, exc
@@ -39,7 +39,7 @@ class _Plan:
     fixed: dict[str, Any]
 
 
-class _Prepared:
+class Prepared:
     """A Core statement compiled once per dialect and run on the session's DB-API cursor."""
 
     def __init__(
@@ -92,6 +92,35 @@ class _Prepared:
             self._plans[dialect.name] = plan
         return plan
 
+    def _args(self, plan: _Plan, params: Mapping[str, Any]) -> Any:
+        """The driver's parameters for one execution."""
+        if plan.fixed:
+            params = {**plan.fixed, **params}
+        if plan.binds:
+            params = dict(params)
+            for name, convert in plan.binds:
+                params[name] = convert(params[name])
+        return (
+            tuple([params[name] for name in plan.positional]) if plan.positional is not None
+            else params
+        )
+
+    def _result(self, plan: _Plan, raw: Any) -> Any:
+        """One result row, converted, with attribute access by column name."""
+        if raw is None:
+            return None
+        if plan.results:
+            raw = list(raw)
+            for i, convert in plan.results:
+                raw[i] = convert(raw[i])
+        return plan.row._make(raw)
+
+    def _observed_run(self, db: Session | Connection, conn: Connection,
+                      params: Mapping[str, Any]) -> tuple[Any, int]:
+        result: Any = db.execute(self.statement_for(conn.dialect.name), dict(params))
+        first = result.first() if self._columns else None
+        return first, (result.rowcount if not self._columns else -1)
+
     def _run(self, db: Session | Connection, params: Mapping[str, Any]) -> tuple[Any, int]:
         """Execute; the first result row (converted) or ``None``, and the row count.
 
@@ -99,22 +128,9 @@ class _Prepared:
         of work runs several statements: fetching it costs more than running one."""
         conn = db if isinstance(db, Connection) else db.connection()
         if _observed(conn):
-            result: Any = db.execute(
-                self.statement_for(conn.dialect.name), dict(params)
-            )
-            first = result.first() if self._columns else None
-            return first, (result.rowcount if not self._columns else -1)
+            return self._observed_run(db, conn, params)
         plan = self._plan(conn.dialect)
-        if plan.fixed:
-            params = {**plan.fixed, **params}
-        if plan.binds:
-            params = dict(params)
-            for name, convert in plan.binds:
-                params[name] = convert(params[name])
-        args: Any = (
-            tuple([params[name] for name in plan.positional]) if plan.positional is not None
-            else params
-        )
+        args = self._args(plan, params)
         cursor = conn.connection.cursor()
         try:
             cursor.execute(plan.sql, args)
@@ -126,16 +142,52 @@ class _Prepared:
             _raise_wrapped(conn, plan.sql, args, err, cursor)
         finally:
             cursor.close()
-        if raw is None:
-            return None, count
-        if plan.results:
-            raw = list(raw)
-            for i, convert in plan.results:
-                raw[i] = convert(raw[i])
-        return plan.row._make(raw), count
+        return self._result(plan, raw), count
 
 
-class PreparedSelect(_Prepared):
+def run_together(
+    db: Session | Connection, steps: Sequence[tuple[Prepared, Mapping[str, Any]]]
+) -> list[tuple[Any, int]]:
+    """Run several prepared statements in order; for each, its first result row (or
+    ``None``) and its row count.
+
+    On PostgreSQL (psycopg 3) they go to the server together in pipeline mode: one
+    network round trip instead of one per statement.  The server still runs them one
+    after the other, each with its own snapshot, so a statement after a ``FOR UPDATE``
+    sees what the previous holder of that lock committed.  An error in any of them
+    raises as a normal execution would (the transaction is then aborted, as it would
+    be anyway).  Elsewhere (SQLite, or when statement execution is observed) they run
+    one by one.
+    """
+    conn = db if isinstance(db, Connection) else db.connection()
+    raw_conn: Any = conn.connection.dbapi_connection
+    pipeline = getattr(raw_conn, "pipeline", None)
+    if pipeline is None or _observed(conn):
+        return [prepared._run(conn, params) for prepared, params in steps]
+    plans = [prepared._plan(conn.dialect) for prepared, _ in steps]
+    args = [prepared._args(plan, params) for (prepared, params), plan in
+            zip(steps, plans, strict=True)]
+    cursors: list[Any] = []
+    try:
+        with pipeline():
+            for plan, arg in zip(plans, args, strict=True):
+                cursor = raw_conn.cursor()
+                cursors.append(cursor)
+                cursor.execute(plan.sql, arg)
+        out: list[tuple[Any, int]] = []
+        for (prepared, _), plan, cursor in zip(steps, plans, cursors, strict=True):
+            raw = cursor.fetchone() if prepared._columns else None
+            out.append((prepared._result(plan, raw), cursor.rowcount))
+        return out
+    except conn.dialect.loaded_dbapi.Error as err:
+        # errors surface when the pipeline is synced: name every statement of the batch
+        _raise_wrapped(conn, ";\n".join(p.sql for p in plans), args, err, None)
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
+class PreparedSelect(Prepared):
     """A read-only Core ``SELECT`` (one row expected), compiled once per dialect."""
 
     def __init__(self, statement: Select[Any]) -> None:
@@ -146,7 +198,7 @@ class PreparedSelect(_Prepared):
         return self._run(session, params)[0]
 
 
-class PreparedWrite(_Prepared):
+class PreparedWrite(Prepared):
     """An ``INSERT`` / ``UPDATE`` (optionally ``RETURNING``), compiled once per dialect.
 
     ``statement`` may be one statement or one per dialect name (an upsert is written
@@ -175,14 +227,27 @@ class PreparedWrite(_Prepared):
         plan = self._plan(conn.dialect)
         names = plan.positional
         converters = dict(plan.binds)
+        # Batch rows share most of their converted values (the same "now", the same
+        # expiry): convert each distinct (column, value) once.
+        seen: dict[tuple[str, Any], Any] = {}
+
+        def convert(key: str, value: Any) -> Any:
+            if key not in converters:
+                return value
+            try:
+                return seen[key, value]
+            except KeyError:
+                converted = seen[key, value] = converters[key](value)
+                return converted
+            except TypeError:  # an unhashable value (a JSON payload)
+                return converters[key](value)
+
         args: list[Any] = []
         for params in rows:
             if plan.fixed:
                 params = {**plan.fixed, **params}
             if converters:
-                params = {
-                    k: (converters[k](v) if k in converters else v) for k, v in params.items()
-                }
+                params = {k: convert(k, v) for k, v in params.items()}
             args.append(tuple([params[n] for n in names]) if names is not None else params)
         cursor = conn.connection.cursor()
         try:
@@ -210,7 +275,7 @@ def _observed(conn: Connection) -> bool:
     ) or conn.engine.echo is True or conn.engine.echo == "debug"
 
 
-def _raise_wrapped(conn: Connection, sql: str, args: Any, err: Any, cursor: Any) -> None:
+def _raise_wrapped(conn: Connection, sql: str, args: Any, err: Any, cursor: Any) -> NoReturn:
     dialect = conn.dialect
     disconnect = dialect.is_disconnect(err, conn.connection.dbapi_connection, cursor)
     if disconnect:

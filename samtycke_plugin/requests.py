@@ -67,6 +67,7 @@ from samtycke_plugin.errors import Conflict, InputError, NotActive, NotFound
 from samtycke_plugin.i18n import N_, lang
 from samtycke_plugin.ledger import (
     NewEvent,
+    WithEvent,
     append,
     append_many,
     load_snapshot,
@@ -878,15 +879,39 @@ def on_client_created(host: Host, created: ClientCreated) -> int | None:
     return request_if_needed(host, created.tenant, created.client, actor="system:new_client")
 
 
-def after_booking(
-    host: Host, submission: BookingSubmission, client: str, event: ConsentEvent | None
-) -> None:
-    """After the booking record step: a receipt for consent given while booking online
-    (completed by the relay, see :func:`queue_receipt_later`), and the staff-booking
-    trigger."""
-    if event is not None and State(event.state) in VALID_STATES:
-        queue_receipt_later(host, event, submission.locale)
-        return
+def receipt_with_consent(host: Host, submission: BookingSubmission, client: str) -> WithEvent:
+    """The receipt of a consent given while booking, as writes that go with the event
+    (``service.record_booking(with_consent=...)``): one outbox row naming the event by
+    its sequence number, completed by the relay (:func:`complete_receipt`).
+
+    The booking's transaction pays for one insert, sent with the event's own writes:
+    the transactional outbox still guarantees a receipt exactly when the consent
+    commits, while looking the client up, checking the address and minting the
+    withdrawal link happen off the booking path, with the address the client has when
+    the mail goes out.
+    """
+    tenant = str(submission.tenant)
+
+    def steps(seq: int) -> list[tuple[Any, dict[str, Any]]]:
+        return [(_INSERT_ONE_OUTBOX, _receipt_placeholder(
+            host, tenant, client, {"event_seq": seq}, submission.locale))]
+
+    return steps
+
+
+def _receipt_placeholder(
+    host: Host, tenant: str, client: str, payload: dict[str, Any], locale: str
+) -> dict[str, Any]:
+    return _outbox_values(
+        "receipt.invalid", tenant=tenant, client=client, request_id=None, kind=KIND_RECEIPT,
+        to_addr=None, locale=locale, payload=payload, now=service.now_utc(host),
+    )
+
+
+def after_booking(host: Host, submission: BookingSubmission, client: str) -> None:
+    """After the booking record step: the e-mail request after a staff booking (the
+    receipt of a consent given online went with the event, see
+    :func:`receipt_with_consent`)."""
     if submission.channel != "staff":
         return
     practice = service.get_practice(host.session(), submission.tenant)
@@ -969,32 +994,18 @@ def queue_receipt(host: Host, event: ConsentEvent) -> int | None:
     return link.request_id
 
 
-def queue_receipt_later(host: Host, event: ConsentEvent, locale: str) -> None:
-    """Queue the receipt of a consent given while booking, as one outbox row that the
-    relay completes (:func:`complete_receipt`) when it picks the row up.
-
-    The booking's transaction pays for one insert: the transactional outbox still
-    guarantees a receipt exactly when the consent commits, while looking the client
-    up, checking the address and minting the withdrawal link happen off the booking
-    path, with the address the client has when the mail goes out.
-    """
-    now = service.now_utc(host)
-    _INSERT_ONE_OUTBOX.execute(
-        host.session(),
-        _outbox_values(
-            "receipt.invalid", tenant=event.tenant_ref, client=event.client_ref,
-            request_id=None, kind=KIND_RECEIPT, to_addr=None, locale=locale,
-            payload={"event_id": event.id}, now=now,
-        ),
-    )
-
-
 def complete_receipt(host: Host, session: Session, row: OutboxMessage) -> str | None:
-    """Give a receipt queued by :func:`queue_receipt_later` its withdrawal link, address,
-    name, language and Message-ID (in the caller's transaction: the relay's claim).
-    Returns why it cannot be sent instead (client gone, no usable address)."""
-    event_id = row.payload.get("event_id") if isinstance(row.payload, dict) else None
-    event = session.get(ConsentEvent, event_id) if isinstance(event_id, int) else None
+    """Give a receipt queued at booking (:func:`receipt_with_consent`) its withdrawal
+    link, address, name, language and Message-ID (in the caller's transaction: the
+    relay's claim).  Returns why it cannot be sent instead (client gone, no usable
+    address)."""
+    payload = row.payload if isinstance(row.payload, dict) else {}
+    seq = payload.get("event_seq")
+    event = session.scalars(
+        select(ConsentEvent).where(
+            ConsentEvent.tenant_ref == row.tenant_ref, ConsentEvent.seq == seq
+        )
+    ).one_or_none() if isinstance(seq, int) else None
     if event is None or event.tenant_ref != row.tenant_ref or row.client_ref is None \
             or event.client_ref != row.client_ref:
         return "the consent event of this receipt no longer exists"
@@ -1186,7 +1197,7 @@ __all__ = [
     "on_client_created",
     "open_link",
     "queue_receipt",
-    "queue_receipt_later",
+    "receipt_with_consent",
     "request_batch",
     "request_if_needed",
     "send_request",

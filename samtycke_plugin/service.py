@@ -46,11 +46,14 @@ from samtycke_plugin import status_text
 from samtycke_plugin.errors import Conflict, InputError, NotActive, NotFound, PermissionDenied
 from samtycke_plugin.i18n import N_, lang, t
 from samtycke_plugin.ledger import (
+    LOCK_HEAD,
+    Head,
     NewEvent,
+    WithEvent,
     append,
     load_snapshot,
-    lock_head,
     lock_practice,
+    record_at_head,
     snapshot_of,
 )
 from samtycke_plugin.models import (
@@ -61,7 +64,7 @@ from samtycke_plugin.models import (
     Practice,
     TextVersion,
 )
-from samtycke_plugin.prepared import PreparedSelect
+from samtycke_plugin.prepared import PreparedSelect, run_together
 from samtycke_plugin.render import render, render_translated, trusted_html
 from samtycke_plugin.rules import (
     VALID_STATES,
@@ -649,14 +652,40 @@ def _shown_text_id(raw: object) -> int | None:
     return int(raw)
 
 
-def _decide(host: Host, submission: BookingSubmission, client: str | None) -> _Decision:
+def _gate_step(
+    tenant: str, client: str | None, text_id: int | None
+) -> tuple[PreparedSelect, dict[str, Any]]:
+    if text_id is None:
+        return _GATE_READ, {"tenant": tenant, "client": client}
+    return _GATE_SHOWN_READ, {"tenant": tenant, "client": client, "text_id": text_id}
+
+
+def _decide(
+    host: Host, submission: BookingSubmission, client: str | None, *, locked: bool = False
+) -> tuple[_Decision, Head | None]:
+    """The gate's decision; with ``locked``, the practice is locked first and its chain
+    head read (both statements sent together, see ``prepared.run_together``)."""
     tenant = check_ref("tenant", submission.tenant)
     client = check_ref("client", client) if client else None
     if submission.channel != "online":
-        return _Decision(outcome=GateOutcome.ACCEPT)
-    row = _gate_row(
-        host.session(), tenant, client, _shown_text_id(submission.fields.get(FIELD_TEXT))
-    )
+        return _Decision(outcome=GateOutcome.ACCEPT), None
+    gate = _gate_step(tenant, client, _shown_text_id(submission.fields.get(FIELD_TEXT)))
+    head: Head | None = None
+    if locked:
+        (locked_row, _), (row, _) = run_together(
+            host.session(), [(LOCK_HEAD, {"tenant": tenant}), gate]
+        )
+        if locked_row is not None:
+            head = Head(int(locked_row.head_seq), str(locked_row.head_hash))
+    else:
+        row = gate[0].one_or_none(host.session(), gate[1])
+    decision = _decide_on(host, submission, client, row)
+    return decision, head
+
+
+def _decide_on(
+    host: Host, submission: BookingSubmission, client: str | None, row: Any
+) -> _Decision:
     if row is None or not (row.active and row.setup_complete):
         return _Decision(outcome=GateOutcome.ACCEPT)
     settings = settings_from_json(row.settings_json)
@@ -678,7 +707,7 @@ def _decide(host: Host, submission: BookingSubmission, client: str | None) -> _D
 
 def check_booking(host: Host, submission: BookingSubmission) -> list[Veto]:
     """Phase 1: vetoes for a booking, without writing anything."""
-    decision = _decide(host, submission, submission.client)
+    decision, _ = _decide(host, submission, submission.client)
     if decision.outcome is GateOutcome.VETO_REQUIRED:
         return [
             Veto(
@@ -705,13 +734,20 @@ def check_booking(host: Host, submission: BookingSubmission) -> list[Veto]:
 
 
 def record_booking(
-    host: Host, submission: BookingSubmission, booking: str, client: str
-) -> ConsentEvent | None:
+    host: Host,
+    submission: BookingSubmission,
+    booking: str,
+    client: str,
+    *,
+    with_consent: WithEvent | None = None,
+) -> int | None:
     """Phase 2: record the consent decision of an accepted online booking.
 
     Runs inside the host's transaction.  The decision is re-made with the now
     known client, so a race (text changed between check and record) raises
-    :class:`Conflict` and the host's transaction rolls back.
+    :class:`Conflict` and the host's transaction rolls back.  ``with_consent(seq)``
+    gives writes that go with a consent given here (the receipt's outbox row).
+    Returns the new event's id, or ``None`` when nothing was recorded.
     """
     booking = check_ref("booking", booking)
     client = check_ref("client", client)
@@ -720,8 +756,7 @@ def record_booking(
     # decide under the practice's write lock: a simultaneous submit (double click,
     # two tabs) or a text change cannot slip in between decision and append
     tenant = check_ref("tenant", submission.tenant)
-    head = lock_head(host.session(), tenant)
-    decision = _decide(host, submission, client)
+    decision, head = _decide(host, submission, client, locked=True)
     outcome = decision.outcome
     if outcome in (GateOutcome.VETO_REQUIRED, GateOutcome.VETO_TEXT_CHANGED):
         raise Conflict(
@@ -742,19 +777,19 @@ def record_booking(
         practice = require_practice(host.session(), submission.tenant)
         text = current_text(host.session(), practice, submission.locale)
         state, expires = State.REFUSED, None
-    return append(
-        host.session(),
-        NewEvent(
-            tenant_ref=tenant, client_ref=client, state=state,
-            channel="online_booking", method="checkbox", actor="client", occurred_at=now,
-            given_at=now if state is not State.REFUSED else None, expires_at=expires,
-            text_version_id=text.id, text_major=text.major, text_sha256=text.sha256,
-            language=text.language, booking_ref=booking,
-            ip_address=submission.ip_address, user_agent=submission.user_agent,
-        ),
-        previous=decision.previous,  # read under the lock just now
-        head=head,
+    new = NewEvent(
+        tenant_ref=tenant, client_ref=client, state=state,
+        channel="online_booking", method="checkbox", actor="client", occurred_at=now,
+        given_at=now if state is not State.REFUSED else None, expires_at=expires,
+        text_version_id=text.id, text_major=text.major, text_sha256=text.sha256,
+        language=text.language, booking_ref=booking,
+        ip_address=submission.ip_address, user_agent=submission.user_agent,
     )
+    also = with_consent if state in VALID_STATES else None
+    assert head is not None  # the gate found the practice row, so the lock read it too
+    # the projection was read under the lock just now
+    event_id, _ = record_at_head(host.session(), new, decision.previous, head, also)
+    return event_id
 
 
 # -- manual recording and withdrawal ---------------------------------------------------------------
