@@ -33,9 +33,10 @@ from sqlalchemy.orm import Session
 
 from hookspecs.facade import AppHooks
 from hookspecs.types import BookingFormContext, BookingRef, ClientRef, TenantRef, Veto
+from samtycke_plugin import requests as links
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.ledger import projection, replay
-from samtycke_plugin.models import Base, ConsentEvent
+from samtycke_plugin.models import Base, ConsentEvent, OutboxMessage
 
 T = TypeVar("T")
 
@@ -394,3 +395,15 @@ def each_fault(
 def hooks_for(host: TestHost, like: AppHooks) -> AppHooks:
     """Hooks for a worker host, sharing the plugin manager of ``like``."""
     return AppHooks(like.pm, host, lambda tenant: host.active.get(tenant, set()))
+
+
+def complete_receipts(host: TestHost, tenant: str, client: str) -> None:
+    """Do what the relay's claim does to the client's receipts queued at booking (give
+    each its withdrawal link, address and Message-ID), and commit, so a test can find
+    the link without sending the mail."""
+    session = host.session()
+    for msg in session.scalars(select(OutboxMessage).where(
+            OutboxMessage.tenant_ref == tenant, OutboxMessage.client_ref == client,
+            OutboxMessage.kind == links.KIND_RECEIPT, OutboxMessage.request_id.is_(None))):
+        assert links.complete_receipt(host, session, msg) is None
+    session.commit()

@@ -35,7 +35,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from reliability_support import FIGURES, book, dialect
+from reliability_support import FIGURES, book, complete_receipts, dialect
 from smtp_support import Browser, SmtpServer, form_fields, path_of, running_server
 from sqlalchemy import Engine, func, select
 
@@ -218,12 +218,7 @@ class ConsentMachine(RuleBasedStateMachine):
         link when it picks it up (the client's older one is revoked): do what the relay's
         claim does, then find the link and remember its token."""
         self._revoke_open(p, ref, links.PURPOSE_WITHDRAW)
-        session = self.host.session()
-        for msg in session.scalars(select(OutboxMessage).where(
-                OutboxMessage.tenant_ref == p.tenant, OutboxMessage.client_ref == ref,
-                OutboxMessage.kind == links.KIND_RECEIPT, OutboxMessage.request_id.is_(None))):
-            assert links.complete_receipt(self.host, session, msg) is None
-        session.commit()
+        complete_receipts(self.host, p.tenant, ref)
         open_rows = self.host.session().scalars(
             select(ConsentRequest).where(
                 ConsentRequest.tenant_ref == p.tenant, ConsentRequest.client_ref == ref,

@@ -23,7 +23,7 @@ from urllib.parse import parse_qs
 
 import pytest
 from hostkit import TestHost, staff, submission
-from reliability_support import FIGURES, form_text_id
+from reliability_support import FIGURES, complete_receipts, form_text_id
 from sqlalchemy import Engine, select
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
@@ -128,6 +128,7 @@ class World:
         assert hooks.submit_check(sub) == []
         hooks.submitted(sub, BookingRef(f"b{i}"), ClientRef(booker))  # queues a receipt
         host.session().commit()
+        complete_receipts(host, tenant, booker)  # as the relay does when it claims it
         withdraw_req = host.session().scalars(
             select(links.ConsentRequest).where(
                 links.ConsentRequest.tenant_ref == tenant,
