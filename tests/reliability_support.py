@@ -94,6 +94,7 @@ def run_concurrently(
             results[i] = fn(i, barrier)
         except BaseException as exc:
             results[i] = exc
+            barrier.abort()  # the others fail fast with BrokenBarrierError, not a hang
 
     threads = [threading.Thread(target=target, args=(i,), daemon=True) for i in range(n)]
     for th in threads:
