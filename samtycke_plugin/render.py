@@ -24,21 +24,26 @@ def _datetime(value: datetime | None, language: str) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC")
 
 
-@cache
-def environment(language: str) -> Environment:
-    """One Jinja environment per language (cached): autoescape on for every template."""
-    env = Environment(
+def _new_environment(extensions: list[str]) -> Environment:
+    """The app's template settings: package loader, autoescape on, strict undefined."""
+    return Environment(
         loader=PackageLoader("samtycke_plugin", "templates"),
         autoescape=select_autoescape(
             default=True, default_for_string=True, disabled_extensions=("txt",)
         ),
         undefined=StrictUndefined,
-        extensions=["jinja2.ext.i18n"],
+        extensions=extensions,
         trim_blocks=True,
         lstrip_blocks=True,
         # Templates ship inside the package: no stat() of the file on every render.
         auto_reload=False,
     )
+
+
+@cache
+def environment(language: str) -> Environment:
+    """One Jinja environment per language (cached): autoescape on for every template."""
+    env = _new_environment(["jinja2.ext.i18n"])
     env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
     env.globals["lang"] = language
     env.filters["date"] = lambda v: _date(v, language)
@@ -58,19 +63,9 @@ def render(template: str, locale: str | None, **context: Any) -> str:
 
 @cache
 def _plain_template(template: str) -> Template:
-    # The same loader and escaping, without the i18n extension: Jinja copies an
-    # environment's globals (the gettext functions among them) into every render context.
-    env = Environment(
-        loader=PackageLoader("samtycke_plugin", "templates"),
-        autoescape=select_autoescape(
-            default=True, default_for_string=True, disabled_extensions=("txt",)
-        ),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        auto_reload=False,
-    )
-    return env.get_template(f"samtycke/{template}")
+    # The same settings without the i18n extension: Jinja copies an environment's
+    # globals (the gettext functions among them) into every render context.
+    return _new_environment([]).get_template(f"samtycke/{template}")
 
 
 def render_translated(template: str, **context: Any) -> str:

@@ -621,11 +621,8 @@ _VALID_VALUES = sorted(s.value for s in VALID_STATES)
 
 
 def _gate_row(session: Session, tenant: str, client: str | None, text_id: int | None) -> Any:
-    if text_id is None:
-        return _GATE_READ.one_or_none(session, {"tenant": tenant, "client": client})
-    return _GATE_SHOWN_READ.one_or_none(
-        session, {"tenant": tenant, "client": client, "text_id": text_id}
-    )
+    prepared, params = _gate_step(tenant, client, text_id)
+    return prepared.one_or_none(session, params)
 
 
 @frozen(kw_only=True)
