@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -51,9 +52,16 @@ def environment(language: str) -> Environment:
     return env
 
 
+#: Templates are compiled on first use, and CPython 3.11 can fail compiling in several
+#: threads at once ("SystemError: AST constructor recursion depth mismatch"): a threaded
+#: WSGI server's first requests would.  Compile one at a time.
+_COMPILING = threading.Lock()
+
+
 @cache
 def _template(template: str, language: str) -> Template:
-    return environment(language).get_template(f"samtycke/{template}")
+    with _COMPILING:
+        return environment(language).get_template(f"samtycke/{template}")
 
 
 def render(template: str, locale: str | None, **context: Any) -> str:
@@ -65,7 +73,8 @@ def render(template: str, locale: str | None, **context: Any) -> str:
 def _plain_template(template: str) -> Template:
     # The same settings without the i18n extension: Jinja copies an environment's
     # globals (the gettext functions among them) into every render context.
-    return _new_environment([]).get_template(f"samtycke/{template}")
+    with _COMPILING:
+        return _new_environment([]).get_template(f"samtycke/{template}")
 
 
 def render_translated(template: str, **context: Any) -> str:
