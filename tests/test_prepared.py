@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from hostkit import TestHost, count_statements, submission
-from sqlalchemy import bindparam, exc, select, text
+from sqlalchemy import bindparam, event, exc, select, text
 
 from samtycke_plugin import service
 from samtycke_plugin.models import ConsentStateRow
@@ -55,6 +55,24 @@ def test_listeners_see_the_statement(host: TestHost) -> None:
     tenant = host.new_tenant()
     with count_statements(host.engine) as seen:
         service._GATE_READ.one_or_none(host.session(), {"tenant": tenant, "client": "c1"})
+    assert any("samtycke_consent_state" in s for s in seen)
+    host.session().rollback()
+
+
+def test_listeners_on_the_connection_see_the_statement(host: TestHost) -> None:
+    """A listener on the session's connection (not the engine) is seen too."""
+    tenant = host.new_tenant()
+    seen: list[str] = []
+    conn = host.session().connection()
+
+    def before(_c: object, _cur: object, statement: str, *_a: object) -> None:
+        seen.append(statement)
+
+    event.listen(conn, "before_cursor_execute", before)
+    try:
+        service._GATE_READ.one_or_none(host.session(), {"tenant": tenant, "client": "c1"})
+    finally:
+        event.remove(conn, "before_cursor_execute", before)
     assert any("samtycke_consent_state" in s for s in seen)
     host.session().rollback()
 
