@@ -54,6 +54,7 @@ from samtycke_plugin.db import run_in_transaction
 from samtycke_plugin.errors import InputError, SamtyckeError
 from samtycke_plugin.i18n import lang, t
 from samtycke_plugin.models import (
+    KIND_REQUEST,
     ConsentEvent,
     ConsentRequest,
     ConsentStateRow,
@@ -413,7 +414,7 @@ def render_message(host: Host, session: Session, row: OutboxMessage) -> Rendered
         "client_name": to_name, "url": url, "expires_at": req.expires_at,
     }
     attachments: tuple[tuple[str, bytes], ...] = ()
-    if row.kind == links.KIND_REQUEST:
+    if row.kind == KIND_REQUEST:
         subject = t(locale, "%(practice)s asks for your consent", practice=name)
         text_body = render("mail_request.txt", locale, **common)
         html_body = render("mail_request.html", locale, subject=subject, **common)
@@ -532,7 +533,7 @@ def _finish(
         .where(ConsentRequest.id == row.request_id, ConsentRequest.tenant_ref == row.tenant)
         .values(delivery=status)
     )
-    if row.kind == links.KIND_REQUEST and row.client is not None:
+    if row.kind == KIND_REQUEST and row.client is not None:
         still_open = (
             select(ConsentRequest.id)
             .where(
@@ -598,9 +599,13 @@ def _claim_group(
                         error=f"gave up after {msg.attempts - 1} attempts: {msg.last_error or ''}")
                 out.append(_Claimed(row=row, outcome=FAILED))
                 continue
-            if msg.kind == links.KIND_RECEIPT and msg.request_id is None:
-                # A receipt queued at booking: its link and address are made now.
-                why = links.complete_receipt(host, session, msg)
+            if msg.request_id is None and msg.kind in (links.KIND_RECEIPT, KIND_REQUEST):
+                # A receipt queued at booking, or a request queued by a batch: its link
+                # and address are made now.
+                why = (
+                    links.complete_receipt(host, session, msg) if msg.kind == links.KIND_RECEIPT
+                    else links.complete_request(host, session, msg)
+                )
                 if why is not None:
                     _finish(session, row, status=CANCELLED, now=now, error=why)
                     out.append(_Claimed(row=row, outcome=CANCELLED))

@@ -38,6 +38,11 @@ NAMING = {
 
 GENESIS_HASH = "0" * 64
 
+#: The outbox kind of a consent request mail.
+KIND_REQUEST = "consent_request"
+#: An outbox row of a batch request whose link the relay has not minted yet.
+WAITING_REQUEST = f"kind = '{KIND_REQUEST}' AND request_id IS NULL AND status = 'queued'"
+
 #: 64-bit ids on PostgreSQL, INTEGER PRIMARY KEY (rowid) on SQLite.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -218,6 +223,16 @@ class OutboxMessage(Base):
     __tablename__ = "samtycke_outbox"
     __table_args__ = (
         Index("ix_samtycke_outbox_due", "status", "next_attempt_at"),
+        # A batch request queues one row per client and the relay mints the link when it
+        # claims the row; this index lets such a row wait at most once per client (a
+        # double "send to all" inserts with ON CONFLICT DO NOTHING against it).
+        Index(
+            "uq_samtycke_outbox_waiting_request",
+            "tenant_ref", "client_ref",
+            unique=True,
+            sqlite_where=text(WAITING_REQUEST),
+            postgresql_where=text(WAITING_REQUEST),
+        ),
         # Erasure deletes mail; a relay still holding a deleted id must not reach a new row.
         {"sqlite_autoincrement": True},
     )

@@ -216,42 +216,43 @@ class PreparedWrite(Prepared):
     ) -> None:
         super().__init__(statement, returning, column_keys)
 
-    def executemany(self, db: Session | Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Run it once per row with the driver's ``executemany`` (no ``RETURNING``)."""
+    def executemany(self, db: Session | Connection, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Run it once per row with the driver's ``executemany`` (no ``RETURNING``); the
+        number of rows changed in all (``ON CONFLICT DO NOTHING`` skips are not counted)."""
         if not rows:
-            return
+            return 0
         conn = db if isinstance(db, Connection) else db.connection()
         if _observed(conn):
-            db.execute(self.statement_for(conn.dialect.name), [dict(r) for r in rows])
-            return
+            result: Any = db.execute(
+                self.statement_for(conn.dialect.name), [dict(r) for r in rows]
+            )
+            return int(result.rowcount)
         plan = self._plan(conn.dialect)
         names = plan.positional
-        converters = dict(plan.binds)
+        converters = plan.binds
         # Batch rows share most of their converted values (the same "now", the same
         # expiry): convert each distinct (column, value) once.
         seen: dict[tuple[str, Any], Any] = {}
-
-        def convert(key: str, value: Any) -> Any:
-            if key not in converters:
-                return value
-            try:
-                return seen[key, value]
-            except KeyError:
-                converted = seen[key, value] = converters[key](value)
-                return converted
-            except TypeError:  # an unhashable value (a JSON payload)
-                return converters[key](value)
-
         args: list[Any] = []
         for params in rows:
-            if plan.fixed:
-                params = {**plan.fixed, **params}
-            if converters:
-                params = {k: convert(k, v) for k, v in params.items()}
+            params = {**plan.fixed, **params} if plan.fixed else dict(params)
+            for key, convert in converters:
+                value = params[key]
+                try:
+                    params[key] = seen[key, value]
+                except KeyError:
+                    params[key] = seen[key, value] = convert(value)
+                except TypeError:  # an unhashable value (a JSON payload): by identity,
+                    # which is safe while ``rows`` keeps every value alive
+                    try:
+                        params[key] = seen[key, id(value)]
+                    except KeyError:
+                        params[key] = seen[key, id(value)] = convert(value)
             args.append(tuple([params[n] for n in names]) if names is not None else params)
         cursor = conn.connection.cursor()
         try:
             cursor.executemany(plan.sql, args)
+            return int(cursor.rowcount)
         except conn.dialect.loaded_dbapi.Error as err:
             _raise_wrapped(conn, plan.sql, args, err, cursor)
         finally:

@@ -43,6 +43,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import logging
 import re
 import secrets
@@ -56,7 +57,21 @@ from urllib.parse import urlsplit
 from attrs import frozen
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
-from sqlalchemy import Text, bindparam, cast, insert, select, text, update
+from sqlalchemy import (
+    String,
+    Text,
+    any_,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -75,6 +90,8 @@ from samtycke_plugin.ledger import (
     snapshot_of,
 )
 from samtycke_plugin.models import (
+    KIND_REQUEST,
+    WAITING_REQUEST,
     ConsentEvent,
     ConsentRequest,
     ConsentStateRow,
@@ -94,7 +111,6 @@ PURPOSE_CONSENT = "consent"
 PURPOSE_WITHDRAW = "withdraw"
 PURPOSES = (PURPOSE_CONSENT, PURPOSE_WITHDRAW)
 
-KIND_REQUEST = "consent_request"
 KIND_RECEIPT = "receipt"
 
 #: Path segment of each purpose's public page (below :data:`service.MOUNT_PREFIX`).
@@ -146,6 +162,18 @@ _INSERT_ONE_PENDING = PreparedWrite(
     column_keys=_REQUEST_KEYS, returning=(_REQUESTS.c.client_ref, _REQUESTS.c.id),
 )
 _INSERT_ONE_OUTBOX = PreparedWrite(insert(_OUTBOX), column_keys=_OUTBOX_KEYS)
+#: A batch row waiting for its link, unless one already waits for the client.
+_INSERT_WAITING = PreparedWrite(
+    {
+        name: (postgresql.insert if name == "postgresql" else sqlite.insert)(_OUTBOX)
+        .on_conflict_do_nothing(
+            index_elements=["tenant_ref", "client_ref"], index_where=text(WAITING_REQUEST)
+        )
+        for name in ("postgresql", "sqlite")
+    },
+    column_keys=_OUTBOX_KEYS,
+)
+_STATE: Any = ConsentStateRow.__table__
 _INSERT_MANY_PENDING = PreparedWrite(
     {
         name: (postgresql.insert if name == "postgresql" else sqlite.insert)(_REQUESTS)
@@ -171,7 +199,10 @@ _PRACTICE_SETTINGS = PreparedSelect(
         Practice.__table__.c.tenant_ref == bindparam("tenant")
     )
 )
-_LINE_BREAKS = frozenset("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+#: Line breaks (``str.splitlines`` ones) and other control characters: never in an
+#: address, and never in a header (where DEL is refused too).
+_ADDRESS_FORBIDDEN = re.compile("[\x00-\x1f\x85\u2028\u2029]")
+_HEADER_FORBIDDEN = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 
 NO_ADDRESS = N_(
     "The client has no e-mail address. Add one to the client's details, or record "
@@ -250,7 +281,10 @@ def link_url(host: Host, req: ConsentRequest, *, key: bytes | None = None) -> st
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _PLAIN_ADDRESS = re.compile(rf"({_ATOM}(?:\.{_ATOM})*)@((?:{_LABEL}\.)+[A-Za-z]{{2,63}})")
-_SPECIAL_DOMAINS = frozenset(SPECIAL_USE_DOMAIN_NAMES)
+#: The domain is, or is under, a special-use domain name (``local``, ``test``, …).
+_SPECIAL_SUFFIX = re.compile(
+    r"(?:\A|\.)(?:" + "|".join(re.escape(d) for d in sorted(SPECIAL_USE_DOMAIN_NAMES)) + r")\Z"
+)
 _CASE_INSENSITIVE = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
 
 
@@ -271,8 +305,7 @@ def _plain_address(address: str) -> str | None:
         return None
     if local.lower() in _CASE_INSENSITIVE:
         return None
-    labels = domain.split(".")
-    if any(".".join(labels[i:]) in _SPECIAL_DOMAINS for i in range(len(labels))):
+    if _SPECIAL_SUFFIX.search(domain):
         return None
     return f"{local}@{domain}"
 
@@ -281,7 +314,7 @@ def normalise_address(raw: str | None) -> str:
     """A syntactically valid, normalised address (no DNS lookups), else :class:`InputError`."""
     if raw is None or not raw.strip():
         raise InputError("email", NO_ADDRESS)
-    if any(ch in _LINE_BREAKS or ord(ch) < 32 for ch in raw) or len(raw) > 320:
+    if len(raw) > 320 or _ADDRESS_FORBIDDEN.search(raw):
         raise InputError("email", BAD_ADDRESS)
     address = raw.strip()
     plain = _plain_address(address)
@@ -295,7 +328,7 @@ def normalise_address(raw: str | None) -> str:
 
 def header_safe(value: str) -> bool:
     """True when ``value`` can go into a mail header (no line breaks or control characters)."""
-    return not any(ch in _LINE_BREAKS or ord(ch) < 32 or ord(ch) == 127 for ch in value)
+    return _HEADER_FORBIDDEN.search(value) is None
 
 
 def check_client_name(name: str) -> str:
@@ -321,7 +354,7 @@ def mail_domain(host: Host, tenant: str) -> str:
 
 def message_id(domain: str) -> str:
     """A new, globally unique Message-ID."""
-    return f"<samtycke.{uuid.uuid4().hex}@{domain}>"
+    return f"<samtycke.{secrets.token_hex(16)}@{domain}>"
 
 
 # -- shared plumbing ---------------------------------------------------------------------------
@@ -606,11 +639,13 @@ def _recent_request(
 class BatchResult:
     """What a batch request did."""
 
-    #: Requests created (one mail each queued).
+    #: Requests queued (one outbox row each; the relay mints the link and records the
+    #: ``requested`` event when it sends the mail).
     asked: int
     #: Clients who already have valid consent.
     skipped_valid: int
-    #: Clients who already have a pending, unexpired request for the current text.
+    #: Clients who already have a pending, unexpired request for the current text, or
+    #: one queued by an earlier batch and not sent yet.
     skipped_pending: int
     #: Clients without a usable e-mail address (missing or invalid).
     skipped_no_email: int
@@ -647,10 +682,11 @@ def _ask_chunk(
     *,
     actor: str,
     batch_key: str | None,
+    queue_mail: bool = True,
 ) -> _ChunkCounts:
     """Ask every client of ``infos`` without valid consent and without a pending request
-    for the current text.  Writes requests, ``requested`` events and outbox rows;
-    does not commit."""
+    for the current text.  Writes requests, ``requested`` events and (``queue_mail``)
+    outbox rows; does not commit."""
     practice = service.require_practice(session, tenant)
     session.refresh(practice)
     now = service.now_utc(host)
@@ -729,31 +765,161 @@ def _ask_chunk(
                 for info, _a, _n in asked
             ],
         )
-        domain = mail_domain(host, tenant)
-        _INSERT_ONE_OUTBOX.executemany(
-            session,
-            [
-                _outbox_values(
-                    domain, tenant=tenant, client=info.ref, request_id=inserted[info.ref],
-                    kind=KIND_REQUEST, to_addr=address, locale=info.locale,
-                    payload={"name": name}, now=now,
-                )
-                for info, address, name in asked
-            ],
-        )
+        if queue_mail:
+            domain = mail_domain(host, tenant)
+            _INSERT_ONE_OUTBOX.executemany(
+                session,
+                [
+                    _outbox_values(
+                        domain, tenant=tenant, client=info.ref, request_id=inserted[info.ref],
+                        kind=KIND_REQUEST, to_addr=address, locale=info.locale,
+                        payload={"name": name}, now=now,
+                    )
+                    for info, address, name in asked
+                ],
+            )
     return _ChunkCounts(
         asked=len(inserted), valid=valid, pending=pending + len(eligible) - len(inserted),
         no_email=no_email, bad_name=bad_name, request_ids=tuple(inserted.values()),
     )
 
 
+def _one_of(column: Any, dialect: str) -> Any:
+    """``column`` is one of the strings of the ``refs`` parameter: one bound array
+    (PostgreSQL) or JSON text (SQLite), so a chunk's query is compiled once however
+    many clients it names."""
+    if dialect == "postgresql":
+        return column == any_(bindparam("refs", type_=postgresql.ARRAY(String())))
+    values: Any = select(literal_column("value")).select_from(func.json_each(bindparam("refs")))
+    return column.in_(values)
+
+
+def _already_settled(
+    session: Session, tenant: str, clients: Sequence[str], current_major: int, now: datetime
+) -> dict[str, bool]:
+    """``{client: True}`` for the clients with valid consent, ``{client: False}`` for
+    those already asked: an unexpired pending link for the current text, or a batch
+    row still waiting for its link.  One query."""
+    if not clients:
+        return {}
+    dialect = session.get_bind().dialect.name
+    query = union_all(
+        select(_STATE.c.client_ref, literal(True).label("valid")).where(
+            _STATE.c.tenant_ref == tenant, _one_of(_STATE.c.client_ref, dialect),
+            service.valid_condition(current_major, now),
+        ),
+        select(_REQUESTS.c.client_ref, literal(False)).where(
+            _REQUESTS.c.tenant_ref == tenant, _one_of(_REQUESTS.c.client_ref, dialect),
+            _REQUESTS.c.purpose == PURPOSE_CONSENT, _PENDING,
+            _REQUESTS.c.expires_at > now, _REQUESTS.c.text_major == current_major,
+        ),
+        select(_OUTBOX.c.client_ref, literal(False)).where(
+            _OUTBOX.c.tenant_ref == tenant, _one_of(_OUTBOX.c.client_ref, dialect),
+            text(WAITING_REQUEST),
+        ),
+    )
+    refs: Any = list(clients) if dialect == "postgresql" else json.dumps(list(clients))
+    found: dict[str, bool] = {}
+    for client, valid in session.execute(query, {"refs": refs}):
+        found[client] = bool(valid) or found.get(client, False)
+    return found
+
+
+def _queue_chunk(
+    host: Host,
+    session: Session,
+    tenant: str,
+    infos: Sequence[ClientInfo],
+    *,
+    actor: str,
+    batch_key: str,
+) -> _ChunkCounts:
+    """A batch request for the clients of ``infos``: one waiting outbox row for each
+    client without valid consent, without a pending link for the current text and
+    without a row already waiting, whose address and name can go into a mail.  The
+    relay mints the link, records the ``requested`` event and fills the row in when it
+    claims it (:func:`complete_request`).  Does not commit."""
+    practice = service.require_practice(session, tenant)
+    session.refresh(practice)
+    now = service.now_utc(host)
+    unique = {str(info.ref): info for info in infos}
+    settled = _already_settled(session, tenant, list(unique), practice.current_major, now)
+    valid = pending = no_email = bad_name = 0
+    rows: list[dict[str, Any]] = []
+    domain: str | None = None
+    payload = {"actor": actor[:160], "batch_key": batch_key}  # one object: converted once
+    for ref, info in unique.items():
+        known = settled.get(ref)
+        if known is not None:
+            if known:
+                valid += 1
+            else:
+                pending += 1
+            continue
+        try:
+            address = normalise_address(info.email)
+        except InputError:
+            no_email += 1
+            continue
+        if not header_safe(info.name or ""):
+            bad_name += 1
+            continue
+        if domain is None:
+            practice_name(host, tenant)  # a name unusable in mail stops the batch here
+            domain = mail_domain(host, tenant)
+        rows.append(_outbox_values(
+            domain, tenant=tenant, client=ref, request_id=None, kind=KIND_REQUEST,
+            to_addr=address, locale=info.locale, payload=payload, now=now,
+        ))
+    asked = _INSERT_WAITING.executemany(session, rows)
+    return _ChunkCounts(asked=asked, valid=valid, pending=pending + len(rows) - asked,
+                        no_email=no_email, bad_name=bad_name)
+
+
 def _chunk_job(
     host: Host, tenant: str, chunk: Sequence[ClientInfo], *, actor: str, batch_key: str
 ) -> Callable[[Session], _ChunkCounts]:
     def job(session: Session) -> _ChunkCounts:
-        return _ask_chunk(host, session, tenant, chunk, actor=actor, batch_key=batch_key)
+        return _queue_chunk(host, session, tenant, chunk, actor=actor, batch_key=batch_key)
 
     return job
+
+
+def complete_request(host: Host, session: Session, row: OutboxMessage) -> str | None:
+    """Give a request queued by a batch (:func:`request_batch`) its link, ``requested``
+    event, address, name and language (in the caller's transaction: the relay's
+    claim).  The client is looked at again now: one who has given consent, been asked
+    another way, been erased or lost a usable address in the meantime is not asked,
+    and the reason is returned instead."""
+    client = row.client_ref
+    info = host.lookup_client(TenantRef(row.tenant_ref), ClientRef(client)) if client else None
+    if info is None:
+        return "not asked: the client no longer exists in this practice"
+    payload = row.payload if isinstance(row.payload, dict) else {}
+    actor = payload.get("actor")
+    batch_key = payload.get("batch_key")
+    try:
+        counts = _ask_chunk(
+            host, session, row.tenant_ref, [info],
+            actor=actor if isinstance(actor, str) and actor else "system:batch",
+            batch_key=batch_key if isinstance(batch_key, str) else None, queue_mail=False,
+        )
+    except (InputError, NotActive) as exc:
+        return f"not asked: {exc}"
+    if not counts.request_ids:
+        if counts.valid:
+            return "not asked: the client has valid consent now"
+        if counts.pending:
+            return "not asked: the client already has a pending request"
+        if counts.no_email:
+            return "not asked: the client has no usable e-mail address"
+        return "not asked: the client's name cannot go into an e-mail"
+    row.request_id = counts.request_ids[0]
+    row.to_addr = normalise_address(info.email)
+    row.locale = lang(info.locale)
+    row.payload = {"name": (info.name or "").strip()}
+    session.flush()
+    return None
 
 
 def _chunks(items: Iterable[ClientInfo], size: int) -> Iterator[list[ClientInfo]]:
@@ -776,11 +942,18 @@ def request_batch(
     """F7: e-mail a consent request to every client of the practice without valid consent
     (``clients=None``, streamed from ``host.iter_clients``), or to the given client refs.
 
+    Set-based and cheap per client: for each chunk, one query finds the clients with
+    valid consent, a pending link or a queued request, and one ``executemany`` writes
+    an outbox row for each of the others (whose address and name can go into a mail).
+    Minting the link, recording the ``requested`` event and revoking an expired or
+    outdated link happen when the relay claims the row (:func:`complete_request`), with
+    the client looked at again then; a practice of 100,000 clients is queued in
+    seconds.
+
     Idempotent: a client who already has a pending, unexpired request for the current
-    text is skipped (the partial unique index on pending requests decides, with
-    ``INSERT … ON CONFLICT DO NOTHING``, so a double click or two concurrent runs queue
-    each client once).  Expired links and links for an outdated text are revoked and
-    replaced.
+    text, or a queued one, is skipped (a partial unique index on queued rows decides,
+    with ``INSERT … ON CONFLICT DO NOTHING``, so a double click or two concurrent runs
+    queue each client once).
 
     **Transactions:** the work is done in chunks of ``chunk_size`` clients and each
     chunk is committed on ``host.session()`` (a 100k-client practice is never held in

@@ -366,12 +366,7 @@ def current_texts(session: Session, practice: Practice) -> dict[str, TextVersion
 
 
 def _valid_condition(tenant: str, current_major: int, now: datetime) -> ColumnElement[bool]:
-    return and_(
-        ConsentStateRow.tenant_ref == tenant,
-        ConsentStateRow.state.in_([s.value for s in VALID_STATES]),
-        ConsentStateRow.text_major == current_major,
-        or_(ConsentStateRow.expires_at.is_(None), ConsentStateRow.expires_at > now),
-    )
+    return and_(_S.tenant_ref == tenant, valid_condition(current_major, now))
 
 
 def count_valid(session: Session, practice: Practice, now: datetime) -> int:
@@ -987,15 +982,23 @@ def filter_clause(
         raise NotActive(
             N_("Samtycke is not active for this practice. Activate it in the app menu first.")
         )
-    # Core columns (not ORM attributes): the clause is built on every list request.
     valid = exists().where(
         _S.tenant_ref == tenant,
-        _S.state.in_(_VALID_VALUES),
-        _S.text_major == row.current_major,
-        or_(_S.expires_at.is_(None), _S.expires_at > now_utc(host)),
+        valid_condition(row.current_major, now_utc(host)),
         _S.client_ref == client_ref_column,
     )
     return FilterClause(key=filter_key, clause=valid if filter_key == FILTER_VALID else ~valid)
+
+
+def valid_condition(current_major: int, now: datetime) -> ColumnElement[bool]:
+    """SQL for "this projection row is valid consent" (:func:`rules.status` is
+    ``VALID``), on Core columns of ``samtycke_consent_state``: the list filter and the
+    batch request select with it."""
+    return and_(
+        _S.state.in_(_VALID_VALUES),
+        _S.text_major == current_major,
+        or_(_S.expires_at.is_(None), _S.expires_at > now),
+    )
 
 
 def row_badges(host: Host, tenant: str, clients: Sequence[str], locale: str) -> list[RowBadge]:

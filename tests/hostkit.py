@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, select, text
 from sqlalchemy.orm import Session
 
 from hookspecs.facade import AppHooks, make_plugin_manager
@@ -25,6 +25,7 @@ from hookspecs.types import (
     StaffRef,
     TenantRef,
 )
+from samtycke_plugin.models import WAITING_REQUEST, OutboxMessage
 
 START = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -166,3 +167,24 @@ def count_statements(engine: Engine) -> Iterator[list[str]]:
 
 def pg_admin_url() -> str:
     return os.environ.get("SAMTYCKE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def complete_waiting_requests(host: Any, tenant: str) -> int:
+    """Do what the relay's claim does to the practice's requests queued by a batch (mint
+    each link, record its ``requested`` event, fill in the row), and commit, so a test
+    can look at requests and events without sending the mail.  Returns how many got a
+    link (the others were cancelled with their reason, as the relay does)."""
+    from samtycke_plugin import requests as links
+
+    session = host.session()
+    minted = 0
+    for msg in session.scalars(select(OutboxMessage).where(
+            OutboxMessage.tenant_ref == tenant, text(WAITING_REQUEST))
+            .order_by(OutboxMessage.id)).all():
+        why = links.complete_request(host, session, msg)
+        if why is None:
+            minted += 1
+        else:
+            msg.status, msg.last_error = "cancelled", why
+    session.commit()
+    return minted

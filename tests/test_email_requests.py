@@ -7,7 +7,7 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
-from hostkit import TestHost, staff, submission
+from hostkit import TestHost, complete_waiting_requests, staff, submission
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -173,6 +173,12 @@ def test_batch_asks_everyone_without_valid_consent_once(host: TestHost) -> None:
             result.skipped_bad_name) == (12, 3, 1, 2, 1)
     assert result.total == 19
     assert [d for d, _ in seen] == [5, 10, 15, 19]
+    # Queued: one outbox row each; the link and the event come when the relay claims it.
+    assert sorted(_pending(host, tenant)) == sorted(groups["pending"])
+    assert _count(host, OutboxMessage, tenant) == 13
+    assert _count(host, ConsentEvent, tenant, ConsentEvent.state == "requested") == 1
+    assert requests.request_batch(host, tenant, actor="staff:s1").skipped_pending == 13
+    assert complete_waiting_requests(host, tenant) == 12
     assert sorted(_pending(host, tenant)) == sorted(groups["ask"] + groups["pending"])
     assert _count(host, OutboxMessage, tenant) == 13
     langs = dict(host.session().execute(
@@ -206,16 +212,19 @@ def test_batch_replaces_expired_and_outdated_links(host: TestHost) -> None:
     tenant = _practice(host, request_link_days=2)
     clients = [host.new_client(tenant) for _ in range(4)]
     assert requests.request_batch(host, tenant, actor="staff:s1").asked == 4
+    assert complete_waiting_requests(host, tenant) == 4
     host.advance(days=1)
     assert requests.request_batch(host, tenant, actor="staff:s1").asked == 0
     host.advance(days=1, seconds=1)
     assert requests.request_batch(host, tenant, actor="staff:s1").asked == 4  # expired: asked again
+    assert complete_waiting_requests(host, tenant) == 4
     practice = service.require_practice(host.session(), tenant)
     service.publish_text(host, tenant, bodies={"sv": "En helt ny text om dina personuppgifter här."},
                          kind="content", reason=None, actor="staff:s1",
                          expected_major=practice.current_major)
     host.session().commit()
     assert requests.request_batch(host, tenant, actor="staff:s1").asked == 4  # new content
+    assert complete_waiting_requests(host, tenant) == 4
     assert sorted(_pending(host, tenant)) == sorted(clients)
     majors = set(host.session().scalars(
         select(ConsentRequest.text_major).where(
@@ -256,6 +265,8 @@ def test_two_batches_at_once_queue_each_client_once(host: TestHost) -> None:
     assert errors == [], [repr(e.__cause__) for e in errors]
     assert sum(r.asked for r in results) == 300
     assert sum(r.skipped_pending for r in results) == 300
+    host.session().rollback()
+    assert complete_waiting_requests(host, tenant) == 300
     assert sorted(_pending(host, tenant)) == sorted(clients)
     assert _count(host, OutboxMessage, tenant) == 300
     assert _count(host, ConsentEvent, tenant) == 300
@@ -393,3 +404,21 @@ def test_the_fast_address_path_agrees_with_email_validator(local: str, domain: s
         except InputError:
             got = None
         assert got == expected, address
+
+
+_BREAKS = "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+@settings(max_examples=2000, deadline=None)
+@given(value=st.text(max_size=40))
+def test_the_control_character_checks_match_their_definitions(value: str) -> None:
+    """Header-safe: no line break (those ``str.splitlines`` splits at), no other control
+    character, no DEL; an address may contain neither a line break nor a control
+    character below 32 (checked by regular expressions for speed)."""
+    header_ok = not any(ch in _BREAKS or ord(ch) < 32 or ord(ch) == 127 for ch in value)
+    assert requests.header_safe(value) is header_ok
+    address_bad = any(ch in _BREAKS or ord(ch) < 32 for ch in value)
+    if address_bad:
+        with pytest.raises(InputError):
+            requests.normalise_address(f"a{value}@example.org")
+    assert len(("x" + value).splitlines()) == 1 or not header_ok

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from hostkit import TestHost
 from smtp_support import SmtpServer, running_server
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from hookspecs.types import ClientInfo, ClientRef, PracticeInfo, TenantRef
 from samtycke_plugin import requests
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.db import make_engine, upgrade
 from samtycke_plugin.mail import send_due
-from samtycke_plugin.models import ConsentEvent, ConsentRequest, OutboxMessage
+from samtycke_plugin.models import WAITING_REQUEST, ConsentEvent, ConsentRequest, OutboxMessage
 
 N = 100_000
 
@@ -91,16 +91,29 @@ def test_batch_of_100k_clients_twice_queues_each_client_once(big_engine: Engine)
         select(func.count(func.distinct(OutboxMessage.client_ref))).where(OutboxMessage.tenant_ref == tenant)
     )
     assert distinct == N
+    waiting = host.session().scalar(
+        select(func.count()).select_from(OutboxMessage).where(
+            OutboxMessage.tenant_ref == tenant, text(WAITING_REQUEST)
+        )
+    )
+    assert waiting == N
+    # Links and ``requested`` events are made as the relay claims the rows: a sample.
+    session = host.session()
+    sample = session.scalars(
+        select(OutboxMessage).where(OutboxMessage.tenant_ref == tenant).limit(50)
+    ).all()
+    assert all(requests.complete_request(host, session, msg) is None for msg in sample)
+    session.commit()
     pending = host.session().scalar(
         select(func.count()).select_from(ConsentRequest).where(
             ConsentRequest.tenant_ref == tenant, ConsentRequest.used_at.is_(None),
             ConsentRequest.revoked_at.is_(None),
         )
     )
-    assert pending == N
+    assert pending == 50
     assert host.session().scalar(
         select(func.count()).select_from(ConsentEvent).where(ConsentEvent.tenant_ref == tenant)
-    ) == N
+    ) == 50
     assert verify_chain(host.session(), tenant, check_evidence=False).ok
     host.session().rollback()
     print(f"\n[volume] batch request, {N} clients, SQLite file: first run {first_s:.1f} s wall, "

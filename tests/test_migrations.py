@@ -66,7 +66,7 @@ def test_upgrade_downgrade_upgrade_leaves_host_tables_untouched(empty_engine: En
     upgrade(empty_engine)  # idempotent
     assert _host_state(empty_engine) == before
     with empty_engine.connect() as conn:
-        assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == "0001"
+        assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == "0002"
 
 
 def test_models_match_the_migrations(empty_engine: Engine) -> None:
@@ -113,3 +113,27 @@ def test_ledger_and_texts_refuse_update_and_delete(empty_engine: Engine) -> None
             conn.execute(text("SELECT state FROM samtycke_consent_event")).scalar_one() == "given"
         )
         assert conn.execute(text("SELECT body FROM samtycke_text_version")).scalar_one() == "b"
+
+
+def test_the_waiting_request_index_has_the_models_condition(empty_engine: Engine) -> None:
+    """The migration's partial index is the one the batch's ON CONFLICT names."""
+    from samtycke_plugin.models import WAITING_REQUEST
+
+    upgrade(empty_engine)
+    with empty_engine.connect() as conn:
+        if empty_engine.dialect.name == "sqlite":
+            sql = conn.execute(text(
+                "SELECT sql FROM sqlite_master WHERE name = 'uq_samtycke_outbox_waiting_request'"
+            )).scalar_one()
+            assert sql.endswith(f"WHERE {WAITING_REQUEST}")
+        else:
+            sql = conn.execute(text(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = "
+                "'uq_samtycke_outbox_waiting_request'"
+            )).scalar_one()
+            assert "consent_request" in sql and "request_id IS NULL" in sql
+    downgrade(empty_engine, "0001")
+    assert "uq_samtycke_outbox_waiting_request" not in {
+        ix["name"] for ix in inspect(empty_engine).get_indexes("samtycke_outbox")
+    }
+    upgrade(empty_engine)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hostkit import TestHost, count_statements, staff, submission
+from hostkit import TestHost, complete_waiting_requests, count_statements, staff, submission
 from markupsafe import escape
 from sqlalchemy import func, select
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
@@ -1007,6 +1007,7 @@ def test_batch_request_counts_and_a_double_click_asks_nobody_twice(host: TestHos
         == f"{P}/batch?done=batch&asked=0&valid=2&pending=3&no_email=1&bad_name=0"
     )
     host.session().rollback()
+    assert complete_waiting_requests(host, tenant) == 3  # what the relay does as it sends
     assert (
         host.session().scalar(
             select(func.count())
