@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from attrs import frozen
+from markupsafe import escape
 from sqlalchemy import (
     ColumnElement,
     Text,
@@ -937,6 +938,28 @@ def _panel_text(language: str) -> _PanelText:
     return _PanelText(**{key: t(language, msg) for key, msg in _PANEL_TEXT.items()})
 
 
+#: Where a panel's per-client values go in its cached rendering (never in a template's
+#: output otherwise: client refs are ASCII, the strings are the app's own).
+_CLIENT_SLOT = "\ufffcclient\ufffc"
+_GIVEN_SLOT = "\ufffcgiven\ufffc"
+
+
+@lru_cache(maxsize=512)
+def _panel_shape(
+    language: str, current: Status, setup_complete: bool, withdrawable: bool, given: bool
+) -> str:
+    """The profile panel rendered (autoescaped) for one language, status and set of
+    switches, with slots for the client's ref and the "Given <date>." sentence.  Only
+    those two vary from client to client, so the template runs once per shape."""
+    return render_translated(
+        "profile_panel.html",
+        status=current.value, tone=status_text.tone(current), icon=status_text.icon(current),
+        label=status_text.label(current, language), reason=status_text.reason(current, language),
+        given=_GIVEN_SLOT if given else None, text=_panel_text(language), client=_CLIENT_SLOT,
+        prefix=MOUNT_PREFIX, setup_complete=setup_complete, withdrawable=withdrawable,
+    )
+
+
 def profile_panel(
     host: Host, tenant: str, client: str, staff: StaffContext, locale: str
 ) -> ProfilePanel | None:
@@ -944,23 +967,29 @@ def profile_panel(
     row = _gate_row(host.session(), check_ref("tenant", tenant), check_ref("client", client), None)
     if row is None or not row.active:
         return None
+    language = lang(locale)
     snap = snapshot_of(row) if row.state is not None else None
     current = status(snap, row.current_major, now_utc(host))
     given = (
-        t(locale, "Given %(date)s.", date=snap.since.strftime("%Y-%m-%d"))
+        t(language, "Given %(date)s.", date=snap.since.strftime("%Y-%m-%d"))
         if snap is not None and current in (Status.VALID, Status.OUTDATED, Status.EXPIRED)
         else None
     )
-    tone, label = status_text.tone(current), status_text.label(current, locale)
-    html = render_translated(
-        "profile_panel.html",
-        status=current.value, tone=tone, icon=status_text.icon(current), label=label,
-        reason=status_text.reason(current, locale), given=given,
-        text=_panel_text(lang(locale)), client=client, prefix=MOUNT_PREFIX,
-        setup_complete=row.setup_complete,
-        withdrawable=snap is not None and snap.state in VALID_STATES,
-    )
-    return ProfilePanel(key="samtycke.status", tone=tone, label=label, html=html)
+    html = _panel_html(language, current, setup_complete=bool(row.setup_complete),
+                       withdrawable=snap is not None and snap.state in VALID_STATES,
+                       given=given, client=client)
+    return ProfilePanel(key="samtycke.status", tone=status_text.tone(current),
+                        label=status_text.label(current, language), html=html)
+
+
+def _panel_html(
+    language: str, current: Status, *, setup_complete: bool, withdrawable: bool,
+    given: str | None, client: str,
+) -> str:
+    """The panel's HTML: its cached shape with the client and the date filled in."""
+    html = _panel_shape(language, current, setup_complete, withdrawable, given is not None)
+    html = html.replace(_CLIENT_SLOT, str(escape(client)))
+    return html if given is None else html.replace(_GIVEN_SLOT, str(escape(given)))
 
 
 def list_filters(locale: str) -> list[ListFilter]:
