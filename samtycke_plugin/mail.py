@@ -589,8 +589,13 @@ def _claim_group(
             .returning(OutboxMessage.id)
         ).scalars().all()
         out: list[_Claimed] = []
-        for outbox_id in sorted(claimed):
-            msg = session.get(OutboxMessage, outbox_id, populate_existing=True)
+        msgs = [session.get(OutboxMessage, i, populate_existing=True) for i in sorted(claimed)]
+        # Requests queued by a batch get their links now, the claim's rows together (a
+        # waiting row is claimed once: its claim gives it a request id).
+        minted = links.complete_requests(host, session, [
+            m for m in msgs if m is not None and m.kind == KIND_REQUEST and m.request_id is None
+        ])
+        for msg in msgs:
             assert msg is not None
             row = _Row(id=msg.id, tenant=msg.tenant_ref, client=msg.client_ref,
                        request_id=msg.request_id, kind=msg.kind, attempts=msg.attempts)
@@ -599,12 +604,12 @@ def _claim_group(
                         error=f"gave up after {msg.attempts - 1} attempts: {msg.last_error or ''}")
                 out.append(_Claimed(row=row, outcome=FAILED))
                 continue
-            if msg.request_id is None and msg.kind in (links.KIND_RECEIPT, KIND_REQUEST):
-                # A receipt queued at booking, or a request queued by a batch: its link
-                # and address are made now.
+            if msg.id in minted or (msg.kind == links.KIND_RECEIPT and msg.request_id is None):
+                # A request queued by a batch (done above), or a receipt queued at booking:
+                # its link and address are made now.
                 why = (
-                    links.complete_receipt(host, session, msg) if msg.kind == links.KIND_RECEIPT
-                    else links.complete_request(host, session, msg)
+                    minted[msg.id] if msg.id in minted
+                    else links.complete_receipt(host, session, msg)
                 )
                 if why is not None:
                     _finish(session, row, status=CANCELLED, now=now, error=why)

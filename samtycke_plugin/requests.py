@@ -54,7 +54,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from attrs import frozen
+from attrs import field, frozen
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 from sqlalchemy import (
@@ -672,6 +672,16 @@ class _ChunkCounts:
     no_email: int = 0
     bad_name: int = 0
     request_ids: tuple[int, ...] = ()
+    #: ``{client: request id}`` of the clients asked.
+    links: dict[str, int] = field(factory=dict)
+    #: ``{client: why}`` of the clients not asked.
+    reasons: dict[str, str] = field(factory=dict)
+
+
+_WHY_VALID = "not asked: the client has valid consent now"
+_WHY_PENDING = "not asked: the client already has a pending request"
+_WHY_NO_EMAIL = "not asked: the client has no usable e-mail address"
+_WHY_BAD_NAME = "not asked: the client's name cannot go into an e-mail"
 
 
 def _ask_chunk(
@@ -704,10 +714,12 @@ def _ask_chunk(
             snaps[row.client_ref] = snapshot_of(row)
 
     valid = pending = no_email = bad_name = 0
+    reasons: dict[str, str] = {}
     candidates: list[ClientInfo] = []
     for info in unique:
         if status(snaps.get(info.ref), practice.current_major, now) is Status.VALID:
             valid += 1
+            reasons[info.ref] = _WHY_VALID
         else:
             candidates.append(info)
     # Pending links: expired ones and ones for an outdated text are replaced, the rest
@@ -725,18 +737,22 @@ def _ask_chunk(
         found = open_links.get(info.ref)
         if found is not None and found[0] not in stale_set:
             pending += 1
+            reasons[info.ref] = _WHY_PENDING
             continue
         try:
             address = normalise_address(info.email)
         except InputError:
             no_email += 1
+            reasons[info.ref] = _WHY_NO_EMAIL
             continue
         if not header_safe(info.name or ""):
             bad_name += 1
+            reasons[info.ref] = _WHY_BAD_NAME
             continue
         eligible.append((info, address, (info.name or "").strip()))
     if not eligible:
-        return _ChunkCounts(valid=valid, pending=pending, no_email=no_email, bad_name=bad_name)
+        return _ChunkCounts(valid=valid, pending=pending, no_email=no_email, bad_name=bad_name,
+                            reasons=reasons)
     practice_name(host, tenant)
 
     key = link_key(host)
@@ -778,9 +794,13 @@ def _ask_chunk(
                     for info, address, name in asked
                 ],
             )
+    for info, _a, _n in eligible:
+        if info.ref not in inserted:  # a concurrent request got there first
+            reasons[info.ref] = _WHY_PENDING
     return _ChunkCounts(
         asked=len(inserted), valid=valid, pending=pending + len(eligible) - len(inserted),
         no_email=no_email, bad_name=bad_name, request_ids=tuple(inserted.values()),
+        links=dict(inserted), reasons=reasons,
     )
 
 
@@ -838,7 +858,7 @@ def _queue_chunk(
     client without valid consent, without a pending link for the current text and
     without a row already waiting, whose address and name can go into a mail.  The
     relay mints the link, records the ``requested`` event and fills the row in when it
-    claims it (:func:`complete_request`).  Does not commit."""
+    claims it (:func:`complete_requests`).  Does not commit."""
     practice = service.require_practice(session, tenant)
     session.refresh(practice)
     now = service.now_utc(host)
@@ -885,41 +905,54 @@ def _chunk_job(
     return job
 
 
-def complete_request(host: Host, session: Session, row: OutboxMessage) -> str | None:
-    """Give a request queued by a batch (:func:`request_batch`) its link, ``requested``
-    event, address, name and language (in the caller's transaction: the relay's
-    claim).  The client is looked at again now: one who has given consent, been asked
-    another way, been erased or lost a usable address in the meantime is not asked,
-    and the reason is returned instead."""
-    client = row.client_ref
-    info = host.lookup_client(TenantRef(row.tenant_ref), ClientRef(client)) if client else None
-    if info is None:
-        return "not asked: the client no longer exists in this practice"
-    payload = row.payload if isinstance(row.payload, dict) else {}
-    actor = payload.get("actor")
-    batch_key = payload.get("batch_key")
-    try:
-        counts = _ask_chunk(
-            host, session, row.tenant_ref, [info],
-            actor=actor if isinstance(actor, str) and actor else "system:batch",
-            batch_key=batch_key if isinstance(batch_key, str) else None, queue_mail=False,
+def complete_requests(
+    host: Host, session: Session, rows: Sequence[OutboxMessage]
+) -> dict[int, str | None]:
+    """Give requests queued by a batch (:func:`request_batch`) their links, ``requested``
+    events, addresses, names and languages (in the caller's transaction: the relay's
+    claim; the rows of one claim are done together, per practice).  The clients are
+    looked at again now: one who has given consent, been asked another way, been
+    erased or lost a usable address in the meantime is not asked.  Returns
+    ``{row id: None}`` for each row made ready to send, ``{row id: why}`` for the others.
+    """
+    out: dict[int, str | None] = {}
+    groups: dict[tuple[str, str, str | None], list[tuple[OutboxMessage, ClientInfo]]] = {}
+    for row in rows:
+        client = row.client_ref
+        info = (
+            host.lookup_client(TenantRef(row.tenant_ref), ClientRef(client)) if client else None
         )
-    except (InputError, NotActive) as exc:
-        return f"not asked: {exc}"
-    if not counts.request_ids:
-        if counts.valid:
-            return "not asked: the client has valid consent now"
-        if counts.pending:
-            return "not asked: the client already has a pending request"
-        if counts.no_email:
-            return "not asked: the client has no usable e-mail address"
-        return "not asked: the client's name cannot go into an e-mail"
-    row.request_id = counts.request_ids[0]
-    row.to_addr = normalise_address(info.email)
-    row.locale = lang(info.locale)
-    row.payload = {"name": (info.name or "").strip()}
+        if info is None:
+            out[row.id] = "not asked: the client no longer exists in this practice"
+            continue
+        payload = row.payload if isinstance(row.payload, dict) else {}
+        actor, batch_key = payload.get("actor"), payload.get("batch_key")
+        key = (
+            row.tenant_ref,
+            actor if isinstance(actor, str) and actor else "system:batch",
+            batch_key if isinstance(batch_key, str) else None,
+        )
+        groups.setdefault(key, []).append((row, info))
+    for (tenant, actor, batch_key), members in groups.items():
+        try:
+            counts = _ask_chunk(host, session, tenant, [info for _r, info in members],
+                                actor=actor, batch_key=batch_key, queue_mail=False)
+        except (InputError, NotActive) as exc:
+            for row, _info in members:
+                out[row.id] = f"not asked: {exc}"
+            continue
+        for row, info in members:
+            request_id = counts.links.get(info.ref)
+            if request_id is None:
+                out[row.id] = counts.reasons.get(info.ref, _WHY_PENDING)
+                continue
+            row.request_id = request_id
+            row.to_addr = normalise_address(info.email)
+            row.locale = lang(info.locale)
+            row.payload = {"name": (info.name or "").strip()}
+            out[row.id] = None
     session.flush()
-    return None
+    return out
 
 
 def _chunks(items: Iterable[ClientInfo], size: int) -> Iterator[list[ClientInfo]]:
@@ -946,7 +979,7 @@ def request_batch(
     valid consent, a pending link or a queued request, and one ``executemany`` writes
     an outbox row for each of the others (whose address and name can go into a mail).
     Minting the link, recording the ``requested`` event and revoking an expired or
-    outdated link happen when the relay claims the row (:func:`complete_request`), with
+    outdated link happen when the relay claims the row (:func:`complete_requests`), with
     the client looked at again then; a practice of 100,000 clients is queued in
     seconds.
 

@@ -177,14 +177,11 @@ def complete_waiting_requests(host: Any, tenant: str) -> int:
     from samtycke_plugin import requests as links
 
     session = host.session()
-    minted = 0
-    for msg in session.scalars(select(OutboxMessage).where(
-            OutboxMessage.tenant_ref == tenant, text(WAITING_REQUEST))
-            .order_by(OutboxMessage.id)).all():
-        why = links.complete_request(host, session, msg)
-        if why is None:
-            minted += 1
-        else:
-            msg.status, msg.last_error = "cancelled", why
+    rows = session.scalars(select(OutboxMessage).where(
+        OutboxMessage.tenant_ref == tenant, text(WAITING_REQUEST)).order_by(OutboxMessage.id)).all()
+    outcome = links.complete_requests(host, session, rows)
+    for msg in rows:
+        if outcome[msg.id] is not None:
+            msg.status, msg.last_error = "cancelled", outcome[msg.id]
     session.commit()
-    return minted
+    return sum(why is None for why in outcome.values())

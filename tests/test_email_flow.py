@@ -9,11 +9,11 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from hostkit import TestHost, submission
+from hostkit import TestHost, staff, submission
 from smtp_support import FROM_ADDR, Browser, SmtpServer, form_fields, path_of, running_server
 from sqlalchemy import func, select
 
-from hookspecs.types import BookingRef, ClientRef
+from hookspecs.types import BookingRef, ClientInfo, ClientRef
 from samtycke_plugin import requests, service
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.ledger import projection, replay
@@ -394,3 +394,51 @@ def test_simultaneous_posts_from_two_connections_record_one_event(
     assert sum("Tack!" in b for b in bodies) == 1
     assert sum("redan registrerat" in b for b in bodies) == len(workers) - 1
     assert [e.state for e in _events(host, tenant)] == ["requested", "given"]
+
+
+def test_a_batch_request_is_minted_when_sent_and_the_client_looked_at_again(
+    host: TestHost, smtp_server: SmtpServer
+) -> None:
+    """A batch queues rows; the relay mints each link as it sends.  A client who gave
+    consent, was erased from the host or lost the address before the relay ran is not
+    asked (the row is cancelled with the reason); the others get one mail each."""
+    tenant, anna = _setup(host, validity_days=365)
+    others = [host.new_client(tenant, name=f"Klient {i}", email=f"k{i}@example.org")
+              for i in range(4)]
+    consented, erased, no_address, *asked = others
+    result = requests.request_batch(host, tenant, actor="staff:s1")
+    assert result.asked == 5
+    assert service.client_status(host, tenant, anna).status.value == "unknown"
+
+    service.record_manual(host, tenant, consented, staff(), method="paper",
+                          given_at=host.now(), note=None)
+    host.session().commit()
+    del host.clients[(tenant, erased)]
+    info = host.clients[(tenant, no_address)]
+    host.clients[(tenant, no_address)] = ClientInfo(
+        ref=info.ref, name=info.name, email=None, locale=info.locale
+    )
+
+    report = send_due(host, tenant=tenant, transport=smtp_server.transport())
+    assert report.sent == 2
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == sorted(
+        requests.normalise_address(host.clients[(tenant, c)].email) for c in [anna, *asked]
+    )
+    host.session().rollback()
+    why = dict(host.session().execute(
+        select(OutboxMessage.client_ref, OutboxMessage.last_error).where(
+            OutboxMessage.tenant_ref == tenant, OutboxMessage.status == "cancelled")
+    ).all())
+    assert why == {
+        consented: "not asked: the client has valid consent now",
+        erased: "not asked: the client no longer exists in this practice",
+        no_address: "not asked: the client has no usable e-mail address",
+    }
+    for ref in (anna, *asked):
+        assert service.client_status(host, tenant, ref).status.value == "requested"
+    assert service.client_status(host, tenant, no_address).status.value == "unknown"
+    requested = [e.client_ref for e in _events(host, tenant) if e.state == "requested"]
+    assert sorted(requested) == sorted([anna, *asked])
+    host.session().rollback()
+    assert verify_chain(host.session(), tenant).ok
+    assert projection(host.session(), tenant) == replay(host.session(), tenant)
