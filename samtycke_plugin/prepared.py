@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from attrs import frozen
 from sqlalchemy import Connection, Dialect, Executable, Select, exc
@@ -126,7 +126,7 @@ class Prepared:
 
         ``db`` is the session, or its connection (``session.connection()``) when a unit
         of work runs several statements: fetching it costs more than running one."""
-        conn = db if isinstance(db, Connection) else db.connection()
+        conn = _connection(db)
         if _observed(conn):
             return self._observed_run(db, conn, params)
         plan = self._plan(conn.dialect)
@@ -159,7 +159,7 @@ def run_together(
     be anyway).  Elsewhere (SQLite, or when statement execution is observed) they run
     one by one.
     """
-    conn = db if isinstance(db, Connection) else db.connection()
+    conn = _connection(db)
     raw_conn: Any = conn.connection.dbapi_connection
     pipeline = getattr(raw_conn, "pipeline", None)
     if pipeline is None or _observed(conn):
@@ -221,7 +221,7 @@ class PreparedWrite(Prepared):
         number of rows changed in all (``ON CONFLICT DO NOTHING`` skips are not counted)."""
         if not rows:
             return 0
-        conn = db if isinstance(db, Connection) else db.connection()
+        conn = _connection(db)
         if _observed(conn):
             result: Any = db.execute(
                 self.statement_for(conn.dialect.name), [dict(r) for r in rows]
@@ -265,6 +265,29 @@ class PreparedWrite(Prepared):
     def returning_one(self, session: Session | Connection, params: Mapping[str, Any]) -> Any:
         """Run it; the first returned row (attribute access by column name), or ``None``."""
         return self._run(session, params)[0]
+
+
+_CONNECTION = "samtycke.prepared.connection"
+
+
+def _connection(db: Session | Connection) -> Connection:
+    """The connection of the session's current transaction.
+
+    ``Session.connection()`` costs more than running a small statement, so it is asked
+    once per transaction and kept in ``session.info`` with the transaction it belongs
+    to; a new, ended or failed transaction (or a closed connection) asks again."""
+    if isinstance(db, Connection):
+        return db
+    trans = db.get_transaction()
+    cached = db.info.get(_CONNECTION)
+    if (
+        cached is not None and trans is not None and cached[0] is trans and trans.is_active
+        and not cached[1].closed and cached[1].in_transaction()
+    ):
+        return cast(Connection, cached[1])
+    conn = db.connection()
+    db.info[_CONNECTION] = (db.get_transaction(), conn)
+    return conn
 
 
 def _observed(conn: Connection) -> bool:

@@ -77,6 +77,32 @@ def test_listeners_on_the_connection_see_the_statement(host: TestHost) -> None:
     host.session().rollback()
 
 
+def test_the_session_transaction_is_followed(host: TestHost) -> None:
+    """Prepared statements run in the session's current transaction: a new one after
+    COMMIT, and none at all while a failed one waits for its rollback."""
+    session = host.session()
+    params = {"tenant": "t-none", "client": "c1"}
+    service._GATE_READ.one_or_none(session, params)
+    first = session.connection()
+    session.commit()
+    service._GATE_READ.one_or_none(session, params)
+    assert session.connection() is not first and session.connection().in_transaction()
+    session.rollback()
+
+    service._GATE_READ.one_or_none(session, params)
+    session.add(ConsentStateRow(tenant_ref="t", client_ref="c", state="given", text_major=1,
+                                since=host.now()))
+    session.add(ConsentStateRow(tenant_ref="t", client_ref="c", state="given", text_major=1,
+                                since=host.now()))
+    with pytest.raises(exc.IntegrityError):
+        session.flush()
+    with pytest.raises(exc.PendingRollbackError):
+        service._GATE_READ.one_or_none(session, params)
+    session.rollback()
+    assert service._GATE_READ.one_or_none(session, params) is None
+    session.rollback()
+
+
 def test_driver_errors_are_wrapped(host: TestHost) -> None:
     broken = PreparedSelect(
         select(ConsentStateRow.__table__.c.state).where(
