@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import MutableMapping
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -25,10 +26,29 @@ def _datetime(value: datetime | None, language: str) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC")
 
 
+#: Templates are compiled on first use, and CPython 3.11 can fail compiling in several
+#: threads at once ("SystemError: AST constructor recursion depth mismatch"): a threaded
+#: WSGI server's first requests would.  Every template the loader compiles — also a
+#: parent or an included template that Jinja loads while rendering — is compiled under
+#: this lock.
+_COMPILING = threading.RLock()
+
+
+class _OneAtATimeLoader(PackageLoader):
+    """The package's templates, loaded and compiled one at a time."""
+
+    def load(
+        self, environment: Environment, name: str,
+        globals: MutableMapping[str, Any] | None = None,
+    ) -> Template:
+        with _COMPILING:
+            return super().load(environment, name, globals)
+
+
 def _new_environment(extensions: list[str]) -> Environment:
     """The app's template settings: package loader, autoescape on, strict undefined."""
     return Environment(
-        loader=PackageLoader("samtycke_plugin", "templates"),
+        loader=_OneAtATimeLoader("samtycke_plugin", "templates"),
         autoescape=select_autoescape(
             default=True, default_for_string=True, disabled_extensions=("txt",)
         ),
@@ -52,16 +72,9 @@ def environment(language: str) -> Environment:
     return env
 
 
-#: Templates are compiled on first use, and CPython 3.11 can fail compiling in several
-#: threads at once ("SystemError: AST constructor recursion depth mismatch"): a threaded
-#: WSGI server's first requests would.  Compile one at a time.
-_COMPILING = threading.Lock()
-
-
 @cache
 def _template(template: str, language: str) -> Template:
-    with _COMPILING:
-        return environment(language).get_template(f"samtycke/{template}")
+    return environment(language).get_template(f"samtycke/{template}")
 
 
 def render(template: str, locale: str | None, **context: Any) -> str:
@@ -73,8 +86,7 @@ def render(template: str, locale: str | None, **context: Any) -> str:
 def _plain_template(template: str) -> Template:
     # The same settings without the i18n extension: Jinja copies an environment's
     # globals (the gettext functions among them) into every render context.
-    with _COMPILING:
-        return _new_environment([]).get_template(f"samtycke/{template}")
+    return _new_environment([]).get_template(f"samtycke/{template}")
 
 
 def render_translated(template: str, **context: Any) -> str:
