@@ -7,20 +7,17 @@ Under CI=true a PostgreSQL server that cannot be reached is a failure, not a ski
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hostkit import TestHost, pg_admin_url
+from hostkit import CI, TestHost, pg_admin_url
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from samtycke_plugin.db import make_engine, upgrade
-
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def _pg_available() -> str | None:

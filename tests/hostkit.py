@@ -27,6 +27,9 @@ from hookspecs.types import (
 )
 from samtycke_plugin.models import WAITING_REQUEST, OutboxMessage
 
+#: Under CI=true a missing PostgreSQL, SMTP server or browser fails a test instead of skipping it.
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
 START = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 

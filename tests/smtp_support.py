@@ -12,7 +12,6 @@ import datetime as dt
 import email
 import email.policy
 import ipaddress
-import os
 import re
 import socket
 import ssl
@@ -27,6 +26,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from hostkit import CI
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.test import Client, TestResponse
 from werkzeug.wrappers import Response
@@ -35,7 +35,6 @@ from samtycke_plugin.mail import SmtpSettings, SmtpTransport
 from samtycke_plugin.service import MOUNT_PREFIX
 from samtycke_plugin.web import make_wsgi_app
 
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 LINK_RE = re.compile(r"https?://[^\s\"'<>]+/apps/samtycke/([cw])/([A-Za-z0-9_-]{43})")
 FROM_ADDR = "noreply@samtycke.example.org"
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_support import launch, playwright_sync_api
 from sqlalchemy import select
 
 # The example host is not an installed package: reach it from the repository root,
@@ -30,12 +31,6 @@ from examples.host_app.testing import LiveServer, activate, add_practice
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = os.environ.get("SAMTYCKE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "e2e"
 #: ``SAMTYCKE_DOC_SCREENSHOTS=1`` refreshes the README's small screenshots in docs/screenshots.
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
@@ -57,16 +52,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        message = f"Chromium not found at {CHROMIUM}"
-        if CI:
-            pytest.fail(message + " (required under CI=true)")
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                              args=CHROMIUM_ARGS)
+    sync_api = playwright_sync_api()
+    with sync_api.sync_playwright() as playwright:
+        launched = launch(playwright)
         yield launched
         launched.close()
 

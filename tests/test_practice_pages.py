@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from browser_support import launch, playwright_sync_api
 from hostkit import TestHost, complete_waiting_requests, count_statements, staff, submission
 from markupsafe import escape
 from sqlalchemy import func, select
@@ -1023,18 +1024,6 @@ def test_batch_request_counts_and_a_double_click_asks_nobody_twice(host: TestHos
 # -- in a real browser: no JavaScript needed, nothing injected runs, fits a phone ------------------
 
 
-def _chromium() -> Any:
-    import os
-    from pathlib import Path
-
-    if not Path("/usr/bin/chromium").exists():
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("Chromium is required under CI=true but /usr/bin/chromium is missing")
-        pytest.skip("Chromium not installed at /usr/bin/chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    return sync_api
-
-
 @pytest.fixture
 def served(sqlite_engine: Any) -> Any:
     """The pages served over HTTP on a loopback port, as a host would mount them."""
@@ -1062,20 +1051,9 @@ def served(sqlite_engine: Any) -> Any:
 def test_in_chromium_without_javascript_and_with_script_payloads(served: Any) -> None:
     base, host, tenant = served
     client = host.new_client(tenant, name=f"Eva {XSS}")
-    sync_api = _chromium()
+    sync_api = playwright_sync_api()
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = launch(pw)
         try:
             # 1. The whole wizard and a manual record with JavaScript switched off.
             nojs = browser.new_context(java_script_enabled=False, locale="sv-SE")

@@ -12,16 +12,15 @@ no script, event-handler attribute or ``javascript:`` URL in any DOM.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
+from browser_support import launch, playwright_sync_api
 from hostkit import TestHost, staff, submission
 from reliability_support import FIGURES, complete_receipts, form_text_id
 from sqlalchemy import Engine, select
@@ -37,9 +36,6 @@ from samtycke_plugin.web import make_wsgi_app
 
 pytestmark = pytest.mark.timeout(600)
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 #: Single-line payloads (names must fit in an e-mail header); each executes alert() or
 #: sets window.__xss if it ever runs.
@@ -85,14 +81,6 @@ Vi sparar dina uppgifter. {p}
 
 <script>alert(1)</script>
 """
-
-
-def _chromium() -> Any:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"Chromium is required under CI=true but {CHROMIUM} is missing")
-        pytest.skip(f"Chromium not installed at {CHROMIUM}")
-    return pytest.importorskip("playwright.sync_api")
 
 
 class World:
@@ -227,11 +215,11 @@ _INJECTED = """() => {
 @pytest.mark.e2e
 def test_no_payload_executes_on_any_page_fragment_or_mail(served: tuple[str, World]) -> None:
     base, world = served
-    sync_api = _chromium()
+    sync_api = playwright_sync_api()
     executed: list[str] = []
     loads = 0
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        browser = launch(pw)
         try:
             context = browser.new_context(bypass_csp=True, locale="sv-SE")
             page = context.new_page()
