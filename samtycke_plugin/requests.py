@@ -671,7 +671,6 @@ class _ChunkCounts:
     pending: int = 0
     no_email: int = 0
     bad_name: int = 0
-    request_ids: tuple[int, ...] = ()
     #: ``{client: request id}`` of the clients asked.
     links: dict[str, int] = field(factory=dict)
     #: ``{client: why}`` of the clients not asked.
@@ -799,8 +798,7 @@ def _ask_chunk(
             reasons[info.ref] = _WHY_PENDING
     return _ChunkCounts(
         asked=len(inserted), valid=valid, pending=pending + len(eligible) - len(inserted),
-        no_email=no_email, bad_name=bad_name, request_ids=tuple(inserted.values()),
-        links=dict(inserted), reasons=reasons,
+        no_email=no_email, bad_name=bad_name, links=dict(inserted), reasons=reasons,
     )
 
 
@@ -1066,7 +1064,7 @@ def request_if_needed(host: Host, tenant: str, client: str, *, actor: str) -> in
         log.warning("practice %s: consent request not queued (practice name unusable in mail)",
                     practice.tenant_ref)
         return None
-    return counts.request_ids[0] if counts.request_ids else None
+    return next(iter(counts.links.values()), None)
 
 
 def on_client_created(host: Host, created: ClientCreated) -> int | None:
