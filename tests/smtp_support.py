@@ -268,6 +268,14 @@ def _not_found(environ: dict[str, Any], start_response: Any) -> Any:
     return Response("host page", status=404)(environ, start_response)
 
 
+# One app for every browser, built when this module is imported (in the main thread),
+# as a host builds it once at start-up: Werkzeug compiles each URL rule through
+# ``ast.parse``, and CPython 3.11's AST constructor keeps its recursion depth per
+# interpreter, so two threads building maps at once can fail with "AST constructor
+# recursion depth mismatch" (the 200-confirmation test built one per page in 20 threads).
+_MOUNTED = DispatcherMiddleware(_not_found, {MOUNT_PREFIX: make_wsgi_app()})
+
+
 class Browser:
     """Werkzeug's test client against the app mounted at /apps/samtycke, with
     ``environ["booking.host"]`` set as a host does, from one (random) source address."""
@@ -275,8 +283,7 @@ class Browser:
     def __init__(self, host: Any, *, addr: str | None = None) -> None:
         self.host = host
         self.addr = addr or str(ipaddress.IPv4Address(0x0A000000 + uuid.uuid4().int % 2**24))
-        app = DispatcherMiddleware(_not_found, {MOUNT_PREFIX: make_wsgi_app()})
-        self.client = Client(app)
+        self.client = Client(_MOUNTED)
 
     def _environ(self, extra: dict[str, Any] | None) -> dict[str, Any]:
         env = {"booking.host": self.host, "REMOTE_ADDR": self.addr}

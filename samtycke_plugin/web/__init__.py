@@ -9,7 +9,12 @@ from samtycke_plugin.web.base import WebApp
 
 
 def make_wsgi_app() -> WebApp:
-    """The WSGI application a host mounts at :data:`samtycke_plugin.service.MOUNT_PREFIX`."""
+    """The WSGI application a host mounts at :data:`samtycke_plugin.service.MOUNT_PREFIX`.
+
+    Build it once, at start-up, and share it between threads: it holds no per-request
+    state.  Building it compiles Werkzeug's URL rules with :mod:`ast`, which CPython
+    3.11 does not make safe to run in two threads at once.
+    """
     from samtycke_plugin.web import practice, public
 
     return WebApp([*public.ROUTES, *practice.ROUTES])
