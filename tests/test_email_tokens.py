@@ -5,6 +5,7 @@ are rate-limited per source."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterator
 from datetime import timedelta
@@ -85,6 +86,22 @@ def test_tokens_are_256_bit_random_and_stored_only_as_hashes(
     other = Sent(host, smtp_server)
     assert other.token != sent.token
     assert row.expires_at - row.created_at == timedelta(days=14)
+
+
+def test_message_ids_are_unique_well_formed_and_grow_with_time() -> None:
+    """A Message-ID is ``<local@domain>`` with a dot-atom local part, never repeats (the
+    outbox's unique index), and starts with the time, so a batch's rows land at the end
+    of that index instead of on a random page each."""
+    from email.headerregistry import HeaderRegistry
+
+    ids = [requests.message_id("praktik.example") for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    parsed = HeaderRegistry()("Message-ID", ids[0])
+    assert str(parsed) == ids[0] and not parsed.defects
+    assert all(re.fullmatch(r"<samtycke\.[0-9a-f]+\.[0-9a-f]{16}@praktik\.example>", i)
+               for i in ids)
+    stamps = [int(i.split(".")[1], 16) for i in ids]
+    assert stamps == sorted(stamps) and stamps[-1] > stamps[0]
 
 
 def test_forged_mutated_and_malformed_tokens_get_one_page_and_write_nothing(
