@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import pytest
 from hostkit import TestHost, count_statements, staff, submission
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from hookspecs.types import BookingFormContext, BookingRef, ClientRef, TenantRef
 from samtycke_plugin import service
 from samtycke_plugin.chain import verify_chain
-from samtycke_plugin.ledger import projection, replay
-from samtycke_plugin.models import ConsentEvent, ConsentStateRow, Evidence, TextVersion
+from samtycke_plugin.ledger import (
+    LOCK_HEAD,
+    Head,
+    NewEvent,
+    append,
+    projection,
+    record_at_head,
+    replay,
+)
+from samtycke_plugin.models import (
+    ConsentEvent,
+    ConsentStateRow,
+    Evidence,
+    OutboxMessage,
+    TextVersion,
+)
+from samtycke_plugin.requests import KIND_RECEIPT
+from samtycke_plugin.rules import State
 
 
 def _events(host: TestHost, tenant: str) -> list[ConsentEvent]:
@@ -100,6 +118,69 @@ def test_ticked_box_records_given_with_exact_text_and_evidence(host: TestHost) -
     assert service.client_status(host, tenant, client).status.value == "valid"
     assert _form_text_id(host, hooks, tenant, client) is None  # not asked again
     assert verify_chain(host.session(), tenant).ok
+
+
+def test_a_bookings_writes_name_the_event_and_are_a_fixed_few_statements(
+    host: TestHost,
+) -> None:
+    """The event, its evidence, the head, the projection and the receipt's outbox row are
+    written together and every row names the event (its id or seq); the record step is
+    seven statements whatever the practice holds: lock, gate read and those five
+    writes (PostgreSQL sends them in two round trips)."""
+    hooks = host.hooks()
+    tenant = host.new_tenant()
+    host.activate(hooks, tenant, require_consent_for_online_booking=True)
+    client = host.new_client(tenant)
+    text_id = _form_text_id(host, hooks, tenant, client)
+    sub = submission(tenant, client, ticked=True, text_id=text_id)
+    assert hooks.submit_check(sub) == []
+    with count_statements(host.engine) as statements:
+        hooks.submitted(sub, BookingRef("b-one"), ClientRef(client))
+    host.session().commit()
+    assert len(statements) == 7, statements
+    [event] = _events(host, tenant)
+    session = host.session()
+    evidence = session.get(Evidence, event.id)
+    assert evidence is not None and (evidence.tenant_ref, evidence.client_ref) == (tenant, client)
+    row = session.get(ConsentStateRow, (tenant, client))
+    assert row is not None and (row.state, row.last_seq) == ("given", event.seq)
+    practice = service.get_practice(session, tenant)
+    assert practice is not None
+    assert (practice.head_seq, practice.head_hash) == (event.seq, event.row_hash)
+    [receipt] = session.scalars(
+        select(OutboxMessage).where(OutboxMessage.tenant_ref == tenant)
+    ).all()
+    assert (receipt.kind, receipt.client_ref, receipt.payload) == (
+        KIND_RECEIPT, client, {"event_seq": event.seq}
+    )
+    assert verify_chain(session, tenant).ok
+    assert projection(session, tenant) == replay(session, tenant)
+
+
+def test_a_head_that_moved_since_it_was_read_is_refused(host: TestHost) -> None:
+    """The chain cannot fork: writes made on a chain head read before another append
+    moved it are refused by the database (the event's ``(tenant, seq)`` is taken; the
+    head's conditional move is the second guard), and the caller's transaction rolls
+    back: nothing is chained to the wrong link."""
+    hooks = host.hooks()
+    tenant = host.new_tenant()
+    host.activate(hooks, tenant)
+    session = host.session()
+    session.commit()
+    now = host.now()
+    locked = LOCK_HEAD.one_or_none(session, {"tenant": tenant})
+    stale = Head(int(locked.head_seq), str(locked.head_hash))
+    append(session, NewEvent(tenant_ref=tenant, client_ref="c-first", state=State.GIVEN,
+                             channel="manual", actor="staff:s1", occurred_at=now,
+                             text_major=1, given_at=now))
+    late = NewEvent(tenant_ref=tenant, client_ref="c-late", state=State.GIVEN,
+                    channel="online_booking", method="checkbox", actor="client",
+                    occurred_at=now, text_major=1, given_at=now, ip_address="198.51.100.9")
+    with pytest.raises(IntegrityError, match="seq"):
+        record_at_head(session, late, None, stale)
+    session.rollback()
+    assert _events(host, tenant) == []
+    assert verify_chain(session, tenant).ok
 
 
 def test_record_is_in_the_hosts_transaction(host: TestHost) -> None:
