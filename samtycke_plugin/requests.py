@@ -49,6 +49,7 @@ import re
 import secrets
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from itertools import islice
@@ -689,6 +690,25 @@ _WHY_NO_EMAIL = "not asked: the client has no usable e-mail address"
 _WHY_BAD_NAME = "not asked: the client's name cannot go into an e-mail"
 
 
+@frozen
+class _NotMailable:
+    why: str
+
+
+_NO_EMAIL = _NotMailable(_WHY_NO_EMAIL)
+_BAD_NAME = _NotMailable(_WHY_BAD_NAME)
+
+
+def _mail_address(info: ClientInfo) -> str | _NotMailable:
+    """The normalised address of a client a request can be mailed to, or why not: no
+    usable address, or a name that cannot go into a header."""
+    try:
+        address = normalise_address(info.email)
+    except InputError:
+        return _NO_EMAIL
+    return address if header_safe(info.name or "") else _BAD_NAME
+
+
 def _ask_chunk(
     host: Host,
     session: Session,
@@ -718,7 +738,8 @@ def _ask_chunk(
         ):
             snaps[row.client_ref] = snapshot_of(row)
 
-    valid = pending = no_email = bad_name = 0
+    valid = pending = 0
+    unmailable: Counter[str] = Counter()
     reasons: dict[str, str] = {}
     candidates: list[ClientInfo] = []
     for info in unique:
@@ -744,17 +765,13 @@ def _ask_chunk(
             pending += 1
             reasons[info.ref] = _WHY_PENDING
             continue
-        try:
-            address = normalise_address(info.email)
-        except InputError:
-            no_email += 1
-            reasons[info.ref] = _WHY_NO_EMAIL
-            continue
-        if not header_safe(info.name or ""):
-            bad_name += 1
-            reasons[info.ref] = _WHY_BAD_NAME
+        address = _mail_address(info)
+        if isinstance(address, _NotMailable):
+            unmailable[address.why] += 1
+            reasons[info.ref] = address.why
             continue
         eligible.append((info, address, (info.name or "").strip()))
+    no_email, bad_name = unmailable[_WHY_NO_EMAIL], unmailable[_WHY_BAD_NAME]
     if not eligible:
         return _ChunkCounts(valid=valid, pending=pending, no_email=no_email, bad_name=bad_name,
                             reasons=reasons)
@@ -865,7 +882,8 @@ def _queue_chunk(
     now = service.now_utc(host)
     unique = {str(info.ref): info for info in infos}
     settled = _already_settled(session, tenant, list(unique), practice.current_major, now)
-    valid = pending = no_email = bad_name = 0
+    valid = pending = 0
+    unmailable: Counter[str] = Counter()
     rows: list[dict[str, Any]] = []
     domain: str | None = None
     payload = {"actor": actor[:160], "batch_key": batch_key}  # one object: converted once
@@ -877,13 +895,9 @@ def _queue_chunk(
             else:
                 pending += 1
             continue
-        try:
-            address = normalise_address(info.email)
-        except InputError:
-            no_email += 1
-            continue
-        if not header_safe(info.name or ""):
-            bad_name += 1
+        address = _mail_address(info)
+        if isinstance(address, _NotMailable):
+            unmailable[address.why] += 1
             continue
         if domain is None:
             practice_name(host, tenant)  # a name unusable in mail stops the batch here
@@ -894,7 +908,7 @@ def _queue_chunk(
         ))
     asked = _INSERT_WAITING.executemany(session, rows)
     return _ChunkCounts(asked=asked, valid=valid, pending=pending + len(rows) - asked,
-                        no_email=no_email, bad_name=bad_name)
+                        no_email=unmailable[_WHY_NO_EMAIL], bad_name=unmailable[_WHY_BAD_NAME])
 
 
 def _chunk_job(
