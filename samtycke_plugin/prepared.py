@@ -285,8 +285,8 @@ def _connection(db: Session | Connection) -> Connection:
         and not cached[1].closed and cached[1].in_transaction()
     ):
         return cast(Connection, cached[1])
-    conn = db.connection()
-    db.info[_CONNECTION] = (db.get_transaction(), conn)
+    conn = db.connection()  # begins a transaction only when there was none
+    db.info[_CONNECTION] = (trans if trans is not None else db.get_transaction(), conn)
     return conn
 
 
