@@ -7,7 +7,14 @@ from hostkit import TestHost, count_statements, staff, submission
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from hookspecs.types import BookingFormContext, BookingRef, ClientRef, TenantRef
+from hookspecs.facade import AppHooks
+from hookspecs.types import (
+    BookingFormContext,
+    BookingRef,
+    BookingSubmission,
+    ClientRef,
+    TenantRef,
+)
 from samtycke_plugin import service
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.ledger import (
@@ -51,6 +58,19 @@ def _form_text_id(host: TestHost, hooks, tenant: str, client: str | None) -> int
     marker = 'name="samtycke_text" value="'
     start = html.index(marker) + len(marker)
     return int(html[start : html.index('"', start)])
+
+
+def _ticked_and_checked(host: TestHost) -> tuple[AppHooks, str, str, BookingSubmission]:
+    """A new client of a practice that requires consent, who ticked the box on the
+    booking form: the hooks, the practice, the client and the submission, which passed
+    the check (the host's record step comes next)."""
+    hooks = host.hooks()
+    tenant = host.new_tenant()
+    host.activate(hooks, tenant, require_consent_for_online_booking=True)
+    client = host.new_client(tenant)
+    sub = submission(tenant, client, ticked=True, text_id=_form_text_id(host, hooks, tenant, client))
+    assert hooks.submit_check(sub) == []
+    return hooks, tenant, client, sub
 
 
 def _book(host: TestHost, hooks, tenant: str, client: str, **kw) -> list:  # type: ignore[no-untyped-def]
@@ -127,13 +147,7 @@ def test_a_bookings_writes_name_the_event_and_are_a_fixed_few_statements(
     written together and every row names the event (its id or seq); the record step is
     seven statements whatever the practice holds: lock, gate read and those five
     writes (PostgreSQL sends them in two round trips)."""
-    hooks = host.hooks()
-    tenant = host.new_tenant()
-    host.activate(hooks, tenant, require_consent_for_online_booking=True)
-    client = host.new_client(tenant)
-    text_id = _form_text_id(host, hooks, tenant, client)
-    sub = submission(tenant, client, ticked=True, text_id=text_id)
-    assert hooks.submit_check(sub) == []
+    hooks, tenant, client, sub = _ticked_and_checked(host)
     with count_statements(host.engine) as statements:
         hooks.submitted(sub, BookingRef("b-one"), ClientRef(client))
     host.session().commit()
@@ -184,13 +198,7 @@ def test_a_head_that_moved_since_it_was_read_is_refused(host: TestHost) -> None:
 
 
 def test_record_is_in_the_hosts_transaction(host: TestHost) -> None:
-    hooks = host.hooks()
-    tenant = host.new_tenant()
-    host.activate(hooks, tenant, require_consent_for_online_booking=True)
-    client = host.new_client(tenant)
-    text_id = _form_text_id(host, hooks, tenant, client)
-    sub = submission(tenant, client, ticked=True, text_id=text_id)
-    assert hooks.submit_check(sub) == []
+    hooks, tenant, client, sub = _ticked_and_checked(host)
     hooks.submitted(sub, BookingRef("b1"), ClientRef(client))
     host.session().rollback()  # the host's booking failed: nothing of ours remains
     assert _events(host, tenant) == []
