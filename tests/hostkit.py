@@ -185,6 +185,6 @@ def complete_waiting_requests(host: Any, tenant: str) -> int:
     outcome = links.complete_requests(host, session, rows)
     for msg in rows:
         if outcome[msg.id] is not None:
-            msg.status, msg.last_error = "cancelled", outcome[msg.id]
+            msg.status, msg.last_error = links.CANCELLED, outcome[msg.id]
     session.commit()
     return sum(why is None for why in outcome.values())
