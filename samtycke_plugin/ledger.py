@@ -34,8 +34,13 @@ def truncate_ip(ip: str | None) -> str | None:
     """Keep only the network part: /24 for IPv4, /48 for IPv6 (data minimisation)."""
     if not ip or not isinstance(ip, str):
         return None
+    ip = ip.strip()
+    if (plain := _IPV4.fullmatch(ip)) is not None:  # the common case, without ipaddress
+        octets = plain.groups()
+        if all(len(o) == 1 or (o[0] != "0" and int(o) <= 255) for o in octets):
+            return f"{octets[0]}.{octets[1]}.{octets[2]}.0/24"
     try:
-        addr = ipaddress.ip_address(ip.strip())
+        addr = ipaddress.ip_address(ip)
     except ValueError:
         return None
     if isinstance(addr, ipaddress.IPv4Address):  # the common case, without ip_network()
@@ -53,6 +58,8 @@ def clean_user_agent(value: str | None) -> str | None:
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
+#: Dotted-quad IPv4 (ASCII digits); leading zeros and octets over 255 go to ``ipaddress``.
+_IPV4 = re.compile(r"([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 

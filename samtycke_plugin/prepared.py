@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, NoReturn, cast
 
 from attrs import frozen
@@ -30,8 +31,9 @@ from sqlalchemy.orm import Session
 class _Plan:
     sql: str
     positional: tuple[str, ...] | None
-    #: Bind parameters that need converting for the driver (most need nothing).
-    binds: tuple[tuple[str, Callable[[Any], Any]], ...]
+    #: Bind parameters that need converting for the driver (most need nothing), with
+    #: their type: a value converted for a type is reused within :func:`run_together`.
+    binds: tuple[tuple[str, Callable[[Any], Any], Any], ...]
     #: Result columns that need converting, by position.
     results: tuple[tuple[int, Callable[[Any], Any]], ...]
     row: Any
@@ -70,7 +72,7 @@ class Prepared:
             statement: Any = self.statement_for(dialect.name)
             compiled = statement.compile(dialect=dialect, column_keys=self._column_keys)
             binds = tuple(
-                (name, proc)
+                (name, proc, bind.type)
                 for name, bind in compiled.binds.items()
                 if (proc := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
             )
@@ -92,14 +94,27 @@ class Prepared:
             self._plans[dialect.name] = plan
         return plan
 
-    def _args(self, plan: _Plan, params: Mapping[str, Any]) -> Any:
-        """The driver's parameters for one execution."""
+    def _args(
+        self, plan: _Plan, params: Mapping[str, Any], seen: dict[Any, Any] | None = None
+    ) -> Any:
+        """The driver's parameters for one execution.  ``seen`` keeps the values already
+        converted by earlier statements of the same unit (a booking's writes share
+        their "now" and expiry): each distinct datetime is converted once per type."""
         if plan.fixed:
             params = {**plan.fixed, **params}
         if plan.binds:
             params = dict(params)
-            for name, convert in plan.binds:
-                params[name] = convert(params[name])
+            for name, convert, type_ in plan.binds:
+                value = params[name]
+                if seen is None or type(value) is not datetime:
+                    params[name] = convert(value)
+                    continue
+                # equal instants in other zones are equal datetimes: the zone is part of it
+                key = (type_, value, value.tzinfo)
+                try:
+                    params[name] = seen[key]
+                except KeyError:
+                    params[name] = seen[key] = convert(value)
         return (
             tuple([params[name] for name in plan.positional]) if plan.positional is not None
             else params
@@ -129,9 +144,19 @@ class Prepared:
         conn = _connection(db)
         if _observed(conn):
             return self._observed_run(db, conn, params)
-        plan = self._plan(conn.dialect)
-        args = self._args(plan, params)
         cursor = conn.connection.cursor()
+        try:
+            return self._run_on(conn, cursor, params, None)
+        finally:
+            cursor.close()
+
+    def _run_on(
+        self, conn: Connection, cursor: Any, params: Mapping[str, Any],
+        seen: dict[Any, Any] | None,
+    ) -> tuple[Any, int]:
+        """:meth:`_run` on a DB-API cursor of ``conn``, nobody observing."""
+        plan = self._plan(conn.dialect)
+        args = self._args(plan, params, seen)
         try:
             cursor.execute(plan.sql, args)
             raw = cursor.fetchone() if self._columns else None
@@ -140,8 +165,6 @@ class Prepared:
             count = cursor.rowcount
         except conn.dialect.loaded_dbapi.Error as err:
             _raise_wrapped(conn, plan.sql, args, err, cursor)
-        finally:
-            cursor.close()
         return self._result(plan, raw), count
 
 
@@ -162,10 +185,17 @@ def run_together(
     conn = _connection(db)
     raw_conn: Any = conn.connection.dbapi_connection
     pipeline = getattr(raw_conn, "pipeline", None)
-    if pipeline is None or _observed(conn):
-        return [prepared._run(conn, params) for prepared, params in steps]
+    if _observed(conn):
+        return [prepared._observed_run(conn, conn, params) for prepared, params in steps]
+    seen: dict[Any, Any] = {}
+    if pipeline is None:  # one by one, on one cursor
+        cursor = conn.connection.cursor()
+        try:
+            return [prepared._run_on(conn, cursor, params, seen) for prepared, params in steps]
+        finally:
+            cursor.close()
     plans = [prepared._plan(conn.dialect) for prepared, _ in steps]
-    args = [prepared._args(plan, params) for (prepared, params), plan in
+    args = [prepared._args(plan, params, seen) for (prepared, params), plan in
             zip(steps, plans, strict=True)]
     cursors: list[Any] = []
     try:
@@ -236,7 +266,7 @@ class PreparedWrite(Prepared):
         args: list[Any] = []
         for params in rows:
             params = {**plan.fixed, **params} if plan.fixed else dict(params)
-            for key, convert in converters:
+            for key, convert, _type in converters:
                 value = params[key]
                 try:
                     params[key] = seen[key, value]

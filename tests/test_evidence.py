@@ -44,8 +44,29 @@ def test_ipv4_is_cut_to_its_network(value: int) -> None:
     assert truncate_ip(addr) == str(ipaddress.ip_network(f"{addr}/24", strict=False))
 
 
+def _reference_ip(value: str) -> str | None:
+    """The definition: the /24 (IPv4) or /48 (IPv6) of whatever ``ipaddress`` accepts."""
+    try:
+        addr = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+    prefix = 24 if addr.version == 4 else 48
+    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(alphabet="0123456789.: abf٣", max_size=20)
+       | st.lists(st.integers(0, 999).map(str) | st.sampled_from(["00", "01", "007", "٣"]),
+                  min_size=3, max_size=5).map(".".join))
+def test_ip_fast_path_agrees_with_ipaddress(value: str) -> None:
+    assert truncate_ip(value) == _reference_ip(value)
+
+
 def test_ip_examples() -> None:
     assert truncate_ip(" 198.51.100.23 ") == "198.51.100.0/24"
     assert truncate_ip("2001:db8:1:2::5") == "2001:db8:1::/48"
     assert truncate_ip("not an address") is None
+    assert truncate_ip("10.0.0.256") is None  # an octet over 255
+    assert truncate_ip("10.01.0.1") is None  # a leading zero (ambiguous: octal?)
+    assert truncate_ip("0.0.0.0") == "0.0.0.0/24"
     assert truncate_ip(None) is None
