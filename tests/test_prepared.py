@@ -167,3 +167,54 @@ def test_run_together_raises_a_wrapped_error_and_the_session_recovers(host: Test
     session.rollback()
     assert service._GATE_READ.one_or_none(session, {"tenant": tenant, "client": "c1"}) is None
     session.rollback()
+
+
+def test_run_together_converts_each_value_as_one_by_one_does(host: TestHost) -> None:
+    """A unit of work converts each datetime once per type (a booking's writes share
+    their "now"), and equal instants in other zones are not taken for one another:
+    what ``run_together`` stores is what the statements store one by one."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, cast, insert
+
+    from samtycke_plugin.models import UTCDateTime
+    from samtycke_plugin.prepared import PreparedWrite, run_together
+
+    metadata = MetaData()
+    table = Table(
+        "test_prepared_datetimes", metadata,
+        Column("id", Integer, primary_key=True),
+        Column("plain", DateTime(timezone=True)),  # SQLite keeps the wall-clock time
+        Column("utc", UTCDateTime()),
+    )
+    metadata.create_all(host.engine)
+    try:
+        write = PreparedWrite(insert(table), column_keys=["id", "plain", "utc"])
+        utc = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+        cest = utc.astimezone(timezone(timedelta(hours=2)))
+        assert utc == cest and hash(utc) == hash(cest)
+        rows = [
+            {"id": 1, "plain": utc, "utc": utc},
+            {"id": 2, "plain": cest, "utc": cest},
+            {"id": 3, "plain": utc, "utc": cest},
+            {"id": 4, "plain": None, "utc": utc},
+        ]
+        stored = select(
+            table.c.id, cast(table.c.plain, String), cast(table.c.utc, String)
+        ).order_by(table.c.id)
+        session = host.session()
+        session.rollback()
+        run_together(session, [(write, row) for row in rows])
+        together = [tuple(r) for r in session.execute(stored)]
+        session.rollback()
+        for row in rows:
+            write.execute(session, row)
+        alone = [tuple(r) for r in session.execute(stored)]
+        session.rollback()
+        assert together == alone
+        assert len(together) == 4 and together[3][1] is None
+        if host.engine.dialect.name == "sqlite":  # the zone mattered, and was kept
+            assert together[0][1] != together[1][1]
+    finally:
+        host.session().rollback()
+        metadata.drop_all(host.engine)
