@@ -32,7 +32,8 @@ class _Plan:
     sql: str
     positional: tuple[str, ...] | None
     #: Bind parameters that need converting for the driver (most need nothing), with
-    #: their type: a value converted for a type is reused within :func:`run_together`.
+    #: their type: a unit of work (:func:`run_together`, :meth:`PreparedWrite.executemany`)
+    #: converts a value once per type (:func:`_memo_key`).
     binds: tuple[tuple[str, Callable[[Any], Any], Any], ...]
     #: Result columns that need converting, by position.
     results: tuple[tuple[int, Callable[[Any], Any]], ...]
@@ -98,19 +99,18 @@ class Prepared:
         self, plan: _Plan, params: Mapping[str, Any], seen: dict[Any, Any] | None = None
     ) -> Any:
         """The driver's parameters for one execution.  ``seen`` keeps the values already
-        converted by earlier statements of the same unit (a booking's writes share
-        their "now" and expiry): each distinct datetime is converted once per type."""
+        converted in the same unit of work (see :func:`_memo_key`): a booking's writes
+        share their "now" and expiry, a batch's rows their "now" and payload."""
         if plan.fixed:
             params = {**plan.fixed, **params}
         if plan.binds:
             params = dict(params)
             for name, convert, type_ in plan.binds:
                 value = params[name]
-                if seen is None or type(value) is not datetime:
+                if seen is None:
                     params[name] = convert(value)
                     continue
-                # equal instants in other zones are equal datetimes: the zone is part of it
-                key = (type_, value, value.tzinfo)
+                key = _memo_key(type_, value)
                 try:
                     params[name] = seen[key]
                 except KeyError:
@@ -258,27 +258,8 @@ class PreparedWrite(Prepared):
             )
             return int(result.rowcount)
         plan = self._plan(conn.dialect)
-        names = plan.positional
-        converters = plan.binds
-        # Batch rows share most of their converted values (the same "now", the same
-        # expiry): convert each distinct (column, value) once.
-        seen: dict[tuple[str, Any], Any] = {}
-        args: list[Any] = []
-        for params in rows:
-            params = {**plan.fixed, **params} if plan.fixed else dict(params)
-            for key, convert, _type in converters:
-                value = params[key]
-                try:
-                    params[key] = seen[key, value]
-                except KeyError:
-                    params[key] = seen[key, value] = convert(value)
-                except TypeError:  # an unhashable value (a JSON payload): by identity,
-                    # which is safe while ``rows`` keeps every value alive
-                    try:
-                        params[key] = seen[key, id(value)]
-                    except KeyError:
-                        params[key] = seen[key, id(value)] = convert(value)
-            args.append(tuple([params[n] for n in names]) if names is not None else params)
+        seen: dict[Any, Any] = {}
+        args = [self._args(plan, params, seen) for params in rows]
         cursor = conn.connection.cursor()
         try:
             cursor.executemany(plan.sql, args)
@@ -295,6 +276,17 @@ class PreparedWrite(Prepared):
     def returning_one(self, session: Session | Connection, params: Mapping[str, Any]) -> Any:
         """Run it; the first returned row (attribute access by column name), or ``None``."""
         return self._run(session, params)[0]
+
+
+def _memo_key(type_: Any, value: Any) -> tuple[Any, ...]:
+    """Which values convert alike for the driver within one unit of work: equal
+    datetimes in the same zone (equal instants in other zones are equal datetimes, but
+    a backend that keeps the wall-clock time stores them differently), and otherwise
+    only the same object (by identity: the caller keeps its parameters alive while the
+    unit runs, and unhashable values such as JSON payloads need no hashing)."""
+    if type(value) is datetime:
+        return (type_, value, value.tzinfo)
+    return (type_, id(value))
 
 
 _CONNECTION = "samtycke.prepared.connection"

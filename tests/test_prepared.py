@@ -172,7 +172,8 @@ def test_run_together_raises_a_wrapped_error_and_the_session_recovers(host: Test
 def test_run_together_converts_each_value_as_one_by_one_does(host: TestHost) -> None:
     """A unit of work converts each datetime once per type (a booking's writes share
     their "now"), and equal instants in other zones are not taken for one another:
-    what ``run_together`` stores is what the statements store one by one."""
+    what ``run_together`` and ``executemany`` store is what the statements store one
+    by one."""
     from datetime import UTC, datetime, timedelta, timezone
 
     from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, cast, insert
@@ -207,11 +208,15 @@ def test_run_together_converts_each_value_as_one_by_one_does(host: TestHost) -> 
         run_together(session, [(write, row) for row in rows])
         together = [tuple(r) for r in session.execute(stored)]
         session.rollback()
+        write.executemany(session, rows)
+        many = [tuple(r) for r in session.execute(stored)]
+        session.rollback()
         for row in rows:
             write.execute(session, row)
         alone = [tuple(r) for r in session.execute(stored)]
         session.rollback()
         assert together == alone
+        assert many == alone
         assert len(together) == 4 and together[3][1] is None
         if host.engine.dialect.name == "sqlite":  # the zone mattered, and was kept
             assert together[0][1] != together[1][1]
