@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from sqlalchemy import Select
     from sqlalchemy.orm import Session
 
     from hookspecs.types import (
@@ -53,3 +54,23 @@ class Host(Protocol):
 
     def deliver_email(self, tenant: TenantRef, message: OutgoingEmail) -> DeliveryResult | None:
         """Deliver or queue an e-mail; ``None`` means "use the app's own SMTP transport"."""
+
+
+@runtime_checkable
+class ClientQuery(Protocol):
+    """Optional: a host whose client table is in the shared database may also offer it as
+    a query.  Implement it beside :class:`Host` (``isinstance(host, ClientQuery)`` is how
+    the app asks); hosts without it keep working through :meth:`Host.iter_clients`."""
+
+    def client_query(self, tenant: TenantRef) -> Select[Any]:
+        """Every client of the practice as one SQLAlchemy ``SELECT`` on the shared
+        database, with three columns labelled ``ref`` (the client reference as a string,
+        as :meth:`Host.lookup_client` takes it), ``name`` and ``email``; each client once.
+
+        The app wraps it in its own statements (a subquery: no ordering needed) and runs
+        them on :meth:`Host.session`.  A batch request to a whole practice then decides,
+        counts and queues in a few set-based statements in the database instead of
+        streaming every client through Python (a 100,000-client practice in under a
+        second on SQLite instead of several), and the batch page counts the practice's
+        clients with one ``count(*)``.
+        """
