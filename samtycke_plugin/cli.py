@@ -545,7 +545,7 @@ def request_group() -> None:
     type=click.IntRange(min=1, max=10_000),
     default=1000,
     show_default=True,
-    help="Clients per transaction.",
+    help="Clients per transaction (a host with a client query queues all in one).",
 )
 @pass_ctx
 def request_all(ctx: Context, tenant: str, actor: str, chunk_size: int) -> None:
@@ -556,11 +556,10 @@ def request_all(ctx: Context, tenant: str, actor: str, chunk_size: int) -> None:
     """
     import sys
 
-    from hookspecs.types import TenantRef
     from samtycke_plugin import errors, requests
 
     host = _mail_host(ctx)
-    total = sum(1 for _ in host.iter_clients(TenantRef(tenant)))
+    total = requests.count_clients(host, tenant)
     interactive = sys.stderr.isatty()
     try:
         with click.progressbar(

@@ -41,6 +41,7 @@ actions work in ``host.session()`` and never commit (the caller's unit of work d
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -60,23 +61,29 @@ from attrs import field, frozen
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 from sqlalchemy import (
+    Select,
     String,
     Text,
+    and_,
     any_,
     bindparam,
     cast,
+    delete,
     func,
     insert,
     literal,
     literal_column,
+    null,
     select,
     text,
     union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
+from hookspecs.host import ClientQuery
 from hookspecs.types import BookingSubmission, ClientCreated, ClientInfo, ClientRef, TenantRef
 from samtycke_plugin import service
 from samtycke_plugin.db import run_in_transaction
@@ -303,13 +310,18 @@ def _plain_address(address: str) -> str | None:
     if match is None:
         return None
     local, domain = match.group(1), match.group(2).lower()
-    if len(local) > 64 or len(domain) > 253 or len(address) > 254 or "--" in domain:
+    if len(local) > 64 or len(domain) > 253 or len(address) > 254:
         return None
-    if local.lower() in _CASE_INSENSITIVE:
-        return None
-    if _SPECIAL_SUFFIX.search(domain):
+    if local.lower() in _CASE_INSENSITIVE or not _ordinary_domain(domain):
         return None
     return f"{local}@{domain}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _ordinary_domain(domain: str) -> bool:
+    """A lower-cased host name email-validator takes as it is: no IDNA (``--``) label and
+    not a special-use name.  Cached: a practice's addresses share a few domains."""
+    return "--" not in domain and _SPECIAL_SUFFIX.search(domain) is None
 
 
 def normalise_address(raw: str | None) -> str:
@@ -911,6 +923,138 @@ def _queue_chunk(
                         no_email=unmailable[_WHY_NO_EMAIL], bad_name=unmailable[_WHY_BAD_NAME])
 
 
+def count_clients(host: Host, tenant: str) -> int:
+    """The number of clients of the practice: one ``count(*)`` on the host's
+    :meth:`~hookspecs.host.ClientQuery.client_query`, else by streaming
+    :meth:`~hookspecs.host.Host.iter_clients` (never all loaded at once)."""
+    if isinstance(host, ClientQuery):
+        listed = host.client_query(TenantRef(tenant)).subquery()
+        return int(host.session().scalar(select(func.count()).select_from(listed)) or 0)
+    return sum(1 for _ in host.iter_clients(TenantRef(tenant)))
+
+
+def _not_among(ref: Any, refs: Select[Any], column: Any, dialect: str) -> Any:
+    """``ref`` is not one of the ``column`` values ``refs`` selects (a NOT NULL column).
+
+    SQLite runs ``NOT IN`` on the list built once (a correlated ``NOT EXISTS`` probes an
+    index per client, three times slower); PostgreSQL plans ``NOT EXISTS`` as an anti-join
+    (its ``NOT IN`` hashes the list only when it fits in ``work_mem`` and otherwise
+    rescans it for every client)."""
+    if dialect == "postgresql":
+        return ~refs.where(column == ref).exists()
+    return ref.not_in(refs)
+
+
+def _unmailable(email: str | None, name: str | None) -> str | None:
+    """Why a request cannot be mailed to this address and name, or ``None``."""
+    try:
+        normalise_address(email)
+    except InputError:
+        return _WHY_NO_EMAIL
+    return None if header_safe(name or "") else _WHY_BAD_NAME
+
+
+def _queue_everyone(
+    host: Host, session: Session, tenant: str, clients: Select[Any], *, actor: str,
+    batch_key: str,
+) -> tuple[int, _ChunkCounts]:
+    """A batch request for every client of ``clients`` (the host's
+    :meth:`~hookspecs.host.ClientQuery.client_query`), set-based: the number of clients
+    and what was done, as :func:`_queue_chunk` does per chunk.
+
+    One ``INSERT … SELECT`` queues a waiting outbox row for each client without valid
+    consent and without a pending link for the current text (``ON CONFLICT DO NOTHING``
+    skips those already waiting, as in :func:`_queue_chunk`); the rows are then read back
+    with the clients' addresses and names, and those that cannot be mailed are taken out
+    again.  Counted: the clients, those with a pending link or a waiting row, the rows
+    inserted; the rest have valid consent.  Exact on SQLite (the unit holds the write
+    lock); on PostgreSQL a second batch running at the same moment can move a client
+    between "valid" and "pending" in the counts, never into two rows.  Does not commit.
+    """
+    practice = service.require_practice(session, tenant)
+    session.refresh(practice)
+    now = service.now_utc(host)
+    major = practice.current_major
+    dialect = session.get_bind().dialect.name
+    listed = clients.subquery("samtycke_batch_clients")
+    ref = listed.c.ref
+    valid = select(_STATE.c.client_ref).where(
+        _STATE.c.tenant_ref == tenant, service.valid_condition(major, now)
+    )
+    linked = select(_REQUESTS.c.client_ref).where(
+        _REQUESTS.c.tenant_ref == tenant, _REQUESTS.c.purpose == PURPOSE_CONSENT, _PENDING,
+        _REQUESTS.c.expires_at > now, _REQUESTS.c.text_major == major,
+    )
+    unvalid = _not_among(ref, valid, _STATE.c.client_ref, dialect)
+    unlinked = _not_among(ref, linked, _REQUESTS.c.client_ref, dialect)
+    waiting = select(_OUTBOX.c.client_ref).where(
+        _OUTBOX.c.tenant_ref == tenant, text(WAITING_REQUEST)
+    )
+
+    def count(*where: Any) -> int:
+        query = select(func.count()).select_from(listed).where(ref.is_not(None), *where)
+        return int(session.scalar(query) or 0)
+
+    # The clients, and those already asked: a pending link for the current text, or a
+    # row already waiting (each count touches only those, usually few).  The insert
+    # takes all the others without valid consent, so the rest have valid consent.
+    total = count()
+    n_linked = count(ref.in_(linked), unvalid)
+    n_waiting = count(ref.in_(waiting), unvalid, unlinked)
+    # One Message-ID per row: a stem unique to this run (as message_id()), then the row's
+    # number in the run.  The address, language and name are filled in when the relay
+    # claims the row (complete_requests), as for a row queued by _queue_chunk.
+    stem = f"<samtycke.{time.time_ns():x}.{secrets.token_hex(8)}."
+    domain = mail_domain(host, tenant)
+    payload = {"actor": actor[:160], "batch_key": batch_key}
+    rows = select(
+        literal(tenant), ref, null(), literal(KIND_REQUEST),
+        literal(stem) + cast(func.row_number().over(), String) + literal(f"@{domain}>"),
+        null(), literal(lang(None)), literal(payload, _OUTBOX.c.payload.type), literal(QUEUED),
+        literal(0), literal(now, _OUTBOX.c.created_at.type),
+        literal(now, _OUTBOX.c.created_at.type),
+    ).where(ref.is_not(None), unvalid, unlinked)
+    ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_OUTBOX)
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        ins.from_select(
+            ["tenant_ref", "client_ref", "request_id", "kind", "message_id", "to_addr",
+             "locale", "payload", "status", "attempts", "next_attempt_at", "created_at"],
+            rows,
+        ).on_conflict_do_nothing(
+            index_elements=["tenant_ref", "client_ref"], index_where=text(WAITING_REQUEST)
+        ),
+        execution_options={"preserve_rowcount": True},  # an INSERT's count is not kept otherwise
+    )
+    inserted = result.rowcount
+    unmailable: Counter[str] = Counter()
+    if inserted:
+        practice_name(host, tenant)  # a name unusable in mail stops the batch here
+        # This run's rows (by their Message-IDs; "/" follows "."), and the addresses and
+        # names of their clients: a semi-join on the host's query, which need not have
+        # an index on its ``ref`` (a join could rescan it for every row).
+        ours = and_(
+            _OUTBOX.c.tenant_ref == tenant, _OUTBOX.c.message_id.between(stem, stem[:-1] + "/")
+        )
+        gone: list[str] = []
+        for client, email, name in session.execute(
+            select(ref, listed.c.email, listed.c.name).where(
+                ref.in_(select(_OUTBOX.c.client_ref).where(ours))
+            )
+        ):
+            why = _unmailable(email, name)
+            if why is not None:
+                unmailable[why] += 1
+                gone.append(client)
+        for start in range(0, len(gone), _IN_CHUNK):
+            part = gone[start : start + _IN_CHUNK]
+            session.execute(delete(_OUTBOX).where(ours, _OUTBOX.c.client_ref.in_(part)))
+    no_email, bad_name = unmailable[_WHY_NO_EMAIL], unmailable[_WHY_BAD_NAME]
+    return total, _ChunkCounts(
+        asked=inserted - no_email - bad_name, valid=total - inserted - n_linked - n_waiting,
+        pending=n_linked + n_waiting, no_email=no_email, bad_name=bad_name,
+    )
+
+
 def _chunk_job(
     host: Host, tenant: str, chunk: Sequence[ClientInfo], *, actor: str, batch_key: str
 ) -> Callable[[Session], _ChunkCounts]:
@@ -988,9 +1132,13 @@ def request_batch(
     batch_key: str | None = None,
 ) -> BatchResult:
     """F7: e-mail a consent request to every client of the practice without valid consent
-    (``clients=None``, streamed from ``host.iter_clients``), or to the given client refs.
+    (``clients=None``), or to the given client refs.
 
-    Set-based and cheap per client: for each chunk, one query finds the clients with
+    When the host implements :class:`~hookspecs.host.ClientQuery`, the whole practice
+    is queued in one transaction by a few set-based statements on its query
+    (:func:`_queue_everyone`; ``chunk_size`` does not apply, ``progress`` is called
+    once).  Otherwise the clients are streamed from ``host.iter_clients``, set-based
+    and cheap per client: for each chunk, one query finds the clients with
     valid consent, a pending link or a queued request, and one ``executemany`` writes
     an outbox row for each of the others (whose address and name can go into a mail).
     Minting the link, recording the ``requested`` event and revoking an expired or
@@ -1019,6 +1167,16 @@ def request_batch(
     tenant = practice.tenant_ref
     batch_key = batch_key or uuid.uuid4().hex
     unknown = 0
+    if clients is None and isinstance(host, ClientQuery):
+        key = batch_key
+        query = host.client_query(TenantRef(tenant))
+        done, counts = run_in_transaction(
+            host.session,
+            lambda s: _queue_everyone(host, s, tenant, query, actor=actor, batch_key=key),
+        )
+        if progress is not None:
+            progress(done, done)
+        return _batch_result(counts, unknown=0, batch_key=batch_key, tenant=tenant)
     if clients is not None:
         refs = [service.check_ref("client", c) for c in clients]
         expected = len(refs)
@@ -1052,14 +1210,26 @@ def request_batch(
             progress(done + (unknown if clients is not None else 0), expected)
     if clients is not None and progress is not None and done == 0:
         progress(unknown, expected)
+    return _batch_result(
+        _ChunkCounts(asked=asked, valid=valid, pending=pending, no_email=no_email,
+                     bad_name=bad_name),
+        unknown=unknown, batch_key=batch_key, tenant=tenant,
+    )
+
+
+def _batch_result(
+    counts: _ChunkCounts, *, unknown: int, batch_key: str, tenant: str
+) -> BatchResult:
     result = BatchResult(
-        asked=asked, skipped_valid=valid, skipped_pending=pending, skipped_no_email=no_email,
-        skipped_bad_name=bad_name, skipped_unknown=unknown, batch_key=batch_key,
+        asked=counts.asked, skipped_valid=counts.valid, skipped_pending=counts.pending,
+        skipped_no_email=counts.no_email, skipped_bad_name=counts.bad_name,
+        skipped_unknown=unknown, batch_key=batch_key,
     )
     log.info(
         "batch request %s for practice %s: %d asked, %d valid, %d pending, %d without "
         "address, %d bad name, %d unknown",
-        batch_key, tenant, asked, valid, pending, no_email, bad_name, unknown,
+        batch_key, tenant, result.asked, result.skipped_valid, result.skipped_pending,
+        result.skipped_no_email, result.skipped_bad_name, unknown,
     )
     return result
 

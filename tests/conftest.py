@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hostkit import CI, TestHost, pg_admin_url
+from hostkit import CI, QueryHost, TestHost, pg_admin_url
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -110,5 +110,14 @@ def engine(request: pytest.FixtureRequest) -> Engine:
 @pytest.fixture
 def host(engine: Engine) -> Iterator[TestHost]:
     h = TestHost(engine)
+    yield h
+    h.close()
+
+
+@pytest.fixture(params=["streamed", "query"])
+def batch_host(request: pytest.FixtureRequest, engine: Engine) -> Iterator[TestHost]:
+    """A host for batch requests: one that only streams its clients (``iter_clients``),
+    and one that also offers them as a query (``client_query``: the set-based batch)."""
+    h = TestHost(engine) if request.param == "streamed" else QueryHost(engine)
     yield h
     h.close()

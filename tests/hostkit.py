@@ -10,7 +10,19 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, event, select, text
+from sqlalchemy import (
+    Column,
+    Engine,
+    MetaData,
+    Select,
+    String,
+    Table,
+    delete,
+    event,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from hookspecs.facade import AppHooks, make_plugin_manager
@@ -119,6 +131,64 @@ class TestHost:
 
     def close(self) -> None:
         self._session.close()
+
+
+#: The client table of :class:`QueryHost` (the host's own table: no ``samtycke_`` prefix).
+_host_metadata = MetaData()
+hostkit_client = Table(
+    "hostkit_client",
+    _host_metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("ref", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("email", String(320)),
+)
+
+
+def create_client_table(engine: Engine) -> None:
+    _host_metadata.create_all(engine)
+
+
+def clients_of(tenant: str) -> Select[Any]:
+    """A practice's clients in :data:`hostkit_client`, as ``ClientQuery`` gives them."""
+    c = hostkit_client.c
+    return select(c.ref, c.name, c.email).where(c.tenant == tenant)
+
+
+class QueryHost(TestHost):
+    """A :class:`TestHost` that also implements :class:`hookspecs.host.ClientQuery`: its
+    clients are in a table of the shared database as well.  ``client_query`` first
+    copies the practice's clients from ``self.clients`` into the table (in the session's
+    transaction), so tests can keep editing ``self.clients``."""
+
+    __test__ = False
+
+    def __init__(self, engine: Engine, *, locale: str = "sv") -> None:
+        super().__init__(engine, locale=locale)
+        create_client_table(engine)
+        self.queries = 0
+
+    def client_query(self, tenant: TenantRef) -> Select[Any]:
+        self.queries += 1
+        session = self.session()
+        c = hostkit_client.c
+        rows = [
+            {"tenant": t, "ref": ref, "name": info.name, "email": info.email}
+            for (t, ref), info in self.clients.items() if t == tenant
+        ]
+        session.execute(delete(hostkit_client).where(
+            c.tenant == tenant, c.ref.not_in([row["ref"] for row in rows])
+        ))
+        if rows:  # an upsert: two hosts may copy the same clients at once
+            dialect = session.get_bind().dialect.name
+            ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
+                hostkit_client
+            )
+            session.execute(ins.values(rows).on_conflict_do_update(
+                index_elements=["tenant", "ref"],
+                set_={"name": ins.excluded.name, "email": ins.excluded.email},
+            ))
+        return clients_of(tenant)
 
 
 def staff(can_record: bool = True) -> StaffContext:

@@ -3,14 +3,16 @@ booking), and the bulk ledger append they use — on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import re
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import attrs
 import pytest
-from hostkit import TestHost, complete_waiting_requests, staff, submission
+from hostkit import QueryHost, TestHost, complete_waiting_requests, staff, submission
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select, update
 
 from hookspecs.types import BookingRef, ClientCreated, ClientInfo, ClientRef, TenantRef
 from samtycke_plugin import requests, service
@@ -163,7 +165,8 @@ def _mixed_practice(host: TestHost) -> tuple[TenantRef, dict[str, list[ClientRef
     return tenant, groups
 
 
-def test_batch_asks_everyone_without_valid_consent_once(host: TestHost) -> None:
+def test_batch_asks_everyone_without_valid_consent_once(batch_host: TestHost) -> None:
+    host = batch_host
     tenant, groups = _mixed_practice(host)
     seen: list[tuple[int, int]] = []
     result = requests.request_batch(
@@ -172,7 +175,10 @@ def test_batch_asks_everyone_without_valid_consent_once(host: TestHost) -> None:
     assert (result.asked, result.skipped_valid, result.skipped_pending, result.skipped_no_email,
             result.skipped_bad_name) == (12, 3, 1, 2, 1)
     assert result.total == 19
-    assert [d for d, _ in seen] == [5, 10, 15, 19]
+    if isinstance(host, QueryHost):  # set-based: one statement for the whole practice
+        assert seen == [(19, 19)] and host.queries == 1
+    else:
+        assert [d for d, _ in seen] == [5, 10, 15, 19]
     # Queued: one outbox row each; the link and the event come when the relay claims it.
     assert sorted(_pending(host, tenant)) == sorted(groups["pending"])
     assert _count(host, OutboxMessage, tenant) == 13
@@ -199,6 +205,83 @@ def test_batch_asks_everyone_without_valid_consent_once(host: TestHost) -> None:
     assert projection(host.session(), tenant) == replay(host.session(), tenant)
 
 
+def _odd_practice(host: TestHost) -> tuple[TenantRef, list[ClientRef]]:
+    """The mixed practice, and clients whose handling is easy to get wrong: an address to
+    normalise, one only email-validator takes, an expired link (asked again), a client
+    already waiting in the outbox (not asked twice) and one in another practice."""
+    tenant, groups = _mixed_practice(host)
+    odd = [
+        host.new_client(tenant, name="Åsa", email="  Asa@EXAMPLE.org "),
+        host.new_client(tenant, name="Jörg", email="jörg@exämple.de"),
+        host.new_client(tenant, name="Tom", email="tom@localhost"),  # special-use: unusable
+    ]
+    waiting = host.new_client(tenant, name="Väntar", email="w@example.org")
+    assert requests.request_batch(host, tenant, actor="staff:s0", clients=[waiting]).asked == 1
+    expired = host.new_client(tenant, name="Gammal", email="g@example.org")
+    link = requests.send_request(host, tenant, expired, actor="staff:s0")
+    host.session().execute(update(ConsentRequest).where(ConsentRequest.id == link.id).values(
+        expires_at=host.now() - timedelta(seconds=1)
+    ))
+    host.session().commit()
+    elsewhere = host.new_tenant()
+    host.new_client(elsewhere, email="annan@example.org")
+    return tenant, [*odd, waiting, expired, *[c for g in groups.values() for c in g]]
+
+
+def test_the_set_based_batch_does_what_the_streamed_one_does(engine: Engine) -> None:
+    """A host that offers ``client_query`` gets the set-based batch: the same clients
+    asked, the same counts, and after the relay's claim the same rows, as a host that
+    only streams its clients (same practice shape, same clock)."""
+    outcome = {}
+    for kind in (TestHost, QueryHost):
+        host = kind(engine)
+        tenant, clients = _odd_practice(host)
+        result = requests.request_batch(host, tenant, actor="staff:s1")
+        assert result.total == len(clients)
+        asked = set(host.session().scalars(
+            select(OutboxMessage.client_ref).where(
+                OutboxMessage.tenant_ref == tenant, OutboxMessage.status == "queued"
+            )
+        ))
+        complete_waiting_requests(host, tenant)
+        rows = host.session().execute(
+            select(OutboxMessage.client_ref, OutboxMessage.to_addr, OutboxMessage.locale,
+                   OutboxMessage.payload, OutboxMessage.status)
+            .where(OutboxMessage.tenant_ref == tenant, OutboxMessage.request_id.is_not(None))
+        ).all()
+        ids = host.session().scalars(
+            select(OutboxMessage.message_id).where(OutboxMessage.tenant_ref == tenant)
+        ).all()
+        assert len(set(ids)) == len(ids)
+        assert all(re.fullmatch(r"<samtycke\.[0-9a-f]+\.[0-9a-f]{16}(\.\d+)?@booking\.test>", i)
+                   for i in ids), ids
+        position = {ref: i for i, ref in enumerate(clients)}
+        outcome[kind] = (
+            attrs.evolve(result, batch_key=""),
+            sorted(position[ref] for ref in asked),
+            sorted((position[r.client_ref], r.to_addr, r.locale, str(r.payload), r.status)
+                   for r in rows),
+        )
+        host.session().rollback()
+        assert verify_chain(host.session(), tenant).ok
+        host.close()
+    assert outcome[TestHost] == outcome[QueryHost]
+    result = outcome[QueryHost][0]
+    assert (result.asked, result.skipped_valid, result.skipped_pending, result.skipped_no_email,
+            result.skipped_bad_name) == (15, 3, 2, 3, 1)
+
+
+def test_count_clients_counts_the_practice_only(batch_host: TestHost) -> None:
+    host = batch_host
+    tenant, other = _practice(host), _practice(host)
+    for i in range(7):
+        host.new_client(tenant, email=f"k{i}@example.org")
+    host.new_client(other)
+    assert requests.count_clients(host, tenant) == 7
+    assert requests.count_clients(host, other) == 1
+    assert requests.count_clients(host, host.new_tenant()) == 0
+
+
 def test_batch_for_given_clients_skips_unknown_and_other_practices(host: TestHost) -> None:
     tenant, other = _practice(host), _practice(host)
     mine = [host.new_client(tenant) for _ in range(3)]
@@ -208,7 +291,8 @@ def test_batch_for_given_clients_skips_unknown_and_other_practices(host: TestHos
     assert _count(host, ConsentRequest, other) == 0 and _count(host, ConsentEvent, other) == 0
 
 
-def test_batch_replaces_expired_and_outdated_links(host: TestHost) -> None:
+def test_batch_replaces_expired_and_outdated_links(batch_host: TestHost) -> None:
+    host = batch_host
     tenant = _practice(host, request_link_days=2)
     clients = [host.new_client(tenant) for _ in range(4)]
     assert requests.request_batch(host, tenant, actor="staff:s1").asked == 4
@@ -236,11 +320,12 @@ def test_batch_replaces_expired_and_outdated_links(host: TestHost) -> None:
     assert cancelled == 8
 
 
-def test_two_batches_at_once_queue_each_client_once(host: TestHost) -> None:
+def test_two_batches_at_once_queue_each_client_once(batch_host: TestHost) -> None:
     """L6: a double "send to all" (two requests racing on two connections)."""
+    host = batch_host
     tenant = _practice(host)
     clients = [host.new_client(tenant) for _ in range(300)]
-    hosts = [TestHost(host.engine) for _ in range(2)]
+    hosts = [type(host)(host.engine) for _ in range(2)]
     for h in hosts:
         h.clients, h.practices, h.active = host.clients, host.practices, host.active
     results: list[requests.BatchResult] = []

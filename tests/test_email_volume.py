@@ -8,11 +8,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from hostkit import TestHost
+from hostkit import TestHost, clients_of, create_client_table, hostkit_client
 from smtp_support import SmtpServer, running_server
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, Select, func, insert, select, text
 
 from hookspecs.types import ClientInfo, ClientRef, PracticeInfo, TenantRef
 from samtycke_plugin import requests
@@ -52,6 +53,25 @@ class StreamingHost(TestHost):
         return self._client(i) if i < self.n else None
 
 
+class QueryStreamingHost(StreamingHost):
+    """The same clients, also in a table of the shared database and offered as a query
+    (``hookspecs.host.ClientQuery``): the set-based batch."""
+
+    __test__ = False
+
+    def __init__(self, engine: Engine, tenant: TenantRef, n: int) -> None:
+        super().__init__(engine, tenant, n)
+        create_client_table(engine)
+        with engine.begin() as conn:
+            conn.execute(insert(hostkit_client), [
+                {"tenant": tenant, "ref": c.ref, "name": c.name, "email": c.email}
+                for c in map(self._client, range(n))
+            ])
+
+    def client_query(self, tenant: TenantRef) -> Select[Any]:
+        return clients_of(tenant)
+
+
 @pytest.fixture
 def big_engine(tmp_path: Path) -> Iterator[Engine]:
     engine = make_engine(f"sqlite:///{tmp_path / 'big.sqlite'}")
@@ -66,9 +86,12 @@ def _count(host: TestHost, *where: object) -> int:
 
 
 @pytest.mark.slow
-def test_batch_of_100k_clients_twice_queues_each_client_once(big_engine: Engine) -> None:
+@pytest.mark.parametrize("kind", [StreamingHost, QueryStreamingHost])
+def test_batch_of_100k_clients_twice_queues_each_client_once(
+    big_engine: Engine, kind: type[StreamingHost]
+) -> None:
     tenant = TenantRef("tbig")
-    host = StreamingHost(big_engine, tenant, N)
+    host = kind(big_engine, tenant, N)
     host.practices[tenant] = PracticeInfo(
         ref=tenant, name="Stora Kliniken", email="info@stora.example", phone=None, locale="sv"
     )
@@ -84,7 +107,7 @@ def test_batch_of_100k_clients_twice_queues_each_client_once(big_engine: Engine)
     second = requests.request_batch(host, tenant, actor="staff:s1", total=N)
     second_s = time.perf_counter() - started
     assert (second.asked, second.skipped_pending) == (0, N)
-    assert host.yielded == 2 * N
+    assert host.yielded == (0 if kind is QueryStreamingHost else 2 * N)
 
     assert _count(host, OutboxMessage.tenant_ref == tenant) == N
     distinct = host.session().scalar(
@@ -116,7 +139,7 @@ def test_batch_of_100k_clients_twice_queues_each_client_once(big_engine: Engine)
     ) == 50
     assert verify_chain(host.session(), tenant, check_evidence=False).ok
     host.session().rollback()
-    print(f"\n[volume] batch request, {N} clients, SQLite file: first run {first_s:.1f} s wall, "
+    print(f"\n[volume] {kind.__name__} batch request, {N} clients, SQLite file: first run {first_s:.1f} s wall, "
           f"{first_cpu:.1f} s CPU ({N / first_s:,.0f} clients/s wall); second run (all "
           f"skipped) {second_s:.1f} s")
     host.close()

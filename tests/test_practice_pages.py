@@ -987,7 +987,8 @@ def test_send_without_a_usable_address_says_what_to_do(host: TestHost) -> None:
     assert snapshot(host, tenant) == before
 
 
-def test_batch_request_counts_and_a_double_click_asks_nobody_twice(host: TestHost) -> None:
+def test_batch_request_counts_and_a_double_click_asks_nobody_twice(batch_host: TestHost) -> None:
+    host = batch_host
     tenant = set_up(host)
     _clients_with_consent(host, tenant, 2)
     for i in range(3):

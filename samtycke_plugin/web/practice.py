@@ -31,7 +31,7 @@ from samtycke_plugin.i18n import N_, t, tn
 from samtycke_plugin.ledger import load_snapshot
 from samtycke_plugin.models import Practice
 from samtycke_plugin.render import trusted_html
-from samtycke_plugin.requests import request_batch, send_request
+from samtycke_plugin.requests import count_clients, request_batch, send_request
 from samtycke_plugin.rules import VALID_STATES, Status, status
 from samtycke_plugin.settings import PracticeSettings
 from samtycke_plugin.status_text import CHANNEL_LABELS, METHOD_LABELS, STATE_LABELS, code_label
@@ -249,13 +249,8 @@ def _language_name(ctx: Ctx, code: str | None) -> str:
     return status_text.code_label(LANGUAGE_NAMES, code, ctx.locale)
 
 
-def _count_clients(ctx: Ctx) -> int:
-    """Clients of the practice, streamed from the host (never loaded at once)."""
-    return sum(1 for _ in ctx.host.iter_clients(TenantRef(ctx.tenant)))
-
-
 def _counts(ctx: Ctx) -> dict[str, int]:
-    total = _count_clients(ctx)
+    total = count_clients(ctx.host, ctx.tenant)
     valid = service.count_valid(ctx.host.session(), ctx.practice, service.now_utc(ctx.host))
     return {"total": total, "valid": valid, "without": max(total - valid, 0)}
 
