@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     Column,
     Engine,
     Index,
     MetaData,
+    Select,
     String,
     Table,
     bindparam,
@@ -55,7 +57,8 @@ _LOOKUP_ONE = _LOOKUP.where(
 
 
 class BenchHost:
-    """Implements :class:`hookspecs.host.Host` over one engine and the ``host_client`` table."""
+    """Implements :class:`hookspecs.host.Host` (and :class:`hookspecs.host.ClientQuery`)
+    over one engine and the ``host_client`` table."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -90,6 +93,11 @@ class BenchHost:
                 yield ClientInfo(
                     ref=ClientRef(row.id), name=row.name, email=row.email, locale=row.locale
                 )
+
+    # -- hookspecs.host.ClientQuery ---------------------------------------------------
+    def client_query(self, tenant: TenantRef) -> Select[Any]:
+        c = host_client.c
+        return select(c.id.label("ref"), c.name, c.email).where(c.tenant == tenant)
 
     def practice_info(self, tenant: TenantRef) -> PracticeInfo | None:
         return PracticeInfo(

@@ -568,6 +568,27 @@ def test_deliver_email_returns_none_when_smtp_is_configured(app: Flask) -> None:
     assert host.app_secret("samtycke") != host.app_secret("other")
 
 
+def test_client_query_lists_what_iter_clients_lists(app: Flask) -> None:
+    """The optional ClientQuery: the same clients as iter_clients, one practice only."""
+    from hookspecs.host import ClientQuery
+    from hookspecs.types import TenantRef
+
+    platform = platform_of(app)
+    host = apps_glue.PlatformHost(platform.sessions, secret_key=b"k" * 32,
+                                  base_url="http://x", dev_mailbox=False)
+    assert isinstance(host, ClientQuery)
+    pid = query(app, select(Practice.id).order_by(Practice.id))[0][0]
+    try:
+        tenant = TenantRef(str(pid))
+        streamed = {(c.ref, c.name, c.email) for c in host.iter_clients(tenant)}
+        queried = {tuple(row) for row in host.session().execute(host.client_query(tenant))}
+        assert queried == streamed and len(streamed) == 30
+        for other in ("999999", "not-a-practice"):
+            assert host.session().execute(host.client_query(TenantRef(other))).all() == []
+    finally:
+        platform.sessions.remove()
+
+
 def test_consent_exports_are_downloads_scoped_to_the_practice(app: Flask) -> None:
     import csv
     import io

@@ -26,7 +26,7 @@ from typing import Any
 
 from flask import Flask, request, stream_with_context
 from markupsafe import Markup
-from sqlalchemy import ColumnElement, Connection, Engine, String, cast, select
+from sqlalchemy import ColumnElement, Connection, Engine, Select, String, cast, select
 from sqlalchemy.orm import Session, scoped_session
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
@@ -119,6 +119,14 @@ class PlatformHost:
             for cid, name, email, locale in rows:
                 yield ClientInfo(ref=ClientRef(str(cid)), name=name, email=email, locale=locale)
             last = rows[-1].id
+
+    def client_query(self, tenant: TenantRef) -> Select[Any]:
+        """The practice's clients as one query (:class:`hookspecs.host.ClientQuery`): a
+        batch request to all of them then runs set-based in the database."""
+        pid = practice_id(tenant)
+        return select(
+            cast(Client.id, String).label("ref"), Client.name, Client.email
+        ).where(Client.practice_id == (pid if pid is not None else -1))
 
     def practice_info(self, tenant: TenantRef) -> PracticeInfo | None:
         pid = practice_id(tenant)
