@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostkit import TestHost, staff, submission
+from hostkit import QueryHost, TestHost, staff, submission
 from reliability_support import (
     FIGURES,
     FaultInjector,
@@ -40,7 +40,7 @@ from werkzeug.test import Client
 from werkzeug.wrappers import Response
 
 from hookspecs.types import ClientRef, TenantRef
-from samtycke_plugin import service
+from samtycke_plugin import requests, service
 from samtycke_plugin.db import (
     configure_sqlite,
     is_transient_error,
@@ -50,6 +50,7 @@ from samtycke_plugin.db import (
 )
 from samtycke_plugin.errors import Unavailable
 from samtycke_plugin.ledger import NewEvent, append
+from samtycke_plugin.models import OutboxMessage
 from samtycke_plugin.rules import State
 from samtycke_plugin.web.base import WebApp
 
@@ -222,6 +223,33 @@ def test_fault_at_every_step_of_manual_recording(faulty: tuple[TestHost, FaultIn
     [ev] = events(host.engine, tenant)
     assert (ev.channel, ev.method, ev.state) == ("manual", "paper", "given")
     assert_invariants(host.engine, [tenant])
+
+
+def test_fault_at_every_step_of_a_set_based_batch(
+    faulty: tuple[TestHost, FaultInjector],
+) -> None:
+    """F5 for "ask everyone" by a host that gives its client query (one transaction of a
+    few statements): a fault at any of them leaves nothing queued, and the run that
+    completes queues each client once with the right counts."""
+    host, injector = faulty
+    qhost = QueryHost(host.engine)
+    tenant, _hooks = _active(qhost)
+    clients = [qhost.new_client(tenant, email=f"k{i}@example.org") for i in range(5)]
+    qhost.new_client(tenant, email="inte-en-adress")
+
+    def path() -> requests.BatchResult:
+        return requests.request_batch(qhost, tenant, actor="staff:s1")
+
+    _faults, result = _run_every_fault(qhost, injector, tenant, path)
+    assert isinstance(result, requests.BatchResult)
+    assert (result.asked, result.skipped_no_email, result.total) == (5, 1, 6)
+    queued = qhost.session().scalars(
+        select(OutboxMessage.client_ref).where(OutboxMessage.tenant_ref == tenant)
+    ).all()
+    assert sorted(queued) == sorted(clients)
+    qhost.session().rollback()
+    assert_invariants(qhost.engine, [tenant])
+    qhost.close()
 
 
 def test_fault_at_every_step_of_withdrawal(faulty: tuple[TestHost, FaultInjector]) -> None:
