@@ -50,6 +50,25 @@ def test_every_hookspec_is_documented() -> None:
         assert ("first non-``None`` result" in doc) == firstresult, f"{name}: say firstresult"
 
 
+def test_every_host_method_is_documented_and_named_in_the_readme() -> None:
+    """The other direction of the contract: what the app may ask of its host (``Host``,
+    and the optional ``ClientQuery``), each method annotated and documented, and named
+    where the README tells a host engineer what to implement."""
+    from hookspecs.host import ClientQuery, Host
+
+    readme = (TESTS.parent / "README.md").read_text("utf-8")
+    for protocol in (Host, ClientQuery):
+        assert inspect.getdoc(protocol), protocol.__name__
+        methods = [n for n, f in vars(protocol).items()
+                   if callable(f) and not n.startswith("_")]
+        assert methods, protocol.__name__
+        for name in methods:
+            fn = getattr(protocol, name)
+            assert len(inspect.getdoc(fn) or "") > 40, f"{protocol.__name__}.{name}: document it"
+            assert "return" in inspect.get_annotations(fn), f"{name}: annotate the result"
+            assert f"`{name}(" in readme, f"README: name {protocol.__name__}.{name}"
+
+
 def test_every_hook_has_a_test() -> None:
     source = "\n".join(p.read_text("utf-8") for p in TESTS.glob("test_*.py"))
     missing = [n for n in HOOK_NAMES if not re.search(rf"def test_hook_{n}\b", source)]
