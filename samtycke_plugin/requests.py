@@ -69,6 +69,7 @@ from sqlalchemy import (
     bindparam,
     cast,
     delete,
+    distinct,
     func,
     insert,
     literal,
@@ -80,7 +81,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from hookspecs.host import ClientQuery
@@ -928,8 +928,7 @@ def count_clients(host: Host, tenant: str) -> int:
     :meth:`~hookspecs.host.ClientQuery.client_query`, else by streaming
     :meth:`~hookspecs.host.Host.iter_clients` (never all loaded at once)."""
     if isinstance(host, ClientQuery):
-        listed = host.client_query(TenantRef(tenant)).subquery()
-        return int(host.session().scalar(select(func.count()).select_from(listed)) or 0)
+        return _count_listed(host.session(), host.client_query(TenantRef(tenant)).subquery())
     return sum(1 for _ in host.iter_clients(TenantRef(tenant)))
 
 
@@ -960,16 +959,18 @@ def _queue_everyone(
 ) -> tuple[int, _ChunkCounts]:
     """A batch request for every client of ``clients`` (the host's
     :meth:`~hookspecs.host.ClientQuery.client_query`), set-based: the number of clients
-    and what was done, as :func:`_queue_chunk` does per chunk.
+    and what was done, decided and counted as :func:`_queue_chunk` does per chunk.
 
-    One ``INSERT … SELECT`` queues a waiting outbox row for each client without valid
-    consent and without a pending link for the current text (``ON CONFLICT DO NOTHING``
-    skips those already waiting, as in :func:`_queue_chunk`); the rows are then read back
-    with the clients' addresses and names, and those that cannot be mailed are taken out
-    again.  Counted: the clients, those with a pending link or a waiting row, the rows
-    inserted; the rest have valid consent.  Exact on SQLite (the unit holds the write
-    lock); on PostgreSQL a second batch running at the same moment can move a client
-    between "valid" and "pending" in the counts, never into two rows.  Does not commit.
+    One ``INSERT … SELECT`` queues a waiting outbox row for each client
+    without valid consent and without a pending link for the current text (``ON
+    CONFLICT DO NOTHING`` skips those already waiting); the new rows' clients are then
+    read with their addresses and names, and the rows that cannot be mailed are deleted
+    again.  The clients already waiting are read first, as the streamed batch checks
+    their addresses too.  Counted: the clients (each ref once), those with a pending
+    link, and those with valid consent: on SQLite the rest (the unit holds the write
+    lock, so nothing changes between the statements), on PostgreSQL by a query of its
+    own (a second run at the same moment may take clients between the statements: they
+    count as already asked, as in the streamed batch).  Does not commit.
     """
     practice = service.require_practice(session, tenant)
     session.refresh(practice)
@@ -985,22 +986,20 @@ def _queue_everyone(
         _REQUESTS.c.tenant_ref == tenant, _REQUESTS.c.purpose == PURPOSE_CONSENT, _PENDING,
         _REQUESTS.c.expires_at > now, _REQUESTS.c.text_major == major,
     )
+    waiting_rows = and_(_OUTBOX.c.tenant_ref == tenant, text(WAITING_REQUEST))
     unvalid = _not_among(ref, valid, _STATE.c.client_ref, dialect)
     unlinked = _not_among(ref, linked, _REQUESTS.c.client_ref, dialect)
-    waiting = select(_OUTBOX.c.client_ref).where(
-        _OUTBOX.c.tenant_ref == tenant, text(WAITING_REQUEST)
-    )
-
-    def count(*where: Any) -> int:
-        query = select(func.count()).select_from(listed).where(ref.is_not(None), *where)
-        return int(session.scalar(query) or 0)
-
-    # The clients, and those already asked: a pending link for the current text, or a
-    # row already waiting (each count touches only those, usually few).  The insert
-    # takes all the others without valid consent, so the rest have valid consent.
-    total = count()
-    n_linked = count(ref.in_(linked), unvalid)
-    n_waiting = count(ref.in_(waiting), unvalid, unlinked)
+    total = _count_listed(session, listed)
+    n_linked = _count_listed(session, listed, ref.in_(linked), unvalid)
+    unmailable: Counter[str] = Counter()
+    # Clients already waiting (usually none): not queued again, but an address or name
+    # that cannot be mailed counts as such, as in the streamed batch.
+    earlier = _mail_checks(session.execute(
+        select(ref, listed.c.email, listed.c.name).where(
+            ref.in_(select(_OUTBOX.c.client_ref).where(waiting_rows)), unvalid, unlinked
+        )
+    ))
+    unmailable.update(why for why in earlier.values() if why is not None)
     # One Message-ID per row: a stem unique to this run (as message_id()), then the row's
     # number in the run.  The address, language and name are filled in when the relay
     # claims the row (complete_requests), as for a row queued by _queue_chunk.
@@ -1015,44 +1014,68 @@ def _queue_everyone(
         literal(now, _OUTBOX.c.created_at.type),
     ).where(ref.is_not(None), unvalid, unlinked)
     ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_OUTBOX)
-    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-        ins.from_select(
-            ["tenant_ref", "client_ref", "request_id", "kind", "message_id", "to_addr",
-             "locale", "payload", "status", "attempts", "next_attempt_at", "created_at"],
-            rows,
-        ).on_conflict_do_nothing(
-            index_elements=["tenant_ref", "client_ref"], index_where=text(WAITING_REQUEST)
-        ),
-        execution_options={"preserve_rowcount": True},  # an INSERT's count is not kept otherwise
+    insert_rows = ins.from_select(
+        ["tenant_ref", "client_ref", "request_id", "kind", "message_id", "to_addr",
+         "locale", "payload", "status", "attempts", "next_attempt_at", "created_at"],
+        rows,
+    ).on_conflict_do_nothing(
+        index_elements=["tenant_ref", "client_ref"], index_where=text(WAITING_REQUEST)
     )
-    inserted = result.rowcount
-    unmailable: Counter[str] = Counter()
-    if inserted:
-        practice_name(host, tenant)  # a name unusable in mail stops the batch here
-        # This run's rows (by their Message-IDs; "/" follows "."), and the addresses and
-        # names of their clients: a semi-join on the host's query, which need not have
-        # an index on its ``ref`` (a join could rescan it for every row).
-        ours = and_(
-            _OUTBOX.c.tenant_ref == tenant, _OUTBOX.c.message_id.between(stem, stem[:-1] + "/")
-        )
-        gone: list[str] = []
-        for client, email, name in session.execute(
+    queued: set[str] | None = None
+    before: set[str] = set()
+    if dialect == "postgresql":
+        # Another run may queue clients at the same moment: ours are the rows returned.
+        queued = set(session.scalars(insert_rows.returning(_OUTBOX.c.client_ref)))
+    else:
+        # The unit holds SQLite's write lock: every row waiting now and not before is
+        # ours (RETURNING would make SQLite's insert twice as slow).
+        before = set(session.scalars(select(_OUTBOX.c.client_ref).where(waiting_rows)))
+        session.execute(insert_rows)
+    # The waiting rows' clients, with their addresses and names: a semi-join on the
+    # host's query, which need not have an index on its ``ref`` (a join could rescan it
+    # for every row).
+    ours = {
+        client: why
+        for client, why in _mail_checks(session.execute(
             select(ref, listed.c.email, listed.c.name).where(
-                ref.in_(select(_OUTBOX.c.client_ref).where(ours))
+                ref.in_(select(_OUTBOX.c.client_ref).where(waiting_rows))
             )
-        ):
-            why = _unmailable(email, name)
-            if why is not None:
-                unmailable[why] += 1
-                gone.append(client)
-        for start in range(0, len(gone), _IN_CHUNK):
-            part = gone[start : start + _IN_CHUNK]
-            session.execute(delete(_OUTBOX).where(ours, _OUTBOX.c.client_ref.in_(part)))
+        )).items()
+        if (client in queued if queued is not None else client not in before)
+    }
+    unmailable.update(why for why in ours.values() if why is not None)
+    gone = [client for client, why in ours.items() if why is not None]
+    for start in range(0, len(gone), _IN_CHUNK):  # a client has one waiting row: ours
+        part = gone[start : start + _IN_CHUNK]
+        session.execute(delete(_OUTBOX).where(waiting_rows, _OUTBOX.c.client_ref.in_(part)))
+    if len(ours) > len(gone) or None in earlier.values():
+        practice_name(host, tenant)  # a name unusable in mail stops the batch here
+    asked = len(ours) - len(gone)
+    if dialect == "postgresql":
+        n_valid = _count_listed(session, listed, ref.in_(valid))
+    else:
+        n_valid = total - len(ours) - n_linked - len(earlier)
     no_email, bad_name = unmailable[_WHY_NO_EMAIL], unmailable[_WHY_BAD_NAME]
     return total, _ChunkCounts(
-        asked=inserted - no_email - bad_name, valid=total - inserted - n_linked - n_waiting,
-        pending=n_linked + n_waiting, no_email=no_email, bad_name=bad_name,
+        asked=asked, valid=n_valid, no_email=no_email, bad_name=bad_name,
+        pending=max(0, total - n_valid - asked - no_email - bad_name),
     )
+
+
+def _count_listed(session: Session, listed: Any, *where: Any) -> int:
+    """How many distinct clients of the host's query (a subquery) meet ``where``."""
+    query = select(func.count(distinct(listed.c.ref))).where(listed.c.ref.is_not(None), *where)
+    return int(session.scalar(query) or 0)
+
+
+def _mail_checks(rows: Iterable[Any]) -> dict[str, str | None]:
+    """``{client: why it cannot be mailed, or None}`` of (ref, email, name) rows; a ref
+    the host's query lists twice is looked at once."""
+    out: dict[str, str | None] = {}
+    for client, email, name in rows:
+        if client not in out:
+            out[client] = _unmailable(email, name)
+    return out
 
 
 def _chunk_job(
@@ -1151,16 +1174,21 @@ def request_batch(
     with ``INSERT … ON CONFLICT DO NOTHING``, so a double click or two concurrent runs
     queue each client once).
 
-    **Transactions:** the work is done in chunks of ``chunk_size`` clients and each
-    chunk is committed on ``host.session()`` (a 100k-client practice is never held in
-    memory or in one transaction).  A run that stops half-way (crash, timeout) can
-    simply be run again: clients already asked are skipped.  Because of these commits,
+    **Transactions:** with a client query, one transaction on ``host.session()``,
+    committed at the end; the clients are never loaded into Python, only the refs,
+    addresses and names of those queued are read back.  On SQLite it holds the write
+    lock throughout (about 0.75 s per 100,000 clients on the benchmark machine, more
+    where many addresses need email-validator), so bookings wait that long.
+    Streamed, the work is done in chunks of ``chunk_size`` clients and each chunk is
+    committed on ``host.session()`` (a 100k-client practice is never held in memory or
+    in one transaction).  A run that stops half-way (crash, timeout) can simply be run
+    again: clients already asked are skipped.  Because of these commits,
     ``host.iter_clients`` must not hold a cursor on ``host.session()`` across them
     (page through the client table, or read it on another connection).
 
-    ``progress(done, total)`` is called after each chunk: ``done`` is the number of
-    clients looked at so far, ``total`` the number expected (``len(clients)``, the
-    ``total`` argument, or 0 when unknown).
+    ``progress(done, total)`` is called after each chunk (with a client query once, at
+    the end): ``done`` is the number of clients looked at so far, ``total`` the number
+    expected (``len(clients)``, the ``total`` argument, or 0 when unknown).
     """
     session = host.session()
     practice = service.require_practice(session, tenant)

@@ -6,13 +6,14 @@ from __future__ import annotations
 import re
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import attrs
 import pytest
 from hostkit import QueryHost, TestHost, complete_waiting_requests, staff, submission
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, Select, func, select, union_all, update
 
 from hookspecs.types import BookingRef, ClientCreated, ClientInfo, ClientRef, TenantRef
 from samtycke_plugin import requests, service
@@ -216,7 +217,10 @@ def _odd_practice(host: TestHost) -> tuple[TenantRef, list[ClientRef]]:
         host.new_client(tenant, name="Tom", email="tom@localhost"),  # special-use: unusable
     ]
     waiting = host.new_client(tenant, name="Väntar", email="w@example.org")
-    assert requests.request_batch(host, tenant, actor="staff:s0", clients=[waiting]).asked == 1
+    broke = host.new_client(tenant, name="Bruten", email="b@example.org")
+    result = requests.request_batch(host, tenant, actor="staff:s0", clients=[waiting, broke])
+    assert result.asked == 2
+    host.clients[(tenant, broke)] = ClientInfo(ref=broke, name="Bruten", email="b@", locale="sv")
     expired = host.new_client(tenant, name="Gammal", email="g@example.org")
     link = requests.send_request(host, tenant, expired, actor="staff:s0")
     host.session().execute(update(ConsentRequest).where(ConsentRequest.id == link.id).values(
@@ -225,7 +229,7 @@ def _odd_practice(host: TestHost) -> tuple[TenantRef, list[ClientRef]]:
     host.session().commit()
     elsewhere = host.new_tenant()
     host.new_client(elsewhere, email="annan@example.org")
-    return tenant, [*odd, waiting, expired, *[c for g in groups.values() for c in g]]
+    return tenant, [*odd, waiting, broke, expired, *[c for g in groups.values() for c in g]]
 
 
 def test_the_set_based_batch_does_what_the_streamed_one_does(engine: Engine) -> None:
@@ -268,7 +272,54 @@ def test_the_set_based_batch_does_what_the_streamed_one_does(engine: Engine) -> 
     assert outcome[TestHost] == outcome[QueryHost]
     result = outcome[QueryHost][0]
     assert (result.asked, result.skipped_valid, result.skipped_pending, result.skipped_no_email,
-            result.skipped_bad_name) == (15, 3, 2, 3, 1)
+            result.skipped_bad_name) == (15, 3, 2, 4, 1)
+
+
+class _TwiceHost(QueryHost):
+    """A host whose client query lists every client twice (a join in it, say)."""
+
+    __test__ = False
+
+    def client_query(self, tenant: TenantRef) -> Select[Any]:
+        once = super().client_query(tenant)
+        both = union_all(once, once).subquery()
+        return select(both.c.ref, both.c.name, both.c.email)
+
+
+def test_a_client_listed_twice_is_asked_and_counted_once(engine: Engine) -> None:
+    results = []
+    for kind in (QueryHost, _TwiceHost):
+        host = kind(engine)
+        tenant, clients = _odd_practice(host)
+        result = requests.request_batch(host, tenant, actor="staff:s1")
+        results.append(attrs.evolve(result, batch_key=""))
+        assert requests.count_clients(host, tenant) == len(clients)
+        host.close()
+    assert results[0] == results[1]
+    assert results[1].total == 25
+
+
+@pytest.mark.parametrize("others", ["none", "unmailable", "waiting"])
+def test_a_practice_name_unusable_in_mail_stops_a_batch_that_would_mail(
+    batch_host: TestHost, others: str
+) -> None:
+    """Only a batch that would mail someone checks the practice's name (both batches):
+    one whose clients cannot be mailed anyway runs; one whose clients are all waiting
+    already stops, as a run that mails them would."""
+    host = batch_host
+    tenant = _practice(host)
+    client = host.new_client(tenant, email=None if others == "unmailable" else "k@example.org")
+    if others == "waiting":
+        assert requests.request_batch(host, tenant, actor="staff:s0", clients=[client]).asked == 1
+    before = _count(host, OutboxMessage, tenant)
+    host.practices[tenant] = attrs.evolve(host.practices[tenant], name="Lugn\nBcc: x@example.org")
+    if others == "unmailable":
+        assert requests.request_batch(host, tenant, actor="staff:s1").skipped_no_email == 1
+    else:
+        with pytest.raises(InputError) as info:
+            requests.request_batch(host, tenant, actor="staff:s1")
+        assert info.value.field == "practice_name"
+    assert _count(host, OutboxMessage, tenant) == before
 
 
 def test_count_clients_counts_the_practice_only(batch_host: TestHost) -> None:
@@ -326,6 +377,9 @@ def test_two_batches_at_once_queue_each_client_once(batch_host: TestHost) -> Non
     tenant = _practice(host)
     clients = [host.new_client(tenant) for _ in range(300)]
     hosts = [type(host)(host.engine) for _ in range(2)]
+    if isinstance(host, QueryHost):  # the client table filled first: the racers only read it
+        host.client_query(tenant)
+        host.session().commit()
     for h in hosts:
         h.clients, h.practices, h.active = host.clients, host.practices, host.active
     results: list[requests.BatchResult] = []
@@ -350,6 +404,8 @@ def test_two_batches_at_once_queue_each_client_once(batch_host: TestHost) -> Non
     assert errors == [], [repr(e.__cause__) for e in errors]
     assert sum(r.asked for r in results) == 300
     assert sum(r.skipped_pending for r in results) == 300
+    assert [r.total for r in results] == [300, 300]
+    assert sum(r.skipped_valid for r in results) == 0  # the race lost is "already asked"
     host.session().rollback()
     assert complete_waiting_requests(host, tenant) == 300
     assert sorted(_pending(host, tenant)) == sorted(clients)
