@@ -711,14 +711,14 @@ _NO_EMAIL = _NotMailable(_WHY_NO_EMAIL)
 _BAD_NAME = _NotMailable(_WHY_BAD_NAME)
 
 
-def _mail_address(info: ClientInfo) -> str | _NotMailable:
+def _mail_address(email: str | None, name: str | None) -> str | _NotMailable:
     """The normalised address of a client a request can be mailed to, or why not: no
     usable address, or a name that cannot go into a header."""
     try:
-        address = normalise_address(info.email)
+        address = normalise_address(email)
     except InputError:
         return _NO_EMAIL
-    return address if header_safe(info.name or "") else _BAD_NAME
+    return address if header_safe(name or "") else _BAD_NAME
 
 
 def _ask_chunk(
@@ -777,7 +777,7 @@ def _ask_chunk(
             pending += 1
             reasons[info.ref] = _WHY_PENDING
             continue
-        address = _mail_address(info)
+        address = _mail_address(info.email, info.name)
         if isinstance(address, _NotMailable):
             unmailable[address.why] += 1
             reasons[info.ref] = address.why
@@ -907,7 +907,7 @@ def _queue_chunk(
             else:
                 pending += 1
             continue
-        address = _mail_address(info)
+        address = _mail_address(info.email, info.name)
         if isinstance(address, _NotMailable):
             unmailable[address.why] += 1
             continue
@@ -942,15 +942,6 @@ def _not_among(ref: Any, refs: Select[Any], column: Any, dialect: str) -> Any:
     if dialect == "postgresql":
         return ~refs.where(column == ref).exists()
     return ref.not_in(refs)
-
-
-def _unmailable(email: str | None, name: str | None) -> str | None:
-    """Why a request cannot be mailed to this address and name, or ``None``."""
-    try:
-        normalise_address(email)
-    except InputError:
-        return _WHY_NO_EMAIL
-    return None if header_safe(name or "") else _WHY_BAD_NAME
 
 
 def _queue_everyone(
@@ -992,13 +983,15 @@ def _queue_everyone(
     total = _count_listed(session, listed)
     n_linked = _count_listed(session, listed, ref.in_(linked), unvalid)
     unmailable: Counter[str] = Counter()
-    # Clients already waiting (usually none): not queued again, but an address or name
+    # The clients waiting in the outbox, with their addresses and names: a semi-join on
+    # the host's query, which need not have an index on its ``ref`` (a join could rescan
+    # it for every row).
+    waiting_clients = select(ref, listed.c.email, listed.c.name).where(
+        ref.in_(select(_OUTBOX.c.client_ref).where(waiting_rows))
+    )
+    # Those already waiting (usually none): not queued again, but an address or name
     # that cannot be mailed counts as such, as in the streamed batch.
-    earlier = _mail_checks(session.execute(
-        select(ref, listed.c.email, listed.c.name).where(
-            ref.in_(select(_OUTBOX.c.client_ref).where(waiting_rows)), unvalid, unlinked
-        )
-    ))
+    earlier = _mail_checks(session.execute(waiting_clients.where(unvalid, unlinked)))
     unmailable.update(why for why in earlier.values() if why is not None)
     # One Message-ID per row: a stem unique to this run (as message_id()), then the row's
     # number in the run.  The address, language and name are filled in when the relay
@@ -1031,16 +1024,9 @@ def _queue_everyone(
         # ours (RETURNING would make SQLite's insert twice as slow).
         before = set(session.scalars(select(_OUTBOX.c.client_ref).where(waiting_rows)))
         session.execute(insert_rows)
-    # The waiting rows' clients, with their addresses and names: a semi-join on the
-    # host's query, which need not have an index on its ``ref`` (a join could rescan it
-    # for every row).
     ours = {
         client: why
-        for client, why in _mail_checks(session.execute(
-            select(ref, listed.c.email, listed.c.name).where(
-                ref.in_(select(_OUTBOX.c.client_ref).where(waiting_rows))
-            )
-        )).items()
+        for client, why in _mail_checks(session.execute(waiting_clients)).items()
         if (client in queued if queued is not None else client not in before)
     }
     unmailable.update(why for why in ours.values() if why is not None)
@@ -1074,7 +1060,8 @@ def _mail_checks(rows: Iterable[Any]) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for client, email, name in rows:
         if client not in out:
-            out[client] = _unmailable(email, name)
+            address = _mail_address(email, name)
+            out[client] = address.why if isinstance(address, _NotMailable) else None
     return out
 
 

@@ -19,10 +19,10 @@ from sqlalchemy import (
     Table,
     delete,
     event,
+    insert,
     select,
     text,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from hookspecs.facade import AppHooks, make_plugin_manager
@@ -179,18 +179,9 @@ class QueryHost(TestHost):
         stored = session.execute(select(c.tenant, c.ref, c.name, c.email).where(c.tenant == tenant))
         if sorted(tuple(r) for r in stored) == sorted(tuple(r.values()) for r in rows):
             return clients_of(tenant)  # nothing to write: racing hosts only read
-        session.execute(delete(hostkit_client).where(
-            c.tenant == tenant, c.ref.not_in([row["ref"] for row in rows])
-        ))
-        if rows:  # an upsert: two hosts may copy the same clients at once
-            dialect = session.get_bind().dialect.name
-            ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
-                hostkit_client
-            )
-            session.execute(ins.values(rows).on_conflict_do_update(
-                index_elements=["tenant", "ref"],
-                set_={"name": ins.excluded.name, "email": ins.excluded.email},
-            ))
+        session.execute(delete(hostkit_client).where(c.tenant == tenant))
+        if rows:
+            session.execute(insert(hostkit_client), rows)
         return clients_of(tenant)
 
 
