@@ -17,6 +17,7 @@ disconnects invalidate the connection exactly as SQLAlchemy does.
 
 from __future__ import annotations
 
+import weakref
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -297,18 +298,22 @@ def _connection(db: Session | Connection) -> Connection:
 
     ``Session.connection()`` costs more than running a small statement, so it is asked
     once per transaction and kept in ``session.info`` with the transaction it belongs
-    to; a new, ended or failed transaction (or a closed connection) asks again."""
+    to; a new, ended or failed transaction (or a closed connection) asks again.  Both
+    are held by weak references: an ended unit's transaction and connection are freed
+    when the host ends it, not inside the next unit's first statement (the booking
+    check)."""
     if isinstance(db, Connection):
         return db
     trans = db.get_transaction()
     cached = db.info.get(_CONNECTION)
-    if (
-        cached is not None and trans is not None and cached[0] is trans and trans.is_active
-        and not cached[1].closed and cached[1].in_transaction()
-    ):
-        return cast(Connection, cached[1])
+    if cached is not None and trans is not None and cached[0]() is trans and trans.is_active:
+        conn = cached[1]()
+        if conn is not None and not conn.closed and conn.in_transaction():
+            return cast(Connection, conn)
     conn = db.connection()  # begins a transaction only when there was none
-    db.info[_CONNECTION] = (trans if trans is not None else db.get_transaction(), conn)
+    db.info[_CONNECTION] = (
+        weakref.ref(trans if trans is not None else db.get_transaction()), weakref.ref(conn)
+    )
     return conn
 
 
