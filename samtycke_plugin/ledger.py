@@ -87,12 +87,17 @@ class NewEvent:
     note: str | None = None
 
 
+#: The states by their stored value (a dict lookup; ``State(value)`` costs ten times
+#: as much, and is kept for what is not found here: it raises with the value).
+_STATES = {state.value: state for state in State}
+
+
 def snapshot_of(row: ConsentStateRow | Any | None) -> Snapshot | None:
     """The projection row as a pure value."""
     if row is None:
         return None
     return Snapshot(
-        state=State(row.state),
+        state=_STATES.get(row.state) or State(row.state),
         text_major=row.text_major,
         expires_at=row.expires_at,
         since=row.since,

@@ -21,6 +21,7 @@ import weakref
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, NoReturn, cast
 
 from attrs import frozen
@@ -41,6 +42,11 @@ class _Plan:
     row: Any
     #: Values of the statement's own literals (``head_seq + 1``), under their bind names.
     fixed: dict[str, Any]
+    #: The driver's positional parameters straight from the caller's mapping, when
+    #: nothing needs converting or adding (most reads): one C call.
+    pick: Callable[[Mapping[str, Any]], tuple[Any, ...]] | None
+    #: A plain ``SELECT``: nothing to read to the end after the first row.
+    is_select: bool
 
 
 class Prepared:
@@ -81,8 +87,7 @@ class Prepared:
             results = tuple(
                 (i, proc)
                 for i, col in enumerate(self._columns)
-                if (proc := col.type.dialect_impl(dialect).result_processor(dialect, None))
-                is not None
+                if (proc := _result_processor(col.type, dialect)) is not None
             )
             positional = tuple(compiled.positiontup or ()) if compiled.positional else None
             given = set(self._column_keys or ())
@@ -92,7 +97,9 @@ class Prepared:
                 if not bind.required and key not in given
             }
             plan = _Plan(sql=compiled.string, positional=positional, binds=binds,
-                         results=results, row=self._row, fixed=fixed)
+                         results=results, row=self._row, fixed=fixed,
+                         pick=_picker(positional) if not (binds or fixed) else None,
+                         is_select=isinstance(statement, Select))
             self._plans[dialect.name] = plan
         return plan
 
@@ -102,6 +109,8 @@ class Prepared:
         """The driver's parameters for one execution.  ``seen`` keeps the values already
         converted in the same unit of work (see :func:`_memo_key`): a booking's writes
         share their "now" and expiry, a batch's rows their "now" and payload."""
+        if plan.pick is not None:
+            return plan.pick(params)
         if plan.fixed:
             params = {**plan.fixed, **params}
         if plan.binds:
@@ -161,7 +170,7 @@ class Prepared:
         try:
             cursor.execute(plan.sql, args)
             raw = cursor.fetchone() if self._columns else None
-            if raw is not None:
+            if raw is not None and not plan.is_select:
                 cursor.fetchall()  # RETURNING on SQLite: read to the end of the statement
             count = cursor.rowcount
         except conn.dialect.loaded_dbapi.Error as err:
@@ -225,8 +234,25 @@ class PreparedSelect(Prepared):
         super().__init__(statement, list(statement.selected_columns))
 
     def one_or_none(self, session: Session | Connection, params: Mapping[str, Any]) -> Any:
-        """The single result row (attribute access by column name), or ``None``."""
-        return self._run(session, params)[0]
+        """The single result row (attribute access by column name), or ``None``.
+
+        :meth:`Prepared._run` written out: this is the booking check's and the profile
+        panel's one statement, and every call and lookup saved here is saved on each."""
+        conn = _connection(session)
+        if _observed(conn):
+            return self._observed_run(session, conn, params)[0]
+        plan = self._plans.get(conn.dialect.name) or self._plan(conn.dialect)
+        args = plan.pick(params) if plan.pick is not None else self._args(plan, params)
+        raw_conn: Any = conn.connection.dbapi_connection
+        cursor = raw_conn.cursor()
+        try:
+            cursor.execute(plan.sql, args)
+            raw = cursor.fetchone()
+        except conn.dialect.loaded_dbapi.Error as err:
+            _raise_wrapped(conn, plan.sql, args, err, cursor)
+        finally:
+            cursor.close()
+        return None if raw is None else self._result(plan, raw)
 
 
 class PreparedWrite(Prepared):
@@ -279,6 +305,29 @@ class PreparedWrite(Prepared):
         return self._run(session, params)[0]
 
 
+def _result_processor(type_: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """A result column's conversion: the type's own one-step conversion where it has
+    one for this dialect (``UTCDateTime`` on SQLite), else SQLAlchemy's."""
+    fused = getattr(type_, "fused_result_processor", None)
+    if fused is not None and (proc := fused(dialect)) is not None:
+        return cast(Callable[[Any], Any], proc)
+    return cast(
+        Callable[[Any], Any] | None, type_.dialect_impl(dialect).result_processor(dialect, None)
+    )
+
+
+def _picker(positional: tuple[str, ...] | None) -> Any:
+    """A function from the caller's mapping to the driver's positional parameters."""
+    if positional is None:
+        return None  # a driver with named parameters takes the mapping itself
+    if not positional:
+        return lambda _params: ()
+    get = itemgetter(*positional)
+    if len(positional) == 1:
+        return lambda params: (get(params),)
+    return get
+
+
 def _memo_key(type_: Any, value: Any) -> tuple[Any, ...]:
     """Which values convert alike for the driver within one unit of work: equal
     datetimes in the same zone (equal instants in other zones are equal datetimes, but
@@ -325,11 +374,12 @@ def _observed(conn: Connection) -> bool:
     connection's joined one (this runs before every prepared statement)."""
     if conn._has_events:
         return True
-    d = conn.engine.dispatch
-    return bool(
-        d.before_cursor_execute or d.after_cursor_execute or d.before_execute
-        or d.after_execute
-    ) or conn.engine.echo is True or conn.engine.echo == "debug"
+    engine = conn.engine
+    d = engine.dispatch
+    if d.before_cursor_execute or d.after_cursor_execute or d.before_execute or d.after_execute:
+        return True
+    echo = engine.echo
+    return echo is True or echo == "debug"
 
 
 def _raise_wrapped(conn: Connection, sql: str, args: Any, err: Any, cursor: Any) -> NoReturn:

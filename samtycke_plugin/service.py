@@ -634,9 +634,22 @@ class _ShownText:
 @frozen(kw_only=True)
 class _Decision:
     outcome: GateOutcome
-    text: _ShownText | None = None
     previous: Snapshot | None = None
     settings: PracticeSettings | None = None
+    #: The gate row, for the text the form showed (read only when consent is recorded).
+    row: Any = None
+
+    def shown_text(self) -> _ShownText | None:
+        """The text version the form showed, as the gate read it, or ``None``."""
+        row = self.row
+        if getattr(row, "shown_id", None) is None:
+            return None
+        return _ShownText(id=row.shown_id, major=row.shown_major, sha256=row.shown_sha256,
+                          language=row.shown_language)
+
+
+#: The decisions that carry nothing but their outcome (nothing is recorded for them).
+_PLAIN = {outcome: _Decision(outcome=outcome) for outcome in GateOutcome}
 
 
 def _shown_text_id(raw: object) -> int | None:
@@ -680,22 +693,20 @@ def _decide_on(
     host: Host, submission: BookingSubmission, client: str | None, row: Any
 ) -> _Decision:
     if row is None or not (row.active and row.setup_complete):
-        return _Decision(outcome=GateOutcome.ACCEPT)
+        return _PLAIN[GateOutcome.ACCEPT]
     settings = settings_from_json(row.settings_json)
     snap = snapshot_of(row) if client and row.state is not None else None
     current = status(snap, row.current_major, now_utc(host))
     ticked = submission.fields.get(FIELD_CONSENT, "") in ("yes", "on", "true", "1")
-    text = (
-        _ShownText(id=row.shown_id, major=row.shown_major, sha256=row.shown_sha256,
-                   language=row.shown_language)
-        if getattr(row, "shown_id", None) is not None else None
-    )
     outcome = gate(
         settings, current, is_new_client=submission.is_new_client or client is None,
-        ticked=ticked, shown_major=text.major if text else None,
+        ticked=ticked,
+        shown_major=row.shown_major if getattr(row, "shown_id", None) is not None else None,
         current_major=row.current_major,
     )
-    return _Decision(outcome=outcome, text=text, previous=snap, settings=settings)
+    if outcome in (GateOutcome.ACCEPT_GIVEN, GateOutcome.ACCEPT_REFUSED):
+        return _Decision(outcome=outcome, previous=snap, settings=settings, row=row)
+    return _PLAIN[outcome]
 
 
 def check_booking(host: Host, submission: BookingSubmission) -> list[Veto]:
@@ -762,8 +773,9 @@ def record_booking(
     now = now_utc(host)
     text: _ShownText | TextVersion
     if outcome is GateOutcome.ACCEPT_GIVEN:
-        assert decision.text is not None
-        text = decision.text
+        shown = decision.shown_text()
+        assert shown is not None
+        text = shown
         state = grant_state(decision.previous)
         expires = _expiry(settings, now)
     else:

@@ -3,12 +3,32 @@ seen by statement listeners, and wraps driver errors like SQLAlchemy does."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
 import pytest
 from hostkit import TestHost, count_statements, submission
-from sqlalchemy import bindparam, event, exc, select, text
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import (
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    Table,
+    bindparam,
+    event,
+    exc,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from samtycke_plugin import service
-from samtycke_plugin.models import ConsentStateRow
+from samtycke_plugin.db import make_engine
+from samtycke_plugin.models import ConsentStateRow, UTCDateTime
 from samtycke_plugin.prepared import PreparedSelect
 
 
@@ -223,3 +243,82 @@ def test_run_together_converts_each_value_as_one_by_one_does(host: TestHost) -> 
     finally:
         host.session().rollback()
         metadata.drop_all(host.engine)
+
+
+_STAMPS = Table(
+    "prepared_test_stamps", MetaData(),
+    Column("id", Integer, primary_key=True), Column("at", UTCDateTime()),
+)
+_READ_STAMP = PreparedSelect(select(_STAMPS.c.at).where(_STAMPS.c.id == bindparam("id")))
+
+
+@pytest.mark.parametrize("stored", [
+    "2026-03-04 05:06:07.123456",  # what SQLAlchemy writes
+    "2026-03-04 05:06:07",  # the same without microseconds
+    "2026-10-25 01:30:00.000000",  # the night the clocks go back in Sweden
+    "2026-03-04",  # hand-written: a date only
+    "2026-03-04T05:06:07.123456",  # hand-written: ISO with a T
+    "2026-03-04 05:06:07.123456+02:00",  # hand-written: with an offset
+    "2026-03-04 05:06:07.1234",  # hand-written: four decimals
+    None,
+])
+def test_utc_datetimes_read_as_sqlalchemy_reads_them(tmp_path: Path, stored: str | None) -> None:
+    """On SQLite a prepared read turns stored text into an aware UTC datetime in one
+    step (``UTCDateTime.fused_result_processor``); whatever the text, it gives what
+    ``Session.execute`` gives."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'stamps.sqlite'}")
+    _STAMPS.create(engine)
+    try:
+        with Session(engine) as session:
+            session.execute(text("INSERT INTO prepared_test_stamps (id, at) VALUES (1, :at)"),
+                            {"at": stored})
+            expected = session.execute(select(_STAMPS.c.at).where(_STAMPS.c.id == 1)).scalar()
+            got = _READ_STAMP.one_or_none(session, {"id": 1}).at
+            assert got == expected
+            if expected is not None:
+                assert got.tzinfo is UTC and got.utcoffset() == expected.utcoffset()
+            session.rollback()
+    finally:
+        engine.dispose()
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(at=st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1),
+                       timezones=st.just(UTC)))
+def test_utc_datetimes_round_trip_through_prepared_reads(engine: Engine, at: datetime) -> None:
+    """Any aware datetime written through SQLAlchemy reads back equal and in UTC."""
+    _STAMPS.create(engine, checkfirst=True)
+    try:
+        with Session(engine) as session:
+            session.execute(insert(_STAMPS), {"id": 1, "at": at})
+            got = _READ_STAMP.one_or_none(session, {"id": 1}).at
+            assert got == at and got.utcoffset() == timedelta(0)
+            session.rollback()
+    finally:
+        _STAMPS.drop(engine)
+
+
+def test_a_utc_datetime_has_no_fused_reader_off_sqlite() -> None:
+    assert UTCDateTime().fused_result_processor(postgresql.dialect()) is None
+    assert UTCDateTime().fused_result_processor(sqlite.dialect()) is not None
+
+
+def test_parameters_are_picked_by_name_in_the_statement_s_order(host: TestHost) -> None:
+    """A read whose parameters need no conversion takes them straight from the caller's
+    mapping (one C call), in the order the compiled statement uses them; extra keys are
+    ignored and a missing one is an error, as before."""
+    session = host.session()
+    tenant = host.new_tenant()
+    hooks = host.hooks()
+    host.activate(hooks, tenant, validity_days=365)
+    client = host.new_client(tenant)
+    plan = service._GATE_SHOWN_READ._plan(session.connection().dialect)
+    assert plan.binds == () and plan.fixed == {}
+    if plan.positional is not None:
+        assert plan.pick is not None
+        params = {"tenant": tenant, "client": client, "text_id": 7, "unused": object()}
+        assert plan.pick(params) == tuple(params[name] for name in plan.positional)
+    with pytest.raises((KeyError, exc.DBAPIError)):  # PostgreSQL's driver names it
+        service._GATE_SHOWN_READ.one_or_none(session, {"tenant": tenant, "client": client})
+    session.rollback()
