@@ -374,12 +374,13 @@ def _observed(conn: Connection) -> bool:
     connection's joined one (this runs before every prepared statement)."""
     if conn._has_events:
         return True
-    engine = conn.engine
-    d = engine.dispatch
-    if d.before_cursor_execute or d.after_cursor_execute or d.before_execute or d.after_execute:
+    if conn._echo:  # SQLAlchemy logs this connection's statements (engine echo)
         return True
-    echo = engine.echo
-    return echo is True or echo == "debug"
+    d = conn.engine.dispatch
+    return bool(
+        d.before_cursor_execute or d.after_cursor_execute or d.before_execute
+        or d.after_execute
+    )
 
 
 def _raise_wrapped(conn: Connection, sql: str, args: Any, err: Any, cursor: Any) -> NoReturn:

@@ -3,6 +3,7 @@ seen by statement listeners, and wraps driver errors like SQLAlchemy does."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -322,3 +323,20 @@ def test_parameters_are_picked_by_name_in_the_statement_s_order(host: TestHost) 
     with pytest.raises((KeyError, exc.DBAPIError)):  # PostgreSQL's driver names it
         service._GATE_SHOWN_READ.one_or_none(session, {"tenant": tenant, "client": client})
     session.rollback()
+
+
+def test_statements_are_logged_when_sqlalchemy_logs(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With SQLAlchemy's statement log on (``echo`` or the ``sqlalchemy.engine`` logger
+    at INFO), a prepared read goes through ``Session.execute`` and is logged like every
+    other statement."""
+    with caplog.at_level(logging.INFO, logger="sqlalchemy.engine"), Session(engine) as session:
+        service._GATE_READ.one_or_none(session, {"tenant": "t-log", "client": "c1"})
+        session.rollback()
+    assert any("samtycke_consent_state" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with Session(engine) as session:  # and not otherwise
+        service._GATE_READ.one_or_none(session, {"tenant": "t-log", "client": "c1"})
+        session.rollback()
+    assert not any("samtycke_consent_state" in r.getMessage() for r in caplog.records)
