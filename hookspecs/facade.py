@@ -217,7 +217,7 @@ class AppHooks:
                     retryable=True,
                 )
             ]
-        return sorted(items, key=lambda v: v.key)
+        return items if len(items) < 2 else sorted(items, key=lambda v: v.key)
 
     def submitted(
         self, submission: BookingSubmission, booking: BookingRef, client: ClientRef

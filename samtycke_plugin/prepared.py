@@ -138,7 +138,7 @@ class Prepared:
             raw = list(raw)
             for i, convert in plan.results:
                 raw[i] = convert(raw[i])
-        return plan.row._make(raw)
+        return _tuple_new(plan.row, raw)  # ``Row._make`` without its length check
 
     def _observed_run(self, db: Session | Connection, conn: Connection,
                       params: Mapping[str, Any]) -> tuple[Any, int]:
@@ -303,6 +303,10 @@ class PreparedWrite(Prepared):
     def returning_one(self, session: Session | Connection, params: Mapping[str, Any]) -> Any:
         """Run it; the first returned row (attribute access by column name), or ``None``."""
         return self._run(session, params)[0]
+
+
+#: Builds a result row from the fetched values (their number is the statement's own).
+_tuple_new = tuple.__new__
 
 
 def _result_processor(type_: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
