@@ -3,6 +3,7 @@ verifies and a projection equal to a replay of the ledger (not a timed test)."""
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 import uuid
 from pathlib import Path
@@ -67,3 +68,39 @@ def test_generated_practices_verify_and_match_a_replay(engine: Engine) -> None:
             assert 0 < len(without) < spec.clients
     finally:
         host.close()
+
+
+def test_the_p2_ceiling_replays_a_whole_booking(tmp_path: Path) -> None:
+    """``bench.p2_ceiling`` replays the app's own statements of one booking: each replay
+    writes what a booking writes (event, evidence, projection, head, receipt row) for
+    another client, so the bound it prints is for the same database work."""
+    from bench.p2_ceiling import record_one
+    from bench.p2_ceiling import replay as replay_bookings
+
+    path = tmp_path / "ceiling.sqlite"
+    statements, client, seq, others, tenant = record_one(path, 60)
+    kinds = [" ".join(sql.split()[:3]) for sql, _ in statements]
+    assert kinds == [
+        "SELECT samtycke_practice.head_seq, samtycke_practice.head_hash",
+        "SELECT samtycke_practice.active, samtycke_practice.setup_complete,",
+        "INSERT INTO samtycke_consent_event", "INSERT INTO samtycke_evidence",
+        "UPDATE samtycke_practice SET", "INSERT INTO samtycke_consent_state",
+        "INSERT INTO samtycke_outbox",
+    ]
+    booking_ns, floor_ns = replay_bookings(path, statements, client=client, seq=seq,
+                                  others=others[:3], tenant=tenant)
+    assert len(booking_ns) == len(floor_ns) == 3
+    with sqlite3.connect(path) as conn:
+        def count(sql: str) -> int:
+            return int(conn.execute(sql, {"tenant": tenant, "seq": seq}).fetchone()[0])
+        assert conn.execute("SELECT head_seq FROM samtycke_practice WHERE tenant_ref = ?",
+                            (tenant,)).fetchone()[0] == seq + 3
+        new = conn.execute(
+            "SELECT client_ref FROM samtycke_consent_event WHERE tenant_ref = ? AND seq > ? "
+            "ORDER BY seq", (tenant, seq)).fetchall()
+        assert [r[0] for r in new] == others[:3]
+        assert count("SELECT count(*) FROM samtycke_evidence e JOIN samtycke_consent_event v "
+                     "ON v.id = e.event_id WHERE v.tenant_ref = :tenant AND v.seq > :seq") == 3
+        assert count("SELECT count(*) FROM samtycke_outbox WHERE tenant_ref = :tenant "
+                     "AND kind = 'receipt' AND message_id LIKE '<samtycke.r%'") == 3
+        assert count("SELECT count(*) FROM bench_floor_event WHERE tenant_ref = :tenant") == 3

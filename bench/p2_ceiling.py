@@ -1,0 +1,171 @@
+"""How close can P2 get on SQLite?  One booking's database work alone, without Python.
+
+``python -m bench.p2_ceiling [--clients N] [--bookings N]`` records one consent at
+booking through the app (``AppHooks.submitted`` + commit) with a statement listener,
+then replays exactly those statements on a raw ``sqlite3`` connection, once per booking
+(``BEGIN IMMEDIATE`` … ``COMMIT``, the app's durability settings), for other clients
+and the next sequence numbers, alternating with P2's floor (one row + commit).
+
+What it prints is a bound, not a figure of the app: no Python runs for a booking but
+the replay loop, and no host work either (its read, SQLAlchemy's session).  The chain
+hashes are the recorded booking's (the file is thrown away).  If even this cannot meet
+a P2 target, no change to the app's Python can.  Each replay changes, by value: the
+client ref, the new sequence number (event, evidence, head) and the one before it (the
+head's condition), and the receipt's Message-ID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+
+from bench.figures import Bench, _submission
+from bench.floor import floor_event, floor_metadata
+from bench.generate import generate, main_practices
+from hookspecs.types import BookingRef
+from samtycke_plugin.db import make_engine
+
+#: As ``samtycke_plugin.db.configure_sqlite`` sets them, and P2's floor.
+_PRAGMAS = ("PRAGMA busy_timeout = 10000", "PRAGMA journal_mode = WAL",
+            "PRAGMA synchronous = FULL")
+
+Statement = tuple[str, tuple[Any, ...]]
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    for pragma in _PRAGMAS:
+        conn.execute(pragma)
+    return conn
+
+
+def record_one(path: Path, clients: int) -> tuple[list[Statement], str, int, list[str], str]:
+    """Generate a two-practice database and record one booking through the app.
+
+    Returns its statements (SQL and DB-API parameters, ``BEGIN`` left out), its client,
+    its sequence number, the practice's other clients without valid consent and the
+    practice."""
+    engine = make_engine(f"sqlite:///{path}")
+    specs = main_practices(2, clients)
+    gen = generate(engine, specs)
+    engine.dispose()
+    b = Bench(engine=engine, url=f"sqlite:///{path}", gen=gen, main=specs[0].tenant,
+              small=specs[1].tenant, growth=[], quick=True)
+    pool = list(gen[b.main].not_valid)
+    sub = _submission(b, b.main, pool[0], tick=True)
+    statements: list[Statement] = []
+
+    def grab(_conn: Any, _cursor: Any, sql: str, params: Any, _ctx: Any, _many: bool) -> None:
+        if not sql.lstrip().upper().startswith("BEGIN"):
+            statements.append((sql, tuple(params)))
+
+    b.fresh_unit_of_work()
+    event.listen(engine, "before_cursor_execute", grab)
+    b.hooks.submitted(sub, BookingRef("bk0"), sub.client)
+    event.remove(engine, "before_cursor_execute", grab)
+    b.host.session().commit()
+    b.close()
+    floor_metadata.create_all(engine, tables=[floor_event])
+    engine.dispose()
+    conn = _connect(path)
+    seq = int(conn.execute("SELECT head_seq FROM samtycke_practice WHERE tenant_ref = ?",
+                           (b.main,)).fetchone()[0])
+    conn.close()
+    return statements, sub.client, seq, pool[1:], b.main
+
+
+def replay_params(params: tuple[Any, ...], *, client: str, seq: int, new_client: str,
+                  k: int) -> tuple[Any, ...]:
+    """The recorded booking's parameters for the ``k``-th booking after it."""
+    out: list[Any] = []
+    for v in params:
+        if v == client:
+            v = new_client
+        elif type(v) is int and v == seq:
+            v = seq + k
+        elif type(v) is int and v == seq - 1:
+            v = seq + k - 1
+        elif isinstance(v, str) and v.startswith("<samtycke."):
+            v = v.replace("<samtycke.", f"<samtycke.r{k}.", 1)
+        out.append(v)
+    return tuple(out)
+
+
+def replay(path: Path, statements: list[Statement], *, client: str, seq: int,
+           others: list[str], tenant: str) -> tuple[list[int], list[int]]:
+    """Replay the booking for each of ``others``, alternating with P2's floor; the
+    nanoseconds of each booking (BEGIN to COMMIT) and of each floor (row + COMMIT)."""
+    app, floor = _connect(path), _connect(path)
+    fcols = [c.name for c in floor_event.columns if c.name not in ("id", "seq")]
+    fsql = (f"INSERT INTO bench_floor_event (seq, {', '.join(fcols)}) "
+            f"VALUES (?, {', '.join('?' for _ in fcols)})")
+    now = "2026-11-29 12:00:00.000000"
+    fvals = {"tenant_ref": tenant, "client_ref": "x", "state": "given",
+             "text_version_id": 1, "text_major": 1, "text_sha256": "a" * 64,
+             "language": "sv", "channel": "online_booking", "method": "checkbox",
+             "actor": "client", "given_at": now, "occurred_at": now, "expires_at": None,
+             "booking_ref": "b1", "request_id": None, "evidence_sha256": "b" * 64,
+             "prev_hash": "0" * 64, "row_hash": "c" * 64}
+    frow = [fvals[c] for c in fcols]
+    booking_ns: list[int] = []
+    floor_ns: list[int] = []
+    try:
+        for k, other in enumerate(others, start=1):
+            cur = app.cursor()
+            t0 = time.perf_counter_ns()
+            cur.execute("BEGIN IMMEDIATE")
+            for sql, params in statements:
+                cur.execute(sql, replay_params(params, client=client, seq=seq,
+                                               new_client=other, k=k))
+                cur.fetchall()
+            cur.execute("COMMIT")
+            booking_ns.append(time.perf_counter_ns() - t0)
+            cur.close()
+            fc = floor.cursor()
+            fc.execute("BEGIN IMMEDIATE")  # untimed, as in P2
+            t0 = time.perf_counter_ns()
+            fc.execute(fsql, [k, *frow])
+            fc.execute("COMMIT")
+            floor_ns.append(time.perf_counter_ns() - t0)
+            fc.close()
+    finally:
+        app.close()
+        floor.close()
+    return booking_ns, floor_ns
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.p2_ceiling", description=__doc__)
+    parser.add_argument("--clients", type=int, default=100_000)
+    parser.add_argument("--bookings", type=int, default=1500)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "ceiling.sqlite"
+        statements, client, seq, others, tenant = record_one(path, args.clients)
+        print(f"one booking: {len(statements)} statements")
+        for sql, _ in statements:
+            print("  " + " ".join(sql.split())[:96])
+        booking_ns, floor_ns = replay(path, statements, client=client, seq=seq,
+                                      others=others[:args.bookings], tenant=tenant)
+    n = len(booking_ns)
+    skip = min(200, n // 5)  # warm-up
+    b_med = statistics.median(booking_ns[skip:]) / 1000
+    b_mean = statistics.mean(booking_ns[skip:]) / 1000
+    f_med = statistics.median(floor_ns[skip:]) / 1000
+    print(f"replayed {n} bookings")
+    print(f"database work of a booking, BEGIN to COMMIT: median {b_med:.0f} µs "
+          f"(mean {b_mean:.0f} µs: at most {1e6 / b_mean:,.0f} bookings/s)")
+    print(f"P2 floor, one row + COMMIT: median {f_med:.0f} µs; ratio {b_med / f_med:.2f}× "
+          f"of the 3× the target allows")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
