@@ -87,7 +87,13 @@ class UTCDateTime(TypeDecorator[datetime]):
             if value is None:
                 return None
             # what SQLAlchemy stores: "YYYY-MM-DD HH:MM:SS" with or without ".ffffff"
-            if type(value) is str and len(value) in (19, 26) and value[10] == " ":
+            # (the shape in full: with a zone appended, fromisoformat reads some other
+            # text, e.g. "HH:MM.fffffffx", that it refuses without one)
+            if (
+                type(value) is str and len(value) in (19, 26) and value[10] == " "
+                and value[13] == ":" and value[16] == ":"
+                and (len(value) == 19 or value[19] == ".")
+            ):
                 try:
                     return parse(value + "+00:00")
                 except ValueError:

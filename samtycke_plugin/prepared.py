@@ -17,6 +17,7 @@ disconnects invalidate the connection exactly as SQLAlchemy does.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
@@ -158,7 +159,7 @@ class Prepared:
         try:
             return self._run_on(conn, cursor, params, None)
         finally:
-            cursor.close()
+            _close(cursor)
 
     def _run_on(
         self, conn: Connection, cursor: Any, params: Mapping[str, Any],
@@ -203,7 +204,7 @@ def run_together(
         try:
             return [prepared._run_on(conn, cursor, params, seen) for prepared, params in steps]
         finally:
-            cursor.close()
+            _close(cursor)
     plans = [prepared._plan(conn.dialect) for prepared, _ in steps]
     args = [prepared._args(plan, params, seen) for (prepared, params), plan in
             zip(steps, plans, strict=True)]
@@ -224,7 +225,7 @@ def run_together(
         _raise_wrapped(conn, ";\n".join(p.sql for p in plans), args, err, None)
     finally:
         for cursor in cursors:
-            cursor.close()
+            _close(cursor)
 
 
 class PreparedSelect(Prepared):
@@ -251,7 +252,7 @@ class PreparedSelect(Prepared):
         except conn.dialect.loaded_dbapi.Error as err:
             _raise_wrapped(conn, plan.sql, args, err, cursor)
         finally:
-            cursor.close()
+            _close(cursor)
         return None if raw is None else self._result(plan, raw)
 
 
@@ -294,7 +295,7 @@ class PreparedWrite(Prepared):
         except conn.dialect.loaded_dbapi.Error as err:
             _raise_wrapped(conn, plan.sql, args, err, cursor)
         finally:
-            cursor.close()
+            _close(cursor)
 
     def execute(self, session: Session | Connection, params: Mapping[str, Any]) -> int:
         """Run it; the number of rows it changed."""
@@ -307,6 +308,17 @@ class PreparedWrite(Prepared):
 
 #: Builds a result row from the fetched values (their number is the statement's own).
 _tuple_new = tuple.__new__
+
+log = logging.getLogger(__name__)
+
+
+def _close(cursor: Any) -> None:
+    """Close a DB-API cursor without hiding the error being raised: after a disconnect
+    the connection is invalidated (closed) first, and closing its cursor then fails."""
+    try:
+        cursor.close()
+    except Exception:
+        log.debug("closing a cursor failed", exc_info=True)
 
 
 def _result_processor(type_: Any, dialect: Dialect) -> Callable[[Any], Any] | None:

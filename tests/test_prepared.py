@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from hostkit import TestHost, count_statements, submission
@@ -261,6 +262,10 @@ _READ_STAMP = PreparedSelect(select(_STAMPS.c.at).where(_STAMPS.c.id == bindpara
     "2026-03-04T05:06:07.123456",  # hand-written: ISO with a T
     "2026-03-04 05:06:07.123456+02:00",  # hand-written: with an offset
     "2026-03-04 05:06:07.1234",  # hand-written: four decimals
+    # SQLAlchemy's shape and length, but no parse with a zone appended: the general path
+    "2026-03-04 05:06:07.1-0100",
+    "2026-03-04 05:06:07.12345Z",
+    "2026-03-04 05:06.07212345:",  # refused by both (fromisoformat would read it with a zone)
     None,
 ])
 def test_utc_datetimes_read_as_sqlalchemy_reads_them(tmp_path: Path, stored: str | None) -> None:
@@ -273,7 +278,14 @@ def test_utc_datetimes_read_as_sqlalchemy_reads_them(tmp_path: Path, stored: str
         with Session(engine) as session:
             session.execute(text("INSERT INTO prepared_test_stamps (id, at) VALUES (1, :at)"),
                             {"at": stored})
-            expected = session.execute(select(_STAMPS.c.at).where(_STAMPS.c.id == 1)).scalar()
+            try:
+                expected = session.execute(
+                    select(_STAMPS.c.at).where(_STAMPS.c.id == 1)
+                ).scalar()
+            except ValueError:
+                with pytest.raises(ValueError):
+                    _READ_STAMP.one_or_none(session, {"id": 1})
+                return
             got = _READ_STAMP.one_or_none(session, {"id": 1}).at
             assert got == expected
             if expected is not None:
@@ -335,8 +347,31 @@ def test_statements_are_logged_when_sqlalchemy_logs(
         service._GATE_READ.one_or_none(session, {"tenant": "t-log", "client": "c1"})
         session.rollback()
     assert any("samtycke_consent_state" in r.getMessage() for r in caplog.records)
-    caplog.clear()
-    with Session(engine) as session:  # and not otherwise
-        service._GATE_READ.one_or_none(session, {"tenant": "t-log", "client": "c1"})
+
+    def not_this_way(*_args: object) -> NoReturn:
+        raise AssertionError("ran through Session.execute with nothing listening")
+
+    with Session(engine) as session, pytest.MonkeyPatch.context() as patch:  # not otherwise
+        patch.setattr(PreparedSelect, "_observed_run", not_this_way)
+        assert service._GATE_READ.one_or_none(
+            session, {"tenant": "t-log", "client": "c1"}) is None
         session.rollback()
-    assert not any("samtycke_consent_state" in r.getMessage() for r in caplog.records)
+
+
+def test_a_disconnect_is_raised_wrapped_and_invalidates(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A driver error the dialect calls a disconnect invalidates the connection and is
+    raised as SQLAlchemy's wrapped error (closing the cursor of the closed connection
+    must not hide it)."""
+    broken = PreparedSelect(
+        select(ConsentStateRow.__table__.c.state).where(text("no_such_column = 1"))
+    )
+    with Session(engine) as session:
+        conn = session.connection()
+        monkeypatch.setattr(conn.dialect, "is_disconnect", lambda *_a, **_k: True)
+        with pytest.raises(exc.DBAPIError) as raised:
+            broken.one_or_none(session, {})
+        assert raised.value.connection_invalidated
+        assert conn.invalidated
+        session.rollback()
