@@ -87,9 +87,9 @@ def test_the_p2_ceiling_replays_a_whole_booking(tmp_path: Path) -> None:
         "UPDATE samtycke_practice SET", "INSERT INTO samtycke_consent_state",
         "INSERT INTO samtycke_outbox",
     ]
-    booking_ns, floor_ns = replay_bookings(path, statements, client=client, seq=seq,
-                                  others=others[:3], tenant=tenant)
-    assert len(booking_ns) == len(floor_ns) == 3
+    begin_ns, booking_ns, floor_ns = replay_bookings(
+        path, statements, client=client, seq=seq, others=others[:3], tenant=tenant)
+    assert len(begin_ns) == len(booking_ns) == len(floor_ns) == 3
     with sqlite3.connect(path) as conn:
         def count(sql: str) -> int:
             return int(conn.execute(sql, {"tenant": tenant, "seq": seq}).fetchone()[0])
