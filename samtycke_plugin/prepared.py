@@ -155,8 +155,7 @@ class Prepared:
         conn = _connection(db)
         if _observed(conn):
             return self._observed_run(db, conn, params)
-        raw_conn: Any = conn.connection.dbapi_connection  # the pool's cursor() wrapper adds a call
-        cursor = raw_conn.cursor()
+        cursor = conn.connection.cursor()
         try:
             return self._run_on(conn, cursor, params, None)
         finally:
@@ -236,8 +235,25 @@ class PreparedSelect(Prepared):
         super().__init__(statement, list(statement.selected_columns))
 
     def one_or_none(self, session: Session | Connection, params: Mapping[str, Any]) -> Any:
-        """The single result row (attribute access by column name), or ``None``."""
-        return self._run(session, params)[0]
+        """The single result row (attribute access by column name), or ``None``.
+
+        :meth:`Prepared._run` written out: this is the booking check's and the profile
+        panel's one statement, and every call and lookup saved here is saved on each."""
+        conn = _connection(session)
+        if _observed(conn):
+            return self._observed_run(session, conn, params)[0]
+        plan = self._plans.get(conn.dialect.name) or self._plan(conn.dialect)
+        args = plan.pick(params) if plan.pick is not None else self._args(plan, params)
+        raw_conn: Any = conn.connection.dbapi_connection
+        cursor = raw_conn.cursor()
+        try:
+            cursor.execute(plan.sql, args)
+            raw = cursor.fetchone()
+        except conn.dialect.loaded_dbapi.Error as err:
+            _raise_wrapped(conn, plan.sql, args, err, cursor)
+        finally:
+            _close(cursor)
+        return None if raw is None else self._result(plan, raw)
 
 
 class PreparedWrite(Prepared):
