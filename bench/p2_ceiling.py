@@ -14,6 +14,11 @@ changes, by value: the client ref, the new sequence number (event, evidence, hea
 the one before it (the head's condition), and the receipt's Message-ID; every
 booking's parameters are made before the timing starts.  As in P2, the ratio leaves
 the ``BEGIN`` out; the bookings per second count it.
+
+Last, the benchmark's host runs alone, with no app: the units of work of P2's
+sustained run, each writing one row (the floor's) through the host's session instead
+of recording a consent.  Its rate is what a single writer gets before the app adds
+anything; P2's sustained rate is bounded by it.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 
 from bench.figures import Bench, _submission
 from bench.floor import floor_event, floor_metadata
@@ -106,12 +111,8 @@ def replay_params(params: tuple[Any, ...], *, client: str, seq: int, new_client:
     return tuple(out)
 
 
-def replay(path: Path, statements: list[Statement], *, client: str, seq: int,
-           others: list[str], tenant: str) -> tuple[list[int], list[int], list[int]]:
-    """Replay the booking for each of ``others``, alternating with P2's floor; the
-    nanoseconds of each booking's BEGIN, of the rest of it (its statements and COMMIT)
-    and of each floor (row + COMMIT)."""
-    app, floor = _connect(path), _connect(path)
+def _floor_row(tenant: str) -> tuple[str, list[Any]]:
+    """P2's floor: the SQL of its one-row insert (``seq`` first) and the other values."""
     fcols = [c.name for c in floor_event.columns if c.name not in ("id", "seq")]
     fsql = (f"INSERT INTO bench_floor_event (seq, {', '.join(fcols)}) "
             f"VALUES (?, {', '.join('?' for _ in fcols)})")
@@ -122,7 +123,44 @@ def replay(path: Path, statements: list[Statement], *, client: str, seq: int,
              "actor": "client", "given_at": now, "occurred_at": now, "expires_at": None,
              "booking_ref": "b1", "request_id": None, "evidence_sha256": "b" * 64,
              "prev_hash": "0" * 64, "row_hash": "c" * 64}
-    frow = [fvals[c] for c in fcols]
+    return fsql, [fvals[c] for c in fcols]
+
+
+def host_alone(path: Path, tenant: str, units: int) -> list[int]:
+    """The benchmark's host with no app: units of work back to back, each as P2's
+    sustained run begins them (rollback, ``BEGIN IMMEDIATE`` and the host's first read,
+    through the host's SQLAlchemy session), then one row (the floor's) written through
+    the session's connection and the session committed.  The nanoseconds of each unit.
+
+    A booking platform writes at least its own booking row per booking, so this is what
+    a single writer gets before any consent is recorded."""
+    engine = make_engine(f"sqlite:///{path}")
+    b = Bench(engine=engine, url=f"sqlite:///{path}", gen={}, main=tenant, small=tenant,
+              growth=[], quick=True)
+    fsql, frow = _floor_row(tenant)
+    session = b.host.session()
+    first = 1 + int(session.scalar(select(func.coalesce(func.max(floor_event.c.seq), 0))) or 0)
+    out: list[int] = []
+    try:
+        for k in range(first, first + units):
+            t0 = time.perf_counter_ns()
+            b.fresh_unit_of_work()
+            session.connection().exec_driver_sql(fsql, (k, *frow))
+            session.commit()
+            out.append(time.perf_counter_ns() - t0)
+    finally:
+        b.close()
+        engine.dispose()
+    return out
+
+
+def replay(path: Path, statements: list[Statement], *, client: str, seq: int,
+           others: list[str], tenant: str) -> tuple[list[int], list[int], list[int]]:
+    """Replay the booking for each of ``others``, alternating with P2's floor; the
+    nanoseconds of each booking's BEGIN, of the rest of it (its statements and COMMIT)
+    and of each floor (row + COMMIT)."""
+    app, floor = _connect(path), _connect(path)
+    fsql, frow = _floor_row(tenant)
     bookings = [
         [(sql, replay_params(params, client=client, seq=seq, new_client=other, k=k))
          for sql, params in statements]
@@ -172,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             path, statements, client=client, seq=seq, others=others[:args.bookings],
             tenant=tenant,
         )
+        alone_ns = host_alone(path, tenant, args.bookings)
     n = len(booking_ns)
     skip = min(200, n // 5)  # warm-up
     b_med = statistics.median(booking_ns[skip:]) / 1000
@@ -183,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"with BEGIN: mean {w_mean:.0f} µs, at most {1e6 / w_mean:,.0f} bookings/s")
     print(f"P2 floor, one row + COMMIT: median {f_med:.0f} µs; ratio {b_med / f_med:.2f}× "
           f"of the 3× the target allows")
+    a_mean = statistics.mean(alone_ns[skip:]) / 1000
+    print(f"the host alone (its BEGIN and read, one row, SQLAlchemy's commit; no app): "
+          f"mean {a_mean:.0f} µs, at most {1e6 / a_mean:,.0f} units/s")
     return 0
 
 

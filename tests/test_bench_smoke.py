@@ -73,8 +73,9 @@ def test_generated_practices_verify_and_match_a_replay(engine: Engine) -> None:
 def test_the_p2_ceiling_replays_a_whole_booking(tmp_path: Path) -> None:
     """``bench.p2_ceiling`` replays the app's own statements of one booking: each replay
     writes what a booking writes (event, evidence, projection, head, receipt row) for
-    another client, so the bound it prints is for the same database work."""
-    from bench.p2_ceiling import record_one
+    another client, so the bound it prints is for the same database work; the host
+    alone writes one row per unit of work and commits it."""
+    from bench.p2_ceiling import host_alone, record_one
     from bench.p2_ceiling import replay as replay_bookings
 
     path = tmp_path / "ceiling.sqlite"
@@ -104,3 +105,10 @@ def test_the_p2_ceiling_replays_a_whole_booking(tmp_path: Path) -> None:
         assert count("SELECT count(*) FROM samtycke_outbox WHERE tenant_ref = :tenant "
                      "AND kind = 'receipt' AND message_id LIKE '<samtycke.r%'") == 3
         assert count("SELECT count(*) FROM bench_floor_event WHERE tenant_ref = :tenant") == 3
+    # the host alone writes one floor row per unit of work, after the replay's
+    alone_ns = host_alone(path, tenant, 4)
+    assert len(alone_ns) == 4 and min(alone_ns) > 0
+    with sqlite3.connect(path) as conn:
+        seqs = [r[0] for r in conn.execute(
+            "SELECT seq FROM bench_floor_event WHERE tenant_ref = ? ORDER BY seq", (tenant,))]
+    assert seqs == [1, 2, 3, 4, 5, 6, 7]
