@@ -217,7 +217,10 @@ def _upsert_state(
 
 def _sync_head(session: Session, tenant_ref: str, seq: int, digest: str, now: datetime) -> None:
     """Keep a practice loaded in the session in step with the chain head just written."""
-    practice = session.identity_map.get(session.identity_key(Practice, tenant_ref))
+    # The identity key as ``Session.identity_key(Practice, tenant_ref)`` returns it
+    # (class, primary key, no token), built directly: that call resolves the mapper
+    # each time, ten times the cost of the lookup.
+    practice = session.identity_map.get((Practice, (tenant_ref,), None))
     if practice is not None:
         set_committed_value(practice, "head_seq", seq)
         set_committed_value(practice, "head_hash", digest)

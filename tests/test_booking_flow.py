@@ -140,6 +140,28 @@ def test_ticked_box_records_given_with_exact_text_and_evidence(host: TestHost) -
     assert verify_chain(host.session(), tenant).ok
 
 
+def test_a_practice_loaded_in_the_hosts_session_follows_the_chain_head(
+    host: TestHost,
+) -> None:
+    """A host that has the practice in its session (an admin view, an earlier hook)
+    sees the head the booking just wrote, in the same transaction and without a
+    reload: the record step updates the object in the identity map, found by the key
+    ``Session.identity_key`` gives."""
+    hooks, tenant, client, sub = _ticked_and_checked(host)
+    session = host.session()
+    practice = service.get_practice(session, tenant)
+    assert practice is not None
+    before = practice.head_seq
+    hooks.submitted(sub, BookingRef("b-seen"), ClientRef(client))
+    with count_statements(host.engine) as statements:
+        seen = (practice.head_seq, practice.head_hash)
+    assert statements == []  # from the object, not loaded again
+    [event] = _events(host, tenant)
+    assert seen == (event.seq, event.row_hash) and event.seq == before + 1
+    assert session.identity_key(type(practice), tenant) in session.identity_map
+    host.session().commit()
+
+
 def test_a_bookings_writes_name_the_event_and_are_a_fixed_few_statements(
     host: TestHost,
 ) -> None:
