@@ -15,7 +15,14 @@ import pluggy
 from attrs import define, field, frozen
 from sqlalchemy import Engine, event, func, literal, select
 
-from bench.floor import PANEL_TEMPLATE, STATUS_SQL, Raw, floor_event, floor_metadata
+from bench.floor import (
+    PANEL_TEMPLATE,
+    STATUS_SQL,
+    Raw,
+    floor_event,
+    floor_event_insert,
+    floor_metadata,
+)
 from bench.generate import Generated
 from bench.host import NOW, BenchHost, host_client
 from bench.timing import Sample, compare
@@ -179,20 +186,8 @@ def p2(b: Bench) -> Result:
     session.rollback()
     submitted = b.hooks.submitted
     floor_metadata.create_all(b.engine, tables=[floor_event])
-    row = {
-        "tenant_ref": tenant, "client_ref": "x", "state": "given", "text_version_id": 1,
-        "text_major": 1, "text_sha256": "a" * 64, "language": "sv",
-        "channel": "online_booking", "method": "checkbox", "actor": "client",
-        "given_at": NOW.isoformat(), "occurred_at": NOW.isoformat(), "expires_at": None,
-        "booking_ref": "b1", "request_id": None, "evidence_sha256": "b" * 64,
-        "prev_hash": "0" * 64, "row_hash": "c" * 64,
-    }
-    cols = list(row)
-    insert_sql = b.raw.sql(
-        f"INSERT INTO bench_floor_event (seq, {', '.join(cols)}) "
-        f"VALUES (?, {', '.join('?' for _ in cols)})"
-    )
-    values = list(row.values())
+    insert_sql, values = floor_event_insert(tenant, NOW.isoformat())
+    insert_sql = b.raw.sql(insert_sql)
     raw = b.raw
     used = iter(range(len(subs)))
 

@@ -50,6 +50,21 @@ floor_event = Table(
     Index("ix_bench_floor_event_client", "tenant_ref", "client_ref", "seq"),
 )
 
+def floor_event_insert(tenant: str, now: str) -> tuple[str, list[Any]]:
+    """P2's floor: its one-row insert (``?`` placeholders, ``seq`` first) and the row's
+    other values, in ``tenant`` at ``now``."""
+    cols = [c.name for c in floor_event.columns if c.name not in ("id", "seq")]
+    sql = (f"INSERT INTO bench_floor_event (seq, {', '.join(cols)}) "
+           f"VALUES (?, {', '.join('?' for _ in cols)})")
+    row = {"tenant_ref": tenant, "client_ref": "x", "state": "given", "text_version_id": 1,
+           "text_major": 1, "text_sha256": "a" * 64, "language": "sv",
+           "channel": "online_booking", "method": "checkbox", "actor": "client",
+           "given_at": now, "occurred_at": now, "expires_at": None, "booking_ref": "b1",
+           "request_id": None, "evidence_sha256": "b" * 64, "prev_hash": "0" * 64,
+           "row_hash": "c" * 64}
+    return sql, [row[c] for c in cols]
+
+
 #: An outbox-shaped table for the P5 floor (executemany of the same number of rows).
 floor_outbox = Table(
     "bench_floor_outbox",

@@ -34,8 +34,9 @@ from typing import Any
 from sqlalchemy import event, func, select
 
 from bench.figures import Bench, _submission
-from bench.floor import floor_event, floor_metadata
+from bench.floor import floor_event, floor_event_insert, floor_metadata
 from bench.generate import generate, main_practices
+from bench.host import NOW
 from hookspecs.types import BookingRef, ClientRef
 from samtycke_plugin.db import make_engine
 
@@ -111,21 +112,6 @@ def replay_params(params: tuple[Any, ...], *, client: str, seq: int, new_client:
     return tuple(out)
 
 
-def _floor_row(tenant: str) -> tuple[str, list[Any]]:
-    """P2's floor: the SQL of its one-row insert (``seq`` first) and the other values."""
-    fcols = [c.name for c in floor_event.columns if c.name not in ("id", "seq")]
-    fsql = (f"INSERT INTO bench_floor_event (seq, {', '.join(fcols)}) "
-            f"VALUES (?, {', '.join('?' for _ in fcols)})")
-    now = "2026-11-29 12:00:00.000000"
-    fvals = {"tenant_ref": tenant, "client_ref": "x", "state": "given",
-             "text_version_id": 1, "text_major": 1, "text_sha256": "a" * 64,
-             "language": "sv", "channel": "online_booking", "method": "checkbox",
-             "actor": "client", "given_at": now, "occurred_at": now, "expires_at": None,
-             "booking_ref": "b1", "request_id": None, "evidence_sha256": "b" * 64,
-             "prev_hash": "0" * 64, "row_hash": "c" * 64}
-    return fsql, [fvals[c] for c in fcols]
-
-
 def host_alone(path: Path, tenant: str, units: int) -> list[int]:
     """The benchmark's host with no app: units of work back to back, each as P2's
     sustained run begins them (rollback, ``BEGIN IMMEDIATE`` and the host's first read,
@@ -137,7 +123,7 @@ def host_alone(path: Path, tenant: str, units: int) -> list[int]:
     engine = make_engine(f"sqlite:///{path}")
     b = Bench(engine=engine, url=f"sqlite:///{path}", gen={}, main=tenant, small=tenant,
               growth=[], quick=True)
-    fsql, frow = _floor_row(tenant)
+    fsql, frow = floor_event_insert(tenant, NOW.isoformat())
     session = b.host.session()
     first = 1 + int(session.scalar(select(func.coalesce(func.max(floor_event.c.seq), 0))) or 0)
     out: list[int] = []
@@ -160,7 +146,7 @@ def replay(path: Path, statements: list[Statement], *, client: str, seq: int,
     nanoseconds of each booking's BEGIN, of the rest of it (its statements and COMMIT)
     and of each floor (row + COMMIT)."""
     app, floor = _connect(path), _connect(path)
-    fsql, frow = _floor_row(tenant)
+    fsql, frow = floor_event_insert(tenant, NOW.isoformat())
     bookings = [
         [(sql, replay_params(params, client=client, seq=seq, new_client=other, k=k))
          for sql, params in statements]
