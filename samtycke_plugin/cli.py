@@ -494,7 +494,8 @@ def outbox_send(
     """
     import time
 
-    from samtycke_plugin import errors, mail
+    from samtycke_plugin import errors
+    from samtycke_plugin.email import relay
 
     host = _mail_host(ctx)
     totals = {"sent": 0, "retried": 0, "bounced": 0, "failed": 0, "cancelled": 0}
@@ -502,7 +503,7 @@ def outbox_send(
     try:
         while True:
             try:
-                report = mail.send_due(host, limit=limit, rate=rate, tenant=tenant)
+                report = relay.send_due(host, limit=limit, rate=rate, tenant=tenant)
             except (errors.SamtyckeError, ValueError) as exc:
                 raise click.ClickException(str(exc)) from None
             for key in totals:

@@ -31,7 +31,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.test import Client, TestResponse
 from werkzeug.wrappers import Response
 
-from samtycke_plugin.mail import SmtpSettings, SmtpTransport
+from samtycke_plugin.email.transport import SmtpSettings, SmtpTransport
 from samtycke_plugin.service import MOUNT_PREFIX
 from samtycke_plugin.web import make_wsgi_app
 

@@ -29,14 +29,9 @@ from sqlalchemy import func, select
 
 from hookspecs.types import DeliveryResult, PracticeInfo
 from samtycke_plugin import requests, service
+from samtycke_plugin.email.relay import SendReport, send_due
+from samtycke_plugin.email.transport import MailConfigError, RetryPolicy, SmtpSettings
 from samtycke_plugin.errors import InputError
-from samtycke_plugin.mail import (
-    MailConfigError,
-    RetryPolicy,
-    SendReport,
-    SmtpSettings,
-    send_due,
-)
 from samtycke_plugin.models import ConsentEvent, ConsentRequest, OutboxMessage
 
 POLICY = RetryPolicy(initial=60, maximum=3600, jitter=30, give_up=timedelta(hours=72),
@@ -193,7 +188,8 @@ def _kill_script(url: str, tenant: str, practice: PracticeInfo, port: int) -> st
         from hostkit import TestHost
         from hookspecs.types import PracticeInfo
         from samtycke_plugin.db import make_engine
-        from samtycke_plugin.mail import SmtpSettings, SmtpTransport, send_due
+        from samtycke_plugin.email.relay import send_due
+        from samtycke_plugin.email.transport import SmtpSettings, SmtpTransport
 
         class DiesAfterAccept(SmtpTransport):
             def send(self, message):

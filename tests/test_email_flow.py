@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from hookspecs.types import BookingRef, ClientInfo, ClientRef
 from samtycke_plugin import requests, service
 from samtycke_plugin.chain import verify_chain
+from samtycke_plugin.email.relay import send_due
 from samtycke_plugin.ledger import projection, replay
-from samtycke_plugin.mail import send_due
 from samtycke_plugin.models import ConsentEvent, ConsentRequest, OutboxMessage, TextVersion
 
 

@@ -16,7 +16,7 @@ from smtp_support import Browser, SmtpServer, form_fields, path_of, running_serv
 from sqlalchemy import func, select
 
 from samtycke_plugin import requests, service
-from samtycke_plugin.mail import send_due
+from samtycke_plugin.email.relay import send_due
 from samtycke_plugin.models import ConsentEvent, ConsentRequest, TextVersion
 from samtycke_plugin.web import public
 

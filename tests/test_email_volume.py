@@ -19,7 +19,7 @@ from hookspecs.types import ClientInfo, ClientRef, PracticeInfo, TenantRef
 from samtycke_plugin import requests
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.db import make_engine, upgrade
-from samtycke_plugin.mail import send_due
+from samtycke_plugin.email.relay import send_due
 from samtycke_plugin.models import WAITING_REQUEST, ConsentEvent, ConsentRequest, OutboxMessage
 
 N = 100_000

@@ -43,9 +43,9 @@ from hookspecs.types import BookingFormContext, ClientRef, TenantRef
 from samtycke_plugin import requests as links
 from samtycke_plugin import service
 from samtycke_plugin.chain import verify_chain
+from samtycke_plugin.email.relay import send_due
 from samtycke_plugin.errors import Conflict, NotFound
 from samtycke_plugin.ledger import projection, replay
-from samtycke_plugin.mail import send_due
 from samtycke_plugin.models import (
     ConsentEvent,
     ConsentRequest,

@@ -30,7 +30,7 @@ from werkzeug.wrappers import Request, Response
 from hookspecs.types import BookingFormContext, BookingRef, ClientRef, TenantRef
 from samtycke_plugin import requests as links
 from samtycke_plugin import service
-from samtycke_plugin.mail import render_message
+from samtycke_plugin.email.messages import render_message
 from samtycke_plugin.models import OutboxMessage
 from samtycke_plugin.web import make_wsgi_app
 

@@ -50,7 +50,7 @@ from hookspecs.types import (
 )
 from samtycke_plugin import db as samtycke_db
 from samtycke_plugin import export as samtycke_export
-from samtycke_plugin import mail as samtycke_mail
+from samtycke_plugin.email import relay as samtycke_relay
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +298,7 @@ class Apps:
     def send_outbox(self) -> int:
         """Send the apps' queued e-mail now (dev mode: after each POST; or a worker)."""
         try:
-            return samtycke_mail.send_due(self.host).sent
+            return samtycke_relay.send_due(self.host).sent
         except Exception:
             log.exception("sending queued app e-mail failed; it stays queued")
             return 0

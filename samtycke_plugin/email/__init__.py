@@ -1,0 +1,1 @@
+"""E-mail: the outbox relay, its SMTP transport and the messages it renders."""

@@ -1,0 +1,183 @@
+"""Rendering an outbox row into the mail the client receives (request or receipt),
+in the client's language, with the link derived again from the request's nonce.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import TYPE_CHECKING, Any
+
+from attrs import frozen
+from sqlalchemy.orm import Session
+
+from hookspecs.types import OutgoingEmail, TenantRef
+from samtycke_plugin import receipts, service
+from samtycke_plugin import requests as links
+from samtycke_plugin.errors import InputError
+from samtycke_plugin.i18n import lang, t
+from samtycke_plugin.models import (
+    KIND_REQUEST,
+    ConsentEvent,
+    ConsentRequest,
+    OutboxMessage,
+    Practice,
+    TextVersion,
+)
+from samtycke_plugin.render import render, trusted_html
+from samtycke_plugin.rules import State
+
+if TYPE_CHECKING:
+    from hookspecs.host import Host
+
+
+log = logging.getLogger("samtycke.mail")
+
+
+@frozen(kw_only=True)
+class Rendered:
+    """A message ready to hand over (no database objects)."""
+
+    outbox_id: int
+    tenant: str
+    to_addr: str
+    to_name: str
+    from_name: str
+    reply_to: str | None
+    subject: str
+    text: str
+    html: str
+    message_id: str
+    attachments: tuple[tuple[str, bytes], ...] = ()
+
+    def outgoing(self) -> OutgoingEmail:
+        headers = {"Auto-Submitted": "auto-generated"}
+        if self.reply_to:
+            headers["Reply-To"] = self.reply_to
+        return OutgoingEmail(
+            to=self.to_addr, subject=self.subject, text=self.text, html=self.html,
+            message_id=self.message_id, headers=headers,
+        )
+
+    def email(self, from_addr: str, now: datetime) -> EmailMessage:
+        """The MIME message (text + HTML alternative, attachments).  Raises
+        :class:`ValueError` if any header would contain a line break."""
+        msg = EmailMessage()
+        msg["Subject"] = self.subject
+        msg["From"] = Address(display_name=self.from_name, addr_spec=from_addr)
+        msg["To"] = Address(display_name=self.to_name, addr_spec=self.to_addr)
+        if self.reply_to:
+            msg["Reply-To"] = self.reply_to
+        msg["Date"] = format_datetime(now)
+        msg["Message-ID"] = self.message_id
+        msg["Auto-Submitted"] = "auto-generated"
+        msg.set_content(self.text)
+        msg.add_alternative(self.html, subtype="html")
+        for filename, data in self.attachments:
+            msg.add_attachment(data, maintype="application", subtype="json", filename=filename)
+        return msg
+
+
+class RenderError(Exception):
+    """A queued message that can never be rendered (its data is gone or unusable)."""
+
+
+def _practice_contact(host: Host, tenant: str) -> tuple[str, str | None, str | None]:
+    info = host.practice_info(TenantRef(tenant))
+    name = links.practice_name(host, tenant)
+    email = phone = None
+    if info is not None:
+        if info.email:
+            try:
+                email = links.normalise_address(info.email)
+            except InputError:
+                email = None
+        if info.phone and links.header_safe(info.phone):
+            phone = info.phone.strip()
+    return name, email, phone
+
+
+def _receipt_json(host: Host, tenant: str, event_id: int) -> bytes | None:
+    """The consent receipt (Kantara field names) to attach, or ``None`` when it cannot be
+    built: the mail still goes out, with its link, and the failure is logged."""
+    try:
+        receipt = receipts.build_receipt(host, tenant, event_id)
+    except Exception:
+        log.exception("practice %s: building the receipt JSON failed; mail sent without it",
+                      tenant)
+        return None
+    return json.dumps(receipt, ensure_ascii=False, indent=2, default=str).encode("utf-8")
+
+
+def render_message(host: Host, session: Session, row: OutboxMessage) -> Rendered:
+    """Render one outbox row in the client's language (the link is derived again)."""
+    tenant = row.tenant_ref
+    req = session.get(ConsentRequest, row.request_id) if row.request_id is not None else None
+    practice = session.get(Practice, tenant)
+    if req is None or practice is None or req.tenant_ref != tenant or not row.to_addr:
+        raise RenderError("the request or practice of this message no longer exists")
+    key = links.link_key(host)
+    token = links.token_for(key, req)
+    if links.token_hash(token) != req.token_hash:
+        # Never re-key silently: a relay running with another secret than the web pages
+        # would otherwise mail links that cannot be opened.
+        raise RenderError(
+            "the link key differs from the one this request was made with (the host's "
+            "secret was rotated, or this relay does not use the web app's secret); "
+            "send the client a new request"
+        )
+    url = host.absolute_url(TenantRef(tenant), links.link_path(req.purpose, token))
+    locale = lang(row.locale)
+    name, reply_to, phone = _practice_contact(host, tenant)
+    to_name = str(row.payload.get("name") or "")
+    if not links.header_safe(to_name):
+        raise InputError("name", links.BAD_CLIENT_NAME)
+    common: dict[str, Any] = {
+        "practice": name, "practice_email": reply_to, "practice_phone": phone,
+        "client_name": to_name, "url": url, "expires_at": req.expires_at,
+    }
+    attachments: tuple[tuple[str, bytes], ...] = ()
+    if row.kind == KIND_REQUEST:
+        subject = t(locale, "%(practice)s asks for your consent", practice=name)
+        text_body = render("mail_request.txt", locale, **common)
+        html_body = render("mail_request.html", locale, subject=subject, **common)
+    elif row.kind == links.KIND_RECEIPT:
+        event_id = row.payload.get("event_id")
+        event = session.get(ConsentEvent, event_id) if isinstance(event_id, int) else None
+        if event is None or event.tenant_ref != tenant or event.client_ref != row.client_ref:
+            raise RenderError("the consent event of this receipt no longer exists")
+        version = (
+            session.get(TextVersion, event.text_version_id)
+            if event.text_version_id is not None else None
+        )
+        if version is None:
+            raise RenderError("the text version of this receipt no longer exists")
+        subject = t(locale, "Receipt: your consent to %(practice)s", practice=name)
+        context = {
+            **common,
+            "renewed": event.state == State.RENEWED.value,
+            "given_at": event.given_at or event.occurred_at,
+            "version": service.version_label(version.major, version.minor),
+            "text_language": version.language,
+            "text_sha256": version.sha256,
+            "text_body": version.body,
+            "text_html": trusted_html(version.html),
+            "consent_expires_at": event.expires_at,
+            "event_seq": event.seq,
+        }
+        text_body = render("mail_receipt.txt", locale, **context)
+        html_body = render("mail_receipt.html", locale, subject=subject, **context)
+        receipt = _receipt_json(host, tenant, event.id)
+        if receipt is not None:
+            attachments = ((t(locale, "consent-receipt") + ".json", receipt),)
+    else:
+        raise RenderError(f"unknown message kind {row.kind!r}")
+    return Rendered(
+        outbox_id=row.id, tenant=tenant, to_addr=row.to_addr, to_name=to_name,
+        from_name=name, reply_to=reply_to, subject=subject, text=text_body, html=html_body,
+        message_id=row.message_id, attachments=attachments,
+    )
