@@ -28,6 +28,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from attrs import frozen
 from werkzeug.wrappers import Request
@@ -75,11 +76,13 @@ class SlidingWindowLimiter:
         *,
         total_limit: int | None = None,
         max_keys: int = 50_000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limit = limit
         self.window = window
         self.total_limit = total_limit
         self.max_keys = max_keys
+        self.clock = clock
         self._keys: OrderedDict[str, _Counts] = OrderedDict()
         self._total: _Counts = _EMPTY
         self._lock = threading.Lock()
@@ -119,13 +122,13 @@ class SlidingWindowLimiter:
 
     def blocked(self, key: str, now: float | None = None) -> bool:
         """Whether the key (or everyone) is over budget."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         with self._lock:
             return self._over(key, now) is not None
 
     def failure(self, key: str, now: float | None = None) -> Verdict:
         """Count one failure of ``key``; say whether it is over a budget."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         with self._lock:
             over = self._over(key, now)
             self._total = self._add(self._total, now)
