@@ -15,8 +15,9 @@ per-request nonce (``secrets.token_urlsafe(32)``).  The database stores the nonc
   row (``hmac.compare_digest``): a token minted for another practice, client, purpose
   or text version, a mutated token, or a row written without the key, never matches;
 * a link works once: the page's POST claims it with ``UPDATE … SET used_at = now
-  WHERE used_at IS NULL AND revoked_at IS NULL AND expires_at > now`` and writes the
-  ledger event only when exactly one row changed, in the same transaction;
+  WHERE used_at IS NULL AND revoked_at IS NULL`` (and ``expires_at > now`` for a consent
+  link) and writes the ledger event only when exactly one row changed, in the same
+  transaction;
 * consent links expire (``request_link_days``, 14 days by default) and work only while
   the practice has the app active; a newer link of the same purpose replaces (revokes)
   the older one;
