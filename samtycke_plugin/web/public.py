@@ -8,10 +8,13 @@
   ``withdrawn``.  One click more than opening the link, as for consent.
 
 Every response carries ``Referrer-Policy: no-referrer`` and ``Cache-Control: no-store``
-and loads nothing from third parties.  Unknown, malformed, forged, expired and revoked
-links get the same page; a used link (double submit, a second tab, a duplicate mail)
-gets a calm "already recorded" page and writes nothing.  Tokens never reach a log
-(the app logs redacted paths only).
+and loads nothing from third parties.  Unknown, malformed and forged links, and
+expired or replaced consent links, get the same page; a used link (double submit, a
+second tab, a duplicate mail) gets a calm "already recorded" page and writes nothing.
+A withdrawal link never expires and works while the practice has the app deactivated
+(withdrawal is possible at any time); a used or replaced one says that nothing is left
+to withdraw, or where to withdraw instead.  Tokens never reach a log (the app logs
+redacted paths only).
 
 POSTs are protected by a CSRF token bound to the link (and a per-source check of the
 ``Sec-Fetch-Site``/``Origin`` headers).  Note that a page sent with
