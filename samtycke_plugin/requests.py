@@ -15,11 +15,17 @@ per-request nonce (``secrets.token_urlsafe(32)``).  The database stores the nonc
   row (``hmac.compare_digest``): a token minted for another practice, client, purpose
   or text version, a mutated token, or a row written without the key, never matches;
 * a link works once: the page's POST claims it with ``UPDATE … SET used_at = now
-  WHERE used_at IS NULL AND revoked_at IS NULL AND expires_at > now`` and writes the
-  ledger event only when exactly one row changed, in the same transaction;
-* links expire (``request_link_days``, 14 days by default; withdrawal links in receipts
-  last as long as the consent, 365 days when it has no fixed lifetime) and are revoked
-  when a newer link of the same purpose is sent to the client.
+  WHERE used_at IS NULL AND revoked_at IS NULL`` (and ``expires_at > now`` for a consent
+  link) and writes the ledger event only when exactly one row changed, in the same
+  transaction;
+* consent links expire (``request_link_days``, 14 days by default) and work only while
+  the practice has the app active; a newer link of the same purpose replaces (revokes)
+  the older one;
+* withdrawal links (in receipts) have no expiry and work whatever the practice does with
+  the app or its settings: withdrawal is possible at any time (GDPR Art. 7(3)), so such a
+  link lives as long as the consent it ends.  Only a newer receipt's link replaces it
+  (the older mail may sit in a mailbox the client no longer reads), and its page then
+  says so and where to withdraw instead.
 
 **Key rotation.** Rotating the host's secret invalidates every outstanding link (the
 recomputed HMAC no longer matches): clients who open an old link are told to ask the
@@ -52,7 +58,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -63,7 +69,6 @@ from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 from sqlalchemy import (
     Select,
     String,
-    Text,
     and_,
     any_,
     bindparam,
@@ -128,8 +133,9 @@ LINK_PATHS = {PURPOSE_CONSENT: "c", PURPOSE_WITHDRAW: "w"}
 #: A token is exactly 43 base64url characters (256 bits, no padding).
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
-#: Withdrawal links in receipts last as long as the consent, or this long without a lifetime.
-WITHDRAW_LINK_DAYS = 365
+#: The ``expires_at`` stored for a withdrawal link: it has none (see the module's doc).
+#: Links are never compared with it, so rows with an older, finite value work alike.
+WITHDRAW_LINK_NEVER_EXPIRES = datetime(9999, 1, 1, tzinfo=UTC)
 #: A second single request for the same client, address and text within this window
 #: returns the first (a double click sends one mail, not two).
 RESEND_WINDOW = timedelta(seconds=60)
@@ -201,11 +207,6 @@ _PENDING_LINK = PreparedSelect(
         _REQUESTS.c.purpose == bindparam("purpose"),
         _REQUESTS.c.used_at.is_(None),
         _REQUESTS.c.revoked_at.is_(None),
-    )
-)
-_PRACTICE_SETTINGS = PreparedSelect(
-    select(cast(Practice.__table__.c.settings, Text).label("settings_json")).where(
-        Practice.__table__.c.tenant_ref == bindparam("tenant")
     )
 )
 #: Line breaks (``str.splitlines`` ones) and other control characters: never in an
@@ -1355,12 +1356,7 @@ def _receipt_link(
         practice_name(host, tenant)
     except InputError as exc:
         return f"no receipt: unusable {exc.field}"
-    found = _PRACTICE_SETTINGS.one_or_none(session, {"tenant": tenant})
-    if found is None:
-        raise NotActive(f"Samtycke has not been activated for practice {tenant!r}.")
-    settings = service.settings_from_json(found.settings_json)
     now = service.now_utc(host)
-    days = max(settings.validity_days or WITHDRAW_LINK_DAYS, settings.request_link_days)
     older = _PENDING_LINK.one_or_none(
         session, {"tenant": tenant, "client": client, "purpose": PURPOSE_WITHDRAW}
     )
@@ -1369,7 +1365,7 @@ def _receipt_link(
     values = _new_request_values(
         link_key(host), tenant=tenant, client=client, purpose=PURPOSE_WITHDRAW, text=None,
         text_version_id=text_version_id, text_major=text_major, now=now,
-        expires_at=now + timedelta(days=days), actor="client", batch_key=None,
+        expires_at=WITHDRAW_LINK_NEVER_EXPIRES, actor="client", batch_key=None,
     )
     inserted = _insert_pending(session, [values])
     if client not in inserted:  # pragma: no cover - a concurrent receipt won the race
@@ -1432,14 +1428,25 @@ def complete_receipt(host: Host, session: Session, row: OutboxMessage) -> str | 
 
 
 class LinkProblem(Exception):
-    """A link that cannot be used; ``kind`` is ``invalid`` (unknown, malformed, expired,
-    revoked, other practice — all answered alike) or ``used``."""
+    """A link that cannot be used.  ``kind`` is
 
-    def __init__(self, kind: str, tenant: str | None = None) -> None:
+    * ``unknown``: the token matches no link (malformed, forged, guessed, or its client
+      was erased) — the only kind the pages' rate limit counts;
+    * ``invalid``: a real link that cannot be used (an expired or replaced consent link,
+      a consent link of a practice that deactivated the app, the wrong page for its
+      purpose) — the page says the same as for ``unknown``;
+    * ``used``: already used (the page names the practice);
+    * ``replaced``: a withdrawal link a newer receipt replaced (the page says where to
+      withdraw instead).
+    """
+
+    def __init__(self, kind: str, tenant: str | None = None, client: str | None = None) -> None:
         super().__init__(kind)
         self.kind = kind
-        #: The link's practice, for a used link only (its page names the practice).
+        #: The link's practice and client (not for ``unknown`` and ``invalid``: their
+        #: page names nobody).
         self.tenant = tenant
+        self.client = client
 
 
 @frozen(kw_only=True)
@@ -1453,25 +1460,37 @@ class Link:
 
 
 def open_link(host: Host, token: str, purpose: str) -> Link:
-    """Find a usable link (read only).  Raises :class:`LinkProblem`."""
+    """Find a usable link (read only).  Raises :class:`LinkProblem`.
+
+    A withdrawal link works whatever the practice does with the app: neither
+    deactivation, nor its settings, nor the link's age end it (withdrawal is possible at
+    any time).  A consent link needs the practice to have the app active: a practice
+    that switched the app off is not collecting consent."""
     if purpose not in PURPOSES or not isinstance(token, str) or not TOKEN_RE.match(token):
-        raise LinkProblem("invalid")
+        raise LinkProblem("unknown")
     session = host.session()
     digest = token_hash(token)
     # populate_existing: a long-lived host session must not answer from stale objects.
     req = session.scalars(
         select(ConsentRequest)
-        .where(ConsentRequest.token_hash == digest, ConsentRequest.purpose == purpose)
+        .where(ConsentRequest.token_hash == digest)
         .execution_options(populate_existing=True)
     ).first()
-    if req is None or not hmac.compare_digest(token_for(link_key(host), req), token):
+    if req is None:
+        raise LinkProblem("unknown")
+    # Only the mailed token has this hash: from here on it is a real link, not a guess.
+    if req.purpose != purpose or not hmac.compare_digest(token_for(link_key(host), req), token):
         raise LinkProblem("invalid")
     practice = session.get(Practice, req.tenant_ref, populate_existing=True)
-    if practice is None or not practice.active:
+    if practice is None:
         raise LinkProblem("invalid")
     if req.used_at is not None:
-        raise LinkProblem("used", req.tenant_ref)
-    if req.revoked_at is not None or req.expires_at <= service.now_utc(host):
+        raise LinkProblem("used", req.tenant_ref, req.client_ref)
+    if purpose == PURPOSE_WITHDRAW:
+        if req.revoked_at is not None:
+            raise LinkProblem("replaced", req.tenant_ref, req.client_ref)
+    elif not practice.active or req.revoked_at is not None \
+            or req.expires_at <= service.now_utc(host):
         raise LinkProblem("invalid")
     client = host.lookup_client(TenantRef(req.tenant_ref), ClientRef(req.client_ref))
     return Link(request=req, practice=practice, client=client, token_hash=digest)
@@ -1480,21 +1499,24 @@ def open_link(host: Host, token: str, purpose: str) -> Link:
 def _claim(host: Host, link: Link) -> None:
     """Use the link once, in the caller's transaction (else :class:`LinkProblem`)."""
     now = service.now_utc(host)
+    req = link.request
+    usable = [
+        ConsentRequest.id == req.id,
+        ConsentRequest.tenant_ref == req.tenant_ref,
+        ConsentRequest.used_at.is_(None),
+        ConsentRequest.revoked_at.is_(None),
+    ]
+    if req.purpose != PURPOSE_WITHDRAW:  # a withdrawal link has no expiry
+        usable.append(ConsentRequest.expires_at > now)
     claimed = host.session().execute(
-        update(ConsentRequest)
-        .where(
-            ConsentRequest.id == link.request.id,
-            ConsentRequest.tenant_ref == link.request.tenant_ref,
-            ConsentRequest.used_at.is_(None),
-            ConsentRequest.revoked_at.is_(None),
-            ConsentRequest.expires_at > now,
-        )
-        .values(used_at=now)
+        update(ConsentRequest).where(*usable).values(used_at=now)
     ).rowcount  # type: ignore[attr-defined]
     if claimed != 1:
-        host.session().expire(link.request)
-        if link.request.used_at is not None:
-            raise LinkProblem("used", link.request.tenant_ref)
+        host.session().expire(req)
+        if req.used_at is not None:
+            raise LinkProblem("used", req.tenant_ref, req.client_ref)
+        if req.purpose == PURPOSE_WITHDRAW and req.revoked_at is not None:
+            raise LinkProblem("replaced", req.tenant_ref, req.client_ref)
         raise LinkProblem("invalid")
 
 
@@ -1558,7 +1580,12 @@ def answer(
 
 
 def has_valid_consent(host: Host, link: Link) -> bool:
-    snap = load_snapshot(host.session(), link.request.tenant_ref, link.request.client_ref)
+    return consent_given(host, link.request.tenant_ref, link.request.client_ref)
+
+
+def consent_given(host: Host, tenant: str, client: str) -> bool:
+    """Whether the client's consent stands (given or renewed, not yet ended)."""
+    snap = load_snapshot(host.session(), tenant, client)
     return snap is not None and snap.state in VALID_STATES
 
 
@@ -1579,13 +1606,14 @@ def consented_event(host: Host, link: Link) -> ConsentEvent | None:
 def withdraw(
     host: Host, link: Link, *, ip_address: str | None, user_agent: str | None
 ) -> ConsentEvent:
-    """Record the client's withdrawal from the receipt link (POST), using the link once.
+    """Record the client's withdrawal from the receipt link (POST), using the link once,
+    also when the practice has deactivated the app.
     :class:`~samtycke_plugin.errors.Conflict` when there is no given consent to withdraw."""
     _claim(host, link)
     return service.withdraw(
         host, link.request.tenant_ref, link.request.client_ref, actor="client",
         channel="email_link", method="button", by_client=True, request_id=link.request.id,
-        ip_address=ip_address, user_agent=user_agent,
+        ip_address=ip_address, user_agent=user_agent, even_if_inactive=True,
     )
 
 

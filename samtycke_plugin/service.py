@@ -886,11 +886,15 @@ def withdraw(
     request_id: int | None = None,
     ip_address: str | None = None,
     user_agent: str | None = None,
+    even_if_inactive: bool = False,
 ) -> ConsentEvent:
     """F15: end a consent. ``by_client`` → ``withdrawn`` (the client's decision, also when
-    staff record it for them); otherwise ``revoked`` (the practice ended it)."""
+    staff record it for them); otherwise ``revoked`` (the practice ended it).
+    ``even_if_inactive``: the client withdraws through a link, which deactivating the
+    app must not stop (withdrawal is possible at any time)."""
     session = host.session()
-    practice = require_practice(session, tenant)
+    found = get_practice(session, tenant) if even_if_inactive else None
+    practice = found or require_practice(session, tenant)
     client = check_ref("client", client)
     lock_practice(session, practice.tenant_ref)  # two withdrawals at once: one event
     previous = load_snapshot(session, practice.tenant_ref, client)

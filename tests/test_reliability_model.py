@@ -229,10 +229,9 @@ class ConsentMachine(RuleBasedStateMachine):
         token = links.token_for(links.link_key(self.host), req)
         assert token not in p.links
         now = self.host.now()
-        days = max(p.validity_days or links.WITHDRAW_LINK_DAYS, 14)
-        assert req.expires_at == now + timedelta(days=days)
+        assert req.expires_at == links.WITHDRAW_LINK_NEVER_EXPIRES  # lives as long as consent
         p.links[token] = LinkModel(token=token, client=ref, purpose=links.PURPOSE_WITHDRAW,
-                                   created=now, expires=now + timedelta(days=days))
+                                   created=now, expires=links.WITHDRAW_LINK_NEVER_EXPIRES)
         self.host.session().rollback()
 
     # -- practitioner and booking rules ----------------------------------------------------
@@ -448,7 +447,8 @@ class ConsentMachine(RuleBasedStateMachine):
 
     def _check_refused(self, link: LinkModel, resp: object) -> None:
         status = resp.status_code  # type: ignore[attr-defined]
-        if link.state == "used":
+        replaced = link.purpose == links.PURPOSE_WITHDRAW and link.state == "revoked"
+        if link.state == "used" or replaced:  # a page that says what to do instead
             assert status == 200 and "csrf_token" not in resp.text  # type: ignore[attr-defined]
         else:
             assert status == 404, (link, status)

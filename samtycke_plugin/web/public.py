@@ -8,33 +8,38 @@
   ``withdrawn``.  One click more than opening the link, as for consent.
 
 Every response carries ``Referrer-Policy: no-referrer`` and ``Cache-Control: no-store``
-and loads nothing from third parties.  Unknown, malformed, forged, expired and revoked
-links get the same page; a used link (double submit, a second tab, a duplicate mail)
-gets a calm "already recorded" page and writes nothing.  Tokens never reach a log
-(the app logs redacted paths only).
+and loads nothing from third parties.  Unknown, malformed and forged links, and
+expired or replaced consent links, get the same page; a used link (double submit, a
+second tab, a duplicate mail) gets a calm "already recorded" page and writes nothing.
+A withdrawal link never expires and works while the practice has the app deactivated
+(withdrawal is possible at any time); a used or replaced one says that nothing is left
+to withdraw, or where to withdraw instead.  Tokens never reach a log (the app logs
+redacted paths only).
 
 POSTs are protected by a CSRF token bound to the link (and a per-source check of the
 ``Sec-Fetch-Site``/``Origin`` headers).  Note that a page sent with
 ``Referrer-Policy: no-referrer`` makes browsers post ``Origin: null``, which is
 therefore accepted; the CSRF token and the single-use link are the real protection.
 
-**Rate limit.** Failed link look-ups are counted per source address (IPv4 address, or
-IPv6 /64) in an in-process sliding window: after :data:`MAX_FAILURES` failures within
-:data:`WINDOW_SECONDS` the source gets 429 pages until the window clears.  The state is
-per process (each worker counts alone; the budget is still far below what guessing a
-256-bit token would need), bounded in memory, and keyed by ``REMOTE_ADDR`` — a host
-behind a proxy must set that from its trusted proxy headers (e.g. Werkzeug's
-``ProxyFix``).  Valid links are never counted, so one client cannot lock out another.
+**Rate limit** (:mod:`samtycke_plugin.web.ratelimit`).  A token is checked first (one
+indexed hash look-up); only a token that matches no link counts as a failure, per
+source address (IPv4, or IPv6 /64) and over all sources.  Past :data:`MAX_FAILURES`
+failures of one source, or :data:`MAX_FAILURES_TOTAL` of all sources, within
+:data:`WINDOW_SECONDS`, unknown tokens get 429 instead of the "cannot be used" page.
+A real link — usable, used, replaced or expired — always gets its own page, so a
+shared address full of guessers never locks a client out of consenting or
+withdrawing.  What keeps links from being guessed is their 256 random bits; the
+limit keeps a guessing source from costing more than a look-up and flags it in the
+log.  The state is per process, bounded in memory, and keyed by ``REMOTE_ADDR`` — a
+host behind a proxy must set that from its trusted proxy headers (e.g. Werkzeug's
+``ProxyFix``).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
+import math
 import os
-import threading
-import time
-from collections import OrderedDict, deque
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -57,88 +62,56 @@ from samtycke_plugin.web.base import (
     locale_of,
     page,
 )
+from samtycke_plugin.web.ratelimit import SlidingWindowLimiter, source_of
 
 log = logging.getLogger("samtycke.web.public")
 
 MAX_FAILURES = int(os.environ.get("SAMTYCKE_LINK_MAX_FAILURES", "30") or 30)
+MAX_FAILURES_TOTAL = int(os.environ.get("SAMTYCKE_LINK_MAX_FAILURES_TOTAL", "1000") or 1000)
 WINDOW_SECONDS = float(os.environ.get("SAMTYCKE_LINK_WINDOW_SECONDS", "600") or 600)
 
-
-class SlidingWindowLimiter:
-    """Counts failures per key in a sliding time window (thread-safe, bounded)."""
-
-    def __init__(self, limit: int, window: float, *, max_keys: int = 50_000) -> None:
-        self.limit = limit
-        self.window = window
-        self.max_keys = max_keys
-        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def _prune(self, key: str, now: float) -> deque[float] | None:
-        hits = self._hits.get(key)
-        if hits is None:
-            return None
-        while hits and hits[0] <= now - self.window:
-            hits.popleft()
-        if not hits:
-            del self._hits[key]
-            return None
-        return hits
-
-    def blocked(self, key: str, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            hits = self._prune(key, now)
-            return hits is not None and len(hits) >= self.limit
-
-    def failure(self, key: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            hits = self._prune(key, now)
-            if hits is None:
-                hits = self._hits[key] = deque()
-            hits.append(now)
-            self._hits.move_to_end(key)
-            while len(self._hits) > self.max_keys:
-                self._hits.popitem(last=False)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._hits.clear()
+LIMITER = SlidingWindowLimiter(MAX_FAILURES, WINDOW_SECONDS, total_limit=MAX_FAILURES_TOTAL)
 
 
-LIMITER = SlidingWindowLimiter(MAX_FAILURES, WINDOW_SECONDS)
-
-
-def source_of(request: Request) -> str:
-    """The rate-limit key: the IPv4 address, or the IPv6 /64."""
-    raw = request.remote_addr or "unknown"
-    try:
-        addr = ipaddress.ip_address(raw)
-    except ValueError:
-        return raw[:64]
-    if addr.version == 6:
-        return str(ipaddress.ip_network(f"{addr}/64", strict=False))
-    return str(addr)
-
-
-def _problem(request: Request, problem: links.LinkProblem, purpose: str) -> Response:
+def _unknown(request: Request, purpose: str) -> Response:
+    """A token that matches no link: count it; over a budget, answer 429."""
+    verdict = LIMITER.failure(source_of(request))
+    if verdict.spent == "source":
+        log.warning("a source passed %d failed link look-ups in %.0f s: its unknown links "
+                    "get 429 until it slows down", LIMITER.limit, LIMITER.window)
+    elif verdict.spent == "total":
+        log.warning("%d failed link look-ups from all sources in %.0f s: unknown links get "
+                    "429 until the spray slows down; real links still work",
+                    LIMITER.total_limit, LIMITER.window)
     locale = locale_of(request)
-    if problem.kind == "used" and problem.tenant is not None:
-        host = host_of(request)
-        try:
-            name = links.practice_name(host, problem.tenant)
-        except InputError:
-            name = problem.tenant
-        return page("public_used.html", locale, public=True, practice=name)
-    LIMITER.failure(source_of(request))
+    if verdict.refused:
+        response = error_page(429, locale)
+        response.headers["Retry-After"] = str(math.ceil(LIMITER.window))
+        return response
     log.info("unusable %s link (%s)", purpose, request.method)  # never the token itself
     return page("public_invalid.html", locale, status=404, public=True)
 
 
+def _problem(request: Request, problem: links.LinkProblem, purpose: str) -> Response:
+    if problem.kind == "unknown":
+        return _unknown(request, purpose)
+    locale = locale_of(request)
+    if problem.tenant is None or problem.client is None:
+        log.info("unusable %s link (%s)", purpose, request.method)  # never the token itself
+        return page("public_invalid.html", locale, status=404, public=True)
+    contact = _contact(request, problem.tenant)
+    if purpose == links.PURPOSE_CONSENT:
+        return page("public_used.html", locale, public=True, **contact)
+    # A withdrawal link that was used or replaced: nothing to do, or where to withdraw.
+    if not links.consent_given(host_of(request), problem.tenant, problem.client):
+        return page("public_nothing.html", locale, public=True, **contact)
+    return page("public_withdraw_elsewhere.html", locale, public=True,
+                used=problem.kind == "used", **contact)
+
+
 def _open(request: Request, token: str, purpose: str) -> links.Link | Response:
-    if LIMITER.blocked(source_of(request)):
-        return error_page(429, locale_of(request))
+    """The link, or the page for a link that cannot be used (checked before any limit:
+    a real link is never refused)."""
     try:
         return links.open_link(host_of(request), token, purpose)
     except links.LinkProblem as problem:
@@ -149,13 +122,13 @@ def _locale(request: Request, link: links.Link) -> str:
     return lang(link.client.locale) if link.client is not None else locale_of(request)
 
 
-def _contact(request: Request, link: links.Link) -> dict[str, Any]:
+def _contact(request: Request, tenant: str) -> dict[str, Any]:
     host = host_of(request)
-    info = host.practice_info(TenantRef(link.practice.tenant_ref))
+    info = host.practice_info(TenantRef(tenant))
     try:
-        name = links.practice_name(host, link.practice.tenant_ref)
+        name = links.practice_name(host, tenant)
     except InputError:
-        raw = info.name if info else link.practice.tenant_ref
+        raw = info.name if info else tenant
         name = " ".join(raw.split())
     return {
         "practice": name,
@@ -202,7 +175,7 @@ def _consent_page(request: Request, link: links.Link, *, text_changed: bool = Fa
         text_id=version.id, version=service.version_label(version.major, version.minor),
         csrf=csrf_token(host.app_secret(service.APP_KEY), _csrf_scope(link)),
         text_changed=text_changed, already_valid=_valid_now(request, link),
-        **_contact(request, link),
+        **_contact(request, link.practice.tenant_ref),
     )
 
 
@@ -248,7 +221,7 @@ def consent(request: Request, token: str) -> Response:
         "public_done.html", locale, public=True,
         title=t(locale, "Thank you") if accepted else t(locale, "Your answer is recorded"),
         outcome="given" if accepted else "refused", receipt=receipt,
-        **_contact(request, link),
+        **_contact(request, link.practice.tenant_ref),
     )
 
 
@@ -260,7 +233,7 @@ def withdraw(request: Request, token: str) -> Response:
     link = opened
     host = host_of(request)
     locale = _locale(request, link)
-    contact = _contact(request, link)
+    contact = _contact(request, link.practice.tenant_ref)
     if not links.has_valid_consent(host, link):
         return page("public_nothing.html", locale, public=True, **contact)
     if request.method != "POST":
