@@ -1363,7 +1363,7 @@ def queue_receipt(host: Host, event: ConsentEvent) -> int | None:
 
 
 def complete_receipt(host: Host, session: Session, row: OutboxMessage) -> str | None:
-    """Give a receipt queued at booking (:func:`receipt_with_consent`) its withdrawal
+    """Give a receipt queued at booking (:func:`after_booking`) its withdrawal
     link, address, name, language and Message-ID (in the caller's transaction: the
     relay's claim).  Returns why it cannot be sent instead (client gone, no usable
     address)."""
