@@ -31,13 +31,10 @@ def booking_submit_check(host: Host, submission: BookingSubmission) -> list[Veto
 def booking_submitted(
     host: Host, submission: BookingSubmission, booking: BookingRef, client: ClientRef
 ) -> None:
-    # A consent given here gets a receipt (its outbox row goes with the event);
-    # after a staff booking the client may be e-mailed a request.
-    service.record_booking(
-        host, submission, booking, client,
-        with_consent=requests.receipt_with_consent(host, submission, client),
-    )
-    requests.after_booking(host, submission, client)
+    # A consent given here gets a receipt; after a staff booking the client may be
+    # e-mailed a request.
+    event = service.record_booking(host, submission, booking, client)
+    requests.after_booking(host, submission, client, event)
 
 
 @hookimpl

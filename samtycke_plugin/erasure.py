@@ -30,8 +30,8 @@ from sqlalchemy import and_, delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from hookspecs.types import ClientRef, TenantRef
+from samtycke_plugin import consent
 from samtycke_plugin.errors import InputError
-from samtycke_plugin.ledger import NewEvent, append
 from samtycke_plugin.models import (
     ConsentEvent,
     ConsentRequest,
@@ -157,13 +157,10 @@ def erase_client(host: Host, tenant: str, client: str) -> ErasureResult:
     erased_seq: int | None = None
     held = bool(outbox or requests or evidence)
     if held or (latest is not None and latest != State.ERASED.value):
-        event = append(
-            session,
-            NewEvent(
-                tenant_ref=tenant, client_ref=client, state=State.ERASED,
-                channel=ERASURE_CHANNEL, method=ERASURE_METHOD, actor=ERASURE_ACTOR,
-                occurred_at=now_utc(host),
-            ),
+        event = consent.erase(
+            session, tenant, client,
+            consent.How(channel=ERASURE_CHANNEL, method=ERASURE_METHOD, actor=ERASURE_ACTOR),
+            now=now_utc(host),
         )
         erased_seq = event.seq
     return ErasureResult(

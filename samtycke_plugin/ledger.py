@@ -1,11 +1,13 @@
-"""Appending to the ledger: one event, its chain link and the projection, in the
-caller's transaction.  Nothing here commits.
+"""The ledger: the one place that appends consent events and writes the projection.
 
-Appends to one practice are serialized by the conditional chain-head update
-(``UPDATE samtycke_practice SET head_seq = head_seq + 1 … RETURNING``): on
-PostgreSQL it row-locks the practice until commit, on SQLite the write
-transaction (``BEGIN IMMEDIATE``) already holds the database lock.  The unique
-``(tenant_ref, seq)`` constraint is the backstop.
+:func:`append` takes one or many events of one practice, links them into the
+practice's hash chain, stores their evidence and folds them into the projection
+(``samtycke_consent_state``, one row per client), in the caller's transaction; nothing
+here commits.  Appends to one practice are serialized by the chain-head lock
+(``SELECT … FOR UPDATE`` of the practice row on PostgreSQL; on SQLite the write
+transaction, ``BEGIN IMMEDIATE``, holds the database lock); the unique
+``(tenant_ref, seq)`` constraint is the backstop.  The projection can always be rebuilt
+from the ledger (:func:`rebuild_projection`).
 """
 
 from __future__ import annotations
@@ -13,20 +15,18 @@ from __future__ import annotations
 import ipaddress
 import re
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from attrs import frozen
-from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
+from attrs import evolve, frozen
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
 
-from samtycke_plugin.chain import CHAINED_FIELDS, evidence_hash, row_hash
+from samtycke_plugin.chain import evidence_hash, row_hash
 from samtycke_plugin.errors import NotActive
-from samtycke_plugin.models import ConsentEvent, ConsentStateRow, Evidence, Practice
-from samtycke_plugin.prepared import Prepared, PreparedSelect, PreparedWrite, run_together
+from samtycke_plugin.models import ConsentEvent, ConsentRequest, ConsentStateRow, Evidence, Practice
 from samtycke_plugin.rules import EventFacts, Snapshot, State, fold
 
 
@@ -35,17 +35,12 @@ def truncate_ip(ip: str | None) -> str | None:
     if not ip or not isinstance(ip, str):
         return None
     ip = ip.strip()
-    if (plain := _IPV4.fullmatch(ip)) is not None:  # the common case, without ipaddress
-        octets = plain.groups()
-        if all(len(o) == 1 or (o[0] != "0" and int(o) <= 255) for o in octets):
-            return f"{octets[0]}.{octets[1]}.{octets[2]}.0/24"
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
         return None
-    if isinstance(addr, ipaddress.IPv4Address):  # the common case, without ip_network()
-        return f"{ipaddress.IPv4Address(int(addr) & 0xFFFFFF00)}/24"
-    return str(ipaddress.ip_network(f"{addr}/48", strict=False))
+    prefix = 24 if isinstance(addr, ipaddress.IPv4Address) else 48
+    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
 
 
 def clean_user_agent(value: str | None) -> str | None:
@@ -58,8 +53,6 @@ def clean_user_agent(value: str | None) -> str | None:
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
-#: Dotted-quad IPv4 (ASCII digits); leading zeros and octets over 255 go to ``ipaddress``.
-_IPV4 = re.compile(r"([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -87,17 +80,12 @@ class NewEvent:
     note: str | None = None
 
 
-#: The states by their stored value (a dict lookup; ``State(value)`` costs ten times
-#: as much, and is kept for what is not found here: it raises with the value).
-_STATES = {state.value: state for state in State}
-
-
 def snapshot_of(row: ConsentStateRow | Any | None) -> Snapshot | None:
     """The projection row as a pure value."""
     if row is None:
         return None
     return Snapshot(
-        state=_STATES.get(row.state) or State(row.state),
+        state=State(row.state),
         text_major=row.text_major,
         expires_at=row.expires_at,
         since=row.since,
@@ -105,72 +93,63 @@ def snapshot_of(row: ConsentStateRow | Any | None) -> Snapshot | None:
     )
 
 
-# Statements of the write path, built once (compiled once per dialect by SQLAlchemy's
-# statement cache; rebuilding them on every append cost more than executing them).
 _E = cast(Table, ConsentEvent.__table__)
-_PT = cast(Table, Practice.__table__)
-_P = _PT.c
-_S = ConsentStateRow.__table__.c
-_LOAD_SNAPSHOT = select(_S.state, _S.text_major, _S.expires_at, _S.since, _S.delivery).where(
-    _S.tenant_ref == bindparam("tenant_ref"), _S.client_ref == bindparam("client_ref")
-)
-_ADVANCE_HEAD = PreparedWrite(
-    update(_PT)
-    .where(_P.tenant_ref == bindparam("tenant"))
-    .values(head_seq=_P.head_seq + 1, updated_at=bindparam("now"))
-    .returning(_P.head_seq, _P.head_hash),
-    returning=(_P.head_seq, _P.head_hash),
-)
-_SET_HEAD_HASH = PreparedWrite(
-    update(_PT)
-    .where(_P.tenant_ref == bindparam("tenant"))
-    .values(head_hash=bindparam("digest"))
-)
-_EVENT_KEYS = (*CHAINED_FIELDS, "prev_hash", "row_hash")
-_INSERT_EVENT = PreparedWrite(
-    insert(_E).returning(_E.c.id), column_keys=_EVENT_KEYS, returning=(_E.c.id,)
-)
-_EVIDENCE_KEYS = ("event_id", "tenant_ref", "client_ref", "salt", "ip_prefix", "user_agent",
-                  "note")
-_INSERT_EVIDENCE = PreparedWrite(
-    insert(cast(Table, Evidence.__table__)), column_keys=_EVIDENCE_KEYS
-)
-_EVIDENCE_DATA = ("tenant_ref", "client_ref", "salt", "ip_prefix", "user_agent", "note")
-_EVIDENCE_COLUMNS = cast(Table, Evidence.__table__).c
-#: The evidence of the event just inserted at ``seq`` (sent with it, before its id is known).
-_INSERT_EVIDENCE_AT_SEQ = PreparedWrite(
-    insert(cast(Table, Evidence.__table__)).from_select(
-        ["event_id", *_EVIDENCE_DATA],
-        select(
-            _E.c.id,
-            *(bindparam(k, type_=_EVIDENCE_COLUMNS[k].type) for k in _EVIDENCE_DATA),
-        ).where(_E.c.tenant_ref == bindparam("tenant_ref"), _E.c.seq == bindparam("seq")),
-    )
-)
+_EV = cast(Table, Evidence.__table__)
+_P = cast(Table, Practice.__table__).c
+_ST = cast(Table, ConsentStateRow.__table__)
+_S = _ST.c
+#: Rows per ``IN (…)`` list, well under every backend's bind-parameter limit.
+_IN_CHUNK = 900
+_SNAPSHOT_COLUMNS = (_S.client_ref, _S.state, _S.text_major, _S.expires_at, _S.since,
+                     _S.delivery)
 _STATE_COLUMNS = ("state", "text_major", "expires_at", "since", "last_seq", "delivery")
+
+#: Lock the practice row (the chain head) and read the head.  On PostgreSQL ``FOR
+#: UPDATE`` holds the row until commit and returns it as the previous holder committed
+#: it; on SQLite the write transaction (``BEGIN IMMEDIATE``) holds the database lock.
+_LOCK_HEAD = (
+    select(_P.head_seq, _P.head_hash).where(_P.tenant_ref == bindparam("tenant")).with_for_update()
+)
+_INSERT_EVENT = insert(_E).returning(_E.c.id)
+_INSERT_EVENTS = insert(_E)
+_EVENT_IDS = select(_E.c.seq, _E.c.id).where(
+    _E.c.tenant_ref == bindparam("tenant"), _E.c.seq.between(bindparam("first"), bindparam("last"))
+)
+_INSERT_EVIDENCE = insert(_EV)
 
 
 def _upsert_statement(dialect: str) -> Any:
-    ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
-        cast(Table, ConsentStateRow.__table__)
-    )
+    ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_ST)
     return ins.on_conflict_do_update(
         index_elements=["tenant_ref", "client_ref"],
         set_={k: ins.excluded[k] for k in _STATE_COLUMNS},
     )
 
 
-_UPSERT_STATE = PreparedWrite(
-    {name: _upsert_statement(name) for name in ("postgresql", "sqlite")},
-    column_keys=("tenant_ref", "client_ref", *_STATE_COLUMNS),
-)
+_UPSERT_STATE = {name: _upsert_statement(name) for name in ("postgresql", "sqlite")}
 
 
 def load_snapshot(session: Session, tenant_ref: str, client_ref: str) -> Snapshot | None:
-    row = session.execute(
-        _LOAD_SNAPSHOT, {"tenant_ref": tenant_ref, "client_ref": client_ref}
-    ).one_or_none()
-    return snapshot_of(row)
+    """One client's projection, as a pure value (``None``: nothing recorded yet)."""
+    return load_snapshots(session, tenant_ref, [client_ref]).get(client_ref)
+
+
+def load_snapshots(
+    session: Session, tenant_ref: str, client_refs: Sequence[str]
+) -> dict[str, Snapshot]:
+    """The projections of several clients of one practice (absent: nothing recorded)."""
+    found: dict[str, Snapshot] = {}
+    refs = list(dict.fromkeys(client_refs))
+    for start in range(0, len(refs), _IN_CHUNK):
+        for row in session.execute(
+            select(*_SNAPSHOT_COLUMNS).where(
+                _S.tenant_ref == tenant_ref, _S.client_ref.in_(refs[start : start + _IN_CHUNK])
+            )
+        ):
+            snap = snapshot_of(row)
+            assert snap is not None
+            found[row.client_ref] = snap
+    return found
 
 
 def lock_practice(session: Session, tenant_ref: str) -> Practice | None:
@@ -194,38 +173,20 @@ def lock_practice(session: Session, tenant_ref: str) -> Practice | None:
     ).one_or_none()
 
 
-def _state_values(
-    tenant_ref: str, client_ref: str, snap: Snapshot, seq: int
-) -> dict[str, Any]:
-    return {
-        "tenant_ref": tenant_ref,
-        "client_ref": client_ref,
-        "state": snap.state.value,
-        "text_major": snap.text_major,
-        "expires_at": snap.expires_at,
-        "since": snap.since,
-        "last_seq": seq,
-        "delivery": snap.delivery,
-    }
+@frozen
+class Head:
+    """A practice's chain head as read under its lock (:func:`lock_head`)."""
+
+    seq: int
+    hash: str
 
 
-def _upsert_state(
-    session: Session | Connection, tenant_ref: str, client_ref: str, snap: Snapshot, seq: int
-) -> None:
-    _UPSERT_STATE.execute(session, _state_values(tenant_ref, client_ref, snap, seq))
-
-
-def _sync_head(session: Session, tenant_ref: str, seq: int, digest: str, now: datetime) -> None:
-    """Keep a practice loaded in the session in step with the chain head just written."""
-    # The identity key as ``Session.identity_key(Practice, tenant_ref)`` returns it
-    # (class, primary key, no token), built directly: that call resolves the mapper
-    # each time, ten times the cost of the lookup.
-    practice = session.identity_map.get((Practice, (tenant_ref,), None))
-    if practice is not None:
-        set_committed_value(practice, "head_seq", seq)
-        set_committed_value(practice, "head_hash", digest)
-        set_committed_value(practice, "updated_at", now)
-
+def lock_head(session: Session, tenant_ref: str) -> Head | None:
+    """Take the practice's chain-head lock as :func:`lock_practice` does, without loading
+    the practice, and return the head (``None``: no such practice).  A statement of its
+    own, so that reads after it see what the previous holder of the lock committed."""
+    row = session.execute(_LOCK_HEAD, {"tenant": tenant_ref}).one_or_none()
+    return None if row is None else Head(int(row.head_seq), str(row.head_hash))
 
 
 def _evidence_of(new: NewEvent) -> dict[str, Any] | None:
@@ -237,9 +198,12 @@ def _evidence_of(new: NewEvent) -> dict[str, Any] | None:
         return None
     salt = secrets.token_hex(16)
     return {
+        "tenant_ref": new.tenant_ref,
+        "client_ref": new.client_ref,
         "salt": salt,
         "ip_prefix": ip_prefix,
         "user_agent": user_agent,
+        "note": new.note,
         "sha256": evidence_hash(salt, ip_prefix, user_agent, new.note),
     }
 
@@ -267,141 +231,135 @@ def _chained_fields(new: NewEvent, seq: int, evidence_sha256: str | None) -> dic
     }
 
 
-class _Unread:
-    """Marks a projection the caller has not read."""
-
-
-UNREAD = _Unread()
-
-
-#: Further writes that belong with a new event, given its sequence number.
-WithEvent = Callable[[int], Sequence[tuple[Prepared, Mapping[str, Any]]]]
-
-
-@frozen
-class Head:
-    """A practice's chain head as read under its lock (:data:`LOCK_HEAD`)."""
-
-    seq: int
-    hash: str
-
-
-#: Lock the practice row (the chain head) and read the head: PostgreSQL ``FOR UPDATE``
-#: returns the locked row as the previous holder committed it; on SQLite ``BEGIN
-#: IMMEDIATE`` holds the database lock already.  A statement of its own, so that the
-#: reads after it see what the previous holder of the lock committed.
-LOCK_HEAD = PreparedSelect(
-    select(_P.head_seq, _P.head_hash)
-    .where(_P.tenant_ref == bindparam("tenant"))
-    .with_for_update()
-)
-#: Move the head from the seq read under the lock to the next one (one statement; the
-#: condition is the backstop should a caller not hold the lock).
-_MOVE_HEAD = PreparedWrite(
-    update(_PT)
-    .where(_P.tenant_ref == bindparam("tenant"), _P.head_seq == bindparam("prev_seq"))
-    .values(head_seq=bindparam("seq"), head_hash=bindparam("digest"),
-            updated_at=bindparam("now"))
-)
-
-
 def append(
     session: Session,
-    new: NewEvent,
+    events: Sequence[NewEvent],
     *,
-    previous: Snapshot | _Unread | None = UNREAD,
+    previous: Mapping[str, Snapshot | None] | None = None,
     head: Head | None = None,
-    also: WithEvent | None = None,
-) -> ConsentEvent:
-    """Append one event: chain link, optional evidence, projection. Returns the event.
+) -> list[ConsentEvent]:
+    """Append events of one practice, in order: chain links, evidence, projection.
 
-    ``previous`` is the client's projection if the caller already read it in this
-    transaction, after taking the practice's lock (it is then not read again).
-    ``head`` is the chain head the caller read with :data:`LOCK_HEAD` in this
-    transaction (the writes then go together, and the head moves with one statement).
-    ``also(seq)`` gives further writes that belong with the event at ``seq`` (they are
-    sent with the event's own writes).
+    The only function that writes ledger events, and (with :func:`set_delivery` and
+    :func:`rebuild_projection`, through :func:`_write_projection`) the projection.
+    Takes the practice's chain-head lock, so it is safe beside every other writer;
+    ``previous`` holds the projections of clients the caller already read in this
+    transaction after taking the lock (:func:`lock_practice`), which are then not read
+    again; ``head`` is the head the caller read with :func:`lock_head` in this
+    transaction (a head that moved since is refused).  Returns the new events as
+    detached rows.  Nothing here commits.
     """
-    conn = session.connection()
-    if head is not None:
-        return _detached_event(*record_at_head(session, new, previous, head, also))
-    moved = _ADVANCE_HEAD.returning_one(conn, {"tenant": new.tenant_ref, "now": new.occurred_at})
-    if moved is None:
-        raise NotActive(f"Samtycke has not been activated for practice {new.tenant_ref!r}.")
-    seq, prev = int(moved[0]), str(moved[1])
-    evd = _evidence_of(new)
-    fields = _chained_fields(new, seq, evd["sha256"] if evd else None)
-    digest = row_hash(prev, fields)
-    row = {**fields, "prev_hash": prev, "row_hash": digest}
-    event_id = int(_INSERT_EVENT.returning_one(conn, row)[0])
-    if evd is not None:
-        _INSERT_EVIDENCE.execute(conn, {"event_id": event_id, **_evidence_row(new, evd)})
-    _SET_HEAD_HASH.execute(conn, {"tenant": new.tenant_ref, "digest": digest})
-    _sync_head(session, new.tenant_ref, seq, digest, new.occurred_at)
-    if isinstance(previous, _Unread):
-        previous = load_snapshot(session, new.tenant_ref, new.client_ref)
-    snap = _folded(previous, new)
-    if snap is not previous:
-        _upsert_state(conn, new.tenant_ref, new.client_ref, snap, seq)
-    if also is not None:
-        run_together(conn, also(seq))
-    return _detached_event(event_id, row)
+    if not events:
+        return []
+    tenant = events[0].tenant_ref
+    if any(e.tenant_ref != tenant for e in events):
+        raise ValueError("append: every event must belong to the same practice")
+    head = head or lock_head(session, tenant)
+    if head is None:
+        raise NotActive(f"Samtycke has not been activated for practice {tenant!r}.")
+    first_seq, prev = head.seq + 1, head.hash
 
-
-def record_at_head(
-    session: Session, new: NewEvent, previous: Snapshot | _Unread | None, head: Head,
-    also: WithEvent | None = None,
-) -> tuple[int, dict[str, Any]]:
-    """:func:`append` with the head read under the lock (:data:`LOCK_HEAD`), returning
-    the new event's id and columns rather than an ORM object (the booking path needs
-    neither the object nor its cost).  The writes go together (PostgreSQL: one round
-    trip, see :func:`samtycke_plugin.prepared.run_together`)."""
-    conn = session.connection()
-    if isinstance(previous, _Unread):
-        previous = load_snapshot(session, new.tenant_ref, new.client_ref)
-    seq, prev = head.seq + 1, head.hash
-    evd = _evidence_of(new)
-    fields = _chained_fields(new, seq, evd["sha256"] if evd else None)
-    digest = row_hash(prev, fields)
-    row = {**fields, "prev_hash": prev, "row_hash": digest}
-    steps: list[tuple[Any, Mapping[str, Any]]] = [(_INSERT_EVENT, row)]
-    if evd is not None:  # the event's id is not known yet: found by its (tenant, seq)
-        steps.append((_INSERT_EVIDENCE_AT_SEQ, {"seq": seq, **_evidence_row(new, evd)}))
-    steps.append((_MOVE_HEAD, {"tenant": new.tenant_ref, "prev_seq": head.seq, "seq": seq,
-                               "digest": digest, "now": new.occurred_at}))
-    snap = _folded(previous, new)
-    if snap is not previous:
-        steps.append((_UPSERT_STATE, _state_values(new.tenant_ref, new.client_ref, snap, seq)))
-    if also is not None:
-        steps.extend(also(seq))
-    results = run_together(conn, steps)
-    moved = results[2 if evd is not None else 1][1]
-    if moved != 1:
+    rows: list[dict[str, Any]] = []
+    evidence: list[dict[str, Any] | None] = []
+    for i, new in enumerate(events):
+        evd = _evidence_of(new)
+        evidence.append(evd)
+        fields = _chained_fields(new, first_seq + i, evd["sha256"] if evd else None)
+        digest = row_hash(prev, fields)
+        rows.append({**fields, "prev_hash": prev, "row_hash": digest})
+        prev = digest
+    last_seq = first_seq + len(events) - 1
+    if len(rows) == 1:
+        ids = [int(session.execute(_INSERT_EVENT, rows[0]).scalar_one())]
+    else:
+        # executemany without RETURNING (SQLite would then insert row by row), and the
+        # ids back by the chain's own key (tenant_ref, seq)
+        session.execute(_INSERT_EVENTS, rows)
+        by_seq = {
+            int(seq): int(id_) for seq, id_ in session.execute(
+                _EVENT_IDS, {"tenant": tenant, "first": first_seq, "last": last_seq})
+        }
+        ids = [by_seq[first_seq + i] for i in range(len(rows))]
+    evidence_rows = [
+        {"event_id": ids[i], **{k: v for k, v in evd.items() if k != "sha256"}}
+        for i, evd in enumerate(evidence) if evd is not None
+    ]
+    if evidence_rows:
+        session.execute(_INSERT_EVIDENCE, evidence_rows)
+    # Move the head from the seq read under the lock (the condition is the backstop
+    # should anything have moved it meanwhile).  An ORM update, so that a practice the
+    # host holds in its session shows the new head without a reload.
+    moved = session.execute(
+        update(Practice)
+        .where(Practice.tenant_ref == tenant, Practice.head_seq == first_seq - 1)
+        .values(head_seq=last_seq, head_hash=prev, updated_at=events[-1].occurred_at)
+        .execution_options(synchronize_session="fetch")
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
         raise RuntimeError(
-            f"the chain head of practice {new.tenant_ref!r} moved after it was read: "
-            "append(head=...) needs the practice locked with LOCK_HEAD in this transaction"
+            f"the chain head of practice {tenant!r} moved after it was read: append(head=…) "
+            "needs the head read with lock_head in this transaction"
         )
-    _sync_head(session, new.tenant_ref, seq, digest, new.occurred_at)
-    return int(results[0][0][0]), row
+
+    current: dict[str, Snapshot | None] = dict(previous or {})
+    unread = [e.client_ref for e in events if e.client_ref not in current]
+    if unread:
+        found = load_snapshots(session, tenant, unread)
+        current.update({ref: found.get(ref) for ref in unread})
+    changed: dict[str, tuple[Snapshot, int]] = {}
+    for i, new in enumerate(events):
+        before = current[new.client_ref]
+        snap = fold(before, EventFacts(state=new.state, text_major=new.text_major,
+                                       expires_at=new.expires_at, occurred_at=new.occurred_at))
+        if snap is not before:
+            current[new.client_ref] = snap
+            changed[new.client_ref] = (snap, first_seq + i)
+    _write_projection(session, tenant, changed)
+    return [_detached_event(event_id, row) for event_id, row in zip(ids, rows, strict=True)]
 
 
-def _folded(previous: Snapshot | None, new: NewEvent) -> Snapshot:
-    return fold(
-        previous,
-        EventFacts(state=new.state, text_major=new.text_major, expires_at=new.expires_at,
-                   occurred_at=new.occurred_at),
+def _write_projection(
+    session: Session, tenant_ref: str, changed: Mapping[str, tuple[Snapshot, int]]
+) -> None:
+    """Upsert projection rows: ``{client: (snapshot, seq of the event it reflects)}``."""
+    if not changed:
+        return
+    session.execute(
+        _UPSERT_STATE[session.get_bind().dialect.name],
+        [
+            {"tenant_ref": tenant_ref, "client_ref": client, "state": snap.state.value,
+             "text_major": snap.text_major, "expires_at": snap.expires_at, "since": snap.since,
+             "last_seq": seq, "delivery": snap.delivery}
+            for client, (snap, seq) in changed.items()
+        ],
     )
 
 
-def _evidence_row(new: NewEvent, evd: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "tenant_ref": new.tenant_ref,
-        "client_ref": new.client_ref,
-        "salt": evd["salt"],
-        "ip_prefix": evd["ip_prefix"],
-        "user_agent": evd["user_agent"],
-        "note": new.note,
-    }
+def set_delivery(
+    session: Session, tenant_ref: str, client_ref: str, request_id: int, delivery: str
+) -> None:
+    """Show the delivery outcome of the client's request on the projection row, while
+    that request is the client's current one and still waits for an answer (``bounced``
+    → "Address rejected").  The ledger keeps no event for it: it is mail status."""
+    still_open = (
+        select(ConsentRequest.id)
+        .where(
+            ConsentRequest.id == request_id,
+            ConsentRequest.used_at.is_(None),
+            ConsentRequest.revoked_at.is_(None),
+        )
+        .exists()
+    )
+    session.execute(
+        update(_ST)
+        .where(
+            _S.tenant_ref == tenant_ref,
+            _S.client_ref == client_ref,
+            _S.state == State.REQUESTED.value,
+            still_open,
+        )
+        .values(delivery=delivery)
+    )
 
 
 def _detached_event(event_id: int, row: dict[str, Any]) -> ConsentEvent:
@@ -413,114 +371,6 @@ def _detached_event(event_id: int, row: dict[str, Any]) -> ConsentEvent:
     event = ConsentEvent(id=event_id, **row)
     make_transient_to_detached(event)
     return event
-
-
-#: Rows per statement in :func:`append_many` lookups (well under every backend's bind limit).
-_IN_CHUNK = 900
-_EVENTS: Any = ConsentEvent.__table__
-_INSERT_EVENT_ROWS = PreparedWrite(insert(_E), column_keys=_EVENT_KEYS)
-_EVENT_IDS = select(_E.c.seq, _E.c.id).where(
-    _E.c.tenant_ref == bindparam("tenant"), _E.c.seq.between(bindparam("first"), bindparam("last"))
-)
-
-
-def append_many(session: Session, events: Sequence[NewEvent]) -> list[int]:
-    """Append several events of one practice, with exactly the chain and projection
-    semantics of calling :func:`append` for each in order, but with one chain-head
-    advance (``head_seq + n``) and ``executemany`` inserts.  Nothing here commits.
-
-    For batch work (e-mail requests to thousands of clients).  Returns the new event
-    ids in the order given.  All events must belong to the same practice.
-    """
-    if not events:
-        return []
-    tenant = events[0].tenant_ref
-    if any(e.tenant_ref != tenant for e in events):
-        raise ValueError("append_many: every event must belong to the same practice")
-    n = len(events)
-    head = session.execute(
-        update(Practice)
-        .where(Practice.tenant_ref == tenant)
-        .values(head_seq=Practice.head_seq + n, updated_at=events[-1].occurred_at)
-        .returning(Practice.head_seq, Practice.head_hash)
-    ).one_or_none()
-    if head is None:
-        raise NotActive(f"Samtycke has not been activated for practice {tenant!r}.")
-    first_seq, prev = int(head[0]) - n + 1, str(head[1])
-
-    rows: list[dict[str, Any]] = []
-    evidence: dict[int, dict[str, Any]] = {}
-    for i, new in enumerate(events):
-        evd = _evidence_of(new)
-        if evd:
-            evidence[i] = {
-                "tenant_ref": tenant, "client_ref": new.client_ref, "salt": evd["salt"],
-                "ip_prefix": evd["ip_prefix"], "user_agent": evd["user_agent"],
-                "note": new.note,
-            }
-        fields = _chained_fields(new, first_seq + i, evd["sha256"] if evd else None)
-        digest = row_hash(prev, fields)
-        rows.append({**fields, "prev_hash": prev, "row_hash": digest})
-        prev = digest
-
-    conn = session.connection()
-    # executemany without RETURNING (SQLite would run a RETURNING insert row by row),
-    # then the ids back by the chain's own key (tenant_ref, seq).
-    _INSERT_EVENT_ROWS.executemany(conn, rows)
-    by_seq = {
-        int(seq): int(id_)
-        for seq, id_ in conn.execute(
-            _EVENT_IDS, {"tenant": tenant, "first": first_seq, "last": first_seq + n - 1}
-        )
-    }
-    ids = [int(by_seq[first_seq + i]) for i in range(n)]
-    if evidence:
-        _INSERT_EVIDENCE.executemany(
-            conn, [{"event_id": ids[i], **values} for i, values in evidence.items()]
-        )
-    _SET_HEAD_HASH.execute(conn, {"tenant": tenant, "digest": prev})
-
-    clients = list(dict.fromkeys(e.client_ref for e in events))
-    current: dict[str, Snapshot | None] = {}
-    for start in range(0, len(clients), _IN_CHUNK):
-        part = clients[start : start + _IN_CHUNK]
-        for row in session.execute(
-            select(
-                ConsentStateRow.client_ref,
-                ConsentStateRow.state,
-                ConsentStateRow.text_major,
-                ConsentStateRow.expires_at,
-                ConsentStateRow.since,
-                ConsentStateRow.delivery,
-            ).where(ConsentStateRow.tenant_ref == tenant, ConsentStateRow.client_ref.in_(part))
-        ):
-            current[row.client_ref] = snapshot_of(row)
-    changed: dict[str, tuple[Snapshot, int]] = {}
-    for i, new in enumerate(events):
-        previous = current.get(new.client_ref)
-        snap = fold(
-            previous,
-            EventFacts(
-                state=new.state, text_major=new.text_major, expires_at=new.expires_at,
-                occurred_at=new.occurred_at,
-            ),
-        )
-        if snap is not previous:
-            current[new.client_ref] = snap
-            changed[new.client_ref] = (snap, first_seq + i)
-    if changed:
-        _UPSERT_STATE.executemany(
-            conn,
-            [
-                {
-                    "tenant_ref": tenant, "client_ref": client, "state": snap.state.value,
-                    "text_major": snap.text_major, "expires_at": snap.expires_at,
-                    "since": snap.since, "last_seq": seq, "delivery": snap.delivery,
-                }
-                for client, (snap, seq) in changed.items()
-            ],
-        )
-    return ids
 
 
 def replay(session: Session, tenant_ref: str) -> dict[str, Snapshot]:
@@ -579,13 +429,8 @@ def rebuild_projection(session: Session, tenant_ref: str) -> int:
         ).all()
     )
     session.execute(delete(ConsentStateRow).where(ConsentStateRow.tenant_ref == tenant_ref))
-    for client_ref, snap in snaps.items():
-        session.add(
-            ConsentStateRow(
-                tenant_ref=tenant_ref, client_ref=client_ref, state=snap.state.value,
-                text_major=snap.text_major, expires_at=snap.expires_at, since=snap.since,
-                last_seq=last_seq[client_ref], delivery=delivery.get(client_ref),
-            )
-        )
-    session.flush()
+    _write_projection(session, tenant_ref, {
+        client_ref: (evolve(snap, delivery=delivery.get(client_ref)), last_seq[client_ref])
+        for client_ref, snap in snaps.items()
+    })
     return len(snaps)

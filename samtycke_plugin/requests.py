@@ -90,19 +90,11 @@ from sqlalchemy.orm import Session
 
 from hookspecs.host import ClientQuery
 from hookspecs.types import BookingSubmission, ClientCreated, ClientInfo, ClientRef, TenantRef
-from samtycke_plugin import service
+from samtycke_plugin import consent, service
 from samtycke_plugin.db import run_in_transaction
 from samtycke_plugin.errors import Conflict, InputError, NotActive, NotFound
 from samtycke_plugin.i18n import N_, lang
-from samtycke_plugin.ledger import (
-    NewEvent,
-    WithEvent,
-    append,
-    append_many,
-    load_snapshot,
-    lock_practice,
-    snapshot_of,
-)
+from samtycke_plugin.ledger import load_snapshot, load_snapshots
 from samtycke_plugin.models import (
     KIND_REQUEST,
     WAITING_REQUEST,
@@ -114,7 +106,7 @@ from samtycke_plugin.models import (
     TextVersion,
 )
 from samtycke_plugin.prepared import PreparedSelect, PreparedWrite
-from samtycke_plugin.rules import VALID_STATES, State, Status, grant_state, status
+from samtycke_plugin.rules import VALID_STATES, State, Status, status
 
 if TYPE_CHECKING:
     from hookspecs.host import Host
@@ -528,18 +520,6 @@ def _outbox_values(
     }
 
 
-def _request_event(req: dict[str, Any] | ConsentRequest, text: TextVersion, actor: str,
-                   now: datetime, request_id: int) -> NewEvent:
-    client = req["client_ref"] if isinstance(req, dict) else req.client_ref
-    tenant = req["tenant_ref"] if isinstance(req, dict) else req.tenant_ref
-    return NewEvent(
-        tenant_ref=tenant, client_ref=client, state=State.REQUESTED, channel="email",
-        method="link", actor=actor[:160], occurred_at=now, text_version_id=text.id,
-        text_major=text.major, text_sha256=text.sha256, language=text.language,
-        request_id=request_id,
-    )
-
-
 class _Texts:
     """The practice's current text per language (looked up once per chunk)."""
 
@@ -611,7 +591,9 @@ def send_request(host: Host, tenant: str, client: str, *, actor: str) -> Consent
             raise Conflict(N_("Another request was being sent at the same time. Try again."))
         return existing
     request_id = inserted[client]
-    append(session, _request_event(values, text_version, actor, now, request_id))
+    consent.request(session, tenant, [consent.Asked(client=client, text=text_version,
+                                                      request_id=request_id)],
+                    actor=actor, now=now)
     session.execute(
         insert(OutboxMessage).values(
             **_outbox_values(
@@ -739,17 +721,7 @@ def _ask_chunk(
     session.refresh(practice)
     now = service.now_utc(host)
     unique = list({info.ref: info for info in infos}.values())
-    snaps: dict[str, Any] = {}
-    refs = [str(info.ref) for info in unique]
-    for start in range(0, len(refs), _IN_CHUNK):
-        part = refs[start : start + _IN_CHUNK]
-        for row in session.execute(
-            select(
-                ConsentStateRow.client_ref, ConsentStateRow.state, ConsentStateRow.text_major,
-                ConsentStateRow.expires_at, ConsentStateRow.since, ConsentStateRow.delivery,
-            ).where(ConsentStateRow.tenant_ref == tenant, ConsentStateRow.client_ref.in_(part))
-        ):
-            snaps[row.client_ref] = snapshot_of(row)
+    snaps = load_snapshots(session, tenant, [str(info.ref) for info in unique])
 
     valid = pending = 0
     unmailable: Counter[str] = Counter()
@@ -806,15 +778,12 @@ def _ask_chunk(
         )
     inserted = _insert_pending(session, rows)
     if inserted:
-        by_client = {row["client_ref"]: row for row in rows}
         asked = [(info, a, n) for info, a, n in eligible if info.ref in inserted]
-        append_many(
-            session,
-            [
-                _request_event(by_client[info.ref], chosen[info.ref], actor, now,
-                               inserted[info.ref])
-                for info, _a, _n in asked
-            ],
+        consent.request(
+            session, tenant,
+            [consent.Asked(client=info.ref, text=chosen[info.ref], request_id=inserted[info.ref])
+             for info, _a, _n in asked],
+            actor=actor, now=now,
         )
         if queue_mail:
             domain = mail_domain(host, tenant)
@@ -1286,26 +1255,6 @@ def on_client_created(host: Host, created: ClientCreated) -> int | None:
     return request_if_needed(host, created.tenant, created.client, actor="system:new_client")
 
 
-def receipt_with_consent(host: Host, submission: BookingSubmission, client: str) -> WithEvent:
-    """The receipt of a consent given while booking, as writes that go with the event
-    (``service.record_booking(with_consent=...)``): one outbox row naming the event by
-    its sequence number, completed by the relay (:func:`complete_receipt`).
-
-    The booking's transaction pays for one insert, sent with the event's own writes:
-    the transactional outbox still guarantees a receipt exactly when the consent
-    commits, while looking the client up, checking the address and minting the
-    withdrawal link happen off the booking path, with the address the client has when
-    the mail goes out.
-    """
-    tenant = str(submission.tenant)
-
-    def steps(seq: int) -> list[tuple[Any, dict[str, Any]]]:
-        return [(_INSERT_ONE_OUTBOX, _receipt_placeholder(
-            host, tenant, client, {"event_seq": seq}, submission.locale))]
-
-    return steps
-
-
 def _receipt_placeholder(
     host: Host, tenant: str, client: str, payload: dict[str, Any], locale: str
 ) -> dict[str, Any]:
@@ -1315,10 +1264,23 @@ def _receipt_placeholder(
     )
 
 
-def after_booking(host: Host, submission: BookingSubmission, client: str) -> None:
-    """After the booking record step: the e-mail request after a staff booking (the
-    receipt of a consent given online went with the event, see
-    :func:`receipt_with_consent`)."""
+def after_booking(
+    host: Host, submission: BookingSubmission, client: str, event: ConsentEvent | None
+) -> None:
+    """After the booking's record step, in the host's transaction: the receipt of a
+    consent given online, or the e-mail request after a staff booking.
+
+    The receipt is one outbox row naming the event by its sequence number, completed by
+    the relay (:func:`complete_receipt`): the transactional outbox guarantees a receipt
+    exactly when the consent commits, while looking the client up, checking the address
+    and minting the withdrawal link happen off the booking path, with the address the
+    client has when the mail goes out.
+    """
+    if event is not None and State(event.state) in VALID_STATES:
+        _INSERT_ONE_OUTBOX.execute(host.session(), _receipt_placeholder(
+            host, event.tenant_ref, event.client_ref, {"event_seq": event.seq},
+            submission.locale))
+        return
     if submission.channel != "staff":
         return
     practice = service.get_practice(host.session(), submission.tenant)
@@ -1397,7 +1359,7 @@ def queue_receipt(host: Host, event: ConsentEvent) -> int | None:
 
 
 def complete_receipt(host: Host, session: Session, row: OutboxMessage) -> str | None:
-    """Give a receipt queued at booking (:func:`receipt_with_consent`) its withdrawal
+    """Give a receipt queued at booking (:func:`after_booking`) its withdrawal
     link, address, name, language and Message-ID (in the caller's transaction: the
     relay's claim).  Returns why it cannot be sent instead (client gone, no usable
     address)."""
@@ -1552,30 +1514,16 @@ def answer(
     _claim(host, link)
     session = host.session()
     req = link.request
-    # grant_state reads the projection: decide under the practice's write lock, so a
-    # manual record committed at the same moment makes this one "renewed", not "given"
-    lock_practice(session, req.tenant_ref)
-    previous = load_snapshot(session, req.tenant_ref, req.client_ref)
+    how = consent.How(channel="email_link", method="button", actor="client",
+                      request_id=req.id, ip_address=ip_address, user_agent=user_agent)
     now = service.now_utc(host)
-    settings = service.settings_of(link.practice)
-    state = grant_state(previous) if accept else State.REFUSED
-    expires = (
-        now + timedelta(days=settings.validity_days)
-        if accept and settings.validity_days else None
+    if not accept:
+        return consent.refuse(session, req.tenant_ref, req.client_ref, shown, how, now=now)
+    event = consent.grant(
+        session, req.tenant_ref, req.client_ref, shown, how, now=now,
+        validity_days=service.settings_of(link.practice).validity_days,
     )
-    event = append(
-        session,
-        NewEvent(
-            tenant_ref=req.tenant_ref, client_ref=req.client_ref, state=state,
-            channel="email_link", method="button", actor="client", occurred_at=now,
-            given_at=now if accept else None, expires_at=expires,
-            text_version_id=shown.id, text_major=shown.major, text_sha256=shown.sha256,
-            language=shown.language, request_id=req.id,
-            ip_address=ip_address, user_agent=user_agent,
-        ),
-    )
-    if accept:
-        queue_receipt(host, event)
+    queue_receipt(host, event)
     return event
 
 
@@ -1631,7 +1579,6 @@ __all__ = [
     "on_client_created",
     "open_link",
     "queue_receipt",
-    "receipt_with_consent",
     "request_batch",
     "request_if_needed",
     "send_request",

@@ -43,20 +43,10 @@ from hookspecs.types import (
     StaffContext,
     Veto,
 )
-from samtycke_plugin import status_text
+from samtycke_plugin import consent, status_text
 from samtycke_plugin.errors import Conflict, InputError, NotActive, NotFound, PermissionDenied
 from samtycke_plugin.i18n import N_, lang, t
-from samtycke_plugin.ledger import (
-    LOCK_HEAD,
-    Head,
-    NewEvent,
-    WithEvent,
-    append,
-    load_snapshot,
-    lock_practice,
-    record_at_head,
-    snapshot_of,
-)
+from samtycke_plugin.ledger import Head, load_snapshot, lock_head, lock_practice, snapshot_of
 from samtycke_plugin.models import (
     GENESIS_HASH,
     ConsentEvent,
@@ -65,16 +55,14 @@ from samtycke_plugin.models import (
     Practice,
     TextVersion,
 )
-from samtycke_plugin.prepared import PreparedSelect, run_together
+from samtycke_plugin.prepared import PreparedSelect
 from samtycke_plugin.render import render, render_translated, trusted_html
 from samtycke_plugin.rules import (
     VALID_STATES,
     GateOutcome,
     Snapshot,
-    State,
     Status,
     gate,
-    grant_state,
     should_ask,
     status,
 )
@@ -536,10 +524,6 @@ def client_status(host: Host, tenant: str, client: str) -> ClientStatus:
     )
 
 
-def _expiry(settings: PracticeSettings, given_at: datetime) -> datetime | None:
-    return given_at + timedelta(days=settings.validity_days) if settings.validity_days else None
-
-
 # -- online booking ------------------------------------------------------------------------------
 
 
@@ -669,24 +653,17 @@ def _gate_step(
 def _decide(
     host: Host, submission: BookingSubmission, client: str | None, *, locked: bool = False
 ) -> tuple[_Decision, Head | None]:
-    """The gate's decision; with ``locked``, the practice is locked first and its chain
-    head read (both statements sent together, see ``prepared.run_together``)."""
+    """The gate's decision; with ``locked``, taken under the practice's chain-head lock
+    (the record step: a simultaneous submit or text change cannot slip in between),
+    and the head read with it."""
     tenant = check_ref("tenant", submission.tenant)
     client = check_ref("client", client) if client else None
     if submission.channel != "online":
         return _Decision(outcome=GateOutcome.ACCEPT), None
+    head = lock_head(host.session(), tenant) if locked else None
     gate = _gate_step(tenant, client, _shown_text_id(submission.fields.get(FIELD_TEXT)))
-    head: Head | None = None
-    if locked:
-        (locked_row, _), (row, _) = run_together(
-            host.session(), [(LOCK_HEAD, {"tenant": tenant}), gate]
-        )
-        if locked_row is not None:
-            head = Head(int(locked_row.head_seq), str(locked_row.head_hash))
-    else:
-        row = gate[0].one_or_none(host.session(), gate[1])
-    decision = _decide_on(host, submission, client, row)
-    return decision, head
+    row = gate[0].one_or_none(host.session(), gate[1])
+    return _decide_on(host, submission, client, row), head
 
 
 def _decide_on(
@@ -738,27 +715,19 @@ def check_booking(host: Host, submission: BookingSubmission) -> list[Veto]:
 
 
 def record_booking(
-    host: Host,
-    submission: BookingSubmission,
-    booking: str,
-    client: str,
-    *,
-    with_consent: WithEvent | None = None,
-) -> int | None:
+    host: Host, submission: BookingSubmission, booking: str, client: str
+) -> ConsentEvent | None:
     """Phase 2: record the consent decision of an accepted online booking.
 
     Runs inside the host's transaction.  The decision is re-made with the now
-    known client, so a race (text changed between check and record) raises
-    :class:`Conflict` and the host's transaction rolls back.  ``with_consent(seq)``
-    gives writes that go with a consent given here (the receipt's outbox row).
-    Returns the new event's id, or ``None`` when nothing was recorded.
+    known client, under the practice's lock, so a race (text changed between check and
+    record) raises :class:`Conflict` and the host's transaction rolls back.  Returns the
+    new event, or ``None`` when nothing was recorded.
     """
     booking = check_ref("booking", booking)
     client = check_ref("client", client)
     if submission.channel != "online":
         return None
-    # decide under the practice's write lock: a simultaneous submit (double click,
-    # two tabs) or a text change cannot slip in between decision and append
     tenant = check_ref("tenant", submission.tenant)
     decision, head = _decide(host, submission, client, locked=True)
     outcome = decision.outcome
@@ -770,31 +739,21 @@ def record_booking(
         return None
     settings = decision.settings
     assert settings is not None
-    now = now_utc(host)
-    text: _ShownText | TextVersion
+    how = consent.How(
+        channel="online_booking", method="checkbox", actor="client", booking_ref=booking,
+        ip_address=submission.ip_address, user_agent=submission.user_agent,
+    )
     if outcome is GateOutcome.ACCEPT_GIVEN:
         shown = decision.shown_text()
         assert shown is not None
-        text = shown
-        state = grant_state(decision.previous)
-        expires = _expiry(settings, now)
-    else:
-        practice = require_practice(host.session(), submission.tenant)
-        text = current_text(host.session(), practice, submission.locale)
-        state, expires = State.REFUSED, None
-    new = NewEvent(
-        tenant_ref=tenant, client_ref=client, state=state,
-        channel="online_booking", method="checkbox", actor="client", occurred_at=now,
-        given_at=now if state is not State.REFUSED else None, expires_at=expires,
-        text_version_id=text.id, text_major=text.major, text_sha256=text.sha256,
-        language=text.language, booking_ref=booking,
-        ip_address=submission.ip_address, user_agent=submission.user_agent,
-    )
-    also = with_consent if state in VALID_STATES else None
-    assert head is not None  # the gate found the practice row, so the lock read it too
-    # the projection was read under the lock just now
-    event_id, _ = record_at_head(host.session(), new, decision.previous, head, also)
-    return event_id
+        return consent.grant(
+            host.session(), tenant, client, shown, how, now=now_utc(host),
+            validity_days=settings.validity_days, previous=decision.previous, head=head,
+        )
+    practice = require_practice(host.session(), submission.tenant)
+    text = current_text(host.session(), practice, submission.locale)
+    return consent.refuse(host.session(), tenant, client, text, how, now=now_utc(host),
+                          previous=decision.previous, head=head)
 
 
 # -- manual recording and withdrawal ---------------------------------------------------------------
@@ -837,18 +796,11 @@ def record_manual(
     if given_at < now - timedelta(days=3650):
         raise InputError("given_at", "is more than ten years ago")
     note = clean_note(note)
-    lock_practice(session, practice.tenant_ref)  # grant_state below reads the projection
     text = current_text(session, practice, language or info.locale)
-    previous = load_snapshot(session, practice.tenant_ref, client)
-    return append(
-        session,
-        NewEvent(
-            tenant_ref=practice.tenant_ref, client_ref=client, state=grant_state(previous),
-            channel="manual", method=method, actor=staff_actor(staff), occurred_at=now,
-            given_at=given_at, expires_at=_expiry(settings_of(practice), given_at),
-            text_version_id=text.id, text_major=text.major, text_sha256=text.sha256,
-            language=text.language, note=note,
-        ),
+    return consent.grant(
+        session, practice.tenant_ref, client, text,
+        consent.How(channel="manual", method=method, actor=staff_actor(staff), note=note),
+        now=now, given_at=given_at, validity_days=settings_of(practice).validity_days,
     )
 
 
@@ -895,34 +847,11 @@ def withdraw(
     session = host.session()
     found = get_practice(session, tenant) if even_if_inactive else None
     practice = found or require_practice(session, tenant)
-    client = check_ref("client", client)
-    lock_practice(session, practice.tenant_ref)  # two withdrawals at once: one event
-    previous = load_snapshot(session, practice.tenant_ref, client)
-    if previous is None or previous.state not in VALID_STATES:
-        raise Conflict(N_("There is no given consent to withdraw for this client."))
-    event_before = session.scalars(
-        select(ConsentEvent)
-        .where(
-            ConsentEvent.tenant_ref == practice.tenant_ref,
-            ConsentEvent.client_ref == client,
-            ConsentEvent.state.in_([s.value for s in VALID_STATES]),
-        )
-        .order_by(ConsentEvent.seq.desc())
-        .limit(1)
-    ).first()
-    return append(
-        session,
-        NewEvent(
-            tenant_ref=practice.tenant_ref, client_ref=client,
-            state=State.WITHDRAWN if by_client else State.REVOKED,
-            channel=channel, method=method, actor=actor, occurred_at=now_utc(host),
-            text_version_id=event_before.text_version_id if event_before else None,
-            text_major=event_before.text_major if event_before else None,
-            text_sha256=event_before.text_sha256 if event_before else None,
-            language=event_before.language if event_before else None,
-            note=clean_note(note), request_id=request_id,
-            ip_address=ip_address, user_agent=user_agent,
-        ),
+    return consent.end(
+        session, practice.tenant_ref, check_ref("client", client),
+        consent.How(channel=channel, method=method, actor=actor, note=clean_note(note),
+                    request_id=request_id, ip_address=ip_address, user_agent=user_agent),
+        now=now_utc(host), by_client=by_client,
     )
 
 
@@ -1135,15 +1064,6 @@ def history(host: Host, tenant: str, client: str) -> list[HistoryEntry]:
         )
         for ev, minor, evd in rows
     ]
-
-
-def set_delivery(session: Session, tenant: str, client: str, delivery: str | None) -> None:
-    """Mark the delivery state of the client's latest request on the projection row."""
-    session.execute(
-        update(ConsentStateRow)
-        .where(ConsentStateRow.tenant_ref == tenant, ConsentStateRow.client_ref == client)
-        .values(delivery=delivery)
-    )
 
 
 __all__ = [

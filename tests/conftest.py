@@ -13,11 +13,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import write_guard
 from hostkit import CI, QueryHost, TestHost, pg_admin_url
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from samtycke_plugin.db import make_engine, upgrade
+
+write_guard.install()
+
+
+@pytest.fixture(autouse=True)
+def _one_write_path() -> Iterator[None]:
+    """Fails any test in which app code other than the ledger wrote a ledger event or a
+    projection row (see ``write_guard``)."""
+    with write_guard.recording() as writes:
+        yield
+    wrong = [w for w in writes if not w.allowed]
+    assert not wrong, f"written outside the ledger's write path: {wrong}"
 
 
 def _pg_available() -> str | None:

@@ -146,16 +146,16 @@ def every_kind_history(host: TestHost, tenant: str) -> dict[State, Made]:
             user_agent="Mozilla/5.0 (tamper test)" if i % 2 else None,
             note=f"Note for {state.value}" if i % 3 == 0 and state is not State.ERASED else None,
         )
-        ev = append(session, new)
+        [ev] = append(session, [new])
         made[state] = Made(ev.id, ev.seq, ev.client_ref, ev.evidence_sha256)
     append(
         session,
-        NewEvent(
+        [NewEvent(
             tenant_ref=tenant, client_ref="c-last", state=State.GIVEN, channel="manual",
             method="verbal", actor="staff:s1", occurred_at=base + timedelta(hours=1),
             text_version_id=text.id, text_major=text.major, text_sha256=text.sha256,
             language=text.language, given_at=base,
-        ),
+        )],
     )
     session.commit()
     return made

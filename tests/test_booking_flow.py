@@ -17,15 +17,7 @@ from hookspecs.types import (
 )
 from samtycke_plugin import service
 from samtycke_plugin.chain import verify_chain
-from samtycke_plugin.ledger import (
-    LOCK_HEAD,
-    Head,
-    NewEvent,
-    append,
-    projection,
-    record_at_head,
-    replay,
-)
+from samtycke_plugin.ledger import NewEvent, append, lock_head, projection, replay
 from samtycke_plugin.models import (
     ConsentEvent,
     ConsentStateRow,
@@ -204,16 +196,15 @@ def test_a_head_that_moved_since_it_was_read_is_refused(host: TestHost) -> None:
     session = host.session()
     session.commit()
     now = host.now()
-    locked = LOCK_HEAD.one_or_none(session, {"tenant": tenant})
-    stale = Head(int(locked.head_seq), str(locked.head_hash))
-    append(session, NewEvent(tenant_ref=tenant, client_ref="c-first", state=State.GIVEN,
-                             channel="manual", actor="staff:s1", occurred_at=now,
-                             text_major=1, given_at=now))
+    stale = lock_head(session, tenant)
+    append(session, [NewEvent(tenant_ref=tenant, client_ref="c-first", state=State.GIVEN,
+                              channel="manual", actor="staff:s1", occurred_at=now,
+                              text_major=1, given_at=now)])
     late = NewEvent(tenant_ref=tenant, client_ref="c-late", state=State.GIVEN,
                     channel="online_booking", method="checkbox", actor="client",
                     occurred_at=now, text_major=1, given_at=now, ip_address="198.51.100.9")
     with pytest.raises(IntegrityError, match="seq"):
-        record_at_head(session, late, None, stale)
+        append(session, [late], head=stale)
     session.rollback()
     assert _events(host, tenant) == []
     assert verify_chain(session, tenant).ok

@@ -19,7 +19,7 @@ from hookspecs.types import BookingRef, ClientCreated, ClientInfo, ClientRef, Te
 from samtycke_plugin import requests, service
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.errors import InputError, NotActive, NotFound
-from samtycke_plugin.ledger import NewEvent, append_many, projection, replay
+from samtycke_plugin.ledger import NewEvent, append, projection, replay
 from samtycke_plugin.models import ConsentEvent, ConsentRequest, Evidence, OutboxMessage
 from samtycke_plugin.rules import State
 
@@ -418,7 +418,7 @@ def test_two_batches_at_once_queue_each_client_once(batch_host: TestHost) -> Non
 # -- bulk ledger append ------------------------------------------------------------------------------
 
 
-def test_append_many_keeps_the_chain_and_the_projection_exact(host: TestHost) -> None:
+def test_appending_many_keeps_the_chain_and_the_projection_exact(host: TestHost) -> None:
     tenant = _practice(host)
     a, b = host.new_client(tenant), host.new_client(tenant)
     service.record_manual(host, tenant, a, staff(), method="paper",
@@ -436,7 +436,7 @@ def test_append_many_keeps_the_chain_and_the_projection_exact(host: TestHost) ->
         NewEvent(tenant_ref=tenant, client_ref=a, state=State.WITHDRAWN, channel="manual",
                  actor="staff:s1", occurred_at=now, text_major=1),
     ]
-    ids = append_many(host.session(), events)
+    ids = [event.id for event in append(host.session(), events)]
     host.session().commit()
     rows = host.session().scalars(
         select(ConsentEvent).where(ConsentEvent.id.in_(ids)).order_by(ConsentEvent.seq)
@@ -448,9 +448,9 @@ def test_append_many_keeps_the_chain_and_the_projection_exact(host: TestHost) ->
     snaps = projection(host.session(), tenant)
     assert snaps == replay(host.session(), tenant)
     assert (snaps[a].state, snaps[b].state) == (State.WITHDRAWN, State.GIVEN)
-    assert append_many(host.session(), []) == []
+    assert append(host.session(), []) == []
     with pytest.raises(ValueError, match="same practice"):
-        append_many(host.session(), [events[0], NewEvent(
+        append(host.session(), [events[0], NewEvent(
             tenant_ref="other", client_ref=a, state=State.REQUESTED, channel="email",
             actor="x", occurred_at=now)])
     host.session().rollback()

@@ -137,40 +137,6 @@ def test_driver_errors_are_wrapped(host: TestHost) -> None:
     host.session().rollback()
 
 
-def test_run_together_gives_what_one_by_one_gives(host: TestHost) -> None:
-    """Statements sent together (PostgreSQL pipeline mode) return the rows and counts
-    that running them one by one returns, in order, in the same transaction."""
-    from samtycke_plugin.ledger import _SET_HEAD_HASH, LOCK_HEAD
-    from samtycke_plugin.prepared import run_together
-
-    hooks = host.hooks()
-    tenant = host.new_tenant()
-    host.activate(hooks, tenant, validity_days=365)
-    given = host.new_client(tenant)
-    text_id = service.current_text(
-        host.session(), service.require_practice(host.session(), tenant), "sv"
-    ).id
-    sub = submission(tenant, given, ticked=True, text_id=text_id)
-    hooks.submitted(sub, "b1", given)  # type: ignore[arg-type]
-    host.session().commit()
-    session = host.session()
-    steps = [
-        (LOCK_HEAD, {"tenant": tenant}),
-        (service._GATE_READ, {"tenant": tenant, "client": given}),
-        (service._GATE_SHOWN_READ, {"tenant": tenant, "client": "nobody", "text_id": text_id}),
-        (_SET_HEAD_HASH, {"tenant": "no-such-practice", "digest": "0" * 64}),
-    ]
-    together = run_together(session, steps)
-    session.rollback()
-    alone = [prepared._run(session, params) for prepared, params in steps]
-    session.rollback()
-    assert [(_tuples(row), count) for row, count in together][:3] == [
-        (_tuples(row), count) for row, count in alone
-    ][:3]
-    assert together[3][1] == alone[3][1] == 0  # an UPDATE that matched nothing
-    head, gate = together[0][0], together[1][0]
-    assert head.head_seq == 1 and gate.state == "given" and gate.since.tzinfo is not None
-
 
 def test_run_together_raises_a_wrapped_error_and_the_session_recovers(host: TestHost) -> None:
     from samtycke_plugin.prepared import run_together

@@ -408,11 +408,11 @@ def test_parallel_chain_appends(host: TestHost, practices: int) -> None:
                     worker.session,
                     lambda s, tenant=tenant, k=k: append(
                         s,
-                        NewEvent(
+                        [NewEvent(
                             tenant_ref=tenant, client_ref=f"c{k}", state=State.GIVEN,
                             channel="manual", method="paper", actor="staff:s1",
                             occurred_at=worker.now(), given_at=worker.now(), text_major=1,
-                        ),
+                        )],
                     ),
                 )
                 done += 1

@@ -305,16 +305,16 @@ def test_fault_at_every_step_of_a_ledger_append(faulty: tuple[TestHost, FaultInj
     host, injector = faulty
     tenant, _hooks = _active(host)
     for k in range(3):  # a chain with history, so a fault can't pass as an empty chain
-        append(host.session(), NewEvent(
+        append(host.session(), [NewEvent(
             tenant_ref=tenant, client_ref=f"c{k}", state=State.GIVEN, channel="manual",
-            actor="staff:s1", occurred_at=host.now(), text_major=1))
+            actor="staff:s1", occurred_at=host.now(), text_major=1)])
     host.session().commit()
 
     def path() -> int:
-        ev = append(host.session(), NewEvent(
+        [ev] = append(host.session(), [NewEvent(
             tenant_ref=tenant, client_ref="c1", state=State.WITHDRAWN, channel="manual",
             actor="staff:s1", occurred_at=host.now(), text_major=1,
-            ip_address="198.51.100.7", user_agent="Firefox", note="med bevis"))
+            ip_address="198.51.100.7", user_agent="Firefox", note="med bevis")])
         host.session().commit()
         return ev.seq
 
@@ -332,10 +332,10 @@ def test_a_rolled_back_append_leaves_nothing_behind_in_the_session(host: TestHos
     tenant, _hooks = _active(host)
     new = NewEvent(tenant_ref=tenant, client_ref="c1", state=State.GIVEN, channel="manual",
                    actor="staff:s1", occurred_at=host.now(), text_major=1)
-    first = append(host.session(), new)
+    [first] = append(host.session(), [new])
     host.session().rollback()  # e.g. the host's booking failed after our hook ran
     assert first not in host.session()
-    second = append(host.session(), new)
+    [second] = append(host.session(), [new])
     host.session().commit()
     assert second.seq == 1
     assert [e.seq for e in events(host.engine, tenant)] == [1]
@@ -551,10 +551,10 @@ _WRITER = textwrap.dedent(
     session = Session(engine)
     for k in range(100000):
         now = datetime.now(UTC)
-        ev = run_in_transaction(lambda: session, lambda s: append(s, NewEvent(
+        ev = run_in_transaction(lambda: session, lambda s: append(s, [NewEvent(
             tenant_ref=tenant, client_ref=f"c{k % 50}",
             state=State.GIVEN if k % 3 else State.WITHDRAWN,
-            channel="manual", actor="staff:s1", occurred_at=now, text_major=1)).seq)
+            channel="manual", actor="staff:s1", occurred_at=now, text_major=1)])[0].seq)
         print(ev, flush=True)   # printed only after the commit returned
     """
 )

@@ -33,8 +33,8 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hookspecs.types import DeliveryResult, TenantRef
+from samtycke_plugin import consent, service
 from samtycke_plugin import requests as links
-from samtycke_plugin import service
 from samtycke_plugin.db import run_in_transaction
 from samtycke_plugin.email.messages import Rendered, RenderError, render_message
 from samtycke_plugin.email.transport import (
@@ -49,10 +49,8 @@ from samtycke_plugin.errors import InputError
 from samtycke_plugin.models import (
     KIND_REQUEST,
     ConsentRequest,
-    ConsentStateRow,
     OutboxMessage,
 )
-from samtycke_plugin.rules import State
 
 if TYPE_CHECKING:
     from hookspecs.host import Host
@@ -145,25 +143,7 @@ def _finish(
         .values(delivery=status)
     )
     if row.kind == KIND_REQUEST and row.client is not None:
-        still_open = (
-            select(ConsentRequest.id)
-            .where(
-                ConsentRequest.id == row.request_id,
-                ConsentRequest.used_at.is_(None),
-                ConsentRequest.revoked_at.is_(None),
-            )
-            .exists()
-        )
-        session.execute(
-            update(ConsentStateRow)
-            .where(
-                ConsentStateRow.tenant_ref == row.tenant,
-                ConsentStateRow.client_ref == row.client,
-                ConsentStateRow.state == State.REQUESTED.value,
-                still_open,
-            )
-            .values(delivery=status)
-        )
+        consent.delivery(session, row.tenant, row.client, row.request_id, status)
 
 
 @frozen(kw_only=True)
