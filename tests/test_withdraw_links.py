@@ -27,8 +27,8 @@ from hookspecs.facade import AppHooks
 from hookspecs.types import TenantRef
 from samtycke_plugin import requests as links
 from samtycke_plugin import service
+from samtycke_plugin.email.relay import send_due
 from samtycke_plugin.export import practice_status_csv
-from samtycke_plugin.mail import send_due
 from samtycke_plugin.models import ConsentEvent, ConsentRequest, Practice
 from samtycke_plugin.web import public
 from samtycke_plugin.web.ratelimit import SlidingWindowLimiter
