@@ -50,8 +50,8 @@ def current_staff() -> Staff | None:
         if isinstance(staff_id, int) and isinstance(sid, str):
             # only a session the server still holds as live: signing out ends it for
             # every copy of the cookie
-            found = platform()
-            staff = live_staff(db(), staff_id, sid, found.host.now(), found.settings)
+            site = platform()
+            staff = live_staff(db(), staff_id, sid, site.host.now(), site.settings)
         if staff is not None and session.get("staff_key") != staff.password_hash[-16:]:
             staff = None  # the password changed since sign-in: sign in again
         g.staff = staff
