@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.security import generate_password_hash
 from werkzeug.wrappers import Response
 
-from examples.host_app import i18n
+from examples.host_app import i18n, sign_in
 from examples.host_app.apps_glue import Apps, PlatformHost
 from examples.host_app.database import make_engine, make_sessions, migrate
 from examples.host_app.runtime import Platform, current_language, current_staff
@@ -63,13 +63,23 @@ def settings_from_env(instance: Path, overrides: Mapping[str, Any]) -> dict[str,
         "SMTP_PASSWORD": env.get("BOOKING_SMTP_PASSWORD", ""),
         "SMTP_FROM": env.get("BOOKING_SMTP_FROM", "bokning@localhost"),
         "SMTP_STARTTLS": env.get("BOOKING_SMTP_STARTTLS", "1") not in ("0", "false", "no"),
+        "COOKIE_SECURE": _flag(env.get("BOOKING_COOKIE_SECURE")),
         "MIGRATE": True,
         "STRICT_APPS": False,
+        **sign_in.DEFAULTS,
     }
     settings.update(overrides)
     if not settings["SECRET_KEY"]:
         settings["SECRET_KEY"] = _instance_secret(instance)
+    if settings["COOKIE_SECURE"] is None:  # unset: Secure whenever the site is served over https
+        settings["COOKIE_SECURE"] = str(settings["BASE_URL"]).lower().startswith("https://")
     return settings
+
+
+def _flag(value: str | None) -> bool | None:
+    if value is None or not value.strip():
+        return None
+    return value.strip().lower() not in ("0", "false", "no", "off")
 
 
 def _instance_secret(instance: Path) -> str:
@@ -90,6 +100,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_NAME="booking_session",
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SECURE=bool(settings["COOKIE_SECURE"]),
         MAX_CONTENT_LENGTH=256 * 1024,
     )
     settings["DUMMY_HASH"] = generate_password_hash(secrets.token_hex(8))
@@ -158,7 +169,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     @app.errorhandler(Exception)
     def _error(exc: Exception) -> Any:
-        log.exception("unhandled error in %s %s", request.method, request.path)
+        log.exception("unhandled error in %s %s", request.method, apps.log_path(request.path))
         return _http_error(InternalServerError())
 
     return app

@@ -12,6 +12,7 @@ import time
 from werkzeug.serving import run_simple
 
 from examples.host_app import create_app, demo_seed
+from examples.host_app.serving import redacting_handler
 
 
 def _mail_worker(app: object, every: float) -> None:
@@ -56,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"    {practice:<20} {email:<32} {password}")
     print("  Stop with Ctrl+C.")
     print(flush=True)  # the banner must show even when stdout is a pipe (process managers)
-    run_simple(args.host, args.port, app, threaded=True, use_reloader=False)
+    run_simple(args.host, args.port, app, threaded=True, use_reloader=False,
+               request_handler=redacting_handler(platform.apps.log_path))
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ from hookspecs.types import (
 )
 from samtycke_plugin import db as samtycke_db
 from samtycke_plugin import export as samtycke_export
+from samtycke_plugin import web as samtycke_web
 from samtycke_plugin.email import relay as samtycke_relay
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,7 @@ class Apps:
     def __init__(self, host: PlatformHost, *, strict: bool = False) -> None:
         self.host = host
         self.hooks = AppHooks(make_plugin_manager(strict=strict), host, self.active_apps)
+        self.prefixes: list[str] = []  # the mounted apps' path prefixes (see mount)
 
     def active_apps(self, tenant: TenantRef) -> list[str]:
         pid = practice_id(tenant)
@@ -287,11 +289,22 @@ class Apps:
                     environ["booking.staff"] = staff_context(staff)
                 return Response.from_app(_mount.app, environ)
 
+            self.prefixes.append(mount.prefix)
             endpoint = "app_mount:" + mount.key
             methods = ["GET", "HEAD", "POST"]
             for exact in (mount.prefix, mount.prefix + "/"):
                 app.add_url_rule(exact, endpoint, forward, methods=methods, defaults={"rest": ""})
             app.add_url_rule(mount.prefix + "/<path:rest>", endpoint, forward, methods=methods)
+
+    def log_path(self, path: str) -> str:
+        """``path`` as the platform may log it: below an app's mount only its first
+        segment (the e-mailed links carry a token there, which no log may keep), and
+        never a query string (search terms, the returning-client token)."""
+        path = path.split("?", 1)[0]
+        for prefix in self.prefixes:
+            if path.startswith(prefix + "/"):
+                return prefix + samtycke_web.redact_path(path[len(prefix):])
+        return path
 
     # -- 5. e-mail ---------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 from sqlalchemy.types import TypeDecorator
 
 NAMING = {
@@ -106,24 +106,41 @@ class Service(Base):
         return self.name_sv if language == "sv" else self.name_en
 
 
+def email_key(email: str | None) -> str | None:
+    """The form of an address two clients of one practice may not share (case-insensitive)."""
+    return email.strip().lower() if email and email.strip() else None
+
+
 class Client(Base):
-    """A client of one practice."""
+    """A client of one practice.
+
+    One client per practice and e-mail address: ``email_key`` (set whenever ``email`` is)
+    is unique per practice, so two simultaneous first bookings with one address cannot
+    create two clients.  Clients without an address have no key and no such limit.
+    """
 
     __tablename__ = "host_client"
     __table_args__ = (
         Index("ix_host_client_practice_name", "practice_id", "name", "id"),
         Index("ix_host_client_practice_email", "practice_id", "email"),
+        UniqueConstraint("practice_id", "email_key", name="uq_host_client_practice_email_key"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     practice_id: Mapped[int] = mapped_column(ForeignKey("host_practice.id"))
     name: Mapped[str] = mapped_column(String(120))
     email: Mapped[str | None] = mapped_column(String(254))
+    email_key: Mapped[str | None] = mapped_column(String(254))
     phone: Mapped[str | None] = mapped_column(String(40))
     locale: Mapped[str] = mapped_column(String(8), default="sv")
     notes: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(10))  # "online" or "staff"
     created_at: Mapped[datetime]
+
+    @validates("email")
+    def _keep_key(self, _name: str, value: str | None) -> str | None:
+        self.email_key = email_key(value)
+        return value
 
 
 class Booking(Base):
@@ -171,3 +188,33 @@ class DevMail(Base):
     html: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str] = mapped_column(String(300))
     sent_at: Mapped[datetime]
+
+
+class StaffSession(Base):
+    """A live sign-in: the browser's session holds the random id, this table its hash.
+
+    A session cookie is only honoured while its row exists, so signing out (which
+    deletes the row) ends it on the server too: a copy of the cookie taken before
+    does not sign anyone in afterwards.
+    """
+
+    __tablename__ = "host_staff_session"
+
+    sid_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("host_staff.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class SignInFailure(Base):
+    """One wrong password, counted per account and per source address for a while.
+
+    ``subject`` is a hash of ``account:<e-mail>`` or ``source:<address>``, so the
+    table holds neither the addresses people typed nor where they came from.
+    """
+
+    __tablename__ = "host_sign_in_failure"
+    __table_args__ = (Index("ix_host_sign_in_failure_subject_at", "subject", "failed_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(64))
+    failed_at: Mapped[datetime] = mapped_column(index=True)

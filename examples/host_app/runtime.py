@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, scoped_session
 
 from examples.host_app.apps_glue import Apps, PlatformHost
 from examples.host_app.models import Staff
+from examples.host_app.sign_in import live_staff
 
 LANGUAGES = ("sv", "en")
 
@@ -44,8 +45,13 @@ def current_language() -> str:
 def current_staff() -> Staff | None:
     """The signed-in practitioner (loaded once per request), or None."""
     if "staff" not in g:
-        staff_id = session.get("staff_id")
-        staff = db().get(Staff, staff_id) if isinstance(staff_id, int) else None
+        staff_id, sid = session.get("staff_id"), session.get("sid")
+        staff = None
+        if isinstance(staff_id, int) and isinstance(sid, str):
+            # only a session the server still holds as live: signing out ends it for
+            # every copy of the cookie
+            site = platform()
+            staff = live_staff(db(), staff_id, sid, site.host.now(), site.settings)
         if staff is not None and session.get("staff_key") != staff.password_hash[-16:]:
             staff = None  # the password changed since sign-in: sign in again
         g.staff = staff

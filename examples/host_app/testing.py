@@ -17,6 +17,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from examples.host_app import create_app
 from examples.host_app.models import Practice, Service, Staff
 from examples.host_app.runtime import Platform
+from examples.host_app.serving import redacting_handler
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -78,7 +79,9 @@ class LiveServer:
 
     def __init__(self, overrides: Mapping[str, Any]) -> None:
         self.app: Flask | None = None
-        self.server: BaseWSGIServer = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
+        self.server: BaseWSGIServer = make_server(
+            "127.0.0.1", 0, self._wsgi, threaded=True,
+            request_handler=redacting_handler(lambda path: self.platform.apps.log_path(path)))
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.app = create_app({"BASE_URL": self.url, "STRICT_APPS": True, **overrides})
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

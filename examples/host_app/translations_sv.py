@@ -4,6 +4,9 @@ from __future__ import annotations
 
 SV: dict[str, str] = {
     "%(minutes)s min": "%(minutes)s min",
+    "A client with this e-mail address already exists. Find them in the client list, or leave "
+    "the address empty.": "Det finns redan en klient med den här e-postadressen. Sök upp "
+    "klienten i klientlistan, eller lämna adressen tom.",
     "A confirmation was sent to %(email)s.": "En bekräftelse har skickats till %(email)s.",
     "Activate %(app)s": "Aktivera %(app)s",
     "Active": "Aktiv",
@@ -166,6 +169,9 @@ SV: dict[str, str] = {
     "To change or cancel, contact the practice: %(contact)s": "Kontakta mottagningen om du vill "
     "ändra eller avboka: %(contact)s",
     "Today": "I dag",
+    "Too many wrong passwords: signing in is paused. Wait %(minutes)s minutes and try again, or "
+    "ask the practice owner for help.": "För många felaktiga lösenord: inloggningen är pausad. "
+    "Vänta %(minutes)s minuter och försök igen, eller be mottagningens ägare om hjälp.",
     "Version %(version)s": "Version %(version)s",
     "We could not save your booking, and nothing was booked. Please try again in a moment.": "Vi "
     "kunde inte spara din bokning, och inget bokades. Försök igen om en liten stund.",

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash
 from werkzeug.wrappers import Response
 
-from examples.host_app import mailer
+from examples.host_app import mailer, sign_in
 from examples.host_app.i18n import gettext as _
 from examples.host_app.i18n import mark, translate, when_label
-from examples.host_app.models import Booking, Client, Practice, Service, Staff
+from examples.host_app.models import Booking, Client, Practice, Service, Staff, email_key
 from examples.host_app.runtime import LANGUAGES, current_language, db, platform
 from examples.host_app.scheduling import by_day, free_slots, parse_slot, slot_value
 from examples.host_app.security import CSRF_FIELD, safe_next
@@ -41,26 +42,45 @@ def index() -> str:
 def login() -> Any:
     error = None
     email = ""
+    status = 200
+    minutes = 0
     if request.method == "POST":
         email = request.form.get("email", "").strip().lower()[:MAX_EMAIL]
         password = request.form.get("password", "")[:200]
+        settings = platform().settings
+        attempt = sign_in.Attempt(db(), settings, platform().host.now(), email=email,
+                                  source=request.remote_addr)
+        if not attempt.allowed():
+            minutes = attempt.window_minutes
+            error = mark("Too many wrong passwords: signing in is paused. Wait %(minutes)s "
+                         "minutes and try again, or ask the practice owner for help.")
+            return render_template("login.html", error=error, minutes=minutes,
+                                   email=email), 429
         staff = db().scalar(select(Staff).where(Staff.email == email)) if email else None
         # Always run one hash check, so timing does not tell whether the account exists.
-        known = staff.password_hash if staff else platform().settings["DUMMY_HASH"]
+        known = staff.password_hash if staff else settings["DUMMY_HASH"]
         if check_password_hash(known, password) and staff is not None:
+            attempt.succeeded()
             language = current_language()
             session.clear()
             session["staff_id"] = staff.id
             session["staff_key"] = staff.password_hash[-16:]
+            session["sid"] = secrets.token_urlsafe(32)
+            sign_in.start_session(db(), staff, session["sid"], platform().host.now(), settings)
             session["lang"] = language
             return redirect(safe_next(request.args.get("next"), url_for("staff.dashboard")))
+        attempt.failed()
         error = mark("The e-mail address or password is wrong. Check them and try again.")
-    return render_template("login.html", error=error, email=email), 400 if error else 200
+        status = 400
+    return render_template("login.html", error=error, minutes=minutes, email=email), status
 
 
 @bp.post("/logout")
 def logout() -> Response:
     language = current_language()
+    sid = session.get("sid")
+    if isinstance(sid, str):
+        sign_in.end_session(db(), sid)  # a copy of the cookie no longer signs anyone in
     session.clear()
     session["lang"] = language
     return redirect(url_for("public.index"))
@@ -177,10 +197,7 @@ def book_submit(slug: str) -> Any:
         client: Client | None = returning
     else:
         email = validate_email(form["email"].strip(), check_deliverability=False).normalized
-        client = session_db.scalar(
-            select(Client).where(Client.practice_id == practice.id,
-                                 func.lower(Client.email) == email.lower())
-            .order_by(Client.id).limit(1))
+        client = _client_with(practice, email)
     is_new = client is None or not _has_bookings(client)
 
     # Phase 1: the apps check the booking before anything is written.
@@ -196,12 +213,9 @@ def book_submit(slug: str) -> Any:
     try:
         now = platform().host.now()
         if client is None:
-            client = Client(practice_id=practice.id, name=form["name"].strip(),
-                            email=email, phone=form.get("phone", "").strip() or None,
-                            locale=language, created_by="online", created_at=now)
-            session_db.add(client)
-            session_db.flush()
-            apps.client_created(practice.id, client.id, "online")
+            client, created = _add_client(practice, form, email, language, now)
+            if created:
+                apps.client_created(practice.id, client.id, "online")
         booking = Booking(practice_id=practice.id, client_id=client.id, service_id=service.id,
                           starts_at=slot, ends_at=slot + _minutes(service), channel="online",
                           created_at=now)
@@ -225,6 +239,30 @@ def book_submit(slug: str) -> Any:
                      status=503)
     session["last_booking"] = booking.id
     return redirect(url_for("public.booked", slug=practice.slug))
+
+
+def _client_with(practice: Practice, email: str) -> Client | None:
+    return db().scalar(select(Client).where(Client.practice_id == practice.id,
+                                            Client.email_key == email_key(email)))
+
+
+def _add_client(practice: Practice, form: dict[str, str], email: str, language: str,
+                now: Any) -> tuple[Client, bool]:
+    """The new client, or the one a simultaneous booking with the same address has
+    just added (the unique key decides, not the look-up before): (client, created)."""
+    session_db = db()
+    client = Client(practice_id=practice.id, name=form["name"].strip(), email=email,
+                    phone=form.get("phone", "").strip() or None, locale=language,
+                    created_by="online", created_at=now)
+    try:
+        with session_db.begin_nested():  # a savepoint: a clash undoes this insert only
+            session_db.add(client)
+    except IntegrityError:
+        existing = _client_with(practice, email)
+        if existing is None:
+            raise
+        return existing, False
+    return client, True
 
 
 def _minutes(service: Service) -> Any:

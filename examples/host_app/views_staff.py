@@ -144,8 +144,14 @@ def client_new() -> Any:
         notes=form["notes"].strip()[:2000] or None, created_by="staff",
         created_at=platform().host.now(),
     )
-    db().add(client)
-    db().flush()
+    try:
+        with db().begin_nested():  # one client per practice and e-mail address
+            db().add(client)
+    except IntegrityError:
+        db().rollback()
+        errors = {"email": mark("A client with this e-mail address already exists. Find them "
+                                "in the client list, or leave the address empty.")}
+        return render_template("client_new.html", values=form, errors=errors), 400
     platform().apps.client_created(staff.practice_id, client.id, "staff")
     db().commit()
     flash(_("The client was added."))

@@ -5,7 +5,9 @@ the host must put in the WSGI environ."""
 
 from __future__ import annotations
 
-from samtycke_plugin.web.base import WebApp
+from samtycke_plugin.web.base import WebApp, redact_path
+
+__all__ = ["WebApp", "make_wsgi_app", "redact_path"]
 
 
 def make_wsgi_app() -> WebApp:

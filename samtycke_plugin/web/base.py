@@ -233,16 +233,19 @@ class WebApp:
         except errors.Unavailable:
             _rollback(host)
             log.warning(
-                "database busy through every retry: %s %s", request.method, _redact(request.path)
+                "database busy through every retry: %s %s",
+                request.method, redact_path(request.path),
             )
             return error_page(503, locale)
         except OperationalError:
             _rollback(host)
-            log.exception("database unavailable in %s %s", request.method, _redact(request.path))
+            log.exception(
+                "database unavailable in %s %s", request.method, redact_path(request.path)
+            )
             return error_page(503, locale)
         except Exception:
             _rollback(host)
-            log.exception("unhandled error in %s %s", request.method, _redact(request.path))
+            log.exception("unhandled error in %s %s", request.method, redact_path(request.path))
             return error_page(500, locale)
 
 
@@ -254,7 +257,13 @@ def _rollback(host: Host | None) -> None:
             log.exception("rollback failed")
 
 
-def _redact(path: str) -> str:
-    """Never log link tokens: keep the first two path segments only."""
-    parts = path.split("/")
-    return "/".join(parts[:3]) + ("/…" if len(parts) > 3 else "")
+def redact_path(path: str) -> str:
+    """A path below the app's mount as it may be logged: the first segment only.
+
+    The e-mailed link routes (``/c/<token>``, ``/w/<token>``) carry a capability in
+    their second segment, so no log line, the app's or a host's access log, keeps
+    it: ``/c/abc`` becomes ``/c/…``.  A host applies this to the part of the path
+    after the mount prefix (and drops the query string).
+    """
+    parts = path.split("?", 1)[0].split("/")
+    return "/".join(parts[:2]) + ("/…" if len(parts) > 2 else "")
