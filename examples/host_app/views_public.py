@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -52,6 +53,7 @@ def login() -> Any:
             session.clear()
             session["staff_id"] = staff.id
             session["staff_key"] = staff.password_hash[-16:]
+            session["sid"] = secrets.token_urlsafe(32)
             session["lang"] = language
             return redirect(safe_next(request.args.get("next"), url_for("staff.dashboard")))
         error = mark("The e-mail address or password is wrong. Check them and try again.")
