@@ -286,9 +286,7 @@ class Apps:
                 if staff is not None:
                     environ["booking.tenant"] = tenant_of(staff.practice_id)
                     environ["booking.staff"] = staff_context(staff)
-                    sid = web_session.get("sid")  # new at every sign-in (views_public.login)
-                    if isinstance(sid, str):
-                        environ["booking.session"] = sid
+                    environ["booking.session"] = web_session.get("sid")  # new at each sign-in
                 return Response.from_app(_mount.app, environ)
 
             endpoint = "app_mount:" + mount.key
