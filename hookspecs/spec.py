@@ -96,10 +96,15 @@ class BookingSpecs:
 
         When: once at host start-up.  The host sets ``environ["booking.host"]`` to
         itself on every request it forwards, and for signed-in practitioners also
-        ``environ["booking.tenant"]`` (:class:`TenantRef`) and
-        ``environ["booking.staff"]`` (:class:`StaffContext`) — never from request data;
-        optionally ``environ["booking.locale"]`` and ``environ["booking.home"]``
-        (``(path, label)`` of a "back to the platform" link).
+        ``environ["booking.tenant"]`` (:class:`TenantRef`),
+        ``environ["booking.staff"]`` (:class:`StaffContext`) and
+        ``environ["booking.session"]`` (``str``: names the host's sign-in session and
+        is new at every sign-in; apps bind their form tokens to it and refuse
+        practitioner POSTs without it; they never store or log it, and a host whose
+        session key is itself the credential passes a hash of it) — all from the host's
+        own session, never from request data; optionally ``environ["booking.locale"]``
+        and ``environ["booking.home"]`` (``(path, label)`` of a "back to the platform"
+        link).
 
         :param host: the host.
         :returns: the mounts; prefixes must not collide.

@@ -22,7 +22,7 @@ from samtycke_plugin import service
 from samtycke_plugin.i18n import t
 from samtycke_plugin.models import ConsentEvent, ConsentRequest, Practice, TextVersion
 from samtycke_plugin.web import make_wsgi_app
-from samtycke_plugin.web.base import csrf_token
+from samtycke_plugin.web.base import session_csrf_token
 
 P = service.MOUNT_PREFIX
 XSS = "<script>alert(1)</script>"
@@ -30,12 +30,15 @@ WHEN = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
 class Pages:
-    """A browser-less practitioner session: the host authenticates ``who`` in ``tenant``."""
+    """A browser-less practitioner session: the host authenticates ``who`` in ``tenant``
+    in its sign-in session ``session``."""
 
     def __init__(
-        self, host: TestHost, tenant: str, who: StaffContext | None = None, home: object = None
+        self, host: TestHost, tenant: str, who: StaffContext | None = None, home: object = None,
+        session: str = "sign-in-1",
     ) -> None:
         self.host, self.tenant, self.staff = host, tenant, who or staff()
+        self.session = session
         app = make_wsgi_app()
 
         def hosted(environ: dict[str, Any], start_response: Any) -> Any:
@@ -45,6 +48,7 @@ class Pages:
             if self.staff is not None:
                 environ["booking.tenant"] = tenant
                 environ["booking.staff"] = self.staff
+                environ["booking.session"] = self.session
             return app(environ, start_response)
 
         outer = DispatcherMiddleware(Response("host page", status=404), {P: hosted})
@@ -52,7 +56,8 @@ class Pages:
 
     @property
     def token(self) -> str:
-        return csrf_token(self.host.app_secret("samtycke"), f"staff:{self.tenant}:{self.staff.ref}")
+        return session_csrf_token(self.host.app_secret("samtycke"), self.session,
+                                  ("staff", self.tenant, self.staff.ref))
 
     def get(self, path: str, lang: str = "sv") -> TestResponse:
         return self.client.get(P + path, headers={"Accept-Language": lang})
@@ -294,7 +299,8 @@ def test_every_post_without_a_valid_csrf_token_is_refused_and_changes_nothing(
     give(host, tenant, client)
     pages = Pages(host, tenant)
     foreign_token = Pages(host, other).token
-    other_staff = csrf_token(host.app_secret("samtycke"), f"staff:{tenant}:s2")
+    other_staff = session_csrf_token(host.app_secret("samtycke"), pages.session,
+                                     ("staff", tenant, "s2"))
     before = snapshot(host, tenant)
     for path, data in _posts(client):
         for token in (None, "", "forged-token", foreign_token, other_staff, pages.token + "x"):
@@ -1044,6 +1050,7 @@ def served(sqlite_engine: Any) -> Any:
     host.activate(hooks, tenant)  # from the app menu: the wizard is still to do
     pages = Pages(host, tenant)
     server = make_server("127.0.0.1", 0, pages.client.application, threaded=False)
+    host.base_url = f"http://127.0.0.1:{server.port}"  # the browser posts from this origin
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -196,7 +196,7 @@ def _path(rule: Any, ids: dict[str, object]) -> str:
 
 def _environ(w: World, tenant: str, who: StaffContext | None = None) -> dict[str, Any]:
     return {"booking.host": w.host, "booking.tenant": tenant, "booking.staff": who or staff(),
-            "REMOTE_ADDR": "198.51.100.23"}
+            "booking.session": "sign-in-1", "REMOTE_ADDR": "198.51.100.23"}
 
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')

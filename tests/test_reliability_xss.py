@@ -167,7 +167,8 @@ def _wsgi(world: World) -> Callable[..., Any]:
             return Response("not found", status=404)(environ, start_response)
         tenant, rest = found.groups()
         environ.update({"booking.host": world.host, "booking.tenant": tenant,
-                        "booking.staff": staff(), "booking.locale": "sv"})
+                        "booking.staff": staff(), "booking.session": "sign-in-1",
+                        "booking.locale": "sv"})
         if rest.startswith("/apps/samtycke"):
             environ["SCRIPT_NAME"] = f"/t/{tenant}/apps/samtycke"
             environ["PATH_INFO"] = rest[len("/apps/samtycke"):] or "/"

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, request, stream_with_context
+from flask import session as web_session
 from markupsafe import Markup
 from sqlalchemy import ColumnElement, Connection, Engine, Select, String, cast, select
 from sqlalchemy.orm import Session, scoped_session
@@ -281,12 +282,13 @@ class Apps:
                 environ["booking.host"] = self.host
                 environ["booking.locale"] = language()
                 environ["booking.home"] = (request.script_root + "/", "Praktika")
-                for key in ("booking.tenant", "booking.staff"):
+                for key in ("booking.tenant", "booking.staff", "booking.session"):
                     environ.pop(key, None)
                 staff = signed_in()  # from the platform's own session, never from the request
                 if staff is not None:
                     environ["booking.tenant"] = tenant_of(staff.practice_id)
                     environ["booking.staff"] = staff_context(staff)
+                    environ["booking.session"] = web_session.get("sid")  # new at each sign-in
                 return Response.from_app(_mount.app, environ)
 
             self.prefixes.append(mount.prefix)

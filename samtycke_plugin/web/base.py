@@ -6,7 +6,12 @@ and sets, on every request it forwards:
 
 * ``environ["booking.host"]``: the :class:`hookspecs.host.Host`;
 * for signed-in practitioners, ``environ["booking.tenant"]`` and
-  ``environ["booking.staff"]`` (from the host's own session, never from request data);
+  ``environ["booking.staff"]`` (from the host's own session, never from request data),
+  and ``environ["booking.session"]``: an opaque string naming the host's sign-in
+  session, new at every sign-in.  The app never stores or logs it and only mixes it
+  into its CSRF tokens, so a form from an ended session stops working (a host whose
+  session key is itself the credential passes a hash of it).  Without it practitioner
+  POSTs are refused;
 * optionally ``environ["booking.locale"]`` (the page language) and
   ``environ["booking.home"]``: ``(path, label)`` of the platform page the
   practitioner came from, shown as a "back" link (a root-relative path).
@@ -17,10 +22,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
@@ -42,6 +49,8 @@ log = logging.getLogger("samtycke.web")
 MAX_BODY = 512 * 1024
 CSRF_FIELD = "csrf_token"
 _CSRF_WINDOW = 12 * 3600
+#: A host's session id longer than this is not one (it is refused like a missing one).
+MAX_SESSION_ID = 512
 
 Handler = Callable[..., Response]
 
@@ -73,6 +82,14 @@ def staff_of(request: Request) -> tuple[str, StaffContext]:
     return tenant, staff
 
 
+def session_of(request: Request) -> str | None:
+    """The host's sign-in session id (``environ["booking.session"]``), or ``None``."""
+    session = request.environ.get("booking.session")
+    if isinstance(session, str) and 0 < len(session) <= MAX_SESSION_ID:
+        return session
+    return None
+
+
 def locale_of(request: Request) -> str:
     explicit = request.environ.get("booking.locale")
     if isinstance(explicit, str) and explicit:
@@ -97,6 +114,50 @@ def csrf_ok(secret: bytes, scope: str, token: str | None, now: float | None = No
         return False
     bucket = int((now or time.time()) // _CSRF_WINDOW)
     return any(hmac.compare_digest(token, _sign(secret, scope, b)) for b in (bucket, bucket - 1))
+
+
+def _session_sign(secret: bytes, session: str, scope: Sequence[str]) -> str:
+    # JSON keeps the parts apart: refs may contain ":" and a host's session id anything.
+    message = json.dumps(["csrf-session", session, *scope], ensure_ascii=True).encode()
+    mac = hmac.new(secret, message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+
+def session_csrf_token(secret: bytes, session: str, scope: Sequence[str]) -> str:
+    """A CSRF token bound to the host's sign-in ``session`` and ``scope`` (who, where).
+
+    It has no time window of its own: it works exactly as long as the host's session
+    does, and a token of another (ended) session never matches.
+    """
+    return _session_sign(secret, session, scope)
+
+
+def session_csrf_ok(
+    secret: bytes, session: str, scope: Sequence[str], token: str | None
+) -> bool:
+    if not token or len(token) > 100:
+        return False
+    return hmac.compare_digest(token, _session_sign(secret, session, scope))
+
+
+def cross_site(request: Request, site_url: str) -> bool:
+    """Whether the browser says this request comes from another site than ``site_url``.
+
+    ``Sec-Fetch-Site: cross-site``, or an ``Origin`` that is not ``site_url``'s scheme
+    and host, is cross-site.  Requests without these headers (non-browser clients,
+    older browsers) are not: the CSRF token is the real protection.  ``Origin: null``
+    is accepted, because browsers send it for same-origin posts from pages served
+    with ``Referrer-Policy: no-referrer`` (and a host may set that on every page); a
+    cross-site post from such a page still says ``Sec-Fetch-Site: cross-site``.
+    """
+    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+        return True
+    origin = request.headers.get("Origin")
+    if origin and origin != "null":
+        base = urlsplit(site_url)
+        if origin.rstrip("/") != f"{base.scheme}://{base.netloc}":
+            return True
+    return False
 
 
 def page(

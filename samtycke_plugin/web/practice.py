@@ -4,15 +4,17 @@ batch requests.
 
 Every handler takes the practice (tenant) and the practitioner from what the host
 put in the WSGI environ (:func:`samtycke_plugin.web.base.staff_of`), never from
-request data.  Every POST checks a CSRF token bound to the practice and the
-practitioner, and answers a success with a 303 redirect that carries only a fixed
-confirmation key (never free text).  GET and HEAD never change anything.
-Business rules live in :mod:`samtycke_plugin.service`; these handlers parse forms,
-call it and render ``templates/samtycke/practice_*.html``.
+request data.  Every POST is refused when the browser says it comes from another site,
+and checks a CSRF token bound to the host's sign-in session, the practice and the
+practitioner (so a form from an ended session fails).  A success is answered with a
+303 redirect that carries only a fixed confirmation key (never free text).  GET and
+HEAD never change anything.  Business rules live in :mod:`samtycke_plugin.service`;
+these handlers parse forms, call it and render ``templates/samtycke/practice_*.html``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
@@ -21,7 +23,7 @@ from urllib.parse import urlencode
 from attrs import frozen
 from babel.numbers import format_decimal
 from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import BadRequest, Forbidden, NotFound
+from werkzeug.exceptions import BadRequest, NotFound
 from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import ClientInfo, ClientRef, StaffContext, TenantRef
@@ -39,24 +41,39 @@ from samtycke_plugin.text import LANGUAGES, MAX_TEXT_LENGTH, normalise_body
 from samtycke_plugin.web.base import (
     CSRF_FIELD,
     Handler,
-    csrf_ok,
-    csrf_token,
+    cross_site,
     host_of,
     locale_of,
     page,
     secure_headers,
+    session_csrf_ok,
+    session_csrf_token,
+    session_of,
     staff_of,
 )
 
 if TYPE_CHECKING:
     from hookspecs.host import Host
 
+log = logging.getLogger("samtycke.web.practice")
+
 MAX_ID = 2**63 - 1
 
 LANGUAGE_NAMES = {"sv": N_("Swedish"), "en": N_("English")}
 
-
-
+CROSS_SITE = N_(
+    "This form was sent from another website, so nothing was saved. Open the page in the "
+    "booking platform and send the form from there."
+)
+NO_SESSION = N_(
+    "Nothing was saved: the booking platform did not say which sign-in this form belongs "
+    "to, so it cannot be checked. Sign out and in again; if this keeps happening, contact "
+    "the platform's support."
+)
+STALE_FORM = N_(
+    "This form belongs to an earlier sign-in or to another page, so nothing was saved. "
+    "Reload the page and try again."
+)
 
 KIND_LABELS = {
     "initial": N_("Original text"),
@@ -116,8 +133,8 @@ class Ctx:
         return self.prefix + path + (f"?{query}" if query else "")
 
 
-def _scope(tenant: str, staff: StaffContext) -> str:
-    return f"staff:{tenant}:{staff.ref}"
+def _scope(tenant: str, staff: StaffContext) -> tuple[str, str, str]:
+    return ("staff", tenant, staff.ref)
 
 
 def context(request: Request) -> Ctx:
@@ -125,6 +142,7 @@ def context(request: Request) -> Ctx:
     tenant, staff = staff_of(request)
     host = host_of(request)
     practice = service.require_practice(host.session(), tenant)
+    session = session_of(request)
     secret = host.app_secret(service.APP_KEY)
     return Ctx(
         request=request,
@@ -134,16 +152,25 @@ def context(request: Request) -> Ctx:
         locale=locale_of(request),
         practice=practice,
         prefix=request.script_root.rstrip("/"),
-        csrf=csrf_token(secret, _scope(tenant, staff)),
+        # Without the host's session id there is no token to give: every POST is refused.
+        csrf=session_csrf_token(secret, session, _scope(tenant, staff)) if session else "",
     )
 
 
 def check_csrf(ctx: Ctx) -> MultiDict[str, str]:
-    """The posted form, after checking its CSRF token (403 and nothing done otherwise)."""
-    form = ctx.request.form
+    """The posted form, after checking where it comes from and its CSRF token (403 with
+    what to do, and nothing done, otherwise)."""
+    request = ctx.request
+    if cross_site(request, ctx.host.absolute_url(TenantRef(ctx.tenant), "/")):
+        raise PermissionDenied(CROSS_SITE)
+    session = session_of(request)
+    if session is None:
+        log.warning("practitioner POST refused: the host set no environ['booking.session']")
+        raise PermissionDenied(NO_SESSION)
     secret = ctx.host.app_secret(service.APP_KEY)
-    if not csrf_ok(secret, _scope(ctx.tenant, ctx.staff), form.get(CSRF_FIELD)):
-        raise Forbidden()
+    form = request.form
+    if not session_csrf_ok(secret, session, _scope(ctx.tenant, ctx.staff), form.get(CSRF_FIELD)):
+        raise PermissionDenied(STALE_FORM)
     return form
 
 

@@ -16,10 +16,11 @@ A withdrawal link never expires and works while the practice has the app deactiv
 to withdraw, or where to withdraw instead.  Tokens never reach a log (the app logs
 redacted paths only).
 
-POSTs are protected by a CSRF token bound to the link (and a per-source check of the
-``Sec-Fetch-Site``/``Origin`` headers).  Note that a page sent with
-``Referrer-Policy: no-referrer`` makes browsers post ``Origin: null``, which is
-therefore accepted; the CSRF token and the single-use link are the real protection.
+POSTs are protected by a CSRF token bound to the link (and the app's one check of
+the ``Sec-Fetch-Site``/``Origin`` headers, :func:`samtycke_plugin.web.base.cross_site`).
+Note that a page sent with ``Referrer-Policy: no-referrer`` makes browsers post
+``Origin: null``, which is therefore accepted; the CSRF token and the single-use link
+are the real protection.
 
 **Rate limit** (:mod:`samtycke_plugin.web.ratelimit`).  A token is checked first (one
 indexed hash look-up); only a token that matches no link counts as a failure, per
@@ -41,7 +42,6 @@ import logging
 import math
 import os
 from typing import Any
-from urllib.parse import urlsplit
 
 from werkzeug.wrappers import Request, Response
 
@@ -55,6 +55,7 @@ from samtycke_plugin.render import trusted_html
 from samtycke_plugin.web.base import (
     CSRF_FIELD,
     Handler,
+    cross_site,
     csrf_ok,
     csrf_token,
     error_page,
@@ -144,13 +145,8 @@ def _csrf_scope(link: links.Link) -> str:
 def _post_allowed(request: Request, link: links.Link) -> bool:
     """CSRF token bound to this link, and no cross-site post."""
     host = host_of(request)
-    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+    if cross_site(request, host.absolute_url(TenantRef(link.practice.tenant_ref), "/")):
         return False
-    origin = request.headers.get("Origin")
-    if origin and origin != "null":
-        base = urlsplit(host.absolute_url(TenantRef(link.practice.tenant_ref), "/"))
-        if origin.rstrip("/") != f"{base.scheme}://{base.netloc}":
-            return False
     secret = host.app_secret(service.APP_KEY)
     return csrf_ok(secret, _csrf_scope(link), request.form.get(CSRF_FIELD))
 
