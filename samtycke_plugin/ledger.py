@@ -18,15 +18,24 @@ from datetime import datetime
 from typing import Any, cast
 
 from attrs import frozen
-from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    CursorResult,
+    Executable,
+    Result,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
-from samtycke_plugin.chain import CHAINED_FIELDS, evidence_hash, row_hash
+from samtycke_plugin.chain import evidence_hash, row_hash
 from samtycke_plugin.errors import NotActive
 from samtycke_plugin.models import ConsentEvent, ConsentStateRow, Evidence, Practice
-from samtycke_plugin.prepared import Prepared, PreparedSelect, PreparedWrite, run_together
 from samtycke_plugin.rules import EventFacts, Snapshot, State, fold
 
 
@@ -34,18 +43,12 @@ def truncate_ip(ip: str | None) -> str | None:
     """Keep only the network part: /24 for IPv4, /48 for IPv6 (data minimisation)."""
     if not ip or not isinstance(ip, str):
         return None
-    ip = ip.strip()
-    if (plain := _IPV4.fullmatch(ip)) is not None:  # the common case, without ipaddress
-        octets = plain.groups()
-        if all(len(o) == 1 or (o[0] != "0" and int(o) <= 255) for o in octets):
-            return f"{octets[0]}.{octets[1]}.{octets[2]}.0/24"
     try:
-        addr = ipaddress.ip_address(ip)
+        addr = ipaddress.ip_address(ip.strip())
     except ValueError:
         return None
-    if isinstance(addr, ipaddress.IPv4Address):  # the common case, without ip_network()
-        return f"{ipaddress.IPv4Address(int(addr) & 0xFFFFFF00)}/24"
-    return str(ipaddress.ip_network(f"{addr}/48", strict=False))
+    prefix = 24 if isinstance(addr, ipaddress.IPv4Address) else 48
+    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
 
 
 def clean_user_agent(value: str | None) -> str | None:
@@ -58,8 +61,6 @@ def clean_user_agent(value: str | None) -> str | None:
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
-#: Dotted-quad IPv4 (ASCII digits); leading zeros and octets over 255 go to ``ipaddress``.
-_IPV4 = re.compile(r"([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -87,17 +88,12 @@ class NewEvent:
     note: str | None = None
 
 
-#: The states by their stored value (a dict lookup; ``State(value)`` costs ten times
-#: as much, and is kept for what is not found here: it raises with the value).
-_STATES = {state.value: state for state in State}
-
-
 def snapshot_of(row: ConsentStateRow | Any | None) -> Snapshot | None:
     """The projection row as a pure value."""
     if row is None:
         return None
     return Snapshot(
-        state=_STATES.get(row.state) or State(row.state),
+        state=State(row.state),
         text_major=row.text_major,
         expires_at=row.expires_at,
         since=row.since,
@@ -105,8 +101,7 @@ def snapshot_of(row: ConsentStateRow | Any | None) -> Snapshot | None:
     )
 
 
-# Statements of the write path, built once (compiled once per dialect by SQLAlchemy's
-# statement cache; rebuilding them on every append cost more than executing them).
+# Statements of the write path, built once here (SQLAlchemy caches their compiled form).
 _E = cast(Table, ConsentEvent.__table__)
 _PT = cast(Table, Practice.__table__)
 _P = _PT.c
@@ -114,39 +109,19 @@ _S = ConsentStateRow.__table__.c
 _LOAD_SNAPSHOT = select(_S.state, _S.text_major, _S.expires_at, _S.since, _S.delivery).where(
     _S.tenant_ref == bindparam("tenant_ref"), _S.client_ref == bindparam("client_ref")
 )
-_ADVANCE_HEAD = PreparedWrite(
+_ADVANCE_HEAD = (
     update(_PT)
     .where(_P.tenant_ref == bindparam("tenant"))
     .values(head_seq=_P.head_seq + 1, updated_at=bindparam("now"))
-    .returning(_P.head_seq, _P.head_hash),
-    returning=(_P.head_seq, _P.head_hash),
+    .returning(_P.head_seq, _P.head_hash)
 )
-_SET_HEAD_HASH = PreparedWrite(
+_SET_HEAD_HASH = (
     update(_PT)
     .where(_P.tenant_ref == bindparam("tenant"))
     .values(head_hash=bindparam("digest"))
 )
-_EVENT_KEYS = (*CHAINED_FIELDS, "prev_hash", "row_hash")
-_INSERT_EVENT = PreparedWrite(
-    insert(_E).returning(_E.c.id), column_keys=_EVENT_KEYS, returning=(_E.c.id,)
-)
-_EVIDENCE_KEYS = ("event_id", "tenant_ref", "client_ref", "salt", "ip_prefix", "user_agent",
-                  "note")
-_INSERT_EVIDENCE = PreparedWrite(
-    insert(cast(Table, Evidence.__table__)), column_keys=_EVIDENCE_KEYS
-)
-_EVIDENCE_DATA = ("tenant_ref", "client_ref", "salt", "ip_prefix", "user_agent", "note")
-_EVIDENCE_COLUMNS = cast(Table, Evidence.__table__).c
-#: The evidence of the event just inserted at ``seq`` (sent with it, before its id is known).
-_INSERT_EVIDENCE_AT_SEQ = PreparedWrite(
-    insert(cast(Table, Evidence.__table__)).from_select(
-        ["event_id", *_EVIDENCE_DATA],
-        select(
-            _E.c.id,
-            *(bindparam(k, type_=_EVIDENCE_COLUMNS[k].type) for k in _EVIDENCE_DATA),
-        ).where(_E.c.tenant_ref == bindparam("tenant_ref"), _E.c.seq == bindparam("seq")),
-    )
-)
+_INSERT_EVENT = insert(_E).returning(_E.c.id)
+_INSERT_EVIDENCE = insert(cast(Table, Evidence.__table__))
 _STATE_COLUMNS = ("state", "text_major", "expires_at", "since", "last_seq", "delivery")
 
 
@@ -160,10 +135,19 @@ def _upsert_statement(dialect: str) -> Any:
     )
 
 
-_UPSERT_STATE = PreparedWrite(
-    {name: _upsert_statement(name) for name in ("postgresql", "sqlite")},
-    column_keys=("tenant_ref", "client_ref", *_STATE_COLUMNS),
-)
+#: The projection upsert, written with each dialect's own ``insert``.
+_UPSERT_STATE = {name: _upsert_statement(name) for name in ("postgresql", "sqlite")}
+
+
+def _upsert(session: Session) -> Any:
+    """The projection upsert for the session's database."""
+    return _UPSERT_STATE[session.get_bind().dialect.name]
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """The number of rows an ``UPDATE`` matched (the result of a Core DML statement is
+    a :class:`~sqlalchemy.CursorResult`)."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def load_snapshot(session: Session, tenant_ref: str, client_ref: str) -> Snapshot | None:
@@ -210,17 +194,14 @@ def _state_values(
 
 
 def _upsert_state(
-    session: Session | Connection, tenant_ref: str, client_ref: str, snap: Snapshot, seq: int
+    session: Session, tenant_ref: str, client_ref: str, snap: Snapshot, seq: int
 ) -> None:
-    _UPSERT_STATE.execute(session, _state_values(tenant_ref, client_ref, snap, seq))
+    session.execute(_upsert(session), _state_values(tenant_ref, client_ref, snap, seq))
 
 
 def _sync_head(session: Session, tenant_ref: str, seq: int, digest: str, now: datetime) -> None:
     """Keep a practice loaded in the session in step with the chain head just written."""
-    # The identity key as ``Session.identity_key(Practice, tenant_ref)`` returns it
-    # (class, primary key, no token), built directly: that call resolves the mapper
-    # each time, ten times the cost of the lookup.
-    practice = session.identity_map.get((Practice, (tenant_ref,), None))
+    practice = session.identity_map.get(session.identity_key(Practice, tenant_ref))
     if practice is not None:
         set_committed_value(practice, "head_seq", seq)
         set_committed_value(practice, "head_hash", digest)
@@ -274,8 +255,9 @@ class _Unread:
 UNREAD = _Unread()
 
 
-#: Further writes that belong with a new event, given its sequence number.
-WithEvent = Callable[[int], Sequence[tuple[Prepared, Mapping[str, Any]]]]
+#: Further writes that belong with a new event, given its sequence number: statements
+#: and their parameters, run in order after the event's own writes.
+WithEvent = Callable[[int], Sequence[tuple[Executable, Mapping[str, Any]]]]
 
 
 @frozen
@@ -290,19 +272,25 @@ class Head:
 #: returns the locked row as the previous holder committed it; on SQLite ``BEGIN
 #: IMMEDIATE`` holds the database lock already.  A statement of its own, so that the
 #: reads after it see what the previous holder of the lock committed.
-LOCK_HEAD = PreparedSelect(
+LOCK_HEAD = (
     select(_P.head_seq, _P.head_hash)
     .where(_P.tenant_ref == bindparam("tenant"))
     .with_for_update()
 )
 #: Move the head from the seq read under the lock to the next one (one statement; the
 #: condition is the backstop should a caller not hold the lock).
-_MOVE_HEAD = PreparedWrite(
+_MOVE_HEAD = (
     update(_PT)
     .where(_P.tenant_ref == bindparam("tenant"), _P.head_seq == bindparam("prev_seq"))
     .values(head_seq=bindparam("seq"), head_hash=bindparam("digest"),
             updated_at=bindparam("now"))
 )
+
+
+def _run_all(session: Session, steps: Sequence[tuple[Executable, Mapping[str, Any]]]) -> None:
+    """Run the writes that go with an event (:data:`WithEvent`), in order."""
+    for statement, params in steps:
+        session.execute(statement, params)
 
 
 def append(
@@ -318,14 +306,15 @@ def append(
     ``previous`` is the client's projection if the caller already read it in this
     transaction, after taking the practice's lock (it is then not read again).
     ``head`` is the chain head the caller read with :data:`LOCK_HEAD` in this
-    transaction (the writes then go together, and the head moves with one statement).
-    ``also(seq)`` gives further writes that belong with the event at ``seq`` (they are
-    sent with the event's own writes).
+    transaction (the head then moves with one statement, see :func:`record_at_head`).
+    ``also(seq)`` gives further writes that belong with the event at ``seq`` (they run
+    after the event's own writes).
     """
-    conn = session.connection()
     if head is not None:
         return _detached_event(*record_at_head(session, new, previous, head, also))
-    moved = _ADVANCE_HEAD.returning_one(conn, {"tenant": new.tenant_ref, "now": new.occurred_at})
+    moved = session.execute(
+        _ADVANCE_HEAD, {"tenant": new.tenant_ref, "now": new.occurred_at}
+    ).one_or_none()
     if moved is None:
         raise NotActive(f"Samtycke has not been activated for practice {new.tenant_ref!r}.")
     seq, prev = int(moved[0]), str(moved[1])
@@ -333,18 +322,18 @@ def append(
     fields = _chained_fields(new, seq, evd["sha256"] if evd else None)
     digest = row_hash(prev, fields)
     row = {**fields, "prev_hash": prev, "row_hash": digest}
-    event_id = int(_INSERT_EVENT.returning_one(conn, row)[0])
+    event_id = int(session.execute(_INSERT_EVENT, row).scalar_one())
     if evd is not None:
-        _INSERT_EVIDENCE.execute(conn, {"event_id": event_id, **_evidence_row(new, evd)})
-    _SET_HEAD_HASH.execute(conn, {"tenant": new.tenant_ref, "digest": digest})
+        session.execute(_INSERT_EVIDENCE, {"event_id": event_id, **_evidence_row(new, evd)})
+    session.execute(_SET_HEAD_HASH, {"tenant": new.tenant_ref, "digest": digest})
     _sync_head(session, new.tenant_ref, seq, digest, new.occurred_at)
     if isinstance(previous, _Unread):
         previous = load_snapshot(session, new.tenant_ref, new.client_ref)
     snap = _folded(previous, new)
     if snap is not previous:
-        _upsert_state(conn, new.tenant_ref, new.client_ref, snap, seq)
+        _upsert_state(session, new.tenant_ref, new.client_ref, snap, seq)
     if also is not None:
-        run_together(conn, also(seq))
+        _run_all(session, also(seq))
     return _detached_event(event_id, row)
 
 
@@ -354,9 +343,7 @@ def record_at_head(
 ) -> tuple[int, dict[str, Any]]:
     """:func:`append` with the head read under the lock (:data:`LOCK_HEAD`), returning
     the new event's id and columns rather than an ORM object (the booking path needs
-    neither the object nor its cost).  The writes go together (PostgreSQL: one round
-    trip, see :func:`samtycke_plugin.prepared.run_together`)."""
-    conn = session.connection()
+    neither)."""
     if isinstance(previous, _Unread):
         previous = load_snapshot(session, new.tenant_ref, new.client_ref)
     seq, prev = head.seq + 1, head.hash
@@ -364,25 +351,25 @@ def record_at_head(
     fields = _chained_fields(new, seq, evd["sha256"] if evd else None)
     digest = row_hash(prev, fields)
     row = {**fields, "prev_hash": prev, "row_hash": digest}
-    steps: list[tuple[Any, Mapping[str, Any]]] = [(_INSERT_EVENT, row)]
-    if evd is not None:  # the event's id is not known yet: found by its (tenant, seq)
-        steps.append((_INSERT_EVIDENCE_AT_SEQ, {"seq": seq, **_evidence_row(new, evd)}))
-    steps.append((_MOVE_HEAD, {"tenant": new.tenant_ref, "prev_seq": head.seq, "seq": seq,
-                               "digest": digest, "now": new.occurred_at}))
-    snap = _folded(previous, new)
-    if snap is not previous:
-        steps.append((_UPSERT_STATE, _state_values(new.tenant_ref, new.client_ref, snap, seq)))
-    if also is not None:
-        steps.extend(also(seq))
-    results = run_together(conn, steps)
-    moved = results[2 if evd is not None else 1][1]
+    event_id = int(session.execute(_INSERT_EVENT, row).scalar_one())
+    if evd is not None:
+        session.execute(_INSERT_EVIDENCE, {"event_id": event_id, **_evidence_row(new, evd)})
+    moved = _rowcount(session.execute(
+        _MOVE_HEAD, {"tenant": new.tenant_ref, "prev_seq": head.seq, "seq": seq,
+                     "digest": digest, "now": new.occurred_at},
+    ))
     if moved != 1:
         raise RuntimeError(
             f"the chain head of practice {new.tenant_ref!r} moved after it was read: "
             "append(head=...) needs the practice locked with LOCK_HEAD in this transaction"
         )
+    snap = _folded(previous, new)
+    if snap is not previous:
+        _upsert_state(session, new.tenant_ref, new.client_ref, snap, seq)
+    if also is not None:
+        _run_all(session, also(seq))
     _sync_head(session, new.tenant_ref, seq, digest, new.occurred_at)
-    return int(results[0][0][0]), row
+    return event_id, row
 
 
 def _folded(previous: Snapshot | None, new: NewEvent) -> Snapshot:
@@ -418,7 +405,7 @@ def _detached_event(event_id: int, row: dict[str, Any]) -> ConsentEvent:
 #: Rows per statement in :func:`append_many` lookups (well under every backend's bind limit).
 _IN_CHUNK = 900
 _EVENTS: Any = ConsentEvent.__table__
-_INSERT_EVENT_ROWS = PreparedWrite(insert(_E), column_keys=_EVENT_KEYS)
+_INSERT_EVENT_ROWS = insert(_E)
 _EVENT_IDS = select(_E.c.seq, _E.c.id).where(
     _E.c.tenant_ref == bindparam("tenant"), _E.c.seq.between(bindparam("first"), bindparam("last"))
 )
@@ -463,22 +450,21 @@ def append_many(session: Session, events: Sequence[NewEvent]) -> list[int]:
         rows.append({**fields, "prev_hash": prev, "row_hash": digest})
         prev = digest
 
-    conn = session.connection()
     # executemany without RETURNING (SQLite would run a RETURNING insert row by row),
     # then the ids back by the chain's own key (tenant_ref, seq).
-    _INSERT_EVENT_ROWS.executemany(conn, rows)
+    session.execute(_INSERT_EVENT_ROWS, rows)
     by_seq = {
         int(seq): int(id_)
-        for seq, id_ in conn.execute(
+        for seq, id_ in session.execute(
             _EVENT_IDS, {"tenant": tenant, "first": first_seq, "last": first_seq + n - 1}
         )
     }
     ids = [int(by_seq[first_seq + i]) for i in range(n)]
     if evidence:
-        _INSERT_EVIDENCE.executemany(
-            conn, [{"event_id": ids[i], **values} for i, values in evidence.items()]
+        session.execute(
+            _INSERT_EVIDENCE, [{"event_id": ids[i], **values} for i, values in evidence.items()]
         )
-    _SET_HEAD_HASH.execute(conn, {"tenant": tenant, "digest": prev})
+    session.execute(_SET_HEAD_HASH, {"tenant": tenant, "digest": prev})
 
     clients = list(dict.fromkeys(e.client_ref for e in events))
     current: dict[str, Snapshot | None] = {}
@@ -509,8 +495,8 @@ def append_many(session: Session, events: Sequence[NewEvent]) -> list[int]:
             current[new.client_ref] = snap
             changed[new.client_ref] = (snap, first_seq + i)
     if changed:
-        _UPSERT_STATE.executemany(
-            conn,
+        session.execute(
+            _upsert(session),
             [
                 {
                     "tenant_ref": tenant, "client_ref": client, "state": snap.state.value,

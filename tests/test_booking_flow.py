@@ -204,7 +204,7 @@ def test_a_head_that_moved_since_it_was_read_is_refused(host: TestHost) -> None:
     session = host.session()
     session.commit()
     now = host.now()
-    locked = LOCK_HEAD.one_or_none(session, {"tenant": tenant})
+    locked = session.execute(LOCK_HEAD, {"tenant": tenant}).one()
     stale = Head(int(locked.head_seq), str(locked.head_hash))
     append(session, NewEvent(tenant_ref=tenant, client_ref="c-first", state=State.GIVEN,
                              channel="manual", actor="staff:s1", occurred_at=now,
