@@ -168,12 +168,14 @@ _INSERT_ONE_PENDING = {
     name: _insert_pending_statement(name) for name in ("postgresql", "sqlite")
 }
 _INSERT_ONE_OUTBOX = insert(_OUTBOX)
-#: A batch row waiting for its link, unless one already waits for the client.
+#: A batch row waiting for its link, unless one already waits for the client (the rows
+#: inserted are returned, to be counted).
 _INSERT_WAITING = {
     name: (postgresql.insert if name == "postgresql" else sqlite.insert)(_OUTBOX)
     .on_conflict_do_nothing(
         index_elements=["tenant_ref", "client_ref"], index_where=text(WAITING_REQUEST)
     )
+    .returning(_OUTBOX.c.id)
     for name in ("postgresql", "sqlite")
 }
 _STATE: Any = ConsentStateRow.__table__
@@ -203,12 +205,14 @@ def _for_dialect(session: Session, statements: dict[str, Any]) -> Any:
 
 
 def _inserted_rows(session: Session, statement: Any, rows: list[dict[str, Any]]) -> int:
-    """Run an ``INSERT … ON CONFLICT DO NOTHING`` once per row (``executemany``); the
-    number of rows it inserted (the skipped ones are not counted)."""
+    """Run an ``INSERT … ON CONFLICT DO NOTHING … RETURNING`` for every row (SQLAlchemy
+    sends them in batches); the number of rows inserted (the skipped ones return none).
+    The drivers' row count after an ``executemany`` is not reliable across backends."""
     if not rows:
         return 0
-    result: Any = session.execute(statement, rows)
-    return int(result.rowcount)
+    return len(session.execute(statement, rows).all())
+
+
 #: Line breaks (``str.splitlines`` ones) and other control characters: never in an
 #: address, and never in a header (where DEL is refused too).
 _ADDRESS_FORBIDDEN = re.compile("[\x00-\x1f\x85\u2028\u2029]")
