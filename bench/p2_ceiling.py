@@ -47,6 +47,10 @@ _PRAGMAS = ("PRAGMA busy_timeout = 10000", "PRAGMA foreign_keys = ON",
 
 Statement = tuple[str, tuple[Any, ...]]
 
+#: Stands for the new event's id in the recorded statements (the evidence names its
+#: event by id): each replay puts in the id its own event insert returned.
+EVENT_ID = object()
+
 
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
@@ -86,7 +90,15 @@ def record_one(path: Path, clients: int) -> tuple[list[Statement], str, int, lis
     conn = _connect(path)
     seq = int(conn.execute("SELECT head_seq FROM samtycke_practice WHERE tenant_ref = ?",
                            (b.main,)).fetchone()[0])
+    event_id = int(conn.execute(
+        "SELECT id FROM samtycke_consent_event WHERE tenant_ref = ? AND seq = ?", (b.main, seq)
+    ).fetchone()[0])
     conn.close()
+    statements = [
+        (sql, tuple(EVENT_ID if type(v) is int and v == event_id else v for v in params))
+        if sql.lstrip().startswith("INSERT INTO samtycke_evidence") else (sql, params)
+        for sql, params in statements
+    ]
     others = pool[1:]
     small = [v for _, params in statements for v in params
              if type(v) is int and v not in (seq, seq - 1)]
@@ -161,9 +173,14 @@ def replay(path: Path, statements: list[Statement], *, client: str, seq: int,
             t0 = time.perf_counter_ns()
             cur.execute("BEGIN IMMEDIATE")
             t1 = time.perf_counter_ns()
+            event_id = None
             for sql, params in booking:
+                if EVENT_ID in params:
+                    params = tuple(event_id if v is EVENT_ID else v for v in params)
                 cur.execute(sql, params)
-                cur.fetchall()
+                rows = cur.fetchall()
+                if event_id is None and rows and sql.startswith("INSERT INTO samtycke_consent_e"):
+                    event_id = rows[0][0]
             cur.execute("COMMIT")
             booking_ns.append(time.perf_counter_ns() - t1)
             begin_ns.append(t1 - t0)

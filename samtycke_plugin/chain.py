@@ -10,7 +10,6 @@ the evidence keeps the chain verifiable.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -49,43 +48,14 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-#: RFC 8785 sorts member names by UTF-16 code units; for these ASCII names that is
-#: Python's string order, so the order is fixed once here.
-_SORTED_FIELDS = tuple(sorted(CHAINED_FIELDS))
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-_MAX_SAFE_INT = 2**53 - 1
-
-
 def jcs(members: Mapping[str, Any]) -> bytes:
-    """RFC 8785 (JCS) canonical JSON of a flat object whose member names are ASCII.
-
-    For the values the ledger chains — strings, integers within ±(2^53 − 1), booleans
-    and null — the standard library's encoder with sorted members, no whitespace and
-    no ASCII escaping writes exactly the JCS bytes: both escape only ``"``, ``\\``
-    and the control characters below U+0020 (``\\b \\t \\n \\f \\r``, the rest as
-    lower-case ``\\u00xx``) and print such integers in plain decimal.  Anything else
-    (floats, big integers, nested values, non-ASCII names, strings with lone
-    surrogates) goes to the ``rfc8785`` reference implementation, which is ≈ 5× slower
-    and is the definition ``tests/test_chain_canonical.py`` holds this fast path to.
-    """
-    names = sorted(members)
-    for name in names:
-        value = members[name]
-        kind = type(value)
-        if not name.isascii() or not (
-            value is None or kind is str or kind is bool
-            or (kind is int and -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT)
-        ):
-            return bytes(rfc8785.dumps(dict(members)))
-    try:
-        return _JSON.encode({name: members[name] for name in names}).encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate: let the reference implementation decide
-        return bytes(rfc8785.dumps(dict(members)))
+    """RFC 8785 (JCS) canonical JSON of an object (the ``rfc8785`` implementation)."""
+    return bytes(rfc8785.dumps(dict(members)))
 
 
 def canonical(fields: Mapping[str, Any]) -> bytes:
     """RFC 8785 canonical JSON of the chained fields."""
-    return jcs({k: _jsonable(fields[k]) for k in _SORTED_FIELDS})
+    return jcs({k: _jsonable(fields[k]) for k in CHAINED_FIELDS})
 
 
 def row_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:

@@ -7,7 +7,6 @@ The schema itself is created by the Alembic migrations in
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -68,39 +67,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
-
-    def fused_result_processor(
-        self, dialect: Dialect
-    ) -> Callable[[Any], datetime | None] | None:
-        """For :mod:`samtycke_plugin.prepared`: on SQLite, the stored text straight to an
-        aware UTC datetime (``fromisoformat`` with the zone appended, about a tenth of
-        the cost of the impl's parser and then ``process_result_value``).  Anything but
-        SQLAlchemy's own storage format takes that general path; ``None`` (use the
-        general path) on other backends."""
-        if dialect.name != "sqlite":
-            return None
-        general = self.dialect_impl(dialect).result_processor(dialect, None)
-        assert general is not None
-        parse = datetime.fromisoformat
-
-        def process(value: Any) -> datetime | None:
-            if value is None:
-                return None
-            # what SQLAlchemy stores: "YYYY-MM-DD HH:MM:SS" with or without ".ffffff"
-            # (the shape in full: with a zone appended, fromisoformat reads some other
-            # text, e.g. "HH:MM.fffffffx", that it refuses without one)
-            if (
-                type(value) is str and len(value) in (19, 26) and value[10] == " "
-                and value[13] == ":" and value[16] == ":"
-                and (len(value) == 19 or value[19] == ".")
-            ):
-                try:
-                    return parse(value + "+00:00")
-                except ValueError:
-                    pass
-            return general(value)
-
-        return process
 
 
 class Base(DeclarativeBase):

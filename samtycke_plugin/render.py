@@ -82,19 +82,6 @@ def render(template: str, locale: str | None, **context: Any) -> str:
     return _template(template, lang(locale)).render(**context)
 
 
-@cache
-def _plain_template(template: str) -> Template:
-    # The same settings without the i18n extension: Jinja copies an environment's
-    # globals (the gettext functions among them) into every render context.
-    return _new_environment([]).get_template(f"samtycke/{template}")
-
-
-def render_translated(template: str, **context: Any) -> str:
-    """Render ``samtycke/<template>`` whose strings all come translated in ``context``
-    (no gettext in the template): for the panel rendered on every client profile."""
-    return _plain_template(template).render(**context)
-
-
 def trusted_html(sanitized: str) -> Markup:
     """Mark HTML that :func:`samtycke_plugin.text.render_html` produced (nh3-sanitized)."""
     return Markup(sanitized)  # noqa: S704 - input is nh3-sanitized at publish time

@@ -1,4 +1,4 @@
-"""E-mailed consent links (F5b, F6, F7, F14, F15): tokens, single and batch requests,
+"""E-mailed consent links: tokens, single and batch requests,
 receipts, and what the public link pages do with a link.
 
 Tokens
@@ -105,7 +105,6 @@ from samtycke_plugin.models import (
     Practice,
     TextVersion,
 )
-from samtycke_plugin.prepared import PreparedSelect, PreparedWrite
 from samtycke_plugin.rules import VALID_STATES, State, Status, status
 
 if TYPE_CHECKING:
@@ -162,45 +161,52 @@ def _insert_pending_statement(dialect: str) -> Any:
     ).returning(_REQUESTS.c.client_ref, _REQUESTS.c.id)
 
 
-# The single-row writes of a receipt (queued with every consent given at booking),
-# compiled once: see samtycke_plugin.prepared.
-_INSERT_ONE_PENDING = PreparedWrite(
-    {name: _insert_pending_statement(name) for name in ("postgresql", "sqlite")},
-    column_keys=_REQUEST_KEYS, returning=(_REQUESTS.c.client_ref, _REQUESTS.c.id),
-)
-_INSERT_ONE_OUTBOX = PreparedWrite(insert(_OUTBOX), column_keys=_OUTBOX_KEYS)
-#: A batch row waiting for its link, unless one already waits for the client.
-_INSERT_WAITING = PreparedWrite(
-    {
-        name: (postgresql.insert if name == "postgresql" else sqlite.insert)(_OUTBOX)
-        .on_conflict_do_nothing(
-            index_elements=["tenant_ref", "client_ref"], index_where=text(WAITING_REQUEST)
-        )
-        for name in ("postgresql", "sqlite")
-    },
-    column_keys=_OUTBOX_KEYS,
-)
-_STATE: Any = ConsentStateRow.__table__
-_INSERT_MANY_PENDING = PreparedWrite(
-    {
-        name: (postgresql.insert if name == "postgresql" else sqlite.insert)(_REQUESTS)
-        .on_conflict_do_nothing(
-            index_elements=["tenant_ref", "client_ref", "purpose"], index_where=_PENDING
-        )
-        for name in ("postgresql", "sqlite")
-    },
-    column_keys=_REQUEST_KEYS,
-)
-#: The client's pending link of a purpose (the partial unique index allows one).
-_PENDING_LINK = PreparedSelect(
-    select(_REQUESTS.c.id).where(
-        _REQUESTS.c.tenant_ref == bindparam("tenant"),
-        _REQUESTS.c.client_ref == bindparam("client"),
-        _REQUESTS.c.purpose == bindparam("purpose"),
-        _REQUESTS.c.used_at.is_(None),
-        _REQUESTS.c.revoked_at.is_(None),
+# Statements built once here, the upserts with each dialect's own ``insert`` (pick one
+# with :func:`_for_dialect`).
+_INSERT_ONE_PENDING = {
+    name: _insert_pending_statement(name) for name in ("postgresql", "sqlite")
+}
+_INSERT_ONE_OUTBOX = insert(_OUTBOX)
+#: A batch row waiting for its link, unless one already waits for the client (the rows
+#: inserted are returned, to be counted).
+_INSERT_WAITING = {
+    name: (postgresql.insert if name == "postgresql" else sqlite.insert)(_OUTBOX)
+    .on_conflict_do_nothing(
+        index_elements=["tenant_ref", "client_ref"], index_where=text(WAITING_REQUEST)
     )
+    .returning(_OUTBOX.c.id)
+    for name in ("postgresql", "sqlite")
+}
+_STATE: Any = ConsentStateRow.__table__
+_INSERT_MANY_PENDING = {
+    name: (postgresql.insert if name == "postgresql" else sqlite.insert)(_REQUESTS)
+    .on_conflict_do_nothing(
+        index_elements=["tenant_ref", "client_ref", "purpose"], index_where=_PENDING
+    )
+    for name in ("postgresql", "sqlite")
+}
+#: The client's pending link of a purpose (the partial unique index allows one).
+_PENDING_LINK = select(_REQUESTS.c.id).where(
+    _REQUESTS.c.tenant_ref == bindparam("tenant"),
+    _REQUESTS.c.client_ref == bindparam("client"),
+    _REQUESTS.c.purpose == bindparam("purpose"),
+    _REQUESTS.c.used_at.is_(None),
+    _REQUESTS.c.revoked_at.is_(None),
 )
+def _for_dialect(session: Session, statements: dict[str, Any]) -> Any:
+    """The statement written for the session's database."""
+    return statements[session.get_bind().dialect.name]
+
+
+def _inserted_rows(session: Session, statement: Any, rows: list[dict[str, Any]]) -> int:
+    """Run an ``INSERT … ON CONFLICT DO NOTHING … RETURNING`` for every row (SQLAlchemy
+    sends them in batches); the number of rows inserted (the skipped ones return none).
+    The drivers' row count after an ``executemany`` is not reliable across backends."""
+    if not rows:
+        return 0
+    return len(session.execute(statement, rows).all())
+
+
 #: Line breaks (``str.splitlines`` ones) and other control characters: never in an
 #: address, and never in a header (where DEL is refused too).
 _ADDRESS_FORBIDDEN = re.compile("[\x00-\x1f\x85\u2028\u2029]")
@@ -417,16 +423,15 @@ def _insert_pending(session: Session, rows: list[dict[str, Any]]) -> dict[str, i
     if not rows:
         return {}
     if len(rows) == 1:
-        row = _INSERT_ONE_PENDING.returning_one(session, rows[0])
+        row = session.execute(_for_dialect(session, _INSERT_ONE_PENDING), rows[0]).first()
         return {} if row is None else {str(row.client_ref): int(row.id)}
     # executemany without RETURNING (SQLite would run it row by row), then the ids of
     # the rows that went in, by their unique token hashes.
-    conn = session.connection()
-    _INSERT_MANY_PENDING.executemany(conn, rows)
+    session.execute(_for_dialect(session, _INSERT_MANY_PENDING), rows)
     found: dict[str, int] = {}
     hashes = [row["token_hash"] for row in rows]
     for start in range(0, len(hashes), _IN_CHUNK):
-        for client, id_ in conn.execute(
+        for client, id_ in session.execute(
             select(_REQUESTS.c.client_ref, _REQUESTS.c.id).where(
                 _REQUESTS.c.token_hash.in_(hashes[start : start + _IN_CHUNK])
             )
@@ -537,7 +542,7 @@ class _Texts:
         return found
 
 
-# -- single request (F5b) ----------------------------------------------------------------------
+# -- single request ----------------------------------------------------------------------------
 
 
 def send_request(host: Host, tenant: str, client: str, *, actor: str) -> ConsentRequest:
@@ -634,7 +639,7 @@ def _recent_request(
     return row[0]
 
 
-# -- batch request (F7) and triggers -----------------------------------------------------------
+# -- batch request and triggers ----------------------------------------------------------------
 
 
 @frozen(kw_only=True)
@@ -787,8 +792,8 @@ def _ask_chunk(
         )
         if queue_mail:
             domain = mail_domain(host, tenant)
-            _INSERT_ONE_OUTBOX.executemany(
-                session,
+            session.execute(
+                _INSERT_ONE_OUTBOX,
                 [
                     _outbox_values(
                         domain, tenant=tenant, client=info.ref, request_id=inserted[info.ref],
@@ -888,7 +893,7 @@ def _queue_chunk(
             domain, tenant=tenant, client=ref, request_id=None, kind=KIND_REQUEST,
             to_addr=address, locale=info.locale, payload=payload, now=now,
         ))
-    asked = _INSERT_WAITING.executemany(session, rows)
+    asked = _inserted_rows(session, _for_dialect(session, _INSERT_WAITING), rows)
     return _ChunkCounts(asked=asked, valid=valid, pending=pending + len(rows) - asked,
                         no_email=unmailable[_WHY_NO_EMAIL], bad_name=unmailable[_WHY_BAD_NAME])
 
@@ -1111,7 +1116,7 @@ def request_batch(
     chunk_size: int = BATCH_CHUNK,
     batch_key: str | None = None,
 ) -> BatchResult:
-    """F7: e-mail a consent request to every client of the practice without valid consent
+    """E-mail a consent request to every client of the practice without valid consent
     (``clients=None``), or to the given client refs.
 
     When the host implements :class:`~hookspecs.host.ClientQuery`, the whole practice
@@ -1134,8 +1139,8 @@ def request_batch(
     **Transactions:** with a client query, one transaction on ``host.session()``,
     committed at the end; the clients are never loaded into Python, only the refs,
     addresses and names of those queued are read back.  On SQLite it holds the write
-    lock throughout (about 0.75 s per 100,000 clients on the benchmark machine, more
-    where many addresses need email-validator), so bookings wait that long.
+    lock throughout (longer the more clients and the more addresses that need
+    email-validator), so bookings wait that long.
     Streamed, the work is done in chunks of ``chunk_size`` clients and each chunk is
     committed on ``host.session()`` (a 100k-client practice is never held in memory or
     in one transaction).  A run that stops half-way (crash, timeout) can simply be run
@@ -1277,7 +1282,7 @@ def after_booking(
     client has when the mail goes out.
     """
     if event is not None and State(event.state) in VALID_STATES:
-        _INSERT_ONE_OUTBOX.execute(host.session(), _receipt_placeholder(
+        host.session().execute(_INSERT_ONE_OUTBOX, _receipt_placeholder(
             host, event.tenant_ref, event.client_ref, {"event_seq": event.seq},
             submission.locale))
         return
@@ -1291,7 +1296,7 @@ def after_booking(
         request_if_needed(host, practice.tenant_ref, client, actor="system:staff_booking")
 
 
-# -- receipts (F14) ----------------------------------------------------------------------------
+# -- receipts ----------------------------------------------------------------------------------
 
 
 @frozen(kw_only=True)
@@ -1319,9 +1324,9 @@ def _receipt_link(
     except InputError as exc:
         return f"no receipt: unusable {exc.field}"
     now = service.now_utc(host)
-    older = _PENDING_LINK.one_or_none(
-        session, {"tenant": tenant, "client": client, "purpose": PURPOSE_WITHDRAW}
-    )
+    older = session.execute(
+        _PENDING_LINK, {"tenant": tenant, "client": client, "purpose": PURPOSE_WITHDRAW}
+    ).one_or_none()
     if older is not None:
         _revoke_ids(session, tenant, [int(older.id)], now)
     values = _new_request_values(
@@ -1346,8 +1351,8 @@ def queue_receipt(host: Host, event: ConsentEvent) -> int | None:
     if isinstance(link, str):
         log.info("practice %s: no receipt queued (%s)", tenant, link)
         return None
-    _INSERT_ONE_OUTBOX.execute(
-        session,
+    session.execute(
+        _INSERT_ONE_OUTBOX,
         _outbox_values(
             mail_domain(host, tenant), tenant=tenant, client=client,
             request_id=link.request_id, kind=KIND_RECEIPT, to_addr=link.address,

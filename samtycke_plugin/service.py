@@ -8,21 +8,17 @@ handler, the CLI) commits or rolls back.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
-from markupsafe import escape
 from sqlalchemy import (
     ColumnElement,
-    Text,
+    Select,
     and_,
     bindparam,
-    cast,
     exists,
     func,
     or_,
@@ -55,8 +51,7 @@ from samtycke_plugin.models import (
     Practice,
     TextVersion,
 )
-from samtycke_plugin.prepared import PreparedSelect
-from samtycke_plugin.render import render, render_translated, trusted_html
+from samtycke_plugin.render import render, trusted_html
 from samtycke_plugin.rules import (
     VALID_STATES,
     GateOutcome,
@@ -176,26 +171,9 @@ def settings_of(practice: Practice) -> PracticeSettings:
 
 
 def settings_from(data: Mapping[str, object]) -> PracticeSettings:
-    """Structured settings, cached by content: the stored JSON is structured (cattrs)
-    once per distinct value, not on every booking check."""
-    try:
-        return _structured(tuple(sorted(data.items())))
-    except TypeError:  # an unhashable value: not cacheable, structure it (and fail) as is
-        return structure_settings(data)
-
-
-@lru_cache(maxsize=1024)
-def _structured(items: tuple[tuple[str, object], ...]) -> PracticeSettings:
-    return structure_settings(dict(items))
-
-
-@lru_cache(maxsize=1024)
-def settings_from_json(raw: str) -> PracticeSettings:
-    """Structured settings from the stored JSON text, decoded once per distinct text."""
-    data = json.loads(raw)
-    if not isinstance(data, dict):
-        return structure_settings(data)  # raises SettingsError, naming the problem
-    return settings_from(data)
+    """Structured settings from the stored JSON value (:class:`SettingsError` names what
+    is wrong with it)."""
+    return structure_settings(data)
 
 
 def is_operational(practice: Practice | None) -> bool:
@@ -565,8 +543,7 @@ _T = TextVersion.__table__.c
 #: The booking gate and the profile panel in one indexed query, built once: the
 #: practice's switches and the client's projection row (primary key lookup; may be absent).
 _GATE_COLUMNS = (
-    _P.active, _P.setup_complete, _P.current_major,
-    cast(_P.settings, Text).label("settings_json"),
+    _P.active, _P.setup_complete, _P.current_major, _P.settings,
     _S.state, _S.text_major, _S.expires_at, _S.since, _S.delivery,
 )
 # Join conditions on the parameters rather than on the practice's columns: the same
@@ -591,18 +568,15 @@ _GATE_SHOWN = (
     )
     .where(_P.tenant_ref == bindparam("tenant"))
 )
-
-_GATE_READ = PreparedSelect(_GATE)
-_GATE_SHOWN_READ = PreparedSelect(_GATE_SHOWN)
-_PRACTICE_READ = PreparedSelect(
-    select(_P.active, _P.current_major).where(_P.tenant_ref == bindparam("tenant"))
+_PRACTICE_SWITCHES = select(_P.active, _P.current_major).where(
+    _P.tenant_ref == bindparam("tenant")
 )
 _VALID_VALUES = sorted(s.value for s in VALID_STATES)
 
 
 def _gate_row(session: Session, tenant: str, client: str | None, text_id: int | None) -> Any:
-    prepared, params = _gate_step(tenant, client, text_id)
-    return prepared.one_or_none(session, params)
+    statement, params = _gate_step(tenant, client, text_id)
+    return session.execute(statement, params).one_or_none()
 
 
 @frozen(kw_only=True)
@@ -632,10 +606,6 @@ class _Decision:
                           language=row.shown_language)
 
 
-#: The decisions that carry nothing but their outcome (nothing is recorded for them).
-_PLAIN = {outcome: _Decision(outcome=outcome) for outcome in GateOutcome}
-
-
 def _shown_text_id(raw: object) -> int | None:
     if not isinstance(raw, str) or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         return None  # "²" and other non-ASCII digits are isdigit() but not int()-able
@@ -644,10 +614,10 @@ def _shown_text_id(raw: object) -> int | None:
 
 def _gate_step(
     tenant: str, client: str | None, text_id: int | None
-) -> tuple[PreparedSelect, dict[str, Any]]:
+) -> tuple[Select[Any], dict[str, Any]]:
     if text_id is None:
-        return _GATE_READ, {"tenant": tenant, "client": client}
-    return _GATE_SHOWN_READ, {"tenant": tenant, "client": client, "text_id": text_id}
+        return _GATE, {"tenant": tenant, "client": client}
+    return _GATE_SHOWN, {"tenant": tenant, "client": client, "text_id": text_id}
 
 
 def _decide(
@@ -660,9 +630,9 @@ def _decide(
     client = check_ref("client", client) if client else None
     if submission.channel != "online":
         return _Decision(outcome=GateOutcome.ACCEPT), None
-    head = lock_head(host.session(), tenant) if locked else None
-    gate = _gate_step(tenant, client, _shown_text_id(submission.fields.get(FIELD_TEXT)))
-    row = gate[0].one_or_none(host.session(), gate[1])
+    session = host.session()
+    head = lock_head(session, tenant) if locked else None
+    row = _gate_row(session, tenant, client, _shown_text_id(submission.fields.get(FIELD_TEXT)))
     return _decide_on(host, submission, client, row), head
 
 
@@ -670,8 +640,8 @@ def _decide_on(
     host: Host, submission: BookingSubmission, client: str | None, row: Any
 ) -> _Decision:
     if row is None or not (row.active and row.setup_complete):
-        return _PLAIN[GateOutcome.ACCEPT]
-    settings = settings_from_json(row.settings_json)
+        return _Decision(outcome=GateOutcome.ACCEPT)
+    settings = settings_from(row.settings)
     snap = snapshot_of(row) if client and row.state is not None else None
     current = status(snap, row.current_major, now_utc(host))
     ticked = submission.fields.get(FIELD_CONSENT, "") in ("yes", "on", "true", "1")
@@ -683,7 +653,7 @@ def _decide_on(
     )
     if outcome in (GateOutcome.ACCEPT_GIVEN, GateOutcome.ACCEPT_REFUSED):
         return _Decision(outcome=outcome, previous=snap, settings=settings, row=row)
-    return _PLAIN[outcome]
+    return _Decision(outcome=outcome)
 
 
 def check_booking(host: Host, submission: BookingSubmission) -> list[Veto]:
@@ -774,7 +744,7 @@ def record_manual(
     note: str | None,
     language: str | None = None,
 ) -> ConsentEvent:
-    """F5a: record consent the client gave outside the app (paper, verbal, other system)."""
+    """Record consent the client gave outside the app (paper, verbal, other system)."""
     if not staff.can_record_consent:
         raise PermissionDenied(
             N_("You do not have permission to record consent. Ask the practice owner.")
@@ -840,7 +810,7 @@ def withdraw(
     user_agent: str | None = None,
     even_if_inactive: bool = False,
 ) -> ConsentEvent:
-    """F15: end a consent. ``by_client`` → ``withdrawn`` (the client's decision, also when
+    """End a consent. ``by_client`` → ``withdrawn`` (the client's decision, also when
     staff record it for them); otherwise ``revoked`` (the practice ended it).
     ``even_if_inactive``: the client withdraws through a link, which deactivating the
     app must not stop (withdrawal is possible at any time)."""
@@ -858,53 +828,6 @@ def withdraw(
 # -- practitioner views ------------------------------------------------------------------------
 
 
-_PANEL_TEXT = {
-    "title": N_("Consent"),
-    "setup_note": N_("Finish setting up the Samtycke app before asking clients."),
-    "setup": N_("Set up"),
-    "obtain": N_("Obtain consent"),
-    "withdraw": N_("Record withdrawal"),
-    "history": N_("Consent history"),
-}
-
-
-class _PanelText(NamedTuple):
-    title: str
-    setup_note: str
-    setup: str
-    obtain: str
-    withdraw: str
-    history: str
-
-
-@lru_cache(maxsize=16)
-def _panel_text(language: str) -> _PanelText:
-    """The profile panel's fixed strings, translated once per language."""
-    return _PanelText(**{key: t(language, msg) for key, msg in _PANEL_TEXT.items()})
-
-
-#: Where a panel's per-client values go in its cached rendering (never in a template's
-#: output otherwise: client refs are ASCII, the strings are the app's own).
-_CLIENT_SLOT = "\ufffcclient\ufffc"
-_GIVEN_SLOT = "\ufffcgiven\ufffc"
-
-
-@lru_cache(maxsize=512)
-def _panel_shape(
-    language: str, current: Status, setup_complete: bool, withdrawable: bool, given: bool
-) -> str:
-    """The profile panel rendered (autoescaped) for one language, status and set of
-    switches, with slots for the client's ref and the "Given <date>." sentence.  Only
-    those two vary from client to client, so the template runs once per shape."""
-    return render_translated(
-        "profile_panel.html",
-        status=current.value, tone=status_text.tone(current), icon=status_text.icon(current),
-        label=status_text.label(current, language), reason=status_text.reason(current, language),
-        given=_GIVEN_SLOT if given else None, text=_panel_text(language), client=_CLIENT_SLOT,
-        prefix=MOUNT_PREFIX, setup_complete=setup_complete, withdrawable=withdrawable,
-    )
-
-
 def profile_panel(
     host: Host, tenant: str, client: str, staff: StaffContext, locale: str
 ) -> ProfilePanel | None:
@@ -920,21 +843,16 @@ def profile_panel(
         if snap is not None and current in (Status.VALID, Status.OUTDATED, Status.EXPIRED)
         else None
     )
-    html = _panel_html(language, current, setup_complete=bool(row.setup_complete),
-                       withdrawable=snap is not None and snap.state in VALID_STATES,
-                       given=given, client=client)
+    html = render(
+        "profile_panel.html", language,
+        status=current.value, tone=status_text.tone(current), icon=status_text.icon(current),
+        label=status_text.label(current, language), reason=status_text.reason(current, language),
+        given=given, client=client, prefix=MOUNT_PREFIX,
+        setup_complete=bool(row.setup_complete),
+        withdrawable=snap is not None and snap.state in VALID_STATES,
+    )
     return ProfilePanel(key="samtycke.status", tone=status_text.tone(current),
                         label=status_text.label(current, language), html=html)
-
-
-def _panel_html(
-    language: str, current: Status, *, setup_complete: bool, withdrawable: bool,
-    given: str | None, client: str,
-) -> str:
-    """The panel's HTML: its cached shape with the client and the date filled in."""
-    html = _panel_shape(language, current, setup_complete, withdrawable, given is not None)
-    html = html.replace(_CLIENT_SLOT, str(escape(client)))
-    return html if given is None else html.replace(_GIVEN_SLOT, str(escape(given)))
 
 
 def list_filters(locale: str) -> list[ListFilter]:
@@ -951,7 +869,7 @@ def filter_clause(
     if filter_key not in (FILTER_VALID, FILTER_NOT_VALID):
         return None
     tenant = check_ref("tenant", tenant)
-    row = _PRACTICE_READ.one_or_none(host.session(), {"tenant": tenant})
+    row = host.session().execute(_PRACTICE_SWITCHES, {"tenant": tenant}).one_or_none()
     if row is None or not row.active:
         raise NotActive(
             N_("Samtycke is not active for this practice. Activate it in the app menu first.")
@@ -1039,7 +957,7 @@ class HistoryEntry:
 
 
 def history(host: Host, tenant: str, client: str) -> list[HistoryEntry]:
-    """F10: every event of one client, oldest first, with text version and evidence."""
+    """Every event of one client, oldest first, with text version and evidence."""
     session = host.session()
     practice = get_practice(session, tenant)
     if practice is None:

@@ -296,9 +296,8 @@ class SqliteDriverFaults:
     """Like :class:`FaultInjector`, but below SQLAlchemy: the N-th statement the SQLite
     library runs (BEGIN and COMMIT included) is interrupted by a progress handler.
 
-    No SQLAlchemy statement listener is involved, so the app's prepared fast paths
-    (``samtycke_plugin.prepared``, which fall back to ``Session.execute`` when anything
-    observes statements) run exactly as in production.  Handlers are installed on each
+    No SQLAlchemy statement listener is involved, so the app runs exactly as in
+    production.  Handlers are installed on each
     connection at pool checkout and removed at checkin.
     """
 

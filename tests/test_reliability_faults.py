@@ -138,15 +138,14 @@ def test_fault_at_every_step_of_a_booking(faulty: tuple[TestHost, FaultInjector]
 
 
 def test_driver_level_fault_at_every_step_of_a_booking(sqlite_engine: Engine) -> None:
-    """F5 below SQLAlchemy: with no statement listener installed the booking gate uses
-    its prepared fast path (raw DB-API cursor); the SQLite library interrupts the N-th
-    statement of the booking, for every N."""
+    """Faults below SQLAlchemy, with no statement listener installed (as in production):
+    the SQLite library interrupts the N-th statement of the booking, for every N."""
     host = TestHost(sqlite_engine)
     injector = SqliteDriverFaults(sqlite_engine)
     tenant, hooks = _active(host, require_consent_for_online_booking=True)
     client = host.new_client(tenant)
     shown = form_text_id(host, hooks, tenant, client)
-    assert not sqlite_engine.dispatch.before_cursor_execute  # nothing observes: fast path
+    assert not sqlite_engine.dispatch.before_cursor_execute  # nothing observes
     vetoes_seen: list[str] = []
 
     def path() -> list[Any]:
@@ -168,8 +167,8 @@ def test_driver_level_fault_at_every_step_of_a_booking(sqlite_engine: Engine) ->
 def test_postgres_backend_killed_during_a_booking(
     pg_engine: Engine, pg_server: str, when: str
 ) -> None:
-    """F5 on the unobserved fast path: the session's PostgreSQL backend is killed
-    before the gate read (→ a retryable veto) or between check and record (→ the host's
+    """With no statement listener (as in production), the session's PostgreSQL backend
+    is killed before the gate read (→ a retryable veto) or between check and record (→ the host's
     transaction fails with a disconnect it can retry); nothing is written, and the
     host's retry records exactly one event on a fresh connection."""
     host = TestHost(pg_engine)
@@ -184,7 +183,7 @@ def test_postgres_backend_killed_during_a_booking(
         pid = host.session().connection().connection.dbapi_connection.info.backend_pid
         with admin.connect() as conn:
             conn.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
-        FIGURES["faults injected (postgresql, terminate on the fast path)"] += 1
+        FIGURES["faults injected (postgresql, terminate, unobserved)"] += 1
 
     before = dump(pg_engine, [tenant])
     if when == "before-check":
