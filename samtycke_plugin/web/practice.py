@@ -732,6 +732,7 @@ def _editor(
         texts=_text_rows(ctx, bodies),
         expected_major=ctx.practice.current_major,
         versions=_versions(ctx),
+        asks_at_booking=asks_at_booking(service.settings_of(ctx.practice)),
         **values,
     )
 
