@@ -920,9 +920,9 @@ def _queue_chunk(
     """A batch request for the clients of ``infos``: one waiting outbox row for each
     client without valid consent, who has not withdrawn or declined, without a pending
     link for the current text and without a row already waiting, whose address and
-    name can go into a mail.  The
-    relay mints the link, records the ``requested`` event and fills the row in when it
-    claims it (:func:`complete_requests`).  Does not commit."""
+    name can go into a mail.  The relay mints the link, records the ``requested`` event
+    and fills the row in when it claims it (:func:`complete_requests`).  Does not
+    commit."""
     practice = service.require_practice(session, tenant)
     session.refresh(practice)
     now = service.now_utc(host)
@@ -1018,7 +1018,7 @@ def _queue_everyone(
         _REQUESTS.c.expires_at > now, _REQUESTS.c.text_major == major,
     )
     waiting_rows = and_(_OUTBOX.c.tenant_ref == tenant, text(WAITING_REQUEST))
-    unvalid = _not_among(ref, settled, _STATE.c.client_ref, dialect)
+    unsettled = _not_among(ref, settled, _STATE.c.client_ref, dialect)
     unlinked = _not_among(ref, linked, _REQUESTS.c.client_ref, dialect)
     total = _count_listed(session, listed)
     said_no: Counter[str] = Counter()
@@ -1030,7 +1030,7 @@ def _queue_everyone(
     ):
         said_no[state] = int(count)
     n_said_no = said_no.total()
-    n_linked = _count_listed(session, listed, ref.in_(linked), unvalid)
+    n_linked = _count_listed(session, listed, ref.in_(linked), unsettled)
     unmailable: Counter[str] = Counter()
     # The clients waiting in the outbox, with their addresses and names: a semi-join on
     # the host's query, which need not have an index on its ``ref`` (a join could rescan
@@ -1040,7 +1040,7 @@ def _queue_everyone(
     )
     # Those already waiting (usually none): not queued again, but an address or name
     # that cannot be mailed counts as such, as in the streamed batch.
-    earlier = _mail_checks(session.execute(waiting_clients.where(unvalid, unlinked)))
+    earlier = _mail_checks(session.execute(waiting_clients.where(unsettled, unlinked)))
     unmailable.update(why for why in earlier.values() if why is not None)
     # One Message-ID per row: a stem unique to this run (as message_id()), then the row's
     # number in the run.  The address, language and name are filled in when the relay
@@ -1054,7 +1054,7 @@ def _queue_everyone(
         null(), literal(lang(None)), literal(payload, _OUTBOX.c.payload.type), literal(QUEUED),
         literal(0), literal(now, _OUTBOX.c.created_at.type),
         literal(now, _OUTBOX.c.created_at.type),
-    ).where(ref.is_not(None), unvalid, unlinked)
+    ).where(ref.is_not(None), unsettled, unlinked)
     ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_OUTBOX)
     insert_rows = ins.from_select(
         ["tenant_ref", "client_ref", "request_id", "kind", "message_id", "to_addr",

@@ -319,8 +319,14 @@ def test_a_practitioner_can_still_ask_one_client_who_withdrew(host: TestHost) ->
     sent, and the withdrawal stays in the client's history."""
     hooks, tenant = _practice(host)
     withdrew, _ = _said_no(host, hooks, tenant)
-    requests.send_request(host, tenant, withdrew, actor="staff:s1")
-    host.session().commit()
+    pages = _pages(host, tenant)
+    path = f"{P}/clients/{withdrew}/obtain"
+    page = pages.get(path, headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "This client has withdrawn their consent." in page
+    assert "Requests to everyone leave them out" in page
+    token = csrf_token(host.app_secret("samtycke"), f"staff:{tenant}:s1")
+    sent = pages.post(path, data={"action": "send", "csrf_token": token})
+    assert sent.status_code == 303, sent.get_data(as_text=True)
     assert _rows_for(host, tenant, withdrew) == (1, 1)
     assert _status(host, tenant, withdrew) == "requested"
     host.session().rollback()
