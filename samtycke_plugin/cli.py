@@ -548,16 +548,21 @@ def request_group() -> None:
     show_default=True,
     help="Clients per transaction (a host with a client query queues all in one).",
 )
+@click.option(
+    "--locale", default="en", show_default=True, help="Language of the summary (sv, en)."
+)
 @pass_ctx
-def request_all(ctx: Context, tenant: str, actor: str, chunk_size: int) -> None:
+def request_all(ctx: Context, tenant: str, actor: str, chunk_size: int, locale: str) -> None:
     """Ask every client of a practice who lacks valid consent, by e-mail (F7).
 
     Safe to run again (or after an interruption): clients with a pending request for
-    the current text are skipped.  The mail itself is sent by `samtycke outbox send`.
+    the current text are skipped, and clients who declined or withdrew their consent
+    are left out.  The mail itself is sent by `samtycke outbox send`.
     """
     import sys
 
     from samtycke_plugin import errors, requests
+    from samtycke_plugin.i18n import t
 
     host = _mail_host(ctx)
     total = requests.count_clients(host, tenant)
@@ -587,9 +592,15 @@ def request_all(ctx: Context, tenant: str, actor: str, chunk_size: int) -> None:
     except (errors.SamtyckeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
-        f"{result.asked} asked, {result.skipped_valid} already have valid consent, "
-        f"{result.skipped_pending} already have a pending request, "
-        f"{result.skipped_no_email} have no usable e-mail address, "
-        f"{result.skipped_bad_name} have a name that cannot go into an e-mail "
-        f"(batch {result.batch_key})."
+        t(
+            locale,
+            "%(asked)s asked, %(valid)s already have valid consent, %(pending)s already "
+            "have a pending request, %(refused)s declined and %(withdrawn)s withdrew their "
+            "consent (not asked again), %(no_email)s have no usable e-mail address, "
+            "%(bad_name)s have a name that cannot go into an e-mail (batch %(batch)s).",
+            asked=result.asked, valid=result.skipped_valid, pending=result.skipped_pending,
+            refused=result.skipped_refused, withdrawn=result.skipped_withdrawn,
+            no_email=result.skipped_no_email, bad_name=result.skipped_bad_name,
+            batch=result.batch_key,
+        )
     )

@@ -80,6 +80,7 @@ from sqlalchemy import (
     literal,
     literal_column,
     null,
+    or_,
     select,
     text,
     union_all,
@@ -660,6 +661,11 @@ class BatchResult:
     skipped_bad_name: int = 0
     #: Given client refs the host does not know in this practice.
     skipped_unknown: int = 0
+    #: Clients who withdrew their consent: a batch does not ask them again (the
+    #: practitioner can still ask one of them from the client's profile).
+    skipped_withdrawn: int = 0
+    #: Clients who declined to consent: left out as the ones who withdrew.
+    skipped_refused: int = 0
     #: The key stored on every request of this run.
     batch_key: str = ""
 
@@ -667,7 +673,8 @@ class BatchResult:
     def total(self) -> int:
         return (
             self.asked + self.skipped_valid + self.skipped_pending + self.skipped_no_email
-            + self.skipped_bad_name + self.skipped_unknown
+            + self.skipped_bad_name + self.skipped_unknown + self.skipped_withdrawn
+            + self.skipped_refused
         )
 
 
@@ -678,6 +685,8 @@ class _ChunkCounts:
     pending: int = 0
     no_email: int = 0
     bad_name: int = 0
+    withdrawn: int = 0
+    refused: int = 0
     #: ``{client: request id}`` of the clients asked.
     links: dict[str, int] = field(factory=dict)
     #: ``{client: why}`` of the clients not asked.
@@ -688,6 +697,13 @@ _WHY_VALID = "not asked: the client has valid consent now"
 _WHY_PENDING = "not asked: the client already has a pending request"
 _WHY_NO_EMAIL = "not asked: the client has no usable e-mail address"
 _WHY_BAD_NAME = "not asked: the client's name cannot go into an e-mail"
+_WHY_WITHDRAWN = "not asked: the client withdrew their consent"
+_WHY_REFUSED = "not asked: the client declined to consent"
+
+#: The clients' own "no": a batch request or an automatic trigger does not ask them
+#: again (only a practitioner's single request from the profile does).
+_SAID_NO = {Status.WITHDRAWN: _WHY_WITHDRAWN, Status.REFUSED: _WHY_REFUSED}
+_SAID_NO_STATES = (State.WITHDRAWN.value, State.REFUSED.value)
 
 
 @frozen
@@ -719,9 +735,9 @@ def _ask_chunk(
     batch_key: str | None,
     queue_mail: bool = True,
 ) -> _ChunkCounts:
-    """Ask every client of ``infos`` without valid consent and without a pending request
-    for the current text.  Writes requests, ``requested`` events and (``queue_mail``)
-    outbox rows; does not commit."""
+    """Ask every client of ``infos`` without valid consent, who has not withdrawn or
+    declined, and without a pending request for the current text.  Writes requests,
+    ``requested`` events and (``queue_mail``) outbox rows; does not commit."""
     practice = service.require_practice(session, tenant)
     session.refresh(practice)
     now = service.now_utc(host)
@@ -733,9 +749,13 @@ def _ask_chunk(
     reasons: dict[str, str] = {}
     candidates: list[ClientInfo] = []
     for info in unique:
-        if status(snaps.get(info.ref), practice.current_major, now) is Status.VALID:
+        current = status(snaps.get(info.ref), practice.current_major, now)
+        if current is Status.VALID:
             valid += 1
             reasons[info.ref] = _WHY_VALID
+        elif current in _SAID_NO:
+            unmailable[_SAID_NO[current]] += 1
+            reasons[info.ref] = _SAID_NO[current]
         else:
             candidates.append(info)
     # Pending links: expired ones and ones for an outdated text are replaced, the rest
@@ -762,9 +782,10 @@ def _ask_chunk(
             continue
         eligible.append((info, address, (info.name or "").strip()))
     no_email, bad_name = unmailable[_WHY_NO_EMAIL], unmailable[_WHY_BAD_NAME]
+    withdrawn, refused = unmailable[_WHY_WITHDRAWN], unmailable[_WHY_REFUSED]
     if not eligible:
         return _ChunkCounts(valid=valid, pending=pending, no_email=no_email, bad_name=bad_name,
-                            reasons=reasons)
+                            withdrawn=withdrawn, refused=refused, reasons=reasons)
     practice_name(host, tenant)
 
     key = link_key(host)
@@ -808,7 +829,8 @@ def _ask_chunk(
             reasons[info.ref] = _WHY_PENDING
     return _ChunkCounts(
         asked=len(inserted), valid=valid, pending=pending + len(eligible) - len(inserted),
-        no_email=no_email, bad_name=bad_name, links=dict(inserted), reasons=reasons,
+        no_email=no_email, bad_name=bad_name, withdrawn=withdrawn, refused=refused,
+        links=dict(inserted), reasons=reasons,
     )
 
 
@@ -822,31 +844,42 @@ def _one_of(column: Any, dialect: str) -> Any:
     return column.in_(values)
 
 
+#: Why :func:`_already_settled` leaves a client out, most decisive first.
+_SETTLED_ORDER = {"valid": 0, State.WITHDRAWN.value: 1, State.REFUSED.value: 1, "pending": 2}
+
+
 def _already_settled(
     session: Session, tenant: str, clients: Sequence[str], current_major: int, now: datetime
-) -> dict[str, bool]:
-    """``{client: True}`` for the clients with valid consent, ``{client: False}`` for
-    those with an unexpired pending link for the current text.  One query.  (A row
+) -> dict[str, str]:
+    """Why each client of ``clients`` that a batch leaves out is left out: ``"valid"``
+    (valid consent), ``"withdrawn"`` or ``"refused"`` (the client's own "no"), or
+    ``"pending"`` (an unexpired pending link for the current text).  One query.  (A row
     already waiting for its link is found by the insert's ``ON CONFLICT``: a query on
     the outbox, which grows during the batch, would be planned on stale statistics.)"""
     if not clients:
         return {}
     dialect = session.get_bind().dialect.name
     query = union_all(
-        select(_STATE.c.client_ref, literal(True).label("valid")).where(
+        select(_STATE.c.client_ref, literal("valid").label("why")).where(
             _STATE.c.tenant_ref == tenant, _one_of(_STATE.c.client_ref, dialect),
             service.valid_condition(current_major, now),
         ),
-        select(_REQUESTS.c.client_ref, literal(False)).where(
+        select(_STATE.c.client_ref, _STATE.c.state).where(
+            _STATE.c.tenant_ref == tenant, _one_of(_STATE.c.client_ref, dialect),
+            _STATE.c.state.in_(_SAID_NO_STATES),
+        ),
+        select(_REQUESTS.c.client_ref, literal("pending")).where(
             _REQUESTS.c.tenant_ref == tenant, _one_of(_REQUESTS.c.client_ref, dialect),
             _REQUESTS.c.purpose == PURPOSE_CONSENT, _PENDING,
             _REQUESTS.c.expires_at > now, _REQUESTS.c.text_major == current_major,
         ),
     )
     refs: Any = list(clients) if dialect == "postgresql" else json.dumps(list(clients))
-    found: dict[str, bool] = {}
-    for client, valid in session.execute(query, {"refs": refs}):
-        found[client] = bool(valid) or found.get(client, False)
+    found: dict[str, str] = {}
+    for client, why in session.execute(query, {"refs": refs}):
+        known = found.get(client)
+        if known is None or _SETTLED_ORDER[why] < _SETTLED_ORDER[known]:
+            found[client] = why
     return found
 
 
@@ -860,16 +893,17 @@ def _queue_chunk(
     batch_key: str,
 ) -> _ChunkCounts:
     """A batch request for the clients of ``infos``: one waiting outbox row for each
-    client without valid consent, without a pending link for the current text and
-    without a row already waiting, whose address and name can go into a mail.  The
-    relay mints the link, records the ``requested`` event and fills the row in when it
-    claims it (:func:`complete_requests`).  Does not commit."""
+    client without valid consent, who has not withdrawn or declined, without a pending
+    link for the current text and without a row already waiting, whose address and
+    name can go into a mail.  The relay mints the link, records the ``requested`` event
+    and fills the row in when it claims it (:func:`complete_requests`).  Does not
+    commit."""
     practice = service.require_practice(session, tenant)
     session.refresh(practice)
     now = service.now_utc(host)
     unique = {str(info.ref): info for info in infos}
     settled = _already_settled(session, tenant, list(unique), practice.current_major, now)
-    valid = pending = 0
+    left_out: Counter[str] = Counter()
     unmailable: Counter[str] = Counter()
     rows: list[dict[str, Any]] = []
     domain: str | None = None
@@ -877,10 +911,7 @@ def _queue_chunk(
     for ref, info in unique.items():
         known = settled.get(ref)
         if known is not None:
-            if known:
-                valid += 1
-            else:
-                pending += 1
+            left_out[known] += 1
             continue
         address = _mail_address(info.email, info.name)
         if isinstance(address, _NotMailable):
@@ -894,8 +925,11 @@ def _queue_chunk(
             to_addr=address, locale=info.locale, payload=payload, now=now,
         ))
     asked = _inserted_rows(session, _for_dialect(session, _INSERT_WAITING), rows)
-    return _ChunkCounts(asked=asked, valid=valid, pending=pending + len(rows) - asked,
-                        no_email=unmailable[_WHY_NO_EMAIL], bad_name=unmailable[_WHY_BAD_NAME])
+    return _ChunkCounts(
+        asked=asked, valid=left_out["valid"], pending=left_out["pending"] + len(rows) - asked,
+        no_email=unmailable[_WHY_NO_EMAIL], bad_name=unmailable[_WHY_BAD_NAME],
+        withdrawn=left_out[State.WITHDRAWN.value], refused=left_out[State.REFUSED.value],
+    )
 
 
 def count_clients(host: Host, tenant: str) -> int:
@@ -928,15 +962,16 @@ def _queue_everyone(
     and what was done, decided and counted as :func:`_queue_chunk` does per chunk.
 
     One ``INSERT … SELECT`` queues a waiting outbox row for each client
-    without valid consent and without a pending link for the current text (``ON
-    CONFLICT DO NOTHING`` skips those already waiting); the new rows' clients are then
-    read with their addresses and names, and the rows that cannot be mailed are deleted
-    again.  The clients already waiting are read first, as the streamed batch checks
-    their addresses too.  Counted: the clients (each ref once), those with a pending
-    link, and those with valid consent: on SQLite the rest (the unit holds the write
-    lock, so nothing changes between the statements), on PostgreSQL by a query of its
-    own (a second run at the same moment may take clients between the statements: they
-    count as already asked, as in the streamed batch).  Does not commit.
+    without valid consent, who has not withdrawn or declined, and without a pending
+    link for the current text (``ON CONFLICT DO NOTHING`` skips those already
+    waiting); the new rows' clients are then read with their addresses and names, and
+    the rows that cannot be mailed are deleted again.  The clients already waiting are
+    read first, as the streamed batch checks their addresses too.  Counted: the clients
+    (each ref once), those who withdrew or declined, those with a pending link, and
+    those with valid consent: on SQLite the rest (the unit holds the write lock, so
+    nothing changes between the statements), on PostgreSQL by a query of its own (a
+    second run at the same moment may take clients between the statements: they count
+    as already asked, as in the streamed batch).  Does not commit.
     """
     practice = service.require_practice(session, tenant)
     session.refresh(practice)
@@ -948,15 +983,29 @@ def _queue_everyone(
     valid = select(_STATE.c.client_ref).where(
         _STATE.c.tenant_ref == tenant, service.valid_condition(major, now)
     )
+    # Left out before anything else: valid consent, or the client's own "no".
+    settled = select(_STATE.c.client_ref).where(
+        _STATE.c.tenant_ref == tenant,
+        or_(service.valid_condition(major, now), _STATE.c.state.in_(_SAID_NO_STATES)),
+    )
     linked = select(_REQUESTS.c.client_ref).where(
         _REQUESTS.c.tenant_ref == tenant, _REQUESTS.c.purpose == PURPOSE_CONSENT, _PENDING,
         _REQUESTS.c.expires_at > now, _REQUESTS.c.text_major == major,
     )
     waiting_rows = and_(_OUTBOX.c.tenant_ref == tenant, text(WAITING_REQUEST))
-    unvalid = _not_among(ref, valid, _STATE.c.client_ref, dialect)
+    unsettled = _not_among(ref, settled, _STATE.c.client_ref, dialect)
     unlinked = _not_among(ref, linked, _REQUESTS.c.client_ref, dialect)
     total = _count_listed(session, listed)
-    n_linked = _count_listed(session, listed, ref.in_(linked), unvalid)
+    said_no: Counter[str] = Counter()
+    for state, count in session.execute(
+        select(_STATE.c.state, func.count()).where(
+            _STATE.c.tenant_ref == tenant, _STATE.c.state.in_(_SAID_NO_STATES),
+            _STATE.c.client_ref.in_(select(ref).where(ref.is_not(None))),
+        ).group_by(_STATE.c.state)
+    ):
+        said_no[state] = int(count)
+    n_said_no = said_no.total()
+    n_linked = _count_listed(session, listed, ref.in_(linked), unsettled)
     unmailable: Counter[str] = Counter()
     # The clients waiting in the outbox, with their addresses and names: a semi-join on
     # the host's query, which need not have an index on its ``ref`` (a join could rescan
@@ -966,7 +1015,7 @@ def _queue_everyone(
     )
     # Those already waiting (usually none): not queued again, but an address or name
     # that cannot be mailed counts as such, as in the streamed batch.
-    earlier = _mail_checks(session.execute(waiting_clients.where(unvalid, unlinked)))
+    earlier = _mail_checks(session.execute(waiting_clients.where(unsettled, unlinked)))
     unmailable.update(why for why in earlier.values() if why is not None)
     # One Message-ID per row: a stem unique to this run (as message_id()), then the row's
     # number in the run.  The address, language and name are filled in when the relay
@@ -980,7 +1029,7 @@ def _queue_everyone(
         null(), literal(lang(None)), literal(payload, _OUTBOX.c.payload.type), literal(QUEUED),
         literal(0), literal(now, _OUTBOX.c.created_at.type),
         literal(now, _OUTBOX.c.created_at.type),
-    ).where(ref.is_not(None), unvalid, unlinked)
+    ).where(ref.is_not(None), unsettled, unlinked)
     ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_OUTBOX)
     insert_rows = ins.from_select(
         ["tenant_ref", "client_ref", "request_id", "kind", "message_id", "to_addr",
@@ -1015,11 +1064,12 @@ def _queue_everyone(
     if dialect == "postgresql":
         n_valid = _count_listed(session, listed, ref.in_(valid))
     else:
-        n_valid = total - len(ours) - n_linked - len(earlier)
+        n_valid = total - len(ours) - n_linked - len(earlier) - n_said_no
     no_email, bad_name = unmailable[_WHY_NO_EMAIL], unmailable[_WHY_BAD_NAME]
     return total, _ChunkCounts(
         asked=asked, valid=n_valid, no_email=no_email, bad_name=bad_name,
-        pending=max(0, total - n_valid - asked - no_email - bad_name),
+        withdrawn=said_no[State.WITHDRAWN.value], refused=said_no[State.REFUSED.value],
+        pending=max(0, total - n_valid - asked - no_email - bad_name - n_said_no),
     )
 
 
@@ -1117,7 +1167,10 @@ def request_batch(
     batch_key: str | None = None,
 ) -> BatchResult:
     """E-mail a consent request to every client of the practice without valid consent
-    (``clients=None``), or to the given client refs.
+    (``clients=None``), or to the given client refs.  Clients who withdrew their consent
+    or declined it are left out (counted in the result): a batch never answers a
+    client's "no" with another mail; the practitioner can still ask one of them from the
+    client's profile (:func:`send_request`).
 
     When the host implements :class:`~hookspecs.host.ClientQuery`, the whole practice
     is queued in one transaction by a few set-based statements on its query
@@ -1185,7 +1238,7 @@ def request_batch(
         expected = total or 0
         source = host.iter_clients(TenantRef(tenant))
 
-    asked = valid = pending = no_email = bad_name = done = 0
+    asked = valid = pending = no_email = bad_name = withdrawn = refused = done = 0
     for chunk in _chunks(source, max(1, chunk_size)):
         counts = run_in_transaction(
             host.session, _chunk_job(host, tenant, chunk, actor=actor, batch_key=batch_key)
@@ -1195,6 +1248,8 @@ def request_batch(
         pending += counts.pending
         no_email += counts.no_email
         bad_name += counts.bad_name
+        withdrawn += counts.withdrawn
+        refused += counts.refused
         done += len(chunk)
         if progress is not None:
             progress(done + (unknown if clients is not None else 0), expected)
@@ -1202,7 +1257,7 @@ def request_batch(
         progress(unknown, expected)
     return _batch_result(
         _ChunkCounts(asked=asked, valid=valid, pending=pending, no_email=no_email,
-                     bad_name=bad_name),
+                     bad_name=bad_name, withdrawn=withdrawn, refused=refused),
         unknown=unknown, batch_key=batch_key, tenant=tenant,
     )
 
@@ -1213,22 +1268,25 @@ def _batch_result(
     result = BatchResult(
         asked=counts.asked, skipped_valid=counts.valid, skipped_pending=counts.pending,
         skipped_no_email=counts.no_email, skipped_bad_name=counts.bad_name,
-        skipped_unknown=unknown, batch_key=batch_key,
+        skipped_unknown=unknown, skipped_withdrawn=counts.withdrawn,
+        skipped_refused=counts.refused, batch_key=batch_key,
     )
     log.info(
         "batch request %s for practice %s: %d asked, %d valid, %d pending, %d without "
-        "address, %d bad name, %d unknown",
+        "address, %d bad name, %d unknown, %d withdrawn, %d declined",
         batch_key, tenant, result.asked, result.skipped_valid, result.skipped_pending,
-        result.skipped_no_email, result.skipped_bad_name, unknown,
+        result.skipped_no_email, result.skipped_bad_name, unknown, result.skipped_withdrawn,
+        result.skipped_refused,
     )
     return result
 
 
 def request_if_needed(host: Host, tenant: str, client: str, *, actor: str) -> int | None:
-    """Ask one client by e-mail unless they have valid consent, a pending request for
-    the current text, or no usable address.  In the caller's transaction (for the
-    triggers inside the host's booking and client-creation transactions); never raises
-    for a missing or bad address.  Returns the new request id, or ``None``."""
+    """Ask one client by e-mail unless they have valid consent, withdrew or declined it,
+    have a pending request for the current text, or no usable address.  In the caller's
+    transaction (for the triggers inside the host's booking and client-creation
+    transactions); never raises for a missing or bad address.  Returns the new request
+    id, or ``None``."""
     session = host.session()
     practice = service.get_practice(session, tenant)
     if not service.is_operational(practice):

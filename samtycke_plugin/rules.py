@@ -122,15 +122,44 @@ def grant_state(previous: Snapshot | None) -> State:
     return State.GIVEN
 
 
-def should_ask(settings: PracticeSettings, current: Status, *, is_new_client: bool) -> bool:
-    """Does the online booking form ask this client for consent?"""
-    if current is Status.VALID:
-        return False
+#: Clients whose earlier consent no longer holds (given for an older content version, or
+#: lapsed), and clients the practice has asked by e-mail who have not answered: the
+#: booking form asks them under every setting that asks at booking at all, so a change
+#: of content reaches them even when only new clients are asked (and e-mailing them a
+#: request does not take them out of the booking's asking).
+ASK_AGAIN = frozenset(
+    {
+        Status.OUTDATED,
+        Status.EXPIRED,
+        Status.REQUESTED,
+        Status.BOUNCED,
+        Status.UNDELIVERED,
+        Status.DEFERRED,
+    }
+)
+
+
+def asks_at_booking(settings: PracticeSettings) -> bool:
+    """Does the online booking form ask anyone at all under these settings?"""
     return (
         settings.require_consent_for_online_booking
         or settings.ask_clients_without_consent
-        or (settings.ask_new_clients and is_new_client)
+        or settings.ask_new_clients
     )
+
+
+def should_ask(settings: PracticeSettings, current: Status, *, is_new_client: bool) -> bool:
+    """Does the online booking form ask this client for consent?
+
+    Everyone without valid consent when consent is required or every such client is
+    asked; with only "ask new clients", new clients and the clients of
+    :data:`ASK_AGAIN` (not those who never were asked, declined or withdrew).
+    """
+    if current is Status.VALID:
+        return False
+    if settings.require_consent_for_online_booking or settings.ask_clients_without_consent:
+        return True
+    return settings.ask_new_clients and (is_new_client or current in ASK_AGAIN)
 
 
 class GateOutcome(StrEnum):

@@ -16,7 +16,8 @@ from samtycke_plugin.errors import SettingsError
 class PracticeSettings:
     """How and when a practice asks for consent (activation wizard, step 3)."""
 
-    #: Ask new clients on their first online booking.
+    #: Ask new clients on their first online booking (and, as every asking setting does,
+    #: clients whose consent no longer holds or who have not answered a mailed request).
     ask_new_clients: bool = True
     #: Ask any client without valid consent when they book online.
     ask_clients_without_consent: bool = True

@@ -846,7 +846,7 @@ def test_content_change_outdates_every_consent_at_once(host: TestHost) -> None:
     }
     response = pages.post("/text", form)
     assert response.status_code == 303
-    assert response.headers["Location"] == f"{P}/text?done=content"
+    assert response.headers["Location"] == f"{P}/text?done=content&affected=2"
     assert practice_row(host, tenant).current_major == 2
     assert valid_count(host, tenant) == 0
     # Both languages belong to the new content version, so English readers see a text too.
@@ -1014,11 +1014,13 @@ def test_batch_request_counts_and_a_double_click_asks_nobody_twice(batch_host: T
     assert (
         first.headers["Location"]
         == f"{P}/batch?done=batch&asked=3&valid=2&pending=0&no_email=1&bad_name=0"
+        "&withdrawn=0&refused=0"
     )
     second = pages.post("/batch", {})
     assert (
         second.headers["Location"]
         == f"{P}/batch?done=batch&asked=0&valid=2&pending=3&no_email=1&bad_name=0"
+        "&withdrawn=0&refused=0"
     )
     host.session().rollback()
     assert complete_waiting_requests(host, tenant) == 3  # what the relay does as it sends

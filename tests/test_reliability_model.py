@@ -6,8 +6,9 @@ link is used at most once.
 
 Actions: create a client; publish a text as a correction or a content change (and a
 stale editor's attempt); an online booking with the box ticked or not, on a fresh or
-an old form, in required or optional mode; manual recording (permitted or not);
-withdrawal and revocation by staff; time passing (consent and link expiry); staff of
+an old form, in required or optional mode, with every client asked or only new ones (and
+those whose consent no longer holds); manual recording (permitted or not); withdrawal
+and revocation by staff; time passing (consent and link expiry); staff of
 one practice using another's client; an e-mail request; SMTP delivery with or without
 a 550 bounce (real aiosmtpd); opening a link (GET, as a mail scanner does); accepting
 or declining on the consent page (fresh or stale text); withdrawing through the
@@ -55,6 +56,9 @@ from samtycke_plugin.models import (
 )
 
 GRANTED = ("given", "renewed")
+#: Statuses the booking form asks about under every setting that asks at all: consent
+#: that no longer holds, and an e-mailed request not answered yet.
+ASK_AGAIN = ("outdated", "expired", "requested", "bounced", "undelivered", "deferred")
 BODIES = [
     "Vi sparar dina kontaktuppgifter för att kunna boka och påminna om tider.\n",
     "Vi sparar namn, telefon och e-post. Du kan när som helst återkalla.\n",
@@ -91,6 +95,8 @@ class ClientModel:
 class PracticeModel:
     tenant: str
     required: bool = False
+    #: "ask new clients" is the only asking setting on (the clients here are returning)
+    only_new: bool = False
     validity_days: int | None = None
     major: int = 1
     #: every text version id per major (forms rendered earlier carry older ids)
@@ -112,6 +118,12 @@ class PracticeModel:
         if c.state == "requested" and c.delivery == "bounced":
             return "bounced"
         return c.state
+
+    def asks(self, status: str) -> bool:
+        """Does the booking form ask a returning client with this status?"""
+        if status == "valid":
+            return False
+        return self.required or not self.only_new or status in ASK_AGAIN
 
     def apply(self, ref: str, state: str, major: int | None, expires: datetime | None) -> None:
         """One new ledger event: a request keeps consent still given for the same or a
@@ -141,16 +153,20 @@ class ConsentMachine(RuleBasedStateMachine):
     # -- set-up -----------------------------------------------------------------------
 
     @initialize(required=st.tuples(st.booleans(), st.booleans()),
+                only_new=st.tuples(st.booleans(), st.booleans()),
                 validity=st.tuples(st.sampled_from([None, 30, 365]),
                                    st.sampled_from([None, 30, 365])))
-    def two_practices(self, required: tuple[bool, bool], validity: tuple[int | None, ...]) -> None:
-        for req, days in zip(required, validity, strict=True):
+    def two_practices(self, required: tuple[bool, bool], only_new: tuple[bool, bool],
+                      validity: tuple[int | None, ...]) -> None:
+        for req, new_only, days in zip(required, only_new, validity, strict=True):
             tenant = self.host.new_tenant()
-            settings_: dict[str, object] = {"require_consent_for_online_booking": req}
+            settings_: dict[str, object] = {"require_consent_for_online_booking": req,
+                                            "ask_clients_without_consent": not new_only}
             if days is not None:
                 settings_["validity_days"] = days
             self.host.activate(self.hooks, tenant, **settings_)
-            model = PracticeModel(tenant=tenant, required=req, validity_days=days)
+            model = PracticeModel(tenant=tenant, required=req, only_new=new_only,
+                                  validity_days=days)
             model.texts[1] = self._text_ids(tenant, 1)
             self.practices.append(model)
             for _ in range(2):
@@ -288,8 +304,8 @@ class ConsentMachine(RuleBasedStateMachine):
         status = p.status(ref, now)
         vetoes = book(self.host, self.hooks, p.tenant, ref, booking=f"b{self.steps}",
                       ticked=ticked, text_id=shown)
-        # the model's gate (default settings ask everyone without valid consent)
-        if status == "valid":
+        # the model's gate: not asked, nothing recorded (the ledger invariant counts events)
+        if not p.asks(status):
             assert vetoes == []
             return
         if ticked:
@@ -563,11 +579,11 @@ class ConsentMachine(RuleBasedStateMachine):
                 assert service.client_status(self.host, p.tenant, ref).status.value == expected
                 [badge] = badges[ClientRef(ref)]
                 assert (badge.tone == "ok") == (expected == "valid")
-                # the booking form asks exactly the clients without valid consent
+                # the booking form asks exactly the clients the settings ask
                 frags = self.hooks.form_fragments(
                     BookingFormContext(tenant=TenantRef(p.tenant), client=ClientRef(ref),
                                        locale="sv"))
-                assert bool(frags) == (expected != "valid")
+                assert bool(frags) == p.asks(expected)
                 if frags:
                     assert f'value="{p.texts[p.major][-1]}"' in frags[0].html
                 # and the check phase alone agrees with the model for an unticked box

@@ -10,12 +10,14 @@ from hypothesis import strategies as st
 
 from samtycke_plugin.errors import SettingsError
 from samtycke_plugin.rules import (
+    ASK_AGAIN,
     VALID_STATES,
     EventFacts,
     GateOutcome,
     Snapshot,
     State,
     Status,
+    asks_at_booking,
     fold,
     gate,
     grant_state,
@@ -120,6 +122,28 @@ def test_gate_properties(
         )
     if not asked:
         assert outcome is GateOutcome.ACCEPT
+    # every setting that asks at booking asks a client whose consent is outdated
+    if current in ASK_AGAIN:
+        assert asked == asks_at_booking(settings)
+
+
+def test_outdated_consent_is_asked_again_when_only_new_clients_are_asked() -> None:
+    only_new = PracticeSettings(
+        ask_new_clients=True, ask_clients_without_consent=False,
+        require_consent_for_online_booking=False,
+    )
+    assert should_ask(only_new, Status.OUTDATED, is_new_client=False)
+    assert gate(only_new, Status.OUTDATED, is_new_client=False, ticked=True, shown_major=2,
+                current_major=2) is GateOutcome.ACCEPT_GIVEN
+    # a returning client never asked, or one who said no, is not asked with this setting
+    for current in (Status.UNKNOWN, Status.REFUSED, Status.WITHDRAWN):
+        assert not should_ask(only_new, current, is_new_client=False)
+    nobody = PracticeSettings(
+        ask_new_clients=False, ask_clients_without_consent=False,
+        require_consent_for_online_booking=False,
+    )
+    assert not asks_at_booking(nobody)
+    assert not should_ask(nobody, Status.OUTDATED, is_new_client=False)
 
 
 def test_settings_round_trip_and_clear_errors() -> None:

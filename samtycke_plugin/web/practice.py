@@ -34,7 +34,7 @@ from samtycke_plugin.ledger import load_snapshot
 from samtycke_plugin.models import Practice
 from samtycke_plugin.render import trusted_html
 from samtycke_plugin.requests import count_clients, request_batch, send_request
-from samtycke_plugin.rules import VALID_STATES, Status, status
+from samtycke_plugin.rules import VALID_STATES, Status, asks_at_booking, status
 from samtycke_plugin.settings import PracticeSettings
 from samtycke_plugin.status_text import CHANNEL_LABELS, METHOD_LABELS, STATE_LABELS, code_label
 from samtycke_plugin.text import LANGUAGES, MAX_TEXT_LENGTH, normalise_body
@@ -97,10 +97,7 @@ DONE = {
     "withdrawn": N_("The withdrawal was recorded. The consent no longer applies."),
     "revoked": N_("The consent was ended on the practice's side."),
     "correction": N_("The correction was saved. Consents already given remain valid."),
-    "content": N_(
-        "The new text was saved. Clients will be asked to consent again at their next "
-        "online booking; you can also e-mail them a request."
-    ),
+    "content": N_("The new text was saved."),  # with who is asked again: _content_saved
 }
 
 BOOL_SETTINGS = (
@@ -762,13 +759,51 @@ def _editor(
         texts=_text_rows(ctx, bodies),
         expected_major=ctx.practice.current_major,
         versions=_versions(ctx),
+        asks_at_booking=asks_at_booking(service.settings_of(ctx.practice)),
         **values,
+    )
+
+
+def _content_saved(ctx: Ctx, raw_affected: str) -> str:
+    """The message after a change of content: how many clients must consent again, and
+    when they are asked, as the practice's settings say."""
+    affected = int(raw_affected) if raw_affected.isdigit() and len(raw_affected) < 10 else 0
+    if affected == 0:
+        return t(
+            ctx.locale,
+            "The new text was saved. No client had valid consent to the earlier text, so "
+            "no consent became outdated.",
+        )
+    if asks_at_booking(service.settings_of(ctx.practice)):
+        return tn(
+            ctx.locale,
+            "The new text was saved. %(count)s client who had consented must consent again: "
+            "they are asked at their next online booking, and you can e-mail them a "
+            "request now under “Ask clients”.",
+            "The new text was saved. %(count)s clients who had consented must consent again: "
+            "they are asked at their next online booking, and you can e-mail them a "
+            "request now under “Ask clients”.",
+            affected,
+            count=_number(ctx, affected),
+        )
+    return tn(
+        ctx.locale,
+        "The new text was saved. %(count)s client who had consented must consent again. "
+        "Your settings ask no one at online booking, so they are asked only if you "
+        "e-mail them a request under “Ask clients”.",
+        "The new text was saved. %(count)s clients who had consented must consent again. "
+        "Your settings ask no one at online booking, so they are asked only if you "
+        "e-mail them a request under “Ask clients”.",
+        affected,
+        count=_number(ctx, affected),
     )
 
 
 def text_editor(request: Request) -> Response:
     ctx = context(request)
     if request.method != "POST":
+        if request.args.get("done") == "content":
+            return _editor(ctx, notice=_content_saved(ctx, request.args.get("affected", "")))
         return _editor(ctx)
     form = check_csrf(ctx)
     action = form.get("action")
@@ -846,6 +881,8 @@ def text_editor(request: Request) -> Response:
                 actor=_actor(ctx),
                 expected_major=expected,
             )
+            if kind == "content":
+                return redirect(ctx, "/text", done=kind, affected=affected)
             return redirect(ctx, "/text", done=kind)
         status_code = 400
     else:
@@ -867,6 +904,7 @@ def text_editor(request: Request) -> Response:
             affected,
         ),
         unchanged=unchanged,
+        asks_at_booking=asks_at_booking(service.settings_of(ctx.practice)),
         kind=kind,
         reason=reason,
         errors=errors,
@@ -892,13 +930,15 @@ def batch(request: Request) -> Response:
             pending=result.skipped_pending,
             no_email=result.skipped_no_email,
             bad_name=result.skipped_bad_name,
+            withdrawn=result.skipped_withdrawn,
+            refused=result.skipped_refused,
         )
     if (gone := _operational(ctx)) is not None:
         return gone
     result_counts = None
     if request.args.get("done") == "batch":
         result_counts = {}
-        for key in ("asked", "valid", "pending", "no_email", "bad_name"):
+        for key in ("asked", "valid", "pending", "no_email", "bad_name", "withdrawn", "refused"):
             raw = request.args.get(key, "")
             result_counts[key] = int(raw) if raw.isdigit() and len(raw) < 10 else 0
     return render_page(
