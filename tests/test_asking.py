@@ -20,7 +20,9 @@ from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.ledger import projection, replay
 from samtycke_plugin.models import ConsentEvent, ConsentRequest, OutboxMessage
 from samtycke_plugin.web import make_wsgi_app
-from samtycke_plugin.web.base import csrf_token
+from samtycke_plugin.web.base import session_csrf_token
+
+SIGN_IN = "sign-in-1"  # the host's sign-in session the practitioner pages run in
 
 P = service.MOUNT_PREFIX
 GIVEN_AT = datetime(2026, 11, 1, tzinfo=UTC)
@@ -157,6 +159,10 @@ def test_a_practice_that_asks_at_no_booking_does_not_ask_outdated_clients(
     assert _status(host, tenant, client) == "outdated"  # nothing recorded
 
 
+def _token(host: TestHost, tenant: str) -> str:
+    return session_csrf_token(host.app_secret("samtycke"), SIGN_IN, ("staff", tenant, "s1"))
+
+
 def _pages(host: TestHost, tenant: str) -> Client:
     app = make_wsgi_app()
 
@@ -164,6 +170,7 @@ def _pages(host: TestHost, tenant: str) -> Client:
         environ["booking.host"] = host
         environ["booking.tenant"] = tenant
         environ["booking.staff"] = staff()
+        environ["booking.session"] = SIGN_IN
         return app(environ, start_response)
 
     return Client(DispatcherMiddleware(Response("host page", status=404), {P: hosted}))
@@ -177,7 +184,7 @@ def _save_content_change(host: TestHost, tenant: str, lang: str) -> str:
         "action": "save", "kind": "content", "expected_major": str(practice.current_major),
         "text_sv": texts["sv"].body + "\nVi använder nu ett journalsystem i molnet.\n",
         "text_en": texts["en"].body,
-        "csrf_token": csrf_token(host.app_secret("samtycke"), f"staff:{tenant}:s1"),
+        "csrf_token": _token(host, tenant),
     }
     host.session().rollback()
     pages = _pages(host, tenant)
@@ -324,7 +331,7 @@ def test_a_practitioner_can_still_ask_one_client_who_withdrew(host: TestHost) ->
     page = pages.get(path, headers={"Accept-Language": "en"}).get_data(as_text=True)
     assert "This client has withdrawn their consent." in page
     assert "Requests to everyone leave them out" in page
-    token = csrf_token(host.app_secret("samtycke"), f"staff:{tenant}:s1")
+    token = _token(host, tenant)
     sent = pages.post(path, data={"action": "send", "csrf_token": token})
     assert sent.status_code == 303, sent.get_data(as_text=True)
     assert _rows_for(host, tenant, withdrew) == (1, 1)
@@ -343,7 +350,7 @@ def test_the_batch_page_shows_who_was_left_out(host: TestHost) -> None:
     _said_no(host, hooks, tenant)
     host.new_client(tenant)
     pages = _pages(host, tenant)
-    token = csrf_token(host.app_secret("samtycke"), f"staff:{tenant}:s1")
+    token = _token(host, tenant)
     done = pages.post(f"{P}/batch", data={"csrf_token": token})
     assert done.status_code == 303
     assert "withdrawn=1&refused=1" in done.headers["Location"]
