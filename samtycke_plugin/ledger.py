@@ -25,6 +25,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from samtycke_plugin.chain import CHAINED_FIELDS, evidence_hash, row_hash
 from samtycke_plugin.errors import NotActive
+from samtycke_plugin.integrity import replay_clients
 from samtycke_plugin.models import ConsentEvent, ConsentStateRow, Evidence, Practice
 from samtycke_plugin.prepared import Prepared, PreparedSelect, PreparedWrite, run_together
 from samtycke_plugin.rules import EventFacts, Snapshot, State, fold
@@ -110,7 +111,8 @@ def snapshot_of(row: ConsentStateRow | Any | None) -> Snapshot | None:
 _E = cast(Table, ConsentEvent.__table__)
 _PT = cast(Table, Practice.__table__)
 _P = _PT.c
-_S = ConsentStateRow.__table__.c
+_ST = cast(Table, ConsentStateRow.__table__)
+_S = _ST.c
 _LOAD_SNAPSHOT = select(_S.state, _S.text_major, _S.expires_at, _S.since, _S.delivery).where(
     _S.tenant_ref == bindparam("tenant_ref"), _S.client_ref == bindparam("client_ref")
 )
@@ -562,30 +564,28 @@ def projection(session: Session, tenant_ref: str) -> dict[str, Snapshot]:
 
 
 def rebuild_projection(session: Session, tenant_ref: str) -> int:
-    """Rewrite the projection of one practice from its ledger; returns the row count."""
-    snaps = replay(session, tenant_ref)
-    last_seq = dict(
-        session.execute(
-            select(ConsentEvent.client_ref, ConsentEvent.seq)
-            .where(ConsentEvent.tenant_ref == tenant_ref)
-            .order_by(ConsentEvent.seq)
-        ).all()  # Result.tuples() is deprecated in SQLAlchemy 2.1 (rows are tuples)
-    )
+    """Rewrite the stored status (projection) of one practice from its ledger; returns
+    the row count.  Streamed, client by client; each row records the event it comes
+    from (``last_seq``) as the write path does.  The delivery state of a pending request
+    (bounced, failed), which only the mail relay knows, is kept."""
     delivery = dict(
         session.execute(
             select(ConsentStateRow.client_ref, ConsentStateRow.delivery).where(
-                ConsentStateRow.tenant_ref == tenant_ref
+                ConsentStateRow.tenant_ref == tenant_ref, ConsentStateRow.delivery.is_not(None)
             )
-        ).all()
+        ).all()  # Result.tuples() is deprecated in SQLAlchemy 2.1 (rows are tuples)
     )
     session.execute(delete(ConsentStateRow).where(ConsentStateRow.tenant_ref == tenant_ref))
-    for client_ref, snap in snaps.items():
-        session.add(
-            ConsentStateRow(
-                tenant_ref=tenant_ref, client_ref=client_ref, state=snap.state.value,
-                text_major=snap.text_major, expires_at=snap.expires_at, since=snap.since,
-                last_seq=last_seq[client_ref], delivery=delivery.get(client_ref),
-            )
-        )
-    session.flush()
-    return len(snaps)
+    count = 0
+    batch: list[dict[str, Any]] = []
+    for client_ref, replayed in replay_clients(session, tenant_ref):
+        values = _state_values(tenant_ref, client_ref, replayed.snapshot, replayed.last_seq)
+        batch.append({**values, "delivery": delivery.get(client_ref)})
+        if len(batch) >= _IN_CHUNK:
+            session.execute(insert(_ST), batch)
+            count += len(batch)
+            batch = []
+    if batch:
+        session.execute(insert(_ST), batch)
+        count += len(batch)
+    return count
