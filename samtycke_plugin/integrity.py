@@ -158,22 +158,31 @@ def replay_clients(session: Session, tenant_ref: str) -> Iterator[tuple[str, Rep
         .execution_options(yield_per=5000)
     )
     current: str | None = None
-    snap: Snapshot | None = None
-    last_seq = 0
+    replayed: ReplayedState | None = None
     for client, seq, state, major, expires, occurred in rows:
         if client != current:
-            if current is not None and snap is not None:
-                yield current, ReplayedState(snapshot=snap, last_seq=last_seq)
-            current, snap, last_seq = client, None, 0
-        folded = fold(
-            snap,
-            EventFacts(state=State(state), text_major=major, expires_at=expires,
-                       occurred_at=occurred),
-        )
-        if folded is not snap:
-            snap, last_seq = folded, int(seq)
-    if current is not None and snap is not None:
-        yield current, ReplayedState(snapshot=snap, last_seq=last_seq)
+            if current is not None and replayed is not None:
+                yield current, replayed
+            current, replayed = client, None
+        replayed = replay_step(replayed, seq, state, major, expires, occurred)
+    if current is not None and replayed is not None:
+        yield current, replayed
+
+
+def replay_step(
+    replayed: ReplayedState | None, seq: int, state: str, text_major: int | None,
+    expires_at: datetime | None, occurred_at: datetime,
+) -> ReplayedState:
+    """One event of a client applied to its replayed status."""
+    snap = replayed.snapshot if replayed is not None else None
+    folded = fold(
+        snap,
+        EventFacts(state=State(state), text_major=text_major, expires_at=expires_at,
+                   occurred_at=occurred_at),
+    )
+    if replayed is not None and folded is snap:
+        return replayed
+    return ReplayedState(snapshot=folded, last_seq=int(seq))
 
 
 @frozen(kw_only=True)
@@ -191,7 +200,13 @@ _WINDOW = 1000
 _S = ConsentStateRow.__table__.c
 
 
-def _describe(client: str, stored: Any | None, replayed: ReplayedState | None) -> str | None:
+def describe_status(
+    client: str, stored: Any | None, replayed: ReplayedState | None
+) -> str | None:
+    """How a client's stored status row differs from its replay, or ``None`` (also
+    when there is neither)."""
+    if stored is None and replayed is None:
+        return None
     if stored is None:
         assert replayed is not None
         return (
@@ -235,7 +250,7 @@ def _compare_window(
         )
     }
     for client, replayed in window:
-        detail = _describe(client, stored.get(client), replayed)
+        detail = describe_status(client, stored.get(client), replayed)
         if detail is not None:
             return StatusMismatch(tenant_ref=tenant_ref, client_ref=client, detail=detail)
     return None
@@ -276,7 +291,7 @@ def check_projection(session: Session, tenant_ref: str) -> StatusMismatch | None
         .limit(1)
     ).first()
     if orphan is not None:
-        detail = _describe(str(orphan.client_ref), orphan, None)
+        detail = describe_status(str(orphan.client_ref), orphan, None)
         assert detail is not None
         return StatusMismatch(tenant_ref=tenant_ref, client_ref=orphan.client_ref, detail=detail)
     return None

@@ -216,6 +216,14 @@ def test_a_changed_status_row_is_named_by_verify_and_rebuilt(fhost: TestHost) ->
     fhost.session().rollback()
     assert found is not None and found.client_ref == refused
     assert "state" in found.detail and "expiry" in found.detail
+    # the client's export shows what the ledger says, and says the stored status differs
+    history = export.client_history(fhost, tenant, refused, locale="sv")
+    assert history["status"]["code"] == "refused" and history["status"]["stored_differs"]
+    bundle = zipfile.ZipFile(io.BytesIO(export.proof_bundle(fhost, tenant, refused)))
+    fhost.session().rollback()
+    verification = json.loads(bundle.read("verification.json"))
+    assert verification["status"]["ok"] is False and refused in verification["status"]["detail"]
+    assert "den status som är sparad" in bundle.read("README.txt").decode()
 
     rebuilt = _cli(fhost, "rebuild-status", "--tenant", tenant)
     assert rebuilt.exit_code == 0 and "2 client(s)" in rebuilt.output, rebuilt.output
