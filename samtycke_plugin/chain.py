@@ -20,13 +20,7 @@ from attrs import frozen
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from samtycke_plugin.integrity import (
-    CLOCK_TOLERANCE,
-    TextSeal,
-    event_text_problem,
-    first_unsound_text,
-    text_seals,
-)
+from samtycke_plugin.integrity import TextSeal, event_text_problem, text_seals, time_problem
 from samtycke_plugin.models import GENESIS_HASH, ConsentEvent, Evidence, Practice
 
 CHAINED_FIELDS = (
@@ -252,8 +246,8 @@ def _walk(
     match the last event), ``evidence`` (personal evidence altered, moved, attached or
     removed without an erasure), ``text`` (with ``seals``: the text an event points at
     no longer hashes to what the event recorded, or its HTML is not the rendering of its
-    body), ``time`` (an event happened more than :data:`CLOCK_TOLERANCE` before an
-    earlier event of the chain).  Memory stays constant: nothing is kept per event.
+    body), ``time`` (an event happened more than the clock tolerance before an earlier
+    event of the chain).  Memory stays constant: nothing is kept per event.
     """
     expected = 1
     prev = GENESIS_HASH
@@ -317,14 +311,8 @@ def _walk(
             problem = event_text_problem(ev, seals)
             if problem is not None:
                 return _result(tenant_ref, count, ev.seq, ev.row_hash, ev.seq, "text", problem)
-        if latest is not None and ev.occurred_at < latest - CLOCK_TOLERANCE:
-            return _result(
-                tenant_ref, count, ev.seq, ev.row_hash, ev.seq, "time",
-                f"event #{ev.seq} (client {ev.client_ref}) is dated "
-                f"{_jsonable(ev.occurred_at)}, before an earlier event of the chain "
-                f"({_jsonable(latest)}): time never runs backwards along the chain "
-                "(the event was backdated or inserted)",
-            )
+        if latest is not None and (problem := time_problem(ev, latest)) is not None:
+            return _result(tenant_ref, count, ev.seq, ev.row_hash, ev.seq, "time", problem)
         if latest is None or ev.occurred_at > latest:
             latest = ev.occurred_at
         prev = ev.row_hash
@@ -484,12 +472,10 @@ def verify_chain(session: Session, tenant_ref: str, *, check_evidence: bool = Tr
                 tenant_ref, result.events, result.head_seq, result.head_hash, stray[0],
                 "evidence", stray[1],
             )
-    unsound = first_unsound_text(seals)
+    unsound = next((seal.problem for seal in seals.values() if seal.problem), None)
     if unsound is not None:
-        assert unsound.problem is not None
         return _result(
-            tenant_ref, result.events, result.head_seq, result.head_hash, 0, "text",
-            unsound.problem,
+            tenant_ref, result.events, result.head_seq, result.head_hash, 0, "text", unsound
         )
     return result
 

@@ -12,7 +12,7 @@ events and clients (texts are few, and are held once per practice).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from attrs import frozen
@@ -106,20 +106,31 @@ def event_text_problem(ev: Any, seals: Mapping[int, TextSeal]) -> str | None:
     return None
 
 
-def first_unsound_text(seals: Mapping[int, TextSeal]) -> TextSeal | None:
-    """The first text (by id) that no longer matches its own hash or rendering."""
-    return next((s for s in seals.values() if s.problem is not None), None)
-
-
 # -- time -----------------------------------------------------------------------------------
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def time_problem(ev: Any, latest: datetime) -> str | None:
+    """Why an event (``seq``, ``client_ref``, ``occurred_at``) cannot come after an
+    event of ``latest``, or ``None``: time never runs backwards along the chain."""
+    if ev.occurred_at >= latest - CLOCK_TOLERANCE:
+        return None
+    return (
+        f"event #{ev.seq} (client {ev.client_ref}) is dated {_iso(ev.occurred_at)}, before "
+        f"an earlier event of the chain ({_iso(latest)}): time never runs backwards along "
+        "the chain (the event was backdated or inserted)"
+    )
 
 
 def backdated_after(
     session: Session, tenant_ref: str, seq: int, signed_at: datetime
-) -> tuple[int, datetime] | None:
-    """The first event after ``seq`` that is older than ``signed_at`` (less the clock
-    tolerance): ``(seq, occurred_at)``, or ``None``.  Events appended after a checkpoint
-    was signed cannot have happened before it."""
+) -> str | None:
+    """Why an event after ``seq`` cannot be there: the first one older than ``signed_at``
+    (less the clock tolerance), or ``None``.  Events appended after a checkpoint was
+    signed cannot have happened before it."""
     e = ConsentEvent.__table__.c
     row = session.execute(
         select(e.seq, e.occurred_at)
@@ -130,7 +141,14 @@ def backdated_after(
         .order_by(e.seq)
         .limit(1)
     ).first()
-    return None if row is None else (int(row.seq), row.occurred_at)
+    if row is None:
+        return None
+    return (
+        f"event #{row.seq} comes after the checkpoint of event #{seq} but is dated "
+        f"{_iso(row.occurred_at)}, more than {int(CLOCK_TOLERANCE.total_seconds() // 60)} "
+        f"minutes before the checkpoint was signed ({_iso(signed_at)}): it was backdated "
+        "or forged"
+    )
 
 
 # -- the stored status (projection) ----------------------------------------------------------
