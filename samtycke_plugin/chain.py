@@ -19,6 +19,7 @@ from attrs import frozen
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from samtycke_plugin.integrity import TextSeal, event_text_problem, text_seals, time_problem
 from samtycke_plugin.models import GENESIS_HASH, ConsentEvent, Evidence, Practice
 
 CHAINED_FIELDS = (
@@ -71,7 +72,9 @@ def evidence_hash(
     return hashlib.sha256(salt.encode("ascii") + b"\n" + payload).hexdigest()
 
 
-BreakKind = Literal["changed", "missing", "inserted", "reordered", "head", "evidence"]
+BreakKind = Literal[
+    "changed", "missing", "inserted", "reordered", "head", "evidence", "text", "time"
+]
 
 
 @frozen(kw_only=True)
@@ -108,6 +111,10 @@ class _EventRow(Protocol):
     def client_ref(self) -> str: ...
     @property
     def evidence_sha256(self) -> str | None: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def text_version_id(self) -> int | None: ...
     @property
     def prev_hash(self) -> str: ...
     @property
@@ -197,6 +204,7 @@ def _walk(
     head_hash: str | None,
     check_evidence: bool,
     erased_after: Mapping[str, int] | None,
+    seals: Mapping[int, TextSeal] | None = None,
 ) -> VerifyResult:
     """Walk ``(event, evidence)`` pairs in ``seq`` order and name the first broken link.
 
@@ -206,10 +214,14 @@ def _walk(
     the app: later events renumbered up, or events past the chain head),
     ``reordered`` (events swapped places), ``head`` (the practice's chain head does not
     match the last event), ``evidence`` (personal evidence altered, moved, attached or
-    removed without an erasure).  Memory stays constant: nothing is kept per event.
+    removed without an erasure), ``text`` (with ``seals``: the text an event points at
+    no longer hashes to what the event recorded, or its HTML is not the rendering of its
+    body), ``time`` (an event happened more than the clock tolerance before an earlier
+    event of the chain).  Memory stays constant: nothing is kept per event.
     """
     expected = 1
     prev = GENESIS_HASH
+    latest: datetime | None = None
     count = 0
     it = iter(rows)
     for ev, evd in it:
@@ -265,6 +277,14 @@ def _walk(
                 return _result(
                     tenant_ref, count, ev.seq, ev.row_hash, ev.seq, "evidence", problem
                 )
+        if seals is not None and ev.text_version_id is not None:
+            problem = event_text_problem(ev, seals)
+            if problem is not None:
+                return _result(tenant_ref, count, ev.seq, ev.row_hash, ev.seq, "text", problem)
+        if latest is not None and (problem := time_problem(ev, latest)) is not None:
+            return _result(tenant_ref, count, ev.seq, ev.row_hash, ev.seq, "time", problem)
+        if latest is None or ev.occurred_at > latest:
+            latest = ev.occurred_at
         prev = ev.row_hash
         expected += 1
     last_seq = expected - 1
@@ -299,17 +319,19 @@ def verify_events(
     head_hash: str | None,
     evidence: Mapping[int, Evidence] | None = None,
     erased_after: Mapping[str, int] | None = None,
+    seals: Mapping[int, TextSeal] | None = None,
 ) -> VerifyResult:
     """Walk events in ``seq`` order and name the first broken link.
 
     ``evidence`` (event id → evidence row) enables the evidence check; with
     ``erased_after`` (client → seq of its latest ``erased`` event) evidence that is
-    gone without a later erasure is a break too.
+    gone without a later erasure is a break too.  ``seals`` (from
+    :func:`samtycke_plugin.integrity.text_seals`) enables the text check.
     """
     rows = ((ev, evidence.get(ev.id) if evidence is not None else None) for ev in events)
     return _walk(
         tenant_ref, rows, head_seq=head_seq, head_hash=head_hash,
-        check_evidence=evidence is not None, erased_after=erased_after,
+        check_evidence=evidence is not None, erased_after=erased_after, seals=seals,
     )
 
 
@@ -388,10 +410,15 @@ def verify_chain(session: Session, tenant_ref: str, *, check_evidence: bool = Tr
 
     Memory is constant in the number of events.  With ``check_evidence`` the personal
     evidence of every event is checked against its salted hash, and evidence that is
-    gone is accepted only for a client erased later in the chain.
+    gone is accepted only for a client erased later in the chain.  Every text version
+    of the practice is re-hashed and re-rendered: an event whose text no longer matches
+    what it recorded is a ``text`` break, and so (at ``seq`` 0, after the walk) is an
+    altered text no event points at.  Time must not run backwards along the chain
+    (``time``, within :data:`~samtycke_plugin.integrity.CLOCK_TOLERANCE`).
     """
     practice = session.get(Practice, tenant_ref)
     erased = erased_after(session, tenant_ref) if check_evidence else None
+    seals = text_seals(session, tenant_ref)
     result = _walk(
         tenant_ref,
         _joined_rows(session, tenant_ref, check_evidence),
@@ -399,6 +426,7 @@ def verify_chain(session: Session, tenant_ref: str, *, check_evidence: bool = Tr
         head_hash=practice.head_hash if practice else None,
         check_evidence=check_evidence,
         erased_after=erased,
+        seals=seals,
     )
     if result.broken is not None:
         return result
@@ -414,6 +442,11 @@ def verify_chain(session: Session, tenant_ref: str, *, check_evidence: bool = Tr
                 tenant_ref, result.events, result.head_seq, result.head_hash, stray[0],
                 "evidence", stray[1],
             )
+    unsound = next((seal.problem for seal in seals.values() if seal.problem), None)
+    if unsound is not None:
+        return _result(
+            tenant_ref, result.events, result.head_seq, result.head_hash, 0, "text", unsound
+        )
     return result
 
 

@@ -53,6 +53,7 @@ from sqlalchemy.orm import Session
 
 from samtycke_plugin.chain import VerifyResult, verify_chain
 from samtycke_plugin.errors import InputError, NotFound, SamtyckeError
+from samtycke_plugin.integrity import backdated_after
 from samtycke_plugin.models import GENESIS_HASH, Checkpoint, ConsentEvent, Practice
 
 CHECKPOINT_FORMAT = "samtycke-checkpoint/1"
@@ -63,7 +64,8 @@ TRUSTED_ENV = "SAMTYCKE_CHECKPOINT_PUBLIC_KEYS"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 Problem = Literal[
-    "untrusted_key", "bad_signature", "rewritten", "missing", "chain_broken", "wrong_practice"
+    "untrusted_key", "bad_signature", "rewritten", "missing", "backdated", "chain_broken",
+    "wrong_practice",
 ]
 
 
@@ -384,8 +386,10 @@ def check(
 
     In order: the key must be trusted, the signature valid, the practice's chain must
     verify today, and the event at the checkpoint's sequence number must still carry the
-    signed hash (so nothing up to it was rewritten, even with recomputed hashes).
-    ``tenant``, when given, must be the checkpoint's practice.
+    signed hash (so nothing up to it was rewritten, even with recomputed hashes), and no
+    event after it may be older than the checkpoint's signing time (less
+    :data:`~samtycke_plugin.integrity.CLOCK_TOLERANCE`: an event appended later cannot
+    have happened before).  ``tenant``, when given, must be the checkpoint's practice.
     """
     statement, signature = parse(doc)
 
@@ -438,6 +442,9 @@ def check(
                 f"{_iso(statement.created_at)}: the ledger up to it was rewritten since",
                 chain,
             )
+    late = backdated_after(session, statement.tenant, statement.seq, statement.created_at)
+    if late is not None:
+        return result("backdated", late, chain)
     if chain.broken is not None:
         return result(
             "chain_broken",

@@ -190,9 +190,12 @@ def verify_command(ctx: Context, tenant: str | None, no_evidence: bool) -> None:
     """Recompute the hash chain of each practice; exit status 1 on any break.
 
     Prints the first broken event (sequence number and what is wrong: changed,
-    missing, inserted, reordered, head, evidence) of every broken practice.
+    missing, inserted, reordered, head, evidence, text, time) of every broken practice,
+    then compares the stored status of every client with a replay of the ledger and
+    names the first client that differs (repair: samtycke rebuild-status).
     """
     from samtycke_plugin.chain import practices_in_ledger, verify_chain
+    from samtycke_plugin.integrity import check_projection
 
     session = _proof_host(ctx).session()
     known = practices_in_ledger(session)
@@ -203,18 +206,57 @@ def verify_command(ctx: Context, tenant: str | None, no_evidence: bool) -> None:
     broken = 0
     for ref in tenants:
         result = verify_chain(session, ref, check_evidence=not no_evidence)
-        if result.broken is None:
-            click.echo(
-                f"OK      {ref}: {result.events} events, head #{result.head_seq} {result.head_hash}"
-            )
-        else:
+        if result.broken is not None:
             broken += 1
             b = result.broken
             click.echo(f"BROKEN  {ref}: first broken event #{b.seq} ({b.kind}): {b.detail}")
+        elif (mismatch := check_projection(session, ref)) is not None:
+            broken += 1
+            click.echo(
+                f"BROKEN  {ref}: stored status of client {mismatch.client_ref} (status): "
+                f"{mismatch.detail}. Rebuild it from the ledger with: "
+                f"samtycke rebuild-status --tenant {ref}"
+            )
+        else:
+            click.echo(
+                f"OK      {ref}: {result.events} events, head #{result.head_seq} {result.head_hash}"
+            )
     session.rollback()
     click.echo(f"{len(tenants)} practice(s) checked, {broken} broken.")
     if broken:
         raise SystemExit(1)
+
+
+@main.command("rebuild-status")
+@click.option("--tenant", required=True, help="The practice.")
+@pass_ctx
+def rebuild_status(ctx: Context, tenant: str) -> None:
+    """Rewrite a practice's stored status of every client from its ledger.
+
+    The repair when samtycke verify reports a stored status that differs from the
+    ledger.  The chain must verify first: a status rebuilt from a broken ledger would
+    only copy the break.
+    """
+    from samtycke_plugin.chain import practices_in_ledger, verify_chain
+    from samtycke_plugin.ledger import lock_practice, rebuild_projection
+
+    session = _proof_host(ctx).session()
+    try:
+        if tenant not in practices_in_ledger(session):
+            _fail(f"No such practice in the Samtycke ledger: {tenant}")
+        lock_practice(session, tenant)  # no booking writes a status row meanwhile
+        result = verify_chain(session, tenant)
+        if result.broken is not None:
+            b = result.broken
+            _fail(
+                f"The chain of practice {tenant} is broken at event #{b.seq} ({b.kind}: "
+                f"{b.detail}); the status was not rebuilt. Investigate with samtycke verify."
+            )
+        rows = rebuild_projection(session, tenant)
+        session.commit()
+    finally:
+        session.rollback()
+    click.echo(f"Rebuilt the stored status of {rows} client(s) of practice {tenant}.")
 
 
 @main.group("export")

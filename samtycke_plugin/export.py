@@ -31,6 +31,7 @@ from samtycke_plugin import checkpoint, status_text
 from samtycke_plugin.chain import VerifyResult, verify_chain
 from samtycke_plugin.errors import NotFound
 from samtycke_plugin.i18n import N_, lang, t
+from samtycke_plugin.integrity import ReplayedState, describe_status, replay_step
 from samtycke_plugin.ledger import snapshot_of
 from samtycke_plugin.models import ConsentEvent, ConsentStateRow, Evidence, Practice, TextVersion
 from samtycke_plugin.receipts import (
@@ -199,7 +200,16 @@ def client_history(
     texts = _texts(session, tenant, (ev.text_version_id for ev, _ in rows if ev.text_version_id))
     by_id = {tv.id: tv for tv in texts}
     state_row = session.get(ConsentStateRow, (tenant, client))
-    current = status(snapshot_of(state_row), practice.current_major, now)
+    replayed: ReplayedState | None = None
+    for ev, _ in rows:
+        replayed = replay_step(
+            replayed, ev.seq, ev.state, ev.text_major, ev.expires_at, ev.occurred_at
+        )
+    stored_differs = describe_status(client, state_row, replayed)
+    shown = snapshot_of(state_row)
+    if stored_differs is not None:  # the ledger is the proof: show what it says
+        shown = replayed.snapshot if replayed is not None else None
+    current = status(shown, practice.current_major, now)
     events = []
     for ev, evd in rows:
         text = by_id.get(ev.text_version_id) if ev.text_version_id else None
@@ -260,6 +270,7 @@ def client_history(
             "code": current.value,
             "label": status_text.label(current, language),
             "reason": status_text.reason(current, language),
+            "stored_differs": stored_differs,
         },
         "events": events,
         "texts": [
@@ -529,6 +540,13 @@ def _bundle_readme(language: str, history: dict[str, Any]) -> str:
             "#%(seq)s (%(kind)s).",
             seq=broken["seq"], kind=broken["kind"],
         ))
+    if history["status"]["stored_differs"] is not None:
+        lines.append(t(
+            language,
+            "WARNING: the status stored for this client does not match the ledger; the "
+            "status shown here is the ledger's. Rebuild the stored status (samtycke "
+            "rebuild-status).",
+        ))
     if history["checkpoint"] is not None:
         lines.append(t(
             language,
@@ -585,6 +603,8 @@ def proof_bundle(host: Host, tenant: str, client: str, *, locale: str | None = N
     files["verification.json"] = (
         json.dumps(
             {"format": BUNDLE_FORMAT, "chain": history["chain"],
+             "status": {"ok": history["status"]["stored_differs"] is None,
+                        "detail": history["status"]["stored_differs"]},
              "checkpoint": history["checkpoint"]},
             ensure_ascii=False, indent=2,
         )

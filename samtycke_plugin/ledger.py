@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 
 from samtycke_plugin.chain import evidence_hash, row_hash
 from samtycke_plugin.errors import NotActive
+from samtycke_plugin.integrity import replay_clients
 from samtycke_plugin.models import ConsentEvent, ConsentRequest, ConsentStateRow, Evidence, Practice
 from samtycke_plugin.rules import EventFacts, Snapshot, State, fold
 
@@ -412,25 +413,26 @@ def projection(session: Session, tenant_ref: str) -> dict[str, Snapshot]:
 
 
 def rebuild_projection(session: Session, tenant_ref: str) -> int:
-    """Rewrite the projection of one practice from its ledger; returns the row count."""
-    snaps = replay(session, tenant_ref)
-    last_seq = dict(
-        session.execute(
-            select(ConsentEvent.client_ref, ConsentEvent.seq)
-            .where(ConsentEvent.tenant_ref == tenant_ref)
-            .order_by(ConsentEvent.seq)
-        ).all()  # Result.tuples() is deprecated in SQLAlchemy 2.1 (rows are tuples)
-    )
+    """Rewrite the stored status (projection) of one practice from its ledger; returns
+    the row count.  Streamed, client by client; each row records the event it comes
+    from (``last_seq``) as the write path does.  The delivery state of a pending request
+    (bounced, failed), which only the mail relay knows, is kept."""
     delivery = dict(
         session.execute(
             select(ConsentStateRow.client_ref, ConsentStateRow.delivery).where(
-                ConsentStateRow.tenant_ref == tenant_ref
+                ConsentStateRow.tenant_ref == tenant_ref, ConsentStateRow.delivery.is_not(None)
             )
-        ).all()
+        ).all()  # Result.tuples() is deprecated in SQLAlchemy 2.1 (rows are tuples)
     )
     session.execute(delete(ConsentStateRow).where(ConsentStateRow.tenant_ref == tenant_ref))
-    _write_projection(session, tenant_ref, {
-        client_ref: (evolve(snap, delivery=delivery.get(client_ref)), last_seq[client_ref])
-        for client_ref, snap in snaps.items()
-    })
-    return len(snaps)
+    count = 0
+    batch: dict[str, tuple[Snapshot, int]] = {}
+    for client_ref, replayed in replay_clients(session, tenant_ref):
+        batch[client_ref] = (evolve(replayed.snapshot, delivery=delivery.get(client_ref)),
+                             replayed.last_seq)
+        if len(batch) >= _IN_CHUNK:
+            _write_projection(session, tenant_ref, batch)
+            count += len(batch)
+            batch = {}
+    _write_projection(session, tenant_ref, batch)
+    return count + len(batch)
