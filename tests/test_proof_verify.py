@@ -186,12 +186,12 @@ def _refused_client(host: TestHost, tenant: str) -> str:
     ).mappings().first()
     assert text is not None
     client = host.new_client(tenant, name="Ref Usad")
-    append(host.session(), NewEvent(
+    append(host.session(), [NewEvent(
         tenant_ref=tenant, client_ref=client, state=State.REFUSED, channel="online_booking",
         method="checkbox", actor="client", occurred_at=host.now(),
         text_version_id=text["id"], text_major=text["major"], text_sha256=text["sha256"],
         language="sv",
-    ))
+    )])
     host.session().commit()
     return client
 
