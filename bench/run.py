@@ -32,12 +32,15 @@ FIGURES = ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8")
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="1/100 of the data set (a smoke run)")
+    ap.add_argument("--quick", action="store_true",
+                    help="1/100 of the data set (a short run of the whole benchmark)")
     ap.add_argument("--database-url", help="a PostgreSQL server URL (a fresh database is "
                     "created on it for the run and dropped after); default: a SQLite file")
     ap.add_argument("--practices", type=int, default=10)
     ap.add_argument("--clients", type=int, default=100_000, help="clients per practice")
     ap.add_argument("--only", default=",".join(FIGURES), help="figures to measure, e.g. C1,C3")
+    ap.add_argument("--smoke", action="store_true",
+                    help="a few repetitions only: checks that every figure runs (tests)")
     ap.add_argument("--keep", action="store_true", help="keep the database after the run")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
@@ -165,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generating on {engine.dialect.name}: {len(data)} practices", flush=True)
         gen = generate(engine, data)
         engine.dispose()  # the measurements start on new connections
-        b = Bench(app=app, url=url, clock=clock, gen=gen, quick=args.quick,
-                  database=engine.dialect.name)
+        b = Bench(app=app, url=url, clock=clock, gen=gen, quick=args.quick or args.smoke,
+                  smoke=args.smoke, database=engine.dialect.name)
         results: list[Result] = []
         growth_rows: list[dict[str, Any]] = []
 
@@ -214,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         "growth": growth_rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    kind = "quick" if args.quick else "full"
+    kind = "smoke" if args.smoke else "quick" if args.quick else "full"
     if only != set(FIGURES):
         kind += "-partial"  # never mistaken for a complete run by bench.results
     path = args.out / f"{engine.dialect.name}-{kind}.json"
