@@ -6,8 +6,9 @@ batches, never row by row through the app.  The hash chain is computed in Python
 :func:`samtycke_plugin.chain.row_hash` exactly as :func:`samtycke_plugin.ledger.append`
 does, and the projection is folded with :func:`samtycke_plugin.rules.fold`, so the
 result is what the app would have written event by event (``tests/test_bench_smoke.py``
-holds the chain and the projection to that).  The schema comes from the platform's own
-migrate step (:func:`examples.host_app.database.migrate`).
+holds the chain and the projection to that; C7 verifies the biggest chain of each run).
+The schema comes from the platform's own migrate step
+(:func:`examples.host_app.database.migrate`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from werkzeug.security import generate_password_hash
 
 from examples.host_app.models import AppActivation, Client, Service, Staff
 from examples.host_app.models import Practice as HostPractice
-from samtycke_plugin.chain import evidence_hash, row_hash, verify_chain
+from samtycke_plugin.chain import evidence_hash, row_hash
 from samtycke_plugin.models import (
     GENESIS_HASH,
     ConsentEvent,
@@ -255,6 +256,26 @@ def _batched(rows: Sequence[Any], size: int = BATCH) -> Iterator[Any]:
         yield rows[i : i + size]
 
 
+def _insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Bulk insert of rows with the same keys: ``COPY`` on PostgreSQL (through the
+    driver's connection of the session's transaction), batched ``executemany`` else."""
+    if not rows:
+        return
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        for batch in _batched(rows):
+            session.execute(insert(table), batch)
+        return
+    columns = list(rows[0])
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor, cursor.copy(
+        f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+    ) as copy:
+        for row in rows:
+            copy.write_row([row[c] for c in columns])
+
+
 def _host_practice(session: Session, spec: PracticeSpec, password_hash: str) -> HostPractice:
     practice = HostPractice(slug=f"bench-{spec.name}", name=f"Praktik {spec.name}",
                             city="Uppsala", email=f"info@{spec.name}.bench.example",
@@ -300,8 +321,7 @@ def generate_practice(session: Session, spec: PracticeSpec, *, first_client: int
                         "created_at": NOW - timedelta(days=1200 - i % 1000)})
         if texts is not None:
             events.extend(_client_events(rng, story, texts, str(cid), language))
-    for batch in _batched(clients):
-        session.execute(insert(_table(Client)), batch)
+    _insert(session, _table(Client), clients)
     del clients
     common = {"name": spec.name, "practice_id": host.id, "slug": host.slug,
               "staff_email": f"owner@{spec.name}.bench.example", "clients": spec.clients,
@@ -337,10 +357,8 @@ def generate_practice(session: Session, spec: PracticeSpec, *, first_client: int
         )
         if old is None or snap is not old[0]:
             snaps[e["client_ref"]] = (snap, seq)
-    for batch in _batched(events):
-        session.execute(insert(_table(ConsentEvent)), batch)
-    for batch in _batched(evidence):
-        session.execute(insert(_table(Evidence)), batch)
+    _insert(session, _table(ConsentEvent), events)
+    _insert(session, _table(Evidence), evidence)
 
     state_rows = []
     for client_ref, (snap, last_seq) in snaps.items():
@@ -351,8 +369,7 @@ def generate_practice(session: Session, spec: PracticeSpec, *, first_client: int
                            "state": snap.state.value, "text_major": snap.text_major,
                            "expires_at": snap.expires_at, "since": snap.since,
                            "last_seq": last_seq, "delivery": delivery})
-    for batch in _batched(state_rows):
-        session.execute(insert(_table(ConsentStateRow)), batch)
+    _insert(session, _table(ConsentStateRow), state_rows)
     valid: list[int] = []
     not_valid: list[int] = []
     for cid in range(first_client, first_client + spec.clients):
@@ -377,7 +394,7 @@ def generate_practice(session: Session, spec: PracticeSpec, *, first_client: int
 
 def generate(engine: Engine, specs: Sequence[PracticeSpec], *, log: Any = print
              ) -> dict[str, Generated]:
-    """Every practice of ``specs`` on a migrated database; the first one's chain verified."""
+    """Every practice of ``specs`` on a migrated database."""
     t0 = time.perf_counter()
     password_hash = generate_password_hash(PASSWORD)
     with Session(engine) as session:  # explicit ids continue after any existing row
@@ -396,13 +413,7 @@ def generate(engine: Engine, specs: Sequence[PracticeSpec], *, log: Any = print
         log(f"  {spec.name}: {gen.clients:>9,} clients {gen.events:>9,} events "
             f"({time.perf_counter() - t1:5.1f} s)")
     _after_load(engine)
-    first = next(g for g in out.values() if g.events)
-    with Session(engine) as session:
-        result = verify_chain(session, first.tenant)
-        if not result.ok:
-            raise RuntimeError(f"generated chain of {first.name} does not verify: {result.broken}")
-    log(f"  chain of {first.name} verified ({result.events:,} events); "
-        f"generated in {time.perf_counter() - t0:.1f} s")
+    log(f"  generated in {time.perf_counter() - t0:.1f} s")
     return out
 
 
