@@ -19,11 +19,14 @@ from typing import Any
 from attrs import define, field, frozen
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 
 from bench.generate import Generated
 from bench.site import FILTER_NOT_VALID, Booker, SlotClock, signed_in
 from bench.timing import Sample, compare, once
-from examples.host_app.testing import csrf_from
+from examples.host_app.testing import csrf_from, platform_of
+from samtycke_plugin.models import ConsentEvent, OutboxMessage
+from samtycke_plugin.requests import KIND_RECEIPT
 
 
 @frozen(kw_only=True)
@@ -81,6 +84,15 @@ def _ratio_result(id_: str, what: str, app: Sample, base: Sample, limit: float, 
                          **extra})
 
 
+def _count(b: Bench, model: Any, *where: Any) -> int:
+    platform = platform_of(b.app)
+    try:
+        return int(platform.db().scalar(select(func.count()).select_from(model).where(*where))
+                   or 0)
+    finally:
+        platform.sessions.remove()
+
+
 def _budget_reps(fn: Callable[[], Any], budget_s: float, lo: int, hi: int) -> int:
     """Repetitions that fit ``budget_s`` for both sides, from one untimed trial call."""
     took = once(fn) / 1e9
@@ -112,11 +124,18 @@ def c1(b: Bench, app_practice: str, plain: str) -> Result:
             failed += not booker.submit(forms[booker.tag])
         return run
 
+    tenant = b.gen[app_practice].tenant
+    before = _count(b, ConsentEvent, ConsentEvent.tenant_ref == tenant), _count(
+        b, OutboxMessage, OutboxMessage.tenant_ref == tenant, OutboxMessage.kind == KIND_RECEIPT)
     app_s, base_s = compare(submit(with_app), submit(without), reps=b.reps(200, 30),
                             warmup=b.reps(20, 3), setup_app=prepare(with_app),
-                            setup_floor=prepare(without))
-    if failed:
-        raise RuntimeError(f"C1: {failed} booking submits failed")
+                            setup_baseline=prepare(without))
+    after = _count(b, ConsentEvent, ConsentEvent.tenant_ref == tenant), _count(
+        b, OutboxMessage, OutboxMessage.tenant_ref == tenant, OutboxMessage.kind == KIND_RECEIPT)
+    # Each booking with the app recorded a consent and queued its receipt.
+    if failed or (after[0] - before[0], after[1] - before[1]) != (with_app.count,) * 2:
+        raise RuntimeError(f"C1: {failed} submits failed; {after[0] - before[0]} events and "
+                           f"{after[1] - before[1]} receipts for {with_app.count} bookings")
     limit = 1.3 if b.database == "postgresql" else 1.2
     return _ratio_result("C1", "online booking submit, new client, box ticked", app_s, base_s,
                          limit, f"≤ {limit}×")
@@ -330,7 +349,7 @@ def c5(b: Bench, big: str, small: str) -> Result:
         return run
 
     app_s, base_s = compare(save("big"), save("small"), reps=b.reps(20, 5), warmup=1,
-                            setup_app=prepare("big"), setup_floor=prepare("small"))
+                            setup_app=prepare("big"), setup_baseline=prepare("small"))
     return _ratio_result("C5", f"change of content of the consent text "
                          f"({b.gen[big].events:,} against {b.gen[small].events:,} events)",
                          app_s, base_s, 2.0, "≤ 2× (constant)")
