@@ -1,6 +1,7 @@
-"""The P1-P7 benchmark: the cost of consent in a booking platform at a million clients.
+"""The C1-C8 benchmark: what installing Samtycke costs a booking platform.
 
-``python -m bench`` (or ``tox -e bench``) generates a data set of host-owned clients
-and consent events, then measures each figure against a floor measured in the same
-run on the same database (see ``../../shared/brief/quality.md`` and ``README`` below).
+``python -m bench`` (or ``tox -e bench``) generates a data set in the example platform's
+and the app's tables, then measures the app inside the platform's own work (bookings,
+pages, batches) against the same work without the app, in the same run (see
+``bench/README.md``).
 """

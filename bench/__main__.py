@@ -1,4 +1,4 @@
-"""``python -m bench``: generate the data set and measure P1-P7."""
+"""``python -m bench``: generate the data set and measure C1-C8."""
 
 from bench.run import main
 

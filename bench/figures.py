@@ -1,466 +1,412 @@
-"""P1-P7: each figure measured against its floor in the same run."""
+"""C1-C8: the app measured inside the example platform's own work, each against the same
+work without the app in the same run (see ``bench/README.md`` for what each one does)."""
 
 from __future__ import annotations
 
+import html
 import json
+import logging
 import os
-import random
+import re
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-import pluggy
 from attrs import define, field, frozen
-from sqlalchemy import Engine, event, func, literal, select
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
 
-from bench.floor import (
-    PANEL_TEMPLATE,
-    STATUS_SQL,
-    Raw,
-    floor_event,
-    floor_event_insert,
-    floor_metadata,
-)
 from bench.generate import Generated
-from bench.host import NOW, BenchHost, host_client
-from bench.timing import Sample, compare
-from hookspecs import PROJECT, hookimpl
-from hookspecs.facade import AppHooks
-from hookspecs.spec import BookingSpecs
-from hookspecs.types import (
-    BookingRef,
-    BookingSubmission,
-    ClientRef,
-    StaffContext,
-    StaffRef,
-    TenantRef,
-)
-from samtycke_plugin import service
-from samtycke_plugin.models import ConsentEvent, Practice
-
-#: What the host reads before it calls the app (its own request data).
-_HOST_FIRST_READ = select(literal(1))
-
-STAFF = StaffContext(ref=StaffRef("s1"), name="Dr. Berg", can_record_consent=True)
+from bench.site import FILTER_NOT_VALID, Booker, SlotClock, signed_in
+from bench.timing import Sample, compare, once
+from examples.host_app.testing import csrf_from, platform_of
+from samtycke_plugin.models import ConsentEvent, OutboxMessage
+from samtycke_plugin.requests import KIND_RECEIPT
 
 
 @frozen(kw_only=True)
 class Result:
     id: str
     what: str
-    value_ns: float
-    floor_ns: float
-    limit: float
+    #: "ns" (a median time), "s" (one run's wall time) or "/s" (bookings per second).
+    unit: str
+    value: float
+    baseline: float | None
     target: str
     passed: bool
     extra: dict[str, Any] = field(factory=dict)
 
     @property
-    def ratio(self) -> float:
-        return self.value_ns / self.floor_ns if self.floor_ns else float("inf")
+    def ratio(self) -> float | None:
+        if self.baseline is None:
+            return None
+        return self.value / self.baseline if self.baseline else float("inf")
 
 
 @define
 class Bench:
-    engine: Engine
+    app: Flask
     url: str
+    clock: SlotClock
     gen: dict[str, Generated]
-    main: str
-    small: str
-    growth: list[str]
     quick: bool
-    host: BenchHost = field(init=False)
-    hooks: AppHooks = field(init=False)
-    raw: Raw = field(init=False)
-    rng: random.Random = field(factory=lambda: random.Random(7))
+    database: str
+    smoke: bool = False
+    _staff: dict[str, FlaskClient] = field(factory=dict)
 
-    def __attrs_post_init__(self) -> None:
-        self.host = BenchHost(self.engine)
-        for tenant in self.gen:
-            self.host.active[tenant] = frozenset({service.APP_KEY})
-        self.hooks = self.host.hooks()
-        self.raw = Raw(self.engine)
+    def staff(self, name: str) -> FlaskClient:
+        """A signed-in practitioner (the practice's owner) of a generated practice."""
+        if name not in self._staff:
+            self._staff[name] = signed_in(self.app, self.gen[name].staff_email)
+        return self._staff[name]
 
     def reps(self, full: int, quick: int) -> int:
-        return quick if self.quick else full
-
-    def fresh_unit_of_work(self, _i: int = 0) -> None:
-        """End the host's previous request and begin the next one (untimed): the host's
-        transaction is open when it calls the app, as it has read its own data first
-        (on PostgreSQL the driver sends BEGIN with the first statement)."""
-        session = self.host.session()
-        session.rollback()
-        session.execute(_HOST_FIRST_READ)
-
-    def close(self) -> None:
-        self.host.close()
-        self.raw.close()
+        return min(quick, 3) if self.smoke else quick if self.quick else full
 
 
-class _NoOp:
-    @hookimpl
-    def booking_submit_check(self, host: Any, submission: BookingSubmission) -> list[Any]:
-        return []
+def _check(response: Any, expected: int, what: str) -> None:
+    if response.status_code != expected:
+        raise RuntimeError(f"{what}: HTTP {response.status_code}, expected {expected}: "
+                           f"{response.get_data(as_text=True)[:300]}")
 
 
-def _noop_pm() -> pluggy.PluginManager:
-    pm = pluggy.PluginManager(PROJECT)
-    pm.add_hookspecs(BookingSpecs)
-    pm.register(_NoOp(), name="noop")
-    return pm
+def _ratio_result(id_: str, what: str, app: Sample, base: Sample, limit: float, target: str,
+                  **extra: Any) -> Result:
+    ratio = app.median_ns / base.median_ns
+    return Result(id=id_, what=what, unit="ns", value=app.median_ns, baseline=base.median_ns,
+                  target=target, passed=ratio <= limit,
+                  extra={"p90_ns": app.p90_ns, "baseline_p90_ns": base.p90_ns, "n": app.n,
+                         **extra})
 
 
-def _submission(b: Bench, tenant: str, client: str, *, tick: bool) -> BookingSubmission:
-    fields = {"service": "massage"}
-    if tick:
-        fields |= {service.FIELD_CONSENT: "yes",
-                   service.FIELD_TEXT: str(b.gen[tenant].current_text_ids["sv"])}
-    return BookingSubmission(
-        tenant=TenantRef(tenant), client=ClientRef(client), is_new_client=False,
-        channel="online", fields=fields, locale="sv", ip_address="198.51.100.23",
-        user_agent="Mozilla/5.0 (bench)",
-    )
+def _count(b: Bench, model: Any, *where: Any) -> int:
+    platform = platform_of(b.app)
+    try:
+        return int(platform.db().scalar(select(func.count()).select_from(model).where(*where))
+                   or 0)
+    finally:
+        platform.sessions.remove()
 
 
-# -- P1 -------------------------------------------------------------------------------------------
+def _budget_reps(fn: Callable[[], Any], budget_s: float, lo: int, hi: int) -> int:
+    """Repetitions that fit ``budget_s`` for both sides, from one untimed trial call."""
+    took = once(fn) / 1e9
+    return max(lo, min(hi, int(budget_s / 2 / max(took, 1e-6))))
 
 
-def booking_check_samples(b: Bench, tenant: str) -> tuple[Sample, Sample]:
-    """The booking-submit check for random clients, as the booking page submits it:
-    clients with valid consent post no consent fields, the others tick the box."""
-    gen = b.gen[tenant]
-    valid = set(gen.valid)
-    everyone = gen.valid + gen.not_valid
-    clients = [b.rng.choice(everyone) for _ in range(4096)]
-    subs = [_submission(b, tenant, c, tick=c not in valid) for c in clients]
-    for sub in subs[:200]:  # correctness before speed: these bookings pass
-        assert b.hooks.submit_check(sub) == [], sub
-    b.host.session().rollback()
-    pm0 = _noop_pm()
-    sql = b.raw.sql(STATUS_SQL)
-    cur = b.raw.cur
-    host = b.host
-    submit_check = b.hooks.submit_check
+# -- C1 and C8: online booking submits ------------------------------------------------------
+
+
+def c1(b: Bench, app_practice: str, plain: str) -> Result:
+    """A new client books online with the box ticked: client, booking, consent event,
+    evidence, projection and receipt in the outbox, committed; against the same submit
+    at a practice without the app."""
+    with_app = Booker(b.app, b.gen[app_practice].slug, b.clock, "c1a")
+    without = Booker(b.app, b.gen[plain].slug, b.clock, "c1b")
+    if not with_app.consent or without.consent:
+        raise RuntimeError("C1 needs the consent box on one booking page and not the other")
+    forms: dict[str, dict[str, str]] = {}
+    failed = 0
+
+    def prepare(booker: Booker) -> Callable[[int], None]:
+        def setup(_i: int) -> None:
+            forms[booker.tag] = booker.form()
+        return setup
+
+    def submit(booker: Booker) -> Callable[[int], None]:
+        def run(_i: int) -> None:
+            nonlocal failed
+            failed += not booker.submit(forms[booker.tag])
+        return run
+
+    tenant = b.gen[app_practice].tenant
+    before = _count(b, ConsentEvent, ConsentEvent.tenant_ref == tenant), _count(
+        b, OutboxMessage, OutboxMessage.tenant_ref == tenant, OutboxMessage.kind == KIND_RECEIPT)
+    app_s, base_s = compare(submit(with_app), submit(without), reps=b.reps(200, 30),
+                            warmup=b.reps(20, 3), setup_app=prepare(with_app),
+                            setup_baseline=prepare(without))
+    after = _count(b, ConsentEvent, ConsentEvent.tenant_ref == tenant), _count(
+        b, OutboxMessage, OutboxMessage.tenant_ref == tenant, OutboxMessage.kind == KIND_RECEIPT)
+    # Each booking with the app recorded a consent and queued its receipt.
+    if failed or (after[0] - before[0], after[1] - before[1]) != (with_app.count,) * 2:
+        raise RuntimeError(f"C1: {failed} submits failed; {after[0] - before[0]} events and "
+                           f"{after[1] - before[1]} receipts for {with_app.count} bookings")
+    limit = 1.3 if b.database == "postgresql" else 1.2
+    return _ratio_result("C1", "online booking submit, new client, box ticked", app_s, base_s,
+                         limit, f"≤ {limit}×")
+
+
+def _sustained(b: Bench, slug: str, seconds: float, clients: int,
+               tag: str) -> tuple[int, dict[int, int], float]:
+    bookers = [Booker(b.app, slug, b.clock, f"{tag}{k}") for k in range(clients)]
+    done = [0] * clients
+    start = threading.Barrier(clients + 1)
+    deadline = [0.0]
+
+    def work(k: int) -> None:
+        start.wait()
+        while time.perf_counter() < deadline[0]:
+            done[k] += bookers[k].submit(bookers[k].form())
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(clients)]
+    for thread in threads:
+        thread.start()
+    t0 = time.perf_counter()
+    deadline[0] = t0 + seconds
+    start.wait()
+    for thread in threads:
+        thread.join()
+    took = time.perf_counter() - t0
+    failed: dict[int, int] = {}
+    for booker in bookers:
+        for status, n in booker.failures.items():
+            failed[status] = failed.get(status, 0) + n
+    return sum(done), failed, took
+
+
+def _rounds(b: Bench, app_practice: str, plain: str, clients: int
+            ) -> tuple[dict[str, int], dict[str, float], dict[str, dict[str, int]]]:
+    rounds, seconds = (2, 0.5) if b.smoke else (2, 2.0) if b.quick else (3, 10.0)
+    booked = {"app": 0, "base": 0}
+    took = {"app": 0.0, "base": 0.0}
+    failed: dict[str, dict[str, int]] = {"app": {}, "base": {}}
+    for r in range(rounds):
+        order = (("app", app_practice), ("base", plain))
+        for side, name in order if r % 2 == 0 else order[::-1]:
+            ok, bad, seconds_taken = _sustained(b, b.gen[name].slug, seconds, clients,
+                                                f"c8{side}{r}-")
+            booked[side] += ok
+            took[side] += seconds_taken
+            for status, n in bad.items():
+                failed[side][str(status)] = failed[side].get(str(status), 0) + n
+    return booked, took, failed
+
+
+def c8(b: Bench, app_practice: str, plain: str, clients: int = 8) -> Result:
+    """Sustained online bookings from ``clients`` concurrent clients (threads through the
+    platform's WSGI app), with the app and without it in alternating rounds."""
+    # Failed submits are counted below; their logged tracebacks (SQLite: "database is
+    # locked" under 8 writers) would bury the benchmark's output.
+    platform_log = logging.getLogger("examples.host_app")
+    level = platform_log.level
+    platform_log.setLevel(logging.CRITICAL)
+    try:
+        booked, took, failed = _rounds(b, app_practice, plain, clients)
+    finally:
+        platform_log.setLevel(level)
+    app_rate = booked["app"] / took["app"]
+    base_rate = booked["base"] / took["base"]
+    informational = b.database != "postgresql"
+    # Failed submits (HTTP status: count) are not bookings: the platform answered them
+    # with its error page (500 or 503 when the database stayed busy).
+    extra: dict[str, Any] = {"clients": clients, "booked": booked["app"],
+                             "baseline_booked": booked["base"], "failed": failed["app"],
+                             "baseline_failed": failed["base"], "seconds": round(took["app"], 1)}
+    if informational:
+        extra["informational"] = "SQLite has one writer at a time: not judged"
+    return Result(id="C8", what=f"sustained booking submits, {clients} concurrent clients",
+                  unit="/s", value=app_rate, baseline=base_rate,
+                  target="≥ 0.75× (PostgreSQL)" if not informational else "informational",
+                  passed=informational or app_rate >= 0.75 * base_rate, extra=extra)
+
+
+# -- C2, C3, C4: pages ---------------------------------------------------------------------------
+
+
+def c2(b: Bench, app_practice: str, plain: str) -> Result:
+    client = b.app.test_client()
+    paths = (f"/book/{b.gen[app_practice].slug}", f"/book/{b.gen[plain].slug}")
+    for path in paths:
+        _check(client.get(path), 200, path)
+
+    def get(path: str) -> Callable[[int], None]:
+        return lambda _i: client.get(path)
+
+    app_s, base_s = compare(get(paths[0]), get(paths[1]), reps=b.reps(200, 30),
+                            warmup=b.reps(20, 3))
+    return _ratio_result("C2", "online booking form page (GET)", app_s, base_s, 1.2, "≤ 1.2×")
+
+
+def c3(b: Bench, app_practice: str, plain: str) -> Result:
+    """A client's profile page: with the app's panel (clients in every state) and at a
+    practice without the app."""
+    gen, base = b.gen[app_practice], b.gen[plain]
+    step = max(1, gen.clients // 97)
+    app_ids = list(range(gen.first_client, gen.first_client + gen.clients, step))
+    base_ids = list(range(base.first_client, base.first_client + base.clients, step))
+    staff_app, staff_base = b.staff(app_practice), b.staff(plain)
+    page = staff_app.get(f"/clients/{app_ids[0]}")
+    _check(page, 200, "C3 profile")
+    if "samtycke" not in page.get_data(as_text=True):
+        raise RuntimeError("C3: the app's panel is not on the profile page")
+    _check(staff_base.get(f"/clients/{base_ids[0]}"), 200, "C3 baseline profile")
 
     def app(i: int) -> None:
-        submit_check(subs[i & 4095])
+        staff_app.get(f"/clients/{app_ids[i % len(app_ids)]}")
 
-    def floor(i: int) -> None:
-        sub = subs[i & 4095]
-        pm0.hook.booking_submit_check(host=host, submission=sub)
-        cur.execute(sql, (tenant, sub.client))
-        cur.fetchone()
+    def plain_page(i: int) -> None:
+        staff_base.get(f"/clients/{base_ids[i % len(base_ids)]}")
 
-    result = compare(app, floor, reps=b.reps(4000, 1500), warmup=300,
-                     setup_app=b.fresh_unit_of_work)
-    b.host.session().rollback()
+    app_s, base_s = compare(app, plain_page, reps=b.reps(200, 30), warmup=b.reps(20, 3))
+    return _ratio_result("C3", "client profile page with the app's panel", app_s, base_s, 1.2,
+                         "≤ 1.2×")
+
+
+LIST_APP = f"/clients?filter={FILTER_NOT_VALID}"
+LIST_SQL = "/bench/clients-without-consent"
+_TOTAL = re.compile(r"av ([\d\s\u00a0\u202f,.]+) klienter")
+
+
+def _total(page: str) -> int:
+    found = _TOTAL.search(page)
+    return int(re.sub(r"\D", "", found.group(1))) if found else -1
+
+
+def list_pages(b: Bench, name: str, budget_s: float) -> tuple[Sample, Sample, int]:
+    """The client list filtered "without valid consent" (first page, with its total):
+    through the app's filter and badges, and with the host's hand-written SQL."""
+    staff = b.staff(name)
+    app_page, sql_page = staff.get(LIST_APP), staff.get(LIST_SQL)
+    _check(app_page, 200, "C4 list")
+    _check(sql_page, 200, "C4 baseline list")
+    totals = (_total(app_page.get_data(as_text=True)), _total(sql_page.get_data(as_text=True)))
+    expected = len(b.gen[name].not_valid)
+    if totals != (expected, expected) or 'data-status="valid"' in app_page.get_data(as_text=True):
+        raise RuntimeError(f"C4: the two pages do not list the same clients: {totals}, "
+                           f"{expected} expected")
+    reps = _budget_reps(lambda: staff.get(LIST_APP), budget_s, 3, b.reps(200, 30))
+    app_s, sql_s = compare(lambda _i: staff.get(LIST_APP), lambda _i: staff.get(LIST_SQL),
+                           reps=reps, warmup=1)
+    return app_s, sql_s, expected
+
+
+def c4(b: Bench, name: str, growth: list[str]) -> tuple[list[Result], list[dict[str, Any]]]:
+    budget = 1.0 if b.smoke else 20.0 if b.quick else 40.0
+    rows: list[dict[str, Any]] = []
+    main: tuple[Sample, Sample, int] | None = None
+    for g in growth:
+        app_s, sql_s, without = list_pages(b, g, budget)
+        rows.append({"clients": b.gen[g].clients, "without_valid_consent": without,
+                     "app_ns": app_s.median_ns, "sql_ns": sql_s.median_ns})
+        if g == name:
+            main = (app_s, sql_s, without)
+    if main is None:
+        main = list_pages(b, name, budget)
+    app_s, sql_s, without = main
+    results = [_ratio_result(
+        "C4", f"client list without valid consent, 50 rows with badges and the total "
+        f"({b.gen[name].clients:,} clients)", app_s, sql_s, 1.5, "≤ 1.5×",
+        without_valid_consent=without, clients=b.gen[name].clients)]
+    first, last = rows[0], rows[-1]
+    growth_ratio = last["app_ns"] / first["app_ns"]
+    results.append(Result(
+        id="C4 growth", what=f"the same page at {last['clients']:,} against "
+        f"{first['clients']:,} clients", unit="ns", value=last["app_ns"],
+        baseline=first["app_ns"], target="≤ 1.5×", passed=growth_ratio <= 1.5,
+        extra={"hand_written_sql_growth": last["sql_ns"] / first["sql_ns"]}))
+    return results, rows
+
+
+# -- C5: a change of content of the consent text ----------------------------------------------
+
+
+_TEXTAREA = re.compile(r'name="text_(sv|en)"[^>]*>\n?(.*?)</textarea>', re.S)
+_EXPECTED = re.compile(r'name="expected_major" value="(\d+)"')
+
+
+def _text_change(staff: FlaskClient, marker: str) -> dict[str, str]:
+    page = staff.get("/apps/samtycke/text")
+    _check(page, 200, "C5 text page")
+    body = page.get_data(as_text=True)
+    expected = _EXPECTED.search(body)
+    assert expected is not None
+    form = {"csrf_token": csrf_from(body), "action": "save", "kind": "content",
+            "reason": "", "expected_major": expected.group(1)}
+    for language, text in _TEXTAREA.findall(body):
+        form[f"text_{language}"] = html.unescape(text).rstrip() + f"\n\n{marker}\n"
+    return form
+
+
+def c5(b: Bench, big: str, small: str) -> Result:
+    """The practitioner saves a change of content of the consent text (both languages),
+    in a practice of many clients and in one of about 1,000 events."""
+    staffs = {"big": b.staff(big), "small": b.staff(small)}
+    forms: dict[str, dict[str, str]] = {}
+
+    def prepare(side: str) -> Callable[[int], None]:
+        def setup(i: int) -> None:
+            forms[side] = _text_change(staffs[side], f"Ändring {i}.")
+        return setup
+
+    def save(side: str) -> Callable[[int], None]:
+        def run(_i: int) -> None:
+            _check(staffs[side].post("/apps/samtycke/text", data=forms[side]), 303, "C5 save")
+        return run
+
+    app_s, base_s = compare(save("big"), save("small"), reps=b.reps(20, 5), warmup=1,
+                            setup_app=prepare("big"), setup_baseline=prepare("small"))
+    return _ratio_result("C5", f"change of content of the consent text "
+                         f"({b.gen[big].events:,} against {b.gen[small].events:,} events)",
+                         app_s, base_s, 2.0, "≤ 2× (constant)")
+
+
+# -- C6, C7: in child processes ------------------------------------------------------------------
+
+
+def _child(*args: str) -> dict[str, Any]:
+    root = str(Path(__file__).resolve().parents[1])  # bench/ and examples/ are not installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    done = subprocess.run([sys.executable, "-m", "bench.child", *args], capture_output=True,
+                          text=True, check=False, timeout=1800, env=env)
+    if done.returncode != 0 or not done.stdout.strip():
+        raise RuntimeError(f"bench.child {args[0]} failed: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
-def p1(b: Bench) -> Result:
-    app, floor = booking_check_samples(b, b.main)
+def c6(b: Bench, name: str) -> Result:
+    """"Send to all without valid consent" on the app's batch page, in a child process."""
+    gen = b.gen[name]
+    r = _child("batch", b.url, gen.staff_email)
+    rss_mb = r["peak_rss_kb"] / 1024
+    waited = r["queued"] > 0 and r["queued_at_response"] == r["queued"]
+    passed = (r["status"] == 303 and r["queued"] > 0 and r["elapsed_s"] <= 30 and rss_mb <= 200
+              and not waited)
     return Result(
-        id="P1", what="booking-submit check, one random client (AppHooks.submit_check)",
-        value_ns=app.median_ns, floor_ns=floor.median_ns, limit=3.0, target="≤ 3×",
-        passed=app.median_ns <= 3 * floor.median_ns, extra={"p90_ns": app.p90_ns, "n": app.n},
-    )
+        id="C6", what=f"batch request to everyone without valid consent ({gen.clients:,} "
+        "clients)", unit="s", value=r["elapsed_s"], baseline=None,
+        target="≤ 30 s, ≤ 200 MB, request does not wait", passed=passed,
+        extra={"peak_rss_mb": round(rss_mb, 1), "rss_before_mb": round(r["rss_start_kb"] / 1024, 1),
+               "request_s": round(r["request_s"], 3), "queued": r["queued"],
+               "without_valid_consent": len(gen.not_valid),
+               "request_waited_for_batch": waited, "status": r["status"]})
 
 
-# -- P2 -------------------------------------------------------------------------------------------
-
-
-def p2(b: Bench) -> Result:
-    """Recording consent at an online booking: event, chain link, projection, committed."""
-    tenant = b.main
-    pool = list(b.gen[tenant].not_valid)
-    b.rng.shuffle(pool)
-    reps = min(b.reps(1000, 300), len(pool) - 100)
-    subs = [_submission(b, tenant, c, tick=True) for c in pool]
-    # The sustained-rate run goes on with the other practices' clients without consent.
-    for other in sorted(b.gen):
-        if other.startswith("p") and other != tenant:
-            subs += [_submission(b, other, c, tick=True) for c in b.gen[other].not_valid]
-    session = b.host.session()
-    session.rollback()
-    submitted = b.hooks.submitted
-    floor_metadata.create_all(b.engine, tables=[floor_event])
-    insert_sql, values = floor_event_insert(tenant, NOW.isoformat())
-    insert_sql = b.raw.sql(insert_sql)
-    raw = b.raw
-    used = iter(range(len(subs)))
-
-    def app(_i: int) -> None:
-        k = next(used)
-        sub = subs[k]
-        submitted(sub, BookingRef(f"bk{k}"), sub.client)  # type: ignore[arg-type]
-        session.commit()
-
-    def floor_begin(_i: int) -> None:
-        raw.begin()
-
-    def floor(i: int) -> None:
-        raw.cur.execute(insert_sql, [i, *values])
-        raw.commit()
-
-    # Timed: the hook and the commit.  The host's transaction is open when it calls the
-    # hook (it has just written its booking), as in P1, P3 and P6; the floor's BEGIN is
-    # likewise untimed.
-    app_s, floor_s = compare(app, floor, reps=reps, warmup=20,
-                             setup_app=b.fresh_unit_of_work, setup_floor=floor_begin)
-    # Single writer, sustained: whole bookings back to back (the host's BEGIN and first
-    # read included), for one second or more.
-    n, t0 = 0, time.perf_counter()
-    left = len(subs) - reps - 100
-    while time.perf_counter() - t0 < (1.0 if b.quick else 3.0) and n < left:
-        b.fresh_unit_of_work()
-        app(0)
-        n += 1
-    per_second = n / (time.perf_counter() - t0)
-    recorded = session.scalar(
-        select(func.count()).select_from(ConsentEvent).where(
-            ConsentEvent.tenant_ref == tenant, ConsentEvent.booking_ref.like("bk%")
-        )
-    )
-    session.rollback()
-    ok_rate = per_second >= 2000 if b.engine.dialect.name == "sqlite" else True
-    return Result(
-        id="P2", what="record consent at booking (event + chain + projection, committed)",
-        value_ns=app_s.median_ns, floor_ns=floor_s.median_ns, limit=3.0,
-        target="≤ 3×" + ("; ≥ 2,000 events/s" if b.engine.dialect.name == "sqlite" else ""),
-        passed=app_s.median_ns <= 3 * floor_s.median_ns and ok_rate,
-        extra={"events_per_second": round(per_second), "recorded": recorded,
-               "p90_ns": app_s.p90_ns, "n": app_s.n},
-    )
-
-
-# -- P3 -------------------------------------------------------------------------------------------
-
-PAGE_SQL = (
-    "SELECT c.id, c.name, c.email FROM host_client c WHERE c.tenant = ? AND NOT EXISTS ("
-    "SELECT 1 FROM samtycke_consent_state s WHERE s.tenant_ref = ? AND s.client_ref = c.id "
-    "AND s.state IN ('given', 'renewed') AND s.text_major = ? "
-    "AND (s.expires_at IS NULL OR s.expires_at > ?)) ORDER BY c.name, c.id LIMIT 50"
-)
-COUNT_SQL = (
-    "SELECT count(*) FROM host_client c WHERE c.tenant = ? AND NOT EXISTS ("
-    "SELECT 1 FROM samtycke_consent_state s WHERE s.tenant_ref = ? AND s.client_ref = c.id "
-    "AND s.state IN ('given', 'renewed') AND s.text_major = ? "
-    "AND (s.expires_at IS NULL OR s.expires_at > ?))"
-)
-
-
-def _current_major(b: Bench, tenant: str) -> int:
-    return int(b.host.session().scalar(
-        select(Practice.current_major).where(Practice.tenant_ref == tenant)
-    ) or 0)
-
-
-def list_samples(b: Bench, tenant: str, *, count: bool, reps: int) -> tuple[Sample, Sample, int]:
-    """The host's client list filtered to "without valid consent": page 1 (and the total)."""
-    session = b.host.session()
-    major = _current_major(b, tenant)
-    sqlite = b.raw.dialect == "sqlite"
-    now_param: Any = NOW.replace(tzinfo=None).isoformat(sep=" ") if sqlite else NOW
-    params = (tenant, tenant, major, now_param)
-    page_sql, count_sql = b.raw.sql(PAGE_SQL), b.raw.sql(COUNT_SQL)
-    cur = b.raw.cur
-    hooks = b.hooks
-    c = host_client.c
-
-    def host_list() -> tuple[Sequence[Any], int | None]:
-        clause = hooks.list_filter_clause(
-            TenantRef(tenant), service.FILTER_NOT_VALID, c.id
-        )
-        assert clause is not None
-        where = (c.tenant == tenant, clause.clause)
-        rows = session.execute(
-            select(c.id, c.name, c.email).where(*where).order_by(c.name, c.id).limit(50)
-        ).all()
-        total = session.execute(
-            select(func.count()).select_from(host_client).where(*where)
-        ).scalar_one() if count else None
-        return rows, total
-
-    def floor_list() -> tuple[Sequence[Any], int | None]:
-        cur.execute(page_sql, params)
-        rows = cur.fetchall()
-        total = None
-        if count:
-            cur.execute(count_sql, params)
-            total = cur.fetchone()[0]
-        return rows, total
-
-    app_rows, app_total = host_list()
-    floor_rows, floor_total = floor_list()
-    assert [r[0] for r in app_rows] == [r[0] for r in floor_rows], "filter differs from the SQL"
-    assert app_total == floor_total, (app_total, floor_total)
-    app_s, floor_s = compare(lambda _i: host_list(), lambda _i: floor_list(), reps=reps,
-                             warmup=max(3, reps // 10), setup_app=b.fresh_unit_of_work)
-    session.rollback()
-    return app_s, floor_s, int(floor_total or 0)
-
-
-def p3(b: Bench) -> Result:
-    app, floor, total = list_samples(b, b.main, count=True, reps=b.reps(60, 30))
-    return Result(
-        id="P3", what="client list, page 1 (50) + total count, \"without valid consent\"",
-        value_ns=app.median_ns, floor_ns=floor.median_ns, limit=1.5, target="≤ 1.5×",
-        passed=app.median_ns <= 1.5 * floor.median_ns,
-        extra={"without_valid_consent": total, "clients": b.gen[b.main].clients},
-    )
-
-
-# -- P4 -------------------------------------------------------------------------------------------
-
-
-def _statements(engine: Engine, fn: Callable[[], Any]) -> list[str]:
-    seen: list[str] = []
-
-    def before(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
-        seen.append(statement.split(None, 1)[0].upper())
-
-    event.listen(engine, "before_cursor_execute", before)
-    try:
-        fn()
-    finally:
-        event.remove(engine, "before_cursor_execute", before)
-    return seen
-
-
-def p4(b: Bench) -> Result:
-    """A content change of the text (new major) on a big practice vs on a 1,000-event one."""
-    session = b.host.session()
-    session.rollback()
-    majors = {t: _current_major(b, t) for t in (b.main, b.small)}
-    session.rollback()
-
-    def publish(tenant: str, i: int) -> None:
-        service.publish_text(
-            b.host, tenant,
-            bodies={"sv": f"Vi behandlar dina personuppgifter enligt version {i} av texten.",
-                    "en": f"We process your personal data according to version {i} of the text."},
-            kind="content", reason="bench", actor="staff:s1", expected_major=majors[tenant],
-        )
-        session.commit()
-        majors[tenant] += 1
-
-    def first_publish(tenant: str) -> Callable[[], None]:
-        return lambda: publish(tenant, 0)
-
-    counts = {t: _statements(b.engine, first_publish(t)) for t in (b.main, b.small)}
-    writes = {
-        t: sum(1 for s in v if s in ("INSERT", "UPDATE", "DELETE")) for t, v in counts.items()
-    }
-    app_s, floor_s = compare(lambda i: publish(b.main, i), lambda i: publish(b.small, i),
-                             reps=b.reps(60, 20), warmup=5)
-    return Result(
-        id="P4", what="content change of the text (new major), 100k-client practice",
-        value_ns=app_s.median_ns, floor_ns=floor_s.median_ns, limit=2.0,
-        target="≤ 2× (constant)",
-        passed=app_s.median_ns <= 2 * floor_s.median_ns and writes[b.main] == writes[b.small],
-        extra={"write_statements_big": writes[b.main], "write_statements_small": writes[b.small],
-               "floor_practice_events": b.gen[b.small].events},
-    )
-
-
-# -- P5 -------------------------------------------------------------------------------------------
-
-
-def p5(b: Bench, tenant: str) -> Result:
-    """Batch request to every client without valid consent, in a child process (peak RSS)."""
-    try:
-        import samtycke_plugin.requests  # noqa: F401
-    except ImportError:
-        return Result(id="P5", what="batch request (samtycke_plugin.requests not available)",
-                      value_ns=0, floor_ns=0, limit=3.0, target="≤ 3×; ≤ 200 MB",
-                      passed=False, extra={"skipped": "samtycke_plugin.requests is missing"})
-    child = subprocess.run(
-        [sys.executable, "-m", "bench.p5_child", b.url, tenant],
-        capture_output=True, text=True, check=False, env={**os.environ, "PYTHONHASHSEED": "0"},
-    )
-    if child.returncode != 0:
-        raise RuntimeError(f"P5 child failed:\n{child.stderr[-4000:]}")
-    out = json.loads(child.stdout.strip().splitlines()[-1])
-    from bench.p5_child import floor_insert
-
-    floor_ns = floor_insert(b.engine, out["outbox_rows"])
-    rss_mb = out["max_rss_kb"] / 1024
-    return Result(
-        id="P5", what="batch request to all without valid consent (outbox rows written)",
-        value_ns=out["elapsed_ns"], floor_ns=floor_ns, limit=3.0, target="≤ 3×; ≤ 200 MB",
-        passed=out["elapsed_ns"] <= 3 * floor_ns and rss_mb <= 200,
-        extra={"outbox_rows": out["outbox_rows"], "peak_rss_mb": round(rss_mb, 1)},
-    )
-
-
-# -- P6 -------------------------------------------------------------------------------------------
-
-
-def p6(b: Bench) -> Result:
-    tenant = b.main
-    gen = b.gen[tenant]
-    everyone = gen.valid + gen.not_valid
-    clients = [b.rng.choice(everyone) for _ in range(4096)]
-    major = _current_major(b, tenant)
-    b.host.session().rollback()
-    sql = b.raw.sql(STATUS_SQL)
-    cur = b.raw.cur
-    now_s = NOW.replace(tzinfo=None).isoformat(sep=" ")
-    profile_panels = b.hooks.profile_panels
-    labels = {
-        True: ("ok", "✓", "Giltigt samtycke", "Klienten har samtyckt till den aktuella texten."),
-        False: ("missing", "!", "Inget giltigt samtycke", "Klienten behöver samtycka."),
-    }
-
-    def app(i: int) -> None:
-        [_panel] = profile_panels(TenantRef(tenant), ClientRef(clients[i & 4095]), STAFF, "sv")
-
-    def floor(i: int) -> None:
-        client = clients[i & 4095]
-        cur.execute(sql, (tenant, client))
-        row = cur.fetchone()
-        exp = row[2] if row else None
-        valid = (row is not None and row[0] in ("given", "renewed") and row[1] == major
-                 and (exp is None or str(exp) > now_s))
-        tone, icon, label, reason = labels[valid]
-        PANEL_TEMPLATE.render(
-            tone=tone, status="valid" if valid else "unknown", icon=icon, label=label,
-            reason=reason, since=row[3] if row else None, prefix="/apps/samtycke", client=client,
-            withdrawable=valid,
-        )
-
-    app_s, floor_s = compare(app, floor, reps=b.reps(3000, 1000), warmup=200,
-                             setup_app=b.fresh_unit_of_work)
-    b.host.session().rollback()
-    return Result(
-        id="P6", what="client profile render (AppHooks.profile_panels)",
-        value_ns=app_s.median_ns, floor_ns=floor_s.median_ns, limit=2.0, target="≤ 2×",
-        passed=app_s.median_ns <= 2 * floor_s.median_ns, extra={"p90_ns": app_s.p90_ns},
-    )
-
-
-# -- P7 -------------------------------------------------------------------------------------------
-
-
-def p7(b: Bench) -> tuple[list[Result], list[dict[str, Any]]]:
-    """Growth: P1 and the P3 page at three practice sizes."""
-    rows: list[dict[str, Any]] = []
-    for tenant in b.growth:
-        check_app, check_floor = booking_check_samples(b, tenant)
-        page_app, page_floor, _total = list_samples(b, tenant, count=False, reps=b.reps(400, 200))
-        rows.append({"tenant": tenant, "clients": b.gen[tenant].clients,
-                     "p1_ns": check_app.median_ns, "p1_floor_ns": check_floor.median_ns,
-                     "p3_page_ns": page_app.median_ns, "p3_page_floor_ns": page_floor.median_ns})
-    small, large = rows[0], rows[-1]
-    results = []
-    for key, name in (("p1_ns", "P1"), ("p3_page_ns", "P3 page")):
-        big, base = float(large[key]), float(small[key])
-        results.append(Result(
-            id=f"P7 {name}",
-            what=f"{name} at {large['clients']:,} vs {small['clients']:,} clients",
-            value_ns=big, floor_ns=base, limit=1.5, target="≤ 1.5× (flat)",
-            passed=big <= 1.5 * base,
-        ))
-    return results, rows
+def c7(b: Bench, name: str) -> list[Result]:
+    """Verify a practice's chain (``samtycke verify``) and export its status CSV (the
+    platform's download), each in a child process."""
+    gen = b.gen[name]
+    verify = _child("verify", b.url, gen.tenant)
+    export = _child("export", b.url, gen.staff_email)
+    out = []
+    for id_, what, r, ok in (
+        ("C7 verify", f"verify the chain ({gen.events:,} events)", verify,
+         verify["exit"] == 0 and "OK" in verify["output"]),
+        ("C7 export", f"status CSV of the practice ({gen.clients:,} clients)", export,
+         export["status"] == 200 and export["lines"] == gen.clients + 1),
+    ):
+        rss_mb = r["peak_rss_kb"] / 1024
+        extra = {"peak_rss_mb": round(rss_mb, 1),
+                 "rss_before_mb": round(r["rss_start_kb"] / 1024, 1), "events": gen.events}
+        if not ok:
+            extra["problem"] = str({k: v for k, v in r.items() if k != "peak_rss_kb"})[:300]
+        out.append(Result(id=id_, what=what, unit="s", value=r["elapsed_s"], baseline=None,
+                          target="≤ 60 s, ≤ 100 MB",
+                          passed=ok and r["elapsed_s"] <= 60 and rss_mb <= 100, extra=extra))
+    return out

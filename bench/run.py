@@ -1,5 +1,6 @@
-"""``python -m bench``: build a fresh database, generate the data set, measure P1-P7,
-print the table, write JSON to ``bench/out/`` and exit non-zero on any miss."""
+"""``python -m bench``: build a fresh database, generate the data set, measure C1-C8
+through the example platform, print the table, write JSON to ``bench/out/`` and exit
+non-zero on any miss."""
 
 from __future__ import annotations
 
@@ -19,30 +20,32 @@ from attrs import asdict
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from bench.figures import Bench, Result, p1, p2, p3, p4, p5, p6, p7
-from bench.generate import extra_practice, generate, main_practices
-from samtycke_plugin.db import make_engine, normalise_url
+from bench.figures import Bench, Result, c1, c2, c3, c4, c5, c6, c7, c8
+from bench.generate import PracticeSpec, generate, main_practices
+from bench.site import SlotClock, close_app, make_app
+from examples.host_app.testing import platform_of
+from samtycke_plugin.db import normalise_url
 
 OUT = Path(__file__).parent / "out"
-FIGURES = ("P1", "P2", "P3", "P4", "P5", "P6", "P7")
+FIGURES = ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="1/100 of the data set (a smoke run)")
+    ap.add_argument("--quick", action="store_true",
+                    help="1/100 of the data set (a short run of the whole benchmark)")
     ap.add_argument("--database-url", help="a PostgreSQL server URL (a fresh database is "
                     "created on it for the run and dropped after); default: a SQLite file")
     ap.add_argument("--practices", type=int, default=10)
     ap.add_argument("--clients", type=int, default=100_000, help="clients per practice")
-    ap.add_argument("--growth", default="10000,100000,1000000",
-                    help="practice sizes for P7 (the middle one should equal --clients)")
-    ap.add_argument("--only", default=",".join(FIGURES), help="figures to measure, e.g. P1,P3")
+    ap.add_argument("--only", default=",".join(FIGURES), help="figures to measure, e.g. C1,C3")
+    ap.add_argument("--smoke", action="store_true",
+                    help="a few repetitions only: checks that every figure runs (tests)")
     ap.add_argument("--keep", action="store_true", help="keep the database after the run")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     if args.quick:
         args.clients //= 100
-        args.growth = ",".join(str(int(g) // 100) for g in args.growth.split(","))
     return args
 
 
@@ -96,7 +99,12 @@ def _fresh_database(args: argparse.Namespace) -> tuple[str, Callable[[], None]]:
     return admin_url.set(database=name).render_as_string(hide_password=False), drop_pg
 
 
-def fmt_ns(ns: float) -> str:
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    if unit == "/s":
+        return f"{value:,.1f}/s"
+    ns = value * 1e9 if unit == "s" else value
     if ns >= 1e9:
         return f"{ns / 1e9:.2f} s"
     if ns >= 1e6:
@@ -104,13 +112,20 @@ def fmt_ns(ns: float) -> str:
     return f"{ns / 1e3:.1f} µs"
 
 
+def ratio_text(r: Result) -> str:
+    return "—" if r.ratio is None else f"{r.ratio:.2f}×"
+
+
+def verdict(r: Result) -> str:
+    if "informational" in r.extra:
+        return "info"
+    return "pass" if r.passed else "MISS"
+
+
 def table(results: list[Result]) -> str:
-    head = ("id", "figure (median)", "floor", "ratio", "target", "result")
-    rows = [head] + [
-        (r.id, fmt_ns(r.value_ns), fmt_ns(r.floor_ns), f"{r.ratio:.2f}×", r.target,
-         "pass" if r.passed else "MISS")
-        for r in results
-    ]
+    head = ("id", "figure", "baseline", "ratio", "target", "result")
+    rows = [head] + [(r.id, fmt(r.value, r.unit), fmt(r.baseline, r.unit), ratio_text(r),
+                      r.target, verdict(r)) for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -118,58 +133,70 @@ def table(results: list[Result]) -> str:
 
 
 def growth_table(rows: list[dict[str, Any]]) -> str:
-    out = ["clients     P1 (floor)             P3 page (floor)"]
+    out = ["clients       without consent   app page    hand-written SQL page"]
     for r in rows:
-        out.append(f"{r['clients']:<10,}  {fmt_ns(r['p1_ns']):>9} ({fmt_ns(r['p1_floor_ns']):>8})"
-                   f"   {fmt_ns(r['p3_page_ns']):>9} ({fmt_ns(r['p3_page_floor_ns']):>8})")
+        out.append(f"{r['clients']:<12,}  {r['without_valid_consent']:<16,}  "
+                   f"{fmt(r['app_ns'], 'ns'):>9}   {fmt(r['sql_ns'], 'ns'):>9}")
     return "\n".join(out)
+
+
+def specs(args: argparse.Namespace) -> tuple[list[PracticeSpec], list[str]]:
+    """The data set: the main practices, one without the app (C1-C3, C8), the growth
+    practices of C4 (a tenth and ten times the main size; the big one is C7's) and one of
+    about 1,000 events (C5)."""
+    n = args.clients
+    out = main_practices(args.practices, n)
+    out.append(PracticeSpec(name="plain", clients=n, app=False, seed=2000))
+    out.append(PracticeSpec(name="g-small", clients=max(n // 10, 10), seed=5000))
+    out.append(PracticeSpec(name="g-big", clients=n * 10, seed=5002))
+    out.append(PracticeSpec(name="small", clients=700, seed=4000))
+    return out, ["g-small", "p00", "g-big"]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     only = {x.strip().upper() for x in args.only.split(",")}
+    if args.practices < 4:
+        raise SystemExit("--practices must be at least 4 (C1-C8 use four of them)")
     started = time.perf_counter()
     url, drop = _fresh_database(args)
-    engine = make_engine(url)
+    clock = SlotClock()
+    app = make_app(url, clock)  # migrates the empty database: the platform's and the app's tables
+    engine = platform_of(app).engine
     try:
-        main_specs = main_practices(args.practices, args.clients)
-        sizes = [int(g) for g in args.growth.split(",")]
-        growth = []
-        specs = list(main_specs)
-        for k, size in enumerate(sizes):
-            if size == args.clients:
-                growth.append(main_specs[0].tenant)
-            elif "P7" in only:
-                specs.append(extra_practice(f"g{k}", size, 5000 + k))
-                growth.append(f"g{k}")
-        specs.append(extra_practice("f1k", 700, 4000))  # the P4 floor: about 1,000 events
-        print(f"generating on {engine.dialect.name}: {len(specs)} practices", flush=True)
-        gen = generate(engine, specs)
-        # The measurements start on new connections, not on those that did the bulk load.
-        engine.dispose()
-        b = Bench(engine=engine, url=url, gen=gen, main=main_specs[0].tenant, small="f1k",
-                  growth=growth, quick=args.quick)
+        data, growth = specs(args)
+        print(f"generating on {engine.dialect.name}: {len(data)} practices", flush=True)
+        gen = generate(engine, data)
+        engine.dispose()  # the measurements start on new connections
+        b = Bench(app=app, url=url, clock=clock, gen=gen, quick=args.quick or args.smoke,
+                  smoke=args.smoke, database=engine.dialect.name)
         results: list[Result] = []
         growth_rows: list[dict[str, Any]] = []
-        # Order matters: P2, P5 and P4 change data, so the read-only figures go first.
+
+        def c4_step() -> None:
+            found, rows = c4(b, "p00", growth)
+            results.extend(found)
+            growth_rows.extend(rows)
+
+        # Order matters: C6, C5, C1 and C8 write, so the read-only figures go first.
         steps: list[tuple[str, Callable[[], Any]]] = [
-            ("P1", lambda: results.append(p1(b))),
-            ("P3", lambda: results.append(p3(b))),
-            ("P6", lambda: results.append(p6(b))),
-            ("P7", lambda: _p7(b, results, growth_rows)),
-            ("P2", lambda: results.append(p2(b))),
-            ("P5", lambda: results.append(p5(b, main_specs[-1].tenant))),
-            ("P4", lambda: results.append(p4(b))),
+            ("C2", lambda: results.append(c2(b, "p00", "plain"))),
+            ("C3", lambda: results.append(c3(b, "p00", "plain"))),
+            ("C4", c4_step),
+            ("C7", lambda: results.extend(c7(b, "g-big"))),
+            ("C6", lambda: results.append(c6(b, "p01"))),
+            ("C5", lambda: results.append(c5(b, "p02", "small"))),
+            ("C1", lambda: results.append(c1(b, "p00", "plain"))),
+            ("C8", lambda: results.append(c8(b, "p03", "plain"))),
         ]
         for name, step in steps:
             if name in only:
                 t0 = time.perf_counter()
                 step()
                 print(f"  measured {name} ({time.perf_counter() - t0:.1f} s)", flush=True)
-        b.close()
         info = machine(engine)
     finally:
-        engine.dispose()
+        close_app(app)
         drop()
     results.sort(key=lambda r: r.id)
     print()
@@ -182,25 +209,21 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "database": engine.dialect.name, "quick": args.quick, "elapsed_s": round(elapsed, 1),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": info,
-        "sizes": {"practices": args.practices, "clients": args.clients, "growth": sizes,
-                  "events": sum(g.events for g in gen.values())},
+        "sizes": {"practices": args.practices, "clients": args.clients,
+                  "growth": [gen[g].clients for g in growth],
+                  "events": sum(g.events for g in gen.values()),
+                  "host_clients": sum(g.clients for g in gen.values())},
         "results": [asdict(r) | {"ratio": r.ratio} for r in results],
         "growth": growth_rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    kind = "quick" if args.quick else "full"
+    kind = "smoke" if args.smoke else "quick" if args.quick else "full"
     if only != set(FIGURES):
         kind += "-partial"  # never mistaken for a complete run by bench.results
     path = args.out / f"{engine.dialect.name}-{kind}.json"
     path.write_text(json.dumps(report, indent=2, default=str))
     print(f"wrote {path}")
     return 0 if all(r.passed for r in results) else 1
-
-
-def _p7(b: Bench, results: list[Result], rows: list[dict[str, Any]]) -> None:
-    found, table_rows = p7(b)
-    results.extend(found)
-    rows.extend(table_rows)
 
 
 if __name__ == "__main__":

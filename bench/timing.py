@@ -1,4 +1,4 @@
-"""Timing: medians of many repetitions after warm-up, app and floor alternating."""
+"""Timing: medians of many repetitions after warm-up, app and baseline alternating."""
 
 from __future__ import annotations
 
@@ -27,29 +27,30 @@ def _sample(xs: list[int]) -> Sample:
 
 def compare(
     app: Step,
-    floor: Step,
+    baseline: Step,
     *,
     reps: int,
     warmup: int,
     setup_app: Step | None = None,
-    setup_floor: Step | None = None,
+    setup_baseline: Step | None = None,
 ) -> tuple[Sample, Sample]:
-    """Time ``app(i)`` and ``floor(i)``; each step's untimed ``setup`` runs before it.
+    """Time ``app(i)`` and ``baseline(i)`` (the same work without the app);
+    each step's untimed ``setup`` runs before it.
 
-    App and floor alternate repetition by repetition (which one goes first alternates
+    App and baseline alternate repetition by repetition (which one goes first alternates
     too), so both see the same machine noise: these machines are shared.  The garbage
     collector is off while timing and runs between repetitions every so often.
     """
     app_ns: list[int] = []
-    floor_ns: list[int] = []
+    baseline_ns: list[int] = []
     i = 0
-    for fn, setup in ((app, setup_app), (floor, setup_floor)):
+    for fn, setup in ((app, setup_app), (baseline, setup_baseline)):
         for _ in range(warmup):
             if setup is not None:
                 setup(i)
             fn(i)
             i += 1
-    pair = ((app, setup_app, app_ns), (floor, setup_floor, floor_ns))
+    pair = ((app, setup_app, app_ns), (baseline, setup_baseline, baseline_ns))
     gc.collect()
     gc.disable()
     try:
@@ -65,7 +66,7 @@ def compare(
                 gc.collect()
     finally:
         gc.enable()
-    return _sample(app_ns), _sample(floor_ns)
+    return _sample(app_ns), _sample(baseline_ns)
 
 
 def once(fn: Callable[[], Any]) -> int:

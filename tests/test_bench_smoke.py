@@ -1,114 +1,116 @@
-"""The benchmark's data generator writes what the app would have written: a chain that
-verifies and a projection equal to a replay of the ledger (not a timed test)."""
+"""The benchmark runs and reports every figure, and its data set is what the app would
+have written (not timed: no assertion here depends on how fast anything is)."""
 
 from __future__ import annotations
 
-import sqlite3
+import json
 import sys
-import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import Engine, func, select
-from sqlalchemy.orm import Session
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
 
-# bench/ is not part of the installed package: import it from the source tree, after
-# the installed packages (so samtycke_plugin still comes from the installation).
-sys.path.append(str(Path(__file__).resolve().parents[1]))
+# bench/ and examples/ are not part of the installed package: import them from the source
+# tree, after the installed packages (so samtycke_plugin still comes from the installation).
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.append(str(ROOT))
 
-from bench.generate import PracticeSpec, generate
-from bench.host import BenchHost, host_client
-from hookspecs.types import TenantRef
-from samtycke_plugin import service
-from samtycke_plugin.chain import verify_chain
-from samtycke_plugin.ledger import projection, replay
-from samtycke_plugin.models import ConsentEvent
+from conftest import create_pg_database, drop_pg_database  # noqa: E402
+
+from bench import run  # noqa: E402
+from bench.generate import PracticeSpec, generate  # noqa: E402
+from bench.site import close_app, make_app  # noqa: E402
+from examples.host_app.models import Client  # noqa: E402
+from examples.host_app.testing import platform_of  # noqa: E402
+from hookspecs.types import TenantRef  # noqa: E402
+from samtycke_plugin import service  # noqa: E402
+from samtycke_plugin.chain import verify_chain  # noqa: E402
+from samtycke_plugin.ledger import projection, replay  # noqa: E402
+from samtycke_plugin.models import ConsentEvent  # noqa: E402
+
+IDS = {"C1", "C2", "C3", "C4", "C4 growth", "C5", "C6", "C7 verify", "C7 export", "C8"}
 
 
-def _specs(prefix: str) -> list[PracticeSpec]:
-    return [
-        PracticeSpec(tenant=f"{prefix}a", clients=300, current_major=2, validity_days=730,
-                     required=False, seed=11),
-        PracticeSpec(tenant=f"{prefix}b", clients=200, current_major=3, validity_days=None,
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(URL of an empty database, the admin URL the benchmark takes) for each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'gen.sqlite'}", ""
+        return
+    admin = request.getfixturevalue("pg_server")
+    url = create_pg_database(admin)
+    yield url, admin
+    drop_pg_database(admin, url)
+
+
+@pytest.fixture
+def platform_app(database: tuple[str, str]) -> Iterator[Flask]:
+    app = make_app(database[0])
+    yield app
+    close_app(app)
+
+
+def test_generated_practices_verify_and_match_a_replay(platform_app: Flask) -> None:
+    specs = [
+        PracticeSpec(name="a", clients=300, current_major=2, validity_days=730, seed=11),
+        PracticeSpec(name="b", clients=200, current_major=3, validity_days=None,
                      required=True, seed=12),
+        PracticeSpec(name="plain", clients=50, app=False, seed=13),
     ]
-
-
-def test_generated_practices_verify_and_match_a_replay(engine: Engine) -> None:
-    prefix = f"s{uuid.uuid4().hex[:6]}"
-    specs = _specs(prefix)
-    gen = generate(engine, specs, log=lambda _msg: None)
-    with Session(engine) as session:
-        for spec in specs:
-            assert verify_chain(session, spec.tenant).ok
-            assert projection(session, spec.tenant) == replay(session, spec.tenant)
-            events = session.scalar(
-                select(func.count()).select_from(ConsentEvent)
-                .where(ConsentEvent.tenant_ref == spec.tenant)
-            )
-            assert events == gen[spec.tenant].events > spec.clients  # > 1 event per client
-            clients = session.scalar(
-                select(func.count()).select_from(host_client)
-                .where(host_client.c.tenant == spec.tenant)
-            )
-            assert clients == spec.clients
-    # The generator's valid / not valid split is what the app's filter says.
-    host = BenchHost(engine)
+    platform = platform_of(platform_app)
+    gen = generate(platform.engine, specs, log=lambda _msg: None)
+    session = platform.db()
     try:
         for spec in specs:
-            host.active[spec.tenant] = frozenset({service.APP_KEY})
-            clause = service.filter_clause(
-                host, TenantRef(spec.tenant), service.FILTER_NOT_VALID,
-                host_client.c.id,  # type: ignore[arg-type]
-            )
+            g = gen[spec.name]
+            clients = session.scalars(select(Client.id).where(Client.practice_id == g.practice_id)
+                                      .order_by(Client.id)).all()
+            assert list(clients) == list(range(g.first_client, g.first_client + spec.clients))
+            events = session.scalar(select(func.count()).select_from(ConsentEvent)
+                                    .where(ConsentEvent.tenant_ref == g.tenant))
+            if not spec.app:
+                assert events == g.events == 0
+                continue
+            assert verify_chain(session, g.tenant).ok
+            assert projection(session, g.tenant) == replay(session, g.tenant)
+            assert events == g.events > spec.clients  # more than one event per client
+            # The generator's split is what the app's list filter says on the host's table.
+            clause = platform.apps.filter_condition(g.practice_id, service.FILTER_NOT_VALID)
             assert clause is not None
-            without = set(host.session().scalars(
-                select(host_client.c.id).where(host_client.c.tenant == spec.tenant, clause.clause)
-            ))
-            assert without == set(gen[spec.tenant].not_valid)
+            without = set(session.scalars(
+                select(Client.id).where(Client.practice_id == g.practice_id, clause)))
+            assert without == set(g.not_valid)
             assert 0 < len(without) < spec.clients
+        assert service.get_practice(session, TenantRef(gen["plain"].tenant)) is None
     finally:
-        host.close()
+        platform.sessions.remove()
 
 
-def test_the_p2_ceiling_replays_a_whole_booking(tmp_path: Path) -> None:
-    """``bench.p2_ceiling`` replays the app's own statements of one booking: each replay
-    writes what a booking writes (event, evidence, projection, head, receipt row) for
-    another client, so the bound it prints is for the same database work; the host
-    alone writes one row per unit of work and commits it."""
-    from bench.p2_ceiling import host_alone, record_one
-    from bench.p2_ceiling import replay as replay_bookings
-
-    path = tmp_path / "ceiling.sqlite"
-    statements, client, seq, others, tenant = record_one(path, 60)
-    kinds = [" ".join(sql.split()[:3]) for sql, _ in statements]
-    assert kinds == [
-        "SELECT samtycke_practice.head_seq, samtycke_practice.head_hash",
-        "SELECT samtycke_practice.active, samtycke_practice.setup_complete,",
-        "INSERT INTO samtycke_consent_event", "INSERT INTO samtycke_evidence",
-        "UPDATE samtycke_practice SET", "INSERT INTO samtycke_consent_state",
-        "INSERT INTO samtycke_outbox",
-    ]
-    begin_ns, booking_ns, floor_ns = replay_bookings(
-        path, statements, client=client, seq=seq, others=others[:3], tenant=tenant)
-    assert len(begin_ns) == len(booking_ns) == len(floor_ns) == 3
-    with sqlite3.connect(path) as conn:
-        def count(sql: str) -> int:
-            return int(conn.execute(sql, {"tenant": tenant, "seq": seq}).fetchone()[0])
-        assert conn.execute("SELECT head_seq FROM samtycke_practice WHERE tenant_ref = ?",
-                            (tenant,)).fetchone()[0] == seq + 3
-        new = conn.execute(
-            "SELECT client_ref FROM samtycke_consent_event WHERE tenant_ref = ? AND seq > ? "
-            "ORDER BY seq", (tenant, seq)).fetchall()
-        assert [r[0] for r in new] == others[:3]
-        assert count("SELECT count(*) FROM samtycke_evidence e JOIN samtycke_consent_event v "
-                     "ON v.id = e.event_id WHERE v.tenant_ref = :tenant AND v.seq > :seq") == 3
-        assert count("SELECT count(*) FROM samtycke_outbox WHERE tenant_ref = :tenant "
-                     "AND kind = 'receipt' AND message_id LIKE '<samtycke.r%'") == 3
-        assert count("SELECT count(*) FROM bench_floor_event WHERE tenant_ref = :tenant") == 3
-    # the host alone writes one floor row per unit of work, after the replay's
-    alone_ns = host_alone(path, tenant, 4)
-    assert len(alone_ns) == 4 and min(alone_ns) > 0
-    with sqlite3.connect(path) as conn:
-        seqs = [r[0] for r in conn.execute(
-            "SELECT seq FROM bench_floor_event WHERE tenant_ref = ? ORDER BY seq", (tenant,))]
-    assert seqs == [1, 2, 3, 4, 5, 6, 7]
+def test_the_benchmark_reports_c1_to_c8(database: tuple[str, str], tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A tiny run on each backend: every figure is measured, printed and written to the
+    JSON, and the checks that do not depend on speed hold (the batch reached every client
+    without valid consent, the chain verified, the CSV has a line per client)."""
+    args = ["--smoke", "--practices", "4", "--clients", "200", "--out", str(tmp_path / "out")]
+    if database[1]:
+        args += ["--database-url", database[1]]
+    code = run.main(args)
+    assert code in (0, 1)  # 1: a target missed, which a tiny run may well do
+    printed = capsys.readouterr().out
+    report = json.loads((tmp_path / "out" / f"{'postgresql' if database[1] else 'sqlite'}"
+                         "-smoke.json").read_text())
+    results = {r["id"]: r for r in report["results"]}
+    assert set(results) == IDS
+    table = printed[printed.index("id "):]
+    for id_ in IDS:
+        assert f"\n{id_} " in table
+    assert code == (0 if all(r["passed"] for r in results.values()) else 1)
+    c6 = results["C6"]["extra"]
+    assert c6["status"] == 303 and c6["queued"] == c6["without_valid_consent"] > 0
+    assert "problem" not in results["C7 verify"]["extra"]
+    assert "problem" not in results["C7 export"]["extra"]
+    assert results["C8"]["extra"]["booked"] > 0
+    assert [g["clients"] for g in report["growth"]] == [20, 200, 2000]
+    assert report["sizes"]["host_clients"] == 4 * 200 + 200 + 20 + 2000 + 700
