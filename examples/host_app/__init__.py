@@ -22,6 +22,7 @@ from werkzeug.wrappers import Response
 from examples.host_app import i18n
 from examples.host_app.apps_glue import Apps, PlatformHost
 from examples.host_app.database import make_engine, make_sessions, migrate
+from examples.host_app.inputs import FieldError, IdConverter, check_request_text
 from examples.host_app.runtime import Platform, current_language, current_staff
 from examples.host_app.security import CSRFError, check_csrf, csrf_token
 
@@ -106,6 +107,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     from examples.host_app import views_dev, views_public, views_staff
 
+    app.url_map.converters["id"] = IdConverter  # before the routes that use <id:...>
     app.register_blueprint(views_public.bp)
     app.register_blueprint(views_staff.bp)
     app.register_blueprint(views_dev.bp)
@@ -123,8 +125,10 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     def _before() -> None:
         g.lang = current_language()
         endpoint = request.endpoint or ""
-        if request.method == "POST" and not endpoint.startswith("app_mount:"):
-            check_csrf()  # the apps' pages check their own CSRF tokens
+        if not endpoint.startswith("app_mount:"):  # the apps' pages check their own
+            check_request_text()
+            if request.method == "POST":
+                check_csrf()
 
     @app.after_request
     def _after(response: Response) -> Response:
@@ -154,6 +158,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
             return exc
         title, message = CSRF_MESSAGE if isinstance(exc, CSRFError) else ERRORS.get(
             code, ERRORS[400 if code < 500 else 500])
+        if isinstance(exc, FieldError):
+            message = exc.message  # already translated: it names the field
         return render_template("error.html", title=title, message=message, code=code), code
 
     @app.errorhandler(Exception)
