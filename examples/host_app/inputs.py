@@ -16,8 +16,8 @@ import re
 
 from email_validator import EmailNotValidError, validate_email
 from flask import abort, request
-from werkzeug.exceptions import BadRequest
-from werkzeug.routing import BaseConverter, ValidationError
+from werkzeug.exceptions import BadRequest, NotFound
+from werkzeug.routing import BaseConverter
 
 #: The largest id of the platform's tables (INTEGER: 32 bits on PostgreSQL).
 MAX_ID = 2**31 - 1
@@ -51,8 +51,8 @@ def db_id(raw: str | None) -> int | None:
 
 
 class IdConverter(BaseConverter):
-    """``<id:client_id>``: ASCII digits naming a possible row, else the route does not
-    match (404)."""
+    """``<id:client_id>``: ASCII digits naming a row that can exist; other digits do not
+    match the route, and a number too large for the column is a 404."""
 
     regex = r"[0-9]+"
     weight = 50
@@ -60,7 +60,9 @@ class IdConverter(BaseConverter):
     def to_python(self, value: str) -> int:
         number = db_id(value)
         if number is None:
-            raise ValidationError()
+            # NotFound, not ValidationError: with the latter, a route of the same path
+            # for another method would answer 405 to an id that cannot exist.
+            raise NotFound()
         return number
 
     def to_url(self, value: int) -> str:
