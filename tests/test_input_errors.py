@@ -384,6 +384,21 @@ def test_nul_in_a_client_field_is_a_400_naming_it_and_nothing_is_written(
     assert notes == good["notes"]
 
 
+def test_a_client_field_in_a_broken_encoding_is_a_400_not_stored_changed(app: Flask) -> None:
+    """Werkzeug writes bytes that are not UTF-8 back as text ("%E4") in a url-encoded
+    form; the platform refuses the field instead of storing what nobody typed."""
+    practice = practice_with_samtycke(app)
+    browser = signed_in(app, practice["emails"][0], practice["password"])
+    before = _host_rows(app, practice["id"])
+    raw = (f"csrf_token={quote(token(browser, '/clients/new'))}&name=Anna&locale=sv"
+           "&notes=Allergisk+mot+n%F6tter").encode("ascii")  # "ö" as Latin-1
+    response = browser.post("/clients/new", data=raw,
+                            content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 400
+    assert says(response.text, FIELD[0].format("Anteckningar"))
+    assert _host_rows(app, practice["id"]) == before
+
+
 @pytest.mark.parametrize("next_", ["/clients\r\nSet-Cookie: x=1", "/clients\n", "/x%0d%0ay"])
 def test_a_line_break_in_the_sign_in_next_is_a_400_not_a_500(app: Flask, next_: str) -> None:
     practice = practice_with_samtycke(app)

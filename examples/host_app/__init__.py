@@ -22,7 +22,7 @@ from werkzeug.wrappers import Response
 from examples.host_app import i18n
 from examples.host_app.apps_glue import Apps, PlatformHost
 from examples.host_app.database import make_engine, make_sessions, migrate
-from examples.host_app.inputs import FieldError, IdConverter, check_request_text
+from examples.host_app.inputs import FieldError, IdConverter, PlatformRequest, check_request_text
 from examples.host_app.runtime import Platform, current_language, current_staff
 from examples.host_app.security import CSRFError, check_csrf, csrf_token
 
@@ -84,6 +84,7 @@ def _instance_secret(instance: Path) -> str:
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
+    app.request_class = PlatformRequest  # a broken encoding shows (see inputs.FormParser)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     settings = settings_from_env(Path(app.instance_path), overrides or {})
     app.config.update(

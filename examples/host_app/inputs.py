@@ -13,10 +13,14 @@ runs, naming the field.
 from __future__ import annotations
 
 import re
+from typing import IO
+from urllib.parse import parse_qsl
 
 from email_validator import EmailNotValidError, validate_email
-from flask import abort, request
+from flask import Request, abort, request
+from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.exceptions import BadRequest, NotFound
+from werkzeug.formparser import FormDataParser
 from werkzeug.routing import BaseConverter
 
 #: The largest id of the platform's tables (INTEGER: 32 bits on PostgreSQL).
@@ -67,6 +71,29 @@ class IdConverter(BaseConverter):
 
     def to_url(self, value: int) -> str:
         return str(int(value))
+
+
+class FormParser(FormDataParser):
+    """Werkzeug's form parser, but a url-encoded value that is not UTF-8 gets U+FFFD for
+    the bad bytes (as a multipart one does) instead of the bytes written back as text
+    (``%E4``), so :func:`check_request_text` refuses it instead of it being stored."""
+
+    def parse(
+        self,
+        stream: IO[bytes],
+        mimetype: str,
+        content_length: int | None,
+        options: dict[str, str] | None = None,
+    ) -> tuple[IO[bytes], MultiDict[str, str], MultiDict[str, FileStorage]]:
+        if mimetype != "application/x-www-form-urlencoded":
+            return super().parse(stream, mimetype, content_length, options)
+        body = stream.read().decode("utf-8", "replace")  # limited to MAX_CONTENT_LENGTH
+        items = parse_qsl(body, keep_blank_values=True, encoding="utf-8", errors="replace")
+        return stream, self.cls(items), self.cls()
+
+
+class PlatformRequest(Request):
+    form_data_parser_class = FormParser
 
 
 class FieldError(BadRequest):
