@@ -28,7 +28,7 @@ from hookspecs.types import ClientInfo, ClientRef, StaffContext, TenantRef
 from samtycke_plugin import service, status_text
 from samtycke_plugin.errors import Conflict, InputError, PermissionDenied, SettingsError
 from samtycke_plugin.i18n import N_, t, tn
-from samtycke_plugin.inputs import BROKEN, CONTROL, record_id, text_problem, whole_number
+from samtycke_plugin.inputs import record_id, whole_number
 from samtycke_plugin.ledger import load_snapshot
 from samtycke_plugin.models import Practice
 from samtycke_plugin.render import trusted_html
@@ -49,6 +49,7 @@ from samtycke_plugin.web.base import (
     secure_headers,
     staff_of,
 )
+from samtycke_plugin.web.forms import damaged_field, free_text_error
 
 if TYPE_CHECKING:
     from hookspecs.host import Host
@@ -202,52 +203,12 @@ def client_of(ctx: Ctx, client: str) -> ClientInfo:
     return info
 
 
-#: A hidden field that only a damaged or forged form gets wrong.
-DAMAGED_FIELD = N_(
-    "The form was damaged: its field “%(field)s” must be a whole number written with the "
-    "digits 0-9. Reload the page and try again."
-)
-#: Why a note or a reason cannot be saved as typed (see :mod:`samtycke_plugin.inputs`).
-TEXT_PROBLEMS = {
-    ("note", CONTROL): N_(
-        "The note contains a control character (such as NUL), which cannot be saved. "
-        "Remove it and try again."
-    ),
-    ("note", BROKEN): N_(
-        "The note contains characters that could not be read (it arrived in a broken "
-        "encoding). Write the note again and send the form."
-    ),
-    ("reason", CONTROL): N_(
-        "The reason contains a control character (such as NUL), which cannot be saved. "
-        "Remove it and try again."
-    ),
-    ("reason", BROKEN): N_(
-        "The reason contains characters that could not be read (it arrived in a broken "
-        "encoding). Write the reason again and send the form."
-    ),
-}
-
-
 def _damaged(ctx: Ctx, field: str) -> Response:
-    """400 naming a hidden field that was not what the page put there."""
-    return error_page(400, ctx.locale, t(ctx.locale, DAMAGED_FIELD, field=field))
+    return error_page(400, ctx.locale, damaged_field(ctx.locale, field))
 
 
 def _free_text_error(ctx: Ctx, kind: str, value: str) -> str | None:
-    """Why a note (``kind`` "note") or reason cannot be saved as typed, or ``None``."""
-    if len(value.strip()) > service.MAX_NOTE:
-        limit = _number(ctx, service.MAX_NOTE)
-        if kind == "note":
-            return t(
-                ctx.locale, "The note is too long: shorten it to at most %(max)s characters.",
-                max=limit,
-            )
-        return t(
-            ctx.locale, "The reason is too long: shorten it to at most %(max)s characters.",
-            max=limit,
-        )
-    problem = text_problem(value)
-    return None if problem is None else t(ctx.locale, TEXT_PROBLEMS[kind, problem])
+    return free_text_error(ctx.locale, kind, value, limit=_number(ctx, service.MAX_NOTE))
 
 
 def _rollback(ctx: Ctx) -> None:
