@@ -169,7 +169,7 @@ def _tel(phone: str | None, country: str | None) -> str | None:
     """A phone number as an RFC 3966 global ``tel:`` URI, or ``None`` if unsure."""
     if not phone:
         return None
-    digits = "".join(ch for ch in phone if ch.isdigit())
+    digits = "".join(ch for ch in phone if ch in "0123456789")  # not "²" or "٣"
     if phone.strip().startswith("+") and 6 <= len(digits) <= 15:
         return f"tel:+{digits}"
     code = _CALLING_CODES.get(country or "")

@@ -95,6 +95,7 @@ from samtycke_plugin import consent, service
 from samtycke_plugin.db import run_in_transaction
 from samtycke_plugin.errors import Conflict, InputError, NotActive, NotFound
 from samtycke_plugin.i18n import N_, lang
+from samtycke_plugin.inputs import whole_number
 from samtycke_plugin.ledger import load_snapshot, load_snapshots
 from samtycke_plugin.models import (
     KIND_REQUEST,
@@ -221,6 +222,11 @@ BAD_ADDRESS = N_(
     "The client's e-mail address is not valid. Correct it in the client's details and "
     "send the request again."
 )
+NON_ASCII_ADDRESS = N_(
+    "The client's e-mail address has a letter other than a to z before the @ (such as ñ "
+    "or å), and mail to such an address cannot be delivered from here. Ask the client for "
+    "another address and correct it in the client's details."
+)
 BAD_CLIENT_NAME = N_(
     "The client's name contains a line break or another control character, which cannot "
     "be used in an e-mail. Correct the name in the client's details and try again."
@@ -335,9 +341,15 @@ def normalise_address(raw: str | None) -> str:
     if plain is not None:
         return plain
     try:
-        return str(validate_email(address, check_deliverability=False).normalized)
+        # Without SMTPUTF8 (neither the built-in transport nor a host's mailer is known
+        # to offer it) a non-ASCII local part cannot be delivered: refused here, with
+        # the reason, instead of queued to fail later.
+        valid = validate_email(address, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError:
+        if not address.rpartition("@")[0].isascii():
+            raise InputError("email", NON_ASCII_ADDRESS) from None
         raise InputError("email", BAD_ADDRESS) from None
+    return str(valid.normalized)
 
 
 def header_safe(value: str) -> bool:
@@ -1552,9 +1564,10 @@ class TextChanged(Exception):
 def shown_text(host: Host, link: Link, raw: str | None) -> TextVersion:
     """The text version the page showed (posted back); another practice's or an unknown
     id is :class:`InputError` (nothing is written), an outdated one :class:`TextChanged`."""
-    if not raw or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # "²".isdigit()
+    text_id = whole_number(raw)  # ASCII digits only: "²" and "٣" are isdigit() too
+    if text_id is None:
         raise InputError("text", "the form did not say which text was shown")
-    version = host.session().get(TextVersion, int(raw))
+    version = host.session().get(TextVersion, text_id)
     if version is None or version.tenant_ref != link.practice.tenant_ref:
         raise InputError("text", "the form named a text of another practice")
     if version.major != link.practice.current_major:

@@ -42,6 +42,7 @@ from hookspecs.types import (
 from samtycke_plugin import consent, status_text
 from samtycke_plugin.errors import Conflict, InputError, NotActive, NotFound, PermissionDenied
 from samtycke_plugin.i18n import N_, lang, t
+from samtycke_plugin.inputs import check_text, whole_number
 from samtycke_plugin.ledger import Head, load_snapshot, lock_head, lock_practice, snapshot_of
 from samtycke_plugin.models import (
     GENESIS_HASH,
@@ -133,7 +134,9 @@ def clean_note(note: str | None, field: str = "note") -> str | None:
         return None
     if not isinstance(note, str):
         raise InputError(field, "must be text")
-    note = storable(field, "".join(ch for ch in note if ch in "\n\t" or ord(ch) >= 32).strip())
+    # NUL, other control characters and a broken encoding are refused, not removed: the
+    # note is evidence, kept as the practitioner wrote it (only CR of CRLF is dropped).
+    note = check_text(field, note).replace("\r", "").strip()
     if len(note) > MAX_NOTE:
         raise InputError(field, f"is too long ({len(note)} characters; at most {MAX_NOTE})")
     return note or None
@@ -607,9 +610,7 @@ class _Decision:
 
 
 def _shown_text_id(raw: object) -> int | None:
-    if not isinstance(raw, str) or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-        return None  # "²" and other non-ASCII digits are isdigit() but not int()-able
-    return int(raw)
+    return whole_number(raw)  # ASCII digits only: "²" and "٣" are isdigit() too
 
 
 def _gate_step(

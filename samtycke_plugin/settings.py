@@ -10,6 +10,7 @@ from attrs import field, frozen, validators
 from cattrs.v import format_exception
 
 from samtycke_plugin.errors import SettingsError
+from samtycke_plugin.inputs import whole_number
 
 
 @frozen(kw_only=True)
@@ -53,8 +54,11 @@ def _structure_int(value: Any, _type: Any) -> int:
         raise ValueError(f"expected a whole number, got {value!r}")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
+    if isinstance(value, str):  # ASCII digits only ("²" and "٣" are isdigit() too)
+        text = value.strip()
+        number = whole_number(text.removeprefix("-"))
+        if number is not None:
+            return -number if text.startswith("-") else number
     raise ValueError(f"expected a whole number, got {value!r}")
 
 

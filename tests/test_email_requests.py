@@ -213,7 +213,7 @@ def _odd_practice(host: TestHost) -> tuple[TenantRef, list[ClientRef]]:
     tenant, groups = _mixed_practice(host)
     odd = [
         host.new_client(tenant, name="Åsa", email="  Asa@EXAMPLE.org "),
-        host.new_client(tenant, name="Jörg", email="jörg@exämple.de"),
+        host.new_client(tenant, name="Jörg", email="jorg@exämple.de"),
         host.new_client(tenant, name="Tom", email="tom@localhost"),  # special-use: unusable
     ]
     waiting = host.new_client(tenant, name="Väntar", email="w@example.org")
@@ -534,7 +534,9 @@ def test_the_fast_address_path_agrees_with_email_validator(local: str, domain: s
     address = f"{local}@{domain}"
     plain = requests._plain_address(address)
     try:
-        expected = validate_email(address, check_deliverability=False).normalized
+        # No SMTPUTF8: a non-ASCII local part is refused (the app cannot deliver to it).
+        expected = validate_email(address, check_deliverability=False,
+                                  allow_smtputf8=False).normalized
     except EmailNotValidError:
         expected = None
     if plain is not None:

@@ -59,10 +59,15 @@ def _activated(host: TestHost, **settings_: object) -> tuple[TenantRef, Any]:
 
 
 def _expected_note(raw: str) -> str | None:
-    """What the app promises to store for a note: C0 controls (NUL included) but
-    newline and tab removed, surrounding space stripped; everything else as given."""
+    """What the app promises to store for a note it accepts: CR removed, surrounding
+    space stripped; everything else as given (other C0 controls are refused)."""
     kept = "".join(ch for ch in raw if ch in "\n\t" or ord(ch) >= 32).strip()
     return kept or None
+
+
+def _refused_note(raw: str) -> bool:
+    """NUL and other C0 controls but tab and line breaks: refused, never removed."""
+    return any(ord(ch) < 32 and ch not in "\t\n\r" for ch in raw)
 
 
 # -- B3: odd Unicode, NUL, surrogates, huge strings --------------------------------------
@@ -72,6 +77,14 @@ def _expected_note(raw: str) -> str | None:
 def test_odd_unicode_in_a_note_round_trips_identically(host: TestHost, raw: str) -> None:
     tenant, _ = _activated(host)
     client = host.new_client(tenant, name=raw)
+    if _refused_note(raw):
+        with pytest.raises(InputError) as err:
+            service.record_manual(host, tenant, client, staff(), method="paper",
+                                  given_at=host.now(), note=raw)
+        host.session().rollback()
+        assert err.value.field == "note"
+        assert service.history(host, tenant, client) == []
+        return
     service.record_manual(host, tenant, client, staff(), method="paper",
                           given_at=host.now(), note=raw)
     host.session().commit()

@@ -22,6 +22,7 @@ from werkzeug.wrappers import Response
 from examples.host_app import i18n, sign_in
 from examples.host_app.apps_glue import Apps, PlatformHost
 from examples.host_app.database import make_engine, make_sessions, migrate
+from examples.host_app.inputs import FieldError, IdConverter, PlatformRequest, check_request_text
 from examples.host_app.runtime import Platform, current_language, current_staff
 from examples.host_app.security import CSRFError, check_csrf, csrf_token
 
@@ -93,6 +94,7 @@ def _instance_secret(instance: Path) -> str:
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
+    app.request_class = PlatformRequest  # a broken encoding shows (see inputs.FormParser)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     settings = settings_from_env(Path(app.instance_path), overrides or {})
     app.config.update(
@@ -117,6 +119,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     from examples.host_app import views_dev, views_public, views_staff
 
+    app.url_map.converters["id"] = IdConverter  # before the routes that use <id:...>
     app.register_blueprint(views_public.bp)
     app.register_blueprint(views_staff.bp)
     app.register_blueprint(views_dev.bp)
@@ -134,8 +137,10 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     def _before() -> None:
         g.lang = current_language()
         endpoint = request.endpoint or ""
-        if request.method == "POST" and not endpoint.startswith("app_mount:"):
-            check_csrf()  # the apps' pages check their own CSRF tokens
+        if not endpoint.startswith("app_mount:"):  # the apps' pages check their own
+            check_request_text()
+            if request.method == "POST":
+                check_csrf()
 
     @app.after_request
     def _after(response: Response) -> Response:
@@ -165,6 +170,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
             return exc
         title, message = CSRF_MESSAGE if isinstance(exc, CSRFError) else ERRORS.get(
             code, ERRORS[400 if code < 500 else 500])
+        if isinstance(exc, FieldError):
+            message = exc.message  # already translated: it names the field
         return render_template("error.html", title=title, message=message, code=code), code
 
     @app.errorhandler(Exception)

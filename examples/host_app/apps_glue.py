@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, scoped_session
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
 
+from examples.host_app.inputs import db_id
 from examples.host_app.models import AppActivation, Client, DevMail, Practice, Staff
 from hookspecs.facade import AppHooks, make_plugin_manager
 from hookspecs.types import (
@@ -75,7 +76,7 @@ def upgrade_apps(connection: Connection) -> None:
 
 def practice_id(tenant: str) -> int | None:
     """Our tenant references are practice ids as strings."""
-    return int(tenant) if tenant.isdigit() and len(tenant) < 12 else None
+    return db_id(tenant)
 
 
 class PlatformHost:
@@ -160,7 +161,7 @@ class PlatformHost:
 
     def _client(self, tenant: str, client: str) -> Client | None:
         pid = practice_id(tenant)
-        row = self.session().get(Client, int(client)) if client.isdigit() else None
+        row = self.session().get(Client, cid) if (cid := db_id(client)) is not None else None
         return row if row is not None and row.practice_id == pid else None
 
 

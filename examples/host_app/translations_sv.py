@@ -46,6 +46,10 @@ SV: dict[str, str] = {
     "Demo accounts": "Demokonton",
     "Development mailbox": "Utvecklingsbrevlåda",
     "E-mail": "E-post",
+    "E-mail cannot be delivered from here to an address with a letter other than a to z "
+    "before the @ (such as ñ or å). Enter another address.": "E-post kan inte levereras "
+    "härifrån till en adress med en annan bokstav än a till z före @ (till exempel ñ eller "
+    "å). Ange en annan adress.",
     "Earlier": "Tidigare",
     "Enter an e-mail address like name@example.com, or leave it empty.": "Skriv en "
     "e-postadress som namn@example.com, eller lämna fältet tomt.",
@@ -164,6 +168,11 @@ SV: dict[str, str] = {
     "This page cannot be used like that.": "Sidan kan inte användas så.",
     "Tick the box to confirm that the client should be erased.": "Kryssa i rutan för att "
     "bekräfta att klienten ska raderas.",
+    "The field “%(field)s” contains a line break, a control character (such as NUL) or "
+    "characters that could not be read, which cannot be used there. Nothing was saved. Go "
+    "back, correct the field and try again.": "Fältet ”%(field)s” innehåller en radbrytning, "
+    "ett styrtecken (till exempel NUL) eller tecken som inte gick att läsa, och sådana kan "
+    "inte användas där. Ingenting sparades. Gå tillbaka, rätta fältet och försök igen.",
     "Time": "Tid",
     "To": "Till",
     "To change or cancel, contact the practice: %(contact)s": "Kontakta mottagningen om du vill "

@@ -48,7 +48,7 @@ def mailbox() -> Any:
     return render_template("mailbox.html", rows=rows, to=to)
 
 
-@bp.get("/mailbox/<int:mail_id>")
+@bp.get("/mailbox/<id:mail_id>")
 def message(mail_id: int) -> Any:
     _enabled()
     row = db().get(DevMail, mail_id)

@@ -8,7 +8,7 @@ import re
 import secrets
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import validate_email
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
 from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +18,7 @@ from werkzeug.wrappers import Response
 from examples.host_app import mailer, sign_in
 from examples.host_app.i18n import gettext as _
 from examples.host_app.i18n import mark, translate, when_label
+from examples.host_app.inputs import db_id, email_problem
 from examples.host_app.models import Booking, Client, Practice, Service, Staff, email_key
 from examples.host_app.runtime import LANGUAGES, current_language, db, platform
 from examples.host_app.scheduling import by_day, free_slots, parse_slot, slot_value
@@ -152,9 +153,9 @@ def _validate(practice: Practice, form: dict[str, str], returning: Client | None
               ) -> tuple[dict[str, str], Service | None, Any]:
     errors: dict[str, str] = {}
     service = None
-    sid = form.get("service", "")
-    if sid.isdigit():
-        service = db().get(Service, int(sid))
+    service_id = db_id(form.get("service", ""))
+    if service_id is not None:
+        service = db().get(Service, service_id)
     if service is None or service.practice_id != practice.id:
         errors["service"] = mark("Choose what you want to book.")
         service = None
@@ -167,10 +168,10 @@ def _validate(practice: Practice, form: dict[str, str], returning: Client | None
             errors["name"] = mark("Enter your name.")
         elif len(name) > MAX_NAME or any(ord(ch) < 32 for ch in name):
             errors["name"] = mark("Enter your name in at most 120 characters, on one line.")
-        try:
-            validate_email(form.get("email", "").strip(), check_deliverability=False)
-        except EmailNotValidError:
-            errors["email"] = mark("Enter an e-mail address like name@example.com.")
+        problem = email_problem(form.get("email", "").strip(),
+                                mark("Enter an e-mail address like name@example.com."))
+        if problem:
+            errors["email"] = problem
     phone = form.get("phone", "").strip()
     if phone and not _PHONE.match(phone):
         errors["phone"] = mark("Enter the phone number with digits only, or leave it empty.")

@@ -6,7 +6,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import validate_email
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response
 
 from examples.host_app.i18n import gettext as _
 from examples.host_app.i18n import mark
+from examples.host_app.inputs import db_id, email_problem, whole_number
 from examples.host_app.models import Booking, Client, DevMail, Service, Staff
 from examples.host_app.runtime import LANGUAGES, current_language, current_staff, db, platform
 from examples.host_app.scheduling import by_day, free_slots, local, parse_slot, slot_value
@@ -48,7 +49,8 @@ def dashboard() -> Any:
     now = platform().host.now()
     start = local(now).replace(hour=0, minute=0, second=0, microsecond=0)
     week = request.args.get("week", "0")
-    offset = int(week) if week.lstrip("-").isdigit() and abs(int(week)) < 520 else 0
+    weeks = whole_number(week.removeprefix("-"), max_digits=3)
+    offset = (-weeks if week.startswith("-") else weeks) if weeks is not None and weeks < 520 else 0
     start = start + timedelta(days=7 * offset)
     end = start + timedelta(days=14)
     bookings = db().scalars(
@@ -73,8 +75,7 @@ def clients() -> Any:
     language = current_language()
     query = request.args.get("q", "").strip()[:100]
     chosen = request.args.get("filter", "")
-    page_arg = request.args.get("page", "1")
-    page = int(page_arg) if page_arg.isdigit() and 0 < int(page_arg) < 100_000 else 1
+    page = whole_number(request.args.get("page", "1"), max_digits=5) or 1
 
     conditions: list[Any] = [Client.practice_id == staff.practice_id]
     if query:
@@ -114,12 +115,9 @@ def _client_form_errors(form: dict[str, str]) -> dict[str, str]:
     elif len(name) > 120 or any(ord(ch) < 32 for ch in name):
         errors["name"] = mark("Enter the name in at most 120 characters, on one line.")
     email = form.get("email", "").strip()
-    if email:
-        try:
-            validate_email(email, check_deliverability=False)
-        except EmailNotValidError:
-            errors["email"] = mark("Enter an e-mail address like name@example.com, "
-                                   "or leave it empty.")
+    if email and (problem := email_problem(email, mark(
+            "Enter an e-mail address like name@example.com, or leave it empty."))):
+        errors["email"] = problem
     if form.get("locale") not in LANGUAGES:
         errors["locale"] = mark("Choose the client's language.")
     return errors
@@ -158,7 +156,7 @@ def client_new() -> Any:
     return redirect(url_for("staff.client", client_id=client.id))
 
 
-@bp.get("/clients/<int:client_id>")
+@bp.get("/clients/<id:client_id>")
 @login_required
 def client(client_id: int) -> Any:
     staff = me()
@@ -175,7 +173,7 @@ def client(client_id: int) -> Any:
                            exports=platform().apps.has_exports(staff.practice_id))
 
 
-@bp.post("/clients/<int:client_id>/bookings")
+@bp.post("/clients/<id:client_id>/bookings")
 @login_required
 def client_book(client_id: int) -> Any:
     """A booking made by staff (phone, at the desk): apps record it with channel "staff"."""
@@ -183,7 +181,7 @@ def client_book(client_id: int) -> Any:
     row = _client_or_404(client_id)
     apps = platform().apps
     sid = request.form.get("service", "")
-    service = db().get(Service, int(sid)) if sid.isdigit() else None
+    service = db().get(Service, service_id) if (service_id := db_id(sid)) is not None else None
     slot = parse_slot(request.form.get("slot", ""))
     if service is None or service.practice_id != staff.practice_id or slot is None or \
             slot not in free_slots(db(), staff.practice_id, platform().host.now()):
@@ -216,14 +214,14 @@ def client_book(client_id: int) -> Any:
     return redirect(url_for("staff.client", client_id=row.id))
 
 
-@bp.get("/clients/<int:client_id>/erase")
+@bp.get("/clients/<id:client_id>/erase")
 @login_required
 def client_erase_confirm(client_id: int) -> Any:
     row = _client_or_404(client_id)
     return render_template("client_erase.html", client=row)
 
 
-@bp.post("/clients/<int:client_id>/erase")
+@bp.post("/clients/<id:client_id>/erase")
 @login_required
 def client_erase(client_id: int) -> Response:
     """GDPR Art. 17: apps erase what they hold in the same transaction, then the client goes."""
@@ -250,7 +248,7 @@ def client_erase(client_id: int) -> Response:
     return redirect(url_for("staff.clients"))
 
 
-@bp.get("/clients/<int:client_id>/consent.<any(json, csv, html, zip):kind>")
+@bp.get("/clients/<id:client_id>/consent.<any(json, csv, html, zip):kind>")
 @login_required
 def client_export(client_id: int, kind: str) -> Response:
     row = _client_or_404(client_id)

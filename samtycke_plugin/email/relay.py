@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
+from email.errors import NonASCIILocalPartDefect
 from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
@@ -339,6 +340,8 @@ def _deliver(
         return RETRY, str(exc)
     try:
         message = rendered.email(transport.from_addr, service.now_utc(host))
+    except NonASCIILocalPartDefect:  # queued before such addresses were refused
+        return FAILED, "the address has non-ASCII letters before the @; nothing was sent"
     except ValueError:
         return FAILED, "a header would contain a line break; nothing was sent"
     try:

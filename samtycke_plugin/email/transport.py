@@ -26,6 +26,7 @@ from tenacity import RetryCallState, Retrying, wait_exponential, wait_random
 
 from samtycke_plugin import requests as links
 from samtycke_plugin.errors import InputError, SamtyckeError
+from samtycke_plugin.inputs import whole_number
 
 if TYPE_CHECKING:
     pass
@@ -131,7 +132,8 @@ class SmtpSettings:
                 f"SAMTYCKE_SMTP_SECURITY must be starttls, ssl or none, got {security!r}."
             )
         raw_port = env.get("SAMTYCKE_SMTP_PORT", "").strip()
-        if raw_port and not (raw_port.isdigit() and 0 < int(raw_port) < 65536):
+        port = whole_number(raw_port, max_digits=5)
+        if raw_port and not (port is not None and 0 < port < 65536):
             raise MailConfigError(f"SAMTYCKE_SMTP_PORT must be a port number, got {raw_port!r}.")
         from_raw = parseaddr(env.get("SAMTYCKE_SMTP_FROM", ""))[1]
         try:
@@ -143,7 +145,7 @@ class SmtpSettings:
             ) from None
         return cls(
             host=host,
-            port=int(raw_port) if raw_port else _DEFAULT_PORTS[security],
+            port=port if port is not None else _DEFAULT_PORTS[security],
             security=security,  # type: ignore[arg-type]
             user=env.get("SAMTYCKE_SMTP_USER") or None,
             password=env.get("SAMTYCKE_SMTP_PASSWORD") or None,

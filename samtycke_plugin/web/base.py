@@ -39,6 +39,7 @@ from samtycke_plugin import errors
 from samtycke_plugin.db import run_in_transaction
 from samtycke_plugin.i18n import N_, lang, t
 from samtycke_plugin.render import render
+from samtycke_plugin.web.forms import FormParser
 
 if TYPE_CHECKING:
     from hookspecs.host import Host
@@ -61,6 +62,7 @@ CSP = (
 
 
 class SamtyckeRequest(Request):
+    form_data_parser_class = FormParser  # a broken encoding shows, see web/forms.py
     max_content_length = MAX_BODY
     max_form_memory_size = MAX_BODY
     max_form_parts = 200

@@ -30,6 +30,7 @@ from hookspecs.types import ClientInfo, ClientRef, StaffContext, TenantRef
 from samtycke_plugin import service, status_text
 from samtycke_plugin.errors import Conflict, InputError, PermissionDenied, SettingsError
 from samtycke_plugin.i18n import N_, t, tn
+from samtycke_plugin.inputs import record_id, whole_number
 from samtycke_plugin.ledger import load_snapshot
 from samtycke_plugin.models import Practice
 from samtycke_plugin.render import trusted_html
@@ -42,6 +43,7 @@ from samtycke_plugin.web.base import (
     CSRF_FIELD,
     Handler,
     cross_site,
+    error_page,
     host_of,
     locale_of,
     page,
@@ -51,13 +53,12 @@ from samtycke_plugin.web.base import (
     session_of,
     staff_of,
 )
+from samtycke_plugin.web.forms import damaged_field, free_text_error
 
 if TYPE_CHECKING:
     from hookspecs.host import Host
 
 log = logging.getLogger("samtycke.web.practice")
-
-MAX_ID = 2**63 - 1
 
 LANGUAGE_NAMES = {"sv": N_("Swedish"), "en": N_("English")}
 
@@ -226,11 +227,12 @@ def client_of(ctx: Ctx, client: str) -> ClientInfo:
     return info
 
 
-def _int_field(form: Mapping[str, str], name: str) -> int:
-    raw = form.get(name, "")
-    if not raw.isdigit() or len(raw) > 9:
-        raise BadRequest()
-    return int(raw)
+def _damaged(ctx: Ctx, field: str) -> Response:
+    return error_page(400, ctx.locale, damaged_field(ctx.locale, field))
+
+
+def _free_text_error(ctx: Ctx, kind: str, value: str) -> str | None:
+    return free_text_error(ctx.locale, kind, value, limit=_number(ctx, service.MAX_NOTE))
 
 
 def _rollback(ctx: Ctx) -> None:
@@ -346,8 +348,8 @@ def _settings_from_form(
     shown["validity_days"] = validity
     if not validity:
         data["validity_days"] = None
-    elif validity.isdigit() and 1 <= int(validity) <= 3650:
-        data["validity_days"] = int(validity)
+    elif (days := whole_number(validity, max_digits=4)) is not None and 1 <= days <= 3650:
+        data["validity_days"] = days
     else:
         errors["validity_days"] = t(
             ctx.locale,
@@ -356,8 +358,8 @@ def _settings_from_form(
         )
     link_days = form.get("request_link_days", "").strip()
     shown["request_link_days"] = link_days
-    if link_days.isdigit() and 1 <= int(link_days) <= 90:
-        data["request_link_days"] = int(link_days)
+    if (days := whole_number(link_days, max_digits=2)) is not None and 1 <= days <= 90:
+        data["request_link_days"] = days
     else:
         errors["request_link_days"] = t(
             ctx.locale, "Write how many days an e-mailed link works: a whole number from 1 to 90."
@@ -408,7 +410,9 @@ def _setup_save_text(ctx: Ctx, form: Mapping[str, str]) -> Response:
     if ctx.practice.setup_complete:
         # After set-up, text changes go through the editor, which asks about re-consent.
         return redirect(ctx, "/text")
-    expected = _int_field(form, "expected_major")
+    expected = whole_number(form.get("expected_major", ""), max_digits=9)
+    if expected is None:
+        return _damaged(ctx, "expected_major")
     if form.get("action") != "save":
         return redirect(ctx, "/setup", step=3, done="text_kept")
     current = service.current_texts(ctx.host.session(), ctx.practice)
@@ -550,17 +554,16 @@ def _record(ctx: Ctx, info: ClientInfo, form: Mapping[str, str]) -> Response:
     given_at, date_error = _parse_given_on(ctx, raw_date)
     if date_error:
         errors["given_on"] = date_error
-    if len(note.strip()) > service.MAX_NOTE:
-        errors["note"] = t(
-            ctx.locale,
-            "The note is too long: shorten it to at most %(max)s characters.",
-            max=_number(ctx, service.MAX_NOTE),
-        )
+    if (note_error := _free_text_error(ctx, "note", note)) is not None:
+        errors["note"] = note_error
     seen = form.get("seen_seq", "")
-    if not errors and seen.isdigit() and len(seen) < 19:
+    seen_seq = whole_number(seen)
+    if seen and seen_seq is None:
+        return _damaged(ctx, "seen_seq")
+    if not errors and seen_seq is not None:
         # The form was posted twice (double click), or someone else recorded something
         # for this client meanwhile: record nothing more, show what is there now.
-        if service.client_changed_since(ctx.host, ctx.tenant, info.ref, int(seen)):
+        if service.client_changed_since(ctx.host, ctx.tenant, info.ref, seen_seq):
             return redirect(ctx, f"/clients/{info.ref}/obtain", done="unchanged")
     if not errors:
         assert given_at is not None
@@ -627,16 +630,14 @@ def withdraw(request: Request, client: str) -> Response:
                 )
             )
         note = form.get("note", "")
-        if len(note.strip()) > service.MAX_NOTE:
-            error = t(
-                ctx.locale,
-                "The note is too long: shorten it to at most %(max)s characters.",
-                max=_number(ctx, service.MAX_NOTE),
-            )
+        if (error := _free_text_error(ctx, "note", note)) is not None:
             return _withdraw_page(ctx, info, status=400, errors={f"note_{action}": error})
         seen = form.get("seen_seq", "")
-        if seen.isdigit() and len(seen) < 19:
-            if service.client_changed_since(ctx.host, ctx.tenant, info.ref, int(seen)):
+        seen_seq = whole_number(seen)
+        if seen and seen_seq is None:
+            return _damaged(ctx, "seen_seq")
+        if seen_seq is not None:
+            if service.client_changed_since(ctx.host, ctx.tenant, info.ref, seen_seq):
                 # Posted twice, or changed meanwhile: show the history as it is now.
                 return redirect(ctx, f"/clients/{info.ref}/history", done="unchanged")
         service.withdraw(
@@ -712,9 +713,12 @@ def client_history(request: Request, client: str) -> Response:
     )
 
 
-def text_version(request: Request, text_id: int) -> Response:
+def text_version(request: Request, text_id: str) -> Response:
     ctx = context(request)
-    text = service.text_by_id(ctx.host.session(), ctx.tenant, text_id)
+    number = record_id(text_id)  # not Werkzeug's int converter: its \d takes "٣" as 3
+    if number is None:
+        raise NotFound()
+    text = service.text_by_id(ctx.host.session(), ctx.tenant, number)
     return render_page(
         ctx,
         "practice_text_version.html",
@@ -807,7 +811,9 @@ def text_editor(request: Request) -> Response:
         return _editor(ctx)
     form = check_csrf(ctx)
     action = form.get("action")
-    expected = _int_field(form, "expected_major")
+    expected = whole_number(form.get("expected_major", ""), max_digits=9)
+    if expected is None:
+        return _damaged(ctx, "expected_major")
     bodies = {lang: form[f"text_{lang}"] for lang in LANGUAGES if f"text_{lang}" in form}
     if action == "edit":
         return _editor(ctx, bodies=bodies)
@@ -864,12 +870,8 @@ def text_editor(request: Request) -> Response:
                 ctx.locale,
                 "Choose whether this is a correction or a change of content, then save.",
             )
-        if len(reason.strip()) > service.MAX_NOTE:
-            errors["reason"] = t(
-                ctx.locale,
-                "The reason is too long: shorten it to at most %(max)s characters.",
-                max=_number(ctx, service.MAX_NOTE),
-            )
+        if (reason_error := _free_text_error(ctx, "reason", reason)) is not None:
+            errors["reason"] = reason_error
         if not errors:
             publish = bodies if kind == "content" else {lang: bodies[lang] for lang in changed}
             service.publish_text(
@@ -940,7 +942,7 @@ def batch(request: Request) -> Response:
         result_counts = {}
         for key in ("asked", "valid", "pending", "no_email", "bad_name", "withdrawn", "refused"):
             raw = request.args.get(key, "")
-            result_counts[key] = int(raw) if raw.isdigit() and len(raw) < 10 else 0
+            result_counts[key] = whole_number(raw, max_digits=9) or 0
     return render_page(
         ctx,
         "practice_batch.html",
@@ -955,7 +957,7 @@ ROUTES: list[tuple[str, str, Handler, tuple[str, ...]]] = [
     ("/", "practice.overview", overview, ("GET",)),
     ("/setup", "practice.setup", setup, ("GET", "POST")),
     ("/text", "practice.text", text_editor, ("GET", "POST")),
-    (f"/texts/<int(max={MAX_ID}):text_id>", "practice.text_version", text_version, ("GET",)),
+    ("/texts/<text_id>", "practice.text_version", text_version, ("GET",)),
     ("/batch", "practice.batch", batch, ("GET", "POST")),
     ("/clients/<client>/obtain", "practice.obtain", obtain, ("GET", "POST")),
     ("/clients/<client>/withdraw", "practice.withdraw", withdraw, ("GET", "POST")),
