@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 from hookspecs import hookimpl
 from hookspecs.host import Host
 from hookspecs.types import AppInfo, TenantRef, WebMount
-from samtycke_plugin import service
+from samtycke_plugin import common, practices
 from samtycke_plugin.web import make_wsgi_app
 
 
@@ -22,14 +22,14 @@ def _version() -> str:
 @hookimpl
 def booking_app_info(host: Host) -> AppInfo:
     return AppInfo(
-        key=service.APP_KEY,
+        key=common.APP_KEY,
         name={"sv": "Samtycke", "en": "Consent (Samtycke)"},
         description={
             "sv": "Samla in, bevisa och håll koll på dina klienters samtycke enligt GDPR.",
             "en": "Collect, prove and keep track of your clients' GDPR consent.",
         },
         version=_version(),
-        setup_path=f"{service.MOUNT_PREFIX}/setup",
+        setup_path=f"{common.MOUNT_PREFIX}/setup",
     )
 
 
@@ -37,16 +37,16 @@ def booking_app_info(host: Host) -> AppInfo:
 def booking_app_activated(
     host: Host, tenant: TenantRef, app: str, settings: Mapping[str, object]
 ) -> None:
-    if app == service.APP_KEY:
-        service.activate(host, tenant, settings)
+    if app == common.APP_KEY:
+        practices.activate(host, tenant, settings)
 
 
 @hookimpl
 def booking_app_deactivated(host: Host, tenant: TenantRef, app: str) -> None:
-    if app == service.APP_KEY:
-        service.deactivate(host, tenant)
+    if app == common.APP_KEY:
+        practices.deactivate(host, tenant)
 
 
 @hookimpl
 def booking_web_mounts(host: Host) -> list[WebMount]:
-    return [WebMount(key="samtycke.pages", prefix=service.MOUNT_PREFIX, app=make_wsgi_app())]
+    return [WebMount(key="samtycke.pages", prefix=common.MOUNT_PREFIX, app=make_wsgi_app())]

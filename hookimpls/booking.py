@@ -13,18 +13,19 @@ from hookspecs.types import (
     FormFragment,
     Veto,
 )
-from samtycke_plugin import requests, service
+from samtycke_plugin import booking as online_booking
+from samtycke_plugin import requests
 
 
 @hookimpl
 def booking_form_render(host: Host, form: BookingFormContext) -> list[FormFragment]:
-    fragment = service.form_fragment(host, form)
+    fragment = online_booking.form_fragment(host, form)
     return [fragment] if fragment else []
 
 
 @hookimpl
 def booking_submit_check(host: Host, submission: BookingSubmission) -> list[Veto]:
-    return service.check_booking(host, submission)
+    return online_booking.check_booking(host, submission)
 
 
 @hookimpl
@@ -33,7 +34,7 @@ def booking_submitted(
 ) -> None:
     # A consent given here gets a receipt; after a staff booking the client may be
     # e-mailed a request.
-    event = service.record_booking(host, submission, booking, client)
+    event = online_booking.record_booking(host, submission, booking, client)
     requests.after_booking(host, submission, client, event)
 
 

@@ -17,31 +17,31 @@ from hookspecs.types import (
     StaffContext,
     TenantRef,
 )
-from samtycke_plugin import service
+from samtycke_plugin import panels
 
 
 @hookimpl
 def booking_client_profile_render(
     host: Host, tenant: TenantRef, client: ClientRef, staff: StaffContext, locale: str
 ) -> list[ProfilePanel]:
-    panel = service.profile_panel(host, tenant, client, staff, locale)
+    panel = panels.profile_panel(host, tenant, client, staff, locale)
     return [panel] if panel else []
 
 
 @hookimpl
 def booking_client_list_filters(host: Host, tenant: TenantRef, locale: str) -> list[ListFilter]:
-    return service.list_filters(locale)
+    return panels.list_filters(locale)
 
 
 @hookimpl
 def booking_client_list_filter_clause(
     host: Host, tenant: TenantRef, filter_key: str, client_ref_column: ColumnElement[str]
 ) -> FilterClause | None:
-    return service.filter_clause(host, tenant, filter_key, client_ref_column)
+    return panels.filter_clause(host, tenant, filter_key, client_ref_column)
 
 
 @hookimpl
 def booking_client_list_badges(
     host: Host, tenant: TenantRef, clients: Sequence[ClientRef], locale: str
 ) -> list[RowBadge]:
-    return service.row_badges(host, tenant, clients, locale)
+    return panels.row_badges(host, tenant, clients, locale)

@@ -11,19 +11,45 @@ what a person typed (refs, notes, dates) happens before, at the edge that receiv
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
-from typing import Protocol
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from attrs import frozen
-from sqlalchemy import select
+from sqlalchemy import (
+    select,
+)
 from sqlalchemy.orm import Session
 
-from samtycke_plugin import ledger
-from samtycke_plugin.errors import Conflict
+from hookspecs.types import (
+    StaffContext,
+)
+from samtycke_plugin import consent
+from samtycke_plugin.common import check_ref, clean_note, now_utc, version_label
+from samtycke_plugin.errors import Conflict, InputError, NotFound, PermissionDenied
 from samtycke_plugin.i18n import N_
-from samtycke_plugin.ledger import NewEvent, load_snapshot, lock_practice
-from samtycke_plugin.models import ConsentEvent
-from samtycke_plugin.rules import VALID_STATES, Snapshot, State, grant_state
+from samtycke_plugin.ledger import load_snapshot, lock_practice
+from samtycke_plugin.models import (
+    ConsentEvent,
+    ConsentStateRow,
+    Evidence,
+    TextVersion,
+)
+from samtycke_plugin.practices import current_text, get_practice, require_practice, settings_of
+from samtycke_plugin.rules import (
+    VALID_STATES,
+    Snapshot,
+    Status,
+    status,
+)
+
+if TYPE_CHECKING:
+    from hookspecs.host import Host
+
+from typing import Protocol
+
+from samtycke_plugin import ledger
+from samtycke_plugin.ledger import NewEvent
+from samtycke_plugin.rules import State, grant_state
 
 
 class ShownText(Protocol):
@@ -185,3 +211,169 @@ def delivery(
     """Show how the mail of the client's open request fared (``bounced``, ``failed``, …)
     on their status."""
     ledger.set_delivery(session, tenant, client, request_id, outcome)
+
+
+MANUAL_METHODS = ("paper", "verbal", "other_system", "other")
+
+
+@frozen(kw_only=True)
+class ClientStatus:
+    status: Status
+    snapshot: Snapshot | None
+    current_major: int
+
+
+def client_status(host: Host, tenant: str, client: str) -> ClientStatus:
+    session = host.session()
+    practice = require_practice(session, tenant)
+    snap = load_snapshot(session, practice.tenant_ref, check_ref("client", client))
+    return ClientStatus(
+        status=status(snap, practice.current_major, now_utc(host)),
+        snapshot=snap,
+        current_major=practice.current_major,
+    )
+
+
+def staff_actor(staff: StaffContext) -> str:
+    return f"staff:{check_ref('staff', staff.ref)}"
+
+
+def record_manual(
+    host: Host,
+    tenant: str,
+    client: str,
+    staff: StaffContext,
+    *,
+    method: str,
+    given_at: datetime,
+    note: str | None,
+    language: str | None = None,
+) -> ConsentEvent:
+    """Record consent the client gave outside the app (paper, verbal, other system)."""
+    if not staff.can_record_consent:
+        raise PermissionDenied(
+            N_("You do not have permission to record consent. Ask the practice owner.")
+        )
+    session = host.session()
+    practice = require_practice(session, tenant)
+    client = check_ref("client", client)
+    info = host.lookup_client(practice.tenant_ref, client)  # type: ignore[arg-type]
+    if info is None:
+        raise NotFound(N_("No such client in this practice."))
+    if method not in MANUAL_METHODS:
+        raise InputError("method", "must be one of " + ", ".join(MANUAL_METHODS))
+    now = now_utc(host)
+    if given_at.tzinfo is None:
+        raise InputError("given_at", "must include a time zone")
+    given_at = given_at.astimezone(UTC)
+    if given_at > now + timedelta(minutes=5):
+        raise InputError("given_at", "cannot be in the future")
+    if given_at < now - timedelta(days=3650):
+        raise InputError("given_at", "is more than ten years ago")
+    note = clean_note(note)
+    text = current_text(session, practice, language or info.locale)
+    return consent.grant(
+        session, practice.tenant_ref, client, text,
+        consent.How(channel="manual", method=method, actor=staff_actor(staff), note=note),
+        now=now, given_at=given_at, validity_days=settings_of(practice).validity_days,
+    )
+
+
+def client_seq(session: Session, tenant: str, client: str) -> int:
+    """The sequence number of the client's latest ledger event (0: none yet).  A form
+    carries it, so a form posted twice (double click) can be recognised."""
+    latest = session.scalar(
+        select(ConsentStateRow.last_seq).where(
+            ConsentStateRow.tenant_ref == check_ref("tenant", tenant),
+            ConsentStateRow.client_ref == check_ref("client", client),
+        )
+    )
+    return int(latest or 0)
+
+
+def client_changed_since(host: Host, tenant: str, client: str, seen_seq: int) -> bool:
+    """Has anything been recorded for the client since the form showing ``seen_seq``
+    was rendered?  Takes the practice's write lock first, so two simultaneous posts of
+    one form are decided one after the other and only the first one records."""
+    session = host.session()
+    lock_practice(session, check_ref("tenant", tenant))
+    return client_seq(session, tenant, client) != seen_seq
+
+
+def withdraw(
+    host: Host,
+    tenant: str,
+    client: str,
+    *,
+    actor: str,
+    channel: str,
+    method: str | None,
+    by_client: bool,
+    note: str | None = None,
+    request_id: int | None = None,
+    ip_address: str | None = None,
+    user_agent: str | None = None,
+    even_if_inactive: bool = False,
+) -> ConsentEvent:
+    """End a consent. ``by_client`` → ``withdrawn`` (the client's decision, also when
+    staff record it for them); otherwise ``revoked`` (the practice ended it).
+    ``even_if_inactive``: the client withdraws through a link, which deactivating the
+    app must not stop (withdrawal is possible at any time)."""
+    session = host.session()
+    found = get_practice(session, tenant) if even_if_inactive else None
+    practice = found or require_practice(session, tenant)
+    return consent.end(
+        session, practice.tenant_ref, check_ref("client", client),
+        consent.How(channel=channel, method=method, actor=actor, note=clean_note(note),
+                    request_id=request_id, ip_address=ip_address, user_agent=user_agent),
+        now=now_utc(host), by_client=by_client,
+    )
+
+
+@frozen(kw_only=True)
+class HistoryEntry:
+    seq: int
+    state: str
+    occurred_at: datetime
+    given_at: datetime | None
+    channel: str
+    method: str | None
+    actor: str
+    text_version: str
+    text_sha256: str | None
+    language: str | None
+    booking_ref: str | None
+    ip_prefix: str | None
+    user_agent: str | None
+    note: str | None
+    row_hash: str
+    #: The exact text version shown (for a link to its full text), if any.
+    text_version_id: int | None = None
+
+
+def history(host: Host, tenant: str, client: str) -> list[HistoryEntry]:
+    """Every event of one client, oldest first, with text version and evidence."""
+    session = host.session()
+    practice = get_practice(session, tenant)
+    if practice is None:
+        raise NotFound(N_("No such client in this practice."))
+    client = check_ref("client", client)
+    rows = session.execute(
+        select(ConsentEvent, TextVersion.minor, Evidence)
+        .outerjoin(TextVersion, TextVersion.id == ConsentEvent.text_version_id)
+        .outerjoin(Evidence, Evidence.event_id == ConsentEvent.id)
+        .where(ConsentEvent.tenant_ref == practice.tenant_ref, ConsentEvent.client_ref == client)
+        .order_by(ConsentEvent.seq)
+    ).all()
+    return [
+        HistoryEntry(
+            seq=ev.seq, state=ev.state, occurred_at=ev.occurred_at, given_at=ev.given_at,
+            channel=ev.channel, method=ev.method, actor=ev.actor,
+            text_version=version_label(ev.text_major, minor), text_sha256=ev.text_sha256,
+            language=ev.language, booking_ref=ev.booking_ref,
+            ip_prefix=evd.ip_prefix if evd else None, user_agent=evd.user_agent if evd else None,
+            note=evd.note if evd else None, row_hash=ev.row_hash,
+            text_version_id=ev.text_version_id,
+        )
+        for ev, minor, evd in rows
+    ]

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from hookspecs.types import ClientRef, TenantRef
 from samtycke_plugin import consent
+from samtycke_plugin.common import check_ref, now_utc
 from samtycke_plugin.errors import InputError
 from samtycke_plugin.models import (
     ConsentEvent,
@@ -40,7 +41,6 @@ from samtycke_plugin.models import (
     Practice,
 )
 from samtycke_plugin.rules import State
-from samtycke_plugin.service import check_ref, now_utc
 
 if TYPE_CHECKING:
     from hookspecs.host import Host

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from hookspecs.types import ClientInfo, ClientRef, TenantRef
 from samtycke_plugin import checkpoint, status_text
 from samtycke_plugin.chain import VerifyResult, verify_chain
+from samtycke_plugin.common import check_ref, now_utc, version_label
 from samtycke_plugin.errors import NotFound
 from samtycke_plugin.i18n import N_, lang, t
 from samtycke_plugin.integrity import ReplayedState, describe_status, replay_step
@@ -42,7 +43,6 @@ from samtycke_plugin.receipts import (
 )
 from samtycke_plugin.render import render, trusted_html
 from samtycke_plugin.rules import State, Status, status
-from samtycke_plugin.service import check_ref, now_utc, version_label
 from samtycke_plugin.status_text import CHANNEL_LABELS, METHOD_LABELS, STATE_LABELS, code_label
 
 if TYPE_CHECKING:

@@ -32,11 +32,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hookspecs.types import PracticeInfo, TenantRef
+from samtycke_plugin.common import check_ref
 from samtycke_plugin.errors import InputError, NotFound
 from samtycke_plugin.i18n import N_, lang, t
 from samtycke_plugin.models import ConsentEvent, Practice, TextVersion
 from samtycke_plugin.rules import VALID_STATES, State
-from samtycke_plugin.service import check_ref
 
 if TYPE_CHECKING:
     from hookspecs.host import Host

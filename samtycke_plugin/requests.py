@@ -91,7 +91,7 @@ from sqlalchemy.orm import Session
 
 from hookspecs.host import ClientQuery
 from hookspecs.types import BookingSubmission, ClientCreated, ClientInfo, ClientRef, TenantRef
-from samtycke_plugin import consent, service
+from samtycke_plugin import common, consent, practices, store
 from samtycke_plugin.db import run_in_transaction
 from samtycke_plugin.errors import Conflict, InputError, NotActive, NotFound
 from samtycke_plugin.i18n import N_, lang
@@ -120,7 +120,7 @@ PURPOSES = (PURPOSE_CONSENT, PURPOSE_WITHDRAW)
 
 KIND_RECEIPT = "receipt"
 
-#: Path segment of each purpose's public page (below :data:`service.MOUNT_PREFIX`).
+#: Path segment of each purpose's public page (below :data:`common.MOUNT_PREFIX`).
 LINK_PATHS = {PURPOSE_CONSENT: "c", PURPOSE_WITHDRAW: "w"}
 
 #: A token is exactly 43 base64url characters (256 bits, no padding).
@@ -243,7 +243,7 @@ NO_SUCH_CLIENT = N_("No such client in this practice.")
 
 def link_key(host: Host) -> bytes:
     """The key link tokens are derived with (a sub-key of the host's app secret)."""
-    secret = host.app_secret(service.APP_KEY)
+    secret = host.app_secret(common.APP_KEY)
     if not isinstance(secret, bytes) or len(secret) < 32:
         raise RuntimeError("host.app_secret('samtycke') must return at least 32 bytes")
     return hmac.new(secret, b"samtycke/link-key/v1", hashlib.sha256).digest()
@@ -280,7 +280,7 @@ def token_for(key: bytes, req: ConsentRequest | Any) -> str:
 
 
 def link_path(purpose: str, token: str) -> str:
-    return f"{service.MOUNT_PREFIX}/{LINK_PATHS[purpose]}/{token}"
+    return f"{common.MOUNT_PREFIX}/{LINK_PATHS[purpose]}/{token}"
 
 
 def link_url(host: Host, req: ConsentRequest, *, key: bytes | None = None) -> str:
@@ -550,7 +550,7 @@ class _Texts:
         key = lang(locale)
         found = self._by_lang.get(key)
         if found is None:
-            found = service.current_text(self.session, self.practice, key)
+            found = practices.current_text(self.session, self.practice, key)
             self._by_lang[key] = found
         return found
 
@@ -570,25 +570,25 @@ def send_request(host: Host, tenant: str, client: str, *, actor: str) -> Consent
     :data:`RESEND_WINDOW` for the same address and text returns the first request.
     """
     session = host.session()
-    practice = service.require_practice(session, tenant)
+    practice = practices.require_practice(session, tenant)
     session.refresh(practice)  # the current text version, not a cached one
     tenant = practice.tenant_ref
-    client = service.check_ref("client", client)
+    client = common.check_ref("client", client)
     info = host.lookup_client(TenantRef(tenant), ClientRef(client))
     if info is None:
         raise NotFound(NO_SUCH_CLIENT)
     address = normalise_address(info.email)
     name = check_client_name(info.name or "")
     practice_name(host, tenant)
-    now = service.now_utc(host)
-    text_version = service.current_text(session, practice, info.locale)
+    now = common.now_utc(host)
+    text_version = practices.current_text(session, practice, info.locale)
 
     recent = _recent_request(session, tenant, client, address, text_version.major, now)
     if recent is not None:
         return recent
     _revoke_pending(session, tenant, [client], PURPOSE_CONSENT, now)
     key = link_key(host)
-    days = service.settings_of(practice).request_link_days
+    days = practices.settings_of(practice).request_link_days
     values = _new_request_values(
         key, tenant=tenant, client=client, purpose=PURPOSE_CONSENT, text=text_version,
         now=now, expires_at=now + timedelta(days=days), actor=actor, batch_key=None,
@@ -750,9 +750,9 @@ def _ask_chunk(
     """Ask every client of ``infos`` without valid consent, who has not withdrawn or
     declined, and without a pending request for the current text.  Writes requests,
     ``requested`` events and (``queue_mail``) outbox rows; does not commit."""
-    practice = service.require_practice(session, tenant)
+    practice = practices.require_practice(session, tenant)
     session.refresh(practice)
-    now = service.now_utc(host)
+    now = common.now_utc(host)
     unique = list({info.ref: info for info in infos}.values())
     snaps = load_snapshots(session, tenant, [str(info.ref) for info in unique])
 
@@ -802,7 +802,7 @@ def _ask_chunk(
 
     key = link_key(host)
     texts = _Texts(session, practice)
-    expires = now + timedelta(days=service.settings_of(practice).request_link_days)
+    expires = now + timedelta(days=practices.settings_of(practice).request_link_days)
     rows = []
     chosen: dict[str, TextVersion] = {}
     for info, _address, _name in eligible:
@@ -874,7 +874,7 @@ def _already_settled(
     query = union_all(
         select(_STATE.c.client_ref, literal("valid").label("why")).where(
             _STATE.c.tenant_ref == tenant, _one_of(_STATE.c.client_ref, dialect),
-            service.valid_condition(current_major, now),
+            store.valid_condition(current_major, now),
         ),
         select(_STATE.c.client_ref, _STATE.c.state).where(
             _STATE.c.tenant_ref == tenant, _one_of(_STATE.c.client_ref, dialect),
@@ -910,9 +910,9 @@ def _queue_chunk(
     name can go into a mail.  The relay mints the link, records the ``requested`` event
     and fills the row in when it claims it (:func:`complete_requests`).  Does not
     commit."""
-    practice = service.require_practice(session, tenant)
+    practice = practices.require_practice(session, tenant)
     session.refresh(practice)
-    now = service.now_utc(host)
+    now = common.now_utc(host)
     unique = {str(info.ref): info for info in infos}
     settled = _already_settled(session, tenant, list(unique), practice.current_major, now)
     left_out: Counter[str] = Counter()
@@ -985,20 +985,20 @@ def _queue_everyone(
     second run at the same moment may take clients between the statements: they count
     as already asked, as in the streamed batch).  Does not commit.
     """
-    practice = service.require_practice(session, tenant)
+    practice = practices.require_practice(session, tenant)
     session.refresh(practice)
-    now = service.now_utc(host)
+    now = common.now_utc(host)
     major = practice.current_major
     dialect = session.get_bind().dialect.name
     listed = clients.subquery("samtycke_batch_clients")
     ref = listed.c.ref
     valid = select(_STATE.c.client_ref).where(
-        _STATE.c.tenant_ref == tenant, service.valid_condition(major, now)
+        _STATE.c.tenant_ref == tenant, store.valid_condition(major, now)
     )
     # Left out before anything else: valid consent, or the client's own "no".
     settled = select(_STATE.c.client_ref).where(
         _STATE.c.tenant_ref == tenant,
-        or_(service.valid_condition(major, now), _STATE.c.state.in_(_SAID_NO_STATES)),
+        or_(store.valid_condition(major, now), _STATE.c.state.in_(_SAID_NO_STATES)),
     )
     linked = select(_REQUESTS.c.client_ref).where(
         _REQUESTS.c.tenant_ref == tenant, _REQUESTS.c.purpose == PURPOSE_CONSENT, _PENDING,
@@ -1218,7 +1218,7 @@ def request_batch(
     expected (``len(clients)``, the ``total`` argument, or 0 when unknown).
     """
     session = host.session()
-    practice = service.require_practice(session, tenant)
+    practice = practices.require_practice(session, tenant)
     tenant = practice.tenant_ref
     batch_key = batch_key or uuid.uuid4().hex
     unknown = 0
@@ -1233,7 +1233,7 @@ def request_batch(
             progress(done, done)
         return _batch_result(counts, unknown=0, batch_key=batch_key, tenant=tenant)
     if clients is not None:
-        refs = [service.check_ref("client", c) for c in clients]
+        refs = [common.check_ref("client", c) for c in clients]
         expected = len(refs)
 
         def looked_up() -> Iterator[ClientInfo]:
@@ -1300,8 +1300,8 @@ def request_if_needed(host: Host, tenant: str, client: str, *, actor: str) -> in
     transactions); never raises for a missing or bad address.  Returns the new request
     id, or ``None``."""
     session = host.session()
-    practice = service.get_practice(session, tenant)
-    if not service.is_operational(practice):
+    practice = practices.get_practice(session, tenant)
+    if not practices.is_operational(practice):
         return None
     assert practice is not None
     info = host.lookup_client(TenantRef(practice.tenant_ref), ClientRef(client))
@@ -1321,11 +1321,11 @@ def on_client_created(host: Host, created: ClientCreated) -> int | None:
     """Trigger: a client created by staff gets a request when the practice chose so."""
     if created.created_by != "staff":
         return None
-    practice = service.get_practice(host.session(), created.tenant)
-    if not service.is_operational(practice):
+    practice = practices.get_practice(host.session(), created.tenant)
+    if not practices.is_operational(practice):
         return None
     assert practice is not None
-    if not service.settings_of(practice).email_request_to_new_clients:
+    if not practices.settings_of(practice).email_request_to_new_clients:
         return None
     return request_if_needed(host, created.tenant, created.client, actor="system:new_client")
 
@@ -1335,7 +1335,7 @@ def _receipt_placeholder(
 ) -> dict[str, Any]:
     return _outbox_values(
         "receipt.invalid", tenant=tenant, client=client, request_id=None, kind=KIND_RECEIPT,
-        to_addr=None, locale=locale, payload=payload, now=service.now_utc(host),
+        to_addr=None, locale=locale, payload=payload, now=common.now_utc(host),
     )
 
 
@@ -1358,11 +1358,11 @@ def after_booking(
         return
     if submission.channel != "staff":
         return
-    practice = service.get_practice(host.session(), submission.tenant)
-    if not service.is_operational(practice):
+    practice = practices.get_practice(host.session(), submission.tenant)
+    if not practices.is_operational(practice):
         return
     assert practice is not None
-    if service.settings_of(practice).email_request_after_staff_booking:
+    if practices.settings_of(practice).email_request_after_staff_booking:
         request_if_needed(host, practice.tenant_ref, client, actor="system:staff_booking")
 
 
@@ -1393,7 +1393,7 @@ def _receipt_link(
         practice_name(host, tenant)
     except InputError as exc:
         return f"no receipt: unusable {exc.field}"
-    now = service.now_utc(host)
+    now = common.now_utc(host)
     older = session.execute(
         _PENDING_LINK, {"tenant": tenant, "client": client, "purpose": PURPOSE_WITHDRAW}
     ).one_or_none()
@@ -1427,7 +1427,7 @@ def queue_receipt(host: Host, event: ConsentEvent) -> int | None:
             mail_domain(host, tenant), tenant=tenant, client=client,
             request_id=link.request_id, kind=KIND_RECEIPT, to_addr=link.address,
             locale=link.locale, payload={"name": link.name, "event_id": event.id},
-            now=service.now_utc(host),
+            now=common.now_utc(host),
         ),
     )
     return link.request_id
@@ -1527,7 +1527,7 @@ def open_link(host: Host, token: str, purpose: str) -> Link:
         if req.revoked_at is not None:
             raise LinkProblem("replaced", req.tenant_ref, req.client_ref)
     elif not practice.active or req.revoked_at is not None \
-            or req.expires_at <= service.now_utc(host):
+            or req.expires_at <= common.now_utc(host):
         raise LinkProblem("invalid")
     client = host.lookup_client(TenantRef(req.tenant_ref), ClientRef(req.client_ref))
     return Link(request=req, practice=practice, client=client, token_hash=digest)
@@ -1535,7 +1535,7 @@ def open_link(host: Host, token: str, purpose: str) -> Link:
 
 def _claim(host: Host, link: Link) -> None:
     """Use the link once, in the caller's transaction (else :class:`LinkProblem`)."""
-    now = service.now_utc(host)
+    now = common.now_utc(host)
     req = link.request
     usable = [
         ConsentRequest.id == req.id,
@@ -1592,12 +1592,12 @@ def answer(
     req = link.request
     how = consent.How(channel="email_link", method="button", actor="client",
                       request_id=req.id, ip_address=ip_address, user_agent=user_agent)
-    now = service.now_utc(host)
+    now = common.now_utc(host)
     if not accept:
         return consent.refuse(session, req.tenant_ref, req.client_ref, shown, how, now=now)
     event = consent.grant(
         session, req.tenant_ref, req.client_ref, shown, how, now=now,
-        validity_days=service.settings_of(link.practice).validity_days,
+        validity_days=practices.settings_of(link.practice).validity_days,
     )
     queue_receipt(host, event)
     return event
@@ -1634,7 +1634,7 @@ def withdraw(
     also when the practice has deactivated the app.
     :class:`~samtycke_plugin.errors.Conflict` when there is no given consent to withdraw."""
     _claim(host, link)
-    return service.withdraw(
+    return consent.withdraw(
         host, link.request.tenant_ref, link.request.client_ref, actor="client",
         channel="email_link", method="button", by_client=True, request_id=link.request.id,
         ip_address=ip_address, user_agent=user_agent, even_if_inactive=True,

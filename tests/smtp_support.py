@@ -31,8 +31,8 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.test import Client, TestResponse
 from werkzeug.wrappers import Response
 
+from samtycke_plugin.common import MOUNT_PREFIX
 from samtycke_plugin.email.transport import SmtpSettings, SmtpTransport
-from samtycke_plugin.service import MOUNT_PREFIX
 from samtycke_plugin.web import make_wsgi_app
 
 LINK_RE = re.compile(r"https?://[^\s\"'<>]+/apps/samtycke/([cw])/([A-Za-z0-9_-]{43})")

@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response
 
 from hookspecs.facade import AppHooks
 from hookspecs.types import BookingFormContext, BookingRef, ClientRef, TenantRef
-from samtycke_plugin import requests, service
+from samtycke_plugin import common, consent, practices, requests
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.ledger import projection, replay
 from samtycke_plugin.models import ConsentEvent, ConsentRequest, OutboxMessage
@@ -24,7 +24,7 @@ from samtycke_plugin.web.base import session_csrf_token
 
 SIGN_IN = "sign-in-1"  # the host's sign-in session the practitioner pages run in
 
-P = service.MOUNT_PREFIX
+P = common.MOUNT_PREFIX
 GIVEN_AT = datetime(2026, 11, 1, tzinfo=UTC)
 ONLY_NEW = {"ask_new_clients": True, "ask_clients_without_consent": False}
 NOBODY = {"ask_new_clients": False, "ask_clients_without_consent": False}
@@ -40,14 +40,14 @@ def _practice(host: TestHost, **settings: object) -> tuple[AppHooks, TenantRef]:
 
 
 def _give(host: TestHost, tenant: str, client: str) -> None:
-    service.record_manual(host, tenant, client, staff(), method="paper", given_at=GIVEN_AT,
+    consent.record_manual(host, tenant, client, staff(), method="paper", given_at=GIVEN_AT,
                           note=None)
     host.session().commit()
 
 
 def _change_content(host: TestHost, tenant: str) -> None:
-    practice = service.require_practice(host.session(), tenant)
-    service.publish_text(
+    practice = practices.require_practice(host.session(), tenant)
+    practices.publish_text(
         host, tenant, bodies={"sv": "Vi sparar nu också dina journalanteckningar i molnet.\n"},
         kind="content", reason=None, actor="staff:s1", expected_major=practice.current_major,
     )
@@ -80,7 +80,7 @@ def _book(host: TestHost, hooks: AppHooks, tenant: str, client: str, **kw: Any) 
 
 def _status(host: TestHost, tenant: str, client: str) -> str:
     host.session().rollback()
-    return service.client_status(host, tenant, client).status.value
+    return consent.client_status(host, tenant, client).status.value
 
 
 def _last_state(host: TestHost, tenant: str, client: str) -> str | None:
@@ -178,8 +178,8 @@ def _pages(host: TestHost, tenant: str) -> Client:
 
 def _save_content_change(host: TestHost, tenant: str, lang: str) -> str:
     """Save a change of content through the text editor; the page shown after it."""
-    practice = service.require_practice(host.session(), tenant)
-    texts = service.current_texts(host.session(), practice)
+    practice = practices.require_practice(host.session(), tenant)
+    texts = practices.current_texts(host.session(), practice)
     form = {
         "action": "save", "kind": "content", "expected_major": str(practice.current_major),
         "text_sv": texts["sv"].body + "\nVi använder nu ett journalsystem i molnet.\n",
@@ -221,7 +221,7 @@ def _said_no(host: TestHost, hooks: AppHooks, tenant: str) -> tuple[str, str]:
     """A client who withdrew their consent and one who declined it at booking."""
     withdrew, declined = host.new_client(tenant), host.new_client(tenant)
     _give(host, tenant, withdrew)
-    service.withdraw(host, tenant, withdrew, actor="staff:s1", channel="manual",
+    consent.withdraw(host, tenant, withdrew, actor="staff:s1", channel="manual",
                      method="reported_by_staff", by_client=True)
     host.session().commit()
     shown = _form_text_id(host, hooks, tenant, declined)
@@ -273,7 +273,7 @@ def test_the_relay_does_not_mail_a_client_who_withdrew_after_the_batch_queued_th
     _give(host, tenant, client)
     _change_content(host, tenant)  # outdated: the batch asks them
     assert requests.request_batch(host, tenant, actor="staff:s1").asked == 1
-    service.withdraw(host, tenant, client, actor="staff:s1", channel="manual",
+    consent.withdraw(host, tenant, client, actor="staff:s1", channel="manual",
                      method="reported_by_staff", by_client=True)
     host.session().commit()
     assert complete_waiting_requests(host, tenant) == 0

@@ -25,7 +25,7 @@ from bench.site import close_app, make_app  # noqa: E402
 from examples.host_app.models import Client  # noqa: E402
 from examples.host_app.testing import platform_of  # noqa: E402
 from hookspecs.types import TenantRef  # noqa: E402
-from samtycke_plugin import service  # noqa: E402
+from samtycke_plugin import panels, practices  # noqa: E402
 from samtycke_plugin.chain import verify_chain  # noqa: E402
 from samtycke_plugin.ledger import projection, replay  # noqa: E402
 from samtycke_plugin.models import ConsentEvent  # noqa: E402
@@ -77,13 +77,13 @@ def test_generated_practices_verify_and_match_a_replay(platform_app: Flask) -> N
             assert projection(session, g.tenant) == replay(session, g.tenant)
             assert events == g.events > spec.clients  # more than one event per client
             # The generator's split is what the app's list filter says on the host's table.
-            clause = platform.apps.filter_condition(g.practice_id, service.FILTER_NOT_VALID)
+            clause = platform.apps.filter_condition(g.practice_id, panels.FILTER_NOT_VALID)
             assert clause is not None
             without = set(session.scalars(
                 select(Client.id).where(Client.practice_id == g.practice_id, clause)))
             assert without == set(g.not_valid)
             assert 0 < len(without) < spec.clients
-        assert service.get_practice(session, TenantRef(gen["plain"].tenant)) is None
+        assert practices.get_practice(session, TenantRef(gen["plain"].tenant)) is None
     finally:
         platform.sessions.remove()
 

@@ -15,7 +15,7 @@ from hookspecs.types import (
     ClientRef,
     TenantRef,
 )
-from samtycke_plugin import service
+from samtycke_plugin import consent, practices
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.ledger import NewEvent, append, lock_head, projection, replay
 from samtycke_plugin.models import (
@@ -23,6 +23,7 @@ from samtycke_plugin.models import (
     ConsentStateRow,
     Evidence,
     OutboxMessage,
+    Practice,
     TextVersion,
 )
 from samtycke_plugin.requests import KIND_RECEIPT
@@ -127,7 +128,7 @@ def test_ticked_box_records_given_with_exact_text_and_evidence(host: TestHost) -
     assert evidence is not None
     assert evidence.ip_prefix == "203.0.113.0/24"
     assert evidence.user_agent == "Mozilla/5.0 (test)"
-    assert service.client_status(host, tenant, client).status.value == "valid"
+    assert consent.client_status(host, tenant, client).status.value == "valid"
     assert _form_text_id(host, hooks, tenant, client) is None  # not asked again
     assert verify_chain(host.session(), tenant).ok
 
@@ -141,7 +142,7 @@ def test_a_practice_loaded_in_the_hosts_session_follows_the_chain_head(
     ``Session.identity_key`` gives."""
     hooks, tenant, client, sub = _ticked_and_checked(host)
     session = host.session()
-    practice = service.get_practice(session, tenant)
+    practice = practices.get_practice(session, tenant)
     assert practice is not None
     before = practice.head_seq
     hooks.submitted(sub, BookingRef("b-seen"), ClientRef(client))
@@ -172,7 +173,7 @@ def test_a_bookings_writes_name_the_event_and_are_a_fixed_few_statements(
     assert evidence is not None and (evidence.tenant_ref, evidence.client_ref) == (tenant, client)
     row = session.get(ConsentStateRow, (tenant, client))
     assert row is not None and (row.state, row.last_seq) == ("given", event.seq)
-    practice = service.get_practice(session, tenant)
+    practice = practices.get_practice(session, tenant)
     assert practice is not None
     assert (practice.head_seq, practice.head_hash) == (event.seq, event.row_hash)
     [receipt] = session.scalars(
@@ -215,7 +216,7 @@ def test_record_is_in_the_hosts_transaction(host: TestHost) -> None:
     hooks.submitted(sub, BookingRef("b1"), ClientRef(client))
     host.session().rollback()  # the host's booking failed: nothing of ours remains
     assert _events(host, tenant) == []
-    assert service.client_status(host, tenant, client).status.value == "unknown"
+    assert consent.client_status(host, tenant, client).status.value == "unknown"
     host.session().rollback()
     assert verify_chain(host.session(), tenant).ok
 
@@ -229,7 +230,7 @@ def test_optional_mode_lets_booking_through_and_records_refusal(host: TestHost) 
     assert _book(host, hooks, tenant, client, ticked=False, text_id=text_id) == []
     [event] = _events(host, tenant)
     assert event.state == "refused"
-    assert service.client_status(host, tenant, client).status.value == "refused"
+    assert consent.client_status(host, tenant, client).status.value == "refused"
     # asked again next time
     assert _form_text_id(host, hooks, tenant, client) is not None
 
@@ -264,7 +265,7 @@ def test_content_change_outdates_everyone_with_one_row_and_reasks(host: TestHost
     snapshot_before = {(r.client_ref, r.state, r.text_major, r.last_seq) for r in before}
     host.session().rollback()
 
-    preview = service.preview_text_change(
+    preview = practices.preview_text_change(
         host,
         tenant,
         language="sv",
@@ -276,7 +277,7 @@ def test_content_change_outdates_everyone_with_one_row_and_reasks(host: TestHost
     host.session().rollback()
 
     with count_statements(host.engine) as statements:
-        service.publish_text(
+        practices.publish_text(
             host,
             tenant,
             bodies={"sv": "Ny text om hur vi hanterar dina uppgifter.\n"},
@@ -298,7 +299,7 @@ def test_content_change_outdates_everyone_with_one_row_and_reasks(host: TestHost
         .all()
     )
     assert {(r.client_ref, r.state, r.text_major, r.last_seq) for r in after} == snapshot_before
-    assert {service.client_status(host, tenant, c).status.value for c in clients} == {"outdated"}
+    assert {consent.client_status(host, tenant, c).status.value for c in clients} == {"outdated"}
 
     # F12: asked again at the next online booking, and the new grant is "renewed"
     new_id = _form_text_id(host, hooks, tenant, clients[0])
@@ -309,7 +310,7 @@ def test_content_change_outdates_everyone_with_one_row_and_reasks(host: TestHost
     )
     assert _book(host, hooks, tenant, clients[0], ticked=True, text_id=new_id) == []
     assert _events(host, tenant)[-1].state == "renewed"
-    assert service.client_status(host, tenant, clients[0]).status.value == "valid"
+    assert consent.client_status(host, tenant, clients[0]).status.value == "valid"
     assert verify_chain(host.session(), tenant).ok
     assert replay(host.session(), tenant) == projection(host.session(), tenant)
 
@@ -330,14 +331,14 @@ def test_correction_keeps_consents_valid(host: TestHost) -> None:
         )
         == []
     )
-    old = service.current_text(
-        host.session(), service.require_practice(host.session(), tenant), "sv"
+    old = practices.current_text(
+        host.session(), practices.require_practice(host.session(), tenant), "sv"
     )
-    preview = service.preview_text_change(
+    preview = practices.preview_text_change(
         host, tenant, language="sv", body=old.body.replace("behöver", "behöfver"), kind="correction"
     )
     assert preview.affected == 0 and (preview.new_major, preview.new_minor) == (1, 1)
-    [v] = service.publish_text(
+    [v] = practices.publish_text(
         host,
         tenant,
         bodies={"sv": old.body.replace("behöver", "behöfver")},
@@ -348,7 +349,7 @@ def test_correction_keeps_consents_valid(host: TestHost) -> None:
     )
     host.session().commit()
     assert (v.major, v.minor, v.change_kind) == (1, 1, "correction")
-    assert service.client_status(host, tenant, client).status.value == "valid"
+    assert consent.client_status(host, tenant, client).status.value == "valid"
     assert _form_text_id(host, hooks, tenant, client) is None
 
 
@@ -358,7 +359,7 @@ def test_text_changed_while_booking_is_vetoed_retryably(host: TestHost) -> None:
     host.activate(hooks, tenant, require_consent_for_online_booking=True)
     client = host.new_client(tenant)
     shown = _form_text_id(host, hooks, tenant, client)
-    service.publish_text(
+    practices.publish_text(
         host,
         tenant,
         bodies={"sv": "En helt ny text om personuppgifter.\n"},
@@ -411,7 +412,7 @@ def test_badges_for_a_page_are_one_query(host: TestHost) -> None:
     for c in clients[:10]:
         _book(host, hooks, tenant, c, ticked=True, text_id=_form_text_id(host, hooks, tenant, c))
     host.session().commit()
-    host.session().get(service.Practice, tenant)  # the practice row is in the session already
+    host.session().get(Practice, tenant)  # the practice row is in the session already
     with count_statements(host.engine) as statements:
         badges = hooks.list_badges(tenant, clients, "sv")
     assert len([s for s in statements if "samtycke_consent_state" in s]) == 1
@@ -427,7 +428,7 @@ def test_profile_panel_shows_status_and_actions(host: TestHost) -> None:
     client = host.new_client(tenant)
     [panel] = hooks.profile_panels(tenant, client, staff(), "sv")
     assert panel.tone == "missing" and "Inhämta samtycke" in panel.html
-    service.record_manual(
+    consent.record_manual(
         host, tenant, client, staff(), method="paper", given_at=host.now(), note="Papper i pärm"
     )
     host.session().commit()

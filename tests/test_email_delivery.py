@@ -28,7 +28,7 @@ from smtp_support import (
 from sqlalchemy import func, select
 
 from hookspecs.types import DeliveryResult, PracticeInfo
-from samtycke_plugin import requests, service
+from samtycke_plugin import consent, panels, requests
 from samtycke_plugin.email.relay import SendReport, send_due
 from samtycke_plugin.email.transport import MailConfigError, RetryPolicy, SmtpSettings
 from samtycke_plugin.errors import InputError
@@ -86,7 +86,7 @@ def test_smtp_down_keeps_the_request_and_sends_exactly_one_mail_when_it_is_back(
     tenant = _practice(host)
     smtp_server.stop()
     client, req = _ask(host, tenant)
-    assert service.client_status(host, tenant, client).status.value == "requested"
+    assert consent.client_status(host, tenant, client).status.value == "requested"
 
     report = _send(host, tenant, smtp_server)
     assert (report.sent, report.retried) == (0, 1)
@@ -139,7 +139,7 @@ def test_4xx_replies_are_retried_with_growing_delays_then_delivered(
     smtp_server.handler.rcpt_replies["greylisted@example.org"] = "450 4.2.0 Greylisted"
     report = _send(host, tenant, smtp_server)
     assert report.retried == 1
-    assert service.client_status(host, tenant, other_client).status.value == "requested"
+    assert consent.client_status(host, tenant, other_client).status.value == "requested"
 
 
 def test_550_at_rcpt_bounces_without_retry_and_the_badge_says_address_rejected(
@@ -154,10 +154,10 @@ def test_550_at_rcpt_bounces_without_retry_and_the_badge_says_address_rejected(
     assert (row.status, row.attempts) == ("bounced", 1)
     assert "550" in (row.last_error or "")
     assert _request(host, req.id).delivery == "bounced"
-    assert service.client_status(host, tenant, client).status.value == "bounced"
-    [badge] = service.row_badges(host, tenant, [client], "en")
+    assert consent.client_status(host, tenant, client).status.value == "bounced"
+    [badge] = panels.row_badges(host, tenant, [client], "en")
     assert (badge.label, badge.tone) == ("Address rejected", "error")
-    [badge_sv] = service.row_badges(host, tenant, [client], "sv")
+    [badge_sv] = panels.row_badges(host, tenant, [client], "sv")
     assert badge_sv.label != "Address rejected"  # translated
     host.advance(days=3)
     assert _send(host, tenant, smtp_server).handled == 0
@@ -168,7 +168,7 @@ def test_550_at_rcpt_bounces_without_retry_and_the_badge_says_address_rejected(
     )
     requests.send_request(host, tenant, client, actor="staff:s1")
     host.session().commit()
-    assert service.client_status(host, tenant, client).status.value == "requested"
+    assert consent.client_status(host, tenant, client).status.value == "requested"
 
 
 def test_554_after_data_bounces(host: TestHost, smtp_server: SmtpServer) -> None:
@@ -177,7 +177,7 @@ def test_554_after_data_bounces(host: TestHost, smtp_server: SmtpServer) -> None
     smtp_server.handler.data_replies.append("554 5.7.1 Message rejected")
     report = _send(host, tenant, smtp_server)
     assert report.bounced == 1
-    assert service.client_status(host, tenant, client).status.value == "bounced"
+    assert consent.client_status(host, tenant, client).status.value == "bounced"
 
 
 def _kill_script(url: str, tenant: str, practice: PracticeInfo, port: int) -> str:
@@ -251,7 +251,7 @@ def test_relay_killed_after_the_server_accepted_sends_a_duplicate_with_the_same_
     ).all()
     assert states == ["requested", "given"]
     assert _request(host, req.id).delivery == "sent"
-    assert service.client_status(host, tenant, client).status.value == "valid"
+    assert consent.client_status(host, tenant, client).status.value == "valid"
 
 
 def test_mail_for_a_link_used_meanwhile_is_not_sent_again(
@@ -303,7 +303,7 @@ def test_the_hosts_mailer_is_used_when_it_delivers(host: TestHost, smtp_server: 
     host.mailer = lambda message: DeliveryResult(status="rejected", detail="550 no such user")
     bounced_client, _ = _ask(host, tenant)
     assert send_due(host, tenant=tenant, policy=POLICY).bounced == 1
-    assert service.client_status(host, tenant, bounced_client).status.value == "bounced"
+    assert consent.client_status(host, tenant, bounced_client).status.value == "bounced"
     # A mailer that raises is retried later (and the error is not a crash).
     host.mailer = lambda message: 1 / 0
     _ask(host, tenant)

@@ -14,7 +14,7 @@ from smtp_support import FROM_ADDR, Browser, SmtpServer, form_fields, path_of, r
 from sqlalchemy import func, select
 
 from hookspecs.types import BookingRef, ClientInfo, ClientRef
-from samtycke_plugin import requests, service
+from samtycke_plugin import consent, practices, requests
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.email.relay import send_due
 from samtycke_plugin.ledger import projection, replay
@@ -52,7 +52,7 @@ def test_full_path_request_mail_accept_receipt_withdraw(
     req = requests.send_request(host, tenant, client, actor="staff:s1")
     host.session().commit()
     assert req.delivery == "queued"
-    assert service.client_status(host, tenant, client).status.value == "requested"
+    assert consent.client_status(host, tenant, client).status.value == "requested"
 
     report = send_due(host, tenant=tenant, transport=smtp_server.transport())
     assert (report.sent, report.retried, report.bounced) == (1, 0, 0)
@@ -107,7 +107,7 @@ def test_full_path_request_mail_accept_receipt_withdraw(
     assert (given.channel, given.method, given.actor) == ("email_link", "button", "client")
     assert given.text_version_id == text_row.id and given.text_sha256 == text_row.sha256
     assert given.request_id == req.id and given.expires_at is not None
-    assert service.client_status(host, tenant, client).status.value == "valid"
+    assert consent.client_status(host, tenant, client).status.value == "valid"
 
     # The receipt: what, when, the text itself, a withdrawal link.
     report = send_due(host, tenant=tenant, transport=smtp_server.transport())
@@ -137,7 +137,7 @@ def test_full_path_request_mail_accept_receipt_withdraw(
     events = _events(host, tenant)
     assert [e.state for e in events] == ["requested", "given", "withdrawn"]
     assert events[-1].channel == "email_link" and events[-1].actor == "client"
-    assert service.client_status(host, tenant, client).status.value == "withdrawn"
+    assert consent.client_status(host, tenant, client).status.value == "withdrawn"
 
     # Used links: a calm page, nothing written.
     again = browser.post(path_of("w", w_token), data={**form_fields(confirm.text)})
@@ -192,7 +192,7 @@ def test_decline_records_refused_without_receipt(host: TestHost, smtp_server: Sm
     assert [e.state for e in _events(host, tenant)] == ["requested", "refused"]
     no_receipt = send_due(host, tenant=tenant, transport=smtp_server.transport())
     assert no_receipt.handled == 0
-    assert service.client_status(host, tenant, client).status.value == "refused"
+    assert consent.client_status(host, tenant, client).status.value == "refused"
 
 
 def test_scanner_head_and_get_record_nothing_and_a_later_human_post_works(
@@ -262,8 +262,8 @@ def test_text_changed_after_the_mail_shows_the_new_text_and_records_it(
     browser = Browser(host)
     old_form = form_fields(browser.get(path_of("c", token)).text)
 
-    practice = service.require_practice(host.session(), tenant)
-    [new] = service.publish_text(
+    practice = practices.require_practice(host.session(), tenant)
+    [new] = practices.publish_text(
         host, tenant, bodies={"sv": "Ny text om hur vi hanterar dina uppgifter, version två."},
         kind="content", reason="nytt system", actor="staff:s1",
         expected_major=practice.current_major,
@@ -280,7 +280,7 @@ def test_text_changed_after_the_mail_shows_the_new_text_and_records_it(
     assert done.status_code == 200
     given = _events(host, tenant)[-1]
     assert (given.state, given.text_version_id, given.text_major) == ("given", new.id, 2)
-    assert service.client_status(host, tenant, client).status.value == "valid"
+    assert consent.client_status(host, tenant, client).status.value == "valid"
 
 
 def test_withdrawal_takes_no_more_steps_than_consent(
@@ -303,7 +303,7 @@ def test_withdrawal_takes_no_more_steps_than_consent(
     browser.post(
         path_of("w", w_token), data={**form_fields(withdraw_page.text), "decision": "withdraw"}
     )
-    assert service.client_status(host, tenant, client).status.value == "withdrawn"
+    assert consent.client_status(host, tenant, client).status.value == "withdrawn"
 
 
 def test_withdraw_link_when_consent_already_ended_writes_nothing(
@@ -321,7 +321,7 @@ def test_withdraw_link_when_consent_already_ended_writes_nothing(
     _, w_token = smtp_server.messages[-1].link()
     confirm = browser.get(path_of("w", w_token))
     # The practitioner records the withdrawal first (F15, the other path).
-    service.withdraw(host, tenant, client, actor="staff:s1", channel="manual", method="phone",
+    consent.withdraw(host, tenant, client, actor="staff:s1", channel="manual", method="phone",
                      by_client=True)
     host.session().commit()
     late = browser.post(path_of("w", w_token), data={**form_fields(confirm.text)})
@@ -337,8 +337,8 @@ def test_online_booking_consent_gets_a_receipt_with_a_working_withdraw_link(
     host.activate(hooks, tenant, require_consent_for_online_booking=True)
     client = host.new_client(tenant, email="bokare@example.org")
     no_mail = host.new_client(tenant, email=None)
-    text_id = service.current_text(
-        host.session(), service.require_practice(host.session(), tenant), "sv"
+    text_id = practices.current_text(
+        host.session(), practices.require_practice(host.session(), tenant), "sv"
     ).id
     host.session().rollback()
     for who in (client, no_mail):
@@ -408,9 +408,9 @@ def test_a_batch_request_is_minted_when_sent_and_the_client_looked_at_again(
     consented, erased, no_address, *asked = others
     result = requests.request_batch(host, tenant, actor="staff:s1")
     assert result.asked == 5
-    assert service.client_status(host, tenant, anna).status.value == "unknown"
+    assert consent.client_status(host, tenant, anna).status.value == "unknown"
 
-    service.record_manual(host, tenant, consented, staff(), method="paper",
+    consent.record_manual(host, tenant, consented, staff(), method="paper",
                           given_at=host.now(), note=None)
     host.session().commit()
     del host.clients[(tenant, erased)]
@@ -435,8 +435,8 @@ def test_a_batch_request_is_minted_when_sent_and_the_client_looked_at_again(
         no_address: "not asked: the client has no usable e-mail address",
     }
     for ref in (anna, *asked):
-        assert service.client_status(host, tenant, ref).status.value == "requested"
-    assert service.client_status(host, tenant, no_address).status.value == "unknown"
+        assert consent.client_status(host, tenant, ref).status.value == "requested"
+    assert consent.client_status(host, tenant, no_address).status.value == "unknown"
     requested = [e.client_ref for e in _events(host, tenant) if e.state == "requested"]
     assert sorted(requested) == sorted([anna, *asked])
     host.session().rollback()

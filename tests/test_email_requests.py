@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, Select, func, select, union_all, update
 
 from hookspecs.types import BookingRef, ClientCreated, ClientInfo, ClientRef, TenantRef
-from samtycke_plugin import requests, service
+from samtycke_plugin import consent, practices, requests
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.errors import InputError, NotActive, NotFound
 from samtycke_plugin.ledger import NewEvent, append, projection, replay
@@ -105,7 +105,7 @@ def test_unknown_other_practice_and_inactive(host: TestHost) -> None:
     with pytest.raises(NotFound):
         requests.send_request(host, tenant, "nobody", actor="staff:s1")
     host.session().rollback()
-    service.deactivate(host, tenant)
+    practices.deactivate(host, tenant)
     host.session().commit()
     mine = host.new_client(tenant)
     with pytest.raises(NotActive):
@@ -154,7 +154,7 @@ def _mixed_practice(host: TestHost) -> tuple[TenantRef, dict[str, list[ClientRef
                                              locale="en" if i % 3 == 0 else "sv"))
     for _ in range(3):
         ref = host.new_client(tenant)
-        service.record_manual(host, tenant, ref, staff(), method="paper",
+        consent.record_manual(host, tenant, ref, staff(), method="paper",
                               given_at=datetime(2026, 11, 1, tzinfo=UTC), note=None)
         groups["valid"].append(ref)
     groups["no_email"] += [host.new_client(tenant, email=None), host.new_client(tenant, email="nope")]
@@ -193,9 +193,9 @@ def test_batch_asks_everyone_without_valid_consent_once(batch_host: TestHost) ->
     ).all())
     assert langs[groups["ask"][0]] == "en" and langs[groups["ask"][1]] == "sv"
     for ref in groups["ask"]:
-        assert service.client_status(host, tenant, ref).status.value == "requested"
+        assert consent.client_status(host, tenant, ref).status.value == "requested"
     for ref in groups["valid"]:
-        assert service.client_status(host, tenant, ref).status.value == "valid"
+        assert consent.client_status(host, tenant, ref).status.value == "valid"
 
     again = requests.request_batch(host, tenant, actor="staff:s1")
     assert again.asked == 0 and again.skipped_pending == 13
@@ -353,8 +353,8 @@ def test_batch_replaces_expired_and_outdated_links(batch_host: TestHost) -> None
     host.advance(days=1, seconds=1)
     assert requests.request_batch(host, tenant, actor="staff:s1").asked == 4  # expired: asked again
     assert complete_waiting_requests(host, tenant) == 4
-    practice = service.require_practice(host.session(), tenant)
-    service.publish_text(host, tenant, bodies={"sv": "En helt ny text om dina personuppgifter här."},
+    practice = practices.require_practice(host.session(), tenant)
+    practices.publish_text(host, tenant, bodies={"sv": "En helt ny text om dina personuppgifter här."},
                          kind="content", reason=None, actor="staff:s1",
                          expected_major=practice.current_major)
     host.session().commit()
@@ -421,7 +421,7 @@ def test_two_batches_at_once_queue_each_client_once(batch_host: TestHost) -> Non
 def test_appending_many_keeps_the_chain_and_the_projection_exact(host: TestHost) -> None:
     tenant = _practice(host)
     a, b = host.new_client(tenant), host.new_client(tenant)
-    service.record_manual(host, tenant, a, staff(), method="paper",
+    consent.record_manual(host, tenant, a, staff(), method="paper",
                           given_at=datetime(2026, 11, 1, tzinfo=UTC), note="papper")
     host.session().commit()
     now = host.now()
@@ -482,7 +482,7 @@ def test_hook_booking_client_created(host: TestHost) -> None:
     fresh = host.new_tenant()
     host.active.setdefault(fresh, set()).add("samtycke")
     hooks.activate(fresh, "samtycke", {})
-    service.require_practice(host.session(), fresh).settings["email_request_to_new_clients"] = True
+    practices.require_practice(host.session(), fresh).settings["email_request_to_new_clients"] = True
     host.session().commit()
     hooks.client_created(ClientCreated(tenant=fresh, client=host.new_client(fresh), created_by="staff", at=host.now()))
     assert _pending(host, fresh) == []
@@ -492,7 +492,7 @@ def test_staff_booking_sends_a_request_when_consent_is_missing(host: TestHost) -
     hooks = host.hooks()
     tenant = _practice(host, email_request_after_staff_booking=True)
     missing, valid = host.new_client(tenant), host.new_client(tenant)
-    service.record_manual(host, tenant, valid, staff(), method="paper",
+    consent.record_manual(host, tenant, valid, staff(), method="paper",
                           given_at=datetime(2026, 11, 1, tzinfo=UTC), note=None)
     host.session().commit()
     for n, client in enumerate((missing, valid, missing)):

@@ -15,7 +15,7 @@ from hostkit import TestHost
 from smtp_support import Browser, SmtpServer, form_fields, path_of, running_server
 from sqlalchemy import func, select
 
-from samtycke_plugin import requests, service
+from samtycke_plugin import consent, practices, requests
 from samtycke_plugin.email.relay import send_due
 from samtycke_plugin.models import ConsentEvent, ConsentRequest, TextVersion
 from samtycke_plugin.web import public
@@ -158,13 +158,13 @@ def test_a_used_link_cannot_be_replayed_even_after_withdrawal(
     browser = Browser(host)
     form = form_fields(browser.get(path_of("c", sent.token)).text)
     assert browser.post(path_of("c", sent.token), data={**form, "decision": "accept"}).status_code == 200
-    service.withdraw(host, sent.tenant, sent.client, actor="staff:s1", channel="manual",
+    consent.withdraw(host, sent.tenant, sent.client, actor="staff:s1", channel="manual",
                      method="phone", by_client=True)
     host.session().commit()
     replay = browser.post(path_of("c", sent.token), data={**form, "decision": "accept"})
     assert replay.status_code == 200 and "redan registrerat" in replay.text
     assert sent.events() == 3  # requested, given, withdrawn: the replay added nothing
-    assert service.client_status(host, sent.tenant, sent.client).status.value == "withdrawn"
+    assert consent.client_status(host, sent.tenant, sent.client).status.value == "withdrawn"
 
 
 def test_tokens_are_bound_to_practice_client_purpose_and_text_version(
@@ -278,7 +278,7 @@ def test_failed_attempts_are_rate_limited_per_source(
 
 def test_links_of_a_deactivated_practice_do_not_work(host: TestHost, smtp_server: SmtpServer) -> None:
     sent = Sent(host, smtp_server)
-    service.deactivate(host, sent.tenant)
+    practices.deactivate(host, sent.tenant)
     host.session().commit()
     _invalid_body(Browser(host), sent.token)
     assert sent.events() == 1

@@ -33,7 +33,8 @@ from examples.host_app.testing import activate, add_practice, csrf_from, platfor
 from examples.host_app.translations_sv import SV  # noqa: E402
 from hookspecs import hookimpl  # noqa: E402
 from hookspecs.types import AppInfo, StaffContext, StaffRef, WebMount  # noqa: E402
-from samtycke_plugin import service  # noqa: E402
+from samtycke_plugin import booking as online_booking  # noqa: E402
+from samtycke_plugin import consent  # noqa: E402
 from samtycke_plugin.chain import verify_chain  # noqa: E402
 from samtycke_plugin.models import ConsentEvent  # noqa: E402
 
@@ -374,7 +375,7 @@ def test_a_failing_check_fails_closed(app: Flask, monkeypatch: pytest.MonkeyPatc
     def broken(*_a: object, **_k: object) -> None:
         raise ConnectionError("database went away")
 
-    monkeypatch.setattr(service, "check_booking", broken)
+    monkeypatch.setattr(online_booking, "check_booking", broken)
     email = f"ulf-{uuid.uuid4().hex[:6]}@example.org"
     response = book(app, practice["slug"], "Ulf Ek", email, tick=True)
     assert response.status_code == 400
@@ -420,7 +421,7 @@ def test_client_list_filters_paginate_and_badge_once_per_page(
     staff = StaffContext(ref=StaffRef("t"), name="Test", can_record_consent=True)
     valid_ids = {c.id for c in clients[::2][:55]}
     for cid in sorted(valid_ids):
-        service.record_manual(platform.host, str(practice["id"]), str(cid), staff,
+        consent.record_manual(platform.host, str(practice["id"]), str(cid), staff,
                               method="paper", given_at=now, note=None)
     session.commit()
     platform.sessions.remove()

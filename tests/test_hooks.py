@@ -27,7 +27,7 @@ from hookspecs.types import (
     TenantRef,
     Veto,
 )
-from samtycke_plugin import service
+from samtycke_plugin import consent, practices
 from samtycke_plugin.models import ConsentEvent, Practice
 
 HOOK_NAMES = sorted(n for n in vars(BookingSpecs) if n.startswith("booking_"))
@@ -196,16 +196,16 @@ def test_hook_booking_app_activated(host: TestHost) -> None:
     host.activate(hooks, tenant)
     practice = host.session().get(Practice, tenant)
     assert practice is not None and practice.active and not practice.setup_complete
-    text = service.current_text(host.session(), practice, "sv")
+    text = practices.current_text(host.session(), practice, "sv")
     assert "Fysio & Co" in text.body and "<script>" not in text.html  # escaped placeholder
     assert "info@lugnochro.example" in text.body
-    en = service.current_text(host.session(), practice, "en")
+    en = practices.current_text(host.session(), practice, "en")
     assert en.language == "en" and "withdraw your consent" in en.body
     # idempotent: activating again neither duplicates texts nor resets settings
     host.activate(hooks, tenant, require_consent_for_online_booking=True)
     host.activate(hooks, tenant)
-    assert service.settings_of(practice).require_consent_for_online_booking is True
-    assert len(service.text_languages(host.session(), practice)) == 2
+    assert practices.settings_of(practice).require_consent_for_online_booking is True
+    assert len(practices.text_languages(host.session(), practice)) == 2
     with pytest.raises(ValueError, match="unknown_setting"):
         hooks.activate(tenant, "samtycke", {"unknown_setting": True})
     host.session().rollback()
@@ -221,7 +221,7 @@ def test_hook_booking_app_deactivated(host: TestHost) -> None:
     tenant = host.new_tenant()
     host.activate(hooks, tenant, require_consent_for_online_booking=True)
     client = host.new_client(tenant)
-    service.record_manual(
+    consent.record_manual(
         host, tenant, client, staff(), method="verbal", given_at=host.now(), note=None
     )
     host.session().commit()
@@ -231,8 +231,8 @@ def test_hook_booking_app_deactivated(host: TestHost) -> None:
     assert hooks.form_fragments(BookingFormContext(tenant=tenant, client=None, locale="sv")) == []
     # reactivation resumes with everything kept
     host.activate(hooks, tenant)
-    assert service.client_status(host, tenant, client).status.value == "valid"
-    assert service.settings_of(
+    assert consent.client_status(host, tenant, client).status.value == "valid"
+    assert practices.settings_of(
         host.session().get(Practice, tenant)  # type: ignore[arg-type]
     ).require_consent_for_online_booking
 
@@ -338,11 +338,11 @@ def test_hook_booking_client_list_filter_clause(host: TestHost) -> None:
     )
     for cid in (ids[0], ids[2]):
         host.clients[(tenant, str(cid))] = host.clients.get((tenant, str(cid))) or _info(cid)
-        service.record_manual(
+        consent.record_manual(
             host, tenant, str(cid), staff(), method="paper", given_at=host.now(), note=None
         )
     host.clients[(other, str(other_id))] = _info(other_id)
-    service.record_manual(
+    consent.record_manual(
         host, other, str(other_id), staff(), method="paper", given_at=host.now(), note=None
     )
     host.session().commit()
@@ -360,7 +360,7 @@ def test_hook_booking_client_list_filter_clause(host: TestHost) -> None:
     assert run("samtycke.not_valid") == ([i for i in ids if i not in (ids[0], ids[2])], 4)
     assert hooks.list_filter_clause(tenant, "other.filter", cast(table.c.id, String)) is None
     # a content change empties "valid" at once
-    service.publish_text(
+    practices.publish_text(
         host,
         tenant,
         bodies={"sv": "Helt ny text om personuppgifter här."},
@@ -386,7 +386,7 @@ def test_hook_booking_client_list_badges(host: TestHost) -> None:
     tenant = host.new_tenant()
     host.activate(hooks, tenant, require_consent_for_online_booking=True)
     a, b = host.new_client(tenant), host.new_client(tenant)
-    service.record_manual(host, tenant, a, staff(), method="paper", given_at=host.now(), note=None)
+    consent.record_manual(host, tenant, a, staff(), method="paper", given_at=host.now(), note=None)
     host.session().commit()
     badges = hooks.list_badges(tenant, [a, b], "en")
     assert [x.label for x in badges[a]] == ["Valid consent"]

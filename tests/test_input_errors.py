@@ -27,7 +27,7 @@ from test_practice_pages import Pages, set_up
 from examples.host_app.models import Booking, Client, DevMail
 from examples.host_app.security import safe_next
 from examples.host_app.testing import csrf_from
-from samtycke_plugin import requests, service
+from samtycke_plugin import common, consent, practices, requests
 from samtycke_plugin.errors import InputError, SettingsError
 from samtycke_plugin.models import ConsentEvent, ConsentRequest, OutboxMessage, Practice
 
@@ -137,7 +137,7 @@ REASON_CONTROL = (
 def test_a_note_with_nul_is_refused_on_every_page_not_changed(host: TestHost, lang: str) -> None:
     tenant = set_up(host)
     client = host.new_client(tenant)
-    service.record_manual(host, tenant, client, staff(), method="paper",
+    consent.record_manual(host, tenant, client, staff(), method="paper",
                           given_at=host.now(), note=None)
     host.session().commit()
     pages = Pages(host, tenant)
@@ -172,7 +172,7 @@ def test_a_note_in_a_broken_encoding_is_refused_not_changed(host: TestHost, lang
     raw = (f"csrf_token={quote(pages.token)}&action=record&method=paper&given_on=2026-11-20"
            "&note=Papper+i+p%E4rmen").encode("ascii")  # "ä" as Latin-1: not UTF-8
     response = pages.client.post(
-        f"{service.MOUNT_PREFIX}/clients/{client}/obtain", data=raw,
+        f"{common.MOUNT_PREFIX}/clients/{client}/obtain", data=raw,
         content_type="application/x-www-form-urlencoded", headers={"Accept-Language": lang})
     assert response.status_code == 400
     assert NOTE_BROKEN[lang == "en"] in response.text
@@ -185,18 +185,18 @@ def test_the_service_refuses_such_notes_naming_the_field(host: TestHost, note: s
     tenant = set_up(host)
     client = host.new_client(tenant)
     given = host.new_client(tenant)
-    service.record_manual(host, tenant, given, staff(), method="paper", given_at=host.now(),
+    consent.record_manual(host, tenant, given, staff(), method="paper", given_at=host.now(),
                           note=None)
     host.session().commit()
     before = dump(host.engine, [tenant])
     with pytest.raises(InputError) as err:
-        service.record_manual(host, tenant, client, staff(), method="paper",
+        consent.record_manual(host, tenant, client, staff(), method="paper",
                               given_at=host.now(), note=note)
     host.session().rollback()
     assert err.value.field == "note"
     assert "control character" in str(err.value) or "could not be read" in str(err.value)
     with pytest.raises(InputError) as err:
-        service.withdraw(host, tenant, given, actor="staff:s1", channel="practitioner",
+        consent.withdraw(host, tenant, given, actor="staff:s1", channel="practitioner",
                          method="reported_by_staff", by_client=True, note=note)
     host.session().rollback()
     assert err.value.field == "note"
@@ -221,7 +221,7 @@ def test_settings_through_the_activation_hook_take_ascii_digits_only(
         host.activate(hooks, tenant, validity_days=raw)
     host.session().rollback()
     assert "validity_days" in str(err.value)
-    assert service.get_practice(host.session(), tenant) is None
+    assert practices.get_practice(host.session(), tenant) is None
 
 
 # -- addresses mail cannot reach -------------------------------------------------------------

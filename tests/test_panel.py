@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 from hostkit import TestHost, staff
 
-from samtycke_plugin import service
+from samtycke_plugin import common, consent
 from samtycke_plugin.render import render
 
-PREFIX = service.MOUNT_PREFIX
+PREFIX = common.MOUNT_PREFIX
 
 
 @pytest.mark.parametrize(
@@ -37,7 +37,7 @@ def test_the_panel_shows_the_actions_that_fit_the_status(
     assert withdraw not in panel.html and f"{given} " not in panel.html
 
     at = host.now()
-    service.record_manual(host, tenant, client, staff(), method="paper", given_at=at, note=None)
+    consent.record_manual(host, tenant, client, staff(), method="paper", given_at=at, note=None)
     host.session().commit()
     [panel] = hooks.profile_panels(tenant, client, staff(), locale)
     assert panel.tone == "ok" and 'data-status="valid"' in panel.html

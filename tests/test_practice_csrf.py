@@ -26,7 +26,7 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from werkzeug.test import Client, TestResponse
 
-from samtycke_plugin import service
+from samtycke_plugin import common
 from samtycke_plugin.i18n import t
 from samtycke_plugin.models import ConsentEvent
 from samtycke_plugin.web import make_wsgi_app
@@ -37,7 +37,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))
 from examples.host_app import create_app, demo_seed
 from examples.host_app.testing import activate, add_practice, csrf_from, platform_of
 
-P = service.MOUNT_PREFIX
+P = common.MOUNT_PREFIX
 RECORD = {"action": "record", "method": "paper", "given_on": "2026-11-20", "note": ""}
 SITE = "http://booking.test"  # TestHost.absolute_url's site
 ABSENT = object()

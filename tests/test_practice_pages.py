@@ -18,13 +18,14 @@ from werkzeug.test import Client, TestResponse
 from werkzeug.wrappers import Response
 
 from hookspecs.types import BookingRef, ClientInfo, ClientRef, StaffContext, StaffRef
-from samtycke_plugin import service
+from samtycke_plugin import common, consent, practices
 from samtycke_plugin.i18n import t
 from samtycke_plugin.models import ConsentEvent, ConsentRequest, Practice, TextVersion
+from samtycke_plugin.settings import PracticeSettings
 from samtycke_plugin.web import make_wsgi_app
 from samtycke_plugin.web.base import session_csrf_token
 
-P = service.MOUNT_PREFIX
+P = common.MOUNT_PREFIX
 XSS = "<script>alert(1)</script>"
 WHEN = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -115,7 +116,7 @@ def practice_row(host: TestHost, tenant: str) -> Practice:
 
 
 def give(host: TestHost, tenant: str, client: str, note: str | None = None) -> None:
-    service.record_manual(host, tenant, client, staff(), method="paper", given_at=WHEN, note=note)
+    consent.record_manual(host, tenant, client, staff(), method="paper", given_at=WHEN, note=note)
     host.session().commit()
 
 
@@ -130,14 +131,14 @@ def text_ids(host: TestHost, tenant: str) -> list[int]:
 
 def current_body(host: TestHost, tenant: str, language: str) -> str:
     host.session().rollback()
-    practice = service.require_practice(host.session(), tenant)
-    return service.current_texts(host.session(), practice)[language].body
+    practice = practices.require_practice(host.session(), tenant)
+    return practices.current_texts(host.session(), practice)[language].body
 
 
 def valid_count(host: TestHost, tenant: str) -> int:
     host.session().rollback()
-    practice = service.require_practice(host.session(), tenant)
-    return service.count_valid(host.session(), practice, host.now())
+    practice = practices.require_practice(host.session(), tenant)
+    return practices.count_valid(host.session(), practice, host.now())
 
 
 def snapshot(host: TestHost, tenant: str) -> tuple[Any, ...]:
@@ -432,7 +433,7 @@ def test_wizard_from_activation_to_done_changes_the_settings(host: TestHost) -> 
     assert done.headers["Location"] == f"{P}/setup?step=4&done=setup_done"
     row = practice_row(host, tenant)
     assert row.setup_complete is True
-    assert service.settings_of(row) == service.PracticeSettings(
+    assert practices.settings_of(row) == PracticeSettings(
         ask_new_clients=True,
         ask_clients_without_consent=False,
         require_consent_for_online_booking=True,
@@ -459,7 +460,7 @@ def test_wizard_from_activation_to_done_changes_the_settings(host: TestHost) -> 
         },
     )
     assert changed.headers["Location"] == f"{P}/setup?done=settings_saved"
-    settings = service.settings_of(practice_row(host, tenant))
+    settings = practices.settings_of(practice_row(host, tenant))
     assert settings.require_consent_for_online_booking is False
     assert settings.ask_clients_without_consent is True and settings.validity_days is None
     # After set-up the wizard's text step only shows the text and points to the editor.
@@ -506,7 +507,7 @@ def test_manual_record_creates_exactly_one_given_event(host: TestHost) -> None:
     assert event.given_at == WHEN
     assert event.occurred_at == host.now()
     assert event.text_major == 1 and event.language == "sv"
-    [entry] = service.history(host, tenant, client)
+    [entry] = consent.history(host, tenant, client)
     assert entry.note == "Sa ja i telefon."
     after = html(pages.get(f"/clients/{client}/obtain?done=recorded"))
     assert "Samtycket registrerades." in after
@@ -685,7 +686,7 @@ def test_withdrawal_and_ending_by_the_practice(host: TestHost) -> None:
     )
     assert ended.status_code == 303
     assert [e.state for e in events(host, tenant)] == ["given", "given", "withdrawn", "revoked"]
-    assert service.client_status(host, tenant, bo).status.value == "revoked"
+    assert consent.client_status(host, tenant, bo).status.value == "revoked"
 
 
 # -- history (F10) --------------------------------------------------------------------------------
@@ -708,8 +709,8 @@ def test_history_lists_every_event_with_evidence_and_the_text_shown(host: TestHo
     host.advance(hours=1)
     pages.post(f"/clients/{client}/withdraw", {"action": "withdraw"})
     host.advance(hours=1)
-    text_id = service.current_text(
-        host.session(), service.require_practice(host.session(), tenant), "sv"
+    text_id = practices.current_text(
+        host.session(), practices.require_practice(host.session(), tenant), "sv"
     ).id
     host.session().rollback()
     sub = submission(tenant, client, ticked=True, text_id=text_id)
@@ -875,7 +876,7 @@ def test_save_needs_the_kind_and_refuses_a_stale_editor(host: TestHost) -> None:
     assert "Välj om detta är en rättelse eller en innehållsändring" in html(undecided)
     assert snapshot(host, tenant) == before
     # Someone else publishes a content change meanwhile.
-    service.publish_text(
+    practices.publish_text(
         host,
         tenant,
         bodies={"sv": new_sv},
@@ -1084,7 +1085,7 @@ def test_in_chromium_without_javascript_and_with_script_payloads(served: Any) ->
             page.get_by_label("Samtycket upphör efter (dagar, frivilligt)").fill("365")
             page.get_by_role("button", name="Spara och slutför").click()
             assert "Klart" in page.inner_text("main")
-            settings = service.settings_of(practice_row(host, tenant))
+            settings = practices.settings_of(practice_row(host, tenant))
             assert settings.require_consent_for_online_booking is True
             assert settings.validity_days == 365
 

@@ -13,7 +13,7 @@ from hostkit import TestHost, staff, submission
 from sqlalchemy import Engine, MetaData, func, select
 
 from hookspecs.types import BookingRef, ClientRef, TenantRef
-from samtycke_plugin import erasure, export, requests, service
+from samtycke_plugin import consent, erasure, export, practices, requests
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.models import (
     ConsentEvent,
@@ -57,7 +57,7 @@ def _traces(engine: Engine, needles: list[str]) -> list[str]:
 
 def _book(host: TestHost, tenant: str, client: str) -> None:
     hooks = host.hooks()
-    text = service.current_text(host.session(), service.require_practice(host.session(), tenant),
+    text = practices.current_text(host.session(), practices.require_practice(host.session(), tenant),
                                 "sv")
     sub = submission(tenant, client, ticked=True, text_id=text.id)
     assert hooks.submit_check(sub) == []
@@ -72,7 +72,7 @@ def _client_with_everything(host: TestHost, tenant: str, name: str, email: str) 
     client = host.new_client(tenant, name=name, email=email)
     _book(host, tenant, client)  # given + evidence + receipt mail (with withdrawal link)
     host.advance(hours=1)
-    service.withdraw(host, tenant, client, actor="client", channel="practitioner",
+    consent.withdraw(host, tenant, client, actor="client", channel="practitioner",
                      method="reported_by_staff", by_client=True,
                      note=f"{name} called and withdrew ({email})")
     host.session().commit()
@@ -80,7 +80,7 @@ def _client_with_everything(host: TestHost, tenant: str, name: str, email: str) 
     requests.send_request(host, tenant, client, actor="staff:s1")  # request + token + mail
     host.session().commit()
     host.advance(hours=1)
-    service.record_manual(host, tenant, client, staff(), method="paper",
+    consent.record_manual(host, tenant, client, staff(), method="paper",
                           given_at=host.now() - timedelta(hours=1),
                           note=f"Paper form signed by {name}")
     host.session().commit()

@@ -23,7 +23,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from sqlalchemy import insert, select
 
 from hookspecs.types import BookingRef, ClientInfo, ClientRef, TenantRef
-from samtycke_plugin import checkpoint, export, receipts, service
+from samtycke_plugin import checkpoint, consent, export, practices, receipts
 from samtycke_plugin.cli import main
 from samtycke_plugin.errors import NotFound
 from samtycke_plugin.models import ConsentEvent, ConsentStateRow, TextVersion
@@ -34,8 +34,8 @@ NASTY_NOTE = '=HYPERLINK("http://evil.example") <script>alert(1)</script> Zlatan
 
 def _book(host: TestHost, tenant: str, client: str, ticked: bool = True) -> None:
     hooks = host.hooks()
-    text = service.current_text(
-        host.session(), service.require_practice(host.session(), tenant), "sv"
+    text = practices.current_text(
+        host.session(), practices.require_practice(host.session(), tenant), "sv"
     )
     sub = submission(tenant, client, ticked=ticked, text_id=text.id)
     assert hooks.submit_check(sub) == []
@@ -57,17 +57,17 @@ def _practice_with_history(host: TestHost, *, client_ref: str | None = None,
         )
     _book(host, tenant, client)
     host.advance(days=1)
-    service.publish_text(
+    practices.publish_text(
         host, tenant, bodies={"sv": "Ny text om hur vi behandlar dina uppgifter. " * 3},
         kind="content", reason="new processing", actor="staff:s1", expected_major=1,
     )
     host.session().commit()
     host.advance(days=1)
-    service.record_manual(host, tenant, client, staff(), method="paper",
+    consent.record_manual(host, tenant, client, staff(), method="paper",
                           given_at=host.now() - timedelta(hours=3), note=note)
     host.session().commit()
     host.advance(days=1)
-    service.withdraw(host, tenant, client, actor="client", channel="practitioner",
+    consent.withdraw(host, tenant, client, actor="client", channel="practitioner",
                      method="reported_by_staff", by_client=True)
     host.session().commit()
     return tenant, client

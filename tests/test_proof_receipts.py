@@ -14,7 +14,7 @@ from jsonschema.exceptions import ValidationError
 from sqlalchemy import select
 
 from hookspecs.types import BookingFormContext, BookingRef, ClientRef, PracticeInfo, TenantRef
-from samtycke_plugin import receipts, requests, service
+from samtycke_plugin import consent, receipts, requests
 from samtycke_plugin.errors import InputError, NotFound
 from samtycke_plugin.models import ConsentEvent, TextVersion
 
@@ -68,25 +68,25 @@ def _lifecycle(host: TestHost) -> tuple[str, str, dict[str, ConsentEvent]]:
     client = host.new_client(tenant, name="Zlatan Unikson", email="zlatan.unikson@example.org")
     events: dict[str, ConsentEvent] = {"given": _book(host, tenant, client)}
     host.advance(days=2)
-    events["renewed"] = service.record_manual(
+    events["renewed"] = consent.record_manual(
         host, tenant, client, staff(), method="paper", given_at=host.now() - timedelta(days=1),
         note="Signed the paper form at the reception",
     )
     host.session().commit()
     host.advance(days=3)
-    events["withdrawn"] = service.withdraw(
+    events["withdrawn"] = consent.withdraw(
         host, tenant, client, actor="client", channel="practitioner",
         method="reported_by_staff", by_client=True,
     )
     host.session().commit()
     host.advance(days=1)
-    events["given_again"] = service.record_manual(
+    events["given_again"] = consent.record_manual(
         host, tenant, client, staff(), method="verbal", given_at=host.now(), note=None,
         language="en",
     )
     host.session().commit()
     host.advance(days=1)
-    events["revoked"] = service.withdraw(
+    events["revoked"] = consent.withdraw(
         host, tenant, client, actor="staff:s1", channel="practitioner",
         method="ended_by_practice", by_client=False,
     )

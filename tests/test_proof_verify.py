@@ -29,7 +29,7 @@ from proof_support import (  # noqa: F401 - fixtures
 )
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
-from samtycke_plugin import checkpoint, export, integrity, ledger, service
+from samtycke_plugin import checkpoint, consent, export, integrity, ledger, practices
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.cli import main
 from samtycke_plugin.integrity import CLOCK_TOLERANCE, check_projection
@@ -85,17 +85,17 @@ def _history(host: TestHost) -> tuple[str, str, int]:
     returns the practice, the client and the id of text 2.0 (sv)."""
     tenant = new_practice(host)
     client = host.new_client(tenant)
-    service.record_manual(host, tenant, client, staff(), method="paper",
+    consent.record_manual(host, tenant, client, staff(), method="paper",
                           given_at=host.now() - timedelta(hours=2), note=None)
     host.session().commit()
     host.advance(days=1)
-    (v2,) = service.publish_text(
+    (v2,) = practices.publish_text(
         host, tenant, bodies={"sv": f"# Samtycke\n\n{HONEST}\n"}, kind="content",
         reason="ny behandling", actor="staff:s1", expected_major=1,
     )
     host.session().commit()
     host.advance(days=1)
-    service.record_manual(host, tenant, client, staff(), method="verbal",
+    consent.record_manual(host, tenant, client, staff(), method="verbal",
                           given_at=host.now() - timedelta(hours=1), note=None, language="sv")
     host.session().commit()
     host.advance(hours=1)
@@ -346,7 +346,7 @@ def test_time_never_runs_backwards_along_the_chain(fhost: TestHost) -> None:
     fhost.session().rollback()
     # a manual record keeps the client's own date in given_at: occurred_at is "now"
     client = fhost.new_client(tenant)
-    service.record_manual(fhost, tenant, client, staff(), method="paper",
+    consent.record_manual(fhost, tenant, client, staff(), method="paper",
                           given_at=fhost.now() - timedelta(days=3000), note=None)
     fhost.session().commit()
     assert verify_chain(fhost.session(), tenant).ok

@@ -26,7 +26,7 @@ from reliability_support import (
 from sqlalchemy import Engine
 
 from hookspecs.types import TenantRef
-from samtycke_plugin import service
+from samtycke_plugin import consent, practices
 from samtycke_plugin.db import is_transient_error, run_in_transaction
 from samtycke_plugin.errors import Conflict
 from samtycke_plugin.ledger import NewEvent, append
@@ -74,7 +74,7 @@ def test_simultaneous_submits_for_one_client_record_one_consent(
     assert [(e.client_ref, e.state, e.text_version_id) for e in evs] == [
         (client, "given", shown)
     ]
-    assert service.client_status(host, tenant, client).status.value == "valid"
+    assert consent.client_status(host, tenant, client).status.value == "valid"
     host.session().rollback()
     assert_invariants(host.engine, [tenant])
 
@@ -95,7 +95,7 @@ def test_manual_record_and_booking_at_once(host: TestHost) -> None:
             try:
                 if i == 0:
                     barrier.wait()
-                    ev = service.record_manual(
+                    ev = consent.record_manual(
                         worker, tenant, client, staff(), method="paper",
                         given_at=worker.now() - timedelta(days=1), note="Papper",
                     )
@@ -118,7 +118,7 @@ def test_manual_record_and_booking_at_once(host: TestHost) -> None:
         assert [e.channel for e in mine].count("manual") == 1
         assert [e.channel for e in mine].count("online_booking") <= 1
         assert mine[0].state == "given" and all(e.state == "renewed" for e in mine[1:])
-        assert service.client_status(host, tenant, client).status.value == "valid"
+        assert consent.client_status(host, tenant, client).status.value == "valid"
     host.session().rollback()
     assert_invariants(host.engine, [tenant])
 
@@ -151,7 +151,7 @@ def test_manual_record_and_link_confirmation_at_once(host: TestHost) -> None:
                 worker = worker_host(host)
                 try:
                     barrier.wait()
-                    service.record_manual(worker, tenant, client, staff(), method="paper",
+                    consent.record_manual(worker, tenant, client, staff(), method="paper",
                                           given_at=worker.now(), note=None)
                     worker.session().commit()
                     return "manual"
@@ -170,7 +170,7 @@ def test_manual_record_and_link_confirmation_at_once(host: TestHost) -> None:
         grants = [e for e in evs if e.client_ref == client and e.state != "requested"]
         assert sorted(e.channel for e in grants) == ["email_link", "manual"]
         assert [e.state for e in grants] == ["given", "renewed"]  # in commit order
-        assert service.client_status(host, tenant, client).status.value == "valid"
+        assert consent.client_status(host, tenant, client).status.value == "valid"
     host.session().rollback()
     assert_invariants(host.engine, [tenant])
 
@@ -191,7 +191,7 @@ def test_text_change_mid_consent_is_vetoed_or_recorded_against_the_shown_text(
     def publish() -> None:
         editor = worker_host(host)
         try:
-            service.publish_text(
+            practices.publish_text(
                 editor, tenant, bodies={"sv": "En helt ny text om hur vi hanterar uppgifter.\n"},
                 kind="content", reason=None, actor="staff:s1", expected_major=1,
             )
@@ -240,11 +240,11 @@ def test_text_change_mid_consent_is_vetoed_or_recorded_against_the_shown_text(
         assert outcome == [], outcome
         [ev] = evs
         assert (ev.text_version_id, ev.text_major) == (shown, 1)  # the text actually shown
-        assert service.client_status(host, tenant, client).status.value == "outdated"
+        assert consent.client_status(host, tenant, client).status.value == "outdated"
         host.session().rollback()
     if when == "before-check":
         assert isinstance(outcome, list) and outcome[0].key == "samtycke.text_changed"
-    practice = service.require_practice(host.session(), tenant)
+    practice = practices.require_practice(host.session(), tenant)
     assert practice.current_major == 2
     host.session().rollback()
     assert_invariants(host.engine, [tenant])
@@ -259,13 +259,13 @@ def test_a_long_lived_session_sees_a_text_change_made_by_another_worker(host: Te
     assert book(host, hooks, tenant, client, booking="b-1", ticked=True, text_id=v1) == []  # type: ignore[arg-type]
     # this worker has now committed with the practice row loaded in its session
     editor = worker_host(host)
-    service.publish_text(
+    practices.publish_text(
         editor, tenant, bodies={"sv": "En helt ny text om hur vi hanterar uppgifter.\n"},
         kind="content", reason=None, actor="staff:s1", expected_major=1,
     )
     editor.session().commit()
     editor.close()
-    assert service.client_status(host, tenant, client).status.value == "outdated"
+    assert consent.client_status(host, tenant, client).status.value == "outdated"
     host.session().commit()
     v2 = form_text_id(host, hooks, tenant, client)  # type: ignore[arg-type]
     assert v2 is not None and v2 != v1

@@ -40,7 +40,7 @@ from werkzeug.test import Client
 from werkzeug.wrappers import Response
 
 from hookspecs.types import ClientRef, TenantRef
-from samtycke_plugin import requests, service
+from samtycke_plugin import consent, practices, requests
 from samtycke_plugin.db import (
     configure_sqlite,
     is_transient_error,
@@ -108,9 +108,9 @@ def test_fault_at_every_step_of_activation(faulty: tuple[TestHost, FaultInjector
         host.session().commit()
 
     _faults, _ = _run_every_fault(host, injector, tenant, path)
-    practice = service.require_practice(host.session(), tenant)
+    practice = practices.require_practice(host.session(), tenant)
     assert practice.setup_complete and practice.head_seq == 0
-    assert sorted(service.text_languages(host.session(), practice)) == ["en", "sv"]
+    assert sorted(practices.text_languages(host.session(), practice)) == ["en", "sv"]
     host.session().rollback()
     assert_invariants(host.engine, [tenant])
 
@@ -210,7 +210,7 @@ def test_fault_at_every_step_of_manual_recording(faulty: tuple[TestHost, FaultIn
     client = host.new_client(tenant)
 
     def path() -> int:
-        ev = service.record_manual(
+        ev = consent.record_manual(
             host, tenant, client, staff(), method="paper",
             given_at=host.now() - timedelta(days=2), note="Signerat papper",
         )
@@ -255,18 +255,18 @@ def test_fault_at_every_step_of_withdrawal(faulty: tuple[TestHost, FaultInjector
     host, injector = faulty
     tenant, _hooks = _active(host)
     client = host.new_client(tenant)
-    service.record_manual(host, tenant, client, staff(), method="verbal",
+    consent.record_manual(host, tenant, client, staff(), method="verbal",
                           given_at=host.now(), note=None)
     host.session().commit()
 
     def path() -> None:
-        service.withdraw(host, tenant, client, actor="client", channel="manual",
+        consent.withdraw(host, tenant, client, actor="client", channel="manual",
                          method="verbal", by_client=True, note="Ringde och återkallade")
         host.session().commit()
 
     _run_every_fault(host, injector, tenant, path)
     assert [e.state for e in events(host.engine, tenant)] == ["given", "withdrawn"]
-    assert service.client_status(host, tenant, client).status.value == "withdrawn"
+    assert consent.client_status(host, tenant, client).status.value == "withdrawn"
     host.session().rollback()
     assert_invariants(host.engine, [tenant])
 
@@ -278,12 +278,12 @@ def test_fault_at_every_step_of_publishing_a_text(
     host, injector = faulty
     tenant, _hooks = _active(host)
     client = host.new_client(tenant)
-    service.record_manual(host, tenant, client, staff(), method="paper",
+    consent.record_manual(host, tenant, client, staff(), method="paper",
                           given_at=host.now(), note=None)
     host.session().commit()
 
     def path() -> list[int]:
-        versions = service.publish_text(
+        versions = practices.publish_text(
             host, tenant, bodies={"sv": "Vi sparar dina uppgifter för att kunna boka tider.\n",
                                   "en": "We keep your details so that we can book your visits.\n"},
             kind=kind, reason="Ny text", actor="staff:s1", expected_major=1,
@@ -292,10 +292,10 @@ def test_fault_at_every_step_of_publishing_a_text(
         return [v.id for v in versions]
 
     _run_every_fault(host, injector, tenant, path)
-    practice = service.require_practice(host.session(), tenant)
+    practice = practices.require_practice(host.session(), tenant)
     assert practice.current_major == (2 if kind == "content" else 1)
     expected = "outdated" if kind == "content" else "valid"
-    assert service.client_status(host, tenant, client).status.value == expected
+    assert consent.client_status(host, tenant, client).status.value == expected
     host.session().rollback()
     assert_invariants(host.engine, [tenant])
 
@@ -351,10 +351,10 @@ def test_a_damaged_projection_is_rebuilt_exactly_from_the_ledger(host: TestHost)
     tenant, _ = _active(host, validity_days=30)
     clients = [host.new_client(tenant) for _ in range(5)]
     for k, client in enumerate(clients):
-        service.record_manual(host, tenant, client, staff(), method="paper",
+        consent.record_manual(host, tenant, client, staff(), method="paper",
                               given_at=host.now(), note=None)
         if k % 2:
-            service.withdraw(host, tenant, client, actor="client", channel="manual",
+            consent.withdraw(host, tenant, client, actor="client", channel="manual",
                              method=None, by_client=True)
     host.session().commit()
     expected = replay(host.session(), tenant)
@@ -414,7 +414,7 @@ def test_sqlite_busy_is_retried_a_bounded_number_of_times_then_a_clear_error(
     def unit(session: Session) -> int:
         nonlocal attempts
         attempts += 1
-        ev = service.record_manual(host, tenant, client, staff(), method="paper",
+        ev = consent.record_manual(host, tenant, client, staff(), method="paper",
                                    given_at=host.now(), note=None)
         return ev.seq
 
@@ -462,7 +462,7 @@ def test_pages_turn_a_busy_database_into_503_and_nothing_saved(
     def handler(request: Any) -> Response:
         nonlocal calls
         calls += 1
-        service.record_manual(host, tenant, client, staff(), method="paper",
+        consent.record_manual(host, tenant, client, staff(), method="paper",
                               given_at=host.now(), note=None)
         return Response("saved")
 
@@ -519,7 +519,7 @@ def test_unreachable_database_fails_closed(
         def handler(
             request: Any, host: TestHost = host, tenant: str = tenant, client: str = client
         ) -> Response:
-            service.record_manual(host, tenant, client, staff(), method="paper",
+            consent.record_manual(host, tenant, client, staff(), method="paper",
                                   given_at=host.now(), note=None)
             return Response("saved")
 
@@ -602,7 +602,7 @@ def test_full_disk_gives_a_clean_error_and_history_stays_readable(
     host = TestHost(engine)
     tenant, _hooks = _active(host)
     client = host.new_client(tenant)
-    service.record_manual(host, tenant, client, staff(), method="paper", given_at=host.now(),
+    consent.record_manual(host, tenant, client, staff(), method="paper", given_at=host.now(),
                           note=None)
     host.session().commit()
     host.close()
@@ -621,7 +621,7 @@ def test_full_disk_gives_a_clean_error_and_history_stays_readable(
     big_note = "x" * 1900
     with pytest.raises(OperationalError, match="full"):
         for k in range(200):  # fill the last free pages, then hit the limit
-            service.record_manual(h2, tenant, host.new_client(tenant), staff(), method="paper",
+            consent.record_manual(h2, tenant, host.new_client(tenant), staff(), method="paper",
                                   given_at=h2.now(), note=big_note + str(k))
             h2.session().flush()
     h2.session().rollback()
@@ -649,7 +649,7 @@ def test_read_only_storage_gives_a_clean_error_and_history_stays_readable(
     host = TestHost(engine)
     tenant, _hooks = _active(host)
     client = host.new_client(tenant)
-    service.record_manual(host, tenant, client, staff(), method="paper", given_at=host.now(),
+    consent.record_manual(host, tenant, client, staff(), method="paper", given_at=host.now(),
                           note=None)
     host.session().commit()
     host.close()
@@ -660,7 +660,7 @@ def test_read_only_storage_gives_a_clean_error_and_history_stays_readable(
     assert hooks_for_badges(h2, tenant, client) == ["ok"]
 
     def handler(request: Any) -> Response:
-        service.withdraw(h2, tenant, client, actor="client", channel="manual", method=None,
+        consent.withdraw(h2, tenant, client, actor="client", channel="manual", method=None,
                          by_client=True)
         return Response("saved")
 
@@ -732,7 +732,7 @@ def test_a_migration_failing_halfway_changes_nothing(empty_db: Engine) -> None:
     host = TestHost(engine)
     tenant, _ = _active(host)
     client = host.new_client(tenant)
-    service.record_manual(host, tenant, client, staff(), method="paper", given_at=host.now(),
+    consent.record_manual(host, tenant, client, staff(), method="paper", given_at=host.now(),
                           note=None)
     host.session().commit()
     host.close()

@@ -30,7 +30,8 @@ from hookspecs.types import (
     StaffRef,
     TenantRef,
 )
-from samtycke_plugin import service
+from samtycke_plugin import booking as online_booking
+from samtycke_plugin import common, consent, panels, practices
 from samtycke_plugin.errors import InputError, SamtyckeError
 from samtycke_plugin.web import make_wsgi_app
 from samtycke_plugin.web.base import MAX_BODY
@@ -79,16 +80,16 @@ def test_odd_unicode_in_a_note_round_trips_identically(host: TestHost, raw: str)
     client = host.new_client(tenant, name=raw)
     if _refused_note(raw):
         with pytest.raises(InputError) as err:
-            service.record_manual(host, tenant, client, staff(), method="paper",
+            consent.record_manual(host, tenant, client, staff(), method="paper",
                                   given_at=host.now(), note=raw)
         host.session().rollback()
         assert err.value.field == "note"
-        assert service.history(host, tenant, client) == []
+        assert consent.history(host, tenant, client) == []
         return
-    service.record_manual(host, tenant, client, staff(), method="paper",
+    consent.record_manual(host, tenant, client, staff(), method="paper",
                           given_at=host.now(), note=raw)
     host.session().commit()
-    [entry] = service.history(host, tenant, client)
+    [entry] = consent.history(host, tenant, client)
     assert entry.note == _expected_note(raw)
     host.session().rollback()
     FIGURES["odd-Unicode strings tried"] += 1
@@ -106,14 +107,14 @@ def test_any_note_is_stored_as_promised_or_refused_naming_the_field(
     client = host.new_client(tenant)
     FIGURES["generated notes tried"] += 1
     try:
-        service.record_manual(host, tenant, client, staff(), method="verbal",
+        consent.record_manual(host, tenant, client, staff(), method="verbal",
                               given_at=host.now(), note=raw)
         host.session().commit()
     except InputError as exc:
         host.session().rollback()
         assert exc.field == "note"
         return
-    [entry] = service.history(host, tenant, client)
+    [entry] = consent.history(host, tenant, client)
     host.session().rollback()
     assert entry.note == _expected_note(raw)
 
@@ -145,20 +146,20 @@ def test_lone_surrogates_are_refused_or_replaced_never_a_driver_error(
         assert hooks.submit_check(sub) == []
         hooks.submitted(sub, "b-1", ClientRef(client))  # type: ignore[arg-type]
         host.session().commit()
-        [entry] = service.history(host, tenant, client)
+        [entry] = consent.history(host, tenant, client)
         assert entry.user_agent == "Mozilla \ufffd/5.0"
         host.session().rollback()
         return
     with pytest.raises(InputError) as err:
         if field == "note":
-            service.record_manual(host, tenant, client, staff(), method="paper",
+            consent.record_manual(host, tenant, client, staff(), method="paper",
                                   given_at=host.now(), note=bad)
         elif field == "reason":
-            service.publish_text(host, tenant, bodies={"sv": "En ny text om dina uppgifter.\n"},
+            practices.publish_text(host, tenant, bodies={"sv": "En ny text om dina uppgifter.\n"},
                                  kind="correction", reason=bad, actor="staff:s1",
                                  expected_major=1)
         else:
-            service.publish_text(host, tenant, bodies={"sv": bad * 10}, kind="correction",
+            practices.publish_text(host, tenant, bodies={"sv": bad * 10}, kind="correction",
                                  reason=None, actor="staff:s1", expected_major=1)
     host.session().rollback()
     assert err.value.field == {"note": "note", "reason": "reason", "body": "text_sv"}[field]
@@ -177,17 +178,17 @@ def test_huge_strings_are_refused_naming_the_field(host: TestHost) -> None:
     mb = "å" * 1_000_000
     before = dump(host.engine, [tenant])
     cases: list[tuple[str, Any]] = [
-        ("note", lambda: service.record_manual(host, tenant, client, staff(), method="paper",
+        ("note", lambda: consent.record_manual(host, tenant, client, staff(), method="paper",
                                                given_at=host.now(), note=mb)),
-        ("text_sv", lambda: service.publish_text(host, tenant, bodies={"sv": mb},
+        ("text_sv", lambda: practices.publish_text(host, tenant, bodies={"sv": mb},
                                                  kind="content", reason=None,
                                                  actor="staff:s1", expected_major=1)),
-        ("reason", lambda: service.publish_text(
+        ("reason", lambda: practices.publish_text(
             host, tenant, bodies={"sv": "En ny text om hur vi sparar uppgifter.\n"},
             kind="correction", reason=mb, actor="staff:s1", expected_major=1)),
-        ("client", lambda: service.record_manual(host, tenant, mb, staff(), method="paper",
+        ("client", lambda: consent.record_manual(host, tenant, mb, staff(), method="paper",
                                                  given_at=host.now(), note=None)),
-        ("staff", lambda: service.record_manual(
+        ("staff", lambda: consent.record_manual(
             host, tenant, client, StaffContext(ref=StaffRef("s" * 500), name="X",
                                                can_record_consent=True),
             method="paper", given_at=host.now(), note=None)),
@@ -218,9 +219,9 @@ def test_any_posted_consent_fields_give_a_decision_never_an_error(
     client = host.new_client(tenant)
     fields = {"service": "massage"}
     if text_field is not None:
-        fields[service.FIELD_TEXT] = text_field
+        fields[online_booking.FIELD_TEXT] = text_field
     if consent_field is not None:
-        fields[service.FIELD_CONSENT] = consent_field
+        fields[online_booking.FIELD_CONSENT] = consent_field
     sub = BookingSubmission(tenant=tenant, client=ClientRef(client), is_new_client=False,
                             channel="online", fields=fields, locale="sv", ip_address=None,
                             user_agent=None)
@@ -243,7 +244,7 @@ def test_references_must_match_whole(value: str) -> None:
     """Regression: the reference pattern ended in ``$``, which also matches before a
     final newline, so ``"c1\n"`` was accepted as a client reference."""
     with pytest.raises(InputError) as err:
-        service.check_ref("client", value)
+        common.check_ref("client", value)
     assert err.value.field == "client"
 
 
@@ -251,7 +252,7 @@ def test_references_must_match_whole(value: str) -> None:
 def test_posted_text_ids_are_plain_ascii_numbers(raw: object) -> None:
     """Regression: ``"²".isdigit()`` is true but ``int("²")`` fails, which turned a
     forged form field into an exception (a "could not check, try again" veto)."""
-    assert service._shown_text_id(raw) is None
+    assert online_booking._shown_text_id(raw) is None
 
 
 @pytest.mark.parametrize("raw", ["²", "١٢", "１", "-1", "9" * 30, "", "\x00", "1 OR 1=1"])
@@ -299,7 +300,7 @@ def _hook_args(host: TestHost, tenant: str, client: str) -> dict[str, Any]:
         "app": "samtycke",
         "settings": {},
         "booking": "b-1",
-        "filter_key": service.FILTER_NOT_VALID,
+        "filter_key": panels.FILTER_NOT_VALID,
         "client_ref_column": literal_column("'c'"),
         "submission": submission(tenant, client, ticked=True, text_id=1),
         "form": BookingFormContext(tenant=TenantRef(tenant), client=ClientRef(client),
@@ -323,7 +324,7 @@ def _with_bad(
         for attr in ("tenant", "client", "locale", "ip_address", "user_agent"):
             yield {**args, "submission": BookingSubmission(**{**_fields(sub), attr: bad})}
         yield {**args, "submission": BookingSubmission(**{**_fields(sub), "fields": {
-            service.FIELD_TEXT: bad, service.FIELD_CONSENT: bad}})}
+            online_booking.FIELD_TEXT: bad, online_booking.FIELD_CONSENT: bad}})}
     elif name == "form":
         yield {**args, "form": BookingFormContext(tenant=bad, client=good["client"], locale="sv")}
         yield {**args, "form": BookingFormContext(tenant=good["tenant"], client=bad, locale="sv")}
@@ -347,7 +348,7 @@ def test_every_hook_with_malformed_ids_gives_a_clear_error_or_nothing(host: Test
     error — and nothing is written."""
     tenant, hooks = _activated(host, require_consent_for_online_booking=True)
     client = host.new_client(tenant)
-    service.record_manual(host, tenant, client, staff(), method="paper", given_at=host.now(),
+    consent.record_manual(host, tenant, client, staff(), method="paper", given_at=host.now(),
                           note=None)
     host.session().commit()
     pm = hooks.pm
@@ -401,7 +402,7 @@ def test_evidence_from_the_host_is_cleaned_not_fatal(host: TestHost, ip: Any, ag
     assert hooks.submit_check(sub) == []
     hooks.submitted(sub, "b-1", ClientRef(client))  # type: ignore[arg-type]
     host.session().commit()
-    [entry] = service.history(host, tenant, client)
+    [entry] = consent.history(host, tenant, client)
     host.session().rollback()
     assert entry.state == "given"
     assert entry.ip_prefix in (None, "203.0.113.0/24", "::/48")  # truncated, never whole
@@ -463,13 +464,13 @@ def test_consent_given_around_a_dst_switch_is_stored_as_the_exact_instant(
 ) -> None:
     tenant, _ = _activated(host, validity_days=1)
     client = host.new_client(tenant)
-    service.record_manual(host, tenant, client, staff(), method="paper", given_at=local,
+    consent.record_manual(host, tenant, client, staff(), method="paper", given_at=local,
                           note=None)
     host.session().commit()
     [ev] = events(host.engine, tenant)
     assert ev.given_at == local.astimezone(UTC) and ev.given_at.tzinfo is not None
     assert ev.expires_at == local.astimezone(UTC) + timedelta(hours=24)  # a day is 24 h
-    [entry] = service.history(host, tenant, client)
+    [entry] = consent.history(host, tenant, client)
     host.session().rollback()
     # the same instant (compared in UTC: Python never equates an ambiguous local time
     # with another zone's, PEP 495)
@@ -481,12 +482,12 @@ def test_naive_datetimes_never_reach_the_database(host: TestHost) -> None:
     tenant, _ = _activated(host)
     client = host.new_client(tenant)
     with pytest.raises(InputError) as err:
-        service.record_manual(host, tenant, client, staff(), method="paper",
+        consent.record_manual(host, tenant, client, staff(), method="paper",
                               given_at=datetime(2026, 10, 25, 2, 30), note=None)
     assert err.value.field == "given_at"
     host.clock = datetime(2026, 10, 25, 2, 30)  # a host whose clock is naive
     with pytest.raises(InputError) as err:
-        service.record_manual(host, tenant, client, staff(), method="paper",
+        consent.record_manual(host, tenant, client, staff(), method="paper",
                               given_at=START, note=None)
     assert err.value.field == "host.now"
     host.session().rollback()
@@ -526,6 +527,6 @@ def test_standalone_host_clock_around_dst_with_time_machine(engine: Any) -> None
         with time_machine.travel(local, tick=False):
             now = host.now()
             assert now.tzinfo is not None and now == local
-            assert service.now_utc(host) == local.astimezone(UTC)  # type: ignore[arg-type]
+            assert common.now_utc(host) == local.astimezone(UTC)  # type: ignore[arg-type]
 
 

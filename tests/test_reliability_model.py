@@ -41,11 +41,11 @@ from smtp_support import Browser, SmtpServer, form_fields, path_of, running_serv
 from sqlalchemy import Engine, func, select
 
 from hookspecs.types import BookingFormContext, ClientRef, TenantRef
+from samtycke_plugin import consent, practices
 from samtycke_plugin import requests as links
-from samtycke_plugin import service
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.email.relay import send_due
-from samtycke_plugin.errors import Conflict, NotFound
+from samtycke_plugin.errors import Conflict, NotFound, PermissionDenied
 from samtycke_plugin.ledger import projection, replay
 from samtycke_plugin.models import (
     ConsentEvent,
@@ -273,13 +273,13 @@ class ConsentMachine(RuleBasedStateMachine):
         p = self.practices[which]
         if stale_editor and p.major > 1:
             with pytest.raises(Conflict):
-                service.publish_text(
+                practices.publish_text(
                     self.host, p.tenant, bodies={"sv": BODIES[0]}, kind="content", reason=None,
                     actor="staff:s1", expected_major=p.major - 1,
                 )
             self.host.session().rollback()
             return
-        versions = service.publish_text(
+        versions = practices.publish_text(
             self.host, p.tenant, bodies={"sv": body + f"Version {salt}.\n"},
             kind="content" if content else "correction", reason=None, actor="staff:s1",
             expected_major=p.major,
@@ -332,12 +332,12 @@ class ConsentMachine(RuleBasedStateMachine):
         p, ref = self._pick(data)
         given_at = self.host.now() - timedelta(days=days_ago)
         if not allowed:
-            with pytest.raises(service.PermissionDenied):
-                service.record_manual(self.host, p.tenant, ref, staff(can_record=False),
+            with pytest.raises(PermissionDenied):
+                consent.record_manual(self.host, p.tenant, ref, staff(can_record=False),
                                       method="paper", given_at=given_at, note=None)
             self.host.session().rollback()
             return
-        service.record_manual(self.host, p.tenant, ref, staff(), method="paper",
+        consent.record_manual(self.host, p.tenant, ref, staff(), method="paper",
                               given_at=given_at, note="Papper")
         self.host.session().commit()
         self._grant(p, ref, given_at)
@@ -351,11 +351,11 @@ class ConsentMachine(RuleBasedStateMachine):
         c = p.clients[ref]
         if c.state not in GRANTED:
             with pytest.raises(Conflict):
-                service.withdraw(self.host, p.tenant, ref, actor="staff:s1", channel="manual",
+                consent.withdraw(self.host, p.tenant, ref, actor="staff:s1", channel="manual",
                                  method=None, by_client=by_client)
             self.host.session().rollback()
             return
-        service.withdraw(self.host, p.tenant, ref, actor="staff:s1", channel="manual",
+        consent.withdraw(self.host, p.tenant, ref, actor="staff:s1", channel="manual",
                          method="verbal", by_client=by_client)
         self.host.session().commit()
         p.apply(ref, "withdrawn" if by_client else "revoked", c.major, None)
@@ -375,7 +375,7 @@ class ConsentMachine(RuleBasedStateMachine):
         a, b = data.draw(st.permutations(self.practices), label="practices")[:2]
         ref = data.draw(st.sampled_from(list(b.clients)), label="foreign client")
         for attempt in (
-            lambda: service.record_manual(self.host, a.tenant, ref, staff(), method="paper",
+            lambda: consent.record_manual(self.host, a.tenant, ref, staff(), method="paper",
                                           given_at=self.host.now(), note=None),
             lambda: links.send_request(self.host, a.tenant, ref, actor="staff:s1"),
         ):
@@ -383,7 +383,7 @@ class ConsentMachine(RuleBasedStateMachine):
                 attempt()
             self.host.session().rollback()
         with pytest.raises(Conflict):
-            service.withdraw(self.host, a.tenant, ref, actor="staff:s1", channel="manual",
+            consent.withdraw(self.host, a.tenant, ref, actor="staff:s1", channel="manual",
                              method=None, by_client=True)
         self.host.session().rollback()
         FIGURES["cross-practice attempts refused"] += 3
@@ -569,14 +569,14 @@ class ConsentMachine(RuleBasedStateMachine):
         for p in self.practices:
             refs = sorted(p.clients)
             for ref in sorted(p.erased):
-                assert service.client_status(self.host, p.tenant, ref).status.value == \
+                assert consent.client_status(self.host, p.tenant, ref).status.value == \
                     p.status(ref, now)
             if not refs:
                 continue
             badges = self.hooks.list_badges(TenantRef(p.tenant), [ClientRef(r) for r in refs], "en")
             for ref in refs:
                 expected = p.status(ref, now)
-                assert service.client_status(self.host, p.tenant, ref).status.value == expected
+                assert consent.client_status(self.host, p.tenant, ref).status.value == expected
                 [badge] = badges[ClientRef(ref)]
                 assert (badge.tone == "ok") == (expected == "valid")
                 # the booking form asks exactly the clients the settings ask

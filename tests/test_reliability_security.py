@@ -38,8 +38,8 @@ from hookspecs.types import (
     StaffRef,
     TenantRef,
 )
+from samtycke_plugin import consent, panels, practices
 from samtycke_plugin import requests as links
-from samtycke_plugin import service
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.errors import PermissionDenied
 from samtycke_plugin.models import ConsentEvent, TextVersion
@@ -78,10 +78,10 @@ def world(host: TestHost) -> Iterator[World]:
     a_fresh = host.new_client(a, name="Arne A", email="arne@example.org")
     b_client = host.new_client(b, name="ZQXB-secret Bob", email="zqxb-secret@example.org")
     for tenant, client in ((a, a_client), (b, b_client)):
-        service.record_manual(host, tenant, client, staff(), method="paper",
+        consent.record_manual(host, tenant, client, staff(), method="paper",
                               given_at=host.now(), note=f"ZQXB-secret note of {tenant}"
                               if tenant == b else "note of A")
-    [b_text_v] = service.publish_text(
+    [b_text_v] = practices.publish_text(
         host, b, bodies={"sv": "ZQXB-secret text of practice B about your data.\n"},
         kind="correction", reason=None, actor="staff:s1", expected_major=1)
     host.session().commit()
@@ -124,7 +124,7 @@ def _cross_args(w: World) -> dict[str, Any]:
         "app": "samtycke",
         "settings": {},
         "booking": "b-cross",
-        "filter_key": service.FILTER_VALID,
+        "filter_key": panels.FILTER_VALID,
         "client_ref_column": column("ref"),
         "submission": submission(w.a, w.b_client, ticked=True, text_id=w.b_text),
         "form": BookingFormContext(tenant=w.a, client=w.b_client, locale="en"),
@@ -298,7 +298,7 @@ def test_every_link_post_without_its_csrf_token_or_cross_site_is_refused(
     req = links.send_request(w.host, w.a, w.a_fresh, actor="staff:s1")
     w.host.session().commit()
     if rule.endpoint == "public.withdraw":  # a withdraw link needs consent to withdraw
-        service.record_manual(w.host, w.a, w.a_fresh, staff(), method="paper",
+        consent.record_manual(w.host, w.a, w.a_fresh, staff(), method="paper",
                               given_at=w.host.now(), note=None)
         w.host.session().commit()
         req = _withdraw_request(w)
@@ -486,7 +486,7 @@ def test_manual_recording_only_by_permitted_staff(world: World) -> None:
     clerk = StaffContext(ref=StaffRef("clerk"), name="Clerk", can_record_consent=False)
     before = dump(w.host.engine, [w.a])
     with pytest.raises(PermissionDenied):
-        service.record_manual(w.host, w.a, w.a_fresh, clerk, method="paper",
+        consent.record_manual(w.host, w.a, w.a_fresh, clerk, method="paper",
                               given_at=w.host.now(), note=None)
     w.host.session().rollback()
     [[panel]] = w.hooks.pm.hook.booking_client_profile_render(
@@ -501,7 +501,7 @@ def test_manual_recording_only_by_permitted_staff(world: World) -> None:
     assert "behörighet" in resp.get_data(as_text=True)  # says what to do (Swedish page)
     assert dump(w.host.engine, [w.a]) == before
     # a permitted practitioner's manual event names them, keeps the stated date apart
-    service.record_manual(w.host, w.a, w.a_fresh, staff(), method="verbal",
+    consent.record_manual(w.host, w.a, w.a_fresh, staff(), method="verbal",
                           given_at=w.host.now().replace(day=1), note="Ringde")
     w.host.session().commit()
     ev = events(w.host.engine, w.a)[-1]

@@ -28,8 +28,8 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import BookingFormContext, BookingRef, ClientRef, TenantRef
+from samtycke_plugin import consent, practices
 from samtycke_plugin import requests as links
-from samtycke_plugin import service
 from samtycke_plugin.email.messages import render_message
 from samtycke_plugin.models import OutboxMessage
 from samtycke_plugin.web import make_wsgi_app
@@ -97,13 +97,13 @@ class World:
         tenant = host.new_tenant(f"Klinik {p}")
         host.activate(hooks, tenant, require_consent_for_online_booking=True,
                       validity_days=365)
-        [version] = service.publish_text(
+        [version] = practices.publish_text(
             host, tenant, bodies={"sv": MARKDOWN_BODY.format(p=p)}, kind="correction",
             reason=f"Skäl {p}", actor="staff:s1", expected_major=1)
         host.session().commit()
         text_id = version.id
         manual = host.new_client(tenant, name=f"Eva {p}", email=f"eva{i}@example.org")
-        service.record_manual(host, tenant, manual, staff(), method="paper",
+        consent.record_manual(host, tenant, manual, staff(), method="paper",
                               given_at=host.now(), note=f"Anteckning {p}")
         host.session().commit()
         mailed = host.new_client(tenant, name=f"Mia {p}", email=f"mia{i}@example.org")

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Column, Engine, Integer, MetaData, Table, event, insert, select
 from sqlalchemy.orm import Session
 
-from samtycke_plugin import service
+from samtycke_plugin import consent, panels, practices
 from samtycke_plugin.models import UTCDateTime
 
 
@@ -24,7 +24,7 @@ def _activated(host: TestHost) -> tuple[str, str, int]:
     host.activate(hooks, tenant, require_consent_for_online_booking=True)
     client = host.new_client(tenant)
     session = host.session()
-    text_id = service.current_text(session, service.require_practice(session, tenant), "sv").id
+    text_id = practices.current_text(session, practices.require_practice(session, tenant), "sv").id
     session.commit()
     return tenant, client, text_id
 
@@ -61,8 +61,8 @@ def test_listeners_on_the_session_s_connection_see_the_app_s_statements(
     conn = host.session().connection()
     event.listen(conn, "before_cursor_execute", before)
     try:
-        assert service.profile_panel(host, tenant, client, staff(), "sv") is not None
-        service.record_manual(host, tenant, client, staff(), method="paper",
+        assert panels.profile_panel(host, tenant, client, staff(), "sv") is not None
+        consent.record_manual(host, tenant, client, staff(), method="paper",
                               given_at=host.now(), note="Papper")
     finally:
         event.remove(conn, "before_cursor_execute", before)
@@ -76,12 +76,12 @@ def test_reads_and_writes_follow_the_host_s_transaction(host: TestHost) -> None:
     """The app reads what the host's open transaction wrote, and a rollback of that
     transaction takes the app's writes with it."""
     tenant, client, _ = _activated(host)
-    service.record_manual(host, tenant, client, staff(), method="paper",
+    consent.record_manual(host, tenant, client, staff(), method="paper",
                           given_at=host.now(), note=None)
-    panel = service.profile_panel(host, tenant, client, staff(), "en")
+    panel = panels.profile_panel(host, tenant, client, staff(), "en")
     assert panel is not None and panel.tone == "ok"  # not committed, read in the same unit
     host.session().rollback()
-    panel = service.profile_panel(host, tenant, client, staff(), "en")
+    panel = panels.profile_panel(host, tenant, client, staff(), "en")
     assert panel is not None and panel.tone != "ok"
     host.session().rollback()
 

@@ -25,8 +25,8 @@ from sqlalchemy import select
 
 from hookspecs.facade import AppHooks
 from hookspecs.types import TenantRef
+from samtycke_plugin import consent, practices
 from samtycke_plugin import requests as links
-from samtycke_plugin import service
 from samtycke_plugin.email.relay import send_due
 from samtycke_plugin.export import practice_status_csv
 from samtycke_plugin.models import ConsentEvent, ConsentRequest, Practice
@@ -196,14 +196,14 @@ def test_a_withdrawal_link_works_after_the_practice_changed_its_settings(
     assert book(host, p.hooks, p.tenant, p.client, booking="b1", ticked=True,
                 text_id=text_id) == []
     assert p.status() == "valid"
-    service.complete_setup(host, p.tenant, {"validity_days": 7, "request_link_days": 1,
+    practices.complete_setup(host, p.tenant, {"validity_days": 7, "request_link_days": 1,
                                             "email_request_after_staff_booking": False})
     host.session().commit()
     purpose, token = p.mails()  # the receipt, minted now
     assert purpose == "w"
     host.advance(days=30)
     assert p.status() == "valid"  # given without a lifetime
-    service.complete_setup(host, p.tenant, {"validity_days": 3650})
+    practices.complete_setup(host, p.tenant, {"validity_days": 3650})
     host.session().commit()
     _withdraw(Browser(host), token)
     assert p.status() == "withdrawn"
@@ -336,7 +336,7 @@ def test_links_whose_consent_ended_are_not_counted_as_failures(
     # ended by the practice, which then deactivated the app
     ended = Clinic(host, smtp_server)
     w_revoked = ended.consent_by_link(browser)
-    service.withdraw(host, ended.tenant, ended.client, actor="staff:s1", channel="manual",
+    consent.withdraw(host, ended.tenant, ended.client, actor="staff:s1", channel="manual",
                      method=None, by_client=False)
     host.session().commit()
     ended.deactivate()

@@ -12,7 +12,7 @@ from hostkit import TestHost, staff, submission
 from sqlalchemy import select, text
 
 from hookspecs.types import BookingRef, ClientRef
-from samtycke_plugin import consent, erasure, requests, service
+from samtycke_plugin import consent, erasure, practices, requests
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.email.relay import send_due
 from samtycke_plugin.errors import Conflict
@@ -36,16 +36,16 @@ def test_every_kind_of_change_goes_through_the_ledgers_writers(host: TestHost) -
     host.new_client(tenant)  # one the batch asks
     host.mailer = lambda message: None  # the host delivers: accepted
     with write_guard.recording() as writes:
-        service.record_manual(host, tenant, a, staff(), method="paper",
+        consent.record_manual(host, tenant, a, staff(), method="paper",
                               given_at=host.now() - timedelta(days=1), note=None)
-        service.withdraw(host, tenant, a, actor="staff:s1", channel="manual", method="verbal",
+        consent.withdraw(host, tenant, a, actor="staff:s1", channel="manual", method="verbal",
                          by_client=True)
         requests.send_request(host, tenant, b, actor="staff:s1")
         host.session().commit()
         send_due(host)
         requests.request_batch(host, tenant, actor="staff:s1")
         host.session().commit()
-        shown = service.current_text(host.session(), service.require_practice(
+        shown = practices.current_text(host.session(), practices.require_practice(
             host.session(), tenant), "sv")
         sub = submission(tenant, c, ticked=True, text_id=shown.id)
         assert hooks.submit_check(sub) == []
@@ -94,8 +94,8 @@ def test_grant_is_renewed_after_an_earlier_consent_and_expires_from_given_at(
     tenant = _practice(host)
     client = host.new_client(tenant)
     session = host.session()
-    practice = service.require_practice(session, tenant)
-    text_version = service.current_text(session, practice, "sv")
+    practice = practices.require_practice(session, tenant)
+    text_version = practices.current_text(session, practice, "sv")
     how = consent.How(channel="manual", method="paper", actor="staff:s1")
     given = datetime(2026, 11, 1, tzinfo=UTC)
     first = consent.grant(session, tenant, client, text_version, how, now=host.now(),
@@ -118,8 +118,8 @@ def test_end_names_the_text_of_the_consent_it_ends_and_refuses_without_one(
     how = consent.How(channel="manual", method="verbal", actor="staff:s1")
     with pytest.raises(Conflict):
         consent.end(session, tenant, client, how, now=host.now(), by_client=True)
-    practice = service.require_practice(session, tenant)
-    shown = service.current_text(session, practice, "en")
+    practice = practices.require_practice(session, tenant)
+    shown = practices.current_text(session, practice, "en")
     consent.grant(session, tenant, client, shown, how, now=host.now(), validity_days=None)
     ended = consent.end(session, tenant, client, how, now=host.now(), by_client=False)
     session.commit()
@@ -133,8 +133,8 @@ def test_request_records_one_event_per_client_in_one_append(host: TestHost) -> N
     tenant = _practice(host)
     clients = [host.new_client(tenant) for _ in range(3)]
     session = host.session()
-    practice = service.require_practice(session, tenant)
-    shown = service.current_text(session, practice, "sv")
+    practice = practices.require_practice(session, tenant)
+    shown = practices.current_text(session, practice, "sv")
     with write_guard.recording() as writes:
         made = consent.request(
             session, tenant,

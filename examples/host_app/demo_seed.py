@@ -25,8 +25,8 @@ from examples.host_app.models import Booking, Client, Practice, Service, Staff
 from examples.host_app.runtime import Platform
 from examples.host_app.scheduling import ZONE
 from hookspecs.types import StaffContext, StaffRef
+from samtycke_plugin import consent, practices
 from samtycke_plugin import requests as consent_requests
-from samtycke_plugin import service as consent
 
 PASSWORDS = {"lugn-och-ro": "lugn-demo", "fysio-norr": "norr-demo", "kroppsterapi-syd": "syd-demo"}
 
@@ -284,15 +284,15 @@ def _book_online(platform: Platform, practice: Practice, service: Service, slot:
 
 def _content_change(platform: Platform, tenant: str, owner: StaffContext) -> None:
     host = platform.host
-    practice = consent.require_practice(host.session(), tenant)
+    practice = practices.require_practice(host.session(), tenant)
     bodies = {}
     for language in ("sv", "en"):
-        text = consent.current_text(host.session(), practice, language)
+        text = practices.current_text(host.session(), practice, language)
         extra = ("\n\nVi sparar också dina bokningsuppgifter i vårt journalsystem."
                  if language == "sv" else
                  "\n\nWe also keep your booking details in our records system.")
         bodies[language] = text.body + extra
-    consent.publish_text(host, tenant, bodies=bodies, kind="content",
+    practices.publish_text(host, tenant, bodies=bodies, kind="content",
                          reason="Journalsystemet nämns nu i texten.",
                          actor=f"staff:{owner.ref}", expected_major=practice.current_major)
     host.session().commit()

@@ -16,7 +16,7 @@ from attrs import frozen
 from sqlalchemy.orm import Session
 
 from hookspecs.types import OutgoingEmail, TenantRef
-from samtycke_plugin import receipts, service
+from samtycke_plugin import common, receipts
 from samtycke_plugin import requests as links
 from samtycke_plugin.errors import InputError
 from samtycke_plugin.i18n import lang, t
@@ -136,15 +136,15 @@ def render_message(host: Host, session: Session, row: OutboxMessage) -> Rendered
     to_name = str(row.payload.get("name") or "")
     if not links.header_safe(to_name):
         raise InputError("name", links.BAD_CLIENT_NAME)
-    common: dict[str, Any] = {
+    shared: dict[str, Any] = {
         "practice": name, "practice_email": reply_to, "practice_phone": phone,
         "client_name": to_name, "url": url, "expires_at": req.expires_at,
     }
     attachments: tuple[tuple[str, bytes], ...] = ()
     if row.kind == KIND_REQUEST:
         subject = t(locale, "%(practice)s asks for your consent", practice=name)
-        text_body = render("mail_request.txt", locale, **common)
-        html_body = render("mail_request.html", locale, subject=subject, **common)
+        text_body = render("mail_request.txt", locale, **shared)
+        html_body = render("mail_request.html", locale, subject=subject, **shared)
     elif row.kind == links.KIND_RECEIPT:
         event_id = row.payload.get("event_id")
         event = session.get(ConsentEvent, event_id) if isinstance(event_id, int) else None
@@ -158,10 +158,10 @@ def render_message(host: Host, session: Session, row: OutboxMessage) -> Rendered
             raise RenderError("the text version of this receipt no longer exists")
         subject = t(locale, "Receipt: your consent to %(practice)s", practice=name)
         context = {
-            **common,
+            **shared,
             "renewed": event.state == State.RENEWED.value,
             "given_at": event.given_at or event.occurred_at,
-            "version": service.version_label(version.major, version.minor),
+            "version": common.version_label(version.major, version.minor),
             "text_language": version.language,
             "text_sha256": version.sha256,
             "text_body": version.body,

@@ -34,7 +34,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hookspecs.types import DeliveryResult, TenantRef
-from samtycke_plugin import consent, service
+from samtycke_plugin import common, consent
 from samtycke_plugin import requests as links
 from samtycke_plugin.db import run_in_transaction
 from samtycke_plugin.email.messages import Rendered, RenderError, render_message
@@ -93,7 +93,7 @@ def due_ids(session: Session, now: datetime, limit: int, tenant: str | None = No
         OutboxMessage.status.in_(DUE_STATES), OutboxMessage.next_attempt_at <= now
     )
     if tenant is not None:
-        query = query.where(OutboxMessage.tenant_ref == service.check_ref("tenant", tenant))
+        query = query.where(OutboxMessage.tenant_ref == common.check_ref("tenant", tenant))
     return [
         int(i)
         for i in session.scalars(
@@ -166,7 +166,7 @@ def _claim_group(
     those that must not be sent (link used/replaced/expired, given up, unrenderable)."""
 
     def job(session: Session) -> list[_Claimed]:
-        now = service.now_utc(host)
+        now = common.now_utc(host)
         claimed = session.execute(
             update(OutboxMessage)
             .where(
@@ -237,7 +237,7 @@ def _settle(
     host: Host, row: _Row, verdict: str, detail: str, policy: RetryPolicy
 ) -> Callable[[Session], None]:
     def job(session: Session) -> None:
-        now = service.now_utc(host)
+        now = common.now_utc(host)
         if verdict == RETRY:
             _finish(session, row, status=RETRY, now=now, error=detail,
                     next_at=now + policy.delay(row.attempts))
@@ -271,7 +271,7 @@ def send_due(
     """
     policy = policy or RetryPolicy.from_env()
     ids = run_in_transaction(
-        host.session, lambda s: due_ids(s, service.now_utc(host), limit, tenant), commit=False
+        host.session, lambda s: due_ids(s, common.now_utc(host), limit, tenant), commit=False
     )
     counts = {SENT: 0, RETRY: 0, BOUNCED: 0, FAILED: 0, CANCELLED: 0}
     problems: list[str] = []
@@ -339,7 +339,7 @@ def _deliver(
             log.error("%s", exc)
         return RETRY, str(exc)
     try:
-        message = rendered.email(transport.from_addr, service.now_utc(host))
+        message = rendered.email(transport.from_addr, common.now_utc(host))
     except NonASCIILocalPartDefect:  # queued before such addresses were refused
         return FAILED, "the address has non-ASCII letters before the @; nothing was sent"
     except ValueError:

@@ -11,7 +11,7 @@ __all__ = ["WebApp", "make_wsgi_app", "redact_path"]
 
 
 def make_wsgi_app() -> WebApp:
-    """The WSGI application a host mounts at :data:`samtycke_plugin.service.MOUNT_PREFIX`.
+    """The WSGI application a host mounts at :data:`samtycke_plugin.common.MOUNT_PREFIX`.
 
     Build it once, at start-up, and share it between threads: it holds no per-request
     state.  Building it compiles Werkzeug's URL rules with :mod:`ast`, which CPython

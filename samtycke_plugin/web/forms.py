@@ -15,9 +15,9 @@ from urllib.parse import parse_qsl
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.formparser import FormDataParser
 
+from samtycke_plugin.common import MAX_NOTE
 from samtycke_plugin.i18n import N_, t
 from samtycke_plugin.inputs import BROKEN, CONTROL, text_problem
-from samtycke_plugin.service import MAX_NOTE
 
 URLENCODED = "application/x-www-form-urlencoded"
 
@@ -74,7 +74,7 @@ def damaged_field(locale: str, field: str) -> str:
 
 def free_text_error(locale: str, kind: str, value: str, *, limit: str) -> str | None:
     """Why a note (``kind`` "note") or a reason cannot be saved as typed, or ``None``;
-    ``limit`` is :data:`~samtycke_plugin.service.MAX_NOTE` as the page writes numbers."""
+    ``limit`` is :data:`~samtycke_plugin.common.MAX_NOTE` as the page writes numbers."""
     if len(value.strip()) > MAX_NOTE:
         if kind == "note":
             return t(

@@ -8,7 +8,7 @@ request data.  Every POST is refused when the browser says it comes from another
 and checks a CSRF token bound to the host's sign-in session, the practice and the
 practitioner (so a form from an ended session fails).  A success is answered with a
 303 redirect that carries only a fixed confirmation key (never free text).  GET and
-HEAD never change anything.  Business rules live in :mod:`samtycke_plugin.service`;
+HEAD never change anything.  Business rules live in the domain modules;
 these handlers parse forms, call it and render ``templates/samtycke/practice_*.html``.
 """
 
@@ -27,7 +27,7 @@ from werkzeug.exceptions import BadRequest, NotFound
 from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import ClientInfo, ClientRef, StaffContext, TenantRef
-from samtycke_plugin import service, status_text
+from samtycke_plugin import common, consent, practices, status_text
 from samtycke_plugin.errors import Conflict, InputError, PermissionDenied, SettingsError
 from samtycke_plugin.i18n import N_, t, tn
 from samtycke_plugin.inputs import record_id, whole_number
@@ -139,9 +139,9 @@ def context(request: Request) -> Ctx:
     """The signed-in practitioner's context; 404 when the host did not authenticate one."""
     tenant, staff = staff_of(request)
     host = host_of(request)
-    practice = service.require_practice(host.session(), tenant)
+    practice = practices.require_practice(host.session(), tenant)
     session = session_of(request)
-    secret = host.app_secret(service.APP_KEY)
+    secret = host.app_secret(common.APP_KEY)
     return Ctx(
         request=request,
         host=host,
@@ -165,7 +165,7 @@ def check_csrf(ctx: Ctx) -> MultiDict[str, str]:
     if session is None:
         log.warning("practitioner POST refused: the host set no environ['booking.session']")
         raise PermissionDenied(NO_SESSION)
-    secret = ctx.host.app_secret(service.APP_KEY)
+    secret = ctx.host.app_secret(common.APP_KEY)
     form = request.form
     if not session_csrf_ok(secret, session, _scope(ctx.tenant, ctx.staff), form.get(CSRF_FIELD)):
         raise PermissionDenied(STALE_FORM)
@@ -218,7 +218,7 @@ def render_page(ctx: Ctx, template: str, *, status: int = 200, **values: Any) ->
 def client_of(ctx: Ctx, client: str) -> ClientInfo:
     """The host's client in this practice; another practice's (or no) client → 404."""
     try:
-        ref = service.check_ref("client", client)
+        ref = common.check_ref("client", client)
     except InputError:
         raise NotFound() from None
     info = ctx.host.lookup_client(TenantRef(ctx.tenant), ClientRef(ref))
@@ -232,7 +232,7 @@ def _damaged(ctx: Ctx, field: str) -> Response:
 
 
 def _free_text_error(ctx: Ctx, kind: str, value: str) -> str | None:
-    return free_text_error(ctx.locale, kind, value, limit=_number(ctx, service.MAX_NOTE))
+    return free_text_error(ctx.locale, kind, value, limit=_number(ctx, common.MAX_NOTE))
 
 
 def _rollback(ctx: Ctx) -> None:
@@ -241,7 +241,7 @@ def _rollback(ctx: Ctx) -> None:
 
 
 def _actor(ctx: Ctx) -> str:
-    return service.staff_actor(ctx.staff)
+    return consent.staff_actor(ctx.staff)
 
 
 def _badge(ctx: Ctx, current: Status) -> dict[str, str]:
@@ -259,7 +259,7 @@ def _who(ctx: Ctx, actor: str) -> str:
         return t(ctx.locale, "The client")
     if actor == "system":
         return t(ctx.locale, "The system")
-    if actor == service.staff_actor(ctx.staff):
+    if actor == consent.staff_actor(ctx.staff):
         return t(ctx.locale, "You (%(name)s)", name=ctx.staff.name)
     if actor.startswith("staff:"):
         return t(ctx.locale, "Staff member %(ref)s", ref=actor.removeprefix("staff:"))
@@ -277,7 +277,7 @@ def _language_name(ctx: Ctx, code: str | None) -> str:
 
 def _counts(ctx: Ctx) -> dict[str, int]:
     total = count_clients(ctx.host, ctx.tenant)
-    valid = service.count_valid(ctx.host.session(), ctx.practice, service.now_utc(ctx.host))
+    valid = practices.count_valid(ctx.host.session(), ctx.practice, common.now_utc(ctx.host))
     return {"total": total, "valid": valid, "without": max(total - valid, 0)}
 
 
@@ -300,7 +300,7 @@ def overview(request: Request) -> Response:
 
 
 def _text_rows(ctx: Ctx, bodies: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-    current = service.current_texts(ctx.host.session(), ctx.practice)
+    current = practices.current_texts(ctx.host.session(), ctx.practice)
     rows = []
     for language in LANGUAGES:
         version = current.get(language)
@@ -313,7 +313,7 @@ def _text_rows(ctx: Ctx, bodies: Mapping[str, str] | None = None) -> list[dict[s
                 "body": (bodies or {}).get(language, version.body),
                 "html": trusted_html(version.html),
                 "version": version,
-                "label": service.version_label(version.major, version.minor),
+                "label": common.version_label(version.major, version.minor),
             }
         )
     return rows
@@ -370,7 +370,7 @@ def _settings_from_form(
 def _setup_page(ctx: Ctx, step: int, *, status: int = 200, **values: Any) -> Response:
     values.setdefault("texts", _text_rows(ctx) if step == 2 else [])
     if "settings" not in values:
-        values["settings"] = _settings_values(service.settings_of(ctx.practice))
+        values["settings"] = _settings_values(practices.settings_of(ctx.practice))
         if not ctx.practice.setup_complete:
             # A real decision (GDPR Art. 7(4)): nothing is preselected the first time.
             values["settings"][REQUIRE] = ""
@@ -415,7 +415,7 @@ def _setup_save_text(ctx: Ctx, form: Mapping[str, str]) -> Response:
         return _damaged(ctx, "expected_major")
     if form.get("action") != "save":
         return redirect(ctx, "/setup", step=3, done="text_kept")
-    current = service.current_texts(ctx.host.session(), ctx.practice)
+    current = practices.current_texts(ctx.host.session(), ctx.practice)
     bodies = {lang: form[f"text_{lang}"] for lang in LANGUAGES if f"text_{lang}" in form}
     changed = {
         lang: body
@@ -425,7 +425,7 @@ def _setup_save_text(ctx: Ctx, form: Mapping[str, str]) -> Response:
     if not changed:
         return redirect(ctx, "/setup", step=3, done="text_kept")
     try:
-        service.publish_text(
+        practices.publish_text(
             ctx.host,
             ctx.tenant,
             bodies=changed,
@@ -457,7 +457,7 @@ def _setup_save_settings(ctx: Ctx, form: Mapping[str, str]) -> Response:
     was_complete = ctx.practice.setup_complete
     if not errors:
         try:
-            service.complete_setup(ctx.host, ctx.tenant, data)
+            practices.complete_setup(ctx.host, ctx.tenant, data)
         except SettingsError:
             _rollback(ctx)
             errors["settings"] = t(
@@ -475,9 +475,9 @@ def _setup_save_settings(ctx: Ctx, form: Mapping[str, str]) -> Response:
 
 def _obtain_page(ctx: Ctx, info: ClientInfo, *, status: int = 200, **values: Any) -> Response:
     session = ctx.host.session()
-    current = service.client_status(ctx.host, ctx.tenant, info.ref)
-    text = service.current_text(session, ctx.practice, info.locale)
-    today = (service.now_utc(ctx.host) + timedelta(hours=14)).date()
+    current = consent.client_status(ctx.host, ctx.tenant, info.ref)
+    text = practices.current_text(session, ctx.practice, info.locale)
+    today = (common.now_utc(ctx.host) + timedelta(hours=14)).date()
     values.setdefault("form", {"method": "", "given_on": "", "note": ""})
     return render_page(
         ctx,
@@ -486,13 +486,13 @@ def _obtain_page(ctx: Ctx, info: ClientInfo, *, status: int = 200, **values: Any
         client=info,
         badge=_badge(ctx, current.status),
         text_html=trusted_html(text.html),
-        text_label=service.version_label(text.major, text.minor),
+        text_label=common.version_label(text.major, text.minor),
         text_language=text.language,
         text_language_name=_language_name(ctx, text.language),
-        methods=[(m, t(ctx.locale, METHOD_LABELS[m])) for m in service.MANUAL_METHODS],
+        methods=[(m, t(ctx.locale, METHOD_LABELS[m])) for m in consent.MANUAL_METHODS],
         max_date=today.isoformat(),
         has_email=bool(info.email),
-        seen_seq=service.client_seq(session, ctx.tenant, info.ref),
+        seen_seq=consent.client_seq(session, ctx.tenant, info.ref),
         **values,
     )
 
@@ -525,7 +525,7 @@ def _parse_given_on(ctx: Ctx, raw: str) -> tuple[datetime | None, str | None]:
         day = None
     if day is None:
         return None, t(ctx.locale, "Enter the date as year-month-day, for example 2026-03-14.")
-    now = service.now_utc(ctx.host)
+    now = common.now_utc(ctx.host)
     if day > (now + timedelta(hours=14)).date():
         return None, t(
             ctx.locale, "The date cannot be in the future. Enter the day the client gave consent."
@@ -549,7 +549,7 @@ def _record(ctx: Ctx, info: ClientInfo, form: Mapping[str, str]) -> Response:
     raw_date = form.get("given_on", "").strip()
     note = form.get("note", "")
     errors: dict[str, str] = {}
-    if method not in service.MANUAL_METHODS:
+    if method not in consent.MANUAL_METHODS:
         errors["method"] = t(ctx.locale, "Choose how the client gave their consent.")
     given_at, date_error = _parse_given_on(ctx, raw_date)
     if date_error:
@@ -563,12 +563,12 @@ def _record(ctx: Ctx, info: ClientInfo, form: Mapping[str, str]) -> Response:
     if not errors and seen_seq is not None:
         # The form was posted twice (double click), or someone else recorded something
         # for this client meanwhile: record nothing more, show what is there now.
-        if service.client_changed_since(ctx.host, ctx.tenant, info.ref, seen_seq):
+        if consent.client_changed_since(ctx.host, ctx.tenant, info.ref, seen_seq):
             return redirect(ctx, f"/clients/{info.ref}/obtain", done="unchanged")
     if not errors:
         assert given_at is not None
         try:
-            service.record_manual(
+            consent.record_manual(
                 ctx.host,
                 ctx.tenant,
                 info.ref,
@@ -637,10 +637,10 @@ def withdraw(request: Request, client: str) -> Response:
         if seen and seen_seq is None:
             return _damaged(ctx, "seen_seq")
         if seen_seq is not None:
-            if service.client_changed_since(ctx.host, ctx.tenant, info.ref, seen_seq):
+            if consent.client_changed_since(ctx.host, ctx.tenant, info.ref, seen_seq):
                 # Posted twice, or changed meanwhile: show the history as it is now.
                 return redirect(ctx, f"/clients/{info.ref}/history", done="unchanged")
-        service.withdraw(
+        consent.withdraw(
             ctx.host,
             ctx.tenant,
             info.ref,
@@ -657,7 +657,7 @@ def withdraw(request: Request, client: str) -> Response:
 
 
 def _withdraw_page(ctx: Ctx, info: ClientInfo, *, status: int = 200, **values: Any) -> Response:
-    current = service.client_status(ctx.host, ctx.tenant, info.ref)
+    current = consent.client_status(ctx.host, ctx.tenant, info.ref)
     snap = current.snapshot
     return render_page(
         ctx,
@@ -666,7 +666,7 @@ def _withdraw_page(ctx: Ctx, info: ClientInfo, *, status: int = 200, **values: A
         client=info,
         badge=_badge(ctx, current.status),
         withdrawable=snap is not None and snap.state in VALID_STATES,
-        seen_seq=service.client_seq(ctx.host.session(), ctx.tenant, info.ref),
+        seen_seq=consent.client_seq(ctx.host.session(), ctx.tenant, info.ref),
         **values,
     )
 
@@ -677,15 +677,15 @@ def _withdraw_page(ctx: Ctx, info: ClientInfo, *, status: int = 200, **values: A
 def client_history(request: Request, client: str) -> Response:
     ctx = context(request)
     try:
-        ref = service.check_ref("client", client)
+        ref = common.check_ref("client", client)
     except InputError:
         raise NotFound() from None
     info = ctx.host.lookup_client(TenantRef(ctx.tenant), ClientRef(ref))
-    entries = service.history(ctx.host, ctx.tenant, ref)
+    entries = consent.history(ctx.host, ctx.tenant, ref)
     if info is None and not entries:
         raise NotFound()
     snap = load_snapshot(ctx.host.session(), ctx.practice.tenant_ref, ref)
-    current = status(snap, ctx.practice.current_major, service.now_utc(ctx.host))
+    current = status(snap, ctx.practice.current_major, common.now_utc(ctx.host))
     rows = []
     for entry in reversed(entries):
         given_differs = entry.given_at is not None and entry.given_at != entry.occurred_at
@@ -718,13 +718,13 @@ def text_version(request: Request, text_id: str) -> Response:
     number = record_id(text_id)  # not Werkzeug's int converter: its \d takes "٣" as 3
     if number is None:
         raise NotFound()
-    text = service.text_by_id(ctx.host.session(), ctx.tenant, number)
+    text = practices.text_by_id(ctx.host.session(), ctx.tenant, number)
     return render_page(
         ctx,
         "practice_text_version.html",
         active="text",
         text=text,
-        label=service.version_label(text.major, text.minor),
+        label=common.version_label(text.major, text.minor),
         language_name=_language_name(ctx, text.language),
         kind=status_text.code_label(KIND_LABELS, text.change_kind, ctx.locale),
         who=_who(ctx, text.created_by),
@@ -740,7 +740,7 @@ def _versions(ctx: Ctx) -> list[dict[str, Any]]:
     return [
         {
             "id": v.id,
-            "label": service.version_label(v.major, v.minor),
+            "label": common.version_label(v.major, v.minor),
             "language": _language_name(ctx, v.language),
             "kind": status_text.code_label(KIND_LABELS, v.change_kind, ctx.locale),
             "who": _who(ctx, v.created_by),
@@ -748,7 +748,7 @@ def _versions(ctx: Ctx) -> list[dict[str, Any]]:
             "reason": v.reason,
             "current": v.major == ctx.practice.current_major,
         }
-        for v in service.text_versions(ctx.host.session(), ctx.tenant)
+        for v in practices.text_versions(ctx.host.session(), ctx.tenant)
     ]
 
 
@@ -763,7 +763,7 @@ def _editor(
         texts=_text_rows(ctx, bodies),
         expected_major=ctx.practice.current_major,
         versions=_versions(ctx),
-        asks_at_booking=asks_at_booking(service.settings_of(ctx.practice)),
+        asks_at_booking=asks_at_booking(practices.settings_of(ctx.practice)),
         **values,
     )
 
@@ -778,7 +778,7 @@ def _content_saved(ctx: Ctx, raw_affected: str) -> str:
             "The new text was saved. No client had valid consent to the earlier text, so "
             "no consent became outdated.",
         )
-    if asks_at_booking(service.settings_of(ctx.practice)):
+    if asks_at_booking(practices.settings_of(ctx.practice)):
         return tn(
             ctx.locale,
             "The new text was saved. %(count)s client who had consented must consent again: "
@@ -819,7 +819,7 @@ def text_editor(request: Request) -> Response:
         return _editor(ctx, bodies=bodies)
     if action not in ("preview", "save"):
         raise BadRequest()
-    current = service.current_texts(ctx.host.session(), ctx.practice)
+    current = practices.current_texts(ctx.host.session(), ctx.practice)
     bodies = {lang: body for lang, body in bodies.items() if lang in current}
     changed = [lang for lang, body in bodies.items() if normalise_body(body) != current[lang].body]
     if action == "save" and bodies and not changed:
@@ -827,7 +827,7 @@ def text_editor(request: Request) -> Response:
         # (double click) or someone saved exactly this text meanwhile: it is saved.
         return redirect(ctx, "/text", done="already")
     if expected != ctx.practice.current_major:
-        raise Conflict(service.TEXT_CHANGED_MEANWHILE)
+        raise Conflict(practices.TEXT_CHANGED_MEANWHILE)
     if not changed:
         return _editor(
             ctx,
@@ -839,10 +839,10 @@ def text_editor(request: Request) -> Response:
     affected = 0
     for lang in changed:
         try:
-            content = service.preview_text_change(
+            content = practices.preview_text_change(
                 ctx.host, ctx.tenant, language=lang, body=bodies[lang], kind="content"
             )
-            correction = service.preview_text_change(
+            correction = practices.preview_text_change(
                 ctx.host, ctx.tenant, language=lang, body=bodies[lang], kind="correction"
             )
         except InputError as exc:
@@ -855,10 +855,10 @@ def text_editor(request: Request) -> Response:
                 "language": lang,
                 "name": _language_name(ctx, lang),
                 "diff": content.diff,
-                "correction_label": service.version_label(
+                "correction_label": common.version_label(
                     correction.new_major, correction.new_minor
                 ),
-                "content_label": service.version_label(content.new_major, content.new_minor),
+                "content_label": common.version_label(content.new_major, content.new_minor),
             }
         )
     kind = form.get("kind", "")
@@ -874,7 +874,7 @@ def text_editor(request: Request) -> Response:
             errors["reason"] = reason_error
         if not errors:
             publish = bodies if kind == "content" else {lang: bodies[lang] for lang in changed}
-            service.publish_text(
+            practices.publish_text(
                 ctx.host,
                 ctx.tenant,
                 bodies=publish,
@@ -906,7 +906,7 @@ def text_editor(request: Request) -> Response:
             affected,
         ),
         unchanged=unchanged,
-        asks_at_booking=asks_at_booking(service.settings_of(ctx.practice)),
+        asks_at_booking=asks_at_booking(practices.settings_of(ctx.practice)),
         kind=kind,
         reason=reason,
         errors=errors,

@@ -46,8 +46,8 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import TenantRef
+from samtycke_plugin import common, consent, practices
 from samtycke_plugin import requests as links
-from samtycke_plugin import service
 from samtycke_plugin.errors import InputError
 from samtycke_plugin.i18n import lang, t
 from samtycke_plugin.models import TextVersion
@@ -147,7 +147,7 @@ def _post_allowed(request: Request, link: links.Link) -> bool:
     host = host_of(request)
     if cross_site(request, host.absolute_url(TenantRef(link.practice.tenant_ref), "/")):
         return False
-    secret = host.app_secret(service.APP_KEY)
+    secret = host.app_secret(common.APP_KEY)
     return csrf_ok(secret, _csrf_scope(link), request.form.get(CSRF_FIELD))
 
 
@@ -164,24 +164,24 @@ def _consent_page(request: Request, link: links.Link, *, text_changed: bool = Fa
     host = host_of(request)
     locale = _locale(request, link)
     session = host.session()
-    version = service.current_text(session, link.practice, locale)
+    version = practices.current_text(session, link.practice, locale)
     return page(
         "public_consent.html", locale, public=True, status=status,
         text_html=trusted_html(version.html), text_language=version.language,
-        text_id=version.id, version=service.version_label(version.major, version.minor),
-        csrf=csrf_token(host.app_secret(service.APP_KEY), _csrf_scope(link)),
+        text_id=version.id, version=common.version_label(version.major, version.minor),
+        csrf=csrf_token(host.app_secret(common.APP_KEY), _csrf_scope(link)),
         text_changed=text_changed, already_valid=_valid_now(request, link),
         **_contact(request, link.practice.tenant_ref),
     )
 
 
 def _valid_now(request: Request, link: links.Link) -> bool:
-    current = service.client_status(host_of(request), link.practice.tenant_ref,
+    current = consent.client_status(host_of(request), link.practice.tenant_ref,
                                     link.request.client_ref)
     return current.status.value == "valid"
 
 
-def consent(request: Request, token: str) -> Response:
+def consent_link(request: Request, token: str) -> Response:
     """``/c/<token>``: show the text (GET/HEAD) or record the answer (POST)."""
     opened = _open(request, token, links.PURPOSE_CONSENT)
     if isinstance(opened, Response):
@@ -221,7 +221,7 @@ def consent(request: Request, token: str) -> Response:
     )
 
 
-def withdraw(request: Request, token: str) -> Response:
+def withdraw_link(request: Request, token: str) -> Response:
     """``/w/<token>``: confirm (GET/HEAD) and withdraw (POST)."""
     opened = _open(request, token, links.PURPOSE_WITHDRAW)
     if isinstance(opened, Response):
@@ -237,11 +237,11 @@ def withdraw(request: Request, token: str) -> Response:
         version = ""
         if event is not None and event.text_version_id is not None:
             text = host.session().get(TextVersion, event.text_version_id)
-            version = service.version_label(text.major, text.minor) if text else ""
+            version = common.version_label(text.major, text.minor) if text else ""
         return page(
             "public_withdraw.html", locale, public=True,
             given_at=(event.given_at or event.occurred_at) if event else None, version=version,
-            csrf=csrf_token(host.app_secret(service.APP_KEY), _csrf_scope(link)), **contact,
+            csrf=csrf_token(host.app_secret(common.APP_KEY), _csrf_scope(link)), **contact,
         )
     if not _post_allowed(request, link):
         return _expired_form(locale)
@@ -262,6 +262,6 @@ def withdraw(request: Request, token: str) -> Response:
 
 #: (path, endpoint, handler, methods).  GET routes answer HEAD too (Werkzeug).
 ROUTES: list[tuple[str, str, Handler, tuple[str, ...]]] = [
-    ("/c/<token>", "public.consent", consent, ("GET", "POST")),
-    ("/w/<token>", "public.withdraw", withdraw, ("GET", "POST")),
+    ("/c/<token>", "public.consent", consent_link, ("GET", "POST")),
+    ("/w/<token>", "public.withdraw", withdraw_link, ("GET", "POST")),
 ]
