@@ -25,8 +25,8 @@ from bench.generate import Generated
 from bench.site import FILTER_NOT_VALID, Booker, SlotClock, signed_in
 from bench.timing import Sample, compare, once
 from examples.host_app.testing import csrf_from, platform_of
+from samtycke_plugin.email.outbox import KIND_RECEIPT
 from samtycke_plugin.models import ConsentEvent, OutboxMessage
-from samtycke_plugin.requests import KIND_RECEIPT
 
 
 @frozen(kw_only=True)

@@ -14,7 +14,8 @@ from hookspecs.types import (
     Veto,
 )
 from samtycke_plugin import booking as online_booking
-from samtycke_plugin import requests
+from samtycke_plugin.email import receipts as receipt_mail
+from samtycke_plugin.email import requests as mail_requests
 
 
 @hookimpl
@@ -35,10 +36,10 @@ def booking_submitted(
     # A consent given here gets a receipt; after a staff booking the client may be
     # e-mailed a request.
     event = online_booking.record_booking(host, submission, booking, client)
-    requests.after_booking(host, submission, client, event)
+    receipt_mail.after_booking(host, submission, client, event)
 
 
 @hookimpl
 def booking_client_created(host: Host, created: ClientCreated) -> None:
     # E-mail a consent request to a client created by staff (when the practice chose so).
-    requests.on_client_created(host, created)
+    mail_requests.on_client_created(host, created)

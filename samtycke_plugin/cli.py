@@ -603,11 +603,12 @@ def request_all(ctx: Context, tenant: str, actor: str, chunk_size: int, locale: 
     """
     import sys
 
-    from samtycke_plugin import errors, requests
+    from samtycke_plugin import errors
+    from samtycke_plugin.email import batch as batch_requests
     from samtycke_plugin.i18n import t
 
     host = _mail_host(ctx)
-    total = requests.count_clients(host, tenant)
+    total = batch_requests.count_clients(host, tenant)
     interactive = sys.stderr.isatty()
     try:
         with click.progressbar(
@@ -623,7 +624,7 @@ def request_all(ctx: Context, tenant: str, actor: str, chunk_size: int, locale: 
                 if not interactive:  # not a terminal (cron, a log): one line per chunk
                     click.echo(f"  {done}/{total} clients looked at", err=True)
 
-            result = requests.request_batch(
+            result = batch_requests.request_batch(
                 host,
                 tenant,
                 actor=f"cli:{actor}",

@@ -33,8 +33,9 @@ from sqlalchemy.orm import Session
 
 from hookspecs.facade import AppHooks
 from hookspecs.types import BookingFormContext, BookingRef, ClientRef, TenantRef, Veto
-from samtycke_plugin import requests as links
 from samtycke_plugin.chain import verify_chain
+from samtycke_plugin.email import outbox
+from samtycke_plugin.email import receipts as receipt_mail
 from samtycke_plugin.ledger import projection, replay
 from samtycke_plugin.models import Base, ConsentEvent, OutboxMessage
 
@@ -404,6 +405,6 @@ def complete_receipts(host: TestHost, tenant: str, client: str) -> None:
     session = host.session()
     for msg in session.scalars(select(OutboxMessage).where(
             OutboxMessage.tenant_ref == tenant, OutboxMessage.client_ref == client,
-            OutboxMessage.kind == links.KIND_RECEIPT, OutboxMessage.request_id.is_(None))):
-        assert links.complete_receipt(host, session, msg) is None
+            OutboxMessage.kind == outbox.KIND_RECEIPT, OutboxMessage.request_id.is_(None))):
+        assert receipt_mail.complete_receipt(host, session, msg) is None
     session.commit()

@@ -15,8 +15,11 @@ from werkzeug.wrappers import Response
 
 from hookspecs.facade import AppHooks
 from hookspecs.types import BookingFormContext, BookingRef, ClientRef, TenantRef
-from samtycke_plugin import common, consent, practices, requests
+from samtycke_plugin import common, consent, practices
 from samtycke_plugin.chain import verify_chain
+from samtycke_plugin.email import batch as batch_requests
+from samtycke_plugin.email import outbox
+from samtycke_plugin.email import requests as mail_requests
 from samtycke_plugin.ledger import projection, replay
 from samtycke_plugin.models import ConsentEvent, ConsentRequest, OutboxMessage
 from samtycke_plugin.web import make_wsgi_app
@@ -138,7 +141,7 @@ def test_a_client_asked_by_mail_after_the_change_is_still_asked_at_booking(
     client = host.new_client(tenant)
     _give(host, tenant, client)
     _change_content(host, tenant)
-    requests.send_request(host, tenant, client, actor="staff:s1")
+    mail_requests.send_request(host, tenant, client, actor="staff:s1")
     host.session().commit()
     assert _status(host, tenant, client) == "requested"
     shown = _form_text_id(host, hooks, tenant, client)
@@ -238,7 +241,7 @@ def test_a_batch_does_not_mail_clients_who_withdrew_or_declined(batch_host: Test
     withdrew, declined = _said_no(host, hooks, tenant)
     asked = [host.new_client(tenant, email=f"k{i}@example.org") for i in range(3)]
 
-    result = requests.request_batch(host, tenant, actor="staff:s1", chunk_size=2)
+    result = batch_requests.request_batch(host, tenant, actor="staff:s1", chunk_size=2)
     complete_waiting_requests(host, tenant)  # what the relay does as it sends
     for client in (withdrew, declined):
         assert _rows_for(host, tenant, client) == (0, 0)  # never mailed, no link
@@ -256,7 +259,7 @@ def test_a_batch_does_not_mail_clients_who_withdrew_or_declined(batch_host: Test
     assert (result.skipped_valid, result.skipped_pending, result.skipped_no_email) == (0, 0, 0)
     assert result.total == 5
 
-    again = requests.request_batch(host, tenant, actor="staff:s1")
+    again = batch_requests.request_batch(host, tenant, actor="staff:s1")
     assert (again.asked, again.skipped_pending, again.skipped_withdrawn,
             again.skipped_refused) == (0, 3, 1, 1)
     host.session().rollback()
@@ -272,7 +275,7 @@ def test_the_relay_does_not_mail_a_client_who_withdrew_after_the_batch_queued_th
     client = host.new_client(tenant)
     _give(host, tenant, client)
     _change_content(host, tenant)  # outdated: the batch asks them
-    assert requests.request_batch(host, tenant, actor="staff:s1").asked == 1
+    assert batch_requests.request_batch(host, tenant, actor="staff:s1").asked == 1
     consent.withdraw(host, tenant, client, actor="staff:s1", channel="manual",
                      method="reported_by_staff", by_client=True)
     host.session().commit()
@@ -281,7 +284,7 @@ def test_the_relay_does_not_mail_a_client_who_withdrew_after_the_batch_queued_th
     row = host.session().scalars(
         select(OutboxMessage).where(OutboxMessage.tenant_ref == tenant)
     ).one()
-    assert row.status == requests.CANCELLED and "withdrew" in (row.last_error or "")
+    assert row.status == outbox.CANCELLED and "withdrew" in (row.last_error or "")
     assert _status(host, tenant, client) == "withdrawn"
 
 
@@ -295,9 +298,9 @@ def test_both_batch_strategies_count_the_same_clients(engine: Any) -> None:
             _said_no(host, hooks, tenant)
             host.new_client(tenant)
             pending = host.new_client(tenant)
-            requests.send_request(host, tenant, pending, actor="staff:s1")
+            mail_requests.send_request(host, tenant, pending, actor="staff:s1")
             host.session().commit()
-            results.append(requests.request_batch(host, tenant, actor="staff:s1"))
+            results.append(batch_requests.request_batch(host, tenant, actor="staff:s1"))
         finally:
             host.close()
     assert [(r.asked, r.skipped_valid, r.skipped_pending, r.skipped_withdrawn,

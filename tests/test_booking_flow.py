@@ -17,6 +17,7 @@ from hookspecs.types import (
 )
 from samtycke_plugin import consent, practices
 from samtycke_plugin.chain import verify_chain
+from samtycke_plugin.email.outbox import KIND_RECEIPT
 from samtycke_plugin.ledger import NewEvent, append, lock_head, projection, replay
 from samtycke_plugin.models import (
     ConsentEvent,
@@ -26,7 +27,6 @@ from samtycke_plugin.models import (
     Practice,
     TextVersion,
 )
-from samtycke_plugin.requests import KIND_RECEIPT
 from samtycke_plugin.rules import State
 
 

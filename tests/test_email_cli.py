@@ -80,13 +80,13 @@ def test_outbox_send_loop_keeps_sending_until_stopped(
 ) -> None:
     import time
 
-    from samtycke_plugin import requests
+    from samtycke_plugin.email import requests as mail_requests
 
     hooks = host.hooks()
     tenant = host.new_tenant()
     host.activate(hooks, tenant)
     first = host.new_client(tenant, email="first@example.org")
-    requests.send_request(host, tenant, first, actor="staff:s1")
+    mail_requests.send_request(host, tenant, first, actor="staff:s1")
     host.session().commit()
     rounds: list[float] = []
 
@@ -94,7 +94,7 @@ def test_outbox_send_loop_keeps_sending_until_stopped(
         rounds.append(seconds)
         if len(rounds) == 1:
             later = host.new_client(tenant, email="later@example.org")
-            requests.send_request(host, tenant, later, actor="staff:s1")
+            mail_requests.send_request(host, tenant, later, actor="staff:s1")
             host.session().commit()
             return
         raise KeyboardInterrupt

@@ -28,7 +28,9 @@ from smtp_support import (
 from sqlalchemy import func, select
 
 from hookspecs.types import DeliveryResult, PracticeInfo
-from samtycke_plugin import consent, panels, requests
+from samtycke_plugin import consent, panels
+from samtycke_plugin.email import requests as mail_requests
+from samtycke_plugin.email import tokens
 from samtycke_plugin.email.relay import SendReport, send_due
 from samtycke_plugin.email.transport import MailConfigError, RetryPolicy, SmtpSettings
 from samtycke_plugin.errors import InputError
@@ -53,7 +55,7 @@ def _practice(host: TestHost, **settings: object) -> str:
 
 def _ask(host: TestHost, tenant: str, **client: object) -> tuple[str, ConsentRequest]:
     ref = host.new_client(tenant, **client)  # type: ignore[arg-type]
-    req = requests.send_request(host, tenant, ref, actor="staff:s1")
+    req = mail_requests.send_request(host, tenant, ref, actor="staff:s1")
     host.session().commit()
     return ref, req
 
@@ -166,7 +168,7 @@ def test_550_at_rcpt_bounces_without_retry_and_the_badge_says_address_rejected(
     host.clients[(tenant, client)] = host.clients[(tenant, client)].__class__(
         ref=client, name="Anna Svensson", email="anna.ny@example.org", locale="sv"
     )
-    requests.send_request(host, tenant, client, actor="staff:s1")
+    mail_requests.send_request(host, tenant, client, actor="staff:s1")
     host.session().commit()
     assert consent.client_status(host, tenant, client).status.value == "requested"
 
@@ -265,7 +267,7 @@ def test_mail_for_a_link_used_meanwhile_is_not_sent_again(
     host.advance(minutes=5)
     client = _outbox(host, tenant)[0].client_ref
     assert client is not None
-    new = requests.send_request(host, tenant, client, actor="staff:s1")
+    new = mail_requests.send_request(host, tenant, client, actor="staff:s1")
     host.session().commit()
     old_row, new_row = _outbox(host, tenant)
     assert old_row.status == "cancelled" and new_row.status == "queued"
@@ -274,7 +276,7 @@ def test_mail_for_a_link_used_meanwhile_is_not_sent_again(
     assert (report.sent, report.cancelled) == (1, 0)
     [mail] = smtp_server.messages
     _, token = mail.link()
-    assert requests.token_hash(token) == _request(host, new.id).token_hash
+    assert tokens.token_hash(token) == _request(host, new.id).token_hash
     assert _request(host, req.id).revoked_at is not None
 
 
@@ -298,7 +300,7 @@ def test_the_hosts_mailer_is_used_when_it_delivers(host: TestHost, smtp_server: 
     assert first.headers["Reply-To"] == "info@lugnochro.example"
     [(purpose, token)] = set(LINK_RE.findall(first.text))
     assert purpose == "c" and token in (first.html or "")
-    assert requests.token_hash(token) == _request(host, req.id).token_hash
+    assert tokens.token_hash(token) == _request(host, req.id).token_hash
     # A rejection by the host's mailer is a bounce.
     host.mailer = lambda message: DeliveryResult(status="rejected", detail="550 no such user")
     bounced_client, _ = _ask(host, tenant)
@@ -428,12 +430,12 @@ def test_header_injection_in_names_is_refused_and_nothing_is_queued(host: TestHo
     tenant = _practice(host)
     evil = host.new_client(tenant, name="Eve\r\nBcc: everyone@example.org", email="eve@example.org")
     with pytest.raises(InputError) as info:
-        requests.send_request(host, tenant, evil, actor="staff:s1")
+        mail_requests.send_request(host, tenant, evil, actor="staff:s1")
     assert info.value.field == "name" and "line break" in str(info.value)
     host.session().rollback()
     bad_mail = host.new_client(tenant, email="eve@example.org\nBcc: x@example.org")
     with pytest.raises(InputError) as info:
-        requests.send_request(host, tenant, bad_mail, actor="staff:s1")
+        mail_requests.send_request(host, tenant, bad_mail, actor="staff:s1")
     assert info.value.field == "email"
     host.session().rollback()
     host.practices[tenant] = PracticeInfo(
@@ -441,7 +443,7 @@ def test_header_injection_in_names_is_refused_and_nothing_is_queued(host: TestHo
     )
     good = host.new_client(tenant)
     with pytest.raises(InputError) as info:
-        requests.send_request(host, tenant, good, actor="staff:s1")
+        mail_requests.send_request(host, tenant, good, actor="staff:s1")
     assert info.value.field == "practice_name"
     host.session().rollback()
     for model in (ConsentRequest, OutboxMessage, ConsentEvent):

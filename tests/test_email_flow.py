@@ -14,8 +14,11 @@ from smtp_support import FROM_ADDR, Browser, SmtpServer, form_fields, path_of, r
 from sqlalchemy import func, select
 
 from hookspecs.types import BookingRef, ClientInfo, ClientRef
-from samtycke_plugin import consent, practices, requests
+from samtycke_plugin import consent, practices
 from samtycke_plugin.chain import verify_chain
+from samtycke_plugin.email import addresses, tokens
+from samtycke_plugin.email import batch as batch_requests
+from samtycke_plugin.email import requests as mail_requests
 from samtycke_plugin.email.relay import send_due
 from samtycke_plugin.ledger import projection, replay
 from samtycke_plugin.models import ConsentEvent, ConsentRequest, OutboxMessage, TextVersion
@@ -49,7 +52,7 @@ def test_full_path_request_mail_accept_receipt_withdraw(
     caplog.set_level(logging.DEBUG)
     tenant, client = _setup(host, validity_days=365)
 
-    req = requests.send_request(host, tenant, client, actor="staff:s1")
+    req = mail_requests.send_request(host, tenant, client, actor="staff:s1")
     host.session().commit()
     assert req.delivery == "queued"
     assert consent.client_status(host, tenant, client).status.value == "requested"
@@ -75,7 +78,7 @@ def test_full_path_request_mail_accept_receipt_withdraw(
     # The database holds the token's hash, never the token; the outbox holds no token.
     host.session().rollback()
     stored = host.session().get(ConsentRequest, req.id)
-    assert stored is not None and stored.token_hash == requests.token_hash(token)
+    assert stored is not None and stored.token_hash == tokens.token_hash(token)
     outbox = host.session().scalars(
         select(OutboxMessage).where(OutboxMessage.tenant_ref == tenant)
     ).all()
@@ -161,7 +164,7 @@ def test_english_client_gets_english_mail_page_and_receipt(
 ) -> None:
     tenant, _ = _setup(host)
     client = host.new_client(tenant, name="John Smith", email="john@example.com", locale="en_GB")
-    requests.send_request(host, tenant, client, actor="staff:s1")
+    mail_requests.send_request(host, tenant, client, actor="staff:s1")
     host.session().commit()
     send_due(host, tenant=tenant, transport=smtp_server.transport())
     [mail] = smtp_server.messages
@@ -181,7 +184,7 @@ def test_english_client_gets_english_mail_page_and_receipt(
 
 def test_decline_records_refused_without_receipt(host: TestHost, smtp_server: SmtpServer) -> None:
     tenant, client = _setup(host)
-    requests.send_request(host, tenant, client, actor="staff:s1")
+    mail_requests.send_request(host, tenant, client, actor="staff:s1")
     host.session().commit()
     send_due(host, tenant=tenant, transport=smtp_server.transport())
     _, token = smtp_server.messages[0].link()
@@ -199,7 +202,7 @@ def test_scanner_head_and_get_record_nothing_and_a_later_human_post_works(
     host: TestHost, smtp_server: SmtpServer
 ) -> None:
     tenant, client = _setup(host)
-    requests.send_request(host, tenant, client, actor="staff:s1")
+    mail_requests.send_request(host, tenant, client, actor="staff:s1")
     host.session().commit()
     send_due(host, tenant=tenant, transport=smtp_server.transport())
     _, token = smtp_server.messages[0].link()
@@ -228,7 +231,7 @@ def test_double_post_and_two_tabs_record_exactly_one_event(
     host: TestHost, smtp_server: SmtpServer
 ) -> None:
     tenant, client = _setup(host)
-    requests.send_request(host, tenant, client, actor="staff:s1")
+    mail_requests.send_request(host, tenant, client, actor="staff:s1")
     host.session().commit()
     send_due(host, tenant=tenant, transport=smtp_server.transport())
     _, token = smtp_server.messages[0].link()
@@ -255,7 +258,7 @@ def test_text_changed_after_the_mail_shows_the_new_text_and_records_it(
     host: TestHost, smtp_server: SmtpServer
 ) -> None:
     tenant, client = _setup(host)
-    requests.send_request(host, tenant, client, actor="staff:s1")
+    mail_requests.send_request(host, tenant, client, actor="staff:s1")
     host.session().commit()
     send_due(host, tenant=tenant, transport=smtp_server.transport())
     _, token = smtp_server.messages[0].link()
@@ -288,7 +291,7 @@ def test_withdrawal_takes_no_more_steps_than_consent(
 ) -> None:
     """Art. 7(3): consent = open link + one button; withdrawal = open link + one button."""
     tenant, client = _setup(host)
-    requests.send_request(host, tenant, client, actor="staff:s1")
+    mail_requests.send_request(host, tenant, client, actor="staff:s1")
     host.session().commit()
     send_due(host, tenant=tenant, transport=smtp_server.transport())
     browser = Browser(host)
@@ -310,7 +313,7 @@ def test_withdraw_link_when_consent_already_ended_writes_nothing(
     host: TestHost, smtp_server: SmtpServer
 ) -> None:
     tenant, client = _setup(host)
-    requests.send_request(host, tenant, client, actor="staff:s1")
+    mail_requests.send_request(host, tenant, client, actor="staff:s1")
     host.session().commit()
     send_due(host, tenant=tenant, transport=smtp_server.transport())
     browser = Browser(host)
@@ -365,7 +368,7 @@ def test_simultaneous_posts_from_two_connections_record_one_event(
     import threading
 
     tenant, client = _setup(host)
-    requests.send_request(host, tenant, client, actor="staff:s1")
+    mail_requests.send_request(host, tenant, client, actor="staff:s1")
     host.session().commit()
     send_due(host, tenant=tenant, transport=smtp_server.transport())
     _, token = smtp_server.messages[0].link()
@@ -406,7 +409,7 @@ def test_a_batch_request_is_minted_when_sent_and_the_client_looked_at_again(
     others = [host.new_client(tenant, name=f"Klient {i}", email=f"k{i}@example.org")
               for i in range(4)]
     consented, erased, no_address, *asked = others
-    result = requests.request_batch(host, tenant, actor="staff:s1")
+    result = batch_requests.request_batch(host, tenant, actor="staff:s1")
     assert result.asked == 5
     assert consent.client_status(host, tenant, anna).status.value == "unknown"
 
@@ -422,7 +425,7 @@ def test_a_batch_request_is_minted_when_sent_and_the_client_looked_at_again(
     report = send_due(host, tenant=tenant, transport=smtp_server.transport())
     assert report.sent == 2
     assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == sorted(
-        requests.normalise_address(host.clients[(tenant, c)].email) for c in [anna, *asked]
+        addresses.normalise_address(host.clients[(tenant, c)].email) for c in [anna, *asked]
     )
     host.session().rollback()
     why = dict(host.session().execute(

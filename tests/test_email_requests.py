@@ -16,8 +16,11 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, Select, func, select, union_all, update
 
 from hookspecs.types import BookingRef, ClientCreated, ClientInfo, ClientRef, TenantRef
-from samtycke_plugin import consent, practices, requests
+from samtycke_plugin import consent, practices
 from samtycke_plugin.chain import verify_chain
+from samtycke_plugin.email import addresses
+from samtycke_plugin.email import batch as batch_requests
+from samtycke_plugin.email import requests as mail_requests
 from samtycke_plugin.errors import InputError, NotActive, NotFound
 from samtycke_plugin.ledger import NewEvent, append, projection, replay
 from samtycke_plugin.models import ConsentEvent, ConsentRequest, Evidence, OutboxMessage
@@ -61,12 +64,12 @@ def _pending(host: TestHost, tenant: str) -> list[str]:
 def test_send_request_writes_request_event_and_outbox_in_one_unit(host: TestHost) -> None:
     tenant = _practice(host)
     client = host.new_client(tenant, email="  Anna@EXAMPLE.org ")
-    req = requests.send_request(host, tenant, client, actor="staff:s1")
+    req = mail_requests.send_request(host, tenant, client, actor="staff:s1")
     # Not committed by send_request: a rollback leaves nothing behind.
     host.session().rollback()
     for model in (ConsentRequest, ConsentEvent, OutboxMessage):
         assert _count(host, model, tenant) == 0
-    req = requests.send_request(host, tenant, client, actor="staff:s1")
+    req = mail_requests.send_request(host, tenant, client, actor="staff:s1")
     host.session().commit()
     [event] = host.session().scalars(select(ConsentEvent).where(ConsentEvent.tenant_ref == tenant)).all()
     [mail] = host.session().scalars(select(OutboxMessage).where(OutboxMessage.tenant_ref == tenant)).all()
@@ -88,7 +91,7 @@ def test_unusable_addresses_are_refused_clearly_and_nothing_is_queued(
     tenant = _practice(host)
     client = host.new_client(tenant, email=email)
     with pytest.raises(InputError) as info:
-        requests.send_request(host, tenant, client, actor="staff:s1")
+        mail_requests.send_request(host, tenant, client, actor="staff:s1")
     assert info.value.field == field
     message = str(info.value)
     assert "e-mail address" in message and message.endswith(".")
@@ -101,15 +104,15 @@ def test_unknown_other_practice_and_inactive(host: TestHost) -> None:
     tenant, other = _practice(host), _practice(host)
     theirs = host.new_client(other)
     with pytest.raises(NotFound):
-        requests.send_request(host, tenant, theirs, actor="staff:s1")
+        mail_requests.send_request(host, tenant, theirs, actor="staff:s1")
     with pytest.raises(NotFound):
-        requests.send_request(host, tenant, "nobody", actor="staff:s1")
+        mail_requests.send_request(host, tenant, "nobody", actor="staff:s1")
     host.session().rollback()
     practices.deactivate(host, tenant)
     host.session().commit()
     mine = host.new_client(tenant)
     with pytest.raises(NotActive):
-        requests.send_request(host, tenant, mine, actor="staff:s1")
+        mail_requests.send_request(host, tenant, mine, actor="staff:s1")
     host.session().rollback()
     assert _count(host, ConsentRequest, tenant) == _count(host, ConsentRequest, other) == 0
 
@@ -117,20 +120,20 @@ def test_unknown_other_practice_and_inactive(host: TestHost) -> None:
 def test_double_click_sends_one_and_a_later_resend_revokes_the_older_link(host: TestHost) -> None:
     tenant = _practice(host)
     client = host.new_client(tenant)
-    first = requests.send_request(host, tenant, client, actor="staff:s1")
+    first = mail_requests.send_request(host, tenant, client, actor="staff:s1")
     host.session().commit()
-    again = requests.send_request(host, tenant, client, actor="staff:s1")
+    again = mail_requests.send_request(host, tenant, client, actor="staff:s1")
     host.session().commit()
     assert again.id == first.id
     assert _count(host, OutboxMessage, tenant) == 1 and _count(host, ConsentEvent, tenant) == 1
 
     # The address was corrected: a new request at once, the old link revoked.
     host.clients[(tenant, client)] = ClientInfo(ref=client, name="Anna", email="ny@example.org", locale="sv")
-    second = requests.send_request(host, tenant, client, actor="staff:s1")
+    second = mail_requests.send_request(host, tenant, client, actor="staff:s1")
     host.session().commit()
     assert second.id != first.id
     host.advance(minutes=2)
-    third = requests.send_request(host, tenant, client, actor="staff:s1")
+    third = mail_requests.send_request(host, tenant, client, actor="staff:s1")
     host.session().commit()
     assert third.id not in (first.id, second.id)
     assert _pending(host, tenant) == [client]
@@ -160,7 +163,7 @@ def _mixed_practice(host: TestHost) -> tuple[TenantRef, dict[str, list[ClientRef
     groups["no_email"] += [host.new_client(tenant, email=None), host.new_client(tenant, email="nope")]
     groups["bad_name"].append(host.new_client(tenant, name="Eve\nBcc: x@example.org"))
     pending = host.new_client(tenant)
-    requests.send_request(host, tenant, pending, actor="staff:s1")
+    mail_requests.send_request(host, tenant, pending, actor="staff:s1")
     groups["pending"].append(pending)
     host.session().commit()
     return tenant, groups
@@ -170,7 +173,7 @@ def test_batch_asks_everyone_without_valid_consent_once(batch_host: TestHost) ->
     host = batch_host
     tenant, groups = _mixed_practice(host)
     seen: list[tuple[int, int]] = []
-    result = requests.request_batch(
+    result = batch_requests.request_batch(
         host, tenant, actor="staff:s1", chunk_size=5, progress=lambda d, t: seen.append((d, t))
     )
     assert (result.asked, result.skipped_valid, result.skipped_pending, result.skipped_no_email,
@@ -184,7 +187,7 @@ def test_batch_asks_everyone_without_valid_consent_once(batch_host: TestHost) ->
     assert sorted(_pending(host, tenant)) == sorted(groups["pending"])
     assert _count(host, OutboxMessage, tenant) == 13
     assert _count(host, ConsentEvent, tenant, ConsentEvent.state == "requested") == 1
-    assert requests.request_batch(host, tenant, actor="staff:s1").skipped_pending == 13
+    assert batch_requests.request_batch(host, tenant, actor="staff:s1").skipped_pending == 13
     assert complete_waiting_requests(host, tenant) == 12
     assert sorted(_pending(host, tenant)) == sorted(groups["ask"] + groups["pending"])
     assert _count(host, OutboxMessage, tenant) == 13
@@ -197,7 +200,7 @@ def test_batch_asks_everyone_without_valid_consent_once(batch_host: TestHost) ->
     for ref in groups["valid"]:
         assert consent.client_status(host, tenant, ref).status.value == "valid"
 
-    again = requests.request_batch(host, tenant, actor="staff:s1")
+    again = batch_requests.request_batch(host, tenant, actor="staff:s1")
     assert again.asked == 0 and again.skipped_pending == 13
     assert _count(host, OutboxMessage, tenant) == 13
     assert _count(host, ConsentEvent, tenant, ConsentEvent.state == "requested") == 13
@@ -218,11 +221,11 @@ def _odd_practice(host: TestHost) -> tuple[TenantRef, list[ClientRef]]:
     ]
     waiting = host.new_client(tenant, name="Väntar", email="w@example.org")
     broke = host.new_client(tenant, name="Bruten", email="b@example.org")
-    result = requests.request_batch(host, tenant, actor="staff:s0", clients=[waiting, broke])
+    result = batch_requests.request_batch(host, tenant, actor="staff:s0", clients=[waiting, broke])
     assert result.asked == 2
     host.clients[(tenant, broke)] = ClientInfo(ref=broke, name="Bruten", email="b@", locale="sv")
     expired = host.new_client(tenant, name="Gammal", email="g@example.org")
-    link = requests.send_request(host, tenant, expired, actor="staff:s0")
+    link = mail_requests.send_request(host, tenant, expired, actor="staff:s0")
     host.session().execute(update(ConsentRequest).where(ConsentRequest.id == link.id).values(
         expires_at=host.now() - timedelta(seconds=1)
     ))
@@ -240,7 +243,7 @@ def test_the_set_based_batch_does_what_the_streamed_one_does(engine: Engine) -> 
     for kind in (TestHost, QueryHost):
         host = kind(engine)
         tenant, clients = _odd_practice(host)
-        result = requests.request_batch(host, tenant, actor="staff:s1")
+        result = batch_requests.request_batch(host, tenant, actor="staff:s1")
         assert result.total == len(clients)
         asked = set(host.session().scalars(
             select(OutboxMessage.client_ref).where(
@@ -291,9 +294,9 @@ def test_a_client_listed_twice_is_asked_and_counted_once(engine: Engine) -> None
     for kind in (QueryHost, _TwiceHost):
         host = kind(engine)
         tenant, clients = _odd_practice(host)
-        result = requests.request_batch(host, tenant, actor="staff:s1")
+        result = batch_requests.request_batch(host, tenant, actor="staff:s1")
         results.append(attrs.evolve(result, batch_key=""))
-        assert requests.count_clients(host, tenant) == len(clients)
+        assert batch_requests.count_clients(host, tenant) == len(clients)
         host.close()
     assert results[0] == results[1]
     assert results[1].total == 25
@@ -310,14 +313,14 @@ def test_a_practice_name_unusable_in_mail_stops_a_batch_that_would_mail(
     tenant = _practice(host)
     client = host.new_client(tenant, email=None if others == "unmailable" else "k@example.org")
     if others == "waiting":
-        assert requests.request_batch(host, tenant, actor="staff:s0", clients=[client]).asked == 1
+        assert batch_requests.request_batch(host, tenant, actor="staff:s0", clients=[client]).asked == 1
     before = _count(host, OutboxMessage, tenant)
     host.practices[tenant] = attrs.evolve(host.practices[tenant], name="Lugn\nBcc: x@example.org")
     if others == "unmailable":
-        assert requests.request_batch(host, tenant, actor="staff:s1").skipped_no_email == 1
+        assert batch_requests.request_batch(host, tenant, actor="staff:s1").skipped_no_email == 1
     else:
         with pytest.raises(InputError) as info:
-            requests.request_batch(host, tenant, actor="staff:s1")
+            batch_requests.request_batch(host, tenant, actor="staff:s1")
         assert info.value.field == "practice_name"
     assert _count(host, OutboxMessage, tenant) == before
 
@@ -328,16 +331,16 @@ def test_count_clients_counts_the_practice_only(batch_host: TestHost) -> None:
     for i in range(7):
         host.new_client(tenant, email=f"k{i}@example.org")
     host.new_client(other)
-    assert requests.count_clients(host, tenant) == 7
-    assert requests.count_clients(host, other) == 1
-    assert requests.count_clients(host, host.new_tenant()) == 0
+    assert batch_requests.count_clients(host, tenant) == 7
+    assert batch_requests.count_clients(host, other) == 1
+    assert batch_requests.count_clients(host, host.new_tenant()) == 0
 
 
 def test_batch_for_given_clients_skips_unknown_and_other_practices(host: TestHost) -> None:
     tenant, other = _practice(host), _practice(host)
     mine = [host.new_client(tenant) for _ in range(3)]
     theirs = host.new_client(other)
-    result = requests.request_batch(host, tenant, actor="staff:s1", clients=[*mine, theirs, "ghost"])
+    result = batch_requests.request_batch(host, tenant, actor="staff:s1", clients=[*mine, theirs, "ghost"])
     assert (result.asked, result.skipped_unknown) == (3, 2)
     assert _count(host, ConsentRequest, other) == 0 and _count(host, ConsentEvent, other) == 0
 
@@ -346,19 +349,19 @@ def test_batch_replaces_expired_and_outdated_links(batch_host: TestHost) -> None
     host = batch_host
     tenant = _practice(host, request_link_days=2)
     clients = [host.new_client(tenant) for _ in range(4)]
-    assert requests.request_batch(host, tenant, actor="staff:s1").asked == 4
+    assert batch_requests.request_batch(host, tenant, actor="staff:s1").asked == 4
     assert complete_waiting_requests(host, tenant) == 4
     host.advance(days=1)
-    assert requests.request_batch(host, tenant, actor="staff:s1").asked == 0
+    assert batch_requests.request_batch(host, tenant, actor="staff:s1").asked == 0
     host.advance(days=1, seconds=1)
-    assert requests.request_batch(host, tenant, actor="staff:s1").asked == 4  # expired: asked again
+    assert batch_requests.request_batch(host, tenant, actor="staff:s1").asked == 4  # expired: asked again
     assert complete_waiting_requests(host, tenant) == 4
     practice = practices.require_practice(host.session(), tenant)
     practices.publish_text(host, tenant, bodies={"sv": "En helt ny text om dina personuppgifter här."},
                          kind="content", reason=None, actor="staff:s1",
                          expected_major=practice.current_major)
     host.session().commit()
-    assert requests.request_batch(host, tenant, actor="staff:s1").asked == 4  # new content
+    assert batch_requests.request_batch(host, tenant, actor="staff:s1").asked == 4  # new content
     assert complete_waiting_requests(host, tenant) == 4
     assert sorted(_pending(host, tenant)) == sorted(clients)
     majors = set(host.session().scalars(
@@ -382,14 +385,14 @@ def test_two_batches_at_once_queue_each_client_once(batch_host: TestHost) -> Non
         host.session().commit()
     for h in hosts:
         h.clients, h.practices, h.active = host.clients, host.practices, host.active
-    results: list[requests.BatchResult] = []
+    results: list[batch_requests.BatchResult] = []
     errors: list[BaseException] = []
     barrier = threading.Barrier(2)
 
     def run(h: TestHost) -> None:
         try:
             barrier.wait()
-            results.append(requests.request_batch(h, tenant, actor="staff:s1", chunk_size=50))
+            results.append(batch_requests.request_batch(h, tenant, actor="staff:s1", chunk_size=50))
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -532,7 +535,7 @@ def test_the_fast_address_path_agrees_with_email_validator(local: str, domain: s
     from email_validator import EmailNotValidError, validate_email
 
     address = f"{local}@{domain}"
-    plain = requests._plain_address(address)
+    plain = addresses._plain_address(address)
     try:
         # No SMTPUTF8: a non-ASCII local part is refused (the app cannot deliver to it).
         expected = validate_email(address, check_deliverability=False,
@@ -543,7 +546,7 @@ def test_the_fast_address_path_agrees_with_email_validator(local: str, domain: s
         assert plain == expected, address
     if "\n" not in address and "\r" not in address and address.strip() == address:
         try:
-            got = requests.normalise_address(address)
+            got = addresses.normalise_address(address)
         except InputError:
             got = None
         assert got == expected, address
@@ -559,9 +562,9 @@ def test_the_control_character_checks_match_their_definitions(value: str) -> Non
     character, no DEL; an address may contain neither a line break nor a control
     character below 32 (checked by regular expressions for speed)."""
     header_ok = not any(ch in _BREAKS or ord(ch) < 32 or ord(ch) == 127 for ch in value)
-    assert requests.header_safe(value) is header_ok
+    assert addresses.header_safe(value) is header_ok
     address_bad = any(ch in _BREAKS or ord(ch) < 32 for ch in value)
     if address_bad:
         with pytest.raises(InputError):
-            requests.normalise_address(f"a{value}@example.org")
+            addresses.normalise_address(f"a{value}@example.org")
     assert len(("x" + value).splitlines()) == 1 or not header_ok

@@ -15,7 +15,9 @@ from hostkit import TestHost
 from smtp_support import Browser, SmtpServer, form_fields, path_of, running_server
 from sqlalchemy import func, select
 
-from samtycke_plugin import consent, practices, requests
+from samtycke_plugin import consent, practices
+from samtycke_plugin.email import addresses, tokens
+from samtycke_plugin.email import requests as mail_requests
 from samtycke_plugin.email.relay import send_due
 from samtycke_plugin.models import ConsentEvent, ConsentRequest, TextVersion
 from samtycke_plugin.web import public
@@ -42,7 +44,7 @@ class Sent:
         self.tenant = host.new_tenant()
         host.activate(hooks, self.tenant, **settings)
         self.client = host.new_client(self.tenant)
-        self.request = requests.send_request(host, self.tenant, self.client, actor="staff:s1")
+        self.request = mail_requests.send_request(host, self.tenant, self.client, actor="staff:s1")
         host.session().commit()
         before = len(server.messages)
         send_due(host, tenant=self.tenant, transport=server.transport())
@@ -79,9 +81,9 @@ def test_tokens_are_256_bit_random_and_stored_only_as_hashes(
     host: TestHost, smtp_server: SmtpServer
 ) -> None:
     sent = Sent(host, smtp_server)
-    assert requests.TOKEN_RE.match(sent.token) and len(sent.token) == 43  # 256 bits
+    assert tokens.TOKEN_RE.match(sent.token) and len(sent.token) == 43  # 256 bits
     row = sent.row()
-    assert row.token_hash == requests.token_hash(sent.token) and sent.token not in row.token_hash
+    assert row.token_hash == tokens.token_hash(sent.token) and sent.token not in row.token_hash
     assert row.nonce != sent.token and len(row.nonce) >= 43
     other = Sent(host, smtp_server)
     assert other.token != sent.token
@@ -94,7 +96,7 @@ def test_message_ids_are_unique_well_formed_and_grow_with_time() -> None:
     of that index instead of on a random page each."""
     from email.headerregistry import HeaderRegistry
 
-    ids = [requests.message_id("praktik.example") for _ in range(20_000)]
+    ids = [addresses.message_id("praktik.example") for _ in range(20_000)]
     assert len(set(ids)) == len(ids)
     parsed = HeaderRegistry()("Message-ID", ids[0])
     assert str(parsed) == ids[0] and not parsed.defects
@@ -145,7 +147,7 @@ def test_expired_and_revoked_links_get_the_same_page_as_unknown_ones(
 
     revoked = Sent(host, smtp_server)
     host.advance(minutes=5)
-    requests.send_request(host, revoked.tenant, revoked.client, actor="staff:s1")
+    mail_requests.send_request(host, revoked.tenant, revoked.client, actor="staff:s1")
     host.session().commit()
     assert revoked.row().revoked_at is not None
     assert _invalid_body(browser, revoked.token) == unknown
@@ -173,8 +175,8 @@ def test_tokens_are_bound_to_practice_client_purpose_and_text_version(
     sent = Sent(host, smtp_server)
     other = Sent(host, smtp_server)
     row = sent.row()
-    key = requests.link_key(host)
-    assert requests.token_for(key, row) == sent.token
+    key = tokens.link_key(host)
+    assert tokens.token_for(key, row) == sent.token
 
     def variant(**change: object) -> str:
         fields = {
@@ -182,7 +184,7 @@ def test_tokens_are_bound_to_practice_client_purpose_and_text_version(
             "text_version_id": row.text_version_id, "nonce": row.nonce,
         }
         fields.update(change)
-        return requests.derive_token(key, **fields)  # type: ignore[arg-type]
+        return tokens.derive_token(key, **fields)  # type: ignore[arg-type]
 
     browser = Browser(host)
     other_text = host.session().scalars(
@@ -193,7 +195,7 @@ def test_tokens_are_bound_to_practice_client_purpose_and_text_version(
         variant(client=other.client),
         variant(purpose="withdraw"),
         variant(text_version_id=other_text),
-        requests.derive_token(b"k" * 32, tenant=row.tenant_ref, client=row.client_ref,
+        tokens.derive_token(b"k" * 32, tenant=row.tenant_ref, client=row.client_ref,
                               purpose=row.purpose, text_version_id=row.text_version_id,
                               nonce=row.nonce),
     ):
@@ -291,7 +293,7 @@ def test_the_relay_will_not_send_a_link_that_expired_while_queued(
     tenant = host.new_tenant()
     host.activate(hooks, tenant, request_link_days=1)
     client = host.new_client(tenant)
-    requests.send_request(host, tenant, client, actor="staff:s1")
+    mail_requests.send_request(host, tenant, client, actor="staff:s1")
     host.session().commit()
     host.advance(days=1, seconds=1)
     report = send_due(host, tenant=tenant, transport=smtp_server.transport())

@@ -16,9 +16,9 @@ from smtp_support import SmtpServer, running_server
 from sqlalchemy import Engine, Select, func, insert, select, text
 
 from hookspecs.types import ClientInfo, ClientRef, PracticeInfo, TenantRef
-from samtycke_plugin import requests
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.db import make_engine, upgrade
+from samtycke_plugin.email import batch as batch_requests
 from samtycke_plugin.email.relay import send_due
 from samtycke_plugin.models import WAITING_REQUEST, ConsentEvent, ConsentRequest, OutboxMessage
 
@@ -99,12 +99,12 @@ def test_batch_of_100k_clients_twice_queues_each_client_once(
     host.activate(hooks, tenant)
 
     started, cpu = time.perf_counter(), time.process_time()
-    first = requests.request_batch(host, tenant, actor="staff:s1", total=N)
+    first = batch_requests.request_batch(host, tenant, actor="staff:s1", total=N)
     first_s, first_cpu = time.perf_counter() - started, time.process_time() - cpu
     assert (first.asked, first.skipped_valid, first.skipped_pending, first.skipped_no_email) == (N, 0, 0, 0)
 
     started = time.perf_counter()
-    second = requests.request_batch(host, tenant, actor="staff:s1", total=N)
+    second = batch_requests.request_batch(host, tenant, actor="staff:s1", total=N)
     second_s = time.perf_counter() - started
     assert (second.asked, second.skipped_pending) == (0, N)
     assert host.yielded == (0 if kind is QueryStreamingHost else 2 * N)
@@ -125,7 +125,7 @@ def test_batch_of_100k_clients_twice_queues_each_client_once(
     sample = session.scalars(
         select(OutboxMessage).where(OutboxMessage.tenant_ref == tenant).limit(50)
     ).all()
-    assert set(requests.complete_requests(host, session, sample).values()) == {None}
+    assert set(batch_requests.complete_requests(host, session, sample).values()) == {None}
     session.commit()
     pending = host.session().scalar(
         select(func.count()).select_from(ConsentRequest).where(
@@ -157,7 +157,7 @@ def test_mail_throughput_through_aiosmtpd(host: TestHost, smtp_server: SmtpServe
     host.activate(hooks, tenant)
     for i in range(300):
         host.new_client(tenant, email=f"m{i}@example.org")
-    assert requests.request_batch(host, tenant, actor="staff:s1").asked == 300
+    assert batch_requests.request_batch(host, tenant, actor="staff:s1").asked == 300
     started, cpu = time.perf_counter(), time.process_time()
     report = send_due(host, tenant=tenant, transport=smtp_server.transport(), limit=1000)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu

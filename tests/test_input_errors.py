@@ -27,7 +27,9 @@ from test_practice_pages import Pages, set_up
 from examples.host_app.models import Booking, Client, DevMail
 from examples.host_app.security import safe_next
 from examples.host_app.testing import csrf_from
-from samtycke_plugin import common, consent, practices, requests
+from samtycke_plugin import common, consent, practices
+from samtycke_plugin.email import addresses
+from samtycke_plugin.email import batch as batch_requests
 from samtycke_plugin.errors import InputError, SettingsError
 from samtycke_plugin.models import ConsentEvent, ConsentRequest, OutboxMessage, Practice
 
@@ -245,9 +247,9 @@ def test_a_non_ascii_local_part_is_refused_where_the_address_enters(host: TestHo
     address is refused with the reason, on the request page, in the batch and after a
     client is created — never queued to fail later with another reason."""
     with pytest.raises(InputError) as err:
-        requests.normalise_address("ñoño@example.org")
+        addresses.normalise_address("ñoño@example.org")
     assert err.value.field == "email" and "before the @" in str(err.value)
-    assert requests.normalise_address("jorg@exämple.de") == "jorg@exämple.de"  # IDN domain
+    assert addresses.normalise_address("jorg@exämple.de") == "jorg@exämple.de"  # IDN domain
 
     tenant = set_up(host, email_request_to_new_clients=True, ask_new_clients=True)
     client = host.new_client(tenant, email="ñoño@example.org")
@@ -259,7 +261,7 @@ def test_a_non_ascii_local_part_is_refused_where_the_address_enters(host: TestHo
         assert says(sent.text, NON_ASCII[lang == "en"])
     assert _mail_rows(host, tenant) == before
 
-    result = requests.request_batch(host, tenant, actor="staff:s1")
+    result = batch_requests.request_batch(host, tenant, actor="staff:s1")
     host.session().commit()
     assert (result.asked, result.skipped_no_email) == (0, 1)
     assert _mail_rows(host, tenant) == before

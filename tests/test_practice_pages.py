@@ -985,7 +985,7 @@ def test_send_without_a_usable_address_says_what_to_do(host: TestHost) -> None:
     assert response.status_code == 400
     body = html(response)
     assert "Förfrågan skickades inte." in body
-    from samtycke_plugin.requests import NO_ADDRESS  # the e-mail helper's wording
+    from samtycke_plugin.email.addresses import NO_ADDRESS
 
     assert str(escape(t("sv", NO_ADDRESS))) in body
     english = pages.post(f"/clients/{client}/obtain", {"action": "send"}, lang="en")

@@ -13,8 +13,9 @@ from hostkit import TestHost, staff, submission
 from sqlalchemy import Engine, MetaData, func, select
 
 from hookspecs.types import BookingRef, ClientRef, TenantRef
-from samtycke_plugin import consent, erasure, export, practices, requests
+from samtycke_plugin import consent, erasure, export, practices
 from samtycke_plugin.chain import verify_chain
+from samtycke_plugin.email import requests as mail_requests
 from samtycke_plugin.models import (
     ConsentEvent,
     ConsentRequest,
@@ -77,7 +78,7 @@ def _client_with_everything(host: TestHost, tenant: str, name: str, email: str) 
                      note=f"{name} called and withdrew ({email})")
     host.session().commit()
     host.advance(hours=1)
-    requests.send_request(host, tenant, client, actor="staff:s1")  # request + token + mail
+    mail_requests.send_request(host, tenant, client, actor="staff:s1")  # request + token + mail
     host.session().commit()
     host.advance(hours=1)
     consent.record_manual(host, tenant, client, staff(), method="paper",

@@ -14,7 +14,8 @@ from jsonschema.exceptions import ValidationError
 from sqlalchemy import select
 
 from hookspecs.types import BookingFormContext, BookingRef, ClientRef, PracticeInfo, TenantRef
-from samtycke_plugin import consent, receipts, requests
+from samtycke_plugin import consent, receipts
+from samtycke_plugin.email import requests as mail_requests
 from samtycke_plugin.errors import InputError, NotFound
 from samtycke_plugin.models import ConsentEvent, TextVersion
 
@@ -92,7 +93,7 @@ def _lifecycle(host: TestHost) -> tuple[str, str, dict[str, ConsentEvent]]:
     )
     host.session().commit()
     other = host.new_client(tenant, name="Other Person", email="other@example.org")
-    requests.send_request(host, tenant, other, actor="staff:s1")
+    mail_requests.send_request(host, tenant, other, actor="staff:s1")
     host.session().commit()
     events["requested"] = _latest(host, tenant, other)
     assert events["requested"].state == "requested"

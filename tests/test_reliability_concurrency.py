@@ -129,19 +129,20 @@ def test_manual_record_and_link_confirmation_at_once(host: TestHost) -> None:
     one of them is "given" and the other "renewed", the link is used once."""
     from smtp_support import Browser, form_fields, path_of
 
-    from samtycke_plugin import requests as links
+    from samtycke_plugin.email import requests as mail_requests
+    from samtycke_plugin.email import tokens
 
     tenant, _hooks = _setup(host)
     rounds = 6
     clients = [host.new_client(tenant, email=f"l3-{k}@example.org") for k in range(rounds)]
-    tokens = {}
+    link_of = {}
     for client in clients:
-        req = links.send_request(host, tenant, client, actor="staff:s1")
+        req = mail_requests.send_request(host, tenant, client, actor="staff:s1")
         host.session().commit()
-        tokens[client] = links.token_for(links.link_key(host), req)
+        link_of[client] = tokens.token_for(tokens.link_key(host), req)
     for client in clients:
         browser = Browser(worker_host(host))
-        path = path_of("c", tokens[client])
+        path = path_of("c", link_of[client])
         fields = form_fields(browser.get(path).text)
 
         def act(i: int, barrier: threading.Barrier, client: str = client,
@@ -334,7 +335,8 @@ def test_200_concurrent_link_confirmations_across_20_practices(
     error, and no token, name or address reaches the logs."""
     from smtp_support import Browser, form_fields, path_of
 
-    from samtycke_plugin import requests as links
+    from samtycke_plugin.email import requests as mail_requests
+    from samtycke_plugin.email import tokens
 
     caplog.set_level("DEBUG")
     hooks = host.hooks()
@@ -344,9 +346,9 @@ def test_200_concurrent_link_confirmations_across_20_practices(
         host.activate(hooks, t)
         for k in range(10):
             client = host.new_client(t, name=f"Klient Hemlig{k}", email=f"h{k}-{t}@example.org")
-            req = links.send_request(host, t, client, actor="staff:s1")
+            req = mail_requests.send_request(host, t, client, actor="staff:s1")
             host.session().commit()
-            work.append((t, client, links.token_for(links.link_key(host), req)))
+            work.append((t, client, tokens.token_for(tokens.link_key(host), req)))
     host.session().rollback()
     workers = 20
 

@@ -40,7 +40,7 @@ from werkzeug.test import Client
 from werkzeug.wrappers import Response
 
 from hookspecs.types import ClientRef, TenantRef
-from samtycke_plugin import consent, practices, requests
+from samtycke_plugin import consent, practices
 from samtycke_plugin.db import (
     configure_sqlite,
     is_transient_error,
@@ -48,6 +48,7 @@ from samtycke_plugin.db import (
     run_in_transaction,
     upgrade,
 )
+from samtycke_plugin.email import batch as batch_requests
 from samtycke_plugin.errors import Unavailable
 from samtycke_plugin.ledger import NewEvent, append
 from samtycke_plugin.models import OutboxMessage
@@ -236,11 +237,11 @@ def test_fault_at_every_step_of_a_set_based_batch(
     clients = [qhost.new_client(tenant, email=f"k{i}@example.org") for i in range(5)]
     qhost.new_client(tenant, email="inte-en-adress")
 
-    def path() -> requests.BatchResult:
-        return requests.request_batch(qhost, tenant, actor="staff:s1")
+    def path() -> batch_requests.BatchResult:
+        return batch_requests.request_batch(qhost, tenant, actor="staff:s1")
 
     _faults, result = _run_every_fault(qhost, injector, tenant, path)
-    assert isinstance(result, requests.BatchResult)
+    assert isinstance(result, batch_requests.BatchResult)
     assert (result.asked, result.skipped_no_email, result.total) == (5, 1, 6)
     queued = qhost.session().scalars(
         select(OutboxMessage.client_ref).where(OutboxMessage.tenant_ref == tenant)

@@ -262,14 +262,15 @@ def test_a_forged_text_field_on_the_consent_page_is_a_400_not_a_500(
     """Regression (public consent page): ``int("²")`` raised inside the handler."""
     from smtp_support import Browser, form_fields, path_of
 
-    from samtycke_plugin import requests as links
+    from samtycke_plugin.email import requests as mail_requests
+    from samtycke_plugin.email import tokens
 
     tenant, _ = _activated(host)
     client = host.new_client(tenant)
-    req = links.send_request(host, tenant, client, actor="staff:s1")
+    req = mail_requests.send_request(host, tenant, client, actor="staff:s1")
     host.session().commit()
     browser = Browser(host)
-    path = path_of("c", links.token_for(links.link_key(host), req))
+    path = path_of("c", tokens.token_for(tokens.link_key(host), req))
     fields = form_fields(browser.get(path).text)
     before = dump(host.engine, [tenant])
     resp = browser.post(path, data={**fields, "text": raw, "decision": "accept"})

@@ -42,8 +42,10 @@ from sqlalchemy import Engine, func, select
 
 from hookspecs.types import BookingFormContext, ClientRef, TenantRef
 from samtycke_plugin import consent, practices
-from samtycke_plugin import requests as links
 from samtycke_plugin.chain import verify_chain
+from samtycke_plugin.email import receipts as receipt_mail
+from samtycke_plugin.email import requests as mail_requests
+from samtycke_plugin.email import tokens
 from samtycke_plugin.email.relay import send_due
 from samtycke_plugin.errors import Conflict, NotFound, PermissionDenied
 from samtycke_plugin.ledger import projection, replay
@@ -64,7 +66,7 @@ BODIES = [
     "Vi sparar namn, telefon och e-post. Du kan när som helst återkalla.\n",
     "Uppgifterna sparas tills du ber oss ta bort dem, dock längst tio år.\n",
 ]
-LINK_PATH = {links.PURPOSE_CONSENT: "c", links.PURPOSE_WITHDRAW: "w"}
+LINK_PATH = {tokens.PURPOSE_CONSENT: "c", tokens.PURPOSE_WITHDRAW: "w"}
 
 
 @dataclass
@@ -233,21 +235,21 @@ class ConsentMachine(RuleBasedStateMachine):
         """A grant with an address queues a receipt; the relay gives it a new withdrawal
         link when it picks it up (the client's older one is revoked): do what the relay's
         claim does, then find the link and remember its token."""
-        self._revoke_open(p, ref, links.PURPOSE_WITHDRAW)
+        self._revoke_open(p, ref, tokens.PURPOSE_WITHDRAW)
         complete_receipts(self.host, p.tenant, ref)
         open_rows = self.host.session().scalars(
             select(ConsentRequest).where(
                 ConsentRequest.tenant_ref == p.tenant, ConsentRequest.client_ref == ref,
-                ConsentRequest.purpose == links.PURPOSE_WITHDRAW,
+                ConsentRequest.purpose == tokens.PURPOSE_WITHDRAW,
                 ConsentRequest.used_at.is_(None), ConsentRequest.revoked_at.is_(None))).all()
         assert len(open_rows) == 1, "exactly one open withdrawal link after a grant"
         req = open_rows[0]
-        token = links.token_for(links.link_key(self.host), req)
+        token = tokens.token_for(tokens.link_key(self.host), req)
         assert token not in p.links
         now = self.host.now()
-        assert req.expires_at == links.WITHDRAW_LINK_NEVER_EXPIRES  # lives as long as consent
-        p.links[token] = LinkModel(token=token, client=ref, purpose=links.PURPOSE_WITHDRAW,
-                                   created=now, expires=links.WITHDRAW_LINK_NEVER_EXPIRES)
+        assert req.expires_at == receipt_mail.WITHDRAW_LINK_NEVER_EXPIRES  # lives as long as consent
+        p.links[token] = LinkModel(token=token, client=ref, purpose=tokens.PURPOSE_WITHDRAW,
+                                   created=now, expires=receipt_mail.WITHDRAW_LINK_NEVER_EXPIRES)
         self.host.session().rollback()
 
     # -- practitioner and booking rules ----------------------------------------------------
@@ -377,7 +379,7 @@ class ConsentMachine(RuleBasedStateMachine):
         for attempt in (
             lambda: consent.record_manual(self.host, a.tenant, ref, staff(), method="paper",
                                           given_at=self.host.now(), note=None),
-            lambda: links.send_request(self.host, a.tenant, ref, actor="staff:s1"),
+            lambda: mail_requests.send_request(self.host, a.tenant, ref, actor="staff:s1"),
         ):
             with pytest.raises(NotFound):
                 attempt()
@@ -399,20 +401,20 @@ class ConsentMachine(RuleBasedStateMachine):
         p, ref = self._pick(data)
         now = self.host.now()
         recent = [link for link in p.links.values()
-                  if link.client == ref and link.purpose == links.PURPOSE_CONSENT
-                  and link.state == "open" and link.created > now - links.RESEND_WINDOW
+                  if link.client == ref and link.purpose == tokens.PURPOSE_CONSENT
+                  and link.state == "open" and link.created > now - mail_requests.RESEND_WINDOW
                   and link.expires > now and link.delivery not in ("bounced", "failed")
                   and link.major == p.major]
-        req = links.send_request(self.host, p.tenant, ref, actor="staff:s1")
+        req = mail_requests.send_request(self.host, p.tenant, ref, actor="staff:s1")
         self.host.session().commit()
-        token = links.token_for(links.link_key(self.host), req)
+        token = tokens.token_for(tokens.link_key(self.host), req)
         self.host.session().rollback()
         if recent:
             assert token == recent[-1].token
             return
         assert token not in p.links
-        self._revoke_open(p, ref, links.PURPOSE_CONSENT)
-        p.links[token] = LinkModel(token=token, client=ref, purpose=links.PURPOSE_CONSENT,
+        self._revoke_open(p, ref, tokens.PURPOSE_CONSENT)
+        p.links[token] = LinkModel(token=token, client=ref, purpose=tokens.PURPOSE_CONSENT,
                                    created=now, expires=now + timedelta(days=14), major=p.major)
         p.apply(ref, "requested", p.major, None)
         self._last_event_is(p, ref, "requested")
@@ -447,7 +449,7 @@ class ConsentMachine(RuleBasedStateMachine):
             if link.delivery == "sent":
                 expected_sent.append(link.token)
             c = p.clients.get(link.client)
-            if link.purpose == links.PURPOSE_CONSENT and c is not None \
+            if link.purpose == tokens.PURPOSE_CONSENT and c is not None \
                     and c.state == "requested":
                 c.delivery = link.delivery
         assert sent_tokens == sorted(expected_sent)
@@ -463,7 +465,7 @@ class ConsentMachine(RuleBasedStateMachine):
 
     def _check_refused(self, link: LinkModel, resp: object) -> None:
         status = resp.status_code  # type: ignore[attr-defined]
-        replaced = link.purpose == links.PURPOSE_WITHDRAW and link.state == "revoked"
+        replaced = link.purpose == tokens.PURPOSE_WITHDRAW and link.state == "revoked"
         if link.state == "used" or replaced:  # a page that says what to do instead
             assert status == 200 and "csrf_token" not in resp.text  # type: ignore[attr-defined]
         else:
@@ -485,14 +487,14 @@ class ConsentMachine(RuleBasedStateMachine):
             assert resp.headers["Referrer-Policy"] == "no-referrer"
             assert resp.headers["Cache-Control"] == "no-store"
 
-    @precondition(lambda self: any(link.purpose == links.PURPOSE_CONSENT
+    @precondition(lambda self: any(link.purpose == tokens.PURPOSE_CONSENT
                                    for p in self.practices for link in p.links.values()))
     @rule(data=st.data(), accept=st.booleans(), form_age=st.integers(0, 2))
     def answer_link(self, data: st.DataObject, accept: bool, form_age: int) -> None:
         """The client accepts or declines on the consent page (possibly a page they
         opened before the text's content changed)."""
         self._count("answer_link")
-        p, link = self._pick_link(data, links.PURPOSE_CONSENT)
+        p, link = self._pick_link(data, tokens.PURPOSE_CONSENT)
         browser, path, page = self._page(link)
         if not self._usable(link):
             self._check_refused(link, page)
@@ -518,13 +520,13 @@ class ConsentMachine(RuleBasedStateMachine):
             ev = self._last_event_is(p, link.client, "refused")
         assert ev.text_version_id == p.texts[p.major][-1] and ev.channel == "email_link"
 
-    @precondition(lambda self: any(link.purpose == links.PURPOSE_WITHDRAW
+    @precondition(lambda self: any(link.purpose == tokens.PURPOSE_WITHDRAW
                                    for p in self.practices for link in p.links.values()))
     @rule(data=st.data())
     def withdraw_by_link(self, data: st.DataObject) -> None:
         """The client withdraws through the receipt's link (as many steps as consenting)."""
         self._count("withdraw_by_link")
-        p, link = self._pick_link(data, links.PURPOSE_WITHDRAW)
+        p, link = self._pick_link(data, tokens.PURPOSE_WITHDRAW)
         browser, path, page = self._page(link)
         if not self._usable(link):
             self._check_refused(link, page)
@@ -620,9 +622,9 @@ class ConsentMachine(RuleBasedStateMachine):
     @invariant()
     def each_link_is_used_at_most_once_and_as_the_model_says(self) -> None:
         session = self.host.session()
-        key = links.link_key(self.host)
+        key = tokens.link_key(self.host)
         for p in self.practices:
-            rows = {links.token_for(key, r): r for r in session.scalars(
+            rows = {tokens.token_for(key, r): r for r in session.scalars(
                 select(ConsentRequest).where(ConsentRequest.tenant_ref == p.tenant))}
             uses = dict(session.execute(
                 select(ConsentEvent.request_id, func.count())

@@ -39,8 +39,10 @@ from hookspecs.types import (
     TenantRef,
 )
 from samtycke_plugin import consent, panels, practices
-from samtycke_plugin import requests as links
 from samtycke_plugin.chain import verify_chain
+from samtycke_plugin.email import receipts as receipt_mail
+from samtycke_plugin.email import requests as mail_requests
+from samtycke_plugin.email import tokens
 from samtycke_plugin.errors import PermissionDenied
 from samtycke_plugin.models import ConsentEvent, TextVersion
 from samtycke_plugin.web import make_wsgi_app
@@ -86,9 +88,9 @@ def world(host: TestHost) -> Iterator[World]:
         kind="correction", reason=None, actor="staff:s1", expected_major=1)
     host.session().commit()
     b_client2 = host.new_client(b, name="ZQXB-secret Berit", email="berit@example.org")
-    req = links.send_request(host, b, b_client2, actor="staff:s1")
+    req = mail_requests.send_request(host, b, b_client2, actor="staff:s1")
     host.session().commit()
-    b_token = links.token_for(links.link_key(host), req)
+    b_token = tokens.token_for(tokens.link_key(host), req)
     a_text = form_text_id(host, hooks, a, a_fresh)
     assert a_text is not None
     w = World(host=host, hooks=hooks, a=a, b=b, a_client=ClientRef(a_client),
@@ -295,14 +297,14 @@ def test_every_link_post_without_its_csrf_token_or_cross_site_is_refused(
     world: World, rule: Any
 ) -> None:
     w = world
-    req = links.send_request(w.host, w.a, w.a_fresh, actor="staff:s1")
+    req = mail_requests.send_request(w.host, w.a, w.a_fresh, actor="staff:s1")
     w.host.session().commit()
     if rule.endpoint == "public.withdraw":  # a withdraw link needs consent to withdraw
         consent.record_manual(w.host, w.a, w.a_fresh, staff(), method="paper",
                               given_at=w.host.now(), note=None)
         w.host.session().commit()
         req = _withdraw_request(w)
-    token = links.token_for(links.link_key(w.host), req)
+    token = tokens.token_for(tokens.link_key(w.host), req)
     path = _path(rule, {"token": token})
     app = Client(make_wsgi_app())
     env = {"booking.host": w.host, "REMOTE_ADDR": "198.51.100.24"}
@@ -333,12 +335,12 @@ def _withdraw_request(w: World) -> Any:
                                    ConsentEvent.client_ref == w.a_fresh)
         .order_by(ConsentEvent.seq.desc())).first()
     assert ev is not None
-    links.queue_receipt(w.host, ev)
+    receipt_mail.queue_receipt(w.host, ev)
     w.host.session().commit()
     req = w.host.session().scalars(
         select(ConsentRequest).where(ConsentRequest.tenant_ref == w.a,
                                      ConsentRequest.client_ref == w.a_fresh,
-                                     ConsentRequest.purpose == links.PURPOSE_WITHDRAW,
+                                     ConsentRequest.purpose == tokens.PURPOSE_WITHDRAW,
                                      ConsentRequest.used_at.is_(None),
                                      ConsentRequest.revoked_at.is_(None))).one()
     w.host.session().rollback()
@@ -356,9 +358,9 @@ def test_get_and_head_never_write_even_with_form_data_in_the_query(
     """Mail scanners and prefetchers send HEAD and GET (also with the form's fields in
     the query string): nothing is ever written, whatever the route."""
     w = world
-    req = links.send_request(w.host, w.a, w.a_fresh, actor="staff:s1")
+    req = mail_requests.send_request(w.host, w.a, w.a_fresh, actor="staff:s1")
     w.host.session().commit()
-    token = links.token_for(links.link_key(w.host), req)
+    token = tokens.token_for(tokens.link_key(w.host), req)
     path = _path(rule, {"client": w.a_fresh, "text_id": w.a_text, "token": token})
     before = dump(w.host.engine, [w.a])
     app = Client(make_wsgi_app())
@@ -523,14 +525,14 @@ def test_ids_of_erased_requests_and_mail_are_never_reused(host: TestHost) -> Non
     tenant = host.new_tenant()
     host.activate(hooks, tenant, require_consent_for_online_booking=True)
     erased, other = host.new_client(tenant), host.new_client(tenant, email="o@example.org")
-    old = links.send_request(host, tenant, erased, actor="staff:s1")
+    old = mail_requests.send_request(host, tenant, erased, actor="staff:s1")
     host.session().commit()
     old_id = old.id
     old_mail = host.session().scalar(
         select(OutboxMessage.id).where(OutboxMessage.request_id == old_id))
     hooks.client_erased(tenant, ClientRef(erased))
     host.session().commit()
-    new = links.send_request(host, tenant, other, actor="staff:s1")
+    new = mail_requests.send_request(host, tenant, other, actor="staff:s1")
     host.session().commit()
     new_mail = host.session().scalar(
         select(OutboxMessage.id).where(OutboxMessage.request_id == new.id))

@@ -29,9 +29,10 @@ from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import BookingFormContext, BookingRef, ClientRef, TenantRef
 from samtycke_plugin import consent, practices
-from samtycke_plugin import requests as links
+from samtycke_plugin.email import requests as mail_requests
+from samtycke_plugin.email import tokens
 from samtycke_plugin.email.messages import render_message
-from samtycke_plugin.models import OutboxMessage
+from samtycke_plugin.models import ConsentRequest, OutboxMessage
 from samtycke_plugin.web import make_wsgi_app
 
 pytestmark = pytest.mark.timeout(600)
@@ -107,9 +108,9 @@ class World:
                               given_at=host.now(), note=f"Anteckning {p}")
         host.session().commit()
         mailed = host.new_client(tenant, name=f"Mia {p}", email=f"mia{i}@example.org")
-        req = links.send_request(host, tenant, mailed, actor="staff:s1")
+        req = mail_requests.send_request(host, tenant, mailed, actor="staff:s1")
         host.session().commit()
-        consent_token = links.token_for(links.link_key(host), req)
+        consent_token = tokens.token_for(tokens.link_key(host), req)
         booker = host.new_client(tenant, name=f"Bo {p}", email=f"bo{i}@example.org")
         shown = form_text_id(host, hooks, tenant, booker)
         sub = submission(tenant, booker, ticked=True, text_id=shown)
@@ -118,11 +119,11 @@ class World:
         host.session().commit()
         complete_receipts(host, tenant, booker)  # as the relay does when it claims it
         withdraw_req = host.session().scalars(
-            select(links.ConsentRequest).where(
-                links.ConsentRequest.tenant_ref == tenant,
-                links.ConsentRequest.client_ref == booker,
-                links.ConsentRequest.purpose == links.PURPOSE_WITHDRAW)).one()
-        withdraw_token = links.token_for(links.link_key(host), withdraw_req)
+            select(ConsentRequest).where(
+                ConsentRequest.tenant_ref == tenant,
+                ConsentRequest.client_ref == booker,
+                ConsentRequest.purpose == tokens.PURPOSE_WITHDRAW)).one()
+        withdraw_token = tokens.token_for(tokens.link_key(host), withdraw_req)
         asked = host.new_client(tenant, name=f"Ann {p}", email=f"ann{i}@example.org")
         for row in host.session().scalars(
                 select(OutboxMessage).where(OutboxMessage.tenant_ref == tenant)):

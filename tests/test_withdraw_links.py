@@ -26,7 +26,9 @@ from sqlalchemy import select
 from hookspecs.facade import AppHooks
 from hookspecs.types import TenantRef
 from samtycke_plugin import consent, practices
-from samtycke_plugin import requests as links
+from samtycke_plugin.email import receipts as receipt_mail
+from samtycke_plugin.email import requests as mail_requests
+from samtycke_plugin.email import tokens
 from samtycke_plugin.email.relay import send_due
 from samtycke_plugin.export import practice_status_csv
 from samtycke_plugin.models import ConsentEvent, ConsentRequest, Practice
@@ -81,7 +83,7 @@ class Clinic:
     def consent_by_link(self, browser: Browser | None = None) -> str:
         """The client consents through an e-mailed link; the receipt's withdrawal token."""
         self.host.advance(minutes=2)  # not the same request as one a minute ago
-        links.send_request(self.host, self.tenant, self.client, actor="staff:s1")
+        mail_requests.send_request(self.host, self.tenant, self.client, actor="staff:s1")
         self.host.session().commit()
         purpose, token = self.mails()
         assert purpose == "c"
@@ -161,7 +163,7 @@ def test_a_consent_link_needs_the_app_active_but_is_not_counted_as_a_guess(
     small = SlidingWindowLimiter(2, WINDOW, total_limit=2, clock=lambda: 1e6)
     monkeypatch.setattr(public, "LIMITER", small)
     p = Clinic(host, smtp_server)
-    links.send_request(host, p.tenant, p.client, actor="staff:s1")
+    mail_requests.send_request(host, p.tenant, p.client, actor="staff:s1")
     host.session().commit()
     _purpose, token = p.mails()
     p.deactivate()
@@ -250,8 +252,8 @@ def test_withdrawal_links_are_stored_without_an_expiry(
     token = p.consent_by_link()
     host.session().rollback()
     row = host.session().scalars(select(ConsentRequest).where(
-        ConsentRequest.token_hash == links.token_hash(token))).one()
-    assert row.expires_at == links.WITHDRAW_LINK_NEVER_EXPIRES
+        ConsentRequest.token_hash == tokens.token_hash(token))).one()
+    assert row.expires_at == receipt_mail.WITHDRAW_LINK_NEVER_EXPIRES
 
 
 # -- the rate limit never refuses a real link ----------------------------------------------------
@@ -263,13 +265,13 @@ def _consent_tokens(host: TestHost, server: SmtpServer, count: int) -> tuple[str
     p = Clinic(host, server)
     refs = [host.new_client(p.tenant, email=f"k{i}@example.org") for i in range(count)]
     for ref in refs:
-        links.send_request(host, p.tenant, ref, actor="staff:s1")
+        mail_requests.send_request(host, p.tenant, ref, actor="staff:s1")
     host.session().commit()
-    key = links.link_key(host)
+    key = tokens.link_key(host)
     rows = host.session().scalars(select(ConsentRequest).where(
         ConsentRequest.tenant_ref == p.tenant)).all()
     host.session().rollback()
-    return p.tenant, [links.token_for(key, r) for r in rows]
+    return p.tenant, [tokens.token_for(key, r) for r in rows]
 
 
 def test_200_real_links_open_from_an_address_that_sprays_200_random_tokens(
@@ -342,11 +344,11 @@ def test_links_whose_consent_ended_are_not_counted_as_failures(
     ended.deactivate()
     # never answered: a consent link replaced by a newer one, which then expired
     asked = Clinic(host, smtp_server)
-    links.send_request(host, asked.tenant, asked.client, actor="staff:s1")
+    mail_requests.send_request(host, asked.tenant, asked.client, actor="staff:s1")
     host.session().commit()
     _p, c_replaced = asked.mails()
     host.advance(minutes=5)
-    links.send_request(host, asked.tenant, asked.client, actor="staff:s1")
+    mail_requests.send_request(host, asked.tenant, asked.client, actor="staff:s1")
     host.session().commit()
     _p, c_expired = asked.mails()
     host.advance(days=40)

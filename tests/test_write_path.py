@@ -12,8 +12,10 @@ from hostkit import TestHost, staff, submission
 from sqlalchemy import select, text
 
 from hookspecs.types import BookingRef, ClientRef
-from samtycke_plugin import consent, erasure, practices, requests
+from samtycke_plugin import consent, erasure, practices
 from samtycke_plugin.chain import verify_chain
+from samtycke_plugin.email import batch as batch_requests
+from samtycke_plugin.email import requests as mail_requests
 from samtycke_plugin.email.relay import send_due
 from samtycke_plugin.errors import Conflict
 from samtycke_plugin.ledger import projection, rebuild_projection, replay
@@ -40,10 +42,10 @@ def test_every_kind_of_change_goes_through_the_ledgers_writers(host: TestHost) -
                               given_at=host.now() - timedelta(days=1), note=None)
         consent.withdraw(host, tenant, a, actor="staff:s1", channel="manual", method="verbal",
                          by_client=True)
-        requests.send_request(host, tenant, b, actor="staff:s1")
+        mail_requests.send_request(host, tenant, b, actor="staff:s1")
         host.session().commit()
         send_due(host)
-        requests.request_batch(host, tenant, actor="staff:s1")
+        batch_requests.request_batch(host, tenant, actor="staff:s1")
         host.session().commit()
         shown = practices.current_text(host.session(), practices.require_practice(
             host.session(), tenant), "sv")
@@ -157,7 +159,7 @@ def test_request_records_one_event_per_client_in_one_append(host: TestHost) -> N
 def test_delivery_shows_only_on_the_open_request_of_a_waiting_client(host: TestHost) -> None:
     tenant = _practice(host)
     client = host.new_client(tenant)
-    request = requests.send_request(host, tenant, client, actor="staff:s1")
+    request = mail_requests.send_request(host, tenant, client, actor="staff:s1")
     session = host.session()
     consent.delivery(session, tenant, client, request.id, "bounced")
     assert session.get(ConsentStateRow, (tenant, client)).delivery == "bounced"  # type: ignore[union-attr]

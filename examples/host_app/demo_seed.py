@@ -26,7 +26,7 @@ from examples.host_app.runtime import Platform
 from examples.host_app.scheduling import ZONE
 from hookspecs.types import StaffContext, StaffRef
 from samtycke_plugin import consent, practices
-from samtycke_plugin import requests as consent_requests
+from samtycke_plugin.email import requests as mail_requests
 
 PASSWORDS = {"lugn-och-ro": "lugn-demo", "fysio-norr": "norr-demo", "kroppsterapi-syd": "syd-demo"}
 
@@ -300,5 +300,5 @@ def _content_change(platform: Platform, tenant: str, owner: StaffContext) -> Non
 
 def _request_by_email(platform: Platform, tenant: str, client: str, owner: StaffContext) -> None:
     """The practitioner's "send a request by e-mail" on the app's obtain-consent page."""
-    consent_requests.send_request(platform.host, tenant, client, actor=f"staff:{owner.ref}")
+    mail_requests.send_request(platform.host, tenant, client, actor=f"staff:{owner.ref}")
     platform.host.session().commit()

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from hookspecs.types import OutgoingEmail, TenantRef
 from samtycke_plugin import common, receipts
-from samtycke_plugin import requests as links
+from samtycke_plugin.email import addresses, outbox, tokens
 from samtycke_plugin.errors import InputError
 from samtycke_plugin.i18n import lang, t
 from samtycke_plugin.models import (
@@ -88,15 +88,15 @@ class RenderError(Exception):
 
 def _practice_contact(host: Host, tenant: str) -> tuple[str, str | None, str | None]:
     info = host.practice_info(TenantRef(tenant))
-    name = links.practice_name(host, tenant)
+    name = addresses.practice_name(host, tenant)
     email = phone = None
     if info is not None:
         if info.email:
             try:
-                email = links.normalise_address(info.email)
+                email = addresses.normalise_address(info.email)
             except InputError:
                 email = None
-        if info.phone and links.header_safe(info.phone):
+        if info.phone and addresses.header_safe(info.phone):
             phone = info.phone.strip()
     return name, email, phone
 
@@ -120,9 +120,9 @@ def render_message(host: Host, session: Session, row: OutboxMessage) -> Rendered
     practice = session.get(Practice, tenant)
     if req is None or practice is None or req.tenant_ref != tenant or not row.to_addr:
         raise RenderError("the request or practice of this message no longer exists")
-    key = links.link_key(host)
-    token = links.token_for(key, req)
-    if links.token_hash(token) != req.token_hash:
+    key = tokens.link_key(host)
+    token = tokens.token_for(key, req)
+    if tokens.token_hash(token) != req.token_hash:
         # Never re-key silently: a relay running with another secret than the web pages
         # would otherwise mail links that cannot be opened.
         raise RenderError(
@@ -130,12 +130,12 @@ def render_message(host: Host, session: Session, row: OutboxMessage) -> Rendered
             "secret was rotated, or this relay does not use the web app's secret); "
             "send the client a new request"
         )
-    url = host.absolute_url(TenantRef(tenant), links.link_path(req.purpose, token))
+    url = host.absolute_url(TenantRef(tenant), tokens.link_path(req.purpose, token))
     locale = lang(row.locale)
     name, reply_to, phone = _practice_contact(host, tenant)
     to_name = str(row.payload.get("name") or "")
-    if not links.header_safe(to_name):
-        raise InputError("name", links.BAD_CLIENT_NAME)
+    if not addresses.header_safe(to_name):
+        raise InputError("name", addresses.BAD_CLIENT_NAME)
     shared: dict[str, Any] = {
         "practice": name, "practice_email": reply_to, "practice_phone": phone,
         "client_name": to_name, "url": url, "expires_at": req.expires_at,
@@ -145,7 +145,7 @@ def render_message(host: Host, session: Session, row: OutboxMessage) -> Rendered
         subject = t(locale, "%(practice)s asks for your consent", practice=name)
         text_body = render("mail_request.txt", locale, **shared)
         html_body = render("mail_request.html", locale, subject=subject, **shared)
-    elif row.kind == links.KIND_RECEIPT:
+    elif row.kind == outbox.KIND_RECEIPT:
         event_id = row.payload.get("event_id")
         event = session.get(ConsentEvent, event_id) if isinstance(event_id, int) else None
         if event is None or event.tenant_ref != tenant or event.client_ref != row.client_ref:

@@ -35,8 +35,10 @@ from sqlalchemy.orm import Session
 
 from hookspecs.types import DeliveryResult, TenantRef
 from samtycke_plugin import common, consent
-from samtycke_plugin import requests as links
 from samtycke_plugin.db import run_in_transaction
+from samtycke_plugin.email import batch as batch_requests
+from samtycke_plugin.email import outbox
+from samtycke_plugin.email import receipts as receipt_mail
 from samtycke_plugin.email.messages import Rendered, RenderError, render_message
 from samtycke_plugin.email.transport import (
     MailConfigError,
@@ -61,8 +63,8 @@ log = logging.getLogger("samtycke.mail")
 
 
 QUEUED, SENDING, SENT, RETRY, BOUNCED, FAILED, CANCELLED = (
-    links.QUEUED, links.SENDING, links.SENT, links.RETRY, links.BOUNCED, links.FAILED,
-    links.CANCELLED,
+    outbox.QUEUED, outbox.SENDING, outbox.SENT, outbox.RETRY, outbox.BOUNCED, outbox.FAILED,
+    outbox.CANCELLED,
 )
 
 
@@ -184,7 +186,7 @@ def _claim_group(
         msgs = [session.get(OutboxMessage, i, populate_existing=True) for i in sorted(claimed)]
         # Requests queued by a batch get their links now, the claim's rows together (a
         # waiting row is claimed once: its claim gives it a request id).
-        minted = links.complete_requests(host, session, [
+        minted = batch_requests.complete_requests(host, session, [
             m for m in msgs if m is not None and m.kind == KIND_REQUEST and m.request_id is None
         ])
         for msg in msgs:
@@ -196,12 +198,12 @@ def _claim_group(
                         error=f"gave up after {msg.attempts - 1} attempts: {msg.last_error or ''}")
                 out.append(_Claimed(row=row, outcome=FAILED))
                 continue
-            if msg.id in minted or (msg.kind == links.KIND_RECEIPT and msg.request_id is None):
+            if msg.id in minted or (msg.kind == outbox.KIND_RECEIPT and msg.request_id is None):
                 # A request queued by a batch (done above), or a receipt queued at booking:
                 # its link and address are made now.
                 why = (
                     minted[msg.id] if msg.id in minted
-                    else links.complete_receipt(host, session, msg)
+                    else receipt_mail.complete_receipt(host, session, msg)
                 )
                 if why is not None:
                     _finish(session, row, status=CANCELLED, now=now, error=why)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from attrs import field, frozen
 from tenacity import RetryCallState, Retrying, wait_exponential, wait_random
 
-from samtycke_plugin import requests as links
+from samtycke_plugin.email import addresses
 from samtycke_plugin.errors import InputError, SamtyckeError
 from samtycke_plugin.inputs import whole_number
 
@@ -137,7 +137,7 @@ class SmtpSettings:
             raise MailConfigError(f"SAMTYCKE_SMTP_PORT must be a port number, got {raw_port!r}.")
         from_raw = parseaddr(env.get("SAMTYCKE_SMTP_FROM", ""))[1]
         try:
-            from_addr = links.normalise_address(from_raw)
+            from_addr = addresses.normalise_address(from_raw)
         except InputError:
             raise MailConfigError(
                 "SAMTYCKE_SMTP_FROM must be the sender's e-mail address, e.g. "

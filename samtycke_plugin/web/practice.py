@@ -28,13 +28,14 @@ from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import ClientInfo, ClientRef, StaffContext, TenantRef
 from samtycke_plugin import common, consent, practices, status_text
+from samtycke_plugin.email.batch import count_clients, request_batch
+from samtycke_plugin.email.requests import send_request
 from samtycke_plugin.errors import Conflict, InputError, PermissionDenied, SettingsError
 from samtycke_plugin.i18n import N_, t, tn
 from samtycke_plugin.inputs import record_id, whole_number
 from samtycke_plugin.ledger import load_snapshot
 from samtycke_plugin.models import Practice
 from samtycke_plugin.render import trusted_html
-from samtycke_plugin.requests import count_clients, request_batch, send_request
 from samtycke_plugin.rules import VALID_STATES, Status, asks_at_booking, status
 from samtycke_plugin.settings import PracticeSettings
 from samtycke_plugin.status_text import CHANNEL_LABELS, METHOD_LABELS, STATE_LABELS, code_label

@@ -47,7 +47,7 @@ from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import TenantRef
 from samtycke_plugin import common, consent, practices
-from samtycke_plugin import requests as links
+from samtycke_plugin.email import addresses, links, tokens
 from samtycke_plugin.errors import InputError
 from samtycke_plugin.i18n import lang, t
 from samtycke_plugin.models import TextVersion
@@ -101,7 +101,7 @@ def _problem(request: Request, problem: links.LinkProblem, purpose: str) -> Resp
         log.info("unusable %s link (%s)", purpose, request.method)  # never the token itself
         return page("public_invalid.html", locale, status=404, public=True)
     contact = _contact(request, problem.tenant)
-    if purpose == links.PURPOSE_CONSENT:
+    if purpose == tokens.PURPOSE_CONSENT:
         return page("public_used.html", locale, public=True, **contact)
     # A withdrawal link that was used or replaced: nothing to do, or where to withdraw.
     if not links.consent_given(host_of(request), problem.tenant, problem.client):
@@ -127,7 +127,7 @@ def _contact(request: Request, tenant: str) -> dict[str, Any]:
     host = host_of(request)
     info = host.practice_info(TenantRef(tenant))
     try:
-        name = links.practice_name(host, tenant)
+        name = addresses.practice_name(host, tenant)
     except InputError:
         raw = info.name if info else tenant
         name = " ".join(raw.split())
@@ -183,7 +183,7 @@ def _valid_now(request: Request, link: links.Link) -> bool:
 
 def consent_link(request: Request, token: str) -> Response:
     """``/c/<token>``: show the text (GET/HEAD) or record the answer (POST)."""
-    opened = _open(request, token, links.PURPOSE_CONSENT)
+    opened = _open(request, token, tokens.PURPOSE_CONSENT)
     if isinstance(opened, Response):
         return opened
     link = opened
@@ -208,7 +208,7 @@ def consent_link(request: Request, token: str) -> Response:
             ip_address=request.remote_addr, user_agent=request.user_agent.string or None,
         )
     except links.LinkProblem as problem:
-        return _problem(request, problem, links.PURPOSE_CONSENT)
+        return _problem(request, problem, tokens.PURPOSE_CONSENT)
     accepted = event.state in ("given", "renewed")
     log.info("practice %s: %s recorded from an e-mailed link (request %d)",
              link.practice.tenant_ref, event.state, link.request.id)
@@ -223,7 +223,7 @@ def consent_link(request: Request, token: str) -> Response:
 
 def withdraw_link(request: Request, token: str) -> Response:
     """``/w/<token>``: confirm (GET/HEAD) and withdraw (POST)."""
-    opened = _open(request, token, links.PURPOSE_WITHDRAW)
+    opened = _open(request, token, tokens.PURPOSE_WITHDRAW)
     if isinstance(opened, Response):
         return opened
     link = opened
@@ -251,7 +251,7 @@ def withdraw_link(request: Request, token: str) -> Response:
             user_agent=request.user_agent.string or None,
         )
     except links.LinkProblem as problem:
-        return _problem(request, problem, links.PURPOSE_WITHDRAW)
+        return _problem(request, problem, tokens.PURPOSE_WITHDRAW)
     log.info("practice %s: withdrawn from an e-mailed link (request %d)",
              link.practice.tenant_ref, link.request.id)
     return page(

@@ -1,7 +1,7 @@
 """The public link pages' rate limit: failed look-ups per source and over all sources.
 
 What counts as a failure is decided by the caller after the token was checked: only a
-token that matches no link (see :class:`samtycke_plugin.requests.LinkProblem`).  A real
+token that matches no link (see :class:`samtycke_plugin.email.links.LinkProblem`).  A real
 link, usable or not (used, replaced, expired, of a practice that deactivated the app),
 is never counted and never refused, so a shared address (clinic Wi-Fi, a carrier's NAT,
 a proxy) full of guessers cannot keep a client from consenting or withdrawing.
