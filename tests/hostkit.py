@@ -241,13 +241,12 @@ def complete_waiting_requests(host: Any, tenant: str) -> int:
     each link, record its ``requested`` event, fill in the row), and commit, so a test
     can look at requests and events without sending the mail.  Returns how many got a
     link (the others were cancelled with their reason, as the relay does)."""
-    from samtycke_plugin.email import batch as batch_requests
-    from samtycke_plugin.email import outbox
+    from samtycke_plugin.email import asking, outbox
 
     session = host.session()
     rows = session.scalars(select(OutboxMessage).where(
         OutboxMessage.tenant_ref == tenant, text(WAITING_REQUEST)).order_by(OutboxMessage.id)).all()
-    outcome = batch_requests.complete_requests(host, session, rows)
+    outcome = asking.complete_requests(host, session, rows)
     for msg in rows:
         if outcome[msg.id] is not None:
             msg.status, msg.last_error = outbox.CANCELLED, outcome[msg.id]

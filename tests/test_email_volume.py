@@ -18,6 +18,7 @@ from sqlalchemy import Engine, Select, func, insert, select, text
 from hookspecs.types import ClientInfo, ClientRef, PracticeInfo, TenantRef
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.db import make_engine, upgrade
+from samtycke_plugin.email import asking
 from samtycke_plugin.email import batch as batch_requests
 from samtycke_plugin.email.relay import send_due
 from samtycke_plugin.models import WAITING_REQUEST, ConsentEvent, ConsentRequest, OutboxMessage
@@ -125,7 +126,7 @@ def test_batch_of_100k_clients_twice_queues_each_client_once(
     sample = session.scalars(
         select(OutboxMessage).where(OutboxMessage.tenant_ref == tenant).limit(50)
     ).all()
-    assert set(batch_requests.complete_requests(host, session, sample).values()) == {None}
+    assert set(asking.complete_requests(host, session, sample).values()) == {None}
     session.commit()
     pending = host.session().scalar(
         select(func.count()).select_from(ConsentRequest).where(

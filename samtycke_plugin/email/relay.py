@@ -36,8 +36,7 @@ from sqlalchemy.orm import Session
 from hookspecs.types import DeliveryResult, TenantRef
 from samtycke_plugin import common, consent
 from samtycke_plugin.db import run_in_transaction
-from samtycke_plugin.email import batch as batch_requests
-from samtycke_plugin.email import outbox
+from samtycke_plugin.email import asking, outbox
 from samtycke_plugin.email import receipts as receipt_mail
 from samtycke_plugin.email.messages import Rendered, RenderError, render_message
 from samtycke_plugin.email.transport import (
@@ -186,7 +185,7 @@ def _claim_group(
         msgs = [session.get(OutboxMessage, i, populate_existing=True) for i in sorted(claimed)]
         # Requests queued by a batch get their links now, the claim's rows together (a
         # waiting row is claimed once: its claim gives it a request id).
-        minted = batch_requests.complete_requests(host, session, [
+        minted = asking.complete_requests(host, session, [
             m for m in msgs if m is not None and m.kind == KIND_REQUEST and m.request_id is None
         ])
         for msg in msgs:

@@ -24,7 +24,7 @@ from samtycke_plugin.email.addresses import (
     normalise_address,
     practice_name,
 )
-from samtycke_plugin.email.batch import _ask_chunk
+from samtycke_plugin.email.asking import _ask_chunk
 from samtycke_plugin.email.outbox import (
     BOUNCED,
     FAILED,

@@ -1,0 +1,334 @@
+"""Who is asked by e-mail, and the writes for those who are: clients with valid consent,
+a pending link, or their own "no" (withdrawn, declined) are left out, and so are those
+without a usable address; each left-out client is counted with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from attrs import field, frozen
+from sqlalchemy import (
+    String,
+    any_,
+    bindparam,
+    func,
+    literal,
+    literal_column,
+    select,
+    union_all,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Session
+
+from hookspecs.types import ClientInfo, ClientRef, TenantRef
+from samtycke_plugin import common, consent, practices, store
+from samtycke_plugin.email.addresses import (
+    header_safe,
+    mail_domain,
+    normalise_address,
+    practice_name,
+)
+from samtycke_plugin.email.outbox import (
+    _INSERT_ONE_OUTBOX,
+    _PENDING,
+    _REQUESTS,
+    _STATE,
+    _insert_pending,
+    _new_request_values,
+    _outbox_values,
+    _pending_links,
+    _revoke_ids,
+    _Texts,
+)
+from samtycke_plugin.email.tokens import PURPOSE_CONSENT, link_key
+from samtycke_plugin.errors import InputError, NotActive
+from samtycke_plugin.i18n import lang
+from samtycke_plugin.ledger import load_snapshots
+from samtycke_plugin.models import (
+    KIND_REQUEST,
+    OutboxMessage,
+    TextVersion,
+)
+from samtycke_plugin.rules import State, Status, status
+
+if TYPE_CHECKING:
+    from hookspecs.host import Host
+
+
+log = logging.getLogger("samtycke.requests")
+
+
+@frozen(kw_only=True)
+class _ChunkCounts:
+    asked: int = 0
+    valid: int = 0
+    pending: int = 0
+    no_email: int = 0
+    bad_name: int = 0
+    withdrawn: int = 0
+    refused: int = 0
+    #: ``{client: request id}`` of the clients asked.
+    links: dict[str, int] = field(factory=dict)
+    #: ``{client: why}`` of the clients not asked.
+    reasons: dict[str, str] = field(factory=dict)
+
+
+_WHY_VALID = "not asked: the client has valid consent now"
+
+
+_WHY_PENDING = "not asked: the client already has a pending request"
+
+
+_WHY_NO_EMAIL = "not asked: the client has no usable e-mail address"
+
+
+_WHY_BAD_NAME = "not asked: the client's name cannot go into an e-mail"
+
+
+_WHY_WITHDRAWN = "not asked: the client withdrew their consent"
+
+
+_WHY_REFUSED = "not asked: the client declined to consent"
+
+
+#: The clients' own "no": a batch request or an automatic trigger does not ask them
+#: again (only a practitioner's single request from the profile does).
+_SAID_NO = {Status.WITHDRAWN: _WHY_WITHDRAWN, Status.REFUSED: _WHY_REFUSED}
+
+
+_SAID_NO_STATES = (State.WITHDRAWN.value, State.REFUSED.value)
+
+
+@frozen
+class _NotMailable:
+    why: str
+
+
+_NO_EMAIL = _NotMailable(_WHY_NO_EMAIL)
+
+
+_BAD_NAME = _NotMailable(_WHY_BAD_NAME)
+
+
+def _mail_address(email: str | None, name: str | None) -> str | _NotMailable:
+    """The normalised address of a client a request can be mailed to, or why not: no
+    usable address, or a name that cannot go into a header."""
+    try:
+        address = normalise_address(email)
+    except InputError:
+        return _NO_EMAIL
+    return address if header_safe(name or "") else _BAD_NAME
+
+
+def _ask_chunk(
+    host: Host,
+    session: Session,
+    tenant: str,
+    infos: Sequence[ClientInfo],
+    *,
+    actor: str,
+    batch_key: str | None,
+    queue_mail: bool = True,
+) -> _ChunkCounts:
+    """Ask every client of ``infos`` without valid consent, who has not withdrawn or
+    declined, and without a pending request for the current text.  Writes requests,
+    ``requested`` events and (``queue_mail``) outbox rows; does not commit."""
+    practice = practices.require_practice(session, tenant)
+    session.refresh(practice)
+    now = common.now_utc(host)
+    unique = list({info.ref: info for info in infos}.values())
+    snaps = load_snapshots(session, tenant, [str(info.ref) for info in unique])
+
+    valid = pending = 0
+    unmailable: Counter[str] = Counter()
+    reasons: dict[str, str] = {}
+    candidates: list[ClientInfo] = []
+    for info in unique:
+        current = status(snaps.get(info.ref), practice.current_major, now)
+        if current is Status.VALID:
+            valid += 1
+            reasons[info.ref] = _WHY_VALID
+        elif current in _SAID_NO:
+            unmailable[_SAID_NO[current]] += 1
+            reasons[info.ref] = _SAID_NO[current]
+        else:
+            candidates.append(info)
+    # Pending links: expired ones and ones for an outdated text are replaced, the rest
+    # mean "already asked" (checked here in one query so a re-run is cheap; the unique
+    # index below still decides under concurrency).
+    open_links = _pending_links(session, tenant, [str(i.ref) for i in candidates])
+    stale = [
+        id_ for id_, (expires_at, major) in open_links.values()
+        if expires_at <= now or major is None or major < practice.current_major
+    ]
+    _revoke_ids(session, tenant, stale, now)
+    stale_set = set(stale)
+    eligible: list[tuple[ClientInfo, str, str]] = []
+    for info in candidates:
+        found = open_links.get(info.ref)
+        if found is not None and found[0] not in stale_set:
+            pending += 1
+            reasons[info.ref] = _WHY_PENDING
+            continue
+        address = _mail_address(info.email, info.name)
+        if isinstance(address, _NotMailable):
+            unmailable[address.why] += 1
+            reasons[info.ref] = address.why
+            continue
+        eligible.append((info, address, (info.name or "").strip()))
+    no_email, bad_name = unmailable[_WHY_NO_EMAIL], unmailable[_WHY_BAD_NAME]
+    withdrawn, refused = unmailable[_WHY_WITHDRAWN], unmailable[_WHY_REFUSED]
+    if not eligible:
+        return _ChunkCounts(valid=valid, pending=pending, no_email=no_email, bad_name=bad_name,
+                            withdrawn=withdrawn, refused=refused, reasons=reasons)
+    practice_name(host, tenant)
+
+    key = link_key(host)
+    texts = _Texts(session, practice)
+    expires = now + timedelta(days=practices.settings_of(practice).request_link_days)
+    rows = []
+    chosen: dict[str, TextVersion] = {}
+    for info, _address, _name in eligible:
+        version = texts.for_locale(info.locale)
+        chosen[info.ref] = version
+        rows.append(
+            _new_request_values(
+                key, tenant=tenant, client=info.ref, purpose=PURPOSE_CONSENT, text=version,
+                now=now, expires_at=expires, actor=actor, batch_key=batch_key,
+            )
+        )
+    inserted = _insert_pending(session, rows)
+    if inserted:
+        asked = [(info, a, n) for info, a, n in eligible if info.ref in inserted]
+        consent.request(
+            session, tenant,
+            [consent.Asked(client=info.ref, text=chosen[info.ref], request_id=inserted[info.ref])
+             for info, _a, _n in asked],
+            actor=actor, now=now,
+        )
+        if queue_mail:
+            domain = mail_domain(host, tenant)
+            session.execute(
+                _INSERT_ONE_OUTBOX,
+                [
+                    _outbox_values(
+                        domain, tenant=tenant, client=info.ref, request_id=inserted[info.ref],
+                        kind=KIND_REQUEST, to_addr=address, locale=info.locale,
+                        payload={"name": name}, now=now,
+                    )
+                    for info, address, name in asked
+                ],
+            )
+    for info, _a, _n in eligible:
+        if info.ref not in inserted:  # a concurrent request got there first
+            reasons[info.ref] = _WHY_PENDING
+    return _ChunkCounts(
+        asked=len(inserted), valid=valid, pending=pending + len(eligible) - len(inserted),
+        no_email=no_email, bad_name=bad_name, withdrawn=withdrawn, refused=refused,
+        links=dict(inserted), reasons=reasons,
+    )
+
+
+def _one_of(column: Any, dialect: str) -> Any:
+    """``column`` is one of the strings of the ``refs`` parameter: one bound array
+    (PostgreSQL) or JSON text (SQLite), so a chunk's query is compiled once however
+    many clients it names."""
+    if dialect == "postgresql":
+        return column == any_(bindparam("refs", type_=postgresql.ARRAY(String())))
+    values: Any = select(literal_column("value")).select_from(func.json_each(bindparam("refs")))
+    return column.in_(values)
+
+
+#: Why :func:`_already_settled` leaves a client out, most decisive first.
+_SETTLED_ORDER = {"valid": 0, State.WITHDRAWN.value: 1, State.REFUSED.value: 1, "pending": 2}
+
+
+def _already_settled(
+    session: Session, tenant: str, clients: Sequence[str], current_major: int, now: datetime
+) -> dict[str, str]:
+    """Why each client of ``clients`` that a batch leaves out is left out: ``"valid"``
+    (valid consent), ``"withdrawn"`` or ``"refused"`` (the client's own "no"), or
+    ``"pending"`` (an unexpired pending link for the current text).  One query.  (A row
+    already waiting for its link is found by the insert's ``ON CONFLICT``: a query on
+    the outbox, which grows during the batch, would be planned on stale statistics.)"""
+    if not clients:
+        return {}
+    dialect = session.get_bind().dialect.name
+    query = union_all(
+        select(_STATE.c.client_ref, literal("valid").label("why")).where(
+            _STATE.c.tenant_ref == tenant, _one_of(_STATE.c.client_ref, dialect),
+            store.valid_condition(current_major, now),
+        ),
+        select(_STATE.c.client_ref, _STATE.c.state).where(
+            _STATE.c.tenant_ref == tenant, _one_of(_STATE.c.client_ref, dialect),
+            _STATE.c.state.in_(_SAID_NO_STATES),
+        ),
+        select(_REQUESTS.c.client_ref, literal("pending")).where(
+            _REQUESTS.c.tenant_ref == tenant, _one_of(_REQUESTS.c.client_ref, dialect),
+            _REQUESTS.c.purpose == PURPOSE_CONSENT, _PENDING,
+            _REQUESTS.c.expires_at > now, _REQUESTS.c.text_major == current_major,
+        ),
+    )
+    refs: Any = list(clients) if dialect == "postgresql" else json.dumps(list(clients))
+    found: dict[str, str] = {}
+    for client, why in session.execute(query, {"refs": refs}):
+        known = found.get(client)
+        if known is None or _SETTLED_ORDER[why] < _SETTLED_ORDER[known]:
+            found[client] = why
+    return found
+
+
+def complete_requests(
+    host: Host, session: Session, rows: Sequence[OutboxMessage]
+) -> dict[int, str | None]:
+    """Give requests queued by a batch (:func:`request_batch`) their links, ``requested``
+    events, addresses, names and languages (in the caller's transaction: the relay's
+    claim; the rows of one claim are done together, per practice).  The clients are
+    looked at again now: one who has given consent, been asked another way, been
+    erased or lost a usable address in the meantime is not asked.  Returns
+    ``{row id: None}`` for each row made ready to send, ``{row id: why}`` for the others.
+    """
+    out: dict[int, str | None] = {}
+    groups: dict[tuple[str, str, str | None], list[tuple[OutboxMessage, ClientInfo]]] = {}
+    for row in rows:
+        client = row.client_ref
+        info = (
+            host.lookup_client(TenantRef(row.tenant_ref), ClientRef(client)) if client else None
+        )
+        if info is None:
+            out[row.id] = "not asked: the client no longer exists in this practice"
+            continue
+        payload = row.payload if isinstance(row.payload, dict) else {}
+        actor, batch_key = payload.get("actor"), payload.get("batch_key")
+        key = (
+            row.tenant_ref,
+            actor if isinstance(actor, str) and actor else "system:batch",
+            batch_key if isinstance(batch_key, str) else None,
+        )
+        groups.setdefault(key, []).append((row, info))
+    for (tenant, actor, batch_key), members in groups.items():
+        try:
+            counts = _ask_chunk(host, session, tenant, [info for _r, info in members],
+                                actor=actor, batch_key=batch_key, queue_mail=False)
+        except (InputError, NotActive) as exc:
+            for row, _info in members:
+                out[row.id] = f"not asked: {exc}"
+            continue
+        for row, info in members:
+            request_id = counts.links.get(info.ref)
+            if request_id is None:
+                out[row.id] = counts.reasons.get(info.ref, _WHY_PENDING)
+                continue
+            row.request_id = request_id
+            row.to_addr = normalise_address(info.email)
+            row.locale = lang(info.locale)
+            row.payload = {"name": (info.name or "").strip()}
+            out[row.id] = None
+    session.flush()
+    return out
