@@ -30,7 +30,7 @@ from samtycke_plugin import common
 from samtycke_plugin.i18n import t
 from samtycke_plugin.models import ConsentEvent
 from samtycke_plugin.web import make_wsgi_app
-from samtycke_plugin.web.practice import CROSS_SITE, NO_SESSION, STALE_FORM
+from samtycke_plugin.web.staff import CROSS_SITE, NO_SESSION, STALE_FORM
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 

@@ -6,7 +6,6 @@ without a usable address; each left-out client is counted with the reason.
 from __future__ import annotations
 
 import json
-import logging
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -61,7 +60,6 @@ if TYPE_CHECKING:
     from hookspecs.host import Host
 
 
-log = logging.getLogger("samtycke.requests")
 
 
 @frozen(kw_only=True)

@@ -10,7 +10,6 @@ IS NULL`` and records only when exactly one row changed, in the same transaction
 from __future__ import annotations
 
 import hmac
-import logging
 from typing import TYPE_CHECKING
 
 from attrs import frozen
@@ -45,7 +44,6 @@ if TYPE_CHECKING:
     from hookspecs.host import Host
 
 
-log = logging.getLogger("samtycke.requests")
 
 
 class LinkProblem(Exception):

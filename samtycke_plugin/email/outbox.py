@@ -5,7 +5,6 @@ queued exactly when what it tells commits (the transactional outbox).
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
     pass
 
 
-log = logging.getLogger("samtycke.requests")
 
 
 KIND_RECEIPT = "receipt"

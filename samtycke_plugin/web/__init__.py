@@ -17,6 +17,6 @@ def make_wsgi_app() -> WebApp:
     state.  Building it compiles Werkzeug's URL rules with :mod:`ast`, which CPython
     3.11 does not make safe to run in two threads at once.
     """
-    from samtycke_plugin.web import practice, public
+    from samtycke_plugin.web import clients, public, setup, texts
 
-    return WebApp([*public.ROUTES, *practice.ROUTES])
+    return WebApp([*public.ROUTES, *setup.ROUTES, *texts.ROUTES, *clients.ROUTES])

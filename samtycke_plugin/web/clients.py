@@ -1,0 +1,325 @@
+"""Practitioner pages about clients: obtain consent (record it or send a request),
+record a withdrawal, a client's history, and the batch request to many clients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.exceptions import BadRequest, NotFound
+from werkzeug.wrappers import Request, Response
+
+from hookspecs.types import ClientInfo, ClientRef, TenantRef
+from samtycke_plugin import common, consent, practices
+from samtycke_plugin.email.batch import request_batch
+from samtycke_plugin.email.requests import send_request
+from samtycke_plugin.errors import InputError, PermissionDenied
+from samtycke_plugin.i18n import N_, t
+from samtycke_plugin.inputs import whole_number
+from samtycke_plugin.ledger import load_snapshot
+from samtycke_plugin.render import trusted_html
+from samtycke_plugin.rules import VALID_STATES, status
+from samtycke_plugin.status_text import CHANNEL_LABELS, METHOD_LABELS, STATE_LABELS, code_label
+from samtycke_plugin.web.base import Handler
+from samtycke_plugin.web.staff import (
+    Ctx,
+    _actor,
+    _badge,
+    _counts,
+    _damaged,
+    _free_text_error,
+    _language_name,
+    _operational,
+    _rollback,
+    _who,
+    check_csrf,
+    client_of,
+    context,
+    redirect,
+    render_page,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+
+
+def _obtain_page(ctx: Ctx, info: ClientInfo, *, status: int = 200, **values: Any) -> Response:
+    session = ctx.host.session()
+    current = consent.client_status(ctx.host, ctx.tenant, info.ref)
+    text = practices.current_text(session, ctx.practice, info.locale)
+    today = (common.now_utc(ctx.host) + timedelta(hours=14)).date()
+    values.setdefault("form", {"method": "", "given_on": "", "note": ""})
+    return render_page(
+        ctx,
+        "practice_obtain.html",
+        status=status,
+        client=info,
+        badge=_badge(ctx, current.status),
+        text_html=trusted_html(text.html),
+        text_label=common.version_label(text.major, text.minor),
+        text_language=text.language,
+        text_language_name=_language_name(ctx, text.language),
+        methods=[(m, t(ctx.locale, METHOD_LABELS[m])) for m in consent.MANUAL_METHODS],
+        max_date=today.isoformat(),
+        has_email=bool(info.email),
+        seen_seq=consent.client_seq(session, ctx.tenant, info.ref),
+        **values,
+    )
+
+
+def obtain(request: Request, client: str) -> Response:
+    ctx = context(request)
+    info = client_of(ctx, client)
+    if request.method == "POST":
+        form = check_csrf(ctx)
+        if (gone := _operational(ctx)) is not None:
+            return gone
+        action = form.get("action")
+        if action == "record":
+            return _record(ctx, info, form)
+        if action == "send":
+            return _send(ctx, info)
+        raise BadRequest()
+    if (gone := _operational(ctx)) is not None:
+        return gone
+    return _obtain_page(ctx, info)
+
+
+def _parse_given_on(ctx: Ctx, raw: str) -> tuple[datetime | None, str | None]:
+    """The day the client gave consent → a UTC time on that day (never after now)."""
+    if not raw:
+        return None, t(ctx.locale, "Enter the date the client gave their consent.")
+    try:
+        day = date.fromisoformat(raw) if len(raw) == 10 else None
+    except ValueError:
+        day = None
+    if day is None:
+        return None, t(ctx.locale, "Enter the date as year-month-day, for example 2026-03-14.")
+    now = common.now_utc(ctx.host)
+    if day > (now + timedelta(hours=14)).date():
+        return None, t(
+            ctx.locale, "The date cannot be in the future. Enter the day the client gave consent."
+        )
+    if day < (now - timedelta(days=3650)).date():
+        return None, t(
+            ctx.locale, "The date is more than ten years ago. Check the year and try again."
+        )
+    return min(datetime.combine(day, time(12, 0), tzinfo=UTC), now), None
+
+
+def _record(ctx: Ctx, info: ClientInfo, form: Mapping[str, str]) -> Response:
+    if not ctx.staff.can_record_consent:
+        raise PermissionDenied(
+            N_(
+                "You do not have permission to record consent given outside the app. Ask the "
+                "practice owner for permission, or send the client a request by e-mail."
+            )
+        )
+    method = form.get("method", "")
+    raw_date = form.get("given_on", "").strip()
+    note = form.get("note", "")
+    errors: dict[str, str] = {}
+    if method not in consent.MANUAL_METHODS:
+        errors["method"] = t(ctx.locale, "Choose how the client gave their consent.")
+    given_at, date_error = _parse_given_on(ctx, raw_date)
+    if date_error:
+        errors["given_on"] = date_error
+    if (note_error := _free_text_error(ctx, "note", note)) is not None:
+        errors["note"] = note_error
+    seen = form.get("seen_seq", "")
+    seen_seq = whole_number(seen)
+    if seen and seen_seq is None:
+        return _damaged(ctx, "seen_seq")
+    if not errors and seen_seq is not None:
+        # The form was posted twice (double click), or someone else recorded something
+        # for this client meanwhile: record nothing more, show what is there now.
+        if consent.client_changed_since(ctx.host, ctx.tenant, info.ref, seen_seq):
+            return redirect(ctx, f"/clients/{info.ref}/obtain", done="unchanged")
+    if not errors:
+        assert given_at is not None
+        try:
+            consent.record_manual(
+                ctx.host,
+                ctx.tenant,
+                info.ref,
+                ctx.staff,
+                method=method,
+                given_at=given_at,
+                note=note,
+            )
+        except InputError as exc:
+            _rollback(ctx)
+            errors[exc.field if exc.field in ("method", "given_at", "note") else "record"] = t(
+                ctx.locale, "The consent could not be recorded. Check the fields and try again."
+            )
+    if errors:
+        if "given_at" in errors:
+            errors["given_on"] = errors.pop("given_at")
+        return _obtain_page(
+            ctx,
+            info,
+            status=400,
+            errors=errors,
+            form={"method": method, "given_on": raw_date, "note": note},
+        )
+    return redirect(ctx, f"/clients/{info.ref}/obtain", done="recorded")
+
+
+def _send(ctx: Ctx, info: ClientInfo) -> Response:
+    try:
+        send_request(ctx.host, ctx.tenant, info.ref, actor=_actor(ctx))
+    except InputError as exc:
+        _rollback(ctx)
+        if exc.field not in ("email", "name", "practice_name"):
+            raise
+        # requests.py words these as sentences (address missing or invalid, a name that
+        # cannot go into a mail header) and translates them.
+        reason = t(ctx.locale, str(exc).removeprefix(f"{exc.field}: "))
+        message = t(ctx.locale, "The request was not sent.") + " " + reason
+        return _obtain_page(ctx, info, status=400, errors={"email": message})
+    return redirect(ctx, f"/clients/{info.ref}/obtain", done="sent")
+
+
+def withdraw(request: Request, client: str) -> Response:
+    ctx = context(request)
+    info = client_of(ctx, client)
+    if request.method == "POST":
+        form = check_csrf(ctx)
+        action = form.get("action")
+        if action not in ("withdraw", "revoke"):
+            raise BadRequest()
+        by_client = action == "withdraw"
+        if not by_client and not ctx.staff.can_record_consent:
+            raise PermissionDenied(
+                N_(
+                    "You do not have permission to end a consent on the practice's side. Ask "
+                    "the practice owner. You can still record a withdrawal the client asked for."
+                )
+            )
+        note = form.get("note", "")
+        if (error := _free_text_error(ctx, "note", note)) is not None:
+            return _withdraw_page(ctx, info, status=400, errors={f"note_{action}": error})
+        seen = form.get("seen_seq", "")
+        seen_seq = whole_number(seen)
+        if seen and seen_seq is None:
+            return _damaged(ctx, "seen_seq")
+        if seen_seq is not None:
+            if consent.client_changed_since(ctx.host, ctx.tenant, info.ref, seen_seq):
+                # Posted twice, or changed meanwhile: show the history as it is now.
+                return redirect(ctx, f"/clients/{info.ref}/history", done="unchanged")
+        consent.withdraw(
+            ctx.host,
+            ctx.tenant,
+            info.ref,
+            actor=_actor(ctx),
+            channel="practitioner",
+            method="reported_by_staff" if by_client else "ended_by_practice",
+            by_client=by_client,
+            note=note,
+        )
+        return redirect(
+            ctx, f"/clients/{info.ref}/history", done="withdrawn" if by_client else "revoked"
+        )
+    return _withdraw_page(ctx, info)
+
+
+def _withdraw_page(ctx: Ctx, info: ClientInfo, *, status: int = 200, **values: Any) -> Response:
+    current = consent.client_status(ctx.host, ctx.tenant, info.ref)
+    snap = current.snapshot
+    return render_page(
+        ctx,
+        "practice_withdraw.html",
+        status=status,
+        client=info,
+        badge=_badge(ctx, current.status),
+        withdrawable=snap is not None and snap.state in VALID_STATES,
+        seen_seq=consent.client_seq(ctx.host.session(), ctx.tenant, info.ref),
+        **values,
+    )
+
+
+def client_history(request: Request, client: str) -> Response:
+    ctx = context(request)
+    try:
+        ref = common.check_ref("client", client)
+    except InputError:
+        raise NotFound() from None
+    info = ctx.host.lookup_client(TenantRef(ctx.tenant), ClientRef(ref))
+    entries = consent.history(ctx.host, ctx.tenant, ref)
+    if info is None and not entries:
+        raise NotFound()
+    snap = load_snapshot(ctx.host.session(), ctx.practice.tenant_ref, ref)
+    current = status(snap, ctx.practice.current_major, common.now_utc(ctx.host))
+    rows = []
+    for entry in reversed(entries):
+        given_differs = entry.given_at is not None and entry.given_at != entry.occurred_at
+        rows.append(
+            {
+                "entry": entry,
+                "state": code_label(STATE_LABELS, entry.state, ctx.locale),
+                "channel": code_label(CHANNEL_LABELS, entry.channel, ctx.locale),
+                "method": code_label(METHOD_LABELS, entry.method, ctx.locale),
+                "who": _who(ctx, entry.actor),
+                "given_differs": given_differs,
+                "given_date_only": entry.channel == "manual",
+                "language": _language_name(ctx, entry.language),
+                "tone": "ok" if entry.state in ("given", "renewed") else "missing",
+            }
+        )
+    return render_page(
+        ctx,
+        "practice_history.html",
+        client=info,
+        client_ref=ref,
+        rows=rows,
+        badge=_badge(ctx, current),
+        withdrawable=snap is not None and snap.state in VALID_STATES,
+    )
+
+
+def batch(request: Request) -> Response:
+    ctx = context(request)
+    if request.method == "POST":
+        check_csrf(ctx)
+        if (gone := _operational(ctx)) is not None:
+            return gone
+        result = request_batch(ctx.host, ctx.tenant, actor=_actor(ctx))
+        return redirect(
+            ctx,
+            "/batch",
+            done="batch",
+            asked=result.asked,
+            valid=result.skipped_valid,
+            pending=result.skipped_pending,
+            no_email=result.skipped_no_email,
+            bad_name=result.skipped_bad_name,
+            withdrawn=result.skipped_withdrawn,
+            refused=result.skipped_refused,
+        )
+    if (gone := _operational(ctx)) is not None:
+        return gone
+    result_counts = None
+    if request.args.get("done") == "batch":
+        result_counts = {}
+        for key in ("asked", "valid", "pending", "no_email", "bad_name", "withdrawn", "refused"):
+            raw = request.args.get(key, "")
+            result_counts[key] = whole_number(raw, max_digits=9) or 0
+    return render_page(
+        ctx,
+        "practice_batch.html",
+        active="batch",
+        counts=_counts(ctx),
+        result=result_counts,
+    )
+
+
+ROUTES: list[tuple[str, str, Handler, tuple[str, ...]]] = [
+    ("/batch", "practice.batch", batch, ("GET", "POST")),
+    ("/clients/<client>/obtain", "practice.obtain", obtain, ("GET", "POST")),
+    ("/clients/<client>/withdraw", "practice.withdraw", withdraw, ("GET", "POST")),
+    ("/clients/<client>/history", "practice.history", client_history, ("GET",)),
+]
