@@ -384,7 +384,7 @@ def c6(b: Bench, name: str) -> Result:
         target="≤ 30 s, ≤ 200 MB, request does not wait", passed=passed,
         extra={"peak_rss_mb": round(rss_mb, 1), "rss_before_mb": round(r["rss_start_kb"] / 1024, 1),
                "request_s": round(r["request_s"], 3), "queued": r["queued"],
-               "without_valid_consent": len(gen.not_valid),
+               "without_valid_consent": len(gen.not_valid), "to_ask": len(gen.to_ask),
                "request_waited_for_batch": waited, "status": r["status"]})
 
 

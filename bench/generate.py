@@ -79,6 +79,8 @@ class Generated:
     #: Client ids per status group, for choosing benchmark subjects.
     valid: list[int]
     not_valid: list[int]
+    #: Those of ``not_valid`` a batch request asks: not the ones who withdrew or declined.
+    to_ask: list[int]
 
     @property
     def tenant(self) -> str:
@@ -327,7 +329,7 @@ def generate_practice(session: Session, spec: PracticeSpec, *, first_client: int
               "staff_email": f"owner@{spec.name}.bench.example", "clients": spec.clients,
               "first_client": first_client}
     if texts is None:
-        return Generated(**common, events=0, valid=[], not_valid=[])
+        return Generated(**common, events=0, valid=[], not_valid=[], to_ask=[])
 
     events.sort(key=lambda e: e["occurred_at"])
     prev = GENESIS_HASH
@@ -372,6 +374,7 @@ def generate_practice(session: Session, spec: PracticeSpec, *, first_client: int
     _insert(session, _table(ConsentStateRow), state_rows)
     valid: list[int] = []
     not_valid: list[int] = []
+    to_ask: list[int] = []
     for cid in range(first_client, first_client + spec.clients):
         item = snaps.get(str(cid))
         final = item[0] if item else None
@@ -379,6 +382,8 @@ def generate_practice(session: Session, spec: PracticeSpec, *, first_client: int
               and final.text_major == spec.current_major
               and (final.expires_at is None or final.expires_at > NOW))
         (valid if ok else not_valid).append(cid)
+        if not ok and (final is None or final.state not in (State.WITHDRAWN, State.REFUSED)):
+            to_ask.append(cid)
 
     settings = PracticeSettings(require_consent_for_online_booking=spec.required,
                                 validity_days=spec.validity_days)
@@ -389,7 +394,8 @@ def generate_practice(session: Session, spec: PracticeSpec, *, first_client: int
         activated_at=NOW - timedelta(days=1100), deactivated_at=None,
         updated_at=events[-1]["occurred_at"] if events else NOW - timedelta(days=1100),
     ))
-    return Generated(**common, events=len(events), valid=valid, not_valid=not_valid)
+    return Generated(**common, events=len(events), valid=valid, not_valid=not_valid,
+                     to_ask=to_ask)
 
 
 def generate(engine: Engine, specs: Sequence[PracticeSpec], *, log: Any = print
