@@ -1,4 +1,4 @@
-"""Erasure of a client (F18, GDPR Art. 17) that keeps the proof.
+"""Erasure of a client (GDPR Art. 17) that keeps the proof.
 
 When the host erases a client it calls the ``booking_client_erased`` hook inside its
 erasure transaction, before the client row goes.  The app then removes every piece of

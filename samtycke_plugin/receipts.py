@@ -1,4 +1,4 @@
-"""Consent receipts in a standard shape (F16).
+"""Consent receipts in a standard shape.
 
 A receipt is built from one ledger event on demand: nothing is stored, so the same
 event always gives the same receipt (the receipt id is derived from the event's place
