@@ -157,6 +157,20 @@ def refuse(
     return ledger.append(session, [new], previous=known, head=head)[0]
 
 
+def latest_given(session: Session, tenant: str, client: str) -> ConsentEvent | None:
+    """The client's latest ``given``/``renewed`` event: the consent a withdrawal ends."""
+    return session.scalars(
+        select(ConsentEvent)
+        .where(
+            ConsentEvent.tenant_ref == tenant,
+            ConsentEvent.client_ref == client,
+            ConsentEvent.state.in_([s.value for s in VALID_STATES]),
+        )
+        .order_by(ConsentEvent.seq.desc())
+        .limit(1)
+    ).first()
+
+
 def end(
     session: Session, tenant: str, client: str, how: How, *, now: datetime, by_client: bool
 ) -> ConsentEvent:
@@ -167,16 +181,7 @@ def end(
     before = load_snapshot(session, tenant, client)
     if before is None or before.state not in VALID_STATES:
         raise Conflict(N_("There is no given consent to withdraw for this client."))
-    given = session.scalars(
-        select(ConsentEvent)
-        .where(
-            ConsentEvent.tenant_ref == tenant,
-            ConsentEvent.client_ref == client,
-            ConsentEvent.state.in_([s.value for s in VALID_STATES]),
-        )
-        .order_by(ConsentEvent.seq.desc())
-        .limit(1)
-    ).first()
+    given = latest_given(session, tenant, client)
     new = _event(
         tenant, client, State.WITHDRAWN if by_client else State.REVOKED, how, now,
         text_version_id=given.text_version_id if given else None,

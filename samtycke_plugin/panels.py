@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 from sqlalchemy import (
     ColumnElement,
     exists,
-    select,
 )
 
 from hookspecs.types import (
@@ -24,10 +23,7 @@ from samtycke_plugin import status_text
 from samtycke_plugin.common import MOUNT_PREFIX, check_ref, now_utc
 from samtycke_plugin.errors import InputError, NotActive
 from samtycke_plugin.i18n import N_, lang, t
-from samtycke_plugin.ledger import snapshot_of
-from samtycke_plugin.models import (
-    ConsentStateRow,
-)
+from samtycke_plugin.ledger import load_snapshots, snapshot_of
 from samtycke_plugin.practices import get_practice
 from samtycke_plugin.render import render
 from samtycke_plugin.rules import (
@@ -110,22 +106,7 @@ def row_badges(host: Host, tenant: str, clients: Sequence[str], locale: str) -> 
     if isinstance(clients, str | bytes) or not isinstance(clients, Iterable):
         raise InputError("clients", "must be a list of client references")
     refs = [check_ref("client", c) for c in clients]
-    rows = {
-        r.client_ref: snapshot_of(r)
-        for r in session.execute(
-            select(
-                ConsentStateRow.client_ref,
-                ConsentStateRow.state,
-                ConsentStateRow.text_major,
-                ConsentStateRow.expires_at,
-                ConsentStateRow.since,
-                ConsentStateRow.delivery,
-            ).where(
-                ConsentStateRow.tenant_ref == practice.tenant_ref,
-                ConsentStateRow.client_ref.in_(refs),
-            )
-        )
-    }
+    rows = load_snapshots(session, practice.tenant_ref, refs)
     now = now_utc(host)
     badges = []
     for ref in refs:

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -26,9 +26,6 @@ from samtycke_plugin.models import (
 from samtycke_plugin.rules import (
     VALID_STATES,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 def _valid_condition(tenant: str, current_major: int, now: datetime) -> ColumnElement[bool]:

@@ -197,16 +197,8 @@ def consent_given(host: Host, tenant: str, client: str) -> bool:
 
 def consented_event(host: Host, link: Link) -> ConsentEvent | None:
     """The client's latest given/renewed event (what a withdrawal page describes)."""
-    return host.session().scalars(
-        select(ConsentEvent)
-        .where(
-            ConsentEvent.tenant_ref == link.request.tenant_ref,
-            ConsentEvent.client_ref == link.request.client_ref,
-            ConsentEvent.state.in_([s.value for s in VALID_STATES]),
-        )
-        .order_by(ConsentEvent.seq.desc())
-        .limit(1)
-    ).first()
+    return consent.latest_given(host.session(), link.request.tenant_ref,
+                                link.request.client_ref)
 
 
 def withdraw(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import (
     bindparam,
@@ -32,12 +32,6 @@ from samtycke_plugin.models import (
     Practice,
     TextVersion,
 )
-
-if TYPE_CHECKING:
-    pass
-
-
-
 
 KIND_RECEIPT = "receipt"
 

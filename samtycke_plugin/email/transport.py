@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import parseaddr
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal, Protocol
 
 from attrs import field, frozen
 from tenacity import RetryCallState, Retrying, wait_exponential, wait_random
@@ -27,9 +27,6 @@ from tenacity import RetryCallState, Retrying, wait_exponential, wait_random
 from samtycke_plugin.email import addresses
 from samtycke_plugin.errors import InputError, SamtyckeError
 from samtycke_plugin.inputs import whole_number
-
-if TYPE_CHECKING:
-    pass
 
 
 class MailConfigError(SamtyckeError):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from werkzeug.exceptions import BadRequest, NotFound
 from werkzeug.wrappers import Request, Response
@@ -40,11 +40,6 @@ from samtycke_plugin.web.staff import (
     redirect,
     render_page,
 )
-
-if TYPE_CHECKING:
-    pass
-
-
 
 
 def _obtain_page(ctx: Ctx, info: ClientInfo, *, status: int = 200, **values: Any) -> Response:

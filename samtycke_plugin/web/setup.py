@@ -5,7 +5,7 @@ consent text, when clients are asked, done.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Request, Response
@@ -31,12 +31,6 @@ from samtycke_plugin.web.staff import (
     redirect,
     render_page,
 )
-
-if TYPE_CHECKING:
-    pass
-
-
-
 
 BOOL_SETTINGS = (
     "ask_new_clients",

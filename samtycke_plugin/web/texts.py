@@ -5,7 +5,7 @@ of clients who must consent again shown before saving) and the text versions.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from werkzeug.exceptions import BadRequest, NotFound
 from werkzeug.wrappers import Request, Response
@@ -34,12 +34,6 @@ from samtycke_plugin.web.staff import (
     redirect,
     render_page,
 )
-
-if TYPE_CHECKING:
-    pass
-
-
-
 
 KIND_LABELS = {
     "initial": N_("Original text"),
