@@ -1,4 +1,4 @@
-"""Shared helpers for the reliability tests (tests/test_reliability_*.py).
+"""Shared helpers for the reliability tests (tests/reliability/).
 
 * :func:`worker_host` — another host over the same engine with its own session
   (its own connection), sharing the client directory: what a second web worker is.

@@ -571,7 +571,7 @@ def test_a_writer_killed_during_a_burst_loses_nothing_it_confirmed(engine: Engin
     proc = subprocess.Popen(
         [sys.executable, "-c", _WRITER, url, tenant],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        cwd=str(Path(__file__).resolve().parent.parent),
+        cwd=str(Path(__file__).resolve().parents[2]),
     )
     assert proc.stdout is not None
     confirmed: list[int] = []

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 # The example host is not an installed package: reach it from the repository root,
 # appended last so the installed samtycke_plugin still wins over the source tree.
-sys.path.append(str(Path(__file__).resolve().parents[1]))
+sys.path.append(str(Path(__file__).resolve().parents[2]))
 
 from examples.host_app import demo_seed
 from examples.host_app.models import Booking, Client, DevMail
@@ -31,9 +31,9 @@ from examples.host_app.testing import LiveServer, activate, add_practice
 
 pytestmark = pytest.mark.e2e
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "e2e"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
 #: ``SAMTYCKE_DOC_SCREENSHOTS=1`` refreshes the README's small screenshots in docs/screenshots.
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 DOC_SHOTS = os.environ.get("SAMTYCKE_DOC_SCREENSHOTS", "") == "1"
 PREFIX = "/apps/samtycke"
 

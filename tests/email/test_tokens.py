@@ -261,7 +261,7 @@ def test_failed_attempts_are_rate_limited_per_source(
     blocked = guesser.get(path_of("c", secrets.token_urlsafe(32)))
     assert blocked.status_code == 429 and "Vänta några minuter" in blocked.text
     # A real link is checked before the limit and always opens, also from that source
-    # (a shared address); tests/test_withdraw_links.py covers this in depth.
+    # (a shared address); tests/email/test_links.py covers this in depth.
     assert guesser.get(path_of("c", sent.token)).status_code == 200
     assert guesser.get(path_of("c", secrets.token_urlsafe(32))).status_code == 429
     # Another source, the real client, is not locked out by the guesser.

@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 # The example host is not an installed package: reach it from the repository root,
 # appended last so the installed samtycke_plugin still wins over the source tree.
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.append(str(ROOT))
 
 from examples.host_app import apps_glue, create_app, demo_seed  # noqa: E402

@@ -32,7 +32,7 @@ from samtycke_plugin.models import ConsentEvent
 from samtycke_plugin.web import make_wsgi_app
 from samtycke_plugin.web.staff import CROSS_SITE, NO_SESSION, STALE_FORM
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))
+sys.path.append(str(Path(__file__).resolve().parents[2]))
 
 from examples.host_app import create_app, demo_seed
 from examples.host_app.testing import activate, add_practice, csrf_from, platform_of

@@ -48,7 +48,7 @@ from samtycke_plugin.models import ConsentEvent, TextVersion
 from samtycke_plugin.web import make_wsgi_app
 from samtycke_plugin.web.public import LIMITER
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass

@@ -38,7 +38,7 @@ from samtycke_plugin.models import ConsentEvent, ConsentRequest, OutboxMessage
 
 POLICY = RetryPolicy(initial=60, maximum=3600, jitter=30, give_up=timedelta(hours=72),
                      lease=timedelta(seconds=600))
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture

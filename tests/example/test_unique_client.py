@@ -23,7 +23,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.append(str(ROOT))  # the example host is not an installed package
 
 from conftest import create_pg_database, drop_pg_database  # noqa: E402
