@@ -33,6 +33,13 @@ def _one_write_path() -> Iterator[None]:
     assert not wrong, f"written outside the ledger's write path: {wrong}"
 
 
+@pytest.fixture
+def unobserved() -> Iterator[None]:
+    """No statement listener at all, as in production (the write-path guard is off)."""
+    with write_guard.suspended():
+        yield
+
+
 def _pg_available() -> str | None:
     try:
         eng = create_engine(make_url(pg_admin_url()).set(drivername="postgresql+psycopg"))

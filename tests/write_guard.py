@@ -81,6 +81,16 @@ def install() -> None:
 
 
 @contextmanager
+def suspended() -> Iterator[None]:
+    """No guard inside the block: for tests that need an engine nothing observes."""
+    event.remove(Engine, "before_cursor_execute", GUARD)
+    try:
+        yield
+    finally:
+        install()
+
+
+@contextmanager
 def recording() -> Iterator[list[Write]]:
     """The app's writes to the two tables made inside the block."""
     start = len(GUARD.writes)

@@ -138,6 +138,7 @@ def test_fault_at_every_step_of_a_booking(faulty: tuple[TestHost, FaultInjector]
     assert_invariants(host.engine, [tenant])
 
 
+@pytest.mark.usefixtures("unobserved")
 def test_driver_level_fault_at_every_step_of_a_booking(sqlite_engine: Engine) -> None:
     """Faults below SQLAlchemy, with no statement listener installed (as in production):
     the SQLite library interrupts the N-th statement of the booking, for every N."""
@@ -164,6 +165,7 @@ def test_driver_level_fault_at_every_step_of_a_booking(sqlite_engine: Engine) ->
 
 
 @pytest.mark.postgres
+@pytest.mark.usefixtures("unobserved")
 @pytest.mark.parametrize("when", ["before-check", "between-check-and-record"])
 def test_postgres_backend_killed_during_a_booking(
     pg_engine: Engine, pg_server: str, when: str
