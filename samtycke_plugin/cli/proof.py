@@ -1,168 +1,17 @@
-"""The ``samtycke`` command line (click).
-
-Commands that only need the database take ``--database-url`` (or
-``SAMTYCKE_DATABASE_URL``).  Commands that need the host's clients (names,
-e-mail addresses) also take ``--host module:factory`` (or ``SAMTYCKE_HOST``): a
-callable in the host platform that returns a :class:`hookspecs.host.Host`.
-"""
+"""Proof of consent from the command line: ``verify``, ``rebuild-status``, ``export``
+and ``checkpoint`` (keygen, create, check)."""
 
 from __future__ import annotations
 
-import importlib
-import os
-import secrets
 import sys
-from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import click
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from hookspecs.host import Host
-from hookspecs.types import (
-    ClientInfo,
-    ClientRef,
-    DeliveryResult,
-    OutgoingEmail,
-    PracticeInfo,
-    TenantRef,
-)
 from samtycke_plugin import db
-
-
-class StandaloneHost:
-    """A host for database-only commands: no client directory, the app's own SMTP."""
-
-    def __init__(self, engine: Engine, base_url: str) -> None:
-        self._session = Session(engine, expire_on_commit=False)
-        self.base_url = base_url.rstrip("/")
-        secret = os.environ.get("SAMTYCKE_SECRET_KEY")
-        self._secret = secret.encode() if secret else None
-
-    def session(self) -> Session:
-        return self._session
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def lookup_client(self, tenant: TenantRef, client: ClientRef) -> ClientInfo | None:
-        return None
-
-    def iter_clients(self, tenant: TenantRef) -> Iterable[ClientInfo]:
-        raise click.UsageError(
-            "This command needs the host's client list: pass --host module:factory "
-            "(or set SAMTYCKE_HOST)."
-        )
-
-    def practice_info(self, tenant: TenantRef) -> PracticeInfo | None:
-        return None
-
-    def absolute_url(self, tenant: TenantRef, path: str) -> str:
-        return self.base_url + path
-
-    def app_secret(self, app: str) -> bytes:
-        if self._secret is None:
-            raise click.UsageError(
-                "Set SAMTYCKE_SECRET_KEY (the same secret the host uses) or pass --host."
-            )
-        return self._secret
-
-    def deliver_email(self, tenant: TenantRef, message: OutgoingEmail) -> DeliveryResult | None:
-        return None
-
-
-class Context:
-    """Lazily built engine and host for the commands."""
-
-    def __init__(self, database_url: str | None, host_spec: str | None, base_url: str) -> None:
-        self.database_url = database_url
-        self.host_spec = host_spec
-        self.base_url = base_url
-        self._engine: Engine | None = None
-        self._host: Host | None = None
-
-    @property
-    def engine(self) -> Engine:
-        if self._engine is None:
-            if not self.database_url:
-                raise click.UsageError(
-                    "No database given: pass --database-url or set SAMTYCKE_DATABASE_URL."
-                )
-            self._engine = db.make_engine(self.database_url)
-        return self._engine
-
-    @property
-    def host(self) -> Host:
-        if self._host is None:
-            if self.host_spec:
-                module, _, attr = self.host_spec.partition(":")
-                factory: Any = getattr(importlib.import_module(module), attr or "make_host")
-                self._host = factory()
-            else:
-                self._host = StandaloneHost(self.engine, self.base_url)
-        return self._host
-
-
-pass_ctx = click.make_pass_decorator(Context)
-
-
-@click.group()
-@click.option(
-    "--database-url", envvar="SAMTYCKE_DATABASE_URL", help="SQLAlchemy URL of the database."
-)
-@click.option(
-    "--host", "host_spec", envvar="SAMTYCKE_HOST", help="module:factory returning the host."
-)
-@click.option(
-    "--base-url",
-    envvar="SAMTYCKE_BASE_URL",
-    default="http://127.0.0.1:5000",
-    show_default=True,
-    help="Public base URL for links when no host is given.",
-)
-@click.pass_context
-def main(
-    ctx: click.Context, database_url: str | None, host_spec: str | None, base_url: str
-) -> None:
-    """Samtycke: GDPR client consent for booking platforms."""
-    ctx.obj = Context(database_url, host_spec, base_url)
-
-
-@main.group("db")
-def db_group() -> None:
-    """The app's tables (its own migrations and version table)."""
-
-
-@db_group.command("upgrade")
-@click.option("--revision", default="head", show_default=True)
-@pass_ctx
-def db_upgrade(ctx: Context, revision: str) -> None:
-    """Create or upgrade the app's tables (never touches host tables)."""
-    db.upgrade(ctx.engine, revision)
-    click.echo(f"Samtycke tables are at revision {revision}.")
-
-
-@db_group.command("downgrade")
-@click.argument("revision")
-@pass_ctx
-def db_downgrade(ctx: Context, revision: str) -> None:
-    """Downgrade the app's tables to REVISION ("base" removes them all)."""
-    db.downgrade(ctx.engine, revision)
-    click.echo(f"Samtycke tables are at revision {revision}.")
-
-
-@main.command("secret")
-def new_secret() -> None:
-    """Print a new random secret suitable for SAMTYCKE_SECRET_KEY."""
-    click.echo(secrets.token_urlsafe(48))
-
-
-# Command groups of other areas register themselves below (one line each).
-
-
-# -- proof of consent: verify, export, checkpoints (issue 5) -------------------------------
+from samtycke_plugin.cli.context import Context, pass_ctx
 
 
 def _proof_host(ctx: Context) -> Host:
@@ -182,7 +31,7 @@ def _open_out(out: str | None, binary: bool = False) -> Any:
     return click.open_file(out or "-", "w", encoding="utf-8", atomic=out not in (None, "-"))
 
 
-@main.command("verify")
+@click.command("verify")
 @click.option("--tenant", help="Only this practice (default: every practice).")
 @click.option("--no-evidence", is_flag=True, help="Skip checking the personal evidence.")
 @pass_ctx
@@ -227,7 +76,7 @@ def verify_command(ctx: Context, tenant: str | None, no_evidence: bool) -> None:
         raise SystemExit(1)
 
 
-@main.command("rebuild-status")
+@click.command("rebuild-status")
 @click.option("--tenant", required=True, help="The practice.")
 @pass_ctx
 def rebuild_status(ctx: Context, tenant: str) -> None:
@@ -259,7 +108,7 @@ def rebuild_status(ctx: Context, tenant: str) -> None:
     click.echo(f"Rebuilt the stored status of {rows} client(s) of practice {tenant}.")
 
 
-@main.group("export")
+@click.group("export")
 def export_group() -> None:
     """Export proof of consent (one practice at a time)."""
 
@@ -354,7 +203,7 @@ def export_practice(ctx: Context, tenant: str, locale: str | None, out: str | No
     click.echo(f"{rows} client(s) exported.", err=True)
 
 
-@main.group("checkpoint")
+@click.group("checkpoint")
 def checkpoint_group() -> None:
     """Signed checkpoints of the chain head (Ed25519), to keep outside the database."""
 
@@ -481,168 +330,3 @@ def checkpoint_check(
     if failed or not results:
         raise SystemExit(1)
 
-
-# -- e-mail: the outbox relay and batch requests (issue 3) ---------------------------------
-
-
-def _mail_host(ctx: Context) -> Host:
-    if not ctx.host_spec:
-        raise click.UsageError(
-            "This command needs the host (--host module:factory or SAMTYCKE_HOST): the "
-            "practices' names, the link secret and the public address come from it."
-        )
-    return ctx.host
-
-
-@main.group("outbox")
-def outbox_group() -> None:
-    """The e-mail outbox: consent requests and receipts waiting to be sent."""
-
-
-@outbox_group.command("send")
-@click.option("--loop", is_flag=True, help="Keep running (a service): send, wait, repeat.")
-@click.option(
-    "--interval",
-    type=click.FloatRange(min=0.1),
-    default=30.0,
-    show_default=True,
-    help="Seconds to wait between rounds with --loop.",
-)
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1),
-    default=100,
-    show_default=True,
-    help="Messages per round (the database is read in rounds of this size).",
-)
-@click.option("--rate", type=click.FloatRange(min=0.01), help="At most this many mails a second.")
-@click.option("--tenant", help="Only this practice's mail (default: every practice).")
-@pass_ctx
-def outbox_send(
-    ctx: Context,
-    loop: bool,
-    interval: float,
-    limit: int,
-    rate: float | None,
-    tenant: str | None,
-) -> None:
-    """Send the e-mail that is due: once (for cron) or with --loop (as a service).
-
-    Mail goes through the host's deliver_email() when it delivers, otherwise through
-    the built-in SMTP transport (SAMTYCKE_SMTP_HOST, _PORT, _SECURITY, _USER,
-    _PASSWORD, _FROM, _TIMEOUT, _CA_FILE).  Failed mail is retried later with
-    growing delays; rejected addresses are marked on the client's badge.  Exit
-    status 1 when a configuration problem stopped sending.
-    """
-    import time
-
-    from samtycke_plugin import errors
-    from samtycke_plugin.email import relay
-
-    host = _mail_host(ctx)
-    totals = {"sent": 0, "retried": 0, "bounced": 0, "failed": 0, "cancelled": 0}
-    problems: list[str] = []
-    try:
-        while True:
-            try:
-                report = relay.send_due(host, limit=limit, rate=rate, tenant=tenant)
-            except (errors.SamtyckeError, ValueError) as exc:
-                raise click.ClickException(str(exc)) from None
-            for key in totals:
-                totals[key] += getattr(report, key)
-            problems.extend(p for p in report.problems if p not in problems)
-            if report.handled and (loop or report.handled < limit):
-                click.echo(
-                    f"sent {report.sent}, to retry {report.retried}, bounced {report.bounced}, "
-                    f"failed {report.failed}, cancelled {report.cancelled}"
-                )
-            if report.handled >= limit:
-                continue  # a full round: more may be due now
-            if not loop:
-                break
-            time.sleep(interval)
-    except KeyboardInterrupt:
-        click.echo("Stopped.", err=True)
-    for problem in problems:
-        click.echo(f"Problem: {problem}", err=True)
-    if not loop:
-        click.echo(
-            f"Done: {totals['sent']} sent, {totals['retried']} to retry later, "
-            f"{totals['bounced']} bounced, {totals['failed']} failed, "
-            f"{totals['cancelled']} cancelled."
-        )
-    if problems:
-        raise SystemExit(1)
-
-
-@main.group("request")
-def request_group() -> None:
-    """E-mail consent requests to clients."""
-
-
-@request_group.command("all")
-@click.option("--tenant", required=True, help="The practice.")
-@click.option("--actor", default="cli", show_default=True, help="Recorded as who asked.")
-@click.option(
-    "--chunk-size",
-    type=click.IntRange(min=1, max=10_000),
-    default=1000,
-    show_default=True,
-    help="Clients per transaction (a host with a client query queues all in one).",
-)
-@click.option(
-    "--locale", default="en", show_default=True, help="Language of the summary (sv, en)."
-)
-@pass_ctx
-def request_all(ctx: Context, tenant: str, actor: str, chunk_size: int, locale: str) -> None:
-    """Ask every client of a practice who lacks valid consent, by e-mail (F7).
-
-    Safe to run again (or after an interruption): clients with a pending request for
-    the current text are skipped, and clients who declined or withdrew their consent
-    are left out.  The mail itself is sent by `samtycke outbox send`.
-    """
-    import sys
-
-    from samtycke_plugin import errors, requests
-    from samtycke_plugin.i18n import t
-
-    host = _mail_host(ctx)
-    total = requests.count_clients(host, tenant)
-    interactive = sys.stderr.isatty()
-    try:
-        with click.progressbar(
-            length=total,
-            label=f"Asking the clients of {tenant}",
-            show_pos=True,
-            show_percent=True,
-            file=sys.stderr,
-        ) as bar:
-
-            def progress(done: int, _total: int) -> None:
-                bar.update(max(0, done - bar.pos))
-                if not interactive:  # not a terminal (cron, a log): one line per chunk
-                    click.echo(f"  {done}/{total} clients looked at", err=True)
-
-            result = requests.request_batch(
-                host,
-                tenant,
-                actor=f"cli:{actor}",
-                progress=progress,
-                total=total,
-                chunk_size=chunk_size,
-            )
-    except (errors.SamtyckeError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(
-        t(
-            locale,
-            "%(asked)s asked, %(valid)s already have valid consent, %(pending)s already "
-            "have a pending request, %(refused)s declined and %(withdrawn)s withdrew their "
-            "consent (not asked again), %(no_email)s have no usable e-mail address, "
-            "%(bad_name)s have a name that cannot go into an e-mail (batch %(batch)s).",
-            asked=result.asked, valid=result.skipped_valid, pending=result.skipped_pending,
-            refused=result.skipped_refused, withdrawn=result.skipped_withdrawn,
-            no_email=result.skipped_no_email, bad_name=result.skipped_bad_name,
-            batch=result.batch_key,
-        )
-    )
