@@ -219,18 +219,19 @@ def checkpoint_keygen(out: str) -> None:
     """Create a new signing key; prints its key id and public key."""
     from pathlib import Path
 
-    from samtycke_plugin import checkpoint
+    from samtycke_plugin import checkpoint_keys
 
-    key = checkpoint.generate_key()
+    key = checkpoint_keys.generate_key()
     try:
-        checkpoint.write_private_key(key, Path(out))
+        checkpoint_keys.write_private_key(key, Path(out))
     except FileExistsError:
         _fail(f"{out} already exists; choose another file (keys are never overwritten).")
     click.echo(f"Private key written to {out} (key id {key.key_id}).", err=True)
     click.echo(
-        f"Set {checkpoint.KEY_FILE_ENV}={out}; keep this public key with your records:", err=True
+        f"Set {checkpoint_keys.KEY_FILE_ENV}={out}; keep this public key with your records:",
+        err=True,
     )
-    click.echo(checkpoint.public_pem(key.public).decode(), nl=False)
+    click.echo(checkpoint_keys.public_pem(key.public).decode(), nl=False)
 
 
 @checkpoint_group.command("create")
@@ -241,12 +242,12 @@ def checkpoint_create(ctx: Context, tenant: str | None, out: str | None) -> None
     """Verify the chain and sign its head; prints the checkpoint JSON to keep safe."""
     import json
 
-    from samtycke_plugin import checkpoint, errors
+    from samtycke_plugin import checkpoint, checkpoint_keys, errors
     from samtycke_plugin.chain import practices_in_ledger
 
     try:
-        key = checkpoint.load_signing_key()
-    except checkpoint.CheckpointKeyError as exc:
+        key = checkpoint_keys.load_signing_key()
+    except checkpoint_keys.CheckpointKeyError as exc:
         _fail(str(exc))
     host = _proof_host(ctx)
     session = host.session()
@@ -287,17 +288,17 @@ def checkpoint_check(
     """
     import json
 
-    from samtycke_plugin import checkpoint, errors
+    from samtycke_plugin import checkpoint, checkpoint_keys, errors
     from samtycke_plugin.chain import practices_in_ledger
 
     try:
-        keys = checkpoint.trusted_keys(public_keys)
-    except checkpoint.CheckpointKeyError as exc:
+        keys = checkpoint_keys.trusted_keys(public_keys)
+    except checkpoint_keys.CheckpointKeyError as exc:
         _fail(str(exc))
     if not keys:
         _fail(
             "No trusted public key: pass --public-key FILE or set "
-            f"{checkpoint.KEY_FILE_ENV} / {checkpoint.TRUSTED_ENV}."
+            f"{checkpoint_keys.KEY_FILE_ENV} / {checkpoint_keys.TRUSTED_ENV}."
         )
     session = _proof_host(ctx).session()
     results: list[checkpoint.CheckResult] = []
