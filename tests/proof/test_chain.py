@@ -273,9 +273,9 @@ def test_deleted_inserted_and_reordered_rows_are_caught(fhost: TestHost) -> None
 def test_a_fully_recomputed_chain_verifies_but_an_old_checkpoint_catches_it(
     fhost: TestHost,
 ) -> None:
-    from samtycke_plugin import checkpoint
+    from samtycke_plugin import checkpoint, checkpoint_keys
 
-    key = checkpoint.generate_key()
+    key = checkpoint_keys.generate_key()
     tenant = new_practice(fhost)
     events = every_kind_history(fhost, tenant)
     early = checkpoint.create(fhost.session(), tenant, key, fhost.now())

@@ -22,7 +22,7 @@ from proof_support import (  # noqa: F401 - fixtures
 )
 from sqlalchemy import update
 
-from samtycke_plugin import checkpoint
+from samtycke_plugin import checkpoint, checkpoint_keys
 from samtycke_plugin.cli import main
 from samtycke_plugin.errors import InputError, NotFound
 from samtycke_plugin.models import Checkpoint, ConsentEvent
@@ -36,7 +36,7 @@ def _url(host: TestHost) -> str:
 
 
 def test_create_export_and_check(host: TestHost) -> None:
-    key = checkpoint.generate_key()
+    key = checkpoint_keys.generate_key()
     keys = {key.key_id: key.public}
     tenant = new_practice(host)
     every_kind_history(host, tenant)
@@ -63,7 +63,7 @@ def test_create_export_and_check(host: TestHost) -> None:
 
 
 def test_forged_untrusted_and_foreign_checkpoints_fail(host: TestHost) -> None:
-    key = checkpoint.generate_key()
+    key = checkpoint_keys.generate_key()
     keys = {key.key_id: key.public}
     tenant = new_practice(host)
     every_kind_history(host, tenant)
@@ -78,7 +78,7 @@ def test_forged_untrusted_and_foreign_checkpoints_fail(host: TestHost) -> None:
         "bad_signature"
     )
     # A forger signing with their own key (and shipping its public key) is not trusted.
-    mallory = checkpoint.generate_key()
+    mallory = checkpoint_keys.generate_key()
     forged = checkpoint.create(session, tenant, mallory, host.now())
     session.rollback()
     assert checkpoint.check(session, forged, keys).problem == "untrusted_key"
@@ -92,7 +92,7 @@ def test_forged_untrusted_and_foreign_checkpoints_fail(host: TestHost) -> None:
 
 def test_truncated_ledger_and_refusal_to_sign_a_broken_chain(fhost: TestHost) -> None:
     host, engine = fhost, fhost.engine
-    key = checkpoint.generate_key()
+    key = checkpoint_keys.generate_key()
     keys = {key.key_id: key.public}
     tenant = new_practice(host)
     events = every_kind_history(host, tenant)
@@ -119,23 +119,23 @@ def test_truncated_ledger_and_refusal_to_sign_a_broken_chain(fhost: TestHost) ->
 
 
 def test_key_from_file_or_environment_and_rotation(host: TestHost, tmp_path: Path) -> None:
-    old = checkpoint.generate_key()
+    old = checkpoint_keys.generate_key()
     old_path = tmp_path / "old.pem"
-    checkpoint.write_private_key(old, old_path)
+    checkpoint_keys.write_private_key(old, old_path)
     assert stat.S_IMODE(os.stat(old_path).st_mode) == 0o600
     with pytest.raises(FileExistsError):
-        checkpoint.write_private_key(old, old_path)
-    assert checkpoint.load_signing_key({checkpoint.KEY_FILE_ENV: str(old_path)}).key_id == (
+        checkpoint_keys.write_private_key(old, old_path)
+    assert checkpoint_keys.load_signing_key({checkpoint_keys.KEY_FILE_ENV: str(old_path)}).key_id == (
         old.key_id
     )
     pem_text = old_path.read_text()
-    assert checkpoint.load_signing_key({checkpoint.KEY_ENV: pem_text}).key_id == old.key_id
-    with pytest.raises(checkpoint.CheckpointKeyError, match="keygen"):
-        checkpoint.load_signing_key({})
-    with pytest.raises(checkpoint.CheckpointKeyError, match="not a readable"):
-        checkpoint.load_signing_key({checkpoint.KEY_ENV: "not a key"})
-    with pytest.raises(checkpoint.CheckpointKeyError, match="Cannot read"):
-        checkpoint.load_signing_key({checkpoint.KEY_FILE_ENV: str(tmp_path / "missing.pem")})
+    assert checkpoint_keys.load_signing_key({checkpoint_keys.KEY_ENV: pem_text}).key_id == old.key_id
+    with pytest.raises(checkpoint_keys.CheckpointKeyError, match="keygen"):
+        checkpoint_keys.load_signing_key({})
+    with pytest.raises(checkpoint_keys.CheckpointKeyError, match="not a readable"):
+        checkpoint_keys.load_signing_key({checkpoint_keys.KEY_ENV: "not a key"})
+    with pytest.raises(checkpoint_keys.CheckpointKeyError, match="Cannot read"):
+        checkpoint_keys.load_signing_key({checkpoint_keys.KEY_FILE_ENV: str(tmp_path / "missing.pem")})
 
     tenant = new_practice(host)
     every_kind_history(host, tenant)
@@ -143,27 +143,27 @@ def test_key_from_file_or_environment_and_rotation(host: TestHost, tmp_path: Pat
     host.session().commit()
 
     # Rotation: a new key signs from now on; the retired public key stays trusted.
-    new = checkpoint.generate_key()
+    new = checkpoint_keys.generate_key()
     new_path = tmp_path / "new.pem"
-    checkpoint.write_private_key(new, new_path)
+    checkpoint_keys.write_private_key(new, new_path)
     retired = tmp_path / "retired.pub"
-    retired.write_bytes(checkpoint.public_pem(old.public))
-    env = {checkpoint.KEY_FILE_ENV: str(new_path), checkpoint.TRUSTED_ENV: str(retired)}
-    keys = checkpoint.trusted_keys(environ=env)
+    retired.write_bytes(checkpoint_keys.public_pem(old.public))
+    env = {checkpoint_keys.KEY_FILE_ENV: str(new_path), checkpoint_keys.TRUSTED_ENV: str(retired)}
+    keys = checkpoint_keys.trusted_keys(environ=env)
     assert set(keys) == {old.key_id, new.key_id}
     host.advance(days=1)
-    late = checkpoint.create(host.session(), tenant, checkpoint.load_signing_key(env), host.now())
+    late = checkpoint.create(host.session(), tenant, checkpoint_keys.load_signing_key(env), host.now())
     host.session().commit()
     assert late["key_id"] == new.key_id
     assert checkpoint.check(host.session(), early, keys).ok
     assert checkpoint.check(host.session(), late, keys).ok
-    without_retired = checkpoint.trusted_keys(environ={checkpoint.KEY_FILE_ENV: str(new_path)})
+    without_retired = checkpoint_keys.trusted_keys(environ={checkpoint_keys.KEY_FILE_ENV: str(new_path)})
     assert checkpoint.check(host.session(), early, without_retired).problem == "untrusted_key"
     host.session().rollback()
     # Several public keys in one file.
     both = tmp_path / "both.pub"
-    both.write_bytes(checkpoint.public_pem(old.public) + checkpoint.public_pem(new.public))
-    assert set(checkpoint.load_public_keys([both])) == {old.key_id, new.key_id}
+    both.write_bytes(checkpoint_keys.public_pem(old.public) + checkpoint_keys.public_pem(new.public))
+    assert set(checkpoint_keys.load_public_keys([both])) == {old.key_id, new.key_id}
 
 
 def test_cli_keygen_create_check(host: TestHost, tmp_path: Path) -> None:
@@ -181,7 +181,7 @@ def test_cli_keygen_create_check(host: TestHost, tmp_path: Path) -> None:
     events = every_kind_history(host, tenant)
     host.session().rollback()
     url = _url(host)
-    env = {checkpoint.KEY_FILE_ENV: str(key_path)}
+    env = {checkpoint_keys.KEY_FILE_ENV: str(key_path)}
     out = tmp_path / "checkpoint.json"
     made = runner.invoke(
         main, ["--database-url", url, "checkpoint", "create", "--tenant", tenant,
@@ -194,7 +194,7 @@ def test_cli_keygen_create_check(host: TestHost, tmp_path: Path) -> None:
     # Checked with only the public key (no private key in the environment).
     ok = runner.invoke(
         main, ["--database-url", url, "checkpoint", "check", str(out), "--public-key", str(pub)],
-        env={checkpoint.KEY_FILE_ENV: ""},
+        env={checkpoint_keys.KEY_FILE_ENV: ""},
     )
     assert ok.exit_code == 0, ok.output
     assert f"OK      {tenant}: checkpoint #{doc['seq']}" in ok.output
@@ -211,7 +211,7 @@ def test_cli_keygen_create_check(host: TestHost, tmp_path: Path) -> None:
     assert bad.exit_code == 1 and "bad_signature" in bad.output
     nokey = runner.invoke(
         main, ["--database-url", url, "checkpoint", "create", "--tenant", tenant],
-        env={checkpoint.KEY_FILE_ENV: "", checkpoint.KEY_ENV: ""},
+        env={checkpoint_keys.KEY_FILE_ENV: "", checkpoint_keys.KEY_ENV: ""},
     )
     assert nokey.exit_code != 0 and "SAMTYCKE_CHECKPOINT_KEY_FILE" in nokey.output
     host.session().rollback()

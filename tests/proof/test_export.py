@@ -23,7 +23,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from sqlalchemy import insert, select
 
 from hookspecs.types import BookingRef, ClientInfo, ClientRef, TenantRef
-from samtycke_plugin import checkpoint, consent, export, practices, receipts
+from samtycke_plugin import checkpoint, checkpoint_keys, consent, export, practices, receipts
 from samtycke_plugin.cli import main
 from samtycke_plugin.errors import NotFound
 from samtycke_plugin.models import ConsentEvent, ConsentStateRow, TextVersion
@@ -200,7 +200,7 @@ def test_practice_status_csv_from_host_and_from_database(host: TestHost) -> None
 
 def test_proof_bundle_in_one_step(host: TestHost) -> None:
     tenant, client = _practice_with_history(host)
-    key = checkpoint.generate_key()
+    key = checkpoint_keys.generate_key()
     checkpoint.create(host.session(), tenant, key, host.now())
     host.session().commit()
     data = export.proof_bundle(host, tenant, client, locale="sv")

@@ -29,7 +29,15 @@ from proof_support import (  # noqa: F401 - fixtures
 )
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
-from samtycke_plugin import checkpoint, consent, export, integrity, ledger, practices
+from samtycke_plugin import (
+    checkpoint,
+    checkpoint_keys,
+    consent,
+    export,
+    integrity,
+    ledger,
+    practices,
+)
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.cli import main
 from samtycke_plugin.integrity import CLOCK_TOLERANCE, check_projection
@@ -123,7 +131,7 @@ def test_a_forged_text_is_named_by_verify_the_checkpoint_and_the_bundle(
     fhost: TestHost,
 ) -> None:
     tenant, client, v2 = _history(fhost)
-    key = checkpoint.generate_key()
+    key = checkpoint_keys.generate_key()
     doc = checkpoint.create(fhost.session(), tenant, key, fhost.now())
     fhost.session().commit()
     assert _cli(fhost, "verify", "--tenant", tenant).exit_code == 0
@@ -291,7 +299,7 @@ def test_a_backdated_event_after_a_checkpoint_is_refused(
     fhost: TestHost, tmp_path: Path
 ) -> None:
     tenant, _, _ = _history(fhost)
-    key = checkpoint.generate_key()
+    key = checkpoint_keys.generate_key()
     keys = {key.key_id: key.public}
     fhost.advance(days=30)  # the checkpoint is signed well after the last event
     doc = checkpoint.create(fhost.session(), tenant, key, fhost.now())
@@ -311,7 +319,7 @@ def test_a_backdated_event_after_a_checkpoint_is_refused(
     fhost.session().rollback()
     assert result.problem == "backdated" and f"event #{seq} comes after" in result.detail
     pem = tmp_path / "trusted.pem"
-    pem.write_bytes(checkpoint.public_pem(key.public))
+    pem.write_bytes(checkpoint_keys.public_pem(key.public))
     out = _cli(fhost, "checkpoint", "check", "--tenant", tenant, "--public-key", str(pem))
     assert out.exit_code == 1 and "backdated" in out.output, out.output
 
@@ -326,7 +334,7 @@ def test_a_backdated_event_after_a_checkpoint_is_refused(
 
 def test_time_never_runs_backwards_along_the_chain(fhost: TestHost) -> None:
     tenant, _, _ = _history(fhost)
-    key = checkpoint.generate_key()
+    key = checkpoint_keys.generate_key()
     doc = checkpoint.create(fhost.session(), tenant, key, fhost.now())
     fhost.session().commit()
     seq = _forge_event(fhost, tenant, fhost.now() - timedelta(days=60))

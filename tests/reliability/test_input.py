@@ -520,7 +520,7 @@ def test_events_across_the_autumn_switch_keep_seq_order_in_utc(host: TestHost) -
 
 def test_standalone_host_clock_around_dst_with_time_machine(engine: Any) -> None:
     """The CLI's own host reads the real clock: travel to the spring switch."""
-    from samtycke_plugin.cli import StandaloneHost
+    from samtycke_plugin.cli.context import StandaloneHost
 
     host = StandaloneHost(engine, "http://x.test")
     for local in (datetime(2026, 3, 29, 1, 59, 30, tzinfo=STOCKHOLM),
