@@ -14,7 +14,6 @@ from hookspecs.types import (
     Veto,
 )
 from samtycke_plugin import booking as online_booking
-from samtycke_plugin.email import receipts as receipt_mail
 from samtycke_plugin.email import requests as mail_requests
 
 
@@ -33,10 +32,7 @@ def booking_submit_check(host: Host, submission: BookingSubmission) -> list[Veto
 def booking_submitted(
     host: Host, submission: BookingSubmission, booking: BookingRef, client: ClientRef
 ) -> None:
-    # A consent given here gets a receipt; after a staff booking the client may be
-    # e-mailed a request.
-    event = online_booking.record_booking(host, submission, booking, client)
-    receipt_mail.after_booking(host, submission, client, event)
+    online_booking.record(host, submission, booking, client)
 
 
 @hookimpl

@@ -16,6 +16,7 @@ from hookspecs.types import (
 )
 from samtycke_plugin import consent
 from samtycke_plugin.common import check_ref, now_utc
+from samtycke_plugin.email import receipts
 from samtycke_plugin.errors import Conflict
 from samtycke_plugin.i18n import N_, t
 from samtycke_plugin.inputs import whole_number
@@ -221,3 +222,11 @@ def record_booking(
     text = current_text(host.session(), practice, submission.locale)
     return consent.refuse(host.session(), tenant, client, text, how, now=now_utc(host),
                           previous=decision.previous, head=head)
+
+
+def record(host: Host, submission: BookingSubmission, booking: str, client: str) -> None:
+    """Phase 2 and what follows it, in the host's transaction: the consent decision of an
+    accepted booking recorded, then the receipt of a consent given (or, after a staff
+    booking, the e-mail request the practice asked for)."""
+    event = record_booking(host, submission, booking, client)
+    receipts.after_booking(host, submission, client, event)
