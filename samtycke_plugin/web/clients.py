@@ -171,7 +171,7 @@ def _send(ctx: Ctx, info: ClientInfo) -> Response:
         _rollback(ctx)
         if exc.field not in ("email", "name", "practice_name"):
             raise
-        # requests.py words these as sentences (address missing or invalid, a name that
+        # email.addresses words these as sentences (address missing or invalid, a name that
         # cannot go into a mail header) and translates them.
         reason = t(ctx.locale, str(exc).removeprefix(f"{exc.field}: "))
         message = t(ctx.locale, "The request was not sent.") + " " + reason
