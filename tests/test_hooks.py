@@ -70,7 +70,7 @@ def test_every_host_method_is_documented_and_named_in_the_readme() -> None:
 
 
 def test_every_hook_has_a_test() -> None:
-    source = "\n".join(p.read_text("utf-8") for p in TESTS.glob("test_*.py"))
+    source = "\n".join(p.read_text("utf-8") for p in TESTS.rglob("test_*.py"))
     missing = [n for n in HOOK_NAMES if not re.search(rf"def test_hook_{n}\b", source)]
     assert missing == [], f"hooks without a test_hook_<name> test: {missing}"
 
