@@ -227,6 +227,16 @@ class ClientStatus:
     snapshot: Snapshot | None
     current_major: int
 
+    @property
+    def valid(self) -> bool:
+        """Valid consent now (the booking check and the filters agree)."""
+        return self.status is Status.VALID
+
+    @property
+    def withdrawable(self) -> bool:
+        """Consent is given (perhaps for an older text, or lapsed): it can be withdrawn."""
+        return self.snapshot is not None and self.snapshot.state in VALID_STATES
+
 
 def client_status(host: Host, tenant: str, client: str) -> ClientStatus:
     session = host.session()
@@ -354,6 +364,11 @@ class HistoryEntry:
     row_hash: str
     #: The exact text version shown (for a link to its full text), if any.
     text_version_id: int | None = None
+
+    @property
+    def consents(self) -> bool:
+        """The event gives consent (``given`` or ``renewed``)."""
+        return State(self.state) in VALID_STATES
 
 
 def history(host: Host, tenant: str, client: str) -> list[HistoryEntry]:

@@ -10,6 +10,7 @@ IS NULL`` and records only when exactly one row changed, in the same transaction
 from __future__ import annotations
 
 import hmac
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from attrs import frozen
@@ -199,6 +200,27 @@ def consented_event(host: Host, link: Link) -> ConsentEvent | None:
     """The client's latest given/renewed event (what a withdrawal page describes)."""
     return consent.latest_given(host.session(), link.request.tenant_ref,
                                 link.request.client_ref)
+
+
+@frozen(kw_only=True)
+class Consented:
+    """The consent a withdrawal page describes: when it was given, to which version."""
+
+    given_at: datetime
+    #: The text version's label ("2.1"), or "" when the event names none.
+    version: str
+
+
+def consented(host: Host, link: Link) -> Consented | None:
+    """What the client consented to, for the withdrawal page (``None``: nothing given)."""
+    event = consented_event(host, link)
+    if event is None:
+        return None
+    version = ""
+    if event.text_version_id is not None:
+        text = host.session().get(TextVersion, event.text_version_id)
+        version = common.version_label(text.major, text.minor) if text else ""
+    return Consented(given_at=event.given_at or event.occurred_at, version=version)
 
 
 def withdraw(

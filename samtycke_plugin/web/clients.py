@@ -18,9 +18,7 @@ from samtycke_plugin.email.requests import send_request
 from samtycke_plugin.errors import InputError, PermissionDenied
 from samtycke_plugin.i18n import N_, t
 from samtycke_plugin.inputs import whole_number
-from samtycke_plugin.ledger import load_snapshot
 from samtycke_plugin.render import trusted_html
-from samtycke_plugin.rules import VALID_STATES, status
 from samtycke_plugin.status_text import CHANNEL_LABELS, METHOD_LABELS, STATE_LABELS, code_label
 from samtycke_plugin.web.base import Handler
 from samtycke_plugin.web.staff import (
@@ -224,14 +222,13 @@ def withdraw(request: Request, client: str) -> Response:
 
 def _withdraw_page(ctx: Ctx, info: ClientInfo, *, status: int = 200, **values: Any) -> Response:
     current = consent.client_status(ctx.host, ctx.tenant, info.ref)
-    snap = current.snapshot
     return render_page(
         ctx,
         "practice_withdraw.html",
         status=status,
         client=info,
         badge=_badge(ctx, current.status),
-        withdrawable=snap is not None and snap.state in VALID_STATES,
+        withdrawable=current.withdrawable,
         seen_seq=consent.client_seq(ctx.host.session(), ctx.tenant, info.ref),
         **values,
     )
@@ -247,8 +244,7 @@ def client_history(request: Request, client: str) -> Response:
     entries = consent.history(ctx.host, ctx.tenant, ref)
     if info is None and not entries:
         raise NotFound()
-    snap = load_snapshot(ctx.host.session(), ctx.practice.tenant_ref, ref)
-    current = status(snap, ctx.practice.current_major, common.now_utc(ctx.host))
+    current = consent.client_status(ctx.host, ctx.tenant, ref)
     rows = []
     for entry in reversed(entries):
         given_differs = entry.given_at is not None and entry.given_at != entry.occurred_at
@@ -262,7 +258,7 @@ def client_history(request: Request, client: str) -> Response:
                 "given_differs": given_differs,
                 "given_date_only": entry.channel == "manual",
                 "language": _language_name(ctx, entry.language),
-                "tone": "ok" if entry.state in ("given", "renewed") else "missing",
+                "tone": "ok" if entry.consents else "missing",
             }
         )
     return render_page(
@@ -271,8 +267,8 @@ def client_history(request: Request, client: str) -> Response:
         client=info,
         client_ref=ref,
         rows=rows,
-        badge=_badge(ctx, current),
-        withdrawable=snap is not None and snap.state in VALID_STATES,
+        badge=_badge(ctx, current.status),
+        withdrawable=current.withdrawable,
     )
 
 

@@ -50,7 +50,6 @@ from samtycke_plugin import common, consent, practices
 from samtycke_plugin.email import addresses, links, tokens
 from samtycke_plugin.errors import InputError
 from samtycke_plugin.i18n import lang, t
-from samtycke_plugin.models import TextVersion
 from samtycke_plugin.render import trusted_html
 from samtycke_plugin.web.base import (
     CSRF_FIELD,
@@ -178,7 +177,7 @@ def _consent_page(request: Request, link: links.Link, *, text_changed: bool = Fa
 def _valid_now(request: Request, link: links.Link) -> bool:
     current = consent.client_status(host_of(request), link.practice.tenant_ref,
                                     link.request.client_ref)
-    return current.status.value == "valid"
+    return current.valid
 
 
 def consent_link(request: Request, token: str) -> Response:
@@ -233,14 +232,10 @@ def withdraw_link(request: Request, token: str) -> Response:
     if not links.has_valid_consent(host, link):
         return page("public_nothing.html", locale, public=True, **contact)
     if request.method != "POST":
-        event = links.consented_event(host, link)
-        version = ""
-        if event is not None and event.text_version_id is not None:
-            text = host.session().get(TextVersion, event.text_version_id)
-            version = common.version_label(text.major, text.minor) if text else ""
+        given = links.consented(host, link)
         return page(
             "public_withdraw.html", locale, public=True,
-            given_at=(event.given_at or event.occurred_at) if event else None, version=version,
+            given_at=given.given_at if given else None, version=given.version if given else "",
             csrf=csrf_token(host.app_secret(common.APP_KEY), _csrf_scope(link)), **contact,
         )
     if not _post_allowed(request, link):

@@ -28,7 +28,6 @@ from samtycke_plugin import common, consent, practices, status_text
 from samtycke_plugin.email.batch import count_clients
 from samtycke_plugin.errors import InputError, PermissionDenied
 from samtycke_plugin.i18n import N_, t
-from samtycke_plugin.models import Practice
 from samtycke_plugin.rules import Status
 from samtycke_plugin.web.base import (
     CSRF_FIELD,
@@ -47,6 +46,7 @@ from samtycke_plugin.web.forms import damaged_field, free_text_error
 
 if TYPE_CHECKING:
     from hookspecs.host import Host
+    from samtycke_plugin.models import Practice
 
 
 log = logging.getLogger("samtycke.web.staff")
