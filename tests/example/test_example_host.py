@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import create_pg_database, drop_pg_database
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, func, inspect, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, inspect, select, text
 
 # The example host is not an installed package: reach it from the repository root,
 # appended last so the installed samtycke_plugin still wins over the source tree.
@@ -44,24 +44,6 @@ SECRET = "test-secret-" + "x" * 40
 # -- fixtures ----------------------------------------------------------------------------------
 
 
-def _new_pg_database(admin_url: str) -> str:
-    name = f"host_t_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(make_url(admin_url).set(drivername="postgresql+psycopg"),
-                          isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-
-
-def _drop_pg_database(admin_url: str, url: str) -> None:
-    admin = create_engine(make_url(admin_url).set(drivername="postgresql+psycopg"),
-                          isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    admin.dispose()
-
-
 @pytest.fixture(scope="module",
                 params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest,
@@ -70,9 +52,9 @@ def database_url(request: pytest.FixtureRequest,
         yield f"sqlite:///{tmp_path_factory.mktemp('host') / 'booking.sqlite'}"
         return
     admin = request.getfixturevalue("pg_server")
-    url = _new_pg_database(admin)
+    url = create_pg_database(admin)
     yield url
-    _drop_pg_database(admin, url)
+    drop_pg_database(admin, url)
 
 
 @pytest.fixture(scope="module")

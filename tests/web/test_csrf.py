@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import create_pg_database, drop_pg_database
 from flask import Flask
 from flask.testing import FlaskClient
 from hostkit import TestHost, staff
 from markupsafe import escape
 from reliability_support import dump
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 from werkzeug.test import Client, TestResponse
 
 from samtycke_plugin import common
@@ -186,24 +186,6 @@ def test_without_the_hosts_session_id_every_post_is_refused_with_what_to_do(
 # -- through the example platform: sign out, sign in again ---------------------------------------
 
 
-def _new_pg_database(admin_url: str) -> str:
-    name = f"csrf_t_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(make_url(admin_url).set(drivername="postgresql+psycopg"),
-                          isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-
-
-def _drop_pg_database(admin_url: str, url: str) -> None:
-    admin = create_engine(make_url(admin_url).set(drivername="postgresql+psycopg"),
-                          isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    admin.dispose()
-
-
 @pytest.fixture(scope="module",
                 params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def platform_app(request: pytest.FixtureRequest,
@@ -213,7 +195,7 @@ def platform_app(request: pytest.FixtureRequest,
         url = f"sqlite:///{tmp_path_factory.mktemp('csrf') / 'booking.sqlite'}"
     else:
         admin = request.getfixturevalue("pg_server")
-        url = _new_pg_database(admin)
+        url = create_pg_database(admin)
     flask_app = create_app({"DATABASE_URL": url, "SECRET_KEY": "csrf-" + "x" * 40,
                             "BASE_URL": "http://booking.test", "STRICT_APPS": True})
     flask_app.config["TESTING"] = True
@@ -222,7 +204,7 @@ def platform_app(request: pytest.FixtureRequest,
     platform_of(flask_app).sessions.remove()
     platform_of(flask_app).engine.dispose()
     if admin is not None:
-        _drop_pg_database(admin, url)
+        drop_pg_database(admin, url)
 
 
 def _sign_in(browser: FlaskClient, practice: dict[str, Any]) -> None:
