@@ -88,8 +88,8 @@ HOST_SCRIPT = textwrap.dedent(
     assert ids == [other], ids
     assert form(ClientRef(str(cid))) is None
 
-    from samtycke_plugin import service  # the practitioner edits the text (content change)
-    service.publish_text(host, tenant, bodies={"sv": "Ny text: vi sparar dina uppgifter i tio år."},
+    from samtycke_plugin import practices  # the practitioner edits the text (content change)
+    practices.publish_text(host, tenant, bodies={"sv": "Ny text: vi sparar dina uppgifter i tio år."},
                          kind="content", reason="längre lagring", actor="staff:owner", expected_major=1)
     host.s.commit()
     new_id = form(ClientRef(str(cid)))

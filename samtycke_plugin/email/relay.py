@@ -1,7 +1,7 @@
 """Sending the outbox: :func:`send_due` delivers what is due, at least once.
 
 The request and its outbox row are written in the same transaction (see
-:mod:`samtycke_plugin.requests`); then:
+:mod:`samtycke_plugin.email.outbox`); then:
 
 * each row is **claimed** (``status = 'sending'`` with a lease, committed) before it is
   sent, so two relays never send the same row at once; a relay that dies after the SMTP

@@ -954,7 +954,7 @@ def test_script_payloads_are_escaped_everywhere(host: TestHost) -> None:
     assert "Klinik &lt;script&gt;" in html(pages.get("/"))
 
 
-# -- e-mail requests (F5b, F7): samtycke_plugin.requests ------------------------------------------
+# -- e-mail requests: samtycke_plugin.email -------------------------------------------------------------
 
 
 def test_send_a_request_by_email(host: TestHost) -> None:
