@@ -70,7 +70,6 @@ class ClientQuery(Protocol):
         The app wraps it in its own statements (a subquery: no ordering needed) and runs
         them on :meth:`Host.session`.  A batch request to a whole practice then decides,
         counts and queues in a few set-based statements in the database instead of
-        streaming every client through Python (a 100,000-client practice in under a
-        second on SQLite instead of several), and the batch page counts the practice's
+        streaming every client through Python, and the batch page counts the practice's
         clients with one ``count(*)``.
         """

@@ -1,5 +1,5 @@
 """Checks on values people type and programs send, shared by the pages, the hooks and
-the service: whole numbers written in ASCII digits, record ids that fit the database,
+the domain modules: whole numbers written in ASCII digits, record ids that fit the database,
 and free text a database can store exactly as it was given.
 
 ``str.isdigit()`` is true for ``"²"`` (then ``int()`` fails) and for ``"٣"`` (then

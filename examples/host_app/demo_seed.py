@@ -5,7 +5,7 @@ Consent states are created the way they arise in use: online bookings go
 through the same two-phase hooks as the booking page (check, then record in the
 booking transaction).  States that a practitioner creates on the app's own pages
 (manual record, withdrawal, a text change, e-mailed requests) are made with the
-app's service functions here, because those pages are the app's, not the
+app's domain functions here, because those pages are the app's, not the
 platform's.  This demo fixture is, besides ``apps_glue``, the only module that
 imports ``samtycke_plugin``; the platform's booking code never does.
 """

@@ -82,9 +82,8 @@ _CASE_INSENSITIVE = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
 def _plain_address(address: str) -> str | None:
     """The normalised form of a plain ASCII address, or ``None`` for anything else.
 
-    Kept because the batch page checks every address of a practice while the
-    practitioner waits, and email-validator's full parse costs over ten times as much
-    per address (whole seconds at 100,000 clients).  It accepts only dot-atom local
+    It exists because the batch page checks every address of a practice while the
+    practitioner waits, and email-validator's full parse is much slower per address.  It accepts only dot-atom local
     parts at ordinary ASCII host names, which email-validator accepts too and
     normalises the same way (domain lower-cased); everything else — Unicode, quoting,
     IDNA, special-use domains, role names it lower-cases — goes to email-validator.  A

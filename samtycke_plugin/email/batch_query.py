@@ -65,7 +65,7 @@ def _not_among(ref: Any, refs: Select[Any], column: Any, dialect: str) -> Any:
     """``ref`` is not one of the ``column`` values ``refs`` selects (a NOT NULL column).
 
     SQLite runs ``NOT IN`` on the list built once (a correlated ``NOT EXISTS`` probes an
-    index per client, three times slower); PostgreSQL plans ``NOT EXISTS`` as an anti-join
+    index per client, which is slower); PostgreSQL plans ``NOT EXISTS`` as an anti-join
     (its ``NOT IN`` hashes the list only when it fits in ``work_mem`` and otherwise
     rescans it for every client)."""
     if dialect == "postgresql":

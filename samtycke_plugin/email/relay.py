@@ -341,7 +341,7 @@ def _deliver(
         return RETRY, str(exc)
     try:
         message = rendered.email(transport.from_addr, common.now_utc(host))
-    except NonASCIILocalPartDefect:  # queued before such addresses were refused
+    except NonASCIILocalPartDefect:  # an address the request step refuses: never sent
         return FAILED, "the address has non-ASCII letters before the @; nothing was sent"
     except ValueError:
         return FAILED, "a header would contain a line break; nothing was sent"

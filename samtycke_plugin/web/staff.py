@@ -217,7 +217,7 @@ def _free_text_error(ctx: Ctx, kind: str, value: str) -> str | None:
 
 
 def _rollback(ctx: Ctx) -> None:
-    """Forget anything a failed service call may have flushed before re-showing a form."""
+    """Forget anything a failed domain call may have flushed before re-showing a form."""
     ctx.host.session().rollback()
 
 
