@@ -83,11 +83,11 @@ def _plain_address(address: str) -> str | None:
     """The normalised form of a plain ASCII address, or ``None`` for anything else.
 
     It exists because the batch page checks every address of a practice while the
-    practitioner waits, and email-validator's full parse is much slower per address.  It accepts only dot-atom local
-    parts at ordinary ASCII host names, which email-validator accepts too and
-    normalises the same way (domain lower-cased); everything else — Unicode, quoting,
-    IDNA, special-use domains, role names it lower-cases — goes to email-validator.  A
-    property test holds the two equal.
+    practitioner waits, and email-validator's full parse is much slower per address.
+    It accepts only dot-atom local parts at ordinary ASCII host names, which
+    email-validator accepts too and normalises the same way (domain lower-cased);
+    everything else — Unicode, quoting, IDNA, special-use domains, role names it
+    lower-cases — goes to email-validator.  A property test holds the two equal.
     """
     match = _PLAIN_ADDRESS.fullmatch(address)
     if match is None:
