@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import test_example_host
 from alembic import command
 from flask import Flask
 from flask.testing import FlaskClient
@@ -38,17 +39,8 @@ SECRET = "test-secret-" + "u" * 40
 BOOKINGS = 20
 
 
-@pytest.fixture(scope="module",
-                params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest,
-                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('unique') / 'booking.sqlite'}"
-        return
-    admin = request.getfixturevalue("pg_server")
-    url = create_pg_database(admin)
-    yield url
-    drop_pg_database(admin, url)
+#: A database of its own, once on SQLite and once on PostgreSQL (module-scoped).
+database_url = test_example_host.database_url
 
 
 @pytest.fixture(scope="module")
