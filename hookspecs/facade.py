@@ -37,8 +37,6 @@ from hookspecs.types import (
 )
 
 if TYPE_CHECKING:
-    from sqlalchemy.sql.elements import ColumnElement
-
     from hookspecs.host import Host
 
 log = logging.getLogger(__name__)
@@ -256,7 +254,7 @@ class AppHooks:
         )
 
     def list_filter_clause(
-        self, tenant: TenantRef, filter_key: str, client_ref_column: ColumnElement[str]
+        self, tenant: TenantRef, filter_key: str, client_ref_column: str
     ) -> FilterClause | None:
         """The SQL condition for ``filter_key``, or ``None`` if no active app offers it."""
         result = self._caller("booking_client_list_filter_clause", tenant)(

@@ -1,34 +1,58 @@
-"""The small typed interface through which an app calls back into its host."""
+"""The small typed interface through which an app calls back into its host.
+
+Nothing here is a type of the host's framework or SQL layer: the database crosses
+the boundary as a plain PEP 249 (DB-API 2) connection of the host's own driver
+(``sqlite3`` or psycopg 3), so a Django, Flask or hand-written platform implements
+it the same way.  :mod:`samtycke_plugin.integrations` carries ready-made
+implementations for Django and for SQLAlchemy/Flask hosts.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from sqlalchemy import Select
-    from sqlalchemy.orm import Session
-
     from hookspecs.types import (
+        AppPage,
         ClientInfo,
         ClientRef,
+        ClientSelect,
         DeliveryResult,
         OutgoingEmail,
         PracticeInfo,
         TenantRef,
     )
 
+#: A PEP 249 connection of the host's driver (``sqlite3.Connection`` or
+#: ``psycopg.Connection``).  Typed loosely on purpose: drivers share no base class.
+DBAPIConnection = Any
+
 
 @runtime_checkable
 class Host(Protocol):
     """Implemented by the host and passed into every hook as ``host``."""
 
-    def session(self) -> Session:
-        """The host's current SQLAlchemy session (unit of work) on the shared database.
+    def connection(self) -> DBAPIConnection:
+        """The DB-API connection that holds the host's open transaction on this thread.
 
-        Apps write through it and never commit it in a hook: the host commits, so its
-        own rows and the app's evidence commit or roll back together.
+        Used by hooks only (activation, booking record, client created, erasure and the
+        read hooks).  The app writes through it and never commits, rolls back or closes
+        it: the host commits, so its own rows and the app's evidence commit or roll back
+        together.  A write hook called while this connection would commit each
+        statement on its own (autocommit, no transaction open) raises
+        :class:`hookspecs.types.NoHostTransaction` before writing anything.
+        """
+
+    def unit_of_work(self) -> AbstractContextManager[DBAPIConnection]:
+        """A new transaction that the app owns, for its own pages, mail relay and CLI.
+
+        Entering gives a DB-API connection in a fresh transaction (on SQLite one that
+        takes the write lock at once: ``BEGIN IMMEDIATE``); leaving the block commits
+        it, and an exception rolls it back and propagates.  The app may run a unit
+        again after a transient failure (busy database, serialization failure).
         """
 
     def now(self) -> datetime:
@@ -59,17 +83,38 @@ class Host(Protocol):
 @runtime_checkable
 class ClientQuery(Protocol):
     """Optional: a host whose client table is in the shared database may also offer it as
-    a query.  Implement it beside :class:`Host` (``isinstance(host, ClientQuery)`` is how
-    the app asks); hosts without it keep working through :meth:`Host.iter_clients`."""
+    SQL.  Implement it beside :class:`Host` (``isinstance(host, ClientQuery)`` is how the
+    app asks); hosts without it keep working through :meth:`Host.iter_clients`."""
 
-    def client_query(self, tenant: TenantRef) -> Select[Any]:
-        """Every client of the practice as one SQLAlchemy ``SELECT`` on the shared
-        database, with three columns labelled ``ref`` (the client reference as a string,
-        as :meth:`Host.lookup_client` takes it), ``name`` and ``email``; each client once.
+    def client_query(self, tenant: TenantRef) -> ClientSelect:
+        """Every client of the practice as one ``SELECT`` on the shared database, with
+        three columns named ``ref`` (the client reference as text, as
+        :meth:`Host.lookup_client` takes it), ``name`` and ``email``; each client once.
 
         The app wraps it in its own statements (a subquery: no ordering needed) and runs
-        them on :meth:`Host.session`.  A batch request to a whole practice then decides,
-        counts and queues in a few set-based statements in the database instead of
-        streaming every client through Python, and the batch page counts the practice's
-        clients with one ``count(*)``.
+        them on the host's connection.  A batch request to a whole practice then
+        decides, counts and queues in a few set-based statements in the database instead
+        of streaming every client through Python.
+        """
+
+
+@runtime_checkable
+class PageLayout(Protocol):
+    """Optional: the host's own page layout around the app's practitioner pages.
+
+    Implement it beside :class:`Host`; without it the app's pages stand alone with a
+    plain header and the ``booking.home`` back link.
+    """
+
+    def page_layout(self, page: AppPage) -> str:
+        """A complete HTML document: the host's layout (menu, sign-out, language
+        switch) with ``page.body_html`` as its main content and ``page.head_html`` in
+        its ``<head>``.  ``page.title`` and ``page.back`` are plain text the host
+        escapes.  Called once per page the app renders for a signed-in practitioner.
+        """
+
+    def client_path(self, tenant: TenantRef, client: ClientRef) -> str | None:
+        """The root-relative path of the client's profile page in the host, or ``None``.
+
+        The app's pages about one client (obtain consent, history) link back to it.
         """

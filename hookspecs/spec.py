@@ -12,6 +12,10 @@ Conventions (from pluggy, pytest and datasette):
 * Per-tenant activation is filtered by the host: an app's hooks are only
   called for practices where the app is active (except the activation hooks
   and ``booking_app_info``).
+* Write hooks (activation, deactivation, ``booking_submitted``,
+  ``booking_client_created``, ``booking_client_erased``) run inside the host's
+  open transaction on :meth:`hookspecs.host.Host.connection`; called without one
+  they raise :class:`hookspecs.types.NoHostTransaction` and write nothing.
 """
 
 from __future__ import annotations
@@ -22,8 +26,6 @@ from typing import TYPE_CHECKING
 from hookspecs import hookspec
 
 if TYPE_CHECKING:
-    from sqlalchemy.sql.elements import ColumnElement
-
     from hookspecs.host import Host
     from hookspecs.types import (
         AppInfo,
@@ -102,9 +104,11 @@ class BookingSpecs:
         is new at every sign-in; apps bind their form tokens to it and refuse
         practitioner POSTs without it; they never store or log it, and a host whose
         session key is itself the credential passes a hash of it) — all from the host's
-        own session, never from request data; optionally ``environ["booking.locale"]``
-        and ``environ["booking.home"]`` (``(path, label)`` of a "back to the platform"
-        link).
+        own session, never from request data; optionally ``environ["booking.locale"]``,
+        ``environ["booking.home"]`` (``(path, label)`` of a "back to the platform"
+        link) and ``environ["booking.sign_in"]`` (the root-relative path of the host's
+        sign-in page: a signed-out visitor of a practitioner page is sent there, with
+        ``next`` set to the page, instead of getting "not found").
 
         :param host: the host.
         :returns: the mounts; prefixes must not collide.
@@ -154,7 +158,7 @@ class BookingSpecs:
         When: inside the host's transaction, after its booking row is flushed and
         before commit, for online bookings that passed the check and for bookings
         made by staff (``submission.channel``).  Apps write through
-        ``host.session()`` and never commit, so the booking and the evidence commit
+        ``host.connection()`` and never commit, so the booking and the evidence commit
         or roll back together.  An exception aborts the host's transaction.
 
         :param host: the host.
@@ -218,19 +222,22 @@ class BookingSpecs:
         host: Host,
         tenant: TenantRef,
         filter_key: str,
-        client_ref_column: ColumnElement[str],
+        client_ref_column: str,
     ) -> FilterClause | None:
         """A SQL condition implementing one list filter, for the host's own client query.
 
         When: the host builds its client-list query with a filter chosen by the user.
-        The host adds ``clause`` to its WHERE (ordering, paging and counting stay
-        the host's).  Stops at the first non-``None`` result.
+        The host adds ``clause.condition`` (SQL text with bound parameters) to its
+        WHERE; ordering, paging and counting stay the host's.  Stops at the first
+        non-``None`` result.
 
         :param host: the host.
         :param tenant: the practice.
         :param filter_key: a key from :meth:`booking_client_list_filters`.
-        :param client_ref_column: the host column holding the client reference
-            (as a string expression).
+        :param client_ref_column: a SQL expression of the host's query that gives the
+            client reference as text, e.g. ``CAST(booking_client.id AS TEXT)``.  It is
+            the host's own code, never request data; the app places it in the
+            condition as it is.
         :returns: the clause, or ``None`` when ``filter_key`` is not this app's.
         """
 

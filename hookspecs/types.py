@@ -10,12 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, NewType
+from typing import Any, Literal, NewType
 
 from attrs import field, frozen, validators
-
-if TYPE_CHECKING:
-    from sqlalchemy.sql.elements import ColumnElement
 
 TenantRef = NewType("TenantRef", str)
 ClientRef = NewType("ClientRef", str)
@@ -40,7 +37,8 @@ class AppInfo:
     name: Mapping[str, str]
     description: Mapping[str, str]
     version: str
-    #: Path (below the app's web mount) of the page a practitioner sees after activation.
+    #: Root-relative path of the page a practitioner sees after activation (the app's
+    #: web-mount prefix included: link to it as it is), or ``None``.
     setup_path: str | None = None
 
 
@@ -193,12 +191,78 @@ class DeliveryResult:
     detail: str = ""
 
 
+#: A bound-parameter placeholder in :class:`SqlText`: ``:name``.
+_PLACEHOLDER = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@frozen(kw_only=True)
+class SqlText:
+    """A piece of SQL with bound parameters, usable by any SQL layer.
+
+    ``sql`` names its parameters ``:name`` (the style of SQLAlchemy's ``text()`` and
+    ``sqlite3``); ``params`` holds their values as plain ``str``, ``int``, ``bool`` or
+    ``None``, already in the form the app stores (times are the app's own text or
+    timestamp values, so no driver converter of the host touches them).  Whoever
+    produces one writes no string literal, comment or ``%`` into ``sql``: every value
+    is a parameter.  :meth:`format_style` gives the ``%s`` form Django and psycopg take.
+    """
+
+    sql: str
+    params: Mapping[str, object] = field(factory=dict)
+
+    def format_style(self) -> tuple[str, list[object]]:
+        """``(sql, params)`` with ``%s`` placeholders in order (Django ``RawSQL``,
+        ``cursor.execute`` of psycopg and Django)."""
+        ordered: list[object] = []
+
+        def one(match: re.Match[str]) -> str:
+            ordered.append(self.params[match.group(1)])
+            return "%s"
+
+        return _PLACEHOLDER.sub(one, self.sql), ordered
+
+
 @frozen(kw_only=True)
 class FilterClause:
-    """A SQL condition on the host's client-ref column (SQLAlchemy expression)."""
+    """A SQL condition for the host's client query: true for the clients the filter keeps.
+
+    ``condition.sql`` contains the host's own client-ref expression (the
+    ``client_ref_column`` the host passed) and nothing else of the host's.
+    """
 
     key: str = field(validator=_namespaced)
-    clause: ColumnElement[bool]
+    condition: SqlText
+
+
+@frozen(kw_only=True)
+class ClientSelect(SqlText):
+    """A host's ``SELECT`` of one practice's clients, with the columns ``ref``, ``name``
+    and ``email`` (see :meth:`hookspecs.host.ClientQuery.client_query`)."""
+
+
+@frozen(kw_only=True)
+class AppPage:
+    """A practitioner page of an app, handed to the host's layout
+    (:meth:`hookspecs.host.PageLayout.page_layout`)."""
+
+    #: Plain text for ``<title>`` and the page heading (the host escapes it).
+    title: str
+    #: The page's content: already-escaped HTML.
+    body_html: str
+    #: Already-escaped HTML for the document's ``<head>`` (the app's stylesheet).
+    head_html: str
+    locale: str
+    tenant: TenantRef
+    staff: StaffContext
+    #: The client the page concerns, if any.
+    client: ClientRef | None = None
+    #: ``(path, label)`` of the page to go back to (plain text label), if any.
+    back: tuple[str, str] | None = None
+
+
+class NoHostTransaction(RuntimeError):
+    """A write hook was called while the host's connection would commit each statement
+    on its own.  Call write hooks inside the host's open transaction."""
 
 
 @frozen(kw_only=True)
