@@ -21,13 +21,14 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, request, stream_with_context
 from flask import session as web_session
 from markupsafe import Markup
-from sqlalchemy import ColumnElement, Connection, Engine, Select, String, cast, select
+from sqlalchemy import ColumnElement, Connection, Engine, select
 from sqlalchemy.orm import Session, scoped_session
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
@@ -42,6 +43,7 @@ from hookspecs.types import (
     ClientCreated,
     ClientInfo,
     ClientRef,
+    ClientSelect,
     DeliveryResult,
     OutgoingEmail,
     PracticeInfo,
@@ -54,6 +56,11 @@ from samtycke_plugin import db as samtycke_db
 from samtycke_plugin import export as samtycke_export
 from samtycke_plugin import web as samtycke_web
 from samtycke_plugin.email import relay as samtycke_relay
+from samtycke_plugin.integrations.sqlalchemy import (
+    dbapi_of,
+    filter_condition,
+    session_unit_of_work,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +104,17 @@ class PlatformHost:
         self.dev_mailbox = dev_mailbox
         self.clock = clock or (lambda: datetime.now(UTC))
 
+    def connection(self) -> Any:
+        # The DB-API connection of the request's session, its transaction begun: hooks
+        # write through it and the booking code commits both.
+        return dbapi_of(self.session())
+
+    def unit_of_work(self) -> AbstractContextManager[Any]:
+        # The app's pages and mail relay run on the request's (or worker thread's)
+        # session too and commit it: on SQLite, callbacks such as lookup_client then
+        # read on the connection that holds the write lock instead of waiting for it.
+        return session_unit_of_work(self.session())
+
     def session(self) -> Session:
         return self._sessions()  # the request's unit of work, shared with the booking code
 
@@ -123,13 +141,15 @@ class PlatformHost:
                 yield ClientInfo(ref=ClientRef(str(cid)), name=name, email=email, locale=locale)
             last = rows[-1].id
 
-    def client_query(self, tenant: TenantRef) -> Select[Any]:
+    def client_query(self, tenant: TenantRef) -> ClientSelect:
         """The practice's clients as one query (:class:`hookspecs.host.ClientQuery`): a
         batch request to all of them then runs set-based in the database."""
         pid = practice_id(tenant)
-        return select(
-            cast(Client.id, String).label("ref"), Client.name, Client.email
-        ).where(Client.practice_id == (pid if pid is not None else -1))
+        return ClientSelect(
+            sql="SELECT CAST(id AS VARCHAR) AS ref, name, email FROM host_client"
+                " WHERE practice_id = :practice",
+            params={"practice": pid if pid is not None else -1},
+        )
 
     def practice_info(self, tenant: TenantRef) -> PracticeInfo | None:
         pid = practice_id(tenant)
@@ -257,8 +277,9 @@ class Apps:
         return [(f.key, f.label) for f in self.hooks.list_filters(tenant_of(pid), language)]
 
     def filter_condition(self, pid: int, key: str) -> ColumnElement[bool] | None:
-        found = self.hooks.list_filter_clause(tenant_of(pid), key, cast(Client.id, String))
-        return found.clause if found is not None else None
+        found = self.hooks.list_filter_clause(tenant_of(pid), key,
+                                              "CAST(host_client.id AS VARCHAR)")
+        return filter_condition(found) if found is not None else None
 
     def row_badges(self, pid: int, client_ids: Sequence[int], language: str) -> dict[int, Markup]:
         badges = self.hooks.list_badges(tenant_of(pid), [ClientRef(str(c)) for c in client_ids],

@@ -554,7 +554,7 @@ def test_deliver_email_returns_none_when_smtp_is_configured(app: Flask) -> None:
 def test_client_query_lists_what_iter_clients_lists(app: Flask) -> None:
     """The optional ClientQuery: the same clients as iter_clients, one practice only."""
     from hookspecs.host import ClientQuery
-    from hookspecs.types import TenantRef
+    from hookspecs.types import ClientSelect, TenantRef
 
     platform = platform_of(app)
     host = apps_glue.PlatformHost(platform.sessions, secret_key=b"k" * 32,
@@ -564,10 +564,13 @@ def test_client_query_lists_what_iter_clients_lists(app: Flask) -> None:
     try:
         tenant = TenantRef(str(pid))
         streamed = {(c.ref, c.name, c.email) for c in host.iter_clients(tenant)}
-        queried = {tuple(row) for row in host.session().execute(host.client_query(tenant))}
+        def run(q: ClientSelect) -> list[Any]:
+            return list(host.session().execute(text(q.sql), dict(q.params)).all())
+
+        queried = {tuple(row) for row in run(host.client_query(tenant))}
         assert queried == streamed and len(streamed) == 30
         for other in ("999999", "not-a-practice"):
-            assert host.session().execute(host.client_query(TenantRef(other))).all() == []
+            assert run(host.client_query(TenantRef(other))) == []
     finally:
         platform.sessions.remove()
 
