@@ -264,7 +264,6 @@ class WebApp:
     def dispatch(self, request: SamtyckeRequest) -> Response:
         locale = locale_of(request)
         adapter = self.url_map.bind_to_environ(request.environ)
-        host: Host | None = None
         try:
             endpoint, args = adapter.match()
             if request.method == "POST":
@@ -280,56 +279,39 @@ class WebApp:
             # rolled back after GET/HEAD; a transient lock/serialization failure or a
             # dropped connection reruns the whole handler (bounded), then 503.
             return run_in_transaction(
-                host.session,
+                host,
                 lambda _session: handler(request, **args),
                 commit=request.method not in ("GET", "HEAD"),
             )
         except HTTPException as exc:
-            _rollback(host)
             code = exc.code or 500
             if code in (301, 302, 303, 307, 308):
                 return exc.get_response(request.environ)
             return error_page(code, locale)
         except errors.NotFound:
-            _rollback(host)
             return error_page(404, locale)
         except errors.PermissionDenied as exc:
-            _rollback(host)
             return error_page(403, locale, t(locale, str(exc)))
         except errors.Conflict as exc:
-            _rollback(host)
             return error_page(409, locale, t(locale, str(exc)))
         except errors.NotActive as exc:
-            _rollback(host)
             return error_page(404, locale, t(locale, str(exc)))
         except (errors.InputError, errors.SettingsError):
-            _rollback(host)
             return error_page(400, locale)
         except errors.Unavailable:
-            _rollback(host)
             log.warning(
                 "database busy through every retry: %s %s",
                 request.method, redact_path(request.path),
             )
             return error_page(503, locale)
         except OperationalError:
-            _rollback(host)
             log.exception(
                 "database unavailable in %s %s", request.method, redact_path(request.path)
             )
             return error_page(503, locale)
         except Exception:
-            _rollback(host)
             log.exception("unhandled error in %s %s", request.method, redact_path(request.path))
             return error_page(500, locale)
-
-
-def _rollback(host: Host | None) -> None:
-    if host is not None:
-        try:
-            host.session().rollback()
-        except Exception:  # pragma: no cover - the original error matters more
-            log.exception("rollback failed")
 
 
 def redact_path(path: str) -> str:

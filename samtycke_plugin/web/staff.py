@@ -24,7 +24,7 @@ from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import ClientInfo, ClientRef, StaffContext, TenantRef
-from samtycke_plugin import common, consent, practices, status_text
+from samtycke_plugin import common, consent, hostdb, practices, status_text
 from samtycke_plugin.email.batch import count_clients
 from samtycke_plugin.errors import InputError, PermissionDenied
 from samtycke_plugin.i18n import N_, t
@@ -121,7 +121,8 @@ def context(request: Request) -> Ctx:
     """The signed-in practitioner's context; 404 when the host did not authenticate one."""
     tenant, staff = staff_of(request)
     host = host_of(request)
-    practice = practices.require_practice(host.session(), tenant)
+    with hostdb.session(host) as db_session:
+        practice = practices.require_practice(db_session, tenant)
     session = session_of(request)
     secret = host.app_secret(common.APP_KEY)
     return Ctx(
@@ -244,8 +245,9 @@ def _free_text_error(ctx: Ctx, kind: str, value: str) -> str | None:
 
 
 def _rollback(ctx: Ctx) -> None:
-    """Forget anything a failed domain call may have flushed before re-showing a form."""
-    ctx.host.session().rollback()
+    """Forget anything a failed domain call may have flushed: the page's unit of work is
+    rolled back, not committed, when the page re-shows its form."""
+    hostdb.discard(ctx.host)
 
 
 def _actor(ctx: Ctx) -> str:
@@ -285,8 +287,9 @@ def _language_name(ctx: Ctx, code: str | None) -> str:
 
 def _counts(ctx: Ctx) -> dict[str, int]:
     total = count_clients(ctx.host, ctx.tenant)
-    valid = practices.count_valid(ctx.host.session(), ctx.practice, common.now_utc(ctx.host))
-    return {"total": total, "valid": valid, "without": max(total - valid, 0)}
+    with hostdb.session(ctx.host) as session:
+        valid = practices.count_valid(session, ctx.practice, common.now_utc(ctx.host))
+        return {"total": total, "valid": valid, "without": max(total - valid, 0)}
 
 
 def _operational(ctx: Ctx) -> Response | None:
