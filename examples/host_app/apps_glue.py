@@ -26,7 +26,6 @@ from examples.host_app.models import AppActivation, Client, Practice, Staff
 from hookspecs import types as hs
 from samtycke_plugin import db as samtycke_db
 from samtycke_plugin.integrations.flask import FlaskApps, FlaskHost, Practitioner
-from samtycke_plugin.integrations.sqlalchemy import client_select
 
 # -- 1. the database ---------------------------------------------------------------------
 
@@ -64,9 +63,9 @@ class PlatformHost(FlaskHost):
         for cid, name, email, locale in rows:
             yield hs.ClientInfo(ref=hs.ClientRef(str(cid)), name=name, email=email, locale=locale)
 
-    def client_query(self, tenant: hs.TenantRef) -> hs.ClientSelect:
-        return client_select(select(cast(Client.id, String).label("ref"), Client.name,
-                                    Client.email).where(Client.practice_id == db_id(tenant)))
+    def client_query(self, tenant: str) -> hs.ClientSelect:
+        return hs.ClientSelect(sql="SELECT CAST(id AS TEXT) AS ref, name, email FROM host_client"
+                               " WHERE practice_id = :pid", params={"pid": db_id(tenant)})
 
     def practice_info(self, tenant: hs.TenantRef) -> hs.PracticeInfo | None:
         row = self.session().get(Practice, db_id(tenant) or 0)

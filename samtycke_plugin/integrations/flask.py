@@ -45,9 +45,11 @@ from hookspecs.types import (
     BookingRef,
     BookingSubmission,
     ClientCreated,
+    ClientInfo,
     ClientRef,
     DeliveryResult,
     OutgoingEmail,
+    PracticeInfo,
     StaffContext,
     TenantRef,
     Veto,
@@ -135,6 +137,17 @@ class FlaskHost:
 
     def deliver_email(self, tenant: TenantRef, message: OutgoingEmail) -> DeliveryResult | None:
         return None  # the app's own SMTP transport; override to use the host's mailer
+
+    # -- the host's own data: every host implements these ---------------------------------
+
+    def lookup_client(self, tenant: TenantRef, client: ClientRef) -> ClientInfo | None:
+        raise NotImplementedError(f"{type(self).__name__} must implement lookup_client")
+
+    def iter_clients(self, tenant: TenantRef) -> Iterator[ClientInfo]:
+        raise NotImplementedError(f"{type(self).__name__} must implement iter_clients")
+
+    def practice_info(self, tenant: TenantRef) -> PracticeInfo | None:
+        raise NotImplementedError(f"{type(self).__name__} must implement practice_info")
 
 
 def _tenant(ref: Ref) -> TenantRef:

@@ -628,10 +628,14 @@ def test_client_query_lists_what_iter_clients_lists(app: Flask) -> None:
     try:
         tenant = TenantRef(str(pid))
         streamed = {(c.ref, c.name, c.email) for c in host.iter_clients(tenant)}
-        queried = {tuple(row) for row in host.session().execute(host.client_query(tenant))}
+        def run(tenant: TenantRef) -> list[Any]:
+            select_ = host.client_query(tenant)
+            return list(host.session().execute(text(select_.sql), dict(select_.params)))
+
+        queried = {tuple(row) for row in run(tenant)}
         assert queried == streamed and len(streamed) == 30
         for other in ("999999", "not-a-practice"):
-            assert host.session().execute(host.client_query(TenantRef(other))).all() == []
+            assert run(TenantRef(other)) == []
     finally:
         platform.sessions.remove()
 
