@@ -253,6 +253,26 @@ def test_the_glue_is_at_most_80_lines_and_the_readme_says_how_many() -> None:
     assert f"calls into it on **{calls} lines**" in readme
 
 
+def test_the_apps_pages_are_in_the_platforms_layout_with_links_back(app: Flask) -> None:
+    practice = practice_with_samtycke(app)
+    staff = signed_in(app, practice["emails"][0], practice["password"])
+    overview = staff.get("/apps/samtycke/", follow_redirects=True)
+    assert overview.status_code == 200
+    page = overview.text
+    # The platform's own document: its menu and sign-out, the app's page inside.
+    assert page.count("<html") == 1 and 'href="/clients"' in page and "Logga ut" in page
+    assert '<div class="sp-page"' in page
+    # "Back to Praktika" is the staff start page, not the public one.
+    assert '<a href="/dashboard">← Tillbaka till Praktika</a>' in page
+    created = staff.post("/clients/new", data={"name": "Bo <Bak>", "email": "", "locale": "sv",
+                                               "phone": "", "notes": "",
+                                               "csrf_token": token(staff)})
+    cid = int(created.location.rsplit("/", 1)[1])
+    for path in ("obtain", "history", "withdraw"):
+        client_page = staff.get(f"/apps/samtycke/clients/{cid}/{path}").text
+        assert f'<a href="/clients/{cid}">← Tillbaka till Bo &lt;Bak&gt;</a>' in client_page
+
+
 def test_the_example_layout_escapes_the_apps_plain_text(app: Flask) -> None:
     """AppPage.title and AppPage.back are plain text: the platform's layout escapes them
     and inserts only body_html and head_html as HTML."""
