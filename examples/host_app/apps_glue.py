@@ -24,7 +24,7 @@ from examples.host_app import mailer
 from examples.host_app.inputs import db_id
 from examples.host_app.models import AppActivation, Client, Practice, Staff
 from hookspecs import types as hs
-from samtycke_plugin.integrations.flask import FlaskApps, FlaskHost, Practitioner
+from samtycke_plugin.integrations.flask import FlaskApps, FlaskHost, Practitioner, in_pages
 from samtycke_plugin.integrations.flask import prepare_engine as prepare_engine
 from samtycke_plugin.integrations.flask import upgrade_apps as upgrade_apps
 
@@ -43,10 +43,9 @@ class PlatformHost(FlaskHost):
                              ) if row is not None and str(row.practice_id) == tenant else None
 
     def iter_clients(self, tenant: hs.TenantRef) -> Iterator[hs.ClientInfo]:
-        rows = self.session().execute(select(Client.id, Client.name, Client.email, Client.locale)
-                                      .where(Client.practice_id == db_id(tenant))
-                                      .execution_options(yield_per=500))
-        for cid, name, email, locale in rows:
+        for cid, name, email, locale in in_pages(self.session, select(
+                Client.id, Client.name, Client.email, Client.locale).where(
+                Client.practice_id == db_id(tenant))):
             yield hs.ClientInfo(ref=hs.ClientRef(str(cid)), name=name, email=email, locale=locale)
 
     def client_query(self, tenant: str) -> hs.ClientSelect:

@@ -36,7 +36,7 @@ from typing import Any, Literal, NamedTuple
 from attrs import frozen
 from flask import Flask, request
 from markupsafe import Markup
-from sqlalchemy import ColumnElement, Connection, Engine
+from sqlalchemy import ColumnElement, Connection, Engine, Row, Select
 from sqlalchemy.orm import Session, scoped_session
 from werkzeug.wrappers import Response
 
@@ -86,6 +86,23 @@ def prepare_engine(engine: Engine) -> None:
 def upgrade_apps(connection: Connection) -> None:
     """From the host's migrate step: the apps' own tables and version tables."""
     samtycke_db.upgrade(connection)
+
+
+def in_pages(sessions: Callable[[], Session], query: Select[Any], size: int = 500
+             ) -> Iterator[Row[Any]]:
+    """The rows of ``query``, whose first column is a unique key, in pages of ``size``
+    by that key (for ``Host.iter_clients``): each page is read to its end, so no cursor
+    stays open on the host's connection while the app works on it between rows, and a
+    whole practice is never in memory at once."""
+    key = query.selected_columns[0]
+    last: object = None
+    while True:
+        page = query if last is None else query.where(key > last)
+        rows = sessions().execute(page.order_by(key).limit(size)).all()
+        yield from rows
+        if len(rows) < size:
+            return
+        last = rows[-1][0]
 
 
 @frozen(kw_only=True)
