@@ -41,3 +41,25 @@ def test_fragments_keep_the_apps_html_and_escape_the_veto_messages() -> None:
 def test_a_practitioner_is_the_staff_context_the_app_gets() -> None:
     who = Practitioner(tenant=7, ref=12, name="Eva", can_record_consent=False, session="s")
     assert who.staff == StaffContext(ref=StaffRef("12"), name="Eva", can_record_consent=False)
+
+
+def test_in_pages_reads_every_row_once_and_leaves_no_cursor_open(tmp_path: Path) -> None:
+    from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert, select
+    from sqlalchemy.orm import Session
+
+    from samtycke_plugin.integrations.flask import in_pages
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'pages.sqlite'}")
+    rows = Table("rows", MetaData(), Column("id", Integer, primary_key=True),
+                 Column("name", String))
+    rows.create(engine)
+    with Session(engine) as session:
+        session.execute(insert(rows), [{"id": i * 3, "name": f"n{i}"} for i in range(1, 8)])
+        seen = []
+        for row in in_pages(lambda: session, select(rows.c.id, rows.c.name), size=2):
+            # Between rows the connection is free: a function can be registered on it
+            # (sqlite3 refuses that while a statement of the connection is unfinished).
+            session.connection().connection.driver_connection.create_function(
+                "f", 0, lambda: 1)
+            seen.append(tuple(row))
+        assert seen == [(i * 3, f"n{i}") for i in range(1, 8)]
