@@ -251,7 +251,8 @@ def to_sql_text(clause: ClauseElement, dialect: str, *, prefix: str = "samtycke_
     for name in sorted(compiled.params, key=len, reverse=True):
         value = compiled.params[name]
         bind = compiled.binds.get(name)
-        process = bind.type.bind_processor(named) if bind is not None else None
+        storage = bind.type.dialect_impl(named) if bind is not None else None
+        process = storage.bind_processor(named) if storage is not None else None
         params[prefix + name] = process(value) if process is not None else value
         sql = re.sub(_PLACEHOLDER.format(re.escape(name)), ":" + prefix + name, sql)
     return SqlText(sql=sql, params=params)
