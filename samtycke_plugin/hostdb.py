@@ -26,7 +26,8 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import ClauseElement, Dialect, Engine, create_engine
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -231,7 +232,9 @@ def session(host: Host) -> Iterator[Session]:
 #: driver-specific casts (psycopg's ``::TYPE`` bind casts would not survive ``:name``).
 _NAMED: dict[str, Dialect] = {
     "sqlite": sqlite.dialect(paramstyle="named"),
-    "postgresql": postgresql.dialect(paramstyle="named"),  # type: ignore[no-untyped-call]
+    # The driver-neutral PostgreSQL dialect: psycopg's (the default) renders ``:x::TYPE``
+    # bind casts, which SQLAlchemy's own ``text()`` does not take for a parameter.
+    "postgresql": PGDialect(paramstyle="named"),  # type: ignore[no-untyped-call]
 }
 _PLACEHOLDER = r"(?<![:\w]):{}(?!\w)"
 
