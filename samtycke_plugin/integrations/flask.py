@@ -428,7 +428,7 @@ class FlaskApps:
 
     def start_mail_worker(self, every: float = 15.0) -> threading.Thread:
         """A daemon thread sending queued e-mail every ``every`` seconds (or run
-        ``samtycke mail send`` from cron instead)."""
+        ``samtycke outbox send`` from cron instead)."""
         def work() -> None:
             while True:
                 time.sleep(every)
