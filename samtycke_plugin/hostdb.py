@@ -232,9 +232,7 @@ def session(host: Host) -> Iterator[Session]:
 #: driver-specific casts (psycopg's ``::TYPE`` bind casts would not survive ``:name``).
 _NAMED: dict[str, Dialect] = {
     "sqlite": sqlite.dialect(paramstyle="named"),
-    # The driver-neutral PostgreSQL dialect: psycopg's (the default) renders ``:x::TYPE``
-    # bind casts, which SQLAlchemy's own ``text()`` does not take for a parameter.
-    "postgresql": PGDialect(paramstyle="named"),  # type: ignore[no-untyped-call]
+    "postgresql": PGDialect(paramstyle="named"),  # type: ignore[no-untyped-call]  # no casts
 }
 _PLACEHOLDER = r"(?<![:\w]):{}(?!\w)"
 
