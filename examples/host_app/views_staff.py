@@ -103,7 +103,6 @@ def clients() -> Any:
         "clients.html", rows=rows, badges=badges, total=total, page=page, pages=pages,
         first=(page - 1) * PAGE_SIZE + 1 if total else 0, last=(page - 1) * PAGE_SIZE + len(rows),
         query=query, filters=filters, chosen=chosen, notice=notice,
-        exports=apps.has_exports(staff.practice_id),
     )
 
 
@@ -164,13 +163,12 @@ def client(client_id: int) -> Any:
     bookings = db().scalars(
         select(Booking).where(Booking.client_id == row.id).order_by(Booking.starts_at.desc())
     ).all()
-    panels = platform().apps.profile_panels(staff, row.id, current_language())
+    panels = platform().apps.profile_panels(row.id, current_language())
     services = db().scalars(
         select(Service).where(Service.practice_id == staff.practice_id).order_by(Service.id)).all()
     slots = free_slots(db(), staff.practice_id, platform().host.now())
     return render_template("client.html", client=row, bookings=bookings, panels=panels,
-                           services=services, days=by_day(slots), slot_value=slot_value,
-                           exports=platform().apps.has_exports(staff.practice_id))
+                           services=services, days=by_day(slots), slot_value=slot_value)
 
 
 @bp.post("/clients/<id:client_id>/bookings")
@@ -190,7 +188,7 @@ def client_book(client_id: int) -> Any:
     is_new = db().scalar(select(func.count()).where(Booking.client_id == row.id)) == 0
     submission = apps.submission(staff.practice_id, row.id, is_new_client=is_new,
                                  channel="staff", fields={"service": sid, "slot": slot_value(slot)},
-                                 language=row.locale, ip_address=request.remote_addr,
+                                 locale=row.locale, ip_address=request.remote_addr,
                                  user_agent=request.user_agent.string[:512] or None)
     vetoes = apps.check_booking(submission)
     if vetoes:
@@ -246,19 +244,6 @@ def client_erase(client_id: int) -> Response:
         return redirect(url_for("staff.client", client_id=client_id))
     flash(_("The client and their bookings were erased."))
     return redirect(url_for("staff.clients"))
-
-
-@bp.get("/clients/<id:client_id>/consent.<any(json, csv, html, zip):kind>")
-@login_required
-def client_export(client_id: int, kind: str) -> Response:
-    row = _client_or_404(client_id)
-    return platform().apps.client_export(me(), row.id, kind, current_language())
-
-
-@bp.get("/clients/consent-status.csv")
-@login_required
-def status_export() -> Response:
-    return platform().apps.status_export(me(), current_language())
 
 
 # -- the app menu ----------------------------------------------------------------------------

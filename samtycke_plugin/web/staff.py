@@ -43,6 +43,7 @@ from samtycke_plugin.web.base import (
     staff_of,
 )
 from samtycke_plugin.web.forms import damaged_field, free_text_error
+from samtycke_plugin.web.layout import LAYOUT_CSP, client_back, local_path, render_in_layout
 
 if TYPE_CHECKING:
     from hookspecs.host import Host
@@ -168,33 +169,59 @@ def home_link(request: Request) -> tuple[str, str] | None:
         isinstance(home, tuple)
         and len(home) == 2
         and all(isinstance(x, str) for x in home)
-        and home[0].startswith("/")
-        and not home[0].startswith("//")
+        and local_path(home[0]) is not None
     ):
         return home[0], home[1]
     return None
 
 
+def back_link(ctx: Ctx, client: object) -> tuple[str, str] | None:
+    """Where the page's "back" link goes: the client's profile in the host for a page
+    about one client (when the host offers it), else the host's ``booking.home``."""
+    if isinstance(client, ClientInfo):
+        back = client_back(ctx.host, ctx.tenant, client, ctx.locale)
+        if back is not None:
+            return back
+    home = home_link(ctx.request)
+    if home is None:
+        return None
+    return home[0], t(ctx.locale, "Back to %(platform)s", platform=home[1])
+
+
 def render_page(ctx: Ctx, template: str, *, status: int = 200, **values: Any) -> Response:
+    """The page, in the host's layout when the host offers one (see web/layout.py)."""
     info = ctx.host.practice_info(TenantRef(ctx.tenant))
     done = ctx.request.args.get("done", "") if ctx.request.method in ("GET", "HEAD") else ""
     notice = t(ctx.locale, DONE[done]) if done in DONE else None
     values.setdefault("notice", notice)
     values.setdefault("errors", {})
     values.setdefault("active", "")
-    return page(
-        template,
-        ctx.locale,
-        status=status,
+    back = back_link(ctx, values.get("client"))
+    values.update(
         prefix=ctx.prefix,
         csrf=ctx.csrf,
         csrf_field=CSRF_FIELD,
         staff=ctx.staff,
         practice_name=info.name if info else ctx.tenant,
         setup_complete=ctx.practice.setup_complete,
-        home=home_link(ctx.request),
-        **values,
     )
+    client = values.get("client")
+    document = render_in_layout(
+        ctx.host,
+        template,
+        ctx.locale,
+        tenant=ctx.tenant,
+        staff=ctx.staff,
+        client=client if isinstance(client, ClientInfo) else None,
+        back=back,
+        context=values,
+    )
+    if document is None:
+        return page(template, ctx.locale, status=status, embedded=False, back=back, **values)
+    response = Response(document, status=status, content_type="text/html; charset=utf-8")
+    secure_headers(response, public=False, csp=LAYOUT_CSP)
+    response.headers["Content-Language"] = ctx.locale
+    return response
 
 
 def client_of(ctx: Ctx, client: str) -> ClientInfo:
