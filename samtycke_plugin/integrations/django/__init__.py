@@ -13,6 +13,26 @@ Everything else is here: the database bridge (:mod:`.host`), the app's migration
 from ``migrate`` (:mod:`.apps`), its pages mounted as Django views (:mod:`.mount`),
 the host's page layout around them (:mod:`.layout`), ``{% load samtycke %}``
 (:mod:`.templatetags.samtycke`), queryset helpers (:mod:`.queries`), the process's
-facade (:func:`samtycke`) and ``manage.py samtycke …``.  Names are imported from
-their modules (this package imports nothing of Django's before ``django.setup()``).
+facade (:func:`samtycke`) and ``manage.py samtycke …``.  Importing the package needs
+no ``django.setup()`` (settings modules import :func:`sqlite_options` from it).
 """
+
+from __future__ import annotations
+
+from samtycke_plugin.integrations.django.clients import DjangoClients
+from samtycke_plugin.integrations.django.host import DjangoHost, sqlite_options
+from samtycke_plugin.integrations.django.layout import DjangoPageLayout
+from samtycke_plugin.integrations.django.queries import client_select, filter_clients, ref_column
+from samtycke_plugin.integrations.django.runtime import Samtycke, samtycke
+
+__all__ = [
+    "DjangoClients",
+    "DjangoHost",
+    "DjangoPageLayout",
+    "Samtycke",
+    "client_select",
+    "filter_clients",
+    "ref_column",
+    "samtycke",
+    "sqlite_options",
+]

@@ -14,10 +14,9 @@ import smtplib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.mail import EmailMultiAlternatives
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
@@ -31,6 +30,9 @@ from hookspecs.types import (
     StaffContext,
     TenantRef,
 )
+
+if TYPE_CHECKING:  # importing auth models needs the app registry: settings import this module
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 log = logging.getLogger("samtycke.integrations.django")
 
@@ -158,7 +160,9 @@ class DjangoHost:
         """The app keys active for ``tenant`` (the host's own activation store)."""
         raise NotImplementedError
 
-    def staff(self, user: AbstractBaseUser | AnonymousUser) -> tuple[TenantRef, StaffContext] | None:
+    def staff(
+        self, user: AbstractBaseUser | AnonymousUser
+    ) -> tuple[TenantRef, StaffContext] | None:
         """The practice and :class:`StaffContext` of a signed-in user, or ``None`` when
         ``user`` is not a practitioner (signed out, or no practice)."""
         raise NotImplementedError
