@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy.sql.elements import ColumnElement
-
 from hookspecs import hookimpl
 from hookspecs.host import Host
 from hookspecs.types import (
@@ -35,7 +33,7 @@ def booking_client_list_filters(host: Host, tenant: TenantRef, locale: str) -> l
 
 @hookimpl
 def booking_client_list_filter_clause(
-    host: Host, tenant: TenantRef, filter_key: str, client_ref_column: ColumnElement[str]
+    host: Host, tenant: TenantRef, filter_key: str, client_ref_column: str
 ) -> FilterClause | None:
     return panels.filter_clause(host, tenant, filter_key, client_ref_column)
 

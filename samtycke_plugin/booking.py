@@ -14,7 +14,7 @@ from hookspecs.types import (
     FormFragment,
     Veto,
 )
-from samtycke_plugin import consent
+from samtycke_plugin import consent, hostdb
 from samtycke_plugin.common import check_ref, now_utc
 from samtycke_plugin.email import receipts
 from samtycke_plugin.errors import Conflict
@@ -58,33 +58,33 @@ FIELD_TEXT = "samtycke_text"
 
 def form_fragment(host: Host, form: BookingFormContext) -> FormFragment | None:
     """The consent block of the booking form, when this client is to be asked."""
-    session = host.session()
-    practice = get_practice(session, form.tenant)
-    if not is_operational(practice):
-        return None
-    assert practice is not None
-    settings = settings_of(practice)
-    now = now_utc(host)
-    snap = (
-        load_snapshot(session, practice.tenant_ref, check_ref("client", form.client))
-        if form.client
-        else None
-    )
-    current = status(snap, practice.current_major, now)
-    if not should_ask(settings, current, is_new_client=form.client is None):
-        return None
-    text = current_text(session, practice, form.locale)
-    html = render(
-        "form_fragment.html", form.locale,
-        text_html=trusted_html(text.html), text_id=text.id, text_lang=text.language,
-        required=settings.require_consent_for_online_booking,
-        field_consent=FIELD_CONSENT, field_text=FIELD_TEXT,
-        outdated=current is Status.OUTDATED,
-    )
-    return FormFragment(
-        key="samtycke.consent", html=html, field_names=(FIELD_CONSENT, FIELD_TEXT),
-        required=settings.require_consent_for_online_booking, order=900,
-    )
+    with hostdb.session(host) as session:
+        practice = get_practice(session, form.tenant)
+        if not is_operational(practice):
+            return None
+        assert practice is not None
+        settings = settings_of(practice)
+        now = now_utc(host)
+        snap = (
+            load_snapshot(session, practice.tenant_ref, check_ref("client", form.client))
+            if form.client
+            else None
+        )
+        current = status(snap, practice.current_major, now)
+        if not should_ask(settings, current, is_new_client=form.client is None):
+            return None
+        text = current_text(session, practice, form.locale)
+        html = render(
+            "form_fragment.html", form.locale,
+            text_html=trusted_html(text.html), text_id=text.id, text_lang=text.language,
+            required=settings.require_consent_for_online_booking,
+            field_consent=FIELD_CONSENT, field_text=FIELD_TEXT,
+            outdated=current is Status.OUTDATED,
+        )
+        return FormFragment(
+            key="samtycke.consent", html=html, field_names=(FIELD_CONSENT, FIELD_TEXT),
+            required=settings.require_consent_for_online_booking, order=900,
+        )
 
 
 @frozen(kw_only=True)
@@ -128,10 +128,10 @@ def _decide(
     client = check_ref("client", client) if client else None
     if submission.channel != "online":
         return _Decision(outcome=GateOutcome.ACCEPT), None
-    session = host.session()
-    head = lock_head(session, tenant) if locked else None
-    row = _gate_row(session, tenant, client, _shown_text_id(submission.fields.get(FIELD_TEXT)))
-    return _decide_on(host, submission, client, row), head
+    with hostdb.session(host) as session:
+        head = lock_head(session, tenant) if locked else None
+        row = _gate_row(session, tenant, client, _shown_text_id(submission.fields.get(FIELD_TEXT)))
+        return _decide_on(host, submission, client, row), head
 
 
 def _decide_on(
@@ -211,22 +211,24 @@ def record_booking(
         channel="online_booking", method="checkbox", actor="client", booking_ref=booking,
         ip_address=submission.ip_address, user_agent=submission.user_agent,
     )
-    if outcome is GateOutcome.ACCEPT_GIVEN:
-        shown = decision.shown_text()
-        assert shown is not None
-        return consent.grant(
-            host.session(), tenant, client, shown, how, now=now_utc(host),
-            validity_days=settings.validity_days, previous=decision.previous, head=head,
-        )
-    practice = require_practice(host.session(), submission.tenant)
-    text = current_text(host.session(), practice, submission.locale)
-    return consent.refuse(host.session(), tenant, client, text, how, now=now_utc(host),
-                          previous=decision.previous, head=head)
+    with hostdb.session(host) as session:
+        if outcome is GateOutcome.ACCEPT_GIVEN:
+            shown = decision.shown_text()
+            assert shown is not None
+            return consent.grant(
+                session, tenant, client, shown, how, now=now_utc(host),
+                validity_days=settings.validity_days, previous=decision.previous, head=head,
+            )
+        practice = require_practice(session, submission.tenant)
+        text = current_text(session, practice, submission.locale)
+        return consent.refuse(session, tenant, client, text, how, now=now_utc(host),
+                              previous=decision.previous, head=head)
 
 
 def record(host: Host, submission: BookingSubmission, booking: str, client: str) -> None:
     """Phase 2 and what follows it, in the host's transaction: the consent decision of an
     accepted booking recorded, then the receipt of a consent given (or, after a staff
     booking, the e-mail request the practice asked for)."""
-    event = record_booking(host, submission, booking, client)
-    receipts.after_booking(host, submission, client, event)
+    with hostdb.in_host_transaction(host, write=True):
+        event = record_booking(host, submission, booking, client)
+        receipts.after_booking(host, submission, client, event)

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 from typing import Protocol
 
-from samtycke_plugin import ledger
+from samtycke_plugin import hostdb, ledger
 from samtycke_plugin.ledger import NewEvent
 from samtycke_plugin.rules import State, grant_state
 
@@ -239,14 +239,14 @@ class ClientStatus:
 
 
 def client_status(host: Host, tenant: str, client: str) -> ClientStatus:
-    session = host.session()
-    practice = require_practice(session, tenant)
-    snap = load_snapshot(session, practice.tenant_ref, check_ref("client", client))
-    return ClientStatus(
-        status=status(snap, practice.current_major, now_utc(host)),
-        snapshot=snap,
-        current_major=practice.current_major,
-    )
+    with hostdb.session(host) as session:
+        practice = require_practice(session, tenant)
+        snap = load_snapshot(session, practice.tenant_ref, check_ref("client", client))
+        return ClientStatus(
+            status=status(snap, practice.current_major, now_utc(host)),
+            snapshot=snap,
+            current_major=practice.current_major,
+        )
 
 
 def staff_actor(staff: StaffContext) -> str:
@@ -269,29 +269,29 @@ def record_manual(
         raise PermissionDenied(
             N_("You do not have permission to record consent. Ask the practice owner.")
         )
-    session = host.session()
-    practice = require_practice(session, tenant)
-    client = check_ref("client", client)
-    info = host.lookup_client(practice.tenant_ref, client)  # type: ignore[arg-type]
-    if info is None:
-        raise NotFound(N_("No such client in this practice."))
-    if method not in MANUAL_METHODS:
-        raise InputError("method", "must be one of " + ", ".join(MANUAL_METHODS))
-    now = now_utc(host)
-    if given_at.tzinfo is None:
-        raise InputError("given_at", "must include a time zone")
-    given_at = given_at.astimezone(UTC)
-    if given_at > now + timedelta(minutes=5):
-        raise InputError("given_at", "cannot be in the future")
-    if given_at < now - timedelta(days=3650):
-        raise InputError("given_at", "is more than ten years ago")
-    note = clean_note(note)
-    text = current_text(session, practice, language or info.locale)
-    return consent.grant(
-        session, practice.tenant_ref, client, text,
-        consent.How(channel="manual", method=method, actor=staff_actor(staff), note=note),
-        now=now, given_at=given_at, validity_days=settings_of(practice).validity_days,
-    )
+    with hostdb.session(host) as session:
+        practice = require_practice(session, tenant)
+        client = check_ref("client", client)
+        info = host.lookup_client(practice.tenant_ref, client)  # type: ignore[arg-type]
+        if info is None:
+            raise NotFound(N_("No such client in this practice."))
+        if method not in MANUAL_METHODS:
+            raise InputError("method", "must be one of " + ", ".join(MANUAL_METHODS))
+        now = now_utc(host)
+        if given_at.tzinfo is None:
+            raise InputError("given_at", "must include a time zone")
+        given_at = given_at.astimezone(UTC)
+        if given_at > now + timedelta(minutes=5):
+            raise InputError("given_at", "cannot be in the future")
+        if given_at < now - timedelta(days=3650):
+            raise InputError("given_at", "is more than ten years ago")
+        note = clean_note(note)
+        text = current_text(session, practice, language or info.locale)
+        return consent.grant(
+            session, practice.tenant_ref, client, text,
+            consent.How(channel="manual", method=method, actor=staff_actor(staff), note=note),
+            now=now, given_at=given_at, validity_days=settings_of(practice).validity_days,
+        )
 
 
 def client_seq(session: Session, tenant: str, client: str) -> int:
@@ -310,9 +310,9 @@ def client_changed_since(host: Host, tenant: str, client: str, seen_seq: int) ->
     """Has anything been recorded for the client since the form showing ``seen_seq``
     was rendered?  Takes the practice's write lock first, so two simultaneous posts of
     one form are decided one after the other and only the first one records."""
-    session = host.session()
-    lock_practice(session, check_ref("tenant", tenant))
-    return client_seq(session, tenant, client) != seen_seq
+    with hostdb.session(host) as session:
+        lock_practice(session, check_ref("tenant", tenant))
+        return client_seq(session, tenant, client) != seen_seq
 
 
 def withdraw(
@@ -334,15 +334,15 @@ def withdraw(
     staff record it for them); otherwise ``revoked`` (the practice ended it).
     ``even_if_inactive``: the client withdraws through a link, which deactivating the
     app must not stop (withdrawal is possible at any time)."""
-    session = host.session()
-    found = get_practice(session, tenant) if even_if_inactive else None
-    practice = found or require_practice(session, tenant)
-    return consent.end(
-        session, practice.tenant_ref, check_ref("client", client),
-        consent.How(channel=channel, method=method, actor=actor, note=clean_note(note),
-                    request_id=request_id, ip_address=ip_address, user_agent=user_agent),
-        now=now_utc(host), by_client=by_client,
-    )
+    with hostdb.session(host) as session:
+        found = get_practice(session, tenant) if even_if_inactive else None
+        practice = found or require_practice(session, tenant)
+        return consent.end(
+            session, practice.tenant_ref, check_ref("client", client),
+            consent.How(channel=channel, method=method, actor=actor, note=clean_note(note),
+                        request_id=request_id, ip_address=ip_address, user_agent=user_agent),
+            now=now_utc(host), by_client=by_client,
+        )
 
 
 @frozen(kw_only=True)
@@ -373,27 +373,29 @@ class HistoryEntry:
 
 def history(host: Host, tenant: str, client: str) -> list[HistoryEntry]:
     """Every event of one client, oldest first, with text version and evidence."""
-    session = host.session()
-    practice = get_practice(session, tenant)
-    if practice is None:
-        raise NotFound(N_("No such client in this practice."))
-    client = check_ref("client", client)
-    rows = session.execute(
-        select(ConsentEvent, TextVersion.minor, Evidence)
-        .outerjoin(TextVersion, TextVersion.id == ConsentEvent.text_version_id)
-        .outerjoin(Evidence, Evidence.event_id == ConsentEvent.id)
-        .where(ConsentEvent.tenant_ref == practice.tenant_ref, ConsentEvent.client_ref == client)
-        .order_by(ConsentEvent.seq)
-    ).all()
-    return [
-        HistoryEntry(
-            seq=ev.seq, state=ev.state, occurred_at=ev.occurred_at, given_at=ev.given_at,
-            channel=ev.channel, method=ev.method, actor=ev.actor,
-            text_version=version_label(ev.text_major, minor), text_sha256=ev.text_sha256,
-            language=ev.language, booking_ref=ev.booking_ref,
-            ip_prefix=evd.ip_prefix if evd else None, user_agent=evd.user_agent if evd else None,
-            note=evd.note if evd else None, row_hash=ev.row_hash,
-            text_version_id=ev.text_version_id,
-        )
-        for ev, minor, evd in rows
-    ]
+    with hostdb.session(host) as session:
+        practice = get_practice(session, tenant)
+        if practice is None:
+            raise NotFound(N_("No such client in this practice."))
+        client = check_ref("client", client)
+        rows = session.execute(
+            select(ConsentEvent, TextVersion.minor, Evidence)
+            .outerjoin(TextVersion, TextVersion.id == ConsentEvent.text_version_id)
+            .outerjoin(Evidence, Evidence.event_id == ConsentEvent.id)
+            .where(ConsentEvent.tenant_ref == practice.tenant_ref,
+                   ConsentEvent.client_ref == client)
+            .order_by(ConsentEvent.seq)
+        ).all()
+        return [
+            HistoryEntry(
+                seq=ev.seq, state=ev.state, occurred_at=ev.occurred_at, given_at=ev.given_at,
+                channel=ev.channel, method=ev.method, actor=ev.actor,
+                text_version=version_label(ev.text_major, minor), text_sha256=ev.text_sha256,
+                language=ev.language, booking_ref=ev.booking_ref,
+                ip_prefix=evd.ip_prefix if evd else None,
+                user_agent=evd.user_agent if evd else None,
+                note=evd.note if evd else None, row_hash=ev.row_hash,
+                text_version_id=ev.text_version_id,
+            )
+            for ev, minor, evd in rows
+        ]

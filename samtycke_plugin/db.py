@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -20,8 +20,13 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from samtycke_plugin import hostdb
 from samtycke_plugin.errors import Unavailable
+from samtycke_plugin.hostdb import unit_of_work
 from samtycke_plugin.i18n import N_
+
+if TYPE_CHECKING:
+    from hookspecs.host import Host
 
 T = TypeVar("T")
 
@@ -94,25 +99,43 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
     return cfg
 
 
-def upgrade(bind: Engine | Connection, revision: str = "head") -> None:
+def upgrade(bind: Engine | Connection | Any, revision: str = "head") -> None:
     """Run the app's migrations up to ``revision`` (call it from the host's migrate step).
+
+    ``bind`` is one of:
+
+    * a SQLAlchemy ``Engine``: the migrations run in a transaction of their own, which
+      this function commits;
+    * a SQLAlchemy ``Connection``: they run in the connection's transaction (begun here
+      when none is open) and the caller commits;
+    * the host's DB-API connection (``sqlite3`` or psycopg 3, e.g. Django's
+      ``connection.connection``): they run in the caller's open transaction and the
+      caller commits.
 
     Only ``samtycke_`` tables and the ``samtycke_alembic_version`` table are touched.
     """
-    if isinstance(bind, Engine):
-        with bind.begin() as conn:
-            command.upgrade(alembic_config(conn), revision)
-    else:
-        command.upgrade(alembic_config(bind), revision)
+    _migrate(bind, lambda cfg: command.upgrade(cfg, revision))
 
 
-def downgrade(bind: Engine | Connection, revision: str) -> None:
-    """Run the app's migrations down to ``revision`` (``"base"`` removes every app table)."""
+def downgrade(bind: Engine | Connection | Any, revision: str) -> None:
+    """Run the app's migrations down to ``revision`` (``"base"`` removes every app table);
+    ``bind`` as for :func:`upgrade`."""
+    _migrate(bind, lambda cfg: command.downgrade(cfg, revision))
+
+
+def _migrate(bind: Engine | Connection | Any, run: Callable[[Config], None]) -> None:
     if isinstance(bind, Engine):
         with bind.begin() as conn:
-            command.downgrade(alembic_config(conn), revision)
+            run(alembic_config(conn))
+    elif isinstance(bind, Connection):
+        if not bind.in_transaction():
+            bind.begin()  # Alembic would commit a transaction it began itself
+        run(alembic_config(bind))
     else:
-        command.downgrade(alembic_config(bind), revision)
+        engine = hostdb.engine_for(hostdb.dialect_of(bind))
+        with hostdb.borrowing(bind), engine.connect() as conn:
+            conn.begin()  # ends without a commit: the caller's transaction holds it
+            run(alembic_config(conn))
 
 
 def is_locked_error(exc: BaseException) -> bool:
@@ -132,16 +155,25 @@ def is_transient_error(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
+class _ReadOnly(Exception):
+    """Leaves a read-only unit of work so that the host rolls it back."""
+
+    def __init__(self, result: object) -> None:
+        super().__init__("read-only unit of work")
+        self.result = result
+
+
 def run_in_transaction(
-    session_factory: Callable[[], Session],
+    host: Host,
     fn: Callable[[Session], T],
     *,
     attempts: int = 5,
     commit: bool = True,
     max_wait: float = 0.25,
 ) -> T:
-    """Run one app-owned unit of work, ``fn(session)``, and commit it (or roll back when
-    ``commit`` is false, for read-only work).
+    """Run one app-owned unit of work, ``fn(session)``, in :meth:`Host.unit_of_work`
+    (the host commits it; when ``commit`` is false, for read-only work, it is rolled
+    back instead).
 
     A transient failure (``database is locked``, serialization failure, deadlock, a
     dropped connection) rolls the unit back and runs it again from the start, at most
@@ -149,25 +181,27 @@ def run_in_transaction(
     :class:`~samtycke_plugin.errors.Unavailable` ("nothing was saved, try again"),
     never the raw driver error.  Any other exception rolls back and propagates.
 
-    Use it where the app owns the transaction (its web pages, the CLI, jobs).  In the
+    Use it where the app owns the transaction (its web pages, the CLI, jobs).  Called
+    inside a unit of work or hook already open for ``host``, ``fn`` runs in that one.  In the
     host's booking transaction the host owns commit and retry: a transient error from
     ``booking_submitted`` aborts that transaction, and the host may run the whole
     booking again (check and record are idempotent per attempt because nothing of a
     failed attempt was committed).
     """
 
+    current = hostdb.open_session(host)
+    if current is not None:  # inside a unit of work already: it owns commit and retry
+        return fn(current)
+
     def attempt() -> T:
-        session = session_factory()
         try:
-            result = fn(session)
-            if commit:
-                session.commit()
-            else:
-                session.rollback()
-            return result
-        except BaseException:
-            session.rollback()
-            raise
+            with unit_of_work(host) as session:
+                result = fn(session)
+                if not commit or hostdb.discarded(session):
+                    raise _ReadOnly(result)
+                return result
+        except _ReadOnly as done:
+            return done.result  # type: ignore[return-value]
 
     retrying = Retrying(
         stop=stop_after_attempt(max(1, attempts)),

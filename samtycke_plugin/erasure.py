@@ -30,7 +30,7 @@ from sqlalchemy import and_, delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from hookspecs.types import ClientRef, TenantRef
-from samtycke_plugin import consent
+from samtycke_plugin import consent, hostdb
 from samtycke_plugin.common import check_ref, now_utc
 from samtycke_plugin.errors import InputError
 from samtycke_plugin.models import (
@@ -83,90 +83,91 @@ def _latest_state(session: Session, tenant: str, client: str) -> str | None:
 def erase_client(host: Host, tenant: str, client: str) -> ErasureResult:
     """Remove the client's personal data from the app and record the erasure.
 
-    Runs in the host's transaction (``host.session()``) and never commits.  A practice
+    Runs in the host's transaction (``host.connection()``) and never commits.  A practice
     that never activated the app holds nothing: the result says so and nothing is
     written.  Other clients and other practices are never touched.
     """
-    nothing = ErasureResult(
-        tenant=tenant, client=client, evidence_deleted=0, requests_deleted=0,
-        outbox_deleted=0, erased_seq=None,
-    )
-    try:
-        tenant = check_ref("tenant", tenant)
-        client = check_ref("client", client)
-    except InputError:
-        # The app never stores such a reference, so it holds nothing to erase; raising
-        # would only abort the host's erasure transaction.
-        return nothing
-    session = host.session()
-    if session.get(Practice, tenant) is None:
-        return nothing
-    info = host.lookup_client(TenantRef(tenant), ClientRef(client))
-    address = info.email.strip().lower() if info and info.email else None
+    with hostdb.in_host_transaction(host, write=True) as session:
+        nothing = ErasureResult(
+            tenant=tenant, client=client, evidence_deleted=0, requests_deleted=0,
+            outbox_deleted=0, erased_seq=None,
+        )
+        try:
+            tenant = check_ref("tenant", tenant)
+            client = check_ref("client", client)
+        except InputError:
+            # The app never stores such a reference, so it holds nothing to erase; raising
+            # would only abort the host's erasure transaction.
+            return nothing
+        if session.get(Practice, tenant) is None:
+            return nothing
+        info = host.lookup_client(TenantRef(tenant), ClientRef(client))
+        address = info.email.strip().lower() if info and info.email else None
 
-    request_ids = select(ConsentRequest.id).where(
-        ConsentRequest.tenant_ref == tenant, ConsentRequest.client_ref == client
-    )
-    mail_of_client = or_(
-        OutboxMessage.client_ref == client,
-        OutboxMessage.request_id.in_(request_ids),
-        # Mail not tied to any client but sent to the client's address (never another
-        # client's mail, even when family members share an address).
-        *(
-            [and_(OutboxMessage.client_ref.is_(None), func.lower(OutboxMessage.to_addr) == address)]
-            if address
-            else []
-        ),
-    )
-    outbox = _rowcount(
-        session.execute(
-            delete(OutboxMessage)
-            .where(OutboxMessage.tenant_ref == tenant, mail_of_client)
-            .execution_options(synchronize_session=False)
+        request_ids = select(ConsentRequest.id).where(
+            ConsentRequest.tenant_ref == tenant, ConsentRequest.client_ref == client
         )
-    )
-    requests = _rowcount(
-        session.execute(
-            delete(ConsentRequest)
-            .where(ConsentRequest.tenant_ref == tenant, ConsentRequest.client_ref == client)
-            .execution_options(synchronize_session=False)
+        mail_of_client = or_(
+            OutboxMessage.client_ref == client,
+            OutboxMessage.request_id.in_(request_ids),
+            # Mail not tied to any client but sent to the client's address (never another
+            # client's mail, even when family members share an address).
+            *(
+                [and_(OutboxMessage.client_ref.is_(None),
+                      func.lower(OutboxMessage.to_addr) == address)]
+                if address
+                else []
+            ),
         )
-    )
-    evidence = _rowcount(
-        session.execute(
-            delete(Evidence)
-            .where(Evidence.tenant_ref == tenant, Evidence.client_ref == client)
-            .execution_options(synchronize_session=False)
-        )
-    )
-    # Evidence is keyed by event: also catch rows whose copy of the client ref is off.
-    evidence += _rowcount(
-        session.execute(
-            delete(Evidence)
-            .where(
-                exists().where(
-                    ConsentEvent.id == Evidence.event_id,
-                    ConsentEvent.tenant_ref == tenant,
-                    ConsentEvent.client_ref == client,
-                )
+        outbox = _rowcount(
+            session.execute(
+                delete(OutboxMessage)
+                .where(OutboxMessage.tenant_ref == tenant, mail_of_client)
+                .execution_options(synchronize_session=False)
             )
-            .execution_options(synchronize_session=False)
         )
-    )
-    latest = _latest_state(session, tenant, client)
-    erased_seq: int | None = None
-    held = bool(outbox or requests or evidence)
-    if held or (latest is not None and latest != State.ERASED.value):
-        event = consent.erase(
-            session, tenant, client,
-            consent.How(channel=ERASURE_CHANNEL, method=ERASURE_METHOD, actor=ERASURE_ACTOR),
-            now=now_utc(host),
+        requests = _rowcount(
+            session.execute(
+                delete(ConsentRequest)
+                .where(ConsentRequest.tenant_ref == tenant, ConsentRequest.client_ref == client)
+                .execution_options(synchronize_session=False)
+            )
         )
-        erased_seq = event.seq
-    return ErasureResult(
-        tenant=tenant, client=client, evidence_deleted=evidence, requests_deleted=requests,
-        outbox_deleted=outbox, erased_seq=erased_seq,
-    )
+        evidence = _rowcount(
+            session.execute(
+                delete(Evidence)
+                .where(Evidence.tenant_ref == tenant, Evidence.client_ref == client)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        # Evidence is keyed by event: also catch rows whose copy of the client ref is off.
+        evidence += _rowcount(
+            session.execute(
+                delete(Evidence)
+                .where(
+                    exists().where(
+                        ConsentEvent.id == Evidence.event_id,
+                        ConsentEvent.tenant_ref == tenant,
+                        ConsentEvent.client_ref == client,
+                    )
+                )
+                .execution_options(synchronize_session=False)
+            )
+        )
+        latest = _latest_state(session, tenant, client)
+        erased_seq: int | None = None
+        held = bool(outbox or requests or evidence)
+        if held or (latest is not None and latest != State.ERASED.value):
+            event = consent.erase(
+                session, tenant, client,
+                consent.How(channel=ERASURE_CHANNEL, method=ERASURE_METHOD, actor=ERASURE_ACTOR),
+                now=now_utc(host),
+            )
+            erased_seq = event.seq
+        return ErasureResult(
+            tenant=tenant, client=client, evidence_deleted=evidence, requests_deleted=requests,
+            outbox_deleted=outbox, erased_seq=erased_seq,
+        )
 
 
 __all__ = ["ErasureResult", "erase_client"]

@@ -25,6 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -47,11 +48,31 @@ WAITING_REQUEST = f"kind = '{KIND_REQUEST}' AND request_id IS NULL AND status = 
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
 
+class _SqliteUTCText(sqlite.DATETIME):
+    """SQLite's DATETIME (ISO text) that also accepts a ``datetime`` coming back: a host
+    connection opened with ``detect_types`` (Django) converts DATETIME columns itself."""
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        parse = super().result_processor(dialect, coltype)
+
+        def process(value: Any) -> Any:
+            if value is None or isinstance(value, datetime) or parse is None:
+                return value
+            return parse(value)
+
+        return process
+
+
 class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes on every backend (SQLite stores naive UTC)."""
+    """Timezone-aware UTC datetimes on every backend (SQLite stores naive UTC as text)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(_SqliteUTCText())  # type: ignore[no-untyped-call]
+        return dialect.type_descriptor(DateTime(timezone=True))
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:

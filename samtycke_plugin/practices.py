@@ -18,6 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from samtycke_plugin import hostdb
 from samtycke_plugin.common import _dialect_insert, check_ref, clean_note, now_utc, storable
 from samtycke_plugin.errors import Conflict, InputError, NotActive, NotFound
 from samtycke_plugin.i18n import N_, lang
@@ -93,73 +94,74 @@ def activate(host: Host, tenant: str, settings: Mapping[str, object]) -> Practic
     """
     tenant = check_ref("tenant", tenant)
     parsed = structure_settings(settings) if settings else None
-    session = host.session()
-    now = now_utc(host)
-    info = host.practice_info(tenant)  # type: ignore[arg-type]
-    default_language = lang(info.locale if info else None)
-    inserted = session.execute(
-        _dialect_insert(session)(Practice)
-        .values(
-            tenant_ref=tenant,
-            active=True,
-            setup_complete=parsed is not None,
-            settings=unstructure_settings(parsed or PracticeSettings()),
-            current_major=1,
-            default_language=default_language,
-            head_seq=0,
-            head_hash=GENESIS_HASH,
-            activated_at=now,
-            deactivated_at=None,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["tenant_ref"])
-        .returning(Practice.tenant_ref)
-    ).scalar_one_or_none()
-    if inserted is not None:
-        name = info.name if info else tenant
-        contact = ", ".join(x for x in (info.email, info.phone) if x) if info else ""
-        for language in LANGUAGES:
-            body = normalise_body(
-                default_text(language, practice_name=name, practice_contact=contact or name)
+    with hostdb.in_host_transaction(host, write=True) as session:
+        now = now_utc(host)
+        info = host.practice_info(tenant)  # type: ignore[arg-type]
+        default_language = lang(info.locale if info else None)
+        inserted = session.execute(
+            _dialect_insert(session)(Practice)
+            .values(
+                tenant_ref=tenant,
+                active=True,
+                setup_complete=parsed is not None,
+                settings=unstructure_settings(parsed or PracticeSettings()),
+                current_major=1,
+                default_language=default_language,
+                head_seq=0,
+                head_hash=GENESIS_HASH,
+                activated_at=now,
+                deactivated_at=None,
+                updated_at=now,
             )
-            session.add(
-                TextVersion(
-                    tenant_ref=tenant, language=language, major=1, minor=0, body=body,
-                    html=render_html(body), sha256=sha256(body), change_kind="initial",
-                    reason=None, created_by="system", created_at=now,
+            .on_conflict_do_nothing(index_elements=["tenant_ref"])
+            .returning(Practice.tenant_ref)
+        ).scalar_one_or_none()
+        if inserted is not None:
+            name = info.name if info else tenant
+            contact = ", ".join(x for x in (info.email, info.phone) if x) if info else ""
+            for language in LANGUAGES:
+                body = normalise_body(
+                    default_text(language, practice_name=name, practice_contact=contact or name)
                 )
-            )
-        session.flush()
-    else:
-        values: dict[str, Any] = {"active": True, "deactivated_at": None, "updated_at": now}
-        if parsed is not None:
-            values |= {"settings": unstructure_settings(parsed), "setup_complete": True}
-        session.execute(update(Practice).where(Practice.tenant_ref == tenant).values(**values))
-    practice = session.get(Practice, tenant, populate_existing=True)
-    assert practice is not None
-    return practice
+                session.add(
+                    TextVersion(
+                        tenant_ref=tenant, language=language, major=1, minor=0, body=body,
+                        html=render_html(body), sha256=sha256(body), change_kind="initial",
+                        reason=None, created_by="system", created_at=now,
+                    )
+                )
+            session.flush()
+        else:
+            values: dict[str, Any] = {"active": True, "deactivated_at": None, "updated_at": now}
+            if parsed is not None:
+                values |= {"settings": unstructure_settings(parsed), "setup_complete": True}
+            session.execute(update(Practice).where(Practice.tenant_ref == tenant).values(**values))
+        practice = session.get(Practice, tenant, populate_existing=True)
+        assert practice is not None
+        return practice
 
 
 def complete_setup(host: Host, tenant: str, settings: Mapping[str, object]) -> Practice:
     """The wizard's last step: store the chosen settings and start asking clients."""
     parsed = structure_settings(settings)
-    practice = require_practice(host.session(), tenant)
-    practice.settings = unstructure_settings(parsed)
-    practice.setup_complete = True
-    practice.updated_at = now_utc(host)
-    host.session().flush()
-    return practice
+    with hostdb.session(host) as session:
+        practice = require_practice(session, tenant)
+        practice.settings = unstructure_settings(parsed)
+        practice.setup_complete = True
+        practice.updated_at = now_utc(host)
+        session.flush()
+        return practice
 
 
 def deactivate(host: Host, tenant: str) -> None:
     """Deactivate for a practice: nothing is deleted; reactivation resumes."""
-    session = host.session()
-    now = now_utc(host)
-    session.execute(
-        update(Practice)
-        .where(Practice.tenant_ref == check_ref("tenant", tenant))
-        .values(active=False, deactivated_at=now, updated_at=now)
-    )
+    with hostdb.in_host_transaction(host, write=True) as session:
+        now = now_utc(host)
+        session.execute(
+            update(Practice)
+            .where(Practice.tenant_ref == check_ref("tenant", tenant))
+            .values(active=False, deactivated_at=now, updated_at=now)
+        )
 
 
 def current_text(session: Session, practice: Practice, language: str | None) -> TextVersion:
@@ -281,22 +283,22 @@ def preview_text_change(
     host: Host, tenant: str, *, language: str, body: str, kind: str
 ) -> TextPreview:
     """Diff and number of clients who would need to consent again, before saving."""
-    session = host.session()
-    practice = require_practice(session, tenant)
-    kind = _check_kind(kind)
-    language = lang(language)
-    new_body = _validate_body(body, language)
-    old = current_text(session, practice, language)
-    if kind == "content":
-        new_major, new_minor = practice.current_major + 1, 0
-        affected = count_valid(session, practice, now_utc(host))
-    else:
-        new_major, new_minor = practice.current_major, _next_minor(session, practice, language)
-        affected = 0
-    return TextPreview(
-        language=language, kind=kind, old=old, new_major=new_major, new_minor=new_minor,
-        diff=diff(old.body, new_body), affected=affected, unchanged=old.body == new_body,
-    )
+    with hostdb.session(host) as session:
+        practice = require_practice(session, tenant)
+        kind = _check_kind(kind)
+        language = lang(language)
+        new_body = _validate_body(body, language)
+        old = current_text(session, practice, language)
+        if kind == "content":
+            new_major, new_minor = practice.current_major + 1, 0
+            affected = count_valid(session, practice, now_utc(host))
+        else:
+            new_major, new_minor = practice.current_major, _next_minor(session, practice, language)
+            affected = 0
+        return TextPreview(
+            language=language, kind=kind, old=old, new_major=new_major, new_minor=new_minor,
+            diff=diff(old.body, new_body), affected=affected, unchanged=old.body == new_body,
+        )
 
 
 def _next_minor(session: Session, practice: Practice, language: str) -> int:
@@ -329,49 +331,50 @@ def publish_text(
     ``expected_major`` is the major the editor saw: if someone else changed the text
     meanwhile, :class:`Conflict` is raised and nothing is saved.
     """
-    session = host.session()
-    kind = _check_kind(kind)
-    if not bodies:
-        raise InputError("text", "give the text in at least one language")
-    clean = {lang(k): _validate_body(v, lang(k)) for k, v in bodies.items()}
-    reason = clean_note(reason, "reason")
-    now = now_utc(host)
-    practice = require_practice(session, tenant)
-    lock_practice(session, practice.tenant_ref)  # concurrent edits: no duplicate minor
-    if kind == "content":
-        new_major = expected_major + 1
-        moved = session.execute(
-            update(Practice)
-            .where(
-                Practice.tenant_ref == practice.tenant_ref,
-                Practice.current_major == expected_major,
-            )
-            .values(current_major=new_major, updated_at=now)
-        ).rowcount  # type: ignore[attr-defined]
-        if moved != 1:
-            raise Conflict(TEXT_CHANGED_MEANWHILE)
-        session.refresh(practice)
-        versions = [
-            TextVersion(
-                tenant_ref=practice.tenant_ref, language=language, major=new_major, minor=0,
-                body=body, html=render_html(body), sha256=sha256(body), change_kind="content",
-                reason=reason, created_by=actor, created_at=now,
-            )
-            for language, body in sorted(clean.items())
-        ]
-    else:
-        if practice.current_major != expected_major:
-            raise Conflict(TEXT_CHANGED_MEANWHILE)
-        versions = []
-        for language, body in sorted(clean.items()):
-            versions.append(
+    with hostdb.session(host) as session:
+        kind = _check_kind(kind)
+        if not bodies:
+            raise InputError("text", "give the text in at least one language")
+        clean = {lang(k): _validate_body(v, lang(k)) for k, v in bodies.items()}
+        reason = clean_note(reason, "reason")
+        now = now_utc(host)
+        practice = require_practice(session, tenant)
+        lock_practice(session, practice.tenant_ref)  # concurrent edits: no duplicate minor
+        if kind == "content":
+            new_major = expected_major + 1
+            moved = session.execute(
+                update(Practice)
+                .where(
+                    Practice.tenant_ref == practice.tenant_ref,
+                    Practice.current_major == expected_major,
+                )
+                .values(current_major=new_major, updated_at=now)
+            ).rowcount  # type: ignore[attr-defined]
+            if moved != 1:
+                raise Conflict(TEXT_CHANGED_MEANWHILE)
+            session.refresh(practice)
+            versions = [
                 TextVersion(
-                    tenant_ref=practice.tenant_ref, language=language, major=practice.current_major,
-                    minor=_next_minor(session, practice, language), body=body,
-                    html=render_html(body), sha256=sha256(body), change_kind="correction",
+                    tenant_ref=practice.tenant_ref, language=language, major=new_major, minor=0,
+                    body=body, html=render_html(body), sha256=sha256(body), change_kind="content",
                     reason=reason, created_by=actor, created_at=now,
                 )
-            )
-    session.add_all(versions)
-    session.flush()
-    return versions
+                for language, body in sorted(clean.items())
+            ]
+        else:
+            if practice.current_major != expected_major:
+                raise Conflict(TEXT_CHANGED_MEANWHILE)
+            versions = []
+            for language, body in sorted(clean.items()):
+                versions.append(
+                    TextVersion(
+                        tenant_ref=practice.tenant_ref, language=language,
+                        major=practice.current_major,
+                        minor=_next_minor(session, practice, language), body=body,
+                        html=render_html(body), sha256=sha256(body), change_kind="correction",
+                        reason=reason, created_by=actor, created_at=now,
+                    )
+                )
+        session.add_all(versions)
+        session.flush()
+        return versions

@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hookspecs.types import PracticeInfo, TenantRef
+from samtycke_plugin import hostdb
 from samtycke_plugin.common import check_ref
 from samtycke_plugin.errors import InputError, NotFound
 from samtycke_plugin.i18n import N_, lang, t
@@ -237,10 +238,10 @@ def build_receipt(host: Host, tenant: str, event_id: int) -> dict[str, Any]:
     event of another kind, raises :class:`NotFound`.  Reads only; works after the app was
     deactivated and after the client was erased.
     """
-    session = host.session()
-    tenant = check_ref("tenant", tenant)
-    event = _event(session, tenant, event_id)
-    return receipt_for(host, event)
+    with hostdb.session(host) as session:
+        tenant = check_ref("tenant", tenant)
+        event = _event(session, tenant, event_id)
+        return receipt_for(host, event)
 
 
 def receipt_for(host: Host, event: ConsentEvent) -> dict[str, Any]:
@@ -248,133 +249,134 @@ def receipt_for(host: Host, event: ConsentEvent) -> dict[str, Any]:
     state = State(event.state)
     if state not in RECEIPT_STATES or event.text_version_id is None:
         raise NotFound(N_("There is no receipt for this kind of event."))
-    session = host.session()
-    text = session.get(TextVersion, event.text_version_id)
-    if text is None or text.tenant_ref != event.tenant_ref:
-        raise NotFound(N_("The text version of this event is missing."))
-    practice = session.get(Practice, event.tenant_ref)
-    info = host.practice_info(TenantRef(event.tenant_ref))
-    default = practice.default_language if practice else None
-    language = lang(event.language or text.language or default)
-    name = info.name if info and info.name else event.tenant_ref
-    country = _country(info.locale) if info else None
-    jurisdiction = country or "EU"
-    granted = state in VALID_STATES
-    when = (event.given_at or event.occurred_at) if granted else event.occurred_at
-    ended = None if granted else _ended_consent(session, event)
-    rid = receipt_id(event)
-    notice = notice_uri(text)
-    if event.expires_at is not None:
-        termination = t(language, _TERMINATION_UNTIL, date=event.expires_at.strftime("%Y-%m-%d"))
-    else:
-        termination = t(language, _TERMINATION)
-    withdrawal = t(language, _WITHDRAWAL, practice=name)
-    validity: str | None = None
-    if granted and event.expires_at is not None:
-        validity = f"P{max(0, (event.expires_at - when).days)}D"
-    by_subject = state is not State.REVOKED
-    return {
-        "version": KANTARA_VERSION,
-        "jurisdiction": jurisdiction,
-        "consentTimestamp": int(when.timestamp()),
-        "collectionMethod": collection_method(event, language),
-        "consentReceiptID": rid,
-        "language": language,
-        "piiPrincipalId": event.client_ref,
-        "piiControllers": [_controller(event.tenant_ref, info)],
-        "policyUrl": notice,
-        "services": [
-            {
-                "service": t(language, _SERVICE, practice=name),
-                "purposes": [
-                    {
-                        "purpose": t(language, _PURPOSE),
-                        "purposeCategory": [t(language, c) for c in _PURPOSE_CATEGORIES],
-                        "consentType": "EXPLICIT",
-                        "piiCategory": [t(language, c) for c in _PII_CATEGORIES],
-                        "primaryPurpose": True,
-                        "termination": f"{termination} {withdrawal}",
-                        "thirdPartyDisclosure": False,
-                    }
-                ],
-            }
-        ],
-        "sensitive": True,
-        "spiCat": [t(language, c) for c in _SPI_CATEGORIES],
-        "iso27560": {
-            "schemaVersion": f"{ISO_27560}; {RECEIPT_FORMAT}",
-            "recordId": f"{event.tenant_ref}/{event.seq}",
-            "receiptId": rid,
+    with hostdb.session(host) as session:
+        text = session.get(TextVersion, event.text_version_id)
+        if text is None or text.tenant_ref != event.tenant_ref:
+            raise NotFound(N_("The text version of this event is missing."))
+        practice = session.get(Practice, event.tenant_ref)
+        info = host.practice_info(TenantRef(event.tenant_ref))
+        default = practice.default_language if practice else None
+        language = lang(event.language or text.language or default)
+        name = info.name if info and info.name else event.tenant_ref
+        country = _country(info.locale) if info else None
+        jurisdiction = country or "EU"
+        granted = state in VALID_STATES
+        when = (event.given_at or event.occurred_at) if granted else event.occurred_at
+        ended = None if granted else _ended_consent(session, event)
+        rid = receipt_id(event)
+        notice = notice_uri(text)
+        if event.expires_at is not None:
+            termination = t(language, _TERMINATION_UNTIL,
+                            date=event.expires_at.strftime("%Y-%m-%d"))
+        else:
+            termination = t(language, _TERMINATION)
+        withdrawal = t(language, _WITHDRAWAL, practice=name)
+        validity: str | None = None
+        if granted and event.expires_at is not None:
+            validity = f"P{max(0, (event.expires_at - when).days)}D"
+        by_subject = state is not State.REVOKED
+        return {
+            "version": KANTARA_VERSION,
+            "jurisdiction": jurisdiction,
+            "consentTimestamp": int(when.timestamp()),
+            "collectionMethod": collection_method(event, language),
+            "consentReceiptID": rid,
+            "language": language,
             "piiPrincipalId": event.client_ref,
-            "privacyNotice": {
-                "uri": notice,
-                "version": f"{text.major}.{text.minor}",
-                "language": text.language,
-                "sha256": text.sha256,
-                "publishedAt": _iso(text.created_at),
-                "text": text.body,
+            "piiControllers": [_controller(event.tenant_ref, info)],
+            "policyUrl": notice,
+            "services": [
+                {
+                    "service": t(language, _SERVICE, practice=name),
+                    "purposes": [
+                        {
+                            "purpose": t(language, _PURPOSE),
+                            "purposeCategory": [t(language, c) for c in _PURPOSE_CATEGORIES],
+                            "consentType": "EXPLICIT",
+                            "piiCategory": [t(language, c) for c in _PII_CATEGORIES],
+                            "primaryPurpose": True,
+                            "termination": f"{termination} {withdrawal}",
+                            "thirdPartyDisclosure": False,
+                        }
+                    ],
+                }
+            ],
+            "sensitive": True,
+            "spiCat": [t(language, c) for c in _SPI_CATEGORIES],
+            "iso27560": {
+                "schemaVersion": f"{ISO_27560}; {RECEIPT_FORMAT}",
+                "recordId": f"{event.tenant_ref}/{event.seq}",
+                "receiptId": rid,
+                "piiPrincipalId": event.client_ref,
+                "privacyNotice": {
+                    "uri": notice,
+                    "version": f"{text.major}.{text.minor}",
+                    "language": text.language,
+                    "sha256": text.sha256,
+                    "publishedAt": _iso(text.created_at),
+                    "text": text.body,
+                },
+                "lawfulBasis": list(_LAWFUL_BASIS),
+                "storageLocations": [t(language, _STORAGE, practice=name)],
+                "retentionPeriod": t(language, _RETENTION, practice=name),
+                "recipientThirdParties": [],
+                "withdrawalMethod": withdrawal,
+                "privacyRights": [t(language, r) for r in _RIGHTS],
+                "event": {
+                    "eventTime": _iso(when),
+                    "recordedTime": _iso(event.occurred_at),
+                    "validityDuration": validity,
+                    "validUntil": _iso(event.expires_at) if granted else None,
+                    "entityId": event.client_ref if by_subject else event.tenant_ref,
+                    "recordedBy": event.actor,
+                    "eventType": "dpv:ExplicitlyExpressedConsent",
+                    "eventState": DPV_STATUS[state],
+                    "indicationMethod": f"{event.channel}/{event.method or '-'}",
+                    "terminatesReceipt": receipt_id(ended) if ended is not None else None,
+                },
             },
-            "lawfulBasis": list(_LAWFUL_BASIS),
-            "storageLocations": [t(language, _STORAGE, practice=name)],
-            "retentionPeriod": t(language, _RETENTION, practice=name),
-            "recipientThirdParties": [],
-            "withdrawalMethod": withdrawal,
-            "privacyRights": [t(language, r) for r in _RIGHTS],
-            "event": {
-                "eventTime": _iso(when),
-                "recordedTime": _iso(event.occurred_at),
-                "validityDuration": validity,
-                "validUntil": _iso(event.expires_at) if granted else None,
-                "entityId": event.client_ref if by_subject else event.tenant_ref,
-                "recordedBy": event.actor,
-                "eventType": "dpv:ExplicitlyExpressedConsent",
-                "eventState": DPV_STATUS[state],
-                "indicationMethod": f"{event.channel}/{event.method or '-'}",
-                "terminatesReceipt": receipt_id(ended) if ended is not None else None,
+            "dpv": {
+                "hasConsentStatus": DPV_STATUS[state],
+                "hasConsentControl": DPV_CONTROL.get(state),
+                "hasLegalBasis": "dpv:ExplicitlyExpressedConsent",
+                "hasDataSubject": event.client_ref,
+                "hasDataController": name,
+                "hasNotice": notice,
+                "dct:language": language,
+                "isIndicatedAtTime": _iso(when),
+                "isIndicatedBy": "dpv:DataSubject" if by_subject else "dpv:DataController",
+                "hasIndicationMethod": f"{event.channel}/{event.method or '-'}",
+                "hasExpiryTime": _iso(event.expires_at) if granted else None,
+                "hasJurisdiction": jurisdiction,
             },
-        },
-        "dpv": {
-            "hasConsentStatus": DPV_STATUS[state],
-            "hasConsentControl": DPV_CONTROL.get(state),
-            "hasLegalBasis": "dpv:ExplicitlyExpressedConsent",
-            "hasDataSubject": event.client_ref,
-            "hasDataController": name,
-            "hasNotice": notice,
-            "dct:language": language,
-            "isIndicatedAtTime": _iso(when),
-            "isIndicatedBy": "dpv:DataSubject" if by_subject else "dpv:DataController",
-            "hasIndicationMethod": f"{event.channel}/{event.method or '-'}",
-            "hasExpiryTime": _iso(event.expires_at) if granted else None,
-            "hasJurisdiction": jurisdiction,
-        },
-        "proof": {
-            "format": RECEIPT_FORMAT,
-            "practice": event.tenant_ref,
-            "seq": event.seq,
-            "rowHash": event.row_hash,
-            "prevHash": event.prev_hash,
-            "textSha256": event.text_sha256,
-            "evidenceSha256": event.evidence_sha256,
-        },
-    }
+            "proof": {
+                "format": RECEIPT_FORMAT,
+                "practice": event.tenant_ref,
+                "seq": event.seq,
+                "rowHash": event.row_hash,
+                "prevHash": event.prev_hash,
+                "textSha256": event.text_sha256,
+                "evidenceSha256": event.evidence_sha256,
+            },
+        }
 
 
 def receipts_for_client(host: Host, tenant: str, client: str) -> list[dict[str, Any]]:
     """Every receipt of one client in one practice, oldest first."""
-    session = host.session()
-    tenant = check_ref("tenant", tenant)
-    client = check_ref("client", client)
-    events = session.scalars(
-        select(ConsentEvent)
-        .where(
-            ConsentEvent.tenant_ref == tenant,
-            ConsentEvent.client_ref == client,
-            ConsentEvent.state.in_([s.value for s in RECEIPT_STATES]),
-            ConsentEvent.text_version_id.is_not(None),
-        )
-        .order_by(ConsentEvent.seq)
-    ).all()
-    return [receipt_for(host, ev) for ev in events]
+    with hostdb.session(host) as session:
+        tenant = check_ref("tenant", tenant)
+        client = check_ref("client", client)
+        events = session.scalars(
+            select(ConsentEvent)
+            .where(
+                ConsentEvent.tenant_ref == tenant,
+                ConsentEvent.client_ref == client,
+                ConsentEvent.state.in_([s.value for s in RECEIPT_STATES]),
+                ConsentEvent.text_version_id.is_not(None),
+            )
+            .order_by(ConsentEvent.seq)
+        ).all()
+        return [receipt_for(host, ev) for ev in events]
 
 
 __all__ = [

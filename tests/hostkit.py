@@ -1,12 +1,13 @@
-"""A small but real host for tests: a shared SQLAlchemy session, clients, a clock,
-and a plugin manager loaded through the entry point, exactly as a platform does."""
+"""A small but real host for tests: one SQLAlchemy session whose DB-API connection the
+app borrows, clients, a clock, and a plugin manager loaded through the entry point,
+exactly as a platform does."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +15,6 @@ from sqlalchemy import (
     Column,
     Engine,
     MetaData,
-    Select,
     String,
     Table,
     delete,
@@ -30,6 +30,7 @@ from hookspecs.types import (
     BookingSubmission,
     ClientInfo,
     ClientRef,
+    ClientSelect,
     DeliveryResult,
     OutgoingEmail,
     PracticeInfo,
@@ -37,6 +38,7 @@ from hookspecs.types import (
     StaffRef,
     TenantRef,
 )
+from samtycke_plugin.integrations.sqlalchemy import dbapi_of, session_unit_of_work
 from samtycke_plugin.models import WAITING_REQUEST, OutboxMessage
 
 #: Under CI=true a missing PostgreSQL, SMTP server or browser fails a test instead of skipping it.
@@ -46,7 +48,12 @@ START = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
 class TestHost:
-    """Implements :class:`hookspecs.host.Host` over one engine."""
+    """Implements :class:`hookspecs.host.Host` over one engine.
+
+    The host's own work (and the tests' checks) run in :meth:`session`; hooks borrow its
+    DB-API connection (:meth:`connection`), and the app's units of work run on it too
+    and commit it (:meth:`unit_of_work`): a host with one session, like a script.
+    """
 
     __test__ = False
 
@@ -64,6 +71,13 @@ class TestHost:
         self.active: dict[str, set[str]] = {}
 
     # -- the Host protocol -------------------------------------------------------
+    def connection(self) -> Any:
+        return dbapi_of(self._session)
+
+    def unit_of_work(self) -> AbstractContextManager[Any]:
+        return session_unit_of_work(self._session)
+
+    # -- the host's own session ------------------------------------------------------
     def session(self) -> Session:
         return self._session
 
@@ -149,10 +163,12 @@ def create_client_table(engine: Engine) -> None:
     _host_metadata.create_all(engine)
 
 
-def clients_of(tenant: str) -> Select[Any]:
+def clients_of(tenant: str) -> ClientSelect:
     """A practice's clients in :data:`hostkit_client`, as ``ClientQuery`` gives them."""
-    c = hostkit_client.c
-    return select(c.ref, c.name, c.email).where(c.tenant == tenant)
+    return ClientSelect(
+        sql="SELECT ref, name, email FROM hostkit_client WHERE tenant = :tenant",
+        params={"tenant": tenant},
+    )
 
 
 class QueryHost(TestHost):
@@ -168,7 +184,7 @@ class QueryHost(TestHost):
         create_client_table(engine)
         self.queries = 0
 
-    def client_query(self, tenant: TenantRef) -> Select[Any]:
+    def client_query(self, tenant: TenantRef) -> ClientSelect:
         self.queries += 1
         session = self.session()
         c = hostkit_client.c
@@ -177,12 +193,13 @@ class QueryHost(TestHost):
             for (t, ref), info in self.clients.items() if t == tenant
         ]
         stored = session.execute(select(c.tenant, c.ref, c.name, c.email).where(c.tenant == tenant))
+        query = clients_of(tenant)
         if sorted(tuple(r) for r in stored) == sorted(tuple(r.values()) for r in rows):
-            return clients_of(tenant)  # nothing to write: racing hosts only read
+            return query  # nothing to write: racing hosts only read
         session.execute(delete(hostkit_client).where(c.tenant == tenant))
         if rows:
             session.execute(insert(hostkit_client), rows)
-        return clients_of(tenant)
+        return query
 
 
 def staff(can_record: bool = True) -> StaffContext:
@@ -218,18 +235,19 @@ def submission(
 
 @contextmanager
 def count_statements(engine: Engine) -> Iterator[list[str]]:
-    """Collect the SQL statements executed on ``engine`` inside the block."""
+    """Collect the SQL statements executed on ``engine``'s database inside the block: by
+    the host on ``engine`` and by the app on the connections it borrows."""
     seen: list[str] = []
 
     def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if not statement.lstrip().upper().startswith(("BEGIN", "SAVEPOINT", "RELEASE")):
             seen.append(statement)
 
-    event.listen(engine, "before_cursor_execute", before)
+    event.listen(Engine, "before_cursor_execute", before)
     try:
         yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", before)
+        event.remove(Engine, "before_cursor_execute", before)
 
 
 def pg_admin_url() -> str:

@@ -262,7 +262,7 @@ def _book_online(platform: Platform, practice: Practice, service: Service, slot:
             if tick:
                 fields["samtycke_consent"] = "yes"
     submission = apps.submission(practice.id, None, is_new_client=True, channel="online",
-                                 fields=fields, language=locale, ip_address="198.51.100.23",
+                                 fields=fields, locale=locale, ip_address="198.51.100.23",
                                  user_agent="Mozilla/5.0 (demo data)")
     vetoes = apps.check_booking(submission)
     if vetoes:

@@ -6,10 +6,13 @@ from __future__ import annotations
 import logging
 import smtplib
 import uuid
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import make_msgid
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from examples.host_app.models import Booking, Client, DevMail, Practice
 from examples.host_app.runtime import db, platform
@@ -39,15 +42,22 @@ def returning_client(token: str, practice_id: int) -> Client | None:
     return client if client is not None and client.practice_id == practice_id else None
 
 
+def to_dev_mailbox(session: Session, at: datetime, practice_id: int | None, source: str,
+                   to: str, subject: str, text: str, html: str | None, message_id: str) -> None:
+    """Store a message in the development mailbox, in the caller's transaction; a
+    message resent with the same Message-ID is stored once."""
+    if session.scalar(select(DevMail.id).where(DevMail.message_id == message_id)) is None:
+        session.add(DevMail(practice_id=practice_id, source=source, to=to, subject=subject,
+                            text=text, html=html, message_id=message_id, sent_at=at))
+        session.flush()
+
+
 def send(practice: Practice, to: str, subject: str, text: str) -> None:
     """Deliver in the caller's transaction (dev mailbox) or by SMTP (best effort)."""
     settings = platform().settings
     if settings["DEV_MAILBOX"]:
-        db().add(DevMail(
-            practice_id=practice.id, source="platform", to=to, subject=subject, text=text,
-            html=None, message_id=f"<{uuid.uuid4().hex}@booking.example>",
-            sent_at=platform().host.now(),
-        ))
+        to_dev_mailbox(db(), platform().host.now(), practice.id, "platform", to, subject, text,
+                       None, f"<{uuid.uuid4().hex}@booking.example>")
         return
     message = EmailMessage()
     message["From"] = settings["SMTP_FROM"]

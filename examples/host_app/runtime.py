@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app, g, session
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, scoped_session
 
-from examples.host_app.apps_glue import Apps, PlatformHost
 from examples.host_app.models import Staff
 from examples.host_app.sign_in import live_staff
+
+if TYPE_CHECKING:
+    from examples.host_app.apps_glue import Apps, PlatformHost
 
 LANGUAGES = ("sv", "en")
 

@@ -23,7 +23,9 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 def csrf_from(html: str) -> str:
-    found = _CSRF.search(html)
+    """The page's form token: on an app's page in the platform's layout, the app's own
+    (its forms are inside ``sp-page``; the header's forms carry the platform's)."""
+    found = _CSRF.search(html, max(html.find('class="sp-page"'), 0))
     if found is None:
         raise AssertionError("no CSRF token in the page")
     return found.group(1)

@@ -204,7 +204,7 @@ def book_submit(slug: str) -> Any:
     # Phase 1: the apps check the booking before anything is written.
     submission = apps.submission(practice.id, client.id if client else None,
                                  is_new_client=is_new, channel="online", fields=form,
-                                 language=language, ip_address=request.remote_addr,
+                                 locale=language, ip_address=request.remote_addr,
                                  user_agent=request.user_agent.string[:512] or None)
     vetoes = apps.check_booking(submission)
     if vetoes:

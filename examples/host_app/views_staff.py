@@ -164,7 +164,7 @@ def client(client_id: int) -> Any:
     bookings = db().scalars(
         select(Booking).where(Booking.client_id == row.id).order_by(Booking.starts_at.desc())
     ).all()
-    panels = platform().apps.profile_panels(staff, row.id, current_language())
+    panels = platform().apps.profile_panels(row.id, current_language())
     services = db().scalars(
         select(Service).where(Service.practice_id == staff.practice_id).order_by(Service.id)).all()
     slots = free_slots(db(), staff.practice_id, platform().host.now())
@@ -190,7 +190,7 @@ def client_book(client_id: int) -> Any:
     is_new = db().scalar(select(func.count()).where(Booking.client_id == row.id)) == 0
     submission = apps.submission(staff.practice_id, row.id, is_new_client=is_new,
                                  channel="staff", fields={"service": sid, "slot": slot_value(slot)},
-                                 language=row.locale, ip_address=request.remote_addr,
+                                 locale=row.locale, ip_address=request.remote_addr,
                                  user_agent=request.user_agent.string[:512] or None)
     vetoes = apps.check_booking(submission)
     if vetoes:
@@ -252,13 +252,17 @@ def client_erase(client_id: int) -> Response:
 @login_required
 def client_export(client_id: int, kind: str) -> Response:
     row = _client_or_404(client_id)
-    return platform().apps.client_export(me(), row.id, kind, current_language())
+    if not platform().apps.has_exports(row.practice_id):
+        abort(404)
+    return platform().apps.client_export(row.practice_id, row.id, kind, current_language())
 
 
 @bp.get("/clients/consent-status.csv")
 @login_required
 def status_export() -> Response:
-    return platform().apps.status_export(me(), current_language())
+    if not platform().apps.has_exports(me().practice_id):
+        abort(404)
+    return platform().apps.status_export(me().practice_id, current_language())
 
 
 # -- the app menu ----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from hookspecs.types import (
     TenantRef,
 )
 from samtycke_plugin import db
+from samtycke_plugin.integrations.sqlalchemy import dbapi_of, session_unit_of_work
 
 
 class StandaloneHost:
@@ -35,8 +37,11 @@ class StandaloneHost:
         secret = os.environ.get("SAMTYCKE_SECRET_KEY")
         self._secret = secret.encode() if secret else None
 
-    def session(self) -> Session:
-        return self._session
+    def connection(self) -> Any:
+        return dbapi_of(self._session)
+
+    def unit_of_work(self) -> AbstractContextManager[Any]:
+        return session_unit_of_work(self._session)
 
     def now(self) -> datetime:
         return datetime.now(UTC)

@@ -10,14 +10,12 @@ from typing import Any, NoReturn
 import click
 
 from hookspecs.host import Host
-from samtycke_plugin import db
+from samtycke_plugin import db, hostdb
 from samtycke_plugin.cli.context import Context, pass_ctx
 
 
 def _proof_host(ctx: Context) -> Host:
-    host = ctx.host
-    host.session().rollback()
-    return host
+    return ctx.host
 
 
 def _fail(message: str) -> NoReturn:
@@ -46,31 +44,30 @@ def verify_command(ctx: Context, tenant: str | None, no_evidence: bool) -> None:
     from samtycke_plugin.chain import practices_in_ledger, verify_chain
     from samtycke_plugin.integrity import check_projection
 
-    session = _proof_host(ctx).session()
-    known = practices_in_ledger(session)
-    if tenant and tenant not in known:
-        session.rollback()
-        _fail(f"No such practice in the Samtycke ledger: {tenant}")
-    tenants = [tenant] if tenant else known
-    broken = 0
-    for ref in tenants:
-        result = verify_chain(session, ref, check_evidence=not no_evidence)
-        if result.broken is not None:
-            broken += 1
-            b = result.broken
-            click.echo(f"BROKEN  {ref}: first broken event #{b.seq} ({b.kind}): {b.detail}")
-        elif (mismatch := check_projection(session, ref)) is not None:
-            broken += 1
-            click.echo(
-                f"BROKEN  {ref}: stored status of client {mismatch.client_ref} (status): "
-                f"{mismatch.detail}. Rebuild it from the ledger with: "
-                f"samtycke rebuild-status --tenant {ref}"
-            )
-        else:
-            click.echo(
-                f"OK      {ref}: {result.events} events, head #{result.head_seq} {result.head_hash}"
-            )
-    session.rollback()
+    with hostdb.unit_of_work(_proof_host(ctx)) as session:  # read only: nothing to commit
+        known = practices_in_ledger(session)
+        if tenant and tenant not in known:
+            _fail(f"No such practice in the Samtycke ledger: {tenant}")
+        tenants = [tenant] if tenant else known
+        broken = 0
+        for ref in tenants:
+            result = verify_chain(session, ref, check_evidence=not no_evidence)
+            if result.broken is not None:
+                broken += 1
+                b = result.broken
+                click.echo(f"BROKEN  {ref}: first broken event #{b.seq} ({b.kind}): {b.detail}")
+            elif (mismatch := check_projection(session, ref)) is not None:
+                broken += 1
+                click.echo(
+                    f"BROKEN  {ref}: stored status of client {mismatch.client_ref} (status): "
+                    f"{mismatch.detail}. Rebuild it from the ledger with: "
+                    f"samtycke rebuild-status --tenant {ref}"
+                )
+            else:
+                click.echo(
+                    f"OK      {ref}: {result.events} events, "
+                    f"head #{result.head_seq} {result.head_hash}"
+                )
     click.echo(f"{len(tenants)} practice(s) checked, {broken} broken.")
     if broken:
         raise SystemExit(1)
@@ -89,8 +86,7 @@ def rebuild_status(ctx: Context, tenant: str) -> None:
     from samtycke_plugin.chain import practices_in_ledger, verify_chain
     from samtycke_plugin.ledger import lock_practice, rebuild_projection
 
-    session = _proof_host(ctx).session()
-    try:
+    with hostdb.unit_of_work(_proof_host(ctx)) as session:
         if tenant not in practices_in_ledger(session):
             _fail(f"No such practice in the Samtycke ledger: {tenant}")
         lock_practice(session, tenant)  # no booking writes a status row meanwhile
@@ -102,9 +98,6 @@ def rebuild_status(ctx: Context, tenant: str) -> None:
                 f"{b.detail}); the status was not rebuilt. Investigate with samtycke verify."
             )
         rows = rebuild_projection(session, tenant)
-        session.commit()
-    finally:
-        session.rollback()
     click.echo(f"Rebuilt the stored status of {rows} client(s) of practice {tenant}.")
 
 
@@ -134,24 +127,23 @@ def export_client(
 
     host = _proof_host(ctx)
     try:
-        if fmt == "bundle":
-            if out is None:
-                _fail("A proof bundle is a ZIP file: give --out FILE.zip")
-            data = export.proof_bundle(host, tenant, client, locale=locale)
-            with _open_out(out, binary=True) as fp:
-                fp.write(data)
-            click.echo(f"Proof bundle written to {out} ({len(data)} bytes).", err=True)
-            return
-        if fmt == "json":
-            text = export.client_history_json(host, tenant, client, locale=locale)
-        elif fmt == "csv":
-            text = export.client_history_csv(host, tenant, client)
-        else:
-            text = export.client_history_html(host, tenant, client, locale=locale)
+        with hostdb.unit_of_work(host):
+            if fmt == "bundle":
+                if out is None:
+                    _fail("A proof bundle is a ZIP file: give --out FILE.zip")
+                data = export.proof_bundle(host, tenant, client, locale=locale)
+                with _open_out(out, binary=True) as fp:
+                    fp.write(data)
+                click.echo(f"Proof bundle written to {out} ({len(data)} bytes).", err=True)
+                return
+            if fmt == "json":
+                text = export.client_history_json(host, tenant, client, locale=locale)
+            elif fmt == "csv":
+                text = export.client_history_csv(host, tenant, client)
+            else:
+                text = export.client_history_html(host, tenant, client, locale=locale)
     except (errors.NotFound, errors.InputError) as exc:
         _fail(str(exc))
-    finally:
-        host.session().rollback()
     with _open_out(out) as fp:
         fp.write(text)
 
@@ -172,34 +164,33 @@ def export_practice(ctx: Context, tenant: str, locale: str | None, out: str | No
     host = _proof_host(ctx)
     from_host = ctx.host_spec is not None
     try:
-        total = None if from_host else export.practice_status_count(host, tenant)
-        rows = 0
+        with hostdb.unit_of_work(host):
+            total = None if from_host else export.practice_status_count(host, tenant)
+            rows = 0
 
-        def unknown_length() -> Iterator[int]:
-            yield from ()
+            def unknown_length() -> Iterator[int]:
+                yield from ()
 
-        bar_source = click.progressbar(
-            unknown_length() if total is None else None,
-            length=total,
-            file=sys.stderr,
-            label="Exporting clients",
-            show_pos=True,
-        )
-        with _open_out(out) as fp, bar_source as bar:
+            bar_source = click.progressbar(
+                unknown_length() if total is None else None,
+                length=total,
+                file=sys.stderr,
+                label="Exporting clients",
+                show_pos=True,
+            )
+            with _open_out(out) as fp, bar_source as bar:
 
-            def step(n: int) -> None:
-                nonlocal rows
-                rows += n
-                bar.update(n)
+                def step(n: int) -> None:
+                    nonlocal rows
+                    rows += n
+                    bar.update(n)
 
-            for chunk in export.practice_status_csv(
-                host, tenant, locale=locale, from_host=from_host, progress=step
-            ):
-                fp.write(chunk)
+                for chunk in export.practice_status_csv(
+                    host, tenant, locale=locale, from_host=from_host, progress=step
+                ):
+                    fp.write(chunk)
     except (errors.NotFound, errors.InputError) as exc:
         _fail(str(exc))
-    finally:
-        host.session().rollback()
     click.echo(f"{rows} client(s) exported.", err=True)
 
 
@@ -250,13 +241,12 @@ def checkpoint_create(ctx: Context, tenant: str | None, out: str | None) -> None
     except checkpoint_keys.CheckpointKeyError as exc:
         _fail(str(exc))
     host = _proof_host(ctx)
-    session = host.session()
-    tenants = [tenant] if tenant else practices_in_ledger(session)
-    session.rollback()
+    with hostdb.unit_of_work(host) as session:
+        tenants = [tenant] if tenant else practices_in_ledger(session)
     try:
         # one unit of work, rerun whole (bounded) if the database is busy
         docs = db.run_in_transaction(
-            host.session,
+            host,
             lambda s: [checkpoint.create(s, ref, key, host.now()) for ref in tenants],
         )
     except (checkpoint.ChainBroken, errors.NotFound, errors.Unavailable) as exc:
@@ -300,24 +290,22 @@ def checkpoint_check(
             "No trusted public key: pass --public-key FILE or set "
             f"{checkpoint_keys.KEY_FILE_ENV} / {checkpoint_keys.TRUSTED_ENV}."
         )
-    session = _proof_host(ctx).session()
     results: list[checkpoint.CheckResult] = []
     try:
-        if files:
-            for name in files:
-                with open(name, encoding="utf-8") as fp:
-                    loaded = json.load(fp)
-                for doc in loaded if isinstance(loaded, list) else [loaded]:
-                    if tenant and isinstance(doc, dict) and doc.get("tenant") != tenant:
-                        continue
-                    results.append(checkpoint.check(session, doc, keys))
-        else:
-            for ref in [tenant] if tenant else practices_in_ledger(session):
-                results.extend(checkpoint.check_stored(session, ref, keys))
+        with hostdb.unit_of_work(_proof_host(ctx)) as session:
+            if files:
+                for name in files:
+                    with open(name, encoding="utf-8") as fp:
+                        loaded = json.load(fp)
+                    for doc in loaded if isinstance(loaded, list) else [loaded]:
+                        if tenant and isinstance(doc, dict) and doc.get("tenant") != tenant:
+                            continue
+                        results.append(checkpoint.check(session, doc, keys))
+            else:
+                for ref in [tenant] if tenant else practices_in_ledger(session):
+                    results.extend(checkpoint.check_stored(session, ref, keys))
     except (errors.InputError, ValueError) as exc:
         _fail(f"Not a checkpoint file: {exc}")
-    finally:
-        session.rollback()
     failed = 0
     for r in results:
         if r.ok:

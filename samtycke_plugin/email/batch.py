@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from hookspecs.host import ClientQuery
 from hookspecs.types import ClientInfo, ClientRef, TenantRef
-from samtycke_plugin import common, practices
+from samtycke_plugin import common, hostdb, practices
 from samtycke_plugin.db import run_in_transaction
 from samtycke_plugin.email.addresses import (
     mail_domain,
@@ -32,7 +32,7 @@ from samtycke_plugin.email.asking import (
     _mail_address,
     _NotMailable,
 )
-from samtycke_plugin.email.batch_query import _count_listed, _queue_everyone
+from samtycke_plugin.email.batch_query import _count_listed, _queue_everyone, listed_clients
 from samtycke_plugin.email.outbox import (
     _INSERT_WAITING,
     _for_dialect,
@@ -144,7 +144,9 @@ def count_clients(host: Host, tenant: str) -> int:
     :meth:`~hookspecs.host.ClientQuery.client_query`, else by streaming
     :meth:`~hookspecs.host.Host.iter_clients` (never all loaded at once)."""
     if isinstance(host, ClientQuery):
-        return _count_listed(host.session(), host.client_query(TenantRef(tenant)).subquery())
+        listed = listed_clients(host.client_query(TenantRef(tenant)))
+        with hostdb.session(host) as session:
+            return _count_listed(session, listed)
     return sum(1 for _ in host.iter_clients(TenantRef(tenant)))
 
 
@@ -197,32 +199,32 @@ def request_batch(
     with ``INSERT … ON CONFLICT DO NOTHING``, so a double click or two concurrent runs
     queue each client once).
 
-    **Transactions:** with a client query, one transaction on ``host.session()``,
+    **Transactions:** with a client query, one unit of work (:meth:`Host.unit_of_work`),
     committed at the end; the clients are never loaded into Python, only the refs,
     addresses and names of those queued are read back.  On SQLite it holds the write
     lock throughout (longer the more clients and the more addresses that need
     email-validator), so bookings wait that long.
     Streamed, the work is done in chunks of ``chunk_size`` clients and each chunk is
-    committed on ``host.session()`` (a 100k-client practice is never held in memory or
+    committed as a unit of work of its own (a 100k-client practice is never held in memory or
     in one transaction).  A run that stops half-way (crash, timeout) can simply be run
     again: clients already asked are skipped.  Because of these commits,
-    ``host.iter_clients`` must not hold a cursor on ``host.session()`` across them
-    (page through the client table, or read it on another connection).
+    ``host.iter_clients`` must not hold a cursor open across them (page through the
+    client table, or read it on another connection).  Called inside a unit of work of
+    the app (its batch page), all of it runs in that unit.
 
     ``progress(done, total)`` is called after each chunk (with a client query once, at
     the end): ``done`` is the number of clients looked at so far, ``total`` the number
     expected (``len(clients)``, the ``total`` argument, or 0 when unknown).
     """
-    session = host.session()
-    practice = practices.require_practice(session, tenant)
-    tenant = practice.tenant_ref
+    with hostdb.session(host) as session:
+        tenant = practices.require_practice(session, tenant).tenant_ref
     batch_key = batch_key or uuid.uuid4().hex
     unknown = 0
     if clients is None and isinstance(host, ClientQuery):
         key = batch_key
-        query = host.client_query(TenantRef(tenant))
+        query = listed_clients(host.client_query(TenantRef(tenant)))
         done, counts = run_in_transaction(
-            host.session,
+            host,
             lambda s: _queue_everyone(host, s, tenant, query, actor=actor, batch_key=key),
         )
         if progress is not None:
@@ -249,7 +251,7 @@ def request_batch(
     asked = valid = pending = no_email = bad_name = withdrawn = refused = done = 0
     for chunk in _chunks(source, max(1, chunk_size)):
         counts = run_in_transaction(
-            host.session, _chunk_job(host, tenant, chunk, actor=actor, batch_key=batch_key)
+            host, _chunk_job(host, tenant, chunk, actor=actor, batch_key=batch_key)
         )
         asked += counts.asked
         valid += counts.valid

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import (
     Select,
     String,
+    Subquery,
     and_,
+    bindparam,
     cast,
     delete,
     distinct,
@@ -28,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from hookspecs.types import ClientSelect
 from samtycke_plugin import common, practices, store
 from samtycke_plugin.email.addresses import (
     mail_domain,
@@ -73,13 +76,25 @@ def _not_among(ref: Any, refs: Select[Any], column: Any, dialect: str) -> Any:
     return ref.not_in(refs)
 
 
+def listed_clients(clients: ClientSelect) -> Subquery:
+    """The host's :meth:`~hookspecs.host.ClientQuery.client_query` as a subquery of the
+    app's statements, with its columns ``ref``, ``name`` and ``email``."""
+    query = text(clients.sql).bindparams(
+        *(bindparam(name, value) for name, value in clients.params.items())
+    )
+    return query.columns(ref=String, name=String, email=String).subquery(
+        "samtycke_batch_clients"
+    )
+
+
 def _queue_everyone(
-    host: Host, session: Session, tenant: str, clients: Select[Any], *, actor: str,
+    host: Host, session: Session, tenant: str, listed: Subquery, *, actor: str,
     batch_key: str,
 ) -> tuple[int, _ChunkCounts]:
-    """A batch request for every client of ``clients`` (the host's
-    :meth:`~hookspecs.host.ClientQuery.client_query`), set-based: the number of clients
-    and what was done, decided and counted as :func:`_queue_chunk` does per chunk.
+    """A batch request for every client of ``listed`` (the host's
+    :meth:`~hookspecs.host.ClientQuery.client_query`, :func:`listed_clients`),
+    set-based: the number of clients and what was done, decided and counted as
+    :func:`_queue_chunk` does per chunk.
 
     One ``INSERT … SELECT`` queues a waiting outbox row for each client
     without valid consent, who has not withdrawn or declined, and without a pending
@@ -98,7 +113,6 @@ def _queue_everyone(
     now = common.now_utc(host)
     major = practice.current_major
     dialect = session.get_bind().dialect.name
-    listed = clients.subquery("samtycke_batch_clients")
     ref = listed.c.ref
     valid = select(_STATE.c.client_ref).where(
         _STATE.c.tenant_ref == tenant, store.valid_condition(major, now)

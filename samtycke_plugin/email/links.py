@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 
 from hookspecs.types import ClientInfo, ClientRef, TenantRef
-from samtycke_plugin import common, consent, practices
+from samtycke_plugin import common, consent, hostdb, practices
 from samtycke_plugin.email.receipts import queue_receipt
 from samtycke_plugin.email.tokens import (
     PURPOSE_WITHDRAW,
@@ -88,32 +88,32 @@ def open_link(host: Host, token: str, purpose: str) -> Link:
     that switched the app off is not collecting consent."""
     if purpose not in PURPOSES or not isinstance(token, str) or not TOKEN_RE.match(token):
         raise LinkProblem("unknown")
-    session = host.session()
-    digest = token_hash(token)
-    # populate_existing: a long-lived host session must not answer from stale objects.
-    req = session.scalars(
-        select(ConsentRequest)
-        .where(ConsentRequest.token_hash == digest)
-        .execution_options(populate_existing=True)
-    ).first()
-    if req is None:
-        raise LinkProblem("unknown")
-    # Only the mailed token has this hash: from here on it is a real link, not a guess.
-    if req.purpose != purpose or not hmac.compare_digest(token_for(link_key(host), req), token):
-        raise LinkProblem("invalid")
-    practice = session.get(Practice, req.tenant_ref, populate_existing=True)
-    if practice is None:
-        raise LinkProblem("invalid")
-    if req.used_at is not None:
-        raise LinkProblem("used", req.tenant_ref, req.client_ref)
-    if purpose == PURPOSE_WITHDRAW:
-        if req.revoked_at is not None:
-            raise LinkProblem("replaced", req.tenant_ref, req.client_ref)
-    elif not practice.active or req.revoked_at is not None \
-            or req.expires_at <= common.now_utc(host):
-        raise LinkProblem("invalid")
-    client = host.lookup_client(TenantRef(req.tenant_ref), ClientRef(req.client_ref))
-    return Link(request=req, practice=practice, client=client, token_hash=digest)
+    with hostdb.session(host) as session:
+        digest = token_hash(token)
+        # populate_existing: a long-lived host session must not answer from stale objects.
+        req = session.scalars(
+            select(ConsentRequest)
+            .where(ConsentRequest.token_hash == digest)
+            .execution_options(populate_existing=True)
+        ).first()
+        if req is None:
+            raise LinkProblem("unknown")
+        # Only the mailed token has this hash: from here on it is a real link, not a guess.
+        if req.purpose != purpose or not hmac.compare_digest(token_for(link_key(host), req), token):
+            raise LinkProblem("invalid")
+        practice = session.get(Practice, req.tenant_ref, populate_existing=True)
+        if practice is None:
+            raise LinkProblem("invalid")
+        if req.used_at is not None:
+            raise LinkProblem("used", req.tenant_ref, req.client_ref)
+        if purpose == PURPOSE_WITHDRAW:
+            if req.revoked_at is not None:
+                raise LinkProblem("replaced", req.tenant_ref, req.client_ref)
+        elif not practice.active or req.revoked_at is not None \
+                or req.expires_at <= common.now_utc(host):
+            raise LinkProblem("invalid")
+        client = host.lookup_client(TenantRef(req.tenant_ref), ClientRef(req.client_ref))
+        return Link(request=req, practice=practice, client=client, token_hash=digest)
 
 
 def _claim(host: Host, link: Link) -> None:
@@ -128,16 +128,17 @@ def _claim(host: Host, link: Link) -> None:
     ]
     if req.purpose != PURPOSE_WITHDRAW:  # a withdrawal link has no expiry
         usable.append(ConsentRequest.expires_at > now)
-    claimed = host.session().execute(
-        update(ConsentRequest).where(*usable).values(used_at=now)
-    ).rowcount  # type: ignore[attr-defined]
-    if claimed != 1:
-        host.session().expire(req)
-        if req.used_at is not None:
-            raise LinkProblem("used", req.tenant_ref, req.client_ref)
-        if req.purpose == PURPOSE_WITHDRAW and req.revoked_at is not None:
-            raise LinkProblem("replaced", req.tenant_ref, req.client_ref)
-        raise LinkProblem("invalid")
+    with hostdb.session(host) as session:
+        claimed = session.execute(
+            update(ConsentRequest).where(*usable).values(used_at=now)
+        ).rowcount  # type: ignore[attr-defined]
+        if claimed != 1:
+            session.expire(req)
+            if req.used_at is not None:
+                raise LinkProblem("used", req.tenant_ref, req.client_ref)
+            if req.purpose == PURPOSE_WITHDRAW and req.revoked_at is not None:
+                raise LinkProblem("replaced", req.tenant_ref, req.client_ref)
+            raise LinkProblem("invalid")
 
 
 class TextChanged(Exception):
@@ -150,12 +151,13 @@ def shown_text(host: Host, link: Link, raw: str | None) -> TextVersion:
     text_id = whole_number(raw)  # ASCII digits only: "²" and "٣" are isdigit() too
     if text_id is None:
         raise InputError("text", "the form did not say which text was shown")
-    version = host.session().get(TextVersion, text_id)
-    if version is None or version.tenant_ref != link.practice.tenant_ref:
-        raise InputError("text", "the form named a text of another practice")
-    if version.major != link.practice.current_major:
-        raise TextChanged()
-    return version
+    with hostdb.session(host) as session:
+        version = session.get(TextVersion, text_id)
+        if version is None or version.tenant_ref != link.practice.tenant_ref:
+            raise InputError("text", "the form named a text of another practice")
+        if version.major != link.practice.current_major:
+            raise TextChanged()
+        return version
 
 
 def answer(
@@ -171,19 +173,19 @@ def answer(
     ``refused`` for the text version shown, using the link once.  Accepting queues a
     receipt with a withdrawal link.  In the caller's transaction."""
     _claim(host, link)
-    session = host.session()
-    req = link.request
-    how = consent.How(channel="email_link", method="button", actor="client",
-                      request_id=req.id, ip_address=ip_address, user_agent=user_agent)
-    now = common.now_utc(host)
-    if not accept:
-        return consent.refuse(session, req.tenant_ref, req.client_ref, shown, how, now=now)
-    event = consent.grant(
-        session, req.tenant_ref, req.client_ref, shown, how, now=now,
-        validity_days=practices.settings_of(link.practice).validity_days,
-    )
-    queue_receipt(host, event)
-    return event
+    with hostdb.session(host) as session:
+        req = link.request
+        how = consent.How(channel="email_link", method="button", actor="client",
+                          request_id=req.id, ip_address=ip_address, user_agent=user_agent)
+        now = common.now_utc(host)
+        if not accept:
+            return consent.refuse(session, req.tenant_ref, req.client_ref, shown, how, now=now)
+        event = consent.grant(
+            session, req.tenant_ref, req.client_ref, shown, how, now=now,
+            validity_days=practices.settings_of(link.practice).validity_days,
+        )
+        queue_receipt(host, event)
+        return event
 
 
 def has_valid_consent(host: Host, link: Link) -> bool:
@@ -192,14 +194,16 @@ def has_valid_consent(host: Host, link: Link) -> bool:
 
 def consent_given(host: Host, tenant: str, client: str) -> bool:
     """Whether the client's consent stands (given or renewed, not yet ended)."""
-    snap = load_snapshot(host.session(), tenant, client)
-    return snap is not None and snap.state in VALID_STATES
+    with hostdb.session(host) as session:
+        snap = load_snapshot(session, tenant, client)
+        return snap is not None and snap.state in VALID_STATES
 
 
 def consented_event(host: Host, link: Link) -> ConsentEvent | None:
     """The client's latest given/renewed event (what a withdrawal page describes)."""
-    return consent.latest_given(host.session(), link.request.tenant_ref,
-                                link.request.client_ref)
+    with hostdb.session(host) as session:
+        return consent.latest_given(session, link.request.tenant_ref,
+                                    link.request.client_ref)
 
 
 @frozen(kw_only=True)
@@ -217,10 +221,11 @@ def consented(host: Host, link: Link) -> Consented | None:
     if event is None:
         return None
     version = ""
-    if event.text_version_id is not None:
-        text = host.session().get(TextVersion, event.text_version_id)
-        version = common.version_label(text.major, text.minor) if text else ""
-    return Consented(given_at=event.given_at or event.occurred_at, version=version)
+    with hostdb.session(host) as session:
+        if event.text_version_id is not None:
+            text = session.get(TextVersion, event.text_version_id)
+            version = common.version_label(text.major, text.minor) if text else ""
+        return Consented(given_at=event.given_at or event.occurred_at, version=version)
 
 
 def withdraw(

@@ -15,7 +15,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from hookspecs.types import BookingSubmission, ClientRef, TenantRef
-from samtycke_plugin import common, practices
+from samtycke_plugin import common, hostdb, practices
 from samtycke_plugin.email.addresses import (
     check_client_name,
     mail_domain,
@@ -75,19 +75,20 @@ def after_booking(
     and minting the withdrawal link happen off the booking path, with the address the
     client has when the mail goes out.
     """
-    if event is not None and State(event.state) in VALID_STATES:
-        host.session().execute(_INSERT_ONE_OUTBOX, _receipt_placeholder(
-            host, event.tenant_ref, event.client_ref, {"event_seq": event.seq},
-            submission.locale))
-        return
-    if submission.channel != "staff":
-        return
-    practice = practices.get_practice(host.session(), submission.tenant)
-    if not practices.is_operational(practice):
-        return
-    assert practice is not None
-    if practices.settings_of(practice).email_request_after_staff_booking:
-        request_if_needed(host, practice.tenant_ref, client, actor="system:staff_booking")
+    with hostdb.session(host) as session:
+        if event is not None and State(event.state) in VALID_STATES:
+            session.execute(_INSERT_ONE_OUTBOX, _receipt_placeholder(
+                host, event.tenant_ref, event.client_ref, {"event_seq": event.seq},
+                submission.locale))
+            return
+        if submission.channel != "staff":
+            return
+        practice = practices.get_practice(session, submission.tenant)
+        if not practices.is_operational(practice):
+            return
+        assert practice is not None
+        if practices.settings_of(practice).email_request_after_staff_booking:
+            request_if_needed(host, practice.tenant_ref, client, actor="system:staff_booking")
 
 
 @frozen(kw_only=True)
@@ -136,22 +137,22 @@ def queue_receipt(host: Host, event: ConsentEvent) -> int | None:
     """Queue the receipt for a consent event: what was agreed, when, and a withdrawal
     link (a new ``withdraw`` request; the client's older one is revoked).  Skipped
     (``None``) when the client has no usable address.  In the caller's transaction."""
-    session = host.session()
-    tenant, client = event.tenant_ref, event.client_ref
-    link = _receipt_link(host, session, tenant, client, event.text_version_id, event.text_major)
-    if isinstance(link, str):
-        log.info("practice %s: no receipt queued (%s)", tenant, link)
-        return None
-    session.execute(
-        _INSERT_ONE_OUTBOX,
-        _outbox_values(
-            mail_domain(host, tenant), tenant=tenant, client=client,
-            request_id=link.request_id, kind=KIND_RECEIPT, to_addr=link.address,
-            locale=link.locale, payload={"name": link.name, "event_id": event.id},
-            now=common.now_utc(host),
-        ),
-    )
-    return link.request_id
+    with hostdb.session(host) as session:
+        tenant, client = event.tenant_ref, event.client_ref
+        link = _receipt_link(host, session, tenant, client, event.text_version_id, event.text_major)
+        if isinstance(link, str):
+            log.info("practice %s: no receipt queued (%s)", tenant, link)
+            return None
+        session.execute(
+            _INSERT_ONE_OUTBOX,
+            _outbox_values(
+                mail_domain(host, tenant), tenant=tenant, client=client,
+                request_id=link.request_id, kind=KIND_RECEIPT, to_addr=link.address,
+                locale=link.locale, payload={"name": link.name, "event_id": event.id},
+                now=common.now_utc(host),
+            ),
+        )
+        return link.request_id
 
 
 def complete_receipt(host: Host, session: Session, row: OutboxMessage) -> str | None:

@@ -17,7 +17,7 @@ The request and its outbox row are written in the same transaction (see
 
 ``send_due`` is a plain function a host's task queue (Celery, RQ, cron) can call; the
 CLI's ``samtycke outbox send [--loop]`` calls it too.  It manages its own short
-transactions on ``host.session()``: call it outside a request's unit of work.
+units of work (:meth:`Host.unit_of_work`), each committed by the host.
 """
 
 from __future__ import annotations
@@ -272,7 +272,7 @@ def send_due(
     """
     policy = policy or RetryPolicy.from_env()
     ids = run_in_transaction(
-        host.session, lambda s: due_ids(s, common.now_utc(host), limit, tenant), commit=False
+        host, lambda s: due_ids(s, common.now_utc(host), limit, tenant), commit=False
     )
     counts = {SENT: 0, RETRY: 0, BOUNCED: 0, FAILED: 0, CANCELLED: 0}
     problems: list[str] = []
@@ -289,7 +289,7 @@ def send_due(
     try:
         for start in range(0, len(ids), CLAIM_GROUP):
             group = run_in_transaction(
-                host.session, _claim_group(host, ids[start : start + CLAIM_GROUP], policy)
+                host, _claim_group(host, ids[start : start + CLAIM_GROUP], policy)
             )
             for claimed in group:
                 if claimed.rendered is None:
@@ -298,7 +298,7 @@ def send_due(
                     continue
                 started = time.monotonic()
                 verdict, detail = _deliver(host, claimed.rendered, get_transport, problems)
-                run_in_transaction(host.session, _settle(host, claimed.row, verdict, detail,
+                run_in_transaction(host, _settle(host, claimed.row, verdict, detail,
                                                          policy))
                 counts[verdict] += 1
                 if pause:

@@ -17,7 +17,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from hookspecs.types import ClientCreated, ClientRef, TenantRef
-from samtycke_plugin import common, consent, practices
+from samtycke_plugin import common, consent, hostdb, practices
 from samtycke_plugin.email.addresses import (
     check_client_name,
     mail_domain,
@@ -66,61 +66,61 @@ def send_request(host: Host, tenant: str, client: str, *, actor: str) -> Consent
     transaction.  Nothing is queued when a check fails.  A repeat within
     :data:`RESEND_WINDOW` for the same address and text returns the first request.
     """
-    session = host.session()
-    practice = practices.require_practice(session, tenant)
-    session.refresh(practice)  # the current text version, not a cached one
-    tenant = practice.tenant_ref
-    client = common.check_ref("client", client)
-    info = host.lookup_client(TenantRef(tenant), ClientRef(client))
-    if info is None:
-        raise NotFound(NO_SUCH_CLIENT)
-    address = normalise_address(info.email)
-    name = check_client_name(info.name or "")
-    practice_name(host, tenant)
-    now = common.now_utc(host)
-    text_version = practices.current_text(session, practice, info.locale)
+    with hostdb.session(host) as session:
+        practice = practices.require_practice(session, tenant)
+        session.refresh(practice)  # the current text version, not a cached one
+        tenant = practice.tenant_ref
+        client = common.check_ref("client", client)
+        info = host.lookup_client(TenantRef(tenant), ClientRef(client))
+        if info is None:
+            raise NotFound(NO_SUCH_CLIENT)
+        address = normalise_address(info.email)
+        name = check_client_name(info.name or "")
+        practice_name(host, tenant)
+        now = common.now_utc(host)
+        text_version = practices.current_text(session, practice, info.locale)
 
-    recent = _recent_request(session, tenant, client, address, text_version.major, now)
-    if recent is not None:
-        return recent
-    _revoke_pending(session, tenant, [client], PURPOSE_CONSENT, now)
-    key = link_key(host)
-    days = practices.settings_of(practice).request_link_days
-    values = _new_request_values(
-        key, tenant=tenant, client=client, purpose=PURPOSE_CONSENT, text=text_version,
-        now=now, expires_at=now + timedelta(days=days), actor=actor, batch_key=None,
-    )
-    inserted = _insert_pending(session, [values])
-    if client not in inserted:
-        # Someone else created a pending request for this client at the same moment.
-        existing = session.scalars(
-            select(ConsentRequest).where(
-                ConsentRequest.tenant_ref == tenant,
-                ConsentRequest.client_ref == client,
-                ConsentRequest.purpose == PURPOSE_CONSENT,
-                ConsentRequest.used_at.is_(None),
-                ConsentRequest.revoked_at.is_(None),
-            )
-        ).first()
-        if existing is None:  # pragma: no cover - the conflicting row was rolled back
-            raise Conflict(N_("Another request was being sent at the same time. Try again."))
-        return existing
-    request_id = inserted[client]
-    consent.request(session, tenant, [consent.Asked(client=client, text=text_version,
-                                                      request_id=request_id)],
-                    actor=actor, now=now)
-    session.execute(
-        insert(OutboxMessage).values(
-            **_outbox_values(
-                mail_domain(host, tenant), tenant=tenant, client=client, request_id=request_id,
-                kind=KIND_REQUEST, to_addr=address, locale=info.locale, payload={"name": name},
-                now=now,
+        recent = _recent_request(session, tenant, client, address, text_version.major, now)
+        if recent is not None:
+            return recent
+        _revoke_pending(session, tenant, [client], PURPOSE_CONSENT, now)
+        key = link_key(host)
+        days = practices.settings_of(practice).request_link_days
+        values = _new_request_values(
+            key, tenant=tenant, client=client, purpose=PURPOSE_CONSENT, text=text_version,
+            now=now, expires_at=now + timedelta(days=days), actor=actor, batch_key=None,
+        )
+        inserted = _insert_pending(session, [values])
+        if client not in inserted:
+            # Someone else created a pending request for this client at the same moment.
+            existing = session.scalars(
+                select(ConsentRequest).where(
+                    ConsentRequest.tenant_ref == tenant,
+                    ConsentRequest.client_ref == client,
+                    ConsentRequest.purpose == PURPOSE_CONSENT,
+                    ConsentRequest.used_at.is_(None),
+                    ConsentRequest.revoked_at.is_(None),
+                )
+            ).first()
+            if existing is None:  # pragma: no cover - the conflicting row was rolled back
+                raise Conflict(N_("Another request was being sent at the same time. Try again."))
+            return existing
+        request_id = inserted[client]
+        consent.request(session, tenant, [consent.Asked(client=client, text=text_version,
+                                                          request_id=request_id)],
+                        actor=actor, now=now)
+        session.execute(
+            insert(OutboxMessage).values(
+                **_outbox_values(
+                    mail_domain(host, tenant), tenant=tenant, client=client, request_id=request_id,
+                    kind=KIND_REQUEST, to_addr=address, locale=info.locale, payload={"name": name},
+                    now=now,
+                )
             )
         )
-    )
-    req = session.get(ConsentRequest, request_id)
-    assert req is not None
-    return req
+        req = session.get(ConsentRequest, request_id)
+        assert req is not None
+        return req
 
 
 def _recent_request(
@@ -155,32 +155,33 @@ def request_if_needed(host: Host, tenant: str, client: str, *, actor: str) -> in
     transaction (for the triggers inside the host's booking and client-creation
     transactions); never raises for a missing or bad address.  Returns the new request
     id, or ``None``."""
-    session = host.session()
-    practice = practices.get_practice(session, tenant)
-    if not practices.is_operational(practice):
-        return None
-    assert practice is not None
-    info = host.lookup_client(TenantRef(practice.tenant_ref), ClientRef(client))
-    if info is None:
-        return None
-    try:
-        counts = _ask_chunk(host, session, practice.tenant_ref, [info], actor=actor,
-                            batch_key=None)
-    except InputError:
-        log.warning("practice %s: consent request not queued (practice name unusable in mail)",
-                    practice.tenant_ref)
-        return None
-    return next(iter(counts.links.values()), None)
+    with hostdb.session(host) as session:
+        practice = practices.get_practice(session, tenant)
+        if not practices.is_operational(practice):
+            return None
+        assert practice is not None
+        info = host.lookup_client(TenantRef(practice.tenant_ref), ClientRef(client))
+        if info is None:
+            return None
+        try:
+            counts = _ask_chunk(host, session, practice.tenant_ref, [info], actor=actor,
+                                batch_key=None)
+        except InputError:
+            log.warning("practice %s: consent request not queued (practice name unusable in mail)",
+                        practice.tenant_ref)
+            return None
+        return next(iter(counts.links.values()), None)
 
 
 def on_client_created(host: Host, created: ClientCreated) -> int | None:
     """Trigger: a client created by staff gets a request when the practice chose so."""
-    if created.created_by != "staff":
-        return None
-    practice = practices.get_practice(host.session(), created.tenant)
-    if not practices.is_operational(practice):
-        return None
-    assert practice is not None
-    if not practices.settings_of(practice).email_request_to_new_clients:
-        return None
-    return request_if_needed(host, created.tenant, created.client, actor="system:new_client")
+    with hostdb.in_host_transaction(host, write=True) as session:
+        if created.created_by != "staff":
+            return None
+        practice = practices.get_practice(session, created.tenant)
+        if not practices.is_operational(practice):
+            return None
+        assert practice is not None
+        if not practices.settings_of(practice).email_request_to_new_clients:
+            return None
+        return request_if_needed(host, created.tenant, created.client, actor="system:new_client")

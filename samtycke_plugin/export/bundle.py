@@ -10,6 +10,7 @@ import zipfile
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from samtycke_plugin import hostdb
 from samtycke_plugin.common import check_ref, now_utc
 from samtycke_plugin.export.common import csv_text, get_practice
 from samtycke_plugin.export.history import (
@@ -97,52 +98,52 @@ def proof_bundle(host: Host, tenant: str, client: str, *, locale: str | None = N
     ``verification.json`` (the chain verified now and the latest checkpoint) and
     ``MANIFEST.sha256``.  The practice's chain is verified once for all of them.
     """
-    session = host.session()
-    practice = get_practice(session, tenant)
-    history = client_history(host, practice.tenant_ref, client, locale=locale)
-    language = history["language"]
-    files: dict[str, bytes] = {}
-    files["history.json"] = (json.dumps(history, ensure_ascii=False, indent=2) + "\n").encode()
-    files["history.csv"] = csv_text(history_rows(history)).encode()
-    files["history.html"] = history_html(session, history).encode()
-    event_ids = [
-        ev.id for ev, _ in client_events(session, practice.tenant_ref, history["client"]["ref"])
-        if State(ev.state) in RECEIPT_STATES and ev.text_version_id
-    ]
-    for event_id in event_ids:
-        event = session.get(ConsentEvent, event_id)
-        assert event is not None
-        receipt = receipt_for(host, event)
-        files[f"receipts/receipt-{event.seq:06d}.json"] = (
-            json.dumps(receipt, ensure_ascii=False, indent=2) + "\n"
+    with hostdb.session(host) as session:
+        practice = get_practice(session, tenant)
+        history = client_history(host, practice.tenant_ref, client, locale=locale)
+        language = history["language"]
+        files: dict[str, bytes] = {}
+        files["history.json"] = (json.dumps(history, ensure_ascii=False, indent=2) + "\n").encode()
+        files["history.csv"] = csv_text(history_rows(history)).encode()
+        files["history.html"] = history_html(session, history).encode()
+        event_ids = [
+            ev.id for ev, _ in client_events(session, practice.tenant_ref, history["client"]["ref"])
+            if State(ev.state) in RECEIPT_STATES and ev.text_version_id
+        ]
+        for event_id in event_ids:
+            event = session.get(ConsentEvent, event_id)
+            assert event is not None
+            receipt = receipt_for(host, event)
+            files[f"receipts/receipt-{event.seq:06d}.json"] = (
+                json.dumps(receipt, ensure_ascii=False, indent=2) + "\n"
+            ).encode()
+        for text in history["texts"]:
+            name = f"texts/text-{text['version']}-{text['language']}.md"
+            files[name] = text["body"].encode()
+        files["verification.json"] = (
+            json.dumps(
+                {"format": BUNDLE_FORMAT, "chain": history["chain"],
+                 "status": {"ok": history["status"]["stored_differs"] is None,
+                            "detail": history["status"]["stored_differs"]},
+                 "checkpoint": history["checkpoint"]},
+                ensure_ascii=False, indent=2,
+            )
+            + "\n"
         ).encode()
-    for text in history["texts"]:
-        name = f"texts/text-{text['version']}-{text['language']}.md"
-        files[name] = text["body"].encode()
-    files["verification.json"] = (
-        json.dumps(
-            {"format": BUNDLE_FORMAT, "chain": history["chain"],
-             "status": {"ok": history["status"]["stored_differs"] is None,
-                        "detail": history["status"]["stored_differs"]},
-             "checkpoint": history["checkpoint"]},
-            ensure_ascii=False, indent=2,
+        files["README.txt"] = _bundle_readme(language, history).encode()
+        manifest = "".join(
+            f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(files.items())
         )
-        + "\n"
-    ).encode()
-    files["README.txt"] = _bundle_readme(language, history).encode()
-    manifest = "".join(
-        f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(files.items())
-    )
-    files["MANIFEST.sha256"] = manifest.encode()
-    stamp = now_utc(host).timetuple()[:6]
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name in ("README.txt", *sorted(n for n in files if n != "README.txt")):
-            info = zipfile.ZipInfo(name, date_time=stamp)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, files[name])
-    return buf.getvalue()
+        files["MANIFEST.sha256"] = manifest.encode()
+        stamp = now_utc(host).timetuple()[:6]
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for name in ("README.txt", *sorted(n for n in files if n != "README.txt")):
+                info = zipfile.ZipInfo(name, date_time=stamp)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                zf.writestr(info, files[name])
+        return buf.getvalue()
 
 
 def bundle_filename(tenant: str, client: str, at: datetime) -> str:

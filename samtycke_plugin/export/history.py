@@ -12,7 +12,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from hookspecs.types import ClientRef, TenantRef
-from samtycke_plugin import checkpoint, status_text
+from samtycke_plugin import checkpoint, hostdb, status_text
 from samtycke_plugin.chain import VerifyResult, verify_chain
 from samtycke_plugin.common import check_ref, now_utc, version_label
 from samtycke_plugin.export.common import csv_safe, csv_text, get_practice, human_time, iso
@@ -117,112 +117,113 @@ def client_history(
     (with ``verify``) the result of verifying the practice's whole chain now, plus the
     latest stored checkpoint.  A client with no events gives an empty event list.
     """
-    session = host.session()
-    practice = get_practice(session, tenant)
-    tenant = practice.tenant_ref
-    client = check_ref("client", client)
-    language = lang(locale or practice.default_language)
-    now = now_utc(host)
-    info = host.lookup_client(TenantRef(tenant), ClientRef(client))
-    pinfo = host.practice_info(TenantRef(tenant))
-    rows = client_events(session, tenant, client)
-    texts = _texts(session, tenant, (ev.text_version_id for ev, _ in rows if ev.text_version_id))
-    by_id = {tv.id: tv for tv in texts}
-    state_row = session.get(ConsentStateRow, (tenant, client))
-    replayed: ReplayedState | None = None
-    for ev, _ in rows:
-        replayed = replay_step(
-            replayed, ev.seq, ev.state, ev.text_major, ev.expires_at, ev.occurred_at
-        )
-    stored_differs = describe_status(client, state_row, replayed)
-    shown = snapshot_of(state_row)
-    if stored_differs is not None:  # the ledger is the proof: show what it says
-        shown = replayed.snapshot if replayed is not None else None
-    current = status(shown, practice.current_major, now)
-    events = []
-    for ev, evd in rows:
-        text = by_id.get(ev.text_version_id) if ev.text_version_id else None
-        state = State(ev.state)
-        events.append({
-            "seq": ev.seq,
-            "state": ev.state,
-            "dpv_status": DPV_STATUS.get(state),
-            "occurred_at": iso(ev.occurred_at),
-            "given_at": iso(ev.given_at),
-            "expires_at": iso(ev.expires_at),
-            "channel": ev.channel,
-            "method": ev.method,
-            "actor": ev.actor,
-            "text": (
+    with hostdb.session(host) as session:
+        practice = get_practice(session, tenant)
+        tenant = practice.tenant_ref
+        client = check_ref("client", client)
+        language = lang(locale or practice.default_language)
+        now = now_utc(host)
+        info = host.lookup_client(TenantRef(tenant), ClientRef(client))
+        pinfo = host.practice_info(TenantRef(tenant))
+        rows = client_events(session, tenant, client)
+        texts = _texts(session, tenant,
+                       (ev.text_version_id for ev, _ in rows if ev.text_version_id))
+        by_id = {tv.id: tv for tv in texts}
+        state_row = session.get(ConsentStateRow, (tenant, client))
+        replayed: ReplayedState | None = None
+        for ev, _ in rows:
+            replayed = replay_step(
+                replayed, ev.seq, ev.state, ev.text_major, ev.expires_at, ev.occurred_at
+            )
+        stored_differs = describe_status(client, state_row, replayed)
+        shown = snapshot_of(state_row)
+        if stored_differs is not None:  # the ledger is the proof: show what it says
+            shown = replayed.snapshot if replayed is not None else None
+        current = status(shown, practice.current_major, now)
+        events = []
+        for ev, evd in rows:
+            text = by_id.get(ev.text_version_id) if ev.text_version_id else None
+            state = State(ev.state)
+            events.append({
+                "seq": ev.seq,
+                "state": ev.state,
+                "dpv_status": DPV_STATUS.get(state),
+                "occurred_at": iso(ev.occurred_at),
+                "given_at": iso(ev.given_at),
+                "expires_at": iso(ev.expires_at),
+                "channel": ev.channel,
+                "method": ev.method,
+                "actor": ev.actor,
+                "text": (
+                    {
+                        "id": text.id, "version": version_label(text.major, text.minor),
+                        "language": text.language, "sha256": text.sha256,
+                    }
+                    if text is not None
+                    else None
+                ),
+                "text_sha256": ev.text_sha256,
+                "booking_ref": ev.booking_ref,
+                "request_id": ev.request_id,
+                "evidence": (
+                    {"ip_prefix": evd.ip_prefix, "user_agent": evd.user_agent, "note": evd.note}
+                    if evd is not None
+                    else None
+                ),
+                "evidence_status": _evidence_state(ev, evd),
+                "evidence_sha256": ev.evidence_sha256,
+                "receipt_id": (
+                    receipt_id(ev) if state in RECEIPT_STATES and ev.text_version_id else None
+                ),
+                "prev_hash": ev.prev_hash,
+                "row_hash": ev.row_hash,
+            })
+        history: dict[str, Any] = {
+            "format": HISTORY_FORMAT,
+            "generated_at": iso(now),
+            "language": language,
+            "practice": {
+                "ref": tenant,
+                "name": pinfo.name if pinfo else None,
+                "email": pinfo.email if pinfo else None,
+                "phone": pinfo.phone if pinfo else None,
+                "active": practice.active,
+                "current_version": practice.current_major,
+            },
+            "client": {
+                "ref": client,
+                "known_to_host": info is not None,
+                "name": info.name if info else None,
+                "email": info.email if info else None,
+            },
+            "status": {
+                "code": current.value,
+                "label": status_text.label(current, language),
+                "reason": status_text.reason(current, language),
+                "stored_differs": stored_differs,
+            },
+            "events": events,
+            "texts": [
                 {
-                    "id": text.id, "version": version_label(text.major, text.minor),
-                    "language": text.language, "sha256": text.sha256,
+                    "id": tv.id,
+                    "version": version_label(tv.major, tv.minor),
+                    "language": tv.language,
+                    "sha256": tv.sha256,
+                    "change_kind": tv.change_kind,
+                    "reason": tv.reason,
+                    "created_by": tv.created_by,
+                    "created_at": iso(tv.created_at),
+                    "body": tv.body,
                 }
-                if text is not None
-                else None
-            ),
-            "text_sha256": ev.text_sha256,
-            "booking_ref": ev.booking_ref,
-            "request_id": ev.request_id,
-            "evidence": (
-                {"ip_prefix": evd.ip_prefix, "user_agent": evd.user_agent, "note": evd.note}
-                if evd is not None
-                else None
-            ),
-            "evidence_status": _evidence_state(ev, evd),
-            "evidence_sha256": ev.evidence_sha256,
-            "receipt_id": (
-                receipt_id(ev) if state in RECEIPT_STATES and ev.text_version_id else None
-            ),
-            "prev_hash": ev.prev_hash,
-            "row_hash": ev.row_hash,
-        })
-    history: dict[str, Any] = {
-        "format": HISTORY_FORMAT,
-        "generated_at": iso(now),
-        "language": language,
-        "practice": {
-            "ref": tenant,
-            "name": pinfo.name if pinfo else None,
-            "email": pinfo.email if pinfo else None,
-            "phone": pinfo.phone if pinfo else None,
-            "active": practice.active,
-            "current_version": practice.current_major,
-        },
-        "client": {
-            "ref": client,
-            "known_to_host": info is not None,
-            "name": info.name if info else None,
-            "email": info.email if info else None,
-        },
-        "status": {
-            "code": current.value,
-            "label": status_text.label(current, language),
-            "reason": status_text.reason(current, language),
-            "stored_differs": stored_differs,
-        },
-        "events": events,
-        "texts": [
-            {
-                "id": tv.id,
-                "version": version_label(tv.major, tv.minor),
-                "language": tv.language,
-                "sha256": tv.sha256,
-                "change_kind": tv.change_kind,
-                "reason": tv.reason,
-                "created_by": tv.created_by,
-                "created_at": iso(tv.created_at),
-                "body": tv.body,
-            }
-            for tv in texts
-        ],
-        "chain": None,
-        "checkpoint": None,
-    }
-    if verify:
-        history["chain"] = _chain_summary(verify_chain(session, tenant), now)
-        history["checkpoint"] = checkpoint.latest(session, tenant)
-    return history
+                for tv in texts
+            ],
+            "chain": None,
+            "checkpoint": None,
+        }
+        if verify:
+            history["chain"] = _chain_summary(verify_chain(session, tenant), now)
+            history["checkpoint"] = checkpoint.latest(session, tenant)
+        return history
 
 
 def client_history_json(
@@ -262,7 +263,8 @@ def client_history_html(
     """A printable, self-contained HTML page of the client's history (save as PDF from
     the browser), in the practice's language unless ``locale`` is given."""
     history = client_history(host, tenant, client, verify=verify, locale=locale)
-    return history_html(host.session(), history)
+    with hostdb.session(host) as session:
+        return history_html(session, history)
 
 
 def history_html(session: Session, history: dict[str, Any]) -> str:

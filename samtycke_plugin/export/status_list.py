@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from hookspecs.types import ClientInfo, TenantRef
-from samtycke_plugin import status_text
+from samtycke_plugin import hostdb, status_text
 from samtycke_plugin.common import now_utc
 from samtycke_plugin.export.common import csv_safe, csv_text, get_practice
 from samtycke_plugin.i18n import lang
@@ -81,16 +81,16 @@ def _chunks(items: Iterable[ClientInfo], size: int) -> Iterator[list[ClientInfo]
 
 def practice_status_count(host: Host, tenant: str) -> int:
     """How many clients the app holds a status for (the rows of a database-only export)."""
-    session = host.session()
-    practice = get_practice(session, tenant)
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(ConsentStateRow)
-            .where(ConsentStateRow.tenant_ref == practice.tenant_ref)
+    with hostdb.session(host) as session:
+        practice = get_practice(session, tenant)
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(ConsentStateRow)
+                .where(ConsentStateRow.tenant_ref == practice.tenant_ref)
+            )
+            or 0
         )
-        or 0
-    )
 
 
 def practice_status_csv(
@@ -111,39 +111,47 @@ def practice_status_csv(
     Streamed: memory stays bounded by :data:`STATUS_CHUNK` rows whatever the size of
     the practice.  ``progress`` is called with the number of rows after each chunk.
     """
-    session = host.session()
-    practice = get_practice(session, tenant)
-    tenant = practice.tenant_ref
-    language = lang(locale or practice.default_language)
+    # A session per step, never held across a ``yield``: the consumer may pause the
+    # stream (a streamed HTTP response) and do other work in between.
+    with hostdb.session(host) as session:
+        practice = get_practice(session, tenant)
+        tenant = practice.tenant_ref
+        language = lang(locale or practice.default_language)
+        major = practice.current_major
     labels = {s: csv_safe(status_text.label(s, language)) for s in Status}
     now = now_utc(host)
-    major = practice.current_major
     yield csv_text([STATUS_COLUMNS])
     if from_host:
         for chunk in _chunks(host.iter_clients(TenantRef(tenant)), STATUS_CHUNK):
             refs = [c.ref for c in chunk]
-            found = {
-                r.client_ref: r
-                for r in session.execute(
-                    select(*_STATE_COLUMNS).where(
-                        ConsentStateRow.tenant_ref == tenant,
-                        ConsentStateRow.client_ref.in_(refs),
+            with hostdb.session(host) as session:
+                found = {
+                    r.client_ref: r
+                    for r in session.execute(
+                        select(*_STATE_COLUMNS).where(
+                            ConsentStateRow.tenant_ref == tenant,
+                            ConsentStateRow.client_ref.in_(refs),
+                        )
                     )
-                )
-            }
+                }
             yield csv_text(
                 _status_row(labels, c.ref, c, found.get(c.ref), major, now) for c in chunk
             )
             if progress is not None:
                 progress(len(chunk))
         return
-    result = session.execute(
-        select(*_STATE_COLUMNS)
-        .where(ConsentStateRow.tenant_ref == tenant)
-        .order_by(ConsentStateRow.client_ref)
-        .execution_options(yield_per=STATUS_CHUNK)
-    )
-    for part in result.partitions():
+    after: str | None = None
+    while True:  # keyset pages by client reference
+        query = select(*_STATE_COLUMNS).where(ConsentStateRow.tenant_ref == tenant)
+        if after is not None:
+            query = query.where(ConsentStateRow.client_ref > after)
+        with hostdb.session(host) as session:
+            part = session.execute(
+                query.order_by(ConsentStateRow.client_ref).limit(STATUS_CHUNK)
+            ).all()
+        if not part:
+            return
+        after = part[-1].client_ref
         yield csv_text(_status_row(labels, r.client_ref, None, r, major, now) for r in part)
         if progress is not None:
             progress(len(part))

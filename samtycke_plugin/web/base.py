@@ -12,9 +12,14 @@ and sets, on every request it forwards:
   into its CSRF tokens, so a form from an ended session stops working (a host whose
   session key is itself the credential passes a hash of it).  Without it practitioner
   POSTs are refused;
-* optionally ``environ["booking.locale"]`` (the page language) and
+* optionally ``environ["booking.locale"]`` (the page language),
   ``environ["booking.home"]``: ``(path, label)`` of the platform page the
-  practitioner came from, shown as a "back" link (a root-relative path).
+  practitioner came from, shown as a "back" link (a root-relative path), and
+  ``environ["booking.sign_in"]``: the root-relative path of the host's sign-in page,
+  where a signed-out visitor of a practitioner page is sent (``?next=<the page>``).
+
+A host that implements :class:`hookspecs.host.PageLayout` gets the practitioner
+pages' bodies to put into its own layout (:mod:`samtycke_plugin.web.layout`).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from samtycke_plugin.db import run_in_transaction
 from samtycke_plugin.i18n import N_, lang, t
 from samtycke_plugin.render import render
 from samtycke_plugin.web.forms import FormParser
+from samtycke_plugin.web.layout import sign_in_redirect
 
 if TYPE_CHECKING:
     from hookspecs.host import Host
@@ -76,11 +82,15 @@ def host_of(request: Request) -> Host:
 
 
 def staff_of(request: Request) -> tuple[str, StaffContext]:
-    """The signed-in practitioner and their practice, as the host authenticated them."""
+    """The signed-in practitioner and their practice, as the host authenticated them.
+
+    Nobody signed in: a 303 to the host's sign-in page (``environ["booking.sign_in"]``)
+    with ``next`` set to this page, or "not found" when the host gives none.
+    """
     tenant = request.environ.get("booking.tenant")
     staff = request.environ.get("booking.staff")
     if not isinstance(tenant, str) or not isinstance(staff, StaffContext):
-        raise NotFound()
+        raise sign_in_redirect(request) or NotFound()
     return tenant, staff
 
 
@@ -178,12 +188,14 @@ def page(
     return response
 
 
-def secure_headers(response: Response, *, public: bool) -> Response:
+def secure_headers(response: Response, *, public: bool, csp: str = CSP) -> Response:
+    """The app's headers; ``csp`` is :data:`samtycke_plugin.web.layout.LAYOUT_CSP` for a
+    page in the host's layout."""
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer" if public else "same-origin"
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Content-Security-Policy"] = CSP
+    response.headers["Content-Security-Policy"] = csp
     return response
 
 
@@ -252,7 +264,6 @@ class WebApp:
     def dispatch(self, request: SamtyckeRequest) -> Response:
         locale = locale_of(request)
         adapter = self.url_map.bind_to_environ(request.environ)
-        host: Host | None = None
         try:
             endpoint, args = adapter.match()
             if request.method == "POST":
@@ -268,56 +279,39 @@ class WebApp:
             # rolled back after GET/HEAD; a transient lock/serialization failure or a
             # dropped connection reruns the whole handler (bounded), then 503.
             return run_in_transaction(
-                host.session,
+                host,
                 lambda _session: handler(request, **args),
                 commit=request.method not in ("GET", "HEAD"),
             )
         except HTTPException as exc:
-            _rollback(host)
             code = exc.code or 500
             if code in (301, 302, 303, 307, 308):
                 return exc.get_response(request.environ)
             return error_page(code, locale)
         except errors.NotFound:
-            _rollback(host)
             return error_page(404, locale)
         except errors.PermissionDenied as exc:
-            _rollback(host)
             return error_page(403, locale, t(locale, str(exc)))
         except errors.Conflict as exc:
-            _rollback(host)
             return error_page(409, locale, t(locale, str(exc)))
         except errors.NotActive as exc:
-            _rollback(host)
             return error_page(404, locale, t(locale, str(exc)))
         except (errors.InputError, errors.SettingsError):
-            _rollback(host)
             return error_page(400, locale)
         except errors.Unavailable:
-            _rollback(host)
             log.warning(
                 "database busy through every retry: %s %s",
                 request.method, redact_path(request.path),
             )
             return error_page(503, locale)
         except OperationalError:
-            _rollback(host)
             log.exception(
                 "database unavailable in %s %s", request.method, redact_path(request.path)
             )
             return error_page(503, locale)
         except Exception:
-            _rollback(host)
             log.exception("unhandled error in %s %s", request.method, redact_path(request.path))
             return error_page(500, locale)
-
-
-def _rollback(host: Host | None) -> None:
-    if host is not None:
-        try:
-            host.session().rollback()
-        except Exception:  # pragma: no cover - the original error matters more
-            log.exception("rollback failed")
 
 
 def redact_path(path: str) -> str:

@@ -12,7 +12,7 @@ from werkzeug.exceptions import BadRequest, NotFound
 from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import ClientInfo, ClientRef, TenantRef
-from samtycke_plugin import common, consent, practices
+from samtycke_plugin import common, consent, hostdb, practices
 from samtycke_plugin.email.batch import request_batch
 from samtycke_plugin.email.requests import send_request
 from samtycke_plugin.errors import InputError, PermissionDenied
@@ -41,27 +41,27 @@ from samtycke_plugin.web.staff import (
 
 
 def _obtain_page(ctx: Ctx, info: ClientInfo, *, status: int = 200, **values: Any) -> Response:
-    session = ctx.host.session()
-    current = consent.client_status(ctx.host, ctx.tenant, info.ref)
-    text = practices.current_text(session, ctx.practice, info.locale)
-    today = (common.now_utc(ctx.host) + timedelta(hours=14)).date()
-    values.setdefault("form", {"method": "", "given_on": "", "note": ""})
-    return render_page(
-        ctx,
-        "practice_obtain.html",
-        status=status,
-        client=info,
-        badge=_badge(ctx, current.status),
-        text_html=trusted_html(text.html),
-        text_label=common.version_label(text.major, text.minor),
-        text_language=text.language,
-        text_language_name=_language_name(ctx, text.language),
-        methods=[(m, t(ctx.locale, METHOD_LABELS[m])) for m in consent.MANUAL_METHODS],
-        max_date=today.isoformat(),
-        has_email=bool(info.email),
-        seen_seq=consent.client_seq(session, ctx.tenant, info.ref),
-        **values,
-    )
+    with hostdb.session(ctx.host) as session:
+        current = consent.client_status(ctx.host, ctx.tenant, info.ref)
+        text = practices.current_text(session, ctx.practice, info.locale)
+        today = (common.now_utc(ctx.host) + timedelta(hours=14)).date()
+        values.setdefault("form", {"method": "", "given_on": "", "note": ""})
+        return render_page(
+            ctx,
+            "practice_obtain.html",
+            status=status,
+            client=info,
+            badge=_badge(ctx, current.status),
+            text_html=trusted_html(text.html),
+            text_label=common.version_label(text.major, text.minor),
+            text_language=text.language,
+            text_language_name=_language_name(ctx, text.language),
+            methods=[(m, t(ctx.locale, METHOD_LABELS[m])) for m in consent.MANUAL_METHODS],
+            max_date=today.isoformat(),
+            has_email=bool(info.email),
+            seen_seq=consent.client_seq(session, ctx.tenant, info.ref),
+            **values,
+        )
 
 
 def obtain(request: Request, client: str) -> Response:
@@ -222,16 +222,17 @@ def withdraw(request: Request, client: str) -> Response:
 
 def _withdraw_page(ctx: Ctx, info: ClientInfo, *, status: int = 200, **values: Any) -> Response:
     current = consent.client_status(ctx.host, ctx.tenant, info.ref)
-    return render_page(
-        ctx,
-        "practice_withdraw.html",
-        status=status,
-        client=info,
-        badge=_badge(ctx, current.status),
-        withdrawable=current.withdrawable,
-        seen_seq=consent.client_seq(ctx.host.session(), ctx.tenant, info.ref),
-        **values,
-    )
+    with hostdb.session(ctx.host) as session:
+        return render_page(
+            ctx,
+            "practice_withdraw.html",
+            status=status,
+            client=info,
+            badge=_badge(ctx, current.status),
+            withdrawable=current.withdrawable,
+            seen_seq=consent.client_seq(session, ctx.tenant, info.ref),
+            **values,
+        )
 
 
 def client_history(request: Request, client: str) -> Response:

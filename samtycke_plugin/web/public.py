@@ -46,7 +46,7 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import TenantRef
-from samtycke_plugin import common, consent, practices
+from samtycke_plugin import common, consent, hostdb, practices
 from samtycke_plugin.email import addresses, links, tokens
 from samtycke_plugin.errors import InputError
 from samtycke_plugin.i18n import lang, t
@@ -162,16 +162,16 @@ def _consent_page(request: Request, link: links.Link, *, text_changed: bool = Fa
                   status: int = 200) -> Response:
     host = host_of(request)
     locale = _locale(request, link)
-    session = host.session()
-    version = practices.current_text(session, link.practice, locale)
-    return page(
-        "public_consent.html", locale, public=True, status=status,
-        text_html=trusted_html(version.html), text_language=version.language,
-        text_id=version.id, version=common.version_label(version.major, version.minor),
-        csrf=csrf_token(host.app_secret(common.APP_KEY), _csrf_scope(link)),
-        text_changed=text_changed, already_valid=_valid_now(request, link),
-        **_contact(request, link.practice.tenant_ref),
-    )
+    with hostdb.session(host) as session:
+        version = practices.current_text(session, link.practice, locale)
+        return page(
+            "public_consent.html", locale, public=True, status=status,
+            text_html=trusted_html(version.html), text_language=version.language,
+            text_id=version.id, version=common.version_label(version.major, version.minor),
+            csrf=csrf_token(host.app_secret(common.APP_KEY), _csrf_scope(link)),
+            text_changed=text_changed, already_valid=_valid_now(request, link),
+            **_contact(request, link.practice.tenant_ref),
+        )
 
 
 def _valid_now(request: Request, link: links.Link) -> bool:

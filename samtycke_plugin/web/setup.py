@@ -10,7 +10,7 @@ from typing import Any
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Request, Response
 
-from samtycke_plugin import common, practices
+from samtycke_plugin import common, hostdb, practices
 from samtycke_plugin.errors import InputError, SettingsError
 from samtycke_plugin.i18n import t
 from samtycke_plugin.inputs import whole_number
@@ -49,23 +49,24 @@ def overview(request: Request) -> Response:
 
 
 def _text_rows(ctx: Ctx, bodies: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-    current = practices.current_texts(ctx.host.session(), ctx.practice)
-    rows = []
-    for language in LANGUAGES:
-        version = current.get(language)
-        if version is None:
-            continue
-        rows.append(
-            {
-                "language": language,
-                "name": _language_name(ctx, language),
-                "body": (bodies or {}).get(language, version.body),
-                "html": trusted_html(version.html),
-                "version": version,
-                "label": common.version_label(version.major, version.minor),
-            }
-        )
-    return rows
+    with hostdb.session(ctx.host) as session:
+        current = practices.current_texts(session, ctx.practice)
+        rows = []
+        for language in LANGUAGES:
+            version = current.get(language)
+            if version is None:
+                continue
+            rows.append(
+                {
+                    "language": language,
+                    "name": _language_name(ctx, language),
+                    "body": (bodies or {}).get(language, version.body),
+                    "html": trusted_html(version.html),
+                    "version": version,
+                    "label": common.version_label(version.major, version.minor),
+                }
+            )
+        return rows
 
 
 def _settings_values(settings: PracticeSettings) -> dict[str, Any]:
@@ -164,30 +165,31 @@ def _setup_save_text(ctx: Ctx, form: Mapping[str, str]) -> Response:
         return _damaged(ctx, "expected_major")
     if form.get("action") != "save":
         return redirect(ctx, "/setup", step=3, done="text_kept")
-    current = practices.current_texts(ctx.host.session(), ctx.practice)
-    bodies = {lang: form[f"text_{lang}"] for lang in LANGUAGES if f"text_{lang}" in form}
-    changed = {
-        lang: body
-        for lang, body in bodies.items()
-        if lang in current and normalise_body(body) != current[lang].body
-    }
-    if not changed:
-        return redirect(ctx, "/setup", step=3, done="text_kept")
-    try:
-        practices.publish_text(
-            ctx.host,
-            ctx.tenant,
-            bodies=changed,
-            kind="correction",
-            reason=t(ctx.locale, "Edited in the activation wizard."),
-            actor=_actor(ctx),
-            expected_major=expected,
-        )
-    except InputError as exc:
-        _rollback(ctx)
-        errors = {exc.field: _text_error(ctx, exc.field)}
-        return _setup_page(ctx, 2, status=400, errors=errors, texts=_text_rows(ctx, bodies))
-    return redirect(ctx, "/setup", step=3, done="text_saved")
+    with hostdb.session(ctx.host) as session:
+        current = practices.current_texts(session, ctx.practice)
+        bodies = {lang: form[f"text_{lang}"] for lang in LANGUAGES if f"text_{lang}" in form}
+        changed = {
+            lang: body
+            for lang, body in bodies.items()
+            if lang in current and normalise_body(body) != current[lang].body
+        }
+        if not changed:
+            return redirect(ctx, "/setup", step=3, done="text_kept")
+        try:
+            practices.publish_text(
+                ctx.host,
+                ctx.tenant,
+                bodies=changed,
+                kind="correction",
+                reason=t(ctx.locale, "Edited in the activation wizard."),
+                actor=_actor(ctx),
+                expected_major=expected,
+            )
+        except InputError as exc:
+            _rollback(ctx)
+            errors = {exc.field: _text_error(ctx, exc.field)}
+            return _setup_page(ctx, 2, status=400, errors=errors, texts=_text_rows(ctx, bodies))
+        return redirect(ctx, "/setup", step=3, done="text_saved")
 
 
 def _text_error(ctx: Ctx, field: str) -> str:

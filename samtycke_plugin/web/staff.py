@@ -24,7 +24,7 @@ from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import ClientInfo, ClientRef, StaffContext, TenantRef
-from samtycke_plugin import common, consent, practices, status_text
+from samtycke_plugin import common, consent, hostdb, practices, status_text
 from samtycke_plugin.email.batch import count_clients
 from samtycke_plugin.errors import InputError, PermissionDenied
 from samtycke_plugin.i18n import N_, t
@@ -43,6 +43,7 @@ from samtycke_plugin.web.base import (
     staff_of,
 )
 from samtycke_plugin.web.forms import damaged_field, free_text_error
+from samtycke_plugin.web.layout import LAYOUT_CSP, client_back, local_path, render_in_layout
 
 if TYPE_CHECKING:
     from hookspecs.host import Host
@@ -120,7 +121,8 @@ def context(request: Request) -> Ctx:
     """The signed-in practitioner's context; 404 when the host did not authenticate one."""
     tenant, staff = staff_of(request)
     host = host_of(request)
-    practice = practices.require_practice(host.session(), tenant)
+    with hostdb.session(host) as db_session:
+        practice = practices.require_practice(db_session, tenant)
     session = session_of(request)
     secret = host.app_secret(common.APP_KEY)
     return Ctx(
@@ -167,33 +169,59 @@ def home_link(request: Request) -> tuple[str, str] | None:
         isinstance(home, tuple)
         and len(home) == 2
         and all(isinstance(x, str) for x in home)
-        and home[0].startswith("/")
-        and not home[0].startswith("//")
+        and local_path(home[0]) is not None
     ):
         return home[0], home[1]
     return None
 
 
+def back_link(ctx: Ctx, client: object) -> tuple[str, str] | None:
+    """Where the page's "back" link goes: the client's profile in the host for a page
+    about one client (when the host offers it), else the host's ``booking.home``."""
+    if isinstance(client, ClientInfo):
+        back = client_back(ctx.host, ctx.tenant, client, ctx.locale)
+        if back is not None:
+            return back
+    home = home_link(ctx.request)
+    if home is None:
+        return None
+    return home[0], t(ctx.locale, "Back to %(platform)s", platform=home[1])
+
+
 def render_page(ctx: Ctx, template: str, *, status: int = 200, **values: Any) -> Response:
+    """The page, in the host's layout when the host offers one (see web/layout.py)."""
     info = ctx.host.practice_info(TenantRef(ctx.tenant))
     done = ctx.request.args.get("done", "") if ctx.request.method in ("GET", "HEAD") else ""
     notice = t(ctx.locale, DONE[done]) if done in DONE else None
     values.setdefault("notice", notice)
     values.setdefault("errors", {})
     values.setdefault("active", "")
-    return page(
-        template,
-        ctx.locale,
-        status=status,
+    back = back_link(ctx, values.get("client"))
+    values.update(
         prefix=ctx.prefix,
         csrf=ctx.csrf,
         csrf_field=CSRF_FIELD,
         staff=ctx.staff,
         practice_name=info.name if info else ctx.tenant,
         setup_complete=ctx.practice.setup_complete,
-        home=home_link(ctx.request),
-        **values,
     )
+    client = values.get("client")
+    document = render_in_layout(
+        ctx.host,
+        template,
+        ctx.locale,
+        tenant=ctx.tenant,
+        staff=ctx.staff,
+        client=client if isinstance(client, ClientInfo) else None,
+        back=back,
+        context=values,
+    )
+    if document is None:
+        return page(template, ctx.locale, status=status, embedded=False, back=back, **values)
+    response = Response(document, status=status, content_type="text/html; charset=utf-8")
+    secure_headers(response, public=False, csp=LAYOUT_CSP)
+    response.headers["Content-Language"] = ctx.locale
+    return response
 
 
 def client_of(ctx: Ctx, client: str) -> ClientInfo:
@@ -217,8 +245,9 @@ def _free_text_error(ctx: Ctx, kind: str, value: str) -> str | None:
 
 
 def _rollback(ctx: Ctx) -> None:
-    """Forget anything a failed domain call may have flushed before re-showing a form."""
-    ctx.host.session().rollback()
+    """Forget anything a failed domain call may have flushed: the page's unit of work is
+    rolled back, not committed, when the page re-shows its form."""
+    hostdb.discard(ctx.host)
 
 
 def _actor(ctx: Ctx) -> str:
@@ -258,8 +287,9 @@ def _language_name(ctx: Ctx, code: str | None) -> str:
 
 def _counts(ctx: Ctx) -> dict[str, int]:
     total = count_clients(ctx.host, ctx.tenant)
-    valid = practices.count_valid(ctx.host.session(), ctx.practice, common.now_utc(ctx.host))
-    return {"total": total, "valid": valid, "without": max(total - valid, 0)}
+    with hostdb.session(ctx.host) as session:
+        valid = practices.count_valid(session, ctx.practice, common.now_utc(ctx.host))
+        return {"total": total, "valid": valid, "without": max(total - valid, 0)}
 
 
 def _operational(ctx: Ctx) -> Response | None:

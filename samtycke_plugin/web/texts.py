@@ -10,7 +10,7 @@ from typing import Any
 from werkzeug.exceptions import BadRequest, NotFound
 from werkzeug.wrappers import Request, Response
 
-from samtycke_plugin import common, practices, status_text
+from samtycke_plugin import common, hostdb, practices, status_text
 from samtycke_plugin.errors import Conflict, InputError
 from samtycke_plugin.i18n import N_, t, tn
 from samtycke_plugin.inputs import record_id, whole_number
@@ -47,35 +47,37 @@ def text_version(request: Request, text_id: str) -> Response:
     number = record_id(text_id)  # not Werkzeug's int converter: its \d takes "٣" as 3
     if number is None:
         raise NotFound()
-    text = practices.text_by_id(ctx.host.session(), ctx.tenant, number)
-    return render_page(
-        ctx,
-        "practice_text_version.html",
-        active="text",
-        text=text,
-        label=common.version_label(text.major, text.minor),
-        language_name=_language_name(ctx, text.language),
-        kind=status_text.code_label(KIND_LABELS, text.change_kind, ctx.locale),
-        who=_who(ctx, text.created_by),
-        html=trusted_html(text.html),
-        is_current=text.major == ctx.practice.current_major,
-    )
+    with hostdb.session(ctx.host) as session:
+        text = practices.text_by_id(session, ctx.tenant, number)
+        return render_page(
+            ctx,
+            "practice_text_version.html",
+            active="text",
+            text=text,
+            label=common.version_label(text.major, text.minor),
+            language_name=_language_name(ctx, text.language),
+            kind=status_text.code_label(KIND_LABELS, text.change_kind, ctx.locale),
+            who=_who(ctx, text.created_by),
+            html=trusted_html(text.html),
+            is_current=text.major == ctx.practice.current_major,
+        )
 
 
 def _versions(ctx: Ctx) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": v.id,
-            "label": common.version_label(v.major, v.minor),
-            "language": _language_name(ctx, v.language),
-            "kind": status_text.code_label(KIND_LABELS, v.change_kind, ctx.locale),
-            "who": _who(ctx, v.created_by),
-            "at": v.created_at,
-            "reason": v.reason,
-            "current": v.major == ctx.practice.current_major,
-        }
-        for v in practices.text_versions(ctx.host.session(), ctx.tenant)
-    ]
+    with hostdb.session(ctx.host) as session:
+        return [
+            {
+                "id": v.id,
+                "label": common.version_label(v.major, v.minor),
+                "language": _language_name(ctx, v.language),
+                "kind": status_text.code_label(KIND_LABELS, v.change_kind, ctx.locale),
+                "who": _who(ctx, v.created_by),
+                "at": v.created_at,
+                "reason": v.reason,
+                "current": v.major == ctx.practice.current_major,
+            }
+            for v in practices.text_versions(session, ctx.tenant)
+        ]
 
 
 def _editor(
@@ -145,98 +147,101 @@ def text_editor(request: Request) -> Response:
         return _editor(ctx, bodies=bodies)
     if action not in ("preview", "save"):
         raise BadRequest()
-    current = practices.current_texts(ctx.host.session(), ctx.practice)
-    bodies = {lang: body for lang, body in bodies.items() if lang in current}
-    changed = [lang for lang, body in bodies.items() if normalise_body(body) != current[lang].body]
-    if action == "save" and bodies and not changed:
-        # The preview refuses an unchanged text, so this is the same save posted again
-        # (double click) or someone saved exactly this text meanwhile: it is saved.
-        return redirect(ctx, "/text", done="already")
-    if expected != ctx.practice.current_major:
-        raise Conflict(practices.TEXT_CHANGED_MEANWHILE)
-    if not changed:
-        return _editor(
-            ctx,
-            bodies=bodies,
-            status=400,
-            errors={"text": t(ctx.locale, "You have not changed the text. Edit it, then preview.")},
-        )
-    previews: list[dict[str, Any]] = []
-    affected = 0
-    for lang in changed:
-        try:
-            content = practices.preview_text_change(
-                ctx.host, ctx.tenant, language=lang, body=bodies[lang], kind="content"
-            )
-            correction = practices.preview_text_change(
-                ctx.host, ctx.tenant, language=lang, body=bodies[lang], kind="correction"
-            )
-        except InputError as exc:
+    with hostdb.session(ctx.host) as session:
+        current = practices.current_texts(session, ctx.practice)
+        bodies = {lang: body for lang, body in bodies.items() if lang in current}
+        changed = [lang for lang, body in bodies.items()
+                   if normalise_body(body) != current[lang].body]
+        if action == "save" and bodies and not changed:
+            # The preview refuses an unchanged text, so this is the same save posted again
+            # (double click) or someone saved exactly this text meanwhile: it is saved.
+            return redirect(ctx, "/text", done="already")
+        if expected != ctx.practice.current_major:
+            raise Conflict(practices.TEXT_CHANGED_MEANWHILE)
+        if not changed:
             return _editor(
-                ctx, bodies=bodies, status=400, errors={exc.field: _text_error(ctx, exc.field)}
+                ctx,
+                bodies=bodies,
+                status=400,
+                errors={"text": t(ctx.locale,
+                                  "You have not changed the text. Edit it, then preview.")},
             )
-        affected = content.affected  # the same for every language: clients, not texts
-        previews.append(
-            {
-                "language": lang,
-                "name": _language_name(ctx, lang),
-                "diff": content.diff,
-                "correction_label": common.version_label(
-                    correction.new_major, correction.new_minor
-                ),
-                "content_label": common.version_label(content.new_major, content.new_minor),
-            }
-        )
-    kind = form.get("kind", "")
-    reason = form.get("reason", "")
-    if action == "save":
-        errors: dict[str, str] = {}
-        if kind not in ("correction", "content"):
-            errors["kind"] = t(
+        previews: list[dict[str, Any]] = []
+        affected = 0
+        for lang in changed:
+            try:
+                content = practices.preview_text_change(
+                    ctx.host, ctx.tenant, language=lang, body=bodies[lang], kind="content"
+                )
+                correction = practices.preview_text_change(
+                    ctx.host, ctx.tenant, language=lang, body=bodies[lang], kind="correction"
+                )
+            except InputError as exc:
+                return _editor(
+                    ctx, bodies=bodies, status=400, errors={exc.field: _text_error(ctx, exc.field)}
+                )
+            affected = content.affected  # the same for every language: clients, not texts
+            previews.append(
+                {
+                    "language": lang,
+                    "name": _language_name(ctx, lang),
+                    "diff": content.diff,
+                    "correction_label": common.version_label(
+                        correction.new_major, correction.new_minor
+                    ),
+                    "content_label": common.version_label(content.new_major, content.new_minor),
+                }
+            )
+        kind = form.get("kind", "")
+        reason = form.get("reason", "")
+        if action == "save":
+            errors: dict[str, str] = {}
+            if kind not in ("correction", "content"):
+                errors["kind"] = t(
+                    ctx.locale,
+                    "Choose whether this is a correction or a change of content, then save.",
+                )
+            if (reason_error := _free_text_error(ctx, "reason", reason)) is not None:
+                errors["reason"] = reason_error
+            if not errors:
+                publish = bodies if kind == "content" else {lang: bodies[lang] for lang in changed}
+                practices.publish_text(
+                    ctx.host,
+                    ctx.tenant,
+                    bodies=publish,
+                    kind=kind,
+                    reason=reason,
+                    actor=_actor(ctx),
+                    expected_major=expected,
+                )
+                if kind == "content":
+                    return redirect(ctx, "/text", done=kind, affected=affected)
+                return redirect(ctx, "/text", done=kind)
+            status_code = 400
+        else:
+            errors, status_code = {}, 200
+        unchanged = [_language_name(ctx, lang) for lang in bodies if lang not in changed]
+        return render_page(
+            ctx,
+            "practice_text_preview.html",
+            status=status_code,
+            active="text",
+            previews=previews,
+            bodies=bodies,
+            expected_major=expected,
+            affected=affected,
+            affected_sentence=tn(
                 ctx.locale,
-                "Choose whether this is a correction or a change of content, then save.",
-            )
-        if (reason_error := _free_text_error(ctx, "reason", reason)) is not None:
-            errors["reason"] = reason_error
-        if not errors:
-            publish = bodies if kind == "content" else {lang: bodies[lang] for lang in changed}
-            practices.publish_text(
-                ctx.host,
-                ctx.tenant,
-                bodies=publish,
-                kind=kind,
-                reason=reason,
-                actor=_actor(ctx),
-                expected_major=expected,
-            )
-            if kind == "content":
-                return redirect(ctx, "/text", done=kind, affected=affected)
-            return redirect(ctx, "/text", done=kind)
-        status_code = 400
-    else:
-        errors, status_code = {}, 200
-    unchanged = [_language_name(ctx, lang) for lang in bodies if lang not in changed]
-    return render_page(
-        ctx,
-        "practice_text_preview.html",
-        status=status_code,
-        active="text",
-        previews=previews,
-        bodies=bodies,
-        expected_major=expected,
-        affected=affected,
-        affected_sentence=tn(
-            ctx.locale,
-            "%(n)s client who has consented now will need to consent again.",
-            "%(n)s clients who have consented now will need to consent again.",
-            affected,
-        ),
-        unchanged=unchanged,
-        asks_at_booking=asks_at_booking(practices.settings_of(ctx.practice)),
-        kind=kind,
-        reason=reason,
-        errors=errors,
-    )
+                "%(n)s client who has consented now will need to consent again.",
+                "%(n)s clients who have consented now will need to consent again.",
+                affected,
+            ),
+            unchanged=unchanged,
+            asks_at_booking=asks_at_booking(practices.settings_of(ctx.practice)),
+            kind=kind,
+            reason=reason,
+            errors=errors,
+        )
 
 
 #: (path, endpoint, handler, methods).

@@ -8,14 +8,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hostkit import TestHost, clients_of, create_client_table, hostkit_client
 from smtp_support import SmtpServer, running_server
-from sqlalchemy import Engine, Select, func, insert, select, text
+from sqlalchemy import Engine, func, insert, select, text
 
-from hookspecs.types import ClientInfo, ClientRef, PracticeInfo, TenantRef
+from hookspecs.types import ClientInfo, ClientRef, ClientSelect, PracticeInfo, TenantRef
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.db import make_engine, upgrade
 from samtycke_plugin.email import asking
@@ -69,7 +68,7 @@ class QueryStreamingHost(StreamingHost):
                 for c in map(self._client, range(n))
             ])
 
-    def client_query(self, tenant: TenantRef) -> Select[Any]:
+    def client_query(self, tenant: TenantRef) -> ClientSelect:
         return clients_of(tenant)
 
 

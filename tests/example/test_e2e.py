@@ -476,3 +476,50 @@ def test_batch_request_asks_everyone_without_valid_consent_once(server: LiveServ
     staff.wait_for_load_state()
     for _name, email in asked:
         assert len([m for m in mails_to(server, email) if m.source == "samtycke"]) == 1
+
+
+def test_the_apps_pages_sit_inside_the_platforms_layout(server: LiveServer,
+                                                        new_page: Any) -> None:
+    practice = new_practice(server, ask_new_clients=True)
+    staff = new_page()
+    # Signed out, the app's page sends the practitioner to the platform's sign-in, and
+    # the sign-in back to the page.
+    staff.goto(f"{PREFIX}/setup?step=3")
+    assert staff.url.endswith("/login?next=%2Fapps%2Fsamtycke%2Fsetup%3Fstep%3D3")
+    staff.fill("#f-email", practice["emails"][0])
+    staff.fill("#f-password", practice["password"])
+    staff.click("main form button[type=submit]")
+    staff.wait_for_url(re.compile(rf"{PREFIX}/setup\?step=3$"))
+    for path in (f"{PREFIX}/setup", f"{PREFIX}/"):
+        staff.goto(path)
+        # The platform's own header: its menu, the language switch and sign-out.
+        header = staff.locator("header.top")
+        assert header.locator("nav a[href='/clients']").is_visible()
+        assert header.locator("button[name=lang][value=en]").is_visible()
+        assert header.get_by_role("button", name="Logga ut").is_visible()
+        # The app's page inside it, once: one document, the app's menu in the main part.
+        assert staff.locator("html").count() == 1
+        assert staff.locator("main .sp-page nav.sp-nav").is_visible()
+        assert staff.title().endswith(" · Praktika")
+    shot(staff, "70-app-overview-in-platform-layout")
+
+    staff.goto("/clients/new")
+    staff.fill("#f-name", "Layout Lisa")
+    staff.click("main form button[type=submit]")
+    cid = int(staff.url.rstrip("/").rsplit("/", 1)[1])
+    staff.click(f"a[href='{PREFIX}/clients/{cid}/obtain']")
+    assert staff.locator("header.top nav a[href='/clients']").is_visible()
+    back = staff.locator("main p.back a")
+    assert back.inner_text() == "← Tillbaka till Layout Lisa"
+    shot(staff, "71-obtain-consent-in-platform-layout")
+    back.click()
+    staff.wait_for_url(re.compile(rf"/clients/{cid}$"))
+    # The language switch of the platform works on the app's pages too.
+    staff.goto(f"{PREFIX}/clients/{cid}/history")
+    staff.click("header button[name=lang][value=en]")
+    staff.wait_for_url(re.compile(rf"{PREFIX}/clients/{cid}/history$"))
+    assert staff.locator("main h1").inner_text().startswith("Consent history")
+    assert staff.locator("main p.back a").inner_text() == "← Back to Layout Lisa"
+    staff.get_by_role("button", name="Sign out").click()
+    staff.goto(f"{PREFIX}/")
+    assert "/login?next=" in staff.url

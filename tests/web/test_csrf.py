@@ -239,7 +239,8 @@ def test_the_example_platform_binds_the_apps_forms_to_the_sign_in(platform_app: 
     old_token = csrf_from(browser.get(obtain).text)
 
     browser.post("/logout", data={"csrf_token": csrf_from(browser.get("/").text)})
-    assert browser.get(obtain).status_code == 404  # signed out: no practitioner pages
+    signed_out = browser.get(obtain)  # signed out: the platform's sign-in, no app page
+    assert signed_out.status_code == 303 and signed_out.location.startswith("/login?next=")
     _sign_in(browser, practice)
     stale = browser.post(obtain, data={**RECORD, "csrf_token": old_token})
     assert stale.status_code == 403

@@ -1,0 +1,399 @@
+"""The booking apps in a Flask + SQLAlchemy host: what every such host would otherwise
+write by hand.
+
+Needs Flask, which the app itself does not depend on: install the ``demo`` extra
+(``pip install 'samtycke-plugin[demo]'``) or use the host's own Flask.  Only this
+module imports Flask; nothing else in ``samtycke_plugin`` does, so import it only from
+a Flask host.
+
+* :class:`FlaskHost`: a base class implementing the generic part of
+  :class:`hookspecs.host.Host` over the host's ``scoped_session`` (the hooks' DB-API
+  connection, the app's own units of work, time, URLs, secrets, e-mail); a host adds
+  ``lookup_client``, ``iter_clients`` and ``practice_info`` (and optionally
+  ``client_query``, ``page_layout`` and ``client_path``).
+* :class:`FlaskApps`: the plugin manager and :class:`hookspecs.facade.AppHooks`, the
+  calls a booking flow makes (taking the host's plain ids), the apps' HTML as
+  ``Markup`` for Jinja, the list filter as a SQLAlchemy condition, the apps' WSGI
+  pages mounted into Flask, the e-mail relay and the consent exports.
+
+Every HTML string marked safe here is HTML the app has escaped or sanitized itself
+(the contract's ``FormFragment.html``, ``ProfilePanel.html``, ``RowBadge.html``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any, Literal, NamedTuple
+
+from attrs import frozen
+from flask import Flask, request, stream_with_context
+from markupsafe import Markup
+from sqlalchemy import ColumnElement
+from sqlalchemy.orm import Session, scoped_session
+from werkzeug.wrappers import Response
+
+from hookspecs.facade import AppHooks, make_plugin_manager
+from hookspecs.types import (
+    BookingFormContext,
+    BookingRef,
+    BookingSubmission,
+    ClientCreated,
+    ClientInfo,
+    ClientRef,
+    DeliveryResult,
+    OutgoingEmail,
+    PracticeInfo,
+    StaffContext,
+    TenantRef,
+    Veto,
+)
+from samtycke_plugin import export as samtycke_export
+from samtycke_plugin import web as samtycke_web
+from samtycke_plugin.email import relay as samtycke_relay
+from samtycke_plugin.integrations.sqlalchemy import (
+    dbapi_of,
+    filter_condition,
+    session_unit_of_work,
+)
+
+log = logging.getLogger("samtycke.integrations.flask")
+
+#: Flask endpoints of the mounted app pages start with this: a host's own CSRF check
+#: and request-text checks skip them (the apps' pages check their own).
+MOUNT_ENDPOINT = "app_mount:"
+
+#: A tenant or client reference as a host holds it: its own id (``str(id)`` is the ref).
+Ref = str | int
+
+
+@frozen(kw_only=True)
+class Practitioner:
+    """The signed-in practitioner as the host's own sign-in knows them."""
+
+    tenant: Ref
+    staff: StaffContext
+    #: Names the host's sign-in session, new at every sign-in (``environ["booking.session"]``).
+    session: str
+
+
+class Fragment(NamedTuple):
+    """A booking-form fragment for a Jinja template (``{% for key, html, names in ... %}``)."""
+
+    key: str
+    html: Markup
+    field_names: tuple[str, ...]
+
+
+class FlaskHost:
+    """The generic part of :class:`hookspecs.host.Host` for a Flask + SQLAlchemy host.
+
+    ``sessions`` is the host's request-scoped (thread-scoped) session.  Hooks write
+    through its connection inside the host's transaction (the host commits).  The app's
+    own work (its pages, the mail relay, exports) runs as a unit of work on the same
+    session, committed when it ends: so the host's own reads it calls back into
+    (``lookup_client``, ``page_layout``) share its transaction instead of waiting for
+    its lock on SQLite.  Start app work only while the session holds no pending work
+    of the host's (:meth:`FlaskApps.mount` and :meth:`FlaskApps.send_outbox` see to it).
+    """
+
+    def __init__(
+        self,
+        sessions: scoped_session[Session],
+        *,
+        secret_key: bytes,
+        base_url: str,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.secret_key = secret_key
+        self.base_url = base_url.rstrip("/")
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    def session(self) -> Session:
+        """The request's ORM session (the host's own reads in its Host methods)."""
+        return self.sessions()
+
+    def connection(self) -> Any:
+        return dbapi_of(self.sessions())
+
+    def unit_of_work(self) -> AbstractContextManager[Any]:
+        return session_unit_of_work(self.sessions())
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def absolute_url(self, tenant: TenantRef, path: str) -> str:
+        return self.base_url + path  # from configuration, never from the request
+
+    def app_secret(self, app: str) -> bytes:
+        return hmac.new(self.secret_key, b"app-secret:" + app.encode(), hashlib.sha256).digest()
+
+    def deliver_email(self, tenant: TenantRef, message: OutgoingEmail) -> DeliveryResult | None:
+        return None  # the app's own SMTP transport; override to use the host's mailer
+
+    # -- the host's own data: every host implements these ---------------------------------
+
+    def lookup_client(self, tenant: TenantRef, client: ClientRef) -> ClientInfo | None:
+        raise NotImplementedError(f"{type(self).__name__} must implement lookup_client")
+
+    def iter_clients(self, tenant: TenantRef) -> Iterator[ClientInfo]:
+        raise NotImplementedError(f"{type(self).__name__} must implement iter_clients")
+
+    def practice_info(self, tenant: TenantRef) -> PracticeInfo | None:
+        raise NotImplementedError(f"{type(self).__name__} must implement practice_info")
+
+
+def _tenant(ref: Ref) -> TenantRef:
+    return TenantRef(str(ref))
+
+
+def _client(ref: Ref | None) -> ClientRef | None:
+    return ClientRef(str(ref)) if ref is not None else None
+
+
+class FlaskApps:
+    """The installed apps as a Flask host's booking code sees them.
+
+    :param host: the host (a :class:`FlaskHost` subclass).
+    :param active_apps: the app keys active for a tenant (the host's activation table).
+    :param signed_in: the signed-in practitioner from the host's own session, or ``None``.
+    :param client_ref: the host's client reference as text in its client queries, e.g.
+        ``cast(Client.id, String)`` (see :meth:`filter_condition`).
+    :param strict: refuse a broken app at start-up instead of logging it.
+    """
+
+    def __init__(
+        self,
+        host: FlaskHost,
+        *,
+        active_apps: Callable[[TenantRef], Iterable[str]],
+        signed_in: Callable[[], Practitioner | None],
+        client_ref: ColumnElement[Any] | None = None,
+        strict: bool = False,
+    ) -> None:
+        self.client_ref = client_ref
+        self.host = host
+        self.signed_in = signed_in
+        self.active_apps = active_apps
+        self.hooks = AppHooks(make_plugin_manager(strict=strict), host, active_apps)
+        self.prefixes: list[str] = []
+
+    # -- the app menu ------------------------------------------------------------------
+
+    def menu(self, tenant: Ref, locale: str) -> list[dict[str, Any]]:
+        """Every installed app for the app menu: key, name, description, version, active
+        and ``setup_path`` (a root-relative path: link to it as it is)."""
+        active = set(self.active_apps(_tenant(tenant)))
+        return [
+            {"key": info.key, "name": info.name.get(locale, info.key),
+             "description": info.description.get(locale, ""), "version": info.version,
+             "active": info.key in active, "setup_path": info.setup_path}
+            for info in self.hooks.apps()
+        ]
+
+    def activated(self, tenant: Ref, key: str, active: bool,
+                  settings: Mapping[str, object] | None = None) -> str | None:
+        """Tell the apps, inside the host's transaction after it stored the activation,
+        that ``key`` was (de)activated; returns the app's setup page path when activated.
+        ``settings`` ``{}``/``None``: the app's set-up wizard asks the practitioner."""
+        info = {i.key: i for i in self.hooks.apps()}[key]  # KeyError: not installed
+        if active:
+            self.hooks.activate(_tenant(tenant), key, settings or {})
+            return info.setup_path
+        self.hooks.deactivate(_tenant(tenant), key)
+        return None
+
+    # -- online booking: the form, the check (phase 1) and the record step (phase 2) ---
+
+    def form_fragments(self, tenant: Ref, client: Ref | None, locale: str) -> list[Fragment]:
+        """The apps' fields and notices for the booking form, in their order."""
+        form = BookingFormContext(tenant=_tenant(tenant), client=_client(client), locale=locale)
+        return [Fragment(key=f.key, html=Markup(f.html), field_names=f.field_names)  # noqa: S704
+                for f in self.hooks.form_fragments(form)]
+
+    def submission(
+        self, tenant: Ref, client: Ref | None, *, is_new_client: bool,
+        channel: Literal["online", "staff"], fields: Mapping[str, str], locale: str,
+        ip_address: str | None = None, user_agent: str | None = None,
+    ) -> BookingSubmission:
+        """The booking as the apps see it (pass the same one to check and record)."""
+        return BookingSubmission(
+            tenant=_tenant(tenant), client=_client(client), is_new_client=is_new_client,
+            channel=channel, fields=dict(fields), locale=locale, ip_address=ip_address,
+            user_agent=user_agent,
+        )
+
+    def check_booking(self, submission: BookingSubmission) -> list[Veto]:
+        """Phase 1, before anything is written: the apps' vetoes (fails closed)."""
+        return self.hooks.submit_check(submission)
+
+    def booking_made(self, submission: BookingSubmission, booking: Ref, client: Ref) -> None:
+        """Phase 2, inside the booking's transaction after its row is flushed."""
+        self.hooks.submitted(submission, BookingRef(str(booking)), ClientRef(str(client)))
+
+    def client_created(self, tenant: Ref, client: Ref,
+                       by: Literal["online", "staff"]) -> None:
+        """Inside the transaction that created the client."""
+        self.hooks.client_created(ClientCreated(
+            tenant=_tenant(tenant), client=ClientRef(str(client)), created_by=by,
+            at=self.host.now()))
+
+    def client_erased(self, tenant: Ref, client: Ref) -> None:
+        """Inside the erasure's transaction, before the client's row goes."""
+        self.hooks.client_erased(_tenant(tenant), ClientRef(str(client)))
+
+    # -- practitioner views: profile panels, list filters and row badges ------------------
+
+    def profile_panels(self, client: Ref, locale: str) -> list[Markup]:
+        """The apps' panels for the signed-in practitioner's client profile."""
+        who = self.signed_in()
+        if who is None:
+            return []
+        panels = self.hooks.profile_panels(_tenant(who.tenant), ClientRef(str(client)),
+                                           who.staff, locale)
+        return [Markup(p.html) for p in panels]  # noqa: S704 - escaped by the app
+
+    def list_filters(self, tenant: Ref, locale: str) -> list[tuple[str, str]]:
+        """``(key, label)`` of every filter the active apps offer on the client list."""
+        return [(f.key, f.label) for f in self.hooks.list_filters(_tenant(tenant), locale)]
+
+    def filter_condition(self, tenant: Ref, key: str, client_ref: ColumnElement[Any] | None = None
+                         ) -> ColumnElement[bool] | None:
+        """The filter ``key`` as a condition for the host's ``select(...).where(...)``;
+        ``client_ref`` (default: the one given at construction) is the host's client
+        reference as text.  ``None``: no active app offers ``key``."""
+        ref = client_ref if client_ref is not None else self.client_ref
+        if ref is None:
+            raise TypeError("pass client_ref: the host's client reference column as text")
+        column = str(ref.compile(dialect=self.host.session().get_bind().dialect))
+        found = self.hooks.list_filter_clause(_tenant(tenant), key, column)
+        return filter_condition(found) if found is not None else None
+
+    def row_badges(self, tenant: Ref, clients: Sequence[Ref], locale: str) -> dict[str, Markup]:
+        """The apps' badges for one page of the client list, by ``str(client)``."""
+        if not clients:
+            return {}
+        badges = self.hooks.list_badges(_tenant(tenant), [ClientRef(str(c)) for c in clients],
+                                        locale)
+        return {str(ref): Markup(" ".join(b.html for b in row))  # noqa: S704
+                for ref, row in badges.items()}
+
+    def install_jinja(self, app: Flask) -> None:
+        """``booking_apps`` in the host's templates: ``booking_apps.profile_panels(...)``
+        and the others above, returning ``Markup`` of the apps' escaped HTML."""
+        app.jinja_env.globals["booking_apps"] = self
+
+    # -- the apps' pages -------------------------------------------------------------
+
+    def mount(
+        self, app: Flask, *, locale: Callable[[], str],
+        home: Callable[[], tuple[str, str] | None] | None = None,
+        sign_in: Callable[[], str] | None = None,
+    ) -> None:
+        """Forward ``<prefix>/...`` to each app's WSGI application, with the signed-in
+        practitioner (from the host's session, never from the request), the page
+        language, the host's "back" link and its sign-in page in the environ."""
+        for mount in self.hooks.web_mounts():
+            def forward(rest: str, _mount: Any = mount) -> Response:
+                environ = dict(request.environ)
+                environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + _mount.prefix
+                environ["PATH_INFO"] = request.environ["PATH_INFO"][len(_mount.prefix):]
+                for key in list(environ):
+                    if key.startswith("booking."):  # only this code sets them
+                        del environ[key]
+                environ["booking.host"] = self.host
+                environ["booking.locale"] = locale()
+                if home is not None and (link := home()) is not None:
+                    environ["booking.home"] = link
+                if sign_in is not None:
+                    environ["booking.sign_in"] = sign_in()
+                who = self.signed_in()
+                if who is not None:
+                    environ["booking.tenant"] = _tenant(who.tenant)
+                    environ["booking.staff"] = who.staff
+                    environ["booking.session"] = who.session
+                # The app's page runs in its own unit of work: the request's session
+                # holds no transaction (nor, on SQLite, the write lock) meanwhile.
+                self.host.sessions().rollback()
+                return Response.from_app(_mount.app, environ)
+
+            self.prefixes.append(mount.prefix)
+            endpoint = MOUNT_ENDPOINT + mount.key
+            methods = ["GET", "HEAD", "POST"]
+            for exact in (mount.prefix, mount.prefix + "/"):
+                app.add_url_rule(exact, endpoint, forward, methods=methods, defaults={"rest": ""})
+            app.add_url_rule(mount.prefix + "/<path:rest>", endpoint, forward, methods=methods)
+
+    def log_path(self, path: str) -> str:
+        """``path`` as the host may log it: below an app's mount only its first segment
+        (the e-mailed links carry a token there, which no log may keep), and never a
+        query string."""
+        path = path.split("?", 1)[0]
+        for prefix in self.prefixes:
+            if path.startswith(prefix + "/"):
+                return prefix + samtycke_web.redact_path(path[len(prefix):])
+        return path
+
+    # -- e-mail ----------------------------------------------------------------------
+
+    def send_outbox(self) -> int:
+        """Send the apps' queued e-mail that is due now; returns how many were sent."""
+        self.host.sessions().rollback()
+        try:
+            return samtycke_relay.send_due(self.host).sent
+        except Exception:
+            log.exception("sending queued app e-mail failed; it stays queued")
+            return 0
+        finally:
+            self.host.sessions.remove()
+
+    def start_mail_worker(self, every: float = 15.0) -> threading.Thread:
+        """A daemon thread sending queued e-mail every ``every`` seconds (or run
+        ``samtycke mail send`` from cron instead)."""
+        def work() -> None:
+            while True:
+                time.sleep(every)
+                self.send_outbox()
+
+        worker = threading.Thread(target=work, name="samtycke-mail", daemon=True)
+        worker.start()
+        return worker
+
+    # -- Samtycke's proof of consent as downloads --------------------------------------
+
+    def client_export(self, tenant: Ref, client: Ref, kind: str, locale: str) -> Response:
+        """A client's consent history: ``json``, ``csv``, ``html`` (printable) or ``zip``."""
+        host, ten, ref = self.host, _tenant(tenant), str(client)
+        name = f"samtycke-{ten}-{ref}.{kind}"
+        if kind == "zip":
+            body: str | bytes = samtycke_export.proof_bundle(host, ten, ref, locale=locale)
+            name = samtycke_export.bundle_filename(ten, ref, host.now())
+        elif kind == "json":
+            body = samtycke_export.client_history_json(host, ten, ref, locale=locale)
+        elif kind == "csv":
+            body = samtycke_export.client_history_csv(host, ten, ref)
+        else:
+            body = samtycke_export.client_history_html(host, ten, ref, locale=locale)
+        mimetypes = {"zip": "application/zip", "json": "application/json", "csv": "text/csv"}
+        response = Response(body, mimetype=mimetypes.get(kind, "text/html"))
+        if kind != "html":
+            response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        else:  # a self-contained page with its own inline style
+            response.headers["Content-Security-Policy"] = (
+                "default-src 'none'; style-src 'unsafe-inline'")
+        return response
+
+    def status_export(self, tenant: Ref, locale: str) -> Response:
+        """The practice's status list as CSV, streamed (the request stays open meanwhile)."""
+        chunks: Iterator[str] = samtycke_export.practice_status_csv(
+            self.host, _tenant(tenant), locale=locale)
+        response = Response(stream_with_context(chunks), mimetype="text/csv")
+        response.headers["Content-Disposition"] = 'attachment; filename="samtycke-status.csv"'
+        return response

@@ -1,0 +1,72 @@
+"""The host contract for hosts that use SQLAlchemy 2 (Flask, FastAPI, scripts, tests).
+
+A SQLAlchemy host implements :class:`hookspecs.host.Host`'s database part in a few
+lines::
+
+    from samtycke_plugin.integrations.sqlalchemy import dbapi_of, engine_unit_of_work
+
+    class MyHost:
+        def connection(self):
+            return dbapi_of(self.sessions())  # the request's session, its transaction begun
+
+        def unit_of_work(self):
+            return engine_unit_of_work(engine)  # a connection of its own, committed at the end
+
+and adds the app's list filters to its own client query with :func:`filter_condition`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Engine, and_, bindparam, text
+from sqlalchemy.orm import Session
+
+from hookspecs.types import FilterClause, SqlText
+
+
+def dbapi_of(bind: Session | Connection) -> Any:
+    """The DB-API connection under ``bind`` (a ``Session`` or ``Connection``), with
+    the transaction of ``bind`` begun (on SQLite through the engine's ``begin`` event,
+    e.g. ``BEGIN IMMEDIATE`` after :func:`samtycke_plugin.db.configure_sqlite`)."""
+    connection = bind.connection() if isinstance(bind, Session) else bind
+    if not connection.in_transaction():
+        connection.begin()
+    return connection.connection.driver_connection
+
+
+@contextmanager
+def engine_unit_of_work(engine: Engine) -> Iterator[Any]:
+    """:meth:`Host.unit_of_work` over ``engine``: a connection of its own in a new
+    transaction, committed when the block ends and rolled back on an exception."""
+    with engine.begin() as connection:
+        yield connection.connection.driver_connection
+
+
+@contextmanager
+def session_unit_of_work(session: Session) -> Iterator[Any]:
+    """:meth:`Host.unit_of_work` on ``session`` itself, committed when the block ends
+    and rolled back on an exception: for a host with one session and no concurrent
+    work of its own in it (a script, a test host)."""
+    try:
+        yield dbapi_of(session)
+    except BaseException:
+        session.rollback()
+        raise
+    session.commit()
+
+
+def sql_condition(condition: SqlText) -> ColumnElement[bool]:
+    """A :class:`~hookspecs.types.SqlText` condition as a SQLAlchemy boolean expression."""
+    clause = text(condition.sql).bindparams(
+        *(bindparam(name, value) for name, value in condition.params.items())
+    )
+    return and_(clause)
+
+
+def filter_condition(clause: FilterClause) -> ColumnElement[bool]:
+    """An app's list filter (``booking_client_list_filter_clause``) for the host's
+    ``select(...).where(...)``."""
+    return sql_condition(clause.condition)
