@@ -111,7 +111,7 @@ def book(request: HttpRequest, slug: str) -> HttpResponse:
                     errors["slot"] = text("taken")
                 except DatabaseError:
                     log.exception("online booking failed")
-                    errors["_"] = text("failed")
+                    errors["form"] = text("failed")
                 else:
                     request.session["booked"] = booking.pk
                     return redirect("booked", slug=slug)
