@@ -52,7 +52,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def browser(server: str) -> Iterator[Any]:
+    """Started after the server: Django refuses database work in a thread that runs an
+    event loop, as Playwright's sync API does until it stops."""
     sync_api = playwright_sync_api()
     with sync_api.sync_playwright() as playwright:
         launched = launch(playwright)
