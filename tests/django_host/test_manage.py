@@ -12,7 +12,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client as Browser
-from django_support import PREFIX, ROOT, add_practice, migrate, page, signed_in
+from django_support import PREFIX, ROOT, add_practice, hidden_fields, migrate, page, signed_in
 
 pytestmark = pytest.mark.usefixtures("clinic_db")
 
@@ -67,3 +67,19 @@ def test_signed_out_practitioner_pages_redirect_to_the_clinic_sign_in() -> None:
         assert response["Location"].startswith("/accounts/login/?next="), response["Location"]
     _practice, owner = add_practice()
     assert page(signed_in(owner).get("/accounts/login/")).count("csrfmiddlewaretoken") >= 1
+
+
+def test_the_apps_form_tokens_belong_to_one_sign_in() -> None:
+    from django.db import transaction
+
+    from examples.django_host.clinic import samtycke_glue as glue
+
+    practice, owner = add_practice()
+    with transaction.atomic():
+        glue.set_active(practice, "samtycke", True, {"require_consent_for_online_booking": False})
+    first, second = signed_in(owner), signed_in(owner)
+    tokens = [hidden_fields(page(b.get(f"{PREFIX}/text")))["csrf_token"] for b in (first, second)]
+    assert tokens[0] != tokens[1]
+    stale = second.post(f"{PREFIX}/text", {"csrf_token": tokens[0], "action": "edit",
+                                           "expected_major": "1"})
+    assert stale.status_code in (400, 403)
