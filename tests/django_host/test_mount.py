@@ -64,3 +64,15 @@ def test_a_body_without_length_is_streamed_and_closed() -> None:
     assert b"".join(response.streaming_content) == b"one,two"
     response.close()
     assert closed == [True]
+
+
+def test_manage_py_check_warns_about_sqlite_without_immediate_transactions() -> None:
+    from samtycke_plugin.integrations.django.apps import sqlite_problems
+    from samtycke_plugin.integrations.django.host import sqlite_options
+
+    sqlite = {"ENGINE": "django.db.backends.sqlite3", "NAME": "x.sqlite3"}
+    assert [w.id for w in sqlite_problems({"default": sqlite}, "default")] == ["samtycke.W001"]
+    ready = {**sqlite, "OPTIONS": sqlite_options()}
+    assert sqlite_problems({"default": ready}, "default") == []
+    postgres = {"ENGINE": "django.db.backends.postgresql", "NAME": "clinic"}
+    assert sqlite_problems({"default": postgres}, "default") == []

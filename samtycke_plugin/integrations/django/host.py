@@ -86,7 +86,7 @@ class DjangoHost:
     :meth:`practice_info`, :meth:`active_apps` and :meth:`staff`.
     """
 
-    #: The database alias the app shares with the host.
+    #: The database alias the app shares with the host (as ``SAMTYCKE["DATABASE"]``).
     using: str = DEFAULT_DB_ALIAS
 
     def __init__(self, *, clock: Callable[[], datetime] | None = None) -> None:
