@@ -1,0 +1,10 @@
+"""The clinic as a WSGI application."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "examples.django_host.settings")
+application = get_wsgi_application()
