@@ -133,17 +133,13 @@ _HASH = _PREV + 1
 _EVIDENCE = slice(_HASH + 1, _HASH + 7)
 
 
-def _row_members(row: DbRow) -> dict[str, Any]:
-    return _chained_members(row)
-
-
 #: How far from its position a renumbered event is looked for (diagnosis only).
 _RENUMBER_WINDOW = 64
 
 
 def _original_seq(row: DbRow) -> int | None:
     """The sequence number an intact but renumbered event was hashed with, if near."""
-    members = _row_members(row)
+    members = _chained_members(row)
     seq = int(row[_SEQ])
     for delta in range(1, _RENUMBER_WINDOW + 1):
         for candidate in (seq - delta, seq + delta):
@@ -198,7 +194,7 @@ def _link_problem(
             tenant_ref, count, seq, stored, seq, "reordered",
             f"event #{seq} appears after event #{expected - 1}",
         )
-    if _link_hash(row[_PREV], _row_members(row)) != stored:
+    if _link_hash(row[_PREV], _chained_members(row)) != stored:
         original = _original_seq(row)
         if original is None:
             return _result(
