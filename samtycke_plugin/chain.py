@@ -10,16 +10,24 @@ the evidence keeps the chain verifiable.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import rfc8785
 from attrs import frozen
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from samtycke_plugin.integrity import TextSeal, event_text_problem, text_seals, time_problem
+from samtycke_plugin.integrity import (
+    CLOCK_TOLERANCE,
+    DbRow,
+    TextSeal,
+    event_text_problem,
+    streamed,
+    text_seals,
+    time_problem,
+)
 from samtycke_plugin.models import GENESIS_HASH, ConsentEvent, Evidence, Practice
 
 CHAINED_FIELDS = (
@@ -43,10 +51,12 @@ CHAINED_FIELDS = (
 )
 
 
+def _utc_text(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat(timespec="microseconds")
-    return value
+    return _utc_text(value) if isinstance(value, datetime) else value
 
 
 def jcs(members: Mapping[str, Any]) -> bytes:
@@ -54,14 +64,27 @@ def jcs(members: Mapping[str, Any]) -> bytes:
     return bytes(rfc8785.dumps(dict(members)))
 
 
+def _chained_members(values: Iterable[Any]) -> dict[str, Any]:
+    """The JSON object of the chained fields, given their values in
+    :data:`CHAINED_FIELDS` order (extra trailing values are ignored)."""
+    return {
+        k: _utc_text(v) if isinstance(v, datetime) else v
+        for k, v in zip(CHAINED_FIELDS, values, strict=False)
+    }
+
+
 def canonical(fields: Mapping[str, Any]) -> bytes:
     """RFC 8785 canonical JSON of the chained fields."""
-    return jcs({k: _jsonable(fields[k]) for k in CHAINED_FIELDS})
+    return jcs(_chained_members(fields[k] for k in CHAINED_FIELDS))
+
+
+def _link_hash(prev_hash: str, members: dict[str, Any]) -> str:
+    return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + jcs(members)).hexdigest()
 
 
 def row_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
     """The hash of one event, given the previous event's hash."""
-    return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + canonical(fields)).hexdigest()
+    return _link_hash(prev_hash, _chained_members(fields[k] for k in CHAINED_FIELDS))
 
 
 def evidence_hash(
@@ -100,70 +123,29 @@ class VerifyResult:
         return self.broken is None
 
 
-class _EventRow(Protocol):
-    """What verification reads of an event (an ORM object or a Core row)."""
-
-    @property
-    def tenant_ref(self) -> str: ...
-    @property
-    def seq(self) -> int: ...
-    @property
-    def client_ref(self) -> str: ...
-    @property
-    def evidence_sha256(self) -> str | None: ...
-    @property
-    def occurred_at(self) -> datetime: ...
-    @property
-    def text_version_id(self) -> int | None: ...
-    @property
-    def prev_hash(self) -> str: ...
-    @property
-    def row_hash(self) -> str: ...
-
-
-class _EvidenceRow(Protocol):
-    """What verification reads of an evidence row."""
-
-    @property
-    def tenant_ref(self) -> str: ...
-    @property
-    def client_ref(self) -> str: ...
-    @property
-    def salt(self) -> str: ...
-    @property
-    def ip_prefix(self) -> str | None: ...
-    @property
-    def user_agent(self) -> str | None: ...
-    @property
-    def note(self) -> str | None: ...
-
-
-@frozen
-class _EvidenceView:
-    tenant_ref: str
-    client_ref: str
-    salt: str
-    ip_prefix: str | None
-    user_agent: str | None
-    note: str | None
-
-
-def _fields(ev: Any) -> dict[str, Any]:
-    return {k: getattr(ev, k) for k in CHAINED_FIELDS}
+#: Where verification finds an event's columns in a row: the chained fields in
+#: :data:`CHAINED_FIELDS` order, then the event's links, then its evidence (if read).
+_SEQ = CHAINED_FIELDS.index("seq")
+_TEXT_KEY = slice(CHAINED_FIELDS.index("text_version_id"), CHAINED_FIELDS.index("language") + 1)
+_OCCURRED = CHAINED_FIELDS.index("occurred_at")
+_PREV = len(CHAINED_FIELDS)
+_HASH = _PREV + 1
+_EVIDENCE = slice(_HASH + 1, _HASH + 7)
 
 
 #: How far from its position a renumbered event is looked for (diagnosis only).
 _RENUMBER_WINDOW = 64
 
 
-def _original_seq(ev: _EventRow) -> int | None:
+def _original_seq(row: DbRow) -> int | None:
     """The sequence number an intact but renumbered event was hashed with, if near."""
-    fields = _fields(ev)
-    seq = int(ev.seq)
+    members = _chained_members(row)
+    seq = int(row[_SEQ])
     for delta in range(1, _RENUMBER_WINDOW + 1):
         for candidate in (seq - delta, seq + delta):
-            moved = {**fields, "seq": candidate}
-            if candidate >= 1 and row_hash(ev.prev_hash, moved) == ev.row_hash:
+            if candidate >= 1 and _link_hash(
+                row[_PREV], {**members, "seq": candidate}
+            ) == row[_HASH]:
                 return candidate
     return None
 
@@ -178,27 +160,105 @@ def _result(
     )
 
 
-def _evidence_problem(
-    ev: _EventRow, evd: _EvidenceRow | None, erased_after: Mapping[str, int] | None
-) -> str | None:
+def _evidence_problem(row: DbRow, erased_after: Mapping[str, int] | None) -> str | None:
     """Why the event's evidence is not what the chain says, or ``None``."""
-    if evd is not None:
-        if ev.evidence_sha256 is None:
+    evd_tenant, evd_client, salt, ip_prefix, user_agent, note = row[_EVIDENCE]
+    if salt is not None:
+        if row.evidence_sha256 is None:
             return "evidence (IP, user agent or note) was attached to an event that had none"
-        if evd.tenant_ref != ev.tenant_ref or evd.client_ref != ev.client_ref:
+        if evd_tenant != row.tenant_ref or evd_client != row.client_ref:
             return "the event's evidence was moved to another practice or client"
-        if evidence_hash(evd.salt, evd.ip_prefix, evd.user_agent, evd.note) != ev.evidence_sha256:
+        if evidence_hash(salt, ip_prefix, user_agent, note) != row.evidence_sha256:
             return "the event's evidence (IP, user agent, note) was altered"
         return None
-    if ev.evidence_sha256 is not None and erased_after is not None:
-        if erased_after.get(ev.client_ref, 0) <= ev.seq:
+    if row.evidence_sha256 is not None and erased_after is not None:
+        if erased_after.get(row.client_ref, 0) <= row.seq:
             return "the event's evidence was removed without an erasure of the client"
+    return None
+
+
+def _link_problem(
+    tenant_ref: str, count: int, row: DbRow, expected: int, prev: str,
+    following: Callable[[], DbRow | None],
+) -> VerifyResult | None:
+    """The break at this event's place in the chain (its number, hash and link to the
+    event before), or ``None``; ``following`` reads the next event (diagnosis only)."""
+    seq, stored = row[_SEQ], row[_HASH]
+    if seq != expected:
+        if seq > expected:
+            return _result(
+                tenant_ref, count, seq, stored, expected, "missing",
+                f"event #{expected} is missing (the next event found is #{seq})",
+            )
+        return _result(
+            tenant_ref, count, seq, stored, seq, "reordered",
+            f"event #{seq} appears after event #{expected - 1}",
+        )
+    if _link_hash(row[_PREV], _chained_members(row)) != stored:
+        original = _original_seq(row)
+        if original is None:
+            return _result(
+                tenant_ref, count, seq, stored, seq, "changed",
+                "the event's contents do not match its hash (a column was altered)",
+            )
+        if original < seq:
+            return _result(
+                tenant_ref, count, seq, stored, original, "inserted",
+                f"an event was inserted at #{original}: the original event #{original} "
+                f"now appears as #{seq}",
+            )
+        after = following()
+        if after is not None and _original_seq(after) == seq:
+            return _result(
+                tenant_ref, count, seq, stored, seq, "reordered",
+                f"events #{seq} and #{original} swapped places",
+            )
+        return _result(
+            tenant_ref, count, seq, stored, seq, "missing",
+            f"event #{seq} was removed and the later events renumbered "
+            f"(the original event #{original} now appears as #{seq})",
+        )
+    if row[_PREV] != prev:
+        if seq == 1:
+            return _result(
+                tenant_ref, count, seq, stored, 1, "changed",
+                "event #1 does not start from the genesis hash",
+            )
+        return _result(
+            tenant_ref, count, seq, stored, seq - 1, "changed",
+            f"event #{seq - 1} was replaced by one with a recomputed hash: "
+            f"event #{seq} still points to the original",
+        )
+    return None
+
+
+def _head_problem(
+    tenant_ref: str, count: int, last_seq: int, last_hash: str, head_seq: int,
+    head_hash: str | None,
+) -> VerifyResult | None:
+    if head_seq < last_seq:
+        return _result(
+            tenant_ref, count, last_seq, last_hash, head_seq + 1, "inserted",
+            f"event #{head_seq + 1} lies beyond the practice's chain head #{head_seq} "
+            "(it was not appended by the app)",
+        )
+    if head_seq > last_seq:
+        return _result(
+            tenant_ref, count, last_seq, last_hash, last_seq + 1, "missing",
+            f"the practice's chain head says #{head_seq}, the ledger ends at #{last_seq}",
+        )
+    if head_hash != last_hash:
+        return _result(
+            tenant_ref, count, last_seq, last_hash, last_seq, "head",
+            f"the last event #{last_seq} does not match the practice's chain head "
+            "(the event was replaced or the head altered)",
+        )
     return None
 
 
 def _walk(
     tenant_ref: str,
-    rows: Iterable[tuple[_EventRow, _EvidenceRow | None]],
+    rows: Iterable[DbRow],
     *,
     head_seq: int | None,
     head_hash: str | None,
@@ -206,132 +266,65 @@ def _walk(
     erased_after: Mapping[str, int] | None,
     seals: Mapping[int, TextSeal] | None = None,
 ) -> VerifyResult:
-    """Walk ``(event, evidence)`` pairs in ``seq`` order and name the first broken link.
+    """Walk events in ``seq`` order and name the first broken link.
 
-    Kinds: ``changed`` (an event's contents do not match its hash, or an event was
-    replaced by one with a recomputed hash), ``missing`` (an event is gone: a gap, or
-    later events renumbered down), ``inserted`` (an event that was never appended by
-    the app: later events renumbered up, or events past the chain head),
-    ``reordered`` (events swapped places), ``head`` (the practice's chain head does not
-    match the last event), ``evidence`` (personal evidence altered, moved, attached or
-    removed without an erasure), ``text`` (with ``seals``: the text an event points at
-    no longer hashes to what the event recorded, or its HTML is not the rendering of its
-    body), ``time`` (an event happened more than the clock tolerance before an earlier
-    event of the chain).  Memory stays constant: nothing is kept per event.
+    Each row holds the chained fields in :data:`CHAINED_FIELDS` order, ``prev_hash``,
+    ``row_hash`` and, with ``check_evidence``, the evidence columns of
+    :func:`_event_rows`.  Kinds: ``changed`` (an event's contents do not match its
+    hash, or an event was replaced by one with a recomputed hash), ``missing`` (an
+    event is gone: a gap, or later events renumbered down), ``inserted`` (an event that
+    was never appended by the app: later events renumbered up, or events past the chain
+    head), ``reordered`` (events swapped places), ``head`` (the practice's chain head
+    does not match the last event), ``evidence`` (personal evidence altered, moved,
+    attached or removed without an erasure), ``text`` (with ``seals``: the text an
+    event points at no longer hashes to what the event recorded, or its HTML is not the
+    rendering of its body), ``time`` (an event happened more than the clock tolerance
+    before an earlier event of the chain).  Memory stays constant: nothing is kept per
+    event (only the text references already found sound, at most one per text version,
+    language and hash an event recorded).
     """
     expected = 1
     prev = GENESIS_HASH
     latest: datetime | None = None
+    earliest_allowed: datetime | None = None
+    sound_texts: set[tuple[Any, ...]] = set()
     count = 0
     it = iter(rows)
-    for ev, evd in it:
+    for row in it:
         count += 1
-        if ev.seq != expected:
-            if ev.seq > expected:
-                return _result(
-                    tenant_ref, count, ev.seq, ev.row_hash, expected, "missing",
-                    f"event #{expected} is missing (the next event found is #{ev.seq})",
-                )
-            return _result(
-                tenant_ref, count, ev.seq, ev.row_hash, ev.seq, "reordered",
-                f"event #{ev.seq} appears after event #{expected - 1}",
-            )
-        if row_hash(ev.prev_hash, _fields(ev)) != ev.row_hash:
-            original = _original_seq(ev)
-            if original is None:
-                return _result(
-                    tenant_ref, count, ev.seq, ev.row_hash, ev.seq, "changed",
-                    "the event's contents do not match its hash (a column was altered)",
-                )
-            if original < ev.seq:
-                return _result(
-                    tenant_ref, count, ev.seq, ev.row_hash, original, "inserted",
-                    f"an event was inserted at #{original}: the original event #{original} "
-                    f"now appears as #{ev.seq}",
-                )
-            following = next(it, None)
-            if following is not None and _original_seq(following[0]) == ev.seq:
-                return _result(
-                    tenant_ref, count, ev.seq, ev.row_hash, ev.seq, "reordered",
-                    f"events #{ev.seq} and #{original} swapped places",
-                )
-            return _result(
-                tenant_ref, count, ev.seq, ev.row_hash, ev.seq, "missing",
-                f"event #{ev.seq} was removed and the later events renumbered "
-                f"(the original event #{original} now appears as #{ev.seq})",
-            )
-        if ev.prev_hash != prev:
-            if ev.seq == 1:
-                return _result(
-                    tenant_ref, count, ev.seq, ev.row_hash, 1, "changed",
-                    "event #1 does not start from the genesis hash",
-                )
-            return _result(
-                tenant_ref, count, ev.seq, ev.row_hash, ev.seq - 1, "changed",
-                f"event #{ev.seq - 1} was replaced by one with a recomputed hash: "
-                f"event #{ev.seq} still points to the original",
-            )
+        seq = row[_SEQ]
+        broken = _link_problem(tenant_ref, count, row, expected, prev, lambda: next(it, None))
+        if broken is not None:
+            return broken
         if check_evidence:
-            problem = _evidence_problem(ev, evd, erased_after)
+            problem = _evidence_problem(row, erased_after)
             if problem is not None:
-                return _result(
-                    tenant_ref, count, ev.seq, ev.row_hash, ev.seq, "evidence", problem
-                )
-        if seals is not None and ev.text_version_id is not None:
-            problem = event_text_problem(ev, seals)
+                return _result(tenant_ref, count, seq, row[_HASH], seq, "evidence", problem)
+        if seals is not None:
+            text_key = row[_TEXT_KEY]
+            if text_key[0] is not None and text_key not in sound_texts:
+                problem = event_text_problem(row, seals)
+                if problem is not None:
+                    return _result(tenant_ref, count, seq, row[_HASH], seq, "text", problem)
+                sound_texts.add(text_key)
+        occurred = row[_OCCURRED]
+        if earliest_allowed is not None and occurred < earliest_allowed:
+            assert latest is not None
+            problem = time_problem(row, latest)
             if problem is not None:
-                return _result(tenant_ref, count, ev.seq, ev.row_hash, ev.seq, "text", problem)
-        if latest is not None and (problem := time_problem(ev, latest)) is not None:
-            return _result(tenant_ref, count, ev.seq, ev.row_hash, ev.seq, "time", problem)
-        if latest is None or ev.occurred_at > latest:
-            latest = ev.occurred_at
-        prev = ev.row_hash
+                return _result(tenant_ref, count, seq, row[_HASH], seq, "time", problem)
+        if latest is None or occurred > latest:
+            latest = occurred
+            earliest_allowed = latest - CLOCK_TOLERANCE
+        prev = row[_HASH]
         expected += 1
     last_seq = expected - 1
     if head_seq is not None:
-        if head_seq < last_seq:
-            return _result(
-                tenant_ref, count, last_seq, prev, head_seq + 1, "inserted",
-                f"event #{head_seq + 1} lies beyond the practice's chain head #{head_seq} "
-                "(it was not appended by the app)",
-            )
-        if head_seq > last_seq:
-            return _result(
-                tenant_ref, count, last_seq, prev, last_seq + 1, "missing",
-                f"the practice's chain head says #{head_seq}, the ledger ends at #{last_seq}",
-            )
-        if head_hash != prev:
-            return _result(
-                tenant_ref, count, last_seq, prev, last_seq, "head",
-                f"the last event #{last_seq} does not match the practice's chain head "
-                "(the event was replaced or the head altered)",
-            )
+        broken = _head_problem(tenant_ref, count, last_seq, prev, head_seq, head_hash)
+        if broken is not None:
+            return broken
     return VerifyResult(
         tenant_ref=tenant_ref, events=count, head_seq=last_seq, head_hash=prev, broken=None
-    )
-
-
-def verify_events(
-    tenant_ref: str,
-    events: Iterable[ConsentEvent],
-    *,
-    head_seq: int | None,
-    head_hash: str | None,
-    evidence: Mapping[int, Evidence] | None = None,
-    erased_after: Mapping[str, int] | None = None,
-    seals: Mapping[int, TextSeal] | None = None,
-) -> VerifyResult:
-    """Walk events in ``seq`` order and name the first broken link.
-
-    ``evidence`` (event id → evidence row) enables the evidence check; with
-    ``erased_after`` (client → seq of its latest ``erased`` event) evidence that is
-    gone without a later erasure is a break too.  ``seals`` (from
-    :func:`samtycke_plugin.integrity.text_seals`) enables the text check.
-    """
-    rows = ((ev, evidence.get(ev.id) if evidence is not None else None) for ev in events)
-    return _walk(
-        tenant_ref, rows, head_seq=head_seq, head_hash=head_hash,
-        check_evidence=evidence is not None, erased_after=erased_after, seals=seals,
     )
 
 
@@ -357,29 +350,20 @@ _EVIDENCE_COLUMNS = (
 )
 
 
-def _joined_rows(
-    session: Session, tenant_ref: str, with_evidence: bool
-) -> Iterator[tuple[_EventRow, _EvidenceRow | None]]:
-    table = ConsentEvent.__table__
+_T = ConsentEvent.__table__
+#: The event columns :func:`_walk` reads, in its order (no ORM objects are built).
+_EVENT_COLUMNS = (*(_T.c[k] for k in CHAINED_FIELDS), _T.c.prev_hash, _T.c.row_hash)
+
+
+def _event_rows(session: Session, tenant_ref: str, with_evidence: bool) -> Iterator[DbRow]:
+    """A practice's events in ``seq`` order, streamed (with their evidence)."""
     stmt = (
-        select(table, *_EVIDENCE_COLUMNS)
-        .select_from(table.outerjoin(Evidence, Evidence.event_id == table.c.id))
+        select(*_EVENT_COLUMNS, *_EVIDENCE_COLUMNS)
+        .select_from(_T.outerjoin(Evidence, Evidence.event_id == _T.c.id))
         if with_evidence
-        else select(table)
+        else select(*_EVENT_COLUMNS)
     )
-    result = session.execute(
-        stmt.where(table.c.tenant_ref == tenant_ref)
-        .order_by(table.c.seq)
-        .execution_options(yield_per=2000)
-    )
-    for row in result:
-        evd: _EvidenceRow | None = None
-        if with_evidence and row.evd_salt is not None:
-            evd = _EvidenceView(
-                row.evd_tenant_ref, row.evd_client_ref, row.evd_salt, row.evd_ip_prefix,
-                row.evd_user_agent, row.evd_note,
-            )
-        yield row, evd
+    return streamed(session, stmt.where(_T.c.tenant_ref == tenant_ref).order_by(_T.c.seq))
 
 
 def _stray_evidence(session: Session, tenant_ref: str) -> tuple[int, str] | None:
@@ -421,7 +405,7 @@ def verify_chain(session: Session, tenant_ref: str, *, check_evidence: bool = Tr
     seals = text_seals(session, tenant_ref)
     result = _walk(
         tenant_ref,
-        _joined_rows(session, tenant_ref, check_evidence),
+        _event_rows(session, tenant_ref, check_evidence),
         head_seq=practice.head_seq if practice else None,
         head_hash=practice.head_hash if practice else None,
         check_evidence=check_evidence,

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeAlias
 
 from attrs import frozen
-from sqlalchemy import and_, select
+from sqlalchemy import Result, Row, Select, and_, select
 from sqlalchemy.orm import Session
 
 from samtycke_plugin.models import ConsentEvent, ConsentStateRow, TextVersion
@@ -163,28 +163,57 @@ class ReplayedState:
     last_seq: int
 
 
+_E = ConsentEvent.__table__.c
+#: What a replay reads of each event, in :func:`_replayed`'s order.
+_REPLAY_COLUMNS = (_E.client_ref, _E.seq, _E.state, _E.text_major, _E.expires_at,
+                   _E.occurred_at)
+
+
+#: A result row of any width (read by position or by column name).
+DbRow: TypeAlias = "Row[*tuple[Any, ...]]"
+
+
+def streamed(session: Session, stmt: Select[*tuple[Any, ...]]) -> Iterator[DbRow]:
+    """Core rows of ``stmt`` through the session's connection, in batches: no ORM
+    result processing per row, and memory bounded by the batch."""
+    result: Result[*tuple[Any, ...]] = session.connection().execute(
+        stmt.execution_options(yield_per=2000)
+    )
+    yield from result
+
+
+def _replayed(rows: Iterator[DbRow]) -> Iterator[tuple[str, ReplayedState, DbRow]]:
+    """Rows that start with :data:`_REPLAY_COLUMNS`, ordered by client and sequence
+    number, folded client by client: each client with its replayed status and its last
+    row (one client is held at a time)."""
+    current: str | None = None
+    replayed: ReplayedState | None = None
+    last: DbRow | None = None
+    for row in rows:
+        client, seq, state, major, expires, occurred = row[:6]
+        if client != current:
+            if current is not None and replayed is not None and last is not None:
+                yield current, replayed, last
+            current, replayed = client, None
+        replayed = replay_step(replayed, seq, state, major, expires, occurred)
+        last = row
+    if current is not None and replayed is not None and last is not None:
+        yield current, replayed, last
+
+
 def replay_clients(session: Session, tenant_ref: str) -> Iterator[tuple[str, ReplayedState]]:
     """Every client of a practice with its replayed status, in client order, streamed
     (the events come ordered by client and sequence number; one client is held at a
     time).  ``last_seq`` is the event that last changed the status, as the write path
     records it (a request that leaves consent in place changes nothing)."""
-    e = ConsentEvent.__table__.c
-    rows = session.execute(
-        select(e.client_ref, e.seq, e.state, e.text_major, e.expires_at, e.occurred_at)
-        .where(e.tenant_ref == tenant_ref)
-        .order_by(e.client_ref, e.seq)
-        .execution_options(yield_per=5000)
+    rows = streamed(
+        session,
+        select(*_REPLAY_COLUMNS)
+        .where(_E.tenant_ref == tenant_ref)
+        .order_by(_E.client_ref, _E.seq),
     )
-    current: str | None = None
-    replayed: ReplayedState | None = None
-    for client, seq, state, major, expires, occurred in rows:
-        if client != current:
-            if current is not None and replayed is not None:
-                yield current, replayed
-            current, replayed = client, None
-        replayed = replay_step(replayed, seq, state, major, expires, occurred)
-    if current is not None and replayed is not None:
-        yield current, replayed
+    for client, replayed, _ in _replayed(rows):
+        yield client, replayed
 
 
 def replay_step(
@@ -212,10 +241,18 @@ class StatusMismatch:
     detail: str
 
 
-#: Clients compared per status-table query.
-_WINDOW = 1000
-
 _S = ConsentStateRow.__table__.c
+
+
+@frozen(kw_only=True)
+class _StoredStatus:
+    """A client's stored status row, as :func:`describe_status` reads it."""
+
+    state: str
+    text_major: int | None
+    expires_at: datetime | None
+    since: datetime
+    last_seq: int
 
 
 def describe_status(
@@ -255,54 +292,45 @@ def describe_status(
     )
 
 
-def _compare_window(
-    session: Session, tenant_ref: str, window: list[tuple[str, ReplayedState]]
-) -> StatusMismatch | None:
-    stored = {
-        row.client_ref: row
-        for row in session.execute(
-            select(_S.client_ref, _S.state, _S.text_major, _S.expires_at, _S.since,
-                   _S.last_seq)
-            .where(_S.tenant_ref == tenant_ref,
-                   _S.client_ref.in_([client for client, _ in window]))
-        )
-    }
-    for client, replayed in window:
-        detail = describe_status(client, stored.get(client), replayed)
-        if detail is not None:
-            return StatusMismatch(tenant_ref=tenant_ref, client_ref=client, detail=detail)
-    return None
-
-
 def check_projection(session: Session, tenant_ref: str) -> StatusMismatch | None:
     """Compare the stored status of every client of a practice with a replay of its
     ledger; the first client that differs (in client order), or ``None``.
 
-    Streamed: the replay comes client by client and the stored rows are read for a
-    window of clients at a time, so memory stays bounded whatever the practice's size.
-    Status rows of clients without any event are looked for last.  The delivery state
-    of a request (bounced, failed) comes from the mail relay, not the ledger, and is
-    not compared.
+    Streamed: one query reads the events ordered by client and sequence number, each
+    with its client's stored status row beside it, so memory stays bounded whatever the
+    practice's size.  Status rows of clients without any event are looked for last.
+    The delivery state of a request (bounced, failed) comes from the mail relay, not the
+    ledger, and is not compared.
     """
-    window: list[tuple[str, ReplayedState]] = []
-    for item in replay_clients(session, tenant_ref):
-        window.append(item)
-        if len(window) >= _WINDOW:
-            found = _compare_window(session, tenant_ref, window)
-            if found is not None:
-                return found
-            window = []
-    if window:
-        found = _compare_window(session, tenant_ref, window)
-        if found is not None:
-            return found
-    e = ConsentEvent.__table__.c
+    rows = streamed(
+        session,
+        select(*_REPLAY_COLUMNS, _S.state, _S.text_major, _S.expires_at, _S.since,
+               _S.last_seq)
+        .select_from(ConsentEvent.__table__.outerjoin(
+            ConsentStateRow, and_(_S.tenant_ref == _E.tenant_ref,
+                                  _S.client_ref == _E.client_ref)))
+        .where(_E.tenant_ref == tenant_ref)
+        .order_by(_E.client_ref, _E.seq),
+    )
+    for client, replayed, row in _replayed(rows):
+        state, major, expires, since, last_seq = row[6:]
+        snap = replayed.snapshot
+        if state == snap.state.value and (major, expires, since, last_seq) == (
+            snap.text_major, snap.expires_at, snap.since, replayed.last_seq
+        ):
+            continue
+        stored = None if state is None else _StoredStatus(
+            state=state, text_major=major, expires_at=expires, since=since, last_seq=last_seq
+        )
+        detail = describe_status(client, stored, replayed)
+        if detail is not None:
+            return StatusMismatch(tenant_ref=tenant_ref, client_ref=client, detail=detail)
     orphan = session.execute(
         select(_S.client_ref, _S.state)
         .where(
             _S.tenant_ref == tenant_ref,
-            ~select(e.id)
-            .where(and_(e.tenant_ref == _S.tenant_ref, e.client_ref == _S.client_ref))
+            ~select(_E.id)
+            .where(and_(_E.tenant_ref == _S.tenant_ref, _E.client_ref == _S.client_ref))
             .exists(),
         )
         .order_by(_S.client_ref)

@@ -34,7 +34,6 @@ from samtycke_plugin import (
     checkpoint_keys,
     consent,
     export,
-    integrity,
     ledger,
     practices,
 )
@@ -207,9 +206,8 @@ def _refused_client(host: TestHost, tenant: str) -> str:
 def test_a_changed_status_row_is_named_by_verify_and_rebuilt(
     fhost: TestHost, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # windows of one client: the stored rows are read and written while the replay
-    # streams (a server-side cursor on PostgreSQL)
-    monkeypatch.setattr(integrity, "_WINDOW", 1)
+    # chunks of one client: the rebuilt rows are written while the replay streams (a
+    # server-side cursor on PostgreSQL)
     monkeypatch.setattr(ledger, "_IN_CHUNK", 1)
     tenant, given, _ = _history(fhost)
     refused = _refused_client(fhost, tenant)
