@@ -228,8 +228,8 @@ class BookingSpecs:
 
         When: the host builds its client-list query with a filter chosen by the user.
         The host adds ``clause.condition`` (SQL text with bound parameters) to its
-        WHERE; ordering, paging and counting stay the host's.  Stops at the first
-        non-``None`` result.
+        WHERE; ordering, paging and counting stay the host's.
+        Stops at the first non-``None`` result.
 
         :param host: the host.
         :param tenant: the practice.

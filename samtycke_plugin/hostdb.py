@@ -26,7 +26,8 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import ClauseElement, Dialect, Engine, create_engine
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -231,7 +232,7 @@ def session(host: Host) -> Iterator[Session]:
 #: driver-specific casts (psycopg's ``::TYPE`` bind casts would not survive ``:name``).
 _NAMED: dict[str, Dialect] = {
     "sqlite": sqlite.dialect(paramstyle="named"),
-    "postgresql": postgresql.dialect(paramstyle="named"),  # type: ignore[no-untyped-call]
+    "postgresql": PGDialect(paramstyle="named"),  # type: ignore[no-untyped-call]  # no casts
 }
 _PLACEHOLDER = r"(?<![:\w]):{}(?!\w)"
 
@@ -251,7 +252,8 @@ def to_sql_text(clause: ClauseElement, dialect: str, *, prefix: str = "samtycke_
     for name in sorted(compiled.params, key=len, reverse=True):
         value = compiled.params[name]
         bind = compiled.binds.get(name)
-        process = bind.type.bind_processor(named) if bind is not None else None
+        storage = bind.type.dialect_impl(named) if bind is not None else None
+        process = storage.bind_processor(named) if storage is not None else None
         params[prefix + name] = process(value) if process is not None else value
         sql = re.sub(_PLACEHOLDER.format(re.escape(name)), ":" + prefix + name, sql)
     return SqlText(sql=sql, params=params)

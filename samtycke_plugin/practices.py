@@ -1,7 +1,8 @@
 """A practice in the app: activation, settings, and its consent texts (publishing a
 correction or a change of content, with the preview the practitioner sees first).
 
-Every function works in the host's session (``host.session()``) and never commits.
+Every function works in the session :func:`samtycke_plugin.hostdb.session` gives (a
+hook's, in the host's transaction, or a page's unit of work) and never commits.
 """
 
 from __future__ import annotations

@@ -142,6 +142,7 @@ class TestHost:
         self.active.setdefault(tenant, set()).add("samtycke")
         hooks.activate(tenant, "samtycke", settings)
         self._session.commit()
+        self._session.expire_all()  # the app wrote through a session of its own
 
     def close(self) -> None:
         self._session.close()

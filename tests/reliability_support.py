@@ -229,7 +229,8 @@ def _driver_error(engine: Engine, message: str) -> BaseException:
 
 
 class FaultInjector:
-    """Fail the ``fail_at``-th step of whatever runs on ``engine`` inside :meth:`armed`.
+    """Fail the ``fail_at``-th step of whatever runs on ``engine``'s database inside
+    :meth:`armed` (the host's statements and the app's on the connections it borrows).
 
     Steps are every statement sent to the driver (BEGIN included) and, last, the
     COMMIT.  ``mode="raise"`` raises the driver's ``OperationalError`` (a disk I/O
@@ -266,6 +267,8 @@ class FaultInjector:
             raise _driver_error(self.engine, "injected fault: disk I/O error")  # type: ignore[misc]
 
     def _before(self, conn: Any, cursor: Any, *_args: Any) -> None:
+        if self._admin is not None and conn.engine is self._admin:
+            return
         self._step(cursor.connection)
 
     @contextmanager
@@ -279,12 +282,14 @@ class FaultInjector:
             self._step(dbapi_connection)
             original_commit(dbapi_connection)
 
-        event.listen(self.engine, "before_cursor_execute", self._before)
+        # Every engine: the app runs its statements on the host's connection through an
+        # engine of its own (samtycke_plugin.hostdb).
+        event.listen(Engine, "before_cursor_execute", self._before)
         dialect_obj.do_commit = do_commit  # type: ignore[method-assign]
         try:
             yield self
         finally:
-            event.remove(self.engine, "before_cursor_execute", self._before)
+            event.remove(Engine, "before_cursor_execute", self._before)
             dialect_obj.do_commit = original_commit  # type: ignore[method-assign]
             self.fail_at = None
 

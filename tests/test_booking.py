@@ -15,7 +15,7 @@ from hookspecs.types import (
     ClientRef,
     TenantRef,
 )
-from samtycke_plugin import consent, practices
+from samtycke_plugin import consent, hostdb, practices
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.email.outbox import KIND_RECEIPT
 from samtycke_plugin.ledger import NewEvent, append, lock_head, projection, replay
@@ -133,25 +133,25 @@ def test_ticked_box_records_given_with_exact_text_and_evidence(host: TestHost) -
     assert verify_chain(host.session(), tenant).ok
 
 
-def test_a_practice_loaded_in_the_hosts_session_follows_the_chain_head(
+def test_a_practice_loaded_in_the_apps_session_follows_the_chain_head(
     host: TestHost,
 ) -> None:
-    """A host that has the practice in its session (an admin view, an earlier hook)
-    sees the head the booking just wrote, in the same transaction and without a
-    reload: the record step updates the object in the identity map, found by the key
-    ``Session.identity_key`` gives."""
+    """Code of the app that has the practice in its session (an earlier step of the same
+    hook or unit of work) sees the head the booking just wrote, in the same transaction
+    and without a reload: the record step updates the object in the identity map, found
+    by the key ``Session.identity_key`` gives."""
     hooks, tenant, client, sub = _ticked_and_checked(host)
-    session = host.session()
-    practice = practices.get_practice(session, tenant)
-    assert practice is not None
-    before = practice.head_seq
-    hooks.submitted(sub, BookingRef("b-seen"), ClientRef(client))
-    with count_statements(host.engine) as statements:
-        seen = (practice.head_seq, practice.head_hash)
-    assert statements == []  # from the object, not loaded again
+    with hostdb.in_host_transaction(host) as session:
+        practice = practices.get_practice(session, tenant)
+        assert practice is not None
+        before = practice.head_seq
+        hooks.submitted(sub, BookingRef("b-seen"), ClientRef(client))
+        with count_statements(host.engine) as statements:
+            seen = (practice.head_seq, practice.head_hash)
+        assert statements == []  # from the object, not loaded again
+        assert session.identity_key(type(practice), tenant) in session.identity_map
     [event] = _events(host, tenant)
     assert seen == (event.seq, event.row_hash) and event.seq == before + 1
-    assert session.identity_key(type(practice), tenant) in session.identity_map
     host.session().commit()
 
 
@@ -398,7 +398,7 @@ def test_check_fails_closed_when_the_database_is_unreadable(host: TestHost) -> N
     def boom() -> object:
         raise Broken("database unreachable")
 
-    host.session = boom  # type: ignore[method-assign]
+    host.connection = boom  # type: ignore[method-assign]
     vetoes = hooks.submit_check(submission(tenant, client, ticked=True, text_id=1))
     assert [(v.key, v.retryable) for v in vetoes] == [("booking.check_failed", True)]
     assert "Försök igen" in vetoes[0].message

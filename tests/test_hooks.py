@@ -13,7 +13,7 @@ from pathlib import Path
 import pluggy
 import pytest
 from hostkit import TestHost, staff, submission
-from sqlalchemy import Column, Integer, MetaData, String, Table, cast, func, insert, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
 
 from hookspecs import PROJECT, hookimpl
 from hookspecs.facade import AppHooks, DuplicateKeyError, make_plugin_manager
@@ -28,6 +28,7 @@ from hookspecs.types import (
     Veto,
 )
 from samtycke_plugin import consent, practices
+from samtycke_plugin.integrations.sqlalchemy import filter_condition
 from samtycke_plugin.models import ConsentEvent, Practice
 
 HOOK_NAMES = sorted(n for n in vars(BookingSpecs) if n.startswith("booking_"))
@@ -348,17 +349,17 @@ def test_hook_booking_client_list_filter_clause(host: TestHost) -> None:
     host.session().commit()
 
     def run(key: str) -> tuple[list[int], int]:
-        ref = cast(table.c.id, String)
+        ref = f"CAST({table.name}.id AS VARCHAR)"
         clause = hooks.list_filter_clause(tenant, key, ref)
         assert clause is not None and clause.key == key
-        base = select(table.c.id).where(table.c.tenant == tenant, clause.clause)
+        base = select(table.c.id).where(table.c.tenant == tenant, filter_condition(clause))
         page = host.session().scalars(base.order_by(table.c.id).limit(50)).all()
         total = host.session().scalar(select(func.count()).select_from(base.subquery()))
         return list(page), int(total or 0)
 
     assert run("samtycke.valid") == ([ids[0], ids[2]], 2)
     assert run("samtycke.not_valid") == ([i for i in ids if i not in (ids[0], ids[2])], 4)
-    assert hooks.list_filter_clause(tenant, "other.filter", cast(table.c.id, String)) is None
+    assert hooks.list_filter_clause(tenant, "other.filter", f"CAST({table.name}.id AS VARCHAR)") is None
     # a content change empties "valid" at once
     practices.publish_text(
         host,

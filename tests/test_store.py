@@ -5,13 +5,16 @@ datetimes are stored as instants and read back in UTC."""
 from __future__ import annotations
 
 import logging
+import re
+import sqlite3
+import tempfile
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hostkit import TestHost, staff, submission
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Column, Engine, Integer, MetaData, Table, event, insert, select
+from sqlalchemy import Column, Engine, Integer, MetaData, Table, insert, select
 from sqlalchemy.orm import Session
 
 from samtycke_plugin import consent, panels, practices
@@ -47,25 +50,37 @@ def test_the_booking_path_is_in_sqlalchemy_s_statement_log(
     assert "UPDATE samtycke_practice" in logged
 
 
-def test_listeners_on_the_session_s_connection_see_the_app_s_statements(
+def _panel_and_record(host: TestHost, tenant: str, client: str) -> None:
+    assert panels.profile_panel(host, tenant, client, staff(), "sv") is not None
+    consent.record_manual(host, tenant, client, staff(), method="paper",
+                          given_at=host.now(), note="Papper")
+
+
+def test_a_trace_on_the_host_s_connection_sees_the_app_s_statements(
     host: TestHost,
 ) -> None:
-    """A listener on the host session's connection (not the engine: tracing set up per
-    request) sees the profile panel's read and a manual recording's writes."""
+    """A trace on the host's DB-API connection (the driver's own, set up per request)
+    sees the profile panel's read and a manual recording's writes: the app runs its
+    statements on the very connection the host gave it."""
     tenant, client, _ = _activated(host)
-    seen: list[str] = []
-
-    def before(_c: object, _cur: object, statement: str, *_a: object) -> None:
-        seen.append(statement)
-
-    conn = host.session().connection()
-    event.listen(conn, "before_cursor_execute", before)
-    try:
-        assert panels.profile_panel(host, tenant, client, staff(), "sv") is not None
-        consent.record_manual(host, tenant, client, staff(), method="paper",
-                              given_at=host.now(), note="Papper")
-    finally:
-        event.remove(conn, "before_cursor_execute", before)
+    dbapi = host.connection()
+    if isinstance(dbapi, sqlite3.Connection):
+        seen: list[str] = []
+        dbapi.set_trace_callback(seen.append)
+        try:
+            _panel_and_record(host, tenant, client)
+        finally:
+            dbapi.set_trace_callback(None)
+    else:  # libpq's trace of the psycopg connection
+        with tempfile.TemporaryFile() as trace:
+            dbapi.pgconn.trace(trace.fileno())
+            try:
+                _panel_and_record(host, tenant, client)
+            finally:
+                dbapi.pgconn.untrace()
+            trace.seek(0)
+            traced = trace.read().decode()  # statements keep their line breaks
+            seen = re.findall(r'\tParse\t "[^"]*" "(.*?)" \d', traced, re.DOTALL)
     assert any("samtycke_consent_state" in s and s.lstrip().startswith("SELECT") for s in seen)
     assert any(s.startswith("INSERT INTO samtycke_consent_event") for s in seen)
     assert any(s.startswith("INSERT INTO samtycke_evidence") for s in seen)

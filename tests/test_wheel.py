@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 HOST_SCRIPT = textwrap.dedent(
     """
     import re, sys
+    from contextlib import contextmanager
     from datetime import UTC, datetime
-    from sqlalchemy import Column, Integer, MetaData, String, Table, cast, create_engine, func, insert, select
+    from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert, select, text
     from sqlalchemy.orm import Session
     from hookspecs.facade import AppHooks, make_plugin_manager
     from hookspecs.types import (BookingFormContext, BookingRef, BookingSubmission, ClientInfo,
@@ -33,7 +34,12 @@ HOST_SCRIPT = textwrap.dedent(
     class Host:
         def __init__(self):
             self.s = Session(engine)
-        def session(self): return self.s
+        def connection(self):  # the DB-API connection of the session's transaction
+            return self.s.connection().connection.driver_connection
+        @contextmanager
+        def unit_of_work(self):
+            with engine.begin() as conn:
+                yield conn.connection.driver_connection
         def now(self): return datetime.now(UTC)
         def lookup_client(self, tenant, client):
             row = self.s.execute(select(clients).where(clients.c.id == int(client))).one_or_none()
@@ -83,8 +89,9 @@ HOST_SCRIPT = textwrap.dedent(
     badges = hooks.list_badges(tenant, [ClientRef(str(cid)), ClientRef(str(other))], "sv")
     assert badges[ClientRef(str(cid))][0].label == "Giltigt samtycke"
     assert badges[ClientRef(str(other))][0].label == "Inget samtycke"
-    clause = hooks.list_filter_clause(tenant, "samtycke.not_valid", cast(clients.c.id, String))
-    ids = host.s.scalars(select(clients.c.id).where(clause.clause)).all()
+    clause = hooks.list_filter_clause(tenant, "samtycke.not_valid", "CAST(shop_client.id AS VARCHAR)")
+    condition = text(clause.condition.sql).bindparams(**clause.condition.params)
+    ids = host.s.scalars(select(clients.c.id).where(condition)).all()
     assert ids == [other], ids
     assert form(ClientRef(str(cid))) is None
 

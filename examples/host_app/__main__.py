@@ -6,21 +6,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import threading
-import time
 
 from werkzeug.serving import run_simple
 
 from examples.host_app import create_app, demo_seed
 from examples.host_app.serving import redacting_handler
-
-
-def _mail_worker(app: object, every: float) -> None:
-    platform = app.extensions["booking"]  # type: ignore[attr-defined]
-    while True:
-        time.sleep(every)
-        platform.apps.send_outbox()
-        platform.sessions.remove()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
             print("Demo data added (3 practices, their clients, bookings and consent history).")
         platform.settings["DEMO_LOGINS"] = demo_seed.logins()
     if not platform.settings["DEV_MAILBOX"]:
-        threading.Thread(target=_mail_worker, args=(app, 15.0), daemon=True).start()
+        platform.apps.start_mail_worker(15.0)  # SMTP: the app's queued mail every 15 s
 
     url = platform.engine.url.render_as_string(hide_password=True)
     print()

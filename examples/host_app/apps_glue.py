@@ -17,29 +17,16 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from flask import Flask, render_template, url_for
-from sqlalchemy import Connection, Engine, String, cast, select
+from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session, scoped_session
 
 from examples.host_app import mailer
 from examples.host_app.inputs import db_id
 from examples.host_app.models import AppActivation, Client, Practice, Staff
 from hookspecs import types as hs
-from samtycke_plugin import db as samtycke_db
-from samtycke_plugin.integrations.flask import FlaskApps, FlaskHost, Practitioner
-
-# -- 1. the database ---------------------------------------------------------------------
-
-
-def prepare_engine(engine: Engine) -> None:
-    """On SQLite, share the apps' connection behaviour (WAL, busy timeout, BEGIN IMMEDIATE)."""
-    if engine.dialect.name == "sqlite":
-        samtycke_db.configure_sqlite(engine)
-
-
-def upgrade_apps(connection: Connection) -> None:
-    """Called from the platform's migrate step: the apps' own tables and version tables."""
-    samtycke_db.upgrade(connection)
-
+from samtycke_plugin.integrations.flask import FlaskApps, FlaskHost, Practitioner, in_pages
+from samtycke_plugin.integrations.flask import prepare_engine as prepare_engine
+from samtycke_plugin.integrations.flask import upgrade_apps as upgrade_apps
 
 # -- 2. the host interface: tenants are practice ids, clients are client ids (as text) ----
 
@@ -50,17 +37,15 @@ class PlatformHost(FlaskHost):
         super().__init__(sessions, **settings)  # secret_key, base_url, clock
         self.dev_mailbox = dev_mailbox
 
-    def lookup_client(self, tenant: hs.TenantRef, client: hs.ClientRef) -> hs.ClientInfo | None:
+    def lookup_client(self, tenant: str, client: hs.ClientRef) -> hs.ClientInfo | None:
         row = self.session().get(Client, db_id(client) or 0)
-        if row is None or str(row.practice_id) != tenant:
-            return None
-        return hs.ClientInfo(ref=client, name=row.name, email=row.email, locale=row.locale)
+        return hs.ClientInfo(ref=client, name=row.name, email=row.email, locale=row.locale
+                             ) if row is not None and str(row.practice_id) == tenant else None
 
     def iter_clients(self, tenant: hs.TenantRef) -> Iterator[hs.ClientInfo]:
-        rows = self.session().execute(select(Client.id, Client.name, Client.email, Client.locale)
-                                      .where(Client.practice_id == db_id(tenant))
-                                      .execution_options(yield_per=500))
-        for cid, name, email, locale in rows:
+        for cid, name, email, locale in in_pages(self.session, select(
+                Client.id, Client.name, Client.email, Client.locale).where(
+                Client.practice_id == db_id(tenant))):
             yield hs.ClientInfo(ref=hs.ClientRef(str(cid)), name=name, email=email, locale=locale)
 
     def client_query(self, tenant: str) -> hs.ClientSelect:
@@ -95,9 +80,8 @@ class Apps(FlaskApps):
         def practitioner() -> Practitioner | None:
             staff = signed_in()  # from the platform's own session, never from the request
             return None if staff is None else Practitioner(
-                tenant=staff.practice_id, session=sid(), staff=hs.StaffContext(
-                    ref=hs.StaffRef(str(staff.id)), name=staff.name,
-                    can_record_consent=staff.can_record_consent))
+                tenant=staff.practice_id, ref=staff.id, name=staff.name, session=sid(),
+                can_record_consent=staff.can_record_consent)
 
         super().__init__(host, active_apps=self.active_apps, signed_in=practitioner,
                          client_ref=cast(Client.id, String), strict=strict)
@@ -109,16 +93,9 @@ class Apps(FlaskApps):
     def set_active(self, pid: int, key: str, active: bool, by: int | None,
                    settings: Mapping[str, object] | None = None) -> str | None:
         """(De)activate ``key`` in the caller's transaction; returns the setup page path."""
-        session = self.host.session()
-        row = session.get(AppActivation, (pid, key)) or AppActivation(practice_id=pid, app_key=key)
-        row.active, row.changed_at, row.changed_by = active, self.host.now(), by
-        session.add(row)
-        session.flush()
-        return self.activated(pid, key, active, settings)
-
-    def has_exports(self, pid: int) -> bool:
-        """Samtycke was ever activated here (its data stays after deactivation)."""
-        return self.host.session().get(AppActivation, (pid, "samtycke")) is not None
+        row = self.host.session().merge(AppActivation(practice_id=pid, app_key=key, active=active,
+                                                      changed_at=self.host.now(), changed_by=by))
+        return self.activated(row.practice_id, key, active, settings)
 
 
 # -- 4. the apps' pages in the site -------------------------------------------------------
@@ -126,5 +103,5 @@ class Apps(FlaskApps):
 
 def install(app: Flask, apps: Apps, language: Callable[[], str]) -> None:
     apps.mount(app, locale=language, home=lambda: (url_for("staff.dashboard"), "Praktika"),
-               sign_in=lambda: url_for("public.login"))
+               sign_in=lambda: url_for("public.login"), exports="/clients")
     apps.install_jinja(app)

@@ -67,8 +67,6 @@ SV: dict[str, str] = {
     "Erase client": "Radera klient",
     "Erase client…": "Radera klient…",
     "Error:": "Fel:",
-    "Export consent history": "Exportera samtyckeshistorik",
-    "Export consent status (CSV)": "Exportera samtyckesstatus (CSV)",
     "Filter": "Filtrera",
     "Find clients": "Hitta klienter",
     "For practitioners": "För behandlare",
@@ -118,8 +116,6 @@ SV: dict[str, str] = {
     "installed.": "Praktika är en exempelplattform som visar hur appar som Samtycke "
     "installeras.",
     "Previous": "Föregående",
-    "Printable page": "Utskriftsvänlig sida",
-    "Proof bundle (ZIP)": "Bevispaket (ZIP)",
     "Queued e-mail was sent: %(n)s.": "Köad e-post skickades: %(n)s.",
     "Recipient": "Mottagare",
     "Removes the client, their bookings and their personal data in every app.": "Tar bort "

@@ -103,7 +103,6 @@ def clients() -> Any:
         "clients.html", rows=rows, badges=badges, total=total, page=page, pages=pages,
         first=(page - 1) * PAGE_SIZE + 1 if total else 0, last=(page - 1) * PAGE_SIZE + len(rows),
         query=query, filters=filters, chosen=chosen, notice=notice,
-        exports=apps.has_exports(staff.practice_id),
     )
 
 
@@ -169,8 +168,7 @@ def client(client_id: int) -> Any:
         select(Service).where(Service.practice_id == staff.practice_id).order_by(Service.id)).all()
     slots = free_slots(db(), staff.practice_id, platform().host.now())
     return render_template("client.html", client=row, bookings=bookings, panels=panels,
-                           services=services, days=by_day(slots), slot_value=slot_value,
-                           exports=platform().apps.has_exports(staff.practice_id))
+                           services=services, days=by_day(slots), slot_value=slot_value)
 
 
 @bp.post("/clients/<id:client_id>/bookings")
@@ -246,23 +244,6 @@ def client_erase(client_id: int) -> Response:
         return redirect(url_for("staff.client", client_id=client_id))
     flash(_("The client and their bookings were erased."))
     return redirect(url_for("staff.clients"))
-
-
-@bp.get("/clients/<id:client_id>/consent.<any(json, csv, html, zip):kind>")
-@login_required
-def client_export(client_id: int, kind: str) -> Response:
-    row = _client_or_404(client_id)
-    if not platform().apps.has_exports(row.practice_id):
-        abort(404)
-    return platform().apps.client_export(row.practice_id, row.id, kind, current_language())
-
-
-@bp.get("/clients/consent-status.csv")
-@login_required
-def status_export() -> Response:
-    if not platform().apps.has_exports(me().practice_id):
-        abort(404)
-    return platform().apps.status_export(me().practice_id, current_language())
 
 
 # -- the app menu ----------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """E-mailing one client a consent request: from the client's profile, and the
 automatic ones (a client created by staff, a booking made by staff).
 
-Everything here works in ``host.session()`` and never commits.
+Everything here works in the session :func:`samtycke_plugin.hostdb.session` gives and
+never commits.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ a Flask host.
 * :class:`FlaskApps`: the plugin manager and :class:`hookspecs.facade.AppHooks`, the
   calls a booking flow makes (taking the host's plain ids), the apps' HTML as
   ``Markup`` for Jinja, the list filter as a SQLAlchemy condition, the apps' WSGI
-  pages mounted into Flask, the e-mail relay and the consent exports.
+  pages mounted into Flask, the e-mail relay and Samtycke's downloads
+  (:mod:`~samtycke_plugin.integrations.flask_exports`).
 
 Every HTML string marked safe here is HTML the app has escaped or sanitized itself
 (the contract's ``FormFragment.html``, ``ProfilePanel.html``, ``RowBadge.html``).
@@ -33,9 +34,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
 from attrs import frozen
-from flask import Flask, request, stream_with_context
+from flask import Flask, request
 from markupsafe import Markup
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, Connection, Engine, Row, Select
 from sqlalchemy.orm import Session, scoped_session
 from werkzeug.wrappers import Response
 
@@ -51,12 +52,14 @@ from hookspecs.types import (
     OutgoingEmail,
     PracticeInfo,
     StaffContext,
+    StaffRef,
     TenantRef,
     Veto,
 )
-from samtycke_plugin import export as samtycke_export
+from samtycke_plugin import db as samtycke_db
 from samtycke_plugin import web as samtycke_web
 from samtycke_plugin.email import relay as samtycke_relay
+from samtycke_plugin.integrations import flask_exports
 from samtycke_plugin.integrations.sqlalchemy import (
     dbapi_of,
     filter_condition,
@@ -73,14 +76,51 @@ MOUNT_ENDPOINT = "app_mount:"
 Ref = str | int
 
 
+def prepare_engine(engine: Engine) -> None:
+    """On SQLite, the connection behaviour the apps need on the host's engine (WAL, busy
+    timeout, foreign keys, ``BEGIN IMMEDIATE``); nothing on PostgreSQL."""
+    if engine.dialect.name == "sqlite":
+        samtycke_db.configure_sqlite(engine)
+
+
+def upgrade_apps(connection: Connection) -> None:
+    """From the host's migrate step: the apps' own tables and version tables."""
+    samtycke_db.upgrade(connection)
+
+
+def in_pages(sessions: Callable[[], Session], query: Select[Any], size: int = 500
+             ) -> Iterator[Row[Any]]:
+    """The rows of ``query``, whose first column is a unique key, in pages of ``size``
+    by that key (for ``Host.iter_clients``): each page is read to its end, so no cursor
+    stays open on the host's connection while the app works on it between rows, and a
+    whole practice is never in memory at once."""
+    key = query.selected_columns[0]
+    last: object = None
+    while True:
+        page = query if last is None else query.where(key > last)
+        rows = sessions().execute(page.order_by(key).limit(size)).all()
+        yield from rows
+        if len(rows) < size:
+            return
+        last = rows[-1][0]
+
+
 @frozen(kw_only=True)
 class Practitioner:
     """The signed-in practitioner as the host's own sign-in knows them."""
 
     tenant: Ref
-    staff: StaffContext
+    #: The person's id, name and permission to record consent given outside the app.
+    ref: Ref
+    name: str
+    can_record_consent: bool
     #: Names the host's sign-in session, new at every sign-in (``environ["booking.session"]``).
     session: str
+
+    @property
+    def staff(self) -> StaffContext:
+        return StaffContext(ref=StaffRef(str(self.ref)), name=self.name,
+                            can_record_consent=self.can_record_consent)
 
 
 class Fragment(NamedTuple):
@@ -179,6 +219,7 @@ class FlaskApps:
         strict: bool = False,
     ) -> None:
         self.client_ref = client_ref
+        self.locale: Callable[[], str] = lambda: "sv"  # the host's, from mount()
         self.host = host
         self.signed_in = signed_in
         self.active_apps = active_apps
@@ -217,6 +258,22 @@ class FlaskApps:
         form = BookingFormContext(tenant=_tenant(tenant), client=_client(client), locale=locale)
         return [Fragment(key=f.key, html=Markup(f.html), field_names=f.field_names)  # noqa: S704
                 for f in self.hooks.form_fragments(form)]
+
+    @staticmethod
+    def fragments_html(fragments: Iterable[Fragment],
+                       vetoes: Mapping[str, Iterable[str]] | None = None) -> Markup:
+        """The fragments for the booking form, each in ``<div class="app-fragment"
+        id="app-<key>" tabindex="-1">`` (a host moves focus there after a veto) with its
+        vetoes' messages (escaped) as ``<p class="field-error">`` before it."""
+        html = Markup()
+        for fragment in fragments:
+            messages = (vetoes or {}).get(fragment.key, ())
+            html += Markup('<div class="app-fragment" id="app-{}" tabindex="-1">\n').format(
+                fragment.key.replace(".", "-"))
+            html += Markup("").join(Markup('<p class="field-error">{}</p>\n').format(m)
+                                    for m in messages)
+            html += fragment.html + Markup("\n</div>\n")
+        return html
 
     def submission(
         self, tenant: Ref, client: Ref | None, *, is_new_client: bool,
@@ -285,6 +342,16 @@ class FlaskApps:
         return {str(ref): Markup(" ".join(b.html for b in row))  # noqa: S704
                 for ref, row in badges.items()}
 
+    def has_exports(self, tenant: Ref) -> bool:
+        """Samtycke was ever activated for ``tenant`` (its proof stays after deactivation)."""
+        return flask_exports.has_exports(self.host, str(tenant))
+
+    def export_links(self, client: Ref | None = None) -> Markup:
+        """Links to Samtycke's downloads (see :meth:`mount`'s ``exports``) for the
+        signed-in practitioner: a client's, or with no client the practice's status list."""
+        return flask_exports.export_links(self, None if client is None else str(client),
+                                          self.locale())
+
     def install_jinja(self, app: Flask) -> None:
         """``booking_apps`` in the host's templates: ``booking_apps.profile_panels(...)``
         and the others above, returning ``Markup`` of the apps' escaped HTML."""
@@ -295,11 +362,16 @@ class FlaskApps:
     def mount(
         self, app: Flask, *, locale: Callable[[], str],
         home: Callable[[], tuple[str, str] | None] | None = None,
-        sign_in: Callable[[], str] | None = None,
+        sign_in: Callable[[], str] | None = None, exports: str | None = None,
     ) -> None:
         """Forward ``<prefix>/...`` to each app's WSGI application, with the signed-in
         practitioner (from the host's session, never from the request), the page
-        language, the host's "back" link and its sign-in page in the environ."""
+        language, the host's "back" link and its sign-in page in the environ; with
+        ``exports`` (a path such as ``/clients``), Samtycke's downloads below it
+        (:mod:`~samtycke_plugin.integrations.flask_exports`)."""
+        self.locale = locale
+        if exports is not None:
+            flask_exports.mount_exports(app, self, exports, locale)
         for mount in self.hooks.web_mounts():
             def forward(rest: str, _mount: Any = mount) -> Response:
                 environ = dict(request.environ)
@@ -356,7 +428,7 @@ class FlaskApps:
 
     def start_mail_worker(self, every: float = 15.0) -> threading.Thread:
         """A daemon thread sending queued e-mail every ``every`` seconds (or run
-        ``samtycke mail send`` from cron instead)."""
+        ``samtycke outbox send`` from cron instead)."""
         def work() -> None:
             while True:
                 time.sleep(every)
@@ -365,35 +437,3 @@ class FlaskApps:
         worker = threading.Thread(target=work, name="samtycke-mail", daemon=True)
         worker.start()
         return worker
-
-    # -- Samtycke's proof of consent as downloads --------------------------------------
-
-    def client_export(self, tenant: Ref, client: Ref, kind: str, locale: str) -> Response:
-        """A client's consent history: ``json``, ``csv``, ``html`` (printable) or ``zip``."""
-        host, ten, ref = self.host, _tenant(tenant), str(client)
-        name = f"samtycke-{ten}-{ref}.{kind}"
-        if kind == "zip":
-            body: str | bytes = samtycke_export.proof_bundle(host, ten, ref, locale=locale)
-            name = samtycke_export.bundle_filename(ten, ref, host.now())
-        elif kind == "json":
-            body = samtycke_export.client_history_json(host, ten, ref, locale=locale)
-        elif kind == "csv":
-            body = samtycke_export.client_history_csv(host, ten, ref)
-        else:
-            body = samtycke_export.client_history_html(host, ten, ref, locale=locale)
-        mimetypes = {"zip": "application/zip", "json": "application/json", "csv": "text/csv"}
-        response = Response(body, mimetype=mimetypes.get(kind, "text/html"))
-        if kind != "html":
-            response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
-        else:  # a self-contained page with its own inline style
-            response.headers["Content-Security-Policy"] = (
-                "default-src 'none'; style-src 'unsafe-inline'")
-        return response
-
-    def status_export(self, tenant: Ref, locale: str) -> Response:
-        """The practice's status list as CSV, streamed (the request stays open meanwhile)."""
-        chunks: Iterator[str] = samtycke_export.practice_status_csv(
-            self.host, _tenant(tenant), locale=locale)
-        response = Response(stream_with_context(chunks), mimetype="text/csv")
-        response.headers["Content-Disposition"] = 'attachment; filename="samtycke-status.csv"'
-        return response

@@ -407,7 +407,7 @@ def test_parallel_chain_appends(host: TestHost, practices: int) -> None:
             barrier.wait()
             for tenant, k in jobs[i::threads]:
                 run_in_transaction(
-                    worker.session,
+                    worker,
                     lambda s, tenant=tenant, k=k: append(
                         s,
                         [NewEvent(

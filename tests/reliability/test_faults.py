@@ -413,19 +413,25 @@ def test_sqlite_busy_is_retried_a_bounded_number_of_times_then_a_clear_error(
     holder = sqlite3.connect(path, isolation_level=None, timeout=0, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
     attempts = 0
+    begin_unit = host.unit_of_work
 
-    def unit(session: Session) -> int:
+    def counted() -> Any:  # an attempt waits for the lock as its unit of work begins
         nonlocal attempts
         attempts += 1
+        return begin_unit()
+
+    host.unit_of_work = counted  # type: ignore[method-assign]
+
+    def unit(session: Session) -> int:
         ev = consent.record_manual(host, tenant, client, staff(), method="paper",
                                    given_at=host.now(), note=None)
         return ev.seq
 
     started = time.monotonic()
     with pytest.raises(Unavailable) as err:
-        run_in_transaction(host.session, unit, attempts=3)
+        run_in_transaction(host, unit, attempts=3)
     elapsed = time.monotonic() - started
-    assert attempts == 3  # each attempt waited for the lock at its first statement
+    assert attempts == 3  # each attempt waited for the lock as it began
     assert "nothing was saved" in str(err.value) and "try again" in str(err.value)
     assert "locked" not in str(err.value)  # never the raw driver message
     assert 0.25 < elapsed < 5, elapsed  # three bounded waits, not forever
@@ -435,7 +441,7 @@ def test_sqlite_busy_is_retried_a_bounded_number_of_times_then_a_clear_error(
     # the lock is released while the app is retrying: exactly one event
     attempts = 0
     threading.Timer(0.15, holder.rollback).start()
-    seq = run_in_transaction(host.session, unit, attempts=10)
+    seq = run_in_transaction(host, unit, attempts=10)
     assert seq == 1 and 1 <= attempts < 10
     holder.close()
     assert [e.state for e in events(engine, tenant)] == ["given"]
@@ -460,7 +466,15 @@ def test_pages_turn_a_busy_database_into_503_and_nothing_saved(
     eng = _short_wait_engine(path)
     host = TestHost(eng)
     host.clients = setup.clients
-    calls = 0
+    calls = units = 0
+    begin_unit = host.unit_of_work
+
+    def counted() -> Any:  # the unit of work waits for the lock as it begins
+        nonlocal units
+        units += 1
+        return begin_unit()
+
+    host.unit_of_work = counted  # type: ignore[method-assign]
 
     def handler(request: Any) -> Response:
         nonlocal calls
@@ -477,10 +491,11 @@ def test_pages_turn_a_busy_database_into_503_and_nothing_saved(
     assert resp.status_code == 503
     body = resp.get_data(as_text=True)
     assert "nothing was saved" in body and "Traceback" not in body and "locked" not in body
-    assert calls == 5  # the whole handler was rerun, a bounded number of times
+    assert units == 5  # the whole unit was begun again, a bounded number of times
+    assert calls == 0  # the handler never ran without the lock
     holder.rollback()
     resp = Client(app).post("/record", environ_overrides=environ)
-    assert resp.status_code == 200 and calls == 6
+    assert resp.status_code == 200 and calls == 1 and units == 6
     holder.close()
     host.close()
     eng.dispose()
@@ -543,17 +558,17 @@ _WRITER = textwrap.dedent(
     """
     import sys
     from datetime import UTC, datetime
+    from samtycke_plugin.cli.context import StandaloneHost
     from samtycke_plugin.db import make_engine, run_in_transaction
     from samtycke_plugin.ledger import NewEvent, append
     from samtycke_plugin.rules import State
-    from sqlalchemy.orm import Session
 
     engine = make_engine(sys.argv[1])
     tenant = sys.argv[2]
-    session = Session(engine)
+    host = StandaloneHost(engine, "http://writer.test")
     for k in range(100000):
         now = datetime.now(UTC)
-        ev = run_in_transaction(lambda: session, lambda s: append(s, [NewEvent(
+        ev = run_in_transaction(host, lambda s: append(s, [NewEvent(
             tenant_ref=tenant, client_ref=f"c{k % 50}",
             state=State.GIVEN if k % 3 else State.WITHDRAWN,
             channel="manual", actor="staff:s1", occurred_at=now, text_major=1)])[0].seq)

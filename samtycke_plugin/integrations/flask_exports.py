@@ -1,0 +1,120 @@
+"""Samtycke's proof of consent as downloads of a Flask host, behind the host's sign-in.
+
+Part of :mod:`samtycke_plugin.integrations.flask` (needs Flask):
+:meth:`~samtycke_plugin.integrations.flask.FlaskApps.mount` with ``exports=`` adds the
+routes, and ``booking_apps.export_links(...)`` in a template the links to them.
+
+* ``<exports>/<client>/consent.<kind>``: a client's consent history as a printable
+  page (``html``), ``json``, ``csv``, or the proof bundle (``zip``: receipts, texts and
+  the chain's verification);
+* ``<exports>/consent-status.csv``: the practice's status list, streamed.
+
+Both are for the signed-in practitioner's own practice only, and only where Samtycke
+was ever activated (its proof stays after deactivation); anything else is "not found".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from flask import Flask, abort, stream_with_context, url_for
+from markupsafe import Markup
+from werkzeug.wrappers import Response
+
+from hookspecs.types import ClientRef, TenantRef
+from samtycke_plugin import export as samtycke_export
+from samtycke_plugin import hostdb, practices
+from samtycke_plugin.i18n import t
+
+if TYPE_CHECKING:
+    from hookspecs.host import Host
+    from samtycke_plugin.integrations.flask import FlaskApps
+
+CLIENT_ENDPOINT = "booking_apps.client_export"
+STATUS_ENDPOINT = "booking_apps.status_export"
+_MIMETYPES = {"zip": "application/zip", "json": "application/json", "csv": "text/csv"}
+
+
+def has_exports(host: Host, tenant: str) -> bool:
+    """Samtycke was ever activated for ``tenant``."""
+    with hostdb.session(host) as session:
+        return practices.get_practice(session, tenant) is not None
+
+
+def client_export(host: Host, tenant: TenantRef, client: str, kind: str, locale: str) -> Response:
+    """A client's consent history as ``kind``: ``html``, ``json``, ``csv`` or ``zip``."""
+    name = f"samtycke-{tenant}-{client}.{kind}"
+    if kind == "zip":
+        body: str | bytes = samtycke_export.proof_bundle(host, tenant, client, locale=locale)
+        name = samtycke_export.bundle_filename(tenant, client, host.now())
+    elif kind == "json":
+        body = samtycke_export.client_history_json(host, tenant, client, locale=locale)
+    elif kind == "csv":
+        body = samtycke_export.client_history_csv(host, tenant, client)
+    else:
+        body = samtycke_export.client_history_html(host, tenant, client, locale=locale)
+    response = Response(body, mimetype=_MIMETYPES.get(kind, "text/html"))
+    if kind != "html":
+        response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    else:  # a self-contained page with its own inline style
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'none'; style-src 'unsafe-inline'")
+    return response
+
+
+def status_export(host: Host, tenant: TenantRef, locale: str) -> Response:
+    """The practice's status list as CSV, streamed (the request stays open meanwhile)."""
+    chunks: Iterator[str] = samtycke_export.practice_status_csv(host, tenant, locale=locale)
+    response = Response(stream_with_context(chunks), mimetype="text/csv")
+    response.headers["Content-Disposition"] = 'attachment; filename="samtycke-status.csv"'
+    return response
+
+
+def mount_exports(app: Flask, apps: FlaskApps, prefix: str, locale: Callable[[], str]) -> None:
+    """The two download routes under ``prefix`` (e.g. ``/clients``)."""
+
+    def tenant() -> TenantRef:
+        who = apps.signed_in()
+        if who is None or not has_exports(apps.host, str(who.tenant)):
+            abort(404)
+        return TenantRef(str(who.tenant))
+
+    def client_view(client: str, kind: str) -> Response:
+        practice = tenant()
+        if apps.host.lookup_client(practice, ClientRef(client)) is None:
+            abort(404)  # another practice's client, or none: as if it did not exist
+        return client_export(apps.host, practice, client, kind, locale())
+
+    def status_view() -> Response:
+        return status_export(apps.host, tenant(), locale())
+
+    kinds = "<any(json, csv, html, zip):kind>"
+    app.add_url_rule(f"{prefix}/<client>/consent.{kinds}", CLIENT_ENDPOINT, client_view)
+    app.add_url_rule(f"{prefix}/consent-status.csv", STATUS_ENDPOINT, status_view)
+
+
+def export_links(apps: FlaskApps, client: str | None, locale: str) -> Markup:
+    """The links to the downloads for the signed-in practitioner: a client's (a section
+    for the profile page), or with ``client=None`` the status list; empty where there
+    is nothing to export."""
+    who = apps.signed_in()
+    if who is None or not has_exports(apps.host, str(who.tenant)):
+        return Markup()
+    if client is None:
+        return Markup('<a href="{}" download>{}</a>').format(
+            url_for(STATUS_ENDPOINT), t(locale, "Export consent status (CSV)"))
+
+    def href(kind: str) -> str:
+        return url_for(CLIENT_ENDPOINT, client=client, kind=kind)
+
+    return Markup(
+        '<section class="app-panel" aria-labelledby="samtycke-export-title">\n'
+        '<h2 id="samtycke-export-title">{title}</h2>\n<ul class="exports">\n'
+        '<li><a href="{html}">{printable}</a></li>\n'
+        '<li><a href="{zip}" download>{bundle}</a></li>\n'
+        '<li><a href="{json}" download>JSON</a> · <a href="{csv}" download>CSV</a></li>\n'
+        "</ul>\n</section>"
+    ).format(title=t(locale, "Export consent history"), printable=t(locale, "Printable page"),
+             bundle=t(locale, "Proof bundle (ZIP)"), html=href("html"), zip=href("zip"),
+             json=href("json"), csv=href("csv"))

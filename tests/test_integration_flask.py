@@ -1,0 +1,65 @@
+"""The Flask integration's own rules; the example platform (tests/example) drives the
+rest of it end to end on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from markupsafe import Markup
+
+from hookspecs.types import StaffContext, StaffRef
+from samtycke_plugin.integrations.flask import FlaskApps, Fragment, Practitioner
+
+PACKAGE = Path(__file__).resolve().parents[1] / "samtycke_plugin"
+
+
+def test_only_the_flask_integration_imports_flask() -> None:
+    """The app itself never needs Flask (it is the ``demo`` extra's)."""
+    importers = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(name.split(".")[0] == "flask" for name in names):
+                importers.add(path.relative_to(PACKAGE).as_posix())
+    assert importers == {"integrations/flask.py", "integrations/flask_exports.py"}
+
+
+def test_fragments_keep_the_apps_html_and_escape_the_veto_messages() -> None:
+    fragment = Fragment(key="samtycke.consent", html=Markup("<input name=x>"),
+                        field_names=("x",))
+    html = FlaskApps.fragments_html([fragment], {"samtycke.consent": ["<b>Tick</b> & send"]})
+    assert '<div class="app-fragment" id="app-samtycke-consent" tabindex="-1">' in html
+    assert '<p class="field-error">&lt;b&gt;Tick&lt;/b&gt; &amp; send</p>' in html
+    assert "<input name=x>" in html
+    assert FlaskApps.fragments_html([fragment]).count("field-error") == 0
+    key, markup, names = fragment  # templates unpack it
+    assert (key, names) == ("samtycke.consent", ("x",)) and isinstance(markup, Markup)
+
+
+def test_a_practitioner_is_the_staff_context_the_app_gets() -> None:
+    who = Practitioner(tenant=7, ref=12, name="Eva", can_record_consent=False, session="s")
+    assert who.staff == StaffContext(ref=StaffRef("12"), name="Eva", can_record_consent=False)
+
+
+def test_in_pages_reads_every_row_once_and_leaves_no_cursor_open(tmp_path: Path) -> None:
+    from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert, select
+    from sqlalchemy.orm import Session
+
+    from samtycke_plugin.integrations.flask import in_pages
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'pages.sqlite'}")
+    rows = Table("rows", MetaData(), Column("id", Integer, primary_key=True),
+                 Column("name", String))
+    rows.create(engine)
+    with Session(engine) as session:
+        session.execute(insert(rows), [{"id": i * 3, "name": f"n{i}"} for i in range(1, 8)])
+        seen = []
+        for row in in_pages(lambda: session, select(rows.c.id, rows.c.name), size=2):
+            # Between rows the connection is free: a function can be registered on it
+            # (sqlite3 refuses that while a statement of the connection is unfinished).
+            session.connection().connection.driver_connection.create_function(
+                "f", 0, lambda: 1)
+            seen.append(tuple(row))
+        assert seen == [(i * 3, f"n{i}") for i in range(1, 8)]
