@@ -23,6 +23,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from hookspecs.facade import AppHooks, make_plugin_manager
@@ -80,6 +81,17 @@ class TestHost:
     # -- the host's own session ------------------------------------------------------
     def session(self) -> Session:
         return self._session
+
+    def rollback(self) -> None:
+        """Roll back the host's transaction, as a host's error handling does: when the
+        connection died under the app's statements, the first rollback finds it lost
+        (SQLAlchemy then invalidates it) and the session starts over on a new one."""
+        try:
+            self._session.rollback()
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            self._session.rollback()
 
     def now(self) -> datetime:
         return self.clock

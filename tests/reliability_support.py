@@ -149,14 +149,14 @@ def book(
     try:
         vetoes = hooks.submit_check(sub)
         if vetoes:
-            host.session().rollback()
+            host.rollback()
             return vetoes
         if between is not None:
             between()
         hooks.submitted(sub, BookingRef(booking), ClientRef(client))
         host.session().commit()
     except BaseException:
-        host.session().rollback()
+        host.rollback()
         raise
     return []
 

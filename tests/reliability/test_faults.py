@@ -84,7 +84,7 @@ def _run_every_fault(
     host.session().rollback()
     faults, result = each_fault(
         injector, path,
-        reset=lambda: host.session().rollback(),
+        reset=host.rollback,
         snapshot=lambda: dump(host.engine, [tenant]),
     )
     assert faults >= 3, "the path ran fewer statements than expected"
@@ -198,7 +198,7 @@ def test_postgres_backend_killed_during_a_booking(
             book(host, hooks, tenant, client, booking="b-1", ticked=True, text_id=shown,
                  between=kill)
         assert is_transient_error(err.value)  # the host knows it may run the booking again
-    host.session().rollback()
+    host.rollback()
     assert dump(pg_engine, [tenant]) == before
     assert book(host, hooks, tenant, client, booking="b-1", ticked=True, text_id=shown) == []
     assert [e.state for e in events(pg_engine, tenant)] == ["given"]
