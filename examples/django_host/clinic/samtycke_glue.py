@@ -43,7 +43,7 @@ class ClinicHost(integration.DjangoClients, integration.DjangoPageLayout, integr
 
     def staff(self, user: Any) -> tuple[t.TenantRef, t.StaffContext] | None:
         member = StaffMember.objects.filter(user_id=user.pk).first()
-        return member and (tenant(member.practice), t.StaffContext(
+        return member and (t.TenantRef(str(member.practice_id)), t.StaffContext(
             ref=t.StaffRef(str(user.pk)), name=user.get_full_name() or user.get_username(),
             can_record_consent=member.can_record_consent))
 
