@@ -349,10 +349,8 @@ _DELIVERY_FACTS = select(*_SNAPSHOT_COLUMNS, _S.last_seq).where(
     _S.tenant_ref == bindparam("tenant"), _S.client_ref == bindparam("client")
 )
 _REQUEST_OPEN = select(ConsentRequest.id).where(
-    ConsentRequest.id == bindparam("request"),
-    ConsentRequest.tenant_ref == bindparam("tenant"),
-    ConsentRequest.used_at.is_(None),
-    ConsentRequest.revoked_at.is_(None),
+    ConsentRequest.id == bindparam("request"), ConsentRequest.tenant_ref == bindparam("tenant"),
+    ConsentRequest.used_at.is_(None), ConsentRequest.revoked_at.is_(None),
 )
 
 
@@ -368,11 +366,9 @@ def note_delivery(
     if lock_head(session, tenant_ref) is None:
         return False
     row = session.execute(_DELIVERY_FACTS, {"tenant": tenant_ref, "client": client_ref}).first()
-    request_open = session.execute(
-        _REQUEST_OPEN, {"request": request_id, "tenant": tenant_ref}
-    ).first() is not None
+    opened = session.execute(_REQUEST_OPEN, {"request": request_id, "tenant": tenant_ref}).first()
     before = snapshot_of(row)
-    after = with_delivery(before, outcome, request_open=request_open)
+    after = with_delivery(before, outcome, request_open=opened is not None)
     if row is None or after is None or after == before:
         return False
     _write_projection(session, tenant_ref, {client_ref: (after, int(row.last_seq))})

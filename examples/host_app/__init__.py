@@ -154,6 +154,9 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         if request.method == "POST" and settings["DEV_MAILBOX"]:
             sessions().rollback()
             apps.send_outbox()  # demo mode: deliver queued app mail at once
+        worker = app.extensions["booking"].worker
+        if request.method == "POST" and worker is not None:
+            worker.wake()  # a batch may have been started: the worker runs it
         return response
 
     @app.teardown_request

@@ -6,21 +6,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import threading
-import time
 
 from werkzeug.serving import run_simple
 
 from examples.host_app import create_app, demo_seed
 from examples.host_app.serving import redacting_handler
-
-
-def _mail_worker(app: object, every: float) -> None:
-    platform = app.extensions["booking"]  # type: ignore[attr-defined]
-    while True:
-        time.sleep(every)
-        platform.apps.send_outbox()
-        platform.sessions.remove()
+from examples.host_app.worker import Worker
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,8 +30,10 @@ def main(argv: list[str] | None = None) -> None:
         if demo_seed.seed(platform):
             print("Demo data added (3 practices, their clients, bookings and consent history).")
         platform.settings["DEMO_LOGINS"] = demo_seed.logins()
-    if not platform.settings["DEV_MAILBOX"]:
-        threading.Thread(target=_mail_worker, args=(app, 15.0), daemon=True).start()
+    # Batch jobs and queued mail, outside the requests (in dev mode the mail of a form
+    # is also sent right after it, so the mailbox shows it at once).
+    platform.worker = Worker(platform, every=2.0 if platform.settings["DEV_MAILBOX"] else 15.0)
+    platform.worker.start()
 
     url = platform.engine.url.render_as_string(hide_password=True)
     print()

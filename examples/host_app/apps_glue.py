@@ -312,11 +312,23 @@ class Apps:
     # -- 5. e-mail ---------------------------------------------------------------------------
 
     def send_outbox(self) -> int:
-        """Send the apps' queued e-mail now (dev mode: after each POST; or a worker)."""
+        """Send the apps' queued e-mail now (dev mode: after each POST).  Mail only: a
+        batch job is the worker's (:meth:`run_work`), so no request waits for one."""
+        try:
+            return samtycke_relay.send_due(self.host, jobs=False).sent
+        except Exception:
+            log.exception("sending queued app e-mail failed; it stays queued")
+            return 0
+        finally:
+            self.host.session().rollback()
+
+    def run_work(self) -> int:
+        """The apps' background work (the platform's worker): batch jobs that are due,
+        then the queued e-mail; returns the number of mails sent."""
         try:
             return samtycke_relay.send_due(self.host).sent
         except Exception:
-            log.exception("sending queued app e-mail failed; it stays queued")
+            log.exception("the apps' background work failed; it is tried again later")
             return 0
         finally:
             self.host.session().rollback()

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, scoped_session
 from examples.host_app.apps_glue import Apps, PlatformHost
 from examples.host_app.models import Staff
 from examples.host_app.sign_in import live_staff
+from examples.host_app.worker import Worker
 
 LANGUAGES = ("sv", "en")
 
@@ -23,6 +24,8 @@ class Platform:
     host: PlatformHost
     apps: Apps
     settings: dict[str, Any]
+    #: The background worker (batch jobs, queued mail) when the server runs one.
+    worker: Worker | None = None
 
     def db(self) -> Session:
         return self.sessions()

@@ -18,6 +18,7 @@ from examples.host_app import create_app
 from examples.host_app.models import Practice, Service, Staff
 from examples.host_app.runtime import Platform
 from examples.host_app.serving import redacting_handler
+from examples.host_app.worker import Worker
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -96,10 +97,13 @@ class LiveServer:
         return platform_of(self.app)
 
     def __enter__(self) -> LiveServer:
+        self.platform.worker = Worker(self.platform, every=1.0).start()
         self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.platform.worker is not None:
+            self.platform.worker.stop()
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=10)
