@@ -50,7 +50,7 @@ def test_every_kind_of_change_goes_through_the_ledgers_writers(host: TestHost) -
         bounced = mail_requests.send_request(host, tenant, bounce, actor="staff:s1")
         host.session().commit()
         host.mailer = lambda message: DeliveryResult(status="rejected", detail="550 no such user")
-        assert send_due(host).bounced == 1
+        assert send_due(host, tenant=tenant).bounced == 1
         host.mailer = lambda message: None
         batch_requests.request_batch(host, tenant, actor="staff:s1")
         host.session().commit()

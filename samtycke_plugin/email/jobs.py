@@ -106,6 +106,10 @@ class Started:
     created: bool
 
 
+class _Retry(Exception):
+    """The unfinished job met by the insert finished before it could be read."""
+
+
 def start_batch(host: Host, tenant: str, *, actor: str) -> Started:
     """Record a batch request to every client of the practice without valid consent, to
     be run by :func:`run_pending`; or, while one is unfinished, return that one.  Its
@@ -140,10 +144,6 @@ def start_batch(host: Host, tenant: str, *, actor: str) -> Started:
         except _Retry:
             continue
     raise RuntimeError("start_batch: the practice's unfinished job kept changing")
-
-
-class _Retry(Exception):
-    pass
 
 
 def _progress_of(row: Any) -> JobProgress:
