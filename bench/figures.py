@@ -371,17 +371,19 @@ def _child(*args: str) -> dict[str, Any]:
 
 
 def c6(b: Bench, name: str) -> Result:
-    """"Send to all without valid consent" on the app's batch page, in a child process."""
+    """"Send to all without valid consent" on the app's batch page, then the job it
+    records run as the relay runs it, in a child process.  The figure is the job's wall
+    time; the request must return without queueing anything (it does not wait)."""
     gen = b.gen[name]
     r = _child("batch", b.url, gen.staff_email)
     rss_mb = r["peak_rss_kb"] / 1024
-    waited = r["queued"] > 0 and r["queued_at_response"] == r["queued"]
-    passed = (r["status"] == 303 and r["queued"] > 0 and r["elapsed_s"] <= 30 and rss_mb <= 200
-              and not waited)
+    waited = r["queued_at_response"] > 0
+    passed = (r["status"] == 303 and "/batch/jobs/" in r["location"] and r["jobs_run"] == 1
+              and r["queued"] > 0 and r["job_s"] <= 30 and rss_mb <= 200 and not waited)
     return Result(
         id="C6", what=f"batch request to everyone without valid consent ({gen.clients:,} "
-        "clients)", unit="s", value=r["elapsed_s"], baseline=None,
-        target="≤ 30 s, ≤ 200 MB, request does not wait", passed=passed,
+        "clients)", unit="s", value=r["job_s"], baseline=None,
+        target="job ≤ 30 s, ≤ 200 MB; the request does not wait", passed=passed,
         extra={"peak_rss_mb": round(rss_mb, 1), "rss_before_mb": round(r["rss_start_kb"] / 1024, 1),
                "request_s": round(r["request_s"], 3), "queued": r["queued"],
                "without_valid_consent": len(gen.not_valid), "to_ask": len(gen.to_ask),

@@ -215,7 +215,7 @@ def delivery(
 ) -> None:
     """Show how the mail of the client's open request fared (``bounced``, ``failed``, …)
     on their status."""
-    ledger.set_delivery(session, tenant, client, request_id, outcome)
+    ledger.note_delivery(session, tenant, client, request_id, outcome)
 
 
 MANUAL_METHODS = ("paper", "verbal", "other_system", "other")

@@ -28,7 +28,7 @@ from samtycke_plugin.chain import evidence_hash, row_hash
 from samtycke_plugin.errors import NotActive
 from samtycke_plugin.integrity import replay_clients
 from samtycke_plugin.models import ConsentEvent, ConsentRequest, ConsentStateRow, Evidence, Practice
-from samtycke_plugin.rules import EventFacts, Snapshot, State, fold
+from samtycke_plugin.rules import EventFacts, Snapshot, State, fold, with_delivery
 
 
 def truncate_ip(ip: str | None) -> str | None:
@@ -241,8 +241,9 @@ def append(
 ) -> list[ConsentEvent]:
     """Append events of one practice, in order: chain links, evidence, projection.
 
-    The only function that writes ledger events, and (with :func:`set_delivery` and
-    :func:`rebuild_projection`, through :func:`_write_projection`) the projection.
+    The only function that writes ledger events; the projection is written by
+    :func:`_write_projection` alone (called here, by :func:`note_delivery` and by
+    :func:`rebuild_projection`).
     Takes the practice's chain-head lock, so it is safe beside every other writer;
     ``previous`` holds the projections of clients the caller already read in this
     transaction after taking the lock (:func:`lock_practice`), which are then not read
@@ -320,9 +321,17 @@ def append(
 
 
 def _write_projection(
-    session: Session, tenant_ref: str, changed: Mapping[str, tuple[Snapshot, int]]
+    session: Session,
+    tenant_ref: str,
+    changed: Mapping[str, tuple[Snapshot, int]],
+    *,
+    clear: bool = False,
 ) -> None:
-    """Upsert projection rows: ``{client: (snapshot, seq of the event it reflects)}``."""
+    """The one writer of the projection: upsert rows ``{client: (snapshot, seq of the
+    event it reflects)}``; with ``clear``, first delete every row of the practice (a
+    rebuild)."""
+    if clear:
+        session.execute(delete(_ST).where(_S.tenant_ref == tenant_ref))
     if not changed:
         return
     session.execute(
@@ -336,31 +345,34 @@ def _write_projection(
     )
 
 
-def set_delivery(
-    session: Session, tenant_ref: str, client_ref: str, request_id: int, delivery: str
-) -> None:
-    """Show the delivery outcome of the client's request on the projection row, while
-    that request is the client's current one and still waits for an answer (``bounced``
-    → "Address rejected").  The ledger keeps no event for it: it is mail status."""
-    still_open = (
-        select(ConsentRequest.id)
-        .where(
-            ConsentRequest.id == request_id,
-            ConsentRequest.used_at.is_(None),
-            ConsentRequest.revoked_at.is_(None),
-        )
-        .exists()
-    )
-    session.execute(
-        update(_ST)
-        .where(
-            _S.tenant_ref == tenant_ref,
-            _S.client_ref == client_ref,
-            _S.state == State.REQUESTED.value,
-            still_open,
-        )
-        .values(delivery=delivery)
-    )
+_DELIVERY_FACTS = select(*_SNAPSHOT_COLUMNS, _S.last_seq).where(
+    _S.tenant_ref == bindparam("tenant"), _S.client_ref == bindparam("client")
+)
+_REQUEST_OPEN = select(ConsentRequest.id).where(
+    ConsentRequest.id == bindparam("request"), ConsentRequest.tenant_ref == bindparam("tenant"),
+    ConsentRequest.used_at.is_(None), ConsentRequest.revoked_at.is_(None),
+)
+
+
+def note_delivery(
+    session: Session, tenant_ref: str, client_ref: str, request_id: int, outcome: str
+) -> bool:
+    """Show how the mail of a request fared on the client's status (``bounced`` →
+    "Address rejected"), through the projection's one writer, under the chain-head lock.
+
+    The ledger keeps no event for it (it is mail status, not a consent state); whether
+    it shows is decided by :func:`~samtycke_plugin.rules.with_delivery`.  Returns
+    whether the status changed.  Nothing here commits."""
+    if lock_head(session, tenant_ref) is None:
+        return False
+    row = session.execute(_DELIVERY_FACTS, {"tenant": tenant_ref, "client": client_ref}).first()
+    opened = session.execute(_REQUEST_OPEN, {"request": request_id, "tenant": tenant_ref}).first()
+    before = snapshot_of(row)
+    after = with_delivery(before, outcome, request_open=opened is not None)
+    if row is None or after is None or after == before:
+        return False
+    _write_projection(session, tenant_ref, {client_ref: (after, int(row.last_seq))})
+    return True
 
 
 def _detached_event(event_id: int, row: dict[str, Any]) -> ConsentEvent:
@@ -424,7 +436,7 @@ def rebuild_projection(session: Session, tenant_ref: str) -> int:
             )
         ).all()  # Result.tuples() is deprecated in SQLAlchemy 2.1 (rows are tuples)
     )
-    session.execute(delete(ConsentStateRow).where(ConsentStateRow.tenant_ref == tenant_ref))
+    _write_projection(session, tenant_ref, {}, clear=True)
     count = 0
     batch: dict[str, tuple[Snapshot, int]] = {}
     for client_ref, replayed in replay_clients(session, tenant_ref):

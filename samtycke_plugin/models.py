@@ -275,6 +275,57 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+#: A batch job that has not finished (queued, or running under a runner's lease).
+UNFINISHED_JOB = "state IN ('queued', 'running')"
+
+
+class BatchJob(Base):
+    """A batch request ("ask everyone without valid consent") run outside the web
+    request, in chunks, by the relay: its options, state, progress and counts."""
+
+    __tablename__ = "samtycke_batch_job"
+    __table_args__ = (
+        # At most one unfinished job per practice: a second "send to all" while one runs
+        # finds it instead of starting another.
+        Index(
+            "uq_samtycke_batch_job_unfinished",
+            "tenant_ref",
+            unique=True,
+            sqlite_where=text(UNFINISHED_JOB),
+            postgresql_where=text(UNFINISHED_JOB),
+        ),
+        Index("ix_samtycke_batch_job_state", "state"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_ref: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(160))
+    created_at: Mapped[datetime]
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    batch_key: Mapped[str] = mapped_column(String(64))
+    #: queued, running, done or failed.
+    state: Mapped[str] = mapped_column(String(16))
+    #: The runner holding the job and until when (a runner that died loses it then).
+    runner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    #: Clients expected (counted when the job starts) and looked at so far.
+    total: Mapped[int | None] = mapped_column(Integer)
+    done: Mapped[int] = mapped_column(Integer)
+    #: Where the next chunk starts (the last client ref of a host's client query).
+    after_ref: Mapped[str | None] = mapped_column(String(64))
+    asked: Mapped[int] = mapped_column(Integer)
+    skipped_valid: Mapped[int] = mapped_column(Integer)
+    skipped_pending: Mapped[int] = mapped_column(Integer)
+    skipped_no_email: Mapped[int] = mapped_column(Integer)
+    skipped_bad_name: Mapped[int] = mapped_column(Integer)
+    skipped_withdrawn: Mapped[int] = mapped_column(Integer)
+    skipped_refused: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
 class Checkpoint(Base):
     """A signed statement of a practice's chain head at some sequence number."""
 

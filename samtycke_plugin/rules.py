@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from attrs import frozen
+from attrs import evolve, frozen
 
 from samtycke_plugin.settings import PracticeSettings
 
@@ -113,6 +113,18 @@ def fold(snapshot: Snapshot | None, event: EventFacts) -> Snapshot:
         since=event.occurred_at,
         delivery=None,
     )
+
+
+def with_delivery(
+    snapshot: Snapshot | None, outcome: str, *, request_open: bool
+) -> Snapshot | None:
+    """The client's projection showing how the mail of a request fared, or ``None`` when
+    the outcome does not show: it shows only while the client waits for an answer to
+    that request (state ``requested``, the request neither used nor replaced), so a
+    late outcome of an older request never overwrites the status a newer one made."""
+    if snapshot is None or snapshot.state is not State.REQUESTED or not request_open:
+        return None
+    return evolve(snapshot, delivery=outcome)
 
 
 def grant_state(previous: Snapshot | None) -> State:

@@ -4,6 +4,7 @@ the only writer of the status projection (checked for every test by ``write_guar
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,7 +12,7 @@ import write_guard
 from hostkit import TestHost, staff, submission
 from sqlalchemy import select, text
 
-from hookspecs.types import BookingRef, ClientRef
+from hookspecs.types import BookingRef, ClientRef, DeliveryResult
 from samtycke_plugin import consent, erasure, practices
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.email import batch as batch_requests
@@ -36,6 +37,7 @@ def test_every_kind_of_change_goes_through_the_ledgers_writers(host: TestHost) -
     hooks = host.hooks()
     a, b, c = (host.new_client(tenant) for _ in range(3))
     host.new_client(tenant)  # one the batch asks
+    bounce = host.new_client(tenant)  # a request whose mail bounces
     host.mailer = lambda message: None  # the host delivers: accepted
     with write_guard.recording() as writes:
         consent.record_manual(host, tenant, a, staff(), method="paper",
@@ -45,6 +47,11 @@ def test_every_kind_of_change_goes_through_the_ledgers_writers(host: TestHost) -
         mail_requests.send_request(host, tenant, b, actor="staff:s1")
         host.session().commit()
         send_due(host)
+        bounced = mail_requests.send_request(host, tenant, bounce, actor="staff:s1")
+        host.session().commit()
+        host.mailer = lambda message: DeliveryResult(status="rejected", detail="550 no such user")
+        assert send_due(host, tenant=tenant).bounced == 1
+        host.mailer = lambda message: None
         batch_requests.request_batch(host, tenant, actor="staff:s1")
         host.session().commit()
         shown = practices.current_text(host.session(), practices.require_practice(
@@ -56,15 +63,21 @@ def test_every_kind_of_change_goes_through_the_ledgers_writers(host: TestHost) -
         erasure.erase_client(host, tenant, a)
         rebuild_projection(host.session(), tenant)
         host.session().commit()
-    kinds = {(w.table, w.function) for w in writes}
-    assert kinds >= {
-        ("samtycke_consent_event", "append"),
-        ("samtycke_consent_state", "_write_projection"),
-        ("samtycke_consent_state", "rebuild_projection"),
+    # Exactly one appender of the ledger and one writer of the projection, whatever
+    # the change (a bounce, a rebuild and an erasure included).
+    writers: dict[str, set[str]] = {}
+    for w in writes:
+        writers.setdefault(w.table, set()).add(w.function)
+    assert writers == {
+        "samtycke_consent_event": {"append"},
+        "samtycke_consent_state": {"_write_projection"},
     }
+    assert all(w.path == write_guard.LEDGER for w in writes), writes
     assert all(w.allowed for w in writes), writes
     assert verify_chain(host.session(), tenant).ok
     assert projection(host.session(), tenant) == replay(host.session(), tenant)
+    row = host.session().get(ConsentStateRow, (tenant, bounce))
+    assert row is not None and row.delivery == "bounced", bounced  # kept by the rebuild
 
 
 def test_the_guard_catches_a_write_from_anywhere_else_in_the_app(host: TestHost) -> None:
@@ -86,6 +99,34 @@ def test_the_guard_catches_a_write_from_anywhere_else_in_the_app(host: TestHost)
     host.session().rollback()
     assert [(w.table, w.function, w.allowed) for w in writes] == [
         ("samtycke_consent_state", "rogue", False)
+    ]
+    write_guard.GUARD.writes.clear()  # keep this test's own check from failing it
+
+
+def test_the_guard_catches_a_second_writer_inside_the_ledger(host: TestHost) -> None:
+    """The guard can fail for the ledger module itself: a function of ledger.py other
+    than the one appender and the one projection writer is a violation."""
+    _practice(host)
+    rogue: dict[str, object] = {}
+    exec(
+        compile(
+            "def set_status(session, text):\n"
+            "    session.execute(text('UPDATE samtycke_consent_state SET delivery = NULL "
+            "WHERE 1 = 0'))\n"
+            "def record_event(session, text):\n"
+            "    session.execute(text('DELETE FROM samtycke_consent_event WHERE 1 = 0'))\n",
+            str(write_guard.LEDGER), "exec",
+        ),
+        rogue,
+    )
+    with write_guard.recording() as writes:
+        rogue["set_status"](host.session(), text)  # type: ignore[operator]
+        with contextlib.suppress(Exception):  # the ledger refuses deletes; seen before
+            rogue["record_event"](host.session(), text)  # type: ignore[operator]
+    host.session().rollback()
+    assert [(w.table, w.function, w.allowed) for w in writes] == [
+        ("samtycke_consent_state", "set_status", False),
+        ("samtycke_consent_event", "record_event", False),
     ]
     write_guard.GUARD.writes.clear()  # keep this test's own check from failing it
 

@@ -66,7 +66,7 @@ def test_upgrade_downgrade_upgrade_leaves_host_tables_untouched(empty_engine: En
     upgrade(empty_engine)  # idempotent
     assert _host_state(empty_engine) == before
     with empty_engine.connect() as conn:
-        assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == "0002"
+        assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == "0003"
 
 
 def test_models_match_the_migrations(empty_engine: Engine) -> None:
@@ -136,4 +136,28 @@ def test_the_waiting_request_index_has_the_models_condition(empty_engine: Engine
     assert "uq_samtycke_outbox_waiting_request" not in {
         ix["name"] for ix in inspect(empty_engine).get_indexes("samtycke_outbox")
     }
+    upgrade(empty_engine)
+
+
+def test_the_batch_job_table_allows_one_unfinished_job_per_practice(empty_engine: Engine) -> None:
+    """The migration's partial unique index refuses a second queued or running job of a
+    practice, allows finished ones beside it; downgrading to 0002 drops the table."""
+    from sqlalchemy.exc import IntegrityError
+
+    upgrade(empty_engine)
+    insert = text(
+        "INSERT INTO samtycke_batch_job (tenant_ref, created_by, created_at, options, "
+        "batch_key, state, done, asked, skipped_valid, skipped_pending, skipped_no_email, "
+        "skipped_bad_name, skipped_withdrawn, skipped_refused) VALUES (:t, 'staff:s1', "
+        "'2026-12-03 12:00:00', '{}', :k, :s, 0, 0, 0, 0, 0, 0, 0, 0)"
+    )
+    with empty_engine.begin() as conn:
+        conn.execute(insert, {"t": "p1", "k": "a", "s": "done"})
+        conn.execute(insert, {"t": "p1", "k": "b", "s": "queued"})
+        conn.execute(insert, {"t": "p2", "k": "c", "s": "running"})
+    for state in ("queued", "running"):
+        with pytest.raises(IntegrityError), empty_engine.begin() as conn:
+            conn.execute(insert, {"t": "p1", "k": "d", "s": state})
+    downgrade(empty_engine, "0002")
+    assert "samtycke_batch_job" not in inspect(empty_engine).get_table_names()
     upgrade(empty_engine)

@@ -164,3 +164,16 @@ def test_settings_round_trip_and_clear_errors() -> None:
         structure_settings({"request_link_days": True})
     with pytest.raises(SettingsError, match="mapping"):
         structure_settings(["not", "a", "mapping"])  # type: ignore[arg-type]
+
+
+def test_a_delivery_outcome_shows_only_on_an_open_request_of_a_waiting_client() -> None:
+    from samtycke_plugin.rules import with_delivery
+
+    waiting = Snapshot(state=State.REQUESTED, text_major=1, expires_at=None, since=NOW)
+    assert with_delivery(waiting, "bounced", request_open=True) == Snapshot(
+        state=State.REQUESTED, text_major=1, expires_at=None, since=NOW, delivery="bounced")
+    # a late outcome of a request that was answered or replaced does not show
+    assert with_delivery(waiting, "bounced", request_open=False) is None
+    given = Snapshot(state=State.GIVEN, text_major=1, expires_at=None, since=NOW)
+    assert with_delivery(given, "bounced", request_open=True) is None
+    assert with_delivery(None, "bounced", request_open=True) is None

@@ -2,9 +2,10 @@
 
 Every statement that writes a ledger event or a projection row is traced back to the
 innermost frame of the app's own code.  Inside the app only
-``samtycke_plugin.ledger.append`` inserts events, and only the ledger's projection
-writers touch ``samtycke_consent_state``; any other app function that does so is
-recorded as a violation and fails the test that ran it.  Writes made by test code
+``samtycke_plugin.ledger.append`` inserts events, and only
+``samtycke_plugin.ledger._write_projection`` touches ``samtycke_consent_state``
+(appends, delivery outcomes and rebuilds all go through it); any other app function
+that does so is recorded as a violation and fails the test that ran it.  Writes made by test code
 itself (tampering on purpose) and by the app's migrations are not the app's write path.
 """
 
@@ -31,13 +32,13 @@ _WRITE = re.compile(
     r'^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?(samtycke_consent_event|samtycke_consent_state)\b',
     re.IGNORECASE,
 )
-#: (table, function in ledger.py) pairs of the one write path.
-ALLOWED = {
-    ("samtycke_consent_event", "append"),
-    ("samtycke_consent_state", "_write_projection"),
-    ("samtycke_consent_state", "set_delivery"),
-    ("samtycke_consent_state", "rebuild_projection"),
+#: The one function (in ledger.py) that writes each table: one appender of ledger
+#: events, one writer of the projection.
+WRITERS = {
+    "samtycke_consent_event": "append",
+    "samtycke_consent_state": "_write_projection",
 }
+ALLOWED = set(WRITERS.items())
 
 
 @frozen

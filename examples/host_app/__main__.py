@@ -29,8 +29,9 @@ def main(argv: list[str] | None = None) -> None:
         if demo_seed.seed(platform):
             print("Demo data added (3 practices, their clients, bookings and consent history).")
         platform.settings["DEMO_LOGINS"] = demo_seed.logins()
-    if not platform.settings["DEV_MAILBOX"]:
-        platform.apps.start_mail_worker(15.0)  # SMTP: the app's queued mail every 15 s
+    # Batch jobs and queued mail, outside the requests (in dev mode the mail of a form
+    # is also sent right after it, so the mailbox shows it at once).
+    platform.apps.start_worker(2.0 if platform.settings["DEV_MAILBOX"] else 15.0)
 
     url = platform.engine.url.render_as_string(hide_password=True)
     print()

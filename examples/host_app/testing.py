@@ -98,10 +98,13 @@ class LiveServer:
         return platform_of(self.app)
 
     def __enter__(self) -> LiveServer:
+        self.platform.apps.start_worker(1.0)  # batch jobs and mail, as the server runs them
         self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.platform.apps.worker is not None:
+            self.platform.apps.worker.stop()
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=10)

@@ -52,6 +52,9 @@ def outbox_send(
 ) -> None:
     """Send the e-mail that is due: once (for cron) or with --loop (as a service).
 
+    First the batch requests recorded on the batch page ("send to all") are prepared,
+    in chunks; then their mail is sent with the rest.
+
     Mail goes through the host's deliver_email() when it delivers, otherwise through
     the built-in SMTP transport (SAMTYCKE_SMTP_HOST, _PORT, _SECURITY, _USER,
     _PASSWORD, _FROM, _TIMEOUT, _CA_FILE).  Failed mail is retried later with
@@ -75,6 +78,8 @@ def outbox_send(
             for key in totals:
                 totals[key] += getattr(report, key)
             problems.extend(p for p in report.problems if p not in problems)
+            if report.jobs:
+                click.echo(f"batch requests prepared: {report.jobs}")
             if report.handled and (loop or report.handled < limit):
                 click.echo(
                     f"sent {report.sent}, to retry {report.retried}, bounced {report.bounced}, "

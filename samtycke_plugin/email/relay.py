@@ -15,9 +15,12 @@ The request and its outbox row are written in the same transaction (see
 * mail for a link that was used, revoked or has expired meanwhile is not sent
   (``cancelled``).
 
-``send_due`` is a plain function a host's task queue (Celery, RQ, cron) can call; the
-CLI's ``samtycke outbox send [--loop]`` calls it too.  It manages its own short
-units of work (:meth:`Host.unit_of_work`), each committed by the host.
+Before sending, ``send_due`` runs the batch jobs the batch page recorded
+(:mod:`samtycke_plugin.email.jobs`), so the worker that sends the mail also does the
+batch's work outside the web request.  ``send_due`` is a plain function a host's task
+queue (Celery, RQ, cron) can call; the CLI's ``samtycke outbox send [--loop]`` calls
+it too.  It manages its own short units of work (:meth:`Host.unit_of_work`), each
+committed by the host.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from hookspecs.types import DeliveryResult, TenantRef
 from samtycke_plugin import common, consent
 from samtycke_plugin.db import run_in_transaction
 from samtycke_plugin.email import asking, outbox
+from samtycke_plugin.email import jobs as batch_jobs
 from samtycke_plugin.email import receipts as receipt_mail
 from samtycke_plugin.email.messages import Rendered, RenderError, render_message
 from samtycke_plugin.email.transport import (
@@ -81,6 +85,8 @@ class SendReport:
     cancelled: int = 0
     #: Configuration problems met (each once), for the operator.
     problems: tuple[str, ...] = ()
+    #: Batch jobs run to their end before the mail was sent (:mod:`.jobs`).
+    jobs: int = 0
 
     @property
     def handled(self) -> int:
@@ -256,9 +262,11 @@ def send_due(
     rate: float | None = None,
     policy: RetryPolicy | None = None,
     tenant: str | None = None,
+    jobs: bool = True,
 ) -> SendReport:
-    """Deliver up to ``limit`` due outbox messages (of every practice, or of ``tenant``);
-    returns what happened.
+    """Run the batch jobs that are due (:func:`samtycke_plugin.email.jobs.run_pending`,
+    unless ``jobs`` is false), then deliver up to ``limit`` due outbox messages (of
+    every practice, or of ``tenant``); returns what happened.
 
     Rows are claimed :data:`CLAIM_GROUP` at a time; each message's outcome is committed
     right after it was handed over, so a crash re-sends at most the message in flight
@@ -271,6 +279,7 @@ def send_due(
     :param policy: retry/give-up timing (default: :meth:`RetryPolicy.from_env`).
     """
     policy = policy or RetryPolicy.from_env()
+    ran = batch_jobs.run_pending(host, tenant=tenant) if jobs else 0
     ids = run_in_transaction(
         host, lambda s: due_ids(s, common.now_utc(host), limit, tenant), commit=False
     )
@@ -309,6 +318,7 @@ def send_due(
     return SendReport(
         sent=counts[SENT], retried=counts[RETRY], bounced=counts[BOUNCED],
         failed=counts[FAILED], cancelled=counts[CANCELLED], problems=tuple(problems),
+        jobs=ran,
     )
 
 

@@ -14,7 +14,8 @@ a Flask host.
 * :class:`FlaskApps`: the plugin manager and :class:`hookspecs.facade.AppHooks`, the
   calls a booking flow makes (taking the host's plain ids), the apps' HTML as
   ``Markup`` for Jinja, the list filter as a SQLAlchemy condition, the apps' WSGI
-  pages mounted into Flask, the e-mail relay and Samtycke's downloads
+  pages mounted into Flask, the e-mail relay and batch jobs (a worker thread,
+  :mod:`~samtycke_plugin.integrations.flask_worker`) and Samtycke's downloads
   (:mod:`~samtycke_plugin.integrations.flask_exports`).
 
 Every HTML string marked safe here is HTML the app has escaped or sanitized itself
@@ -26,8 +27,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -60,6 +59,7 @@ from samtycke_plugin import db as samtycke_db
 from samtycke_plugin import web as samtycke_web
 from samtycke_plugin.email import relay as samtycke_relay
 from samtycke_plugin.integrations import flask_exports
+from samtycke_plugin.integrations.flask_worker import AppsWorker
 from samtycke_plugin.integrations.sqlalchemy import (
     dbapi_of,
     filter_condition,
@@ -225,6 +225,8 @@ class FlaskApps:
         self.active_apps = active_apps
         self.hooks = AppHooks(make_plugin_manager(strict=strict), host, active_apps)
         self.prefixes: list[str] = []
+        #: The background worker, once :meth:`start_worker` started it.
+        self.worker: AppsWorker | None = None
 
     # -- the app menu ------------------------------------------------------------------
 
@@ -394,7 +396,10 @@ class FlaskApps:
                 # The app's page runs in its own unit of work: the request's session
                 # holds no transaction (nor, on SQLite, the write lock) meanwhile.
                 self.host.sessions().rollback()
-                return Response.from_app(_mount.app, environ)
+                response = Response.from_app(_mount.app, environ)
+                if request.method == "POST" and self.worker is not None:
+                    self.worker.wake()  # the POST may have recorded a batch job
+                return response
 
             self.prefixes.append(mount.prefix)
             endpoint = MOUNT_ENDPOINT + mount.key
@@ -415,25 +420,27 @@ class FlaskApps:
 
     # -- e-mail ----------------------------------------------------------------------
 
-    def send_outbox(self) -> int:
-        """Send the apps' queued e-mail that is due now; returns how many were sent."""
+    def send_outbox(self, *, jobs: bool = False) -> int:
+        """Send the apps' queued e-mail that is due now; returns how many were sent.
+        Mail only unless ``jobs``: a batch job is the worker's (:meth:`run_work`), so no
+        request waits for one."""
         self.host.sessions().rollback()
         try:
-            return samtycke_relay.send_due(self.host).sent
+            return samtycke_relay.send_due(self.host, jobs=jobs).sent
         except Exception:
-            log.exception("sending queued app e-mail failed; it stays queued")
+            log.exception("the apps' queued work failed; it is tried again later")
             return 0
         finally:
             self.host.sessions.remove()
 
-    def start_mail_worker(self, every: float = 15.0) -> threading.Thread:
-        """A daemon thread sending queued e-mail every ``every`` seconds (or run
-        ``samtycke outbox send`` from cron instead)."""
-        def work() -> None:
-            while True:
-                time.sleep(every)
-                self.send_outbox()
+    def run_work(self) -> int:
+        """The apps' background work: the batch jobs that are due, then the queued
+        e-mail; returns how many mails were sent."""
+        return self.send_outbox(jobs=True)
 
-        worker = threading.Thread(target=work, name="samtycke-mail", daemon=True)
-        worker.start()
-        return worker
+    def start_worker(self, every: float = 15.0) -> AppsWorker:
+        """A daemon thread running :meth:`run_work` every ``every`` seconds and right
+        after each POST to an app's page (or run ``samtycke outbox send`` from cron
+        instead)."""
+        self.worker = AppsWorker(self.run_work, every).start()
+        return self.worker

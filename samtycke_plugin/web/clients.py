@@ -13,7 +13,7 @@ from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import ClientInfo, ClientRef, TenantRef
 from samtycke_plugin import common, consent, hostdb, practices
-from samtycke_plugin.email.batch import request_batch
+from samtycke_plugin.email import jobs
 from samtycke_plugin.email.requests import send_request
 from samtycke_plugin.errors import InputError, PermissionDenied
 from samtycke_plugin.i18n import N_, t
@@ -279,38 +279,49 @@ def batch(request: Request) -> Response:
         check_csrf(ctx)
         if (gone := _operational(ctx)) is not None:
             return gone
-        result = request_batch(ctx.host, ctx.tenant, actor=_actor(ctx))
-        return redirect(
-            ctx,
-            "/batch",
-            done="batch",
-            asked=result.asked,
-            valid=result.skipped_valid,
-            pending=result.skipped_pending,
-            no_email=result.skipped_no_email,
-            bad_name=result.skipped_bad_name,
-            withdrawn=result.skipped_withdrawn,
-            refused=result.skipped_refused,
-        )
+        # The work is a job the relay runs; a second press while it is unfinished finds
+        # the same job, so nobody is asked twice.
+        started = jobs.start_batch(ctx.host, ctx.tenant, actor=_actor(ctx))
+        return redirect(ctx, f"/batch/jobs/{started.job_id}")
     if (gone := _operational(ctx)) is not None:
         return gone
-    result_counts = None
-    if request.args.get("done") == "batch":
-        result_counts = {}
-        for key in ("asked", "valid", "pending", "no_email", "bad_name", "withdrawn", "refused"):
-            raw = request.args.get(key, "")
-            result_counts[key] = whole_number(raw, max_digits=9) or 0
     return render_page(
         ctx,
         "practice_batch.html",
         active="batch",
         counts=_counts(ctx),
-        result=result_counts,
+        running=jobs.unfinished_job(ctx.host, ctx.tenant),
     )
+
+
+#: Seconds between the progress page's reloads while the job is unfinished.
+JOB_REFRESH_S = 3
+
+
+def batch_job(request: Request, job_id: int) -> Response:
+    """A batch job's progress (a GET that changes nothing; another practice's job is
+    not found)."""
+    ctx = context(request)
+    job = jobs.job_progress(ctx.host, ctx.tenant, job_id)
+    if job is None:
+        raise NotFound()
+    response = render_page(
+        ctx,
+        "practice_batch_job.html",
+        active="batch",
+        job=job,
+        error=t(ctx.locale, job.error) if job.error else "",
+    )
+    if not job.finished:
+        # A header, not a <meta>: the page may be the body of the host's layout, whose
+        # <head> is the host's.
+        response.headers["Refresh"] = str(JOB_REFRESH_S)
+    return response
 
 
 ROUTES: list[tuple[str, str, Handler, tuple[str, ...]]] = [
     ("/batch", "practice.batch", batch, ("GET", "POST")),
+    (f"/batch/jobs/<int(max={2**63 - 1}):job_id>", "practice.batch_job", batch_job, ("GET",)),
     ("/clients/<client>/obtain", "practice.obtain", obtain, ("GET", "POST")),
     ("/clients/<client>/withdraw", "practice.withdraw", withdraw, ("GET", "POST")),
     ("/clients/<client>/history", "practice.history", client_history, ("GET",)),

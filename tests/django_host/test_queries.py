@@ -8,7 +8,7 @@ from contextlib import redirect_stdout
 
 import pytest
 from django.db import connection, transaction
-from django_support import PREFIX, add_practice, book, page, signed_in
+from django_support import PREFIX, add_practice, book, hidden_fields, page, signed_in
 
 from examples.django_host.clinic import samtycke_glue as glue
 from examples.django_host.clinic.models import Client
@@ -51,6 +51,28 @@ def test_a_batch_request_to_all_clients_asks_only_those_never_asked(mailbox) -> 
     glue.send_outbox()
     requests = [m.to for m in mailbox if f"{PREFIX}/c/" in m.body]  # receipts link to /w/
     assert requests == [["fore@example.com"]]
+
+
+def test_send_to_all_on_the_batch_page_is_a_job_the_outbox_command_runs(mailbox) -> None:
+    """The batch page's POST records a job and queues no mail; ``manage.py samtycke
+    outbox send`` (the management command) runs the job, then sends its mail."""
+    practice, owner = add_practice()
+    book(practice, name="Före Appen", email="fore@example.com", consent=None)
+    with transaction.atomic():
+        glue.set_active(practice, "samtycke", True, {"require_consent_for_online_booking": False})
+    staff = signed_in(owner)
+    form = page(staff.get(f"{PREFIX}/batch"))
+    posted = staff.post(f"{PREFIX}/batch", hidden_fields(form))
+    assert posted.status_code == 303 and "/batch/jobs/" in posted["Location"], page(posted)
+    progress = staff.get(posted["Location"])
+    assert 'data-job-state="queued"' in page(progress) and progress["Refresh"]
+    assert not [m for m in mailbox if f"{PREFIX}/c/" in m.body]
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert run_cli(["outbox", "send"]) == 0, out.getvalue()
+    assert "batch requests prepared: 1" in out.getvalue(), out.getvalue()
+    assert [m.to for m in mailbox if f"{PREFIX}/c/" in m.body] == [["fore@example.com"]]
+    assert 'data-job-state="done"' in page(staff.get(posted["Location"]))
 
 
 def test_the_page_language_is_djangos_active_language() -> None:

@@ -169,6 +169,16 @@ def mails_to(server: LiveServer, to: str) -> list[Any]:
                 .where(DevMail.to == to).order_by(DevMail.id))
 
 
+def _wait_for(condition: Any, timeout: float = 30.0) -> None:
+    """Until ``condition()`` holds (the platform's worker runs in its own thread)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the worker did not get there in time"
+        time.sleep(0.2)
+
+
 # -- scenarios -----------------------------------------------------------------------------------
 
 
@@ -462,7 +472,12 @@ def test_batch_request_asks_everyone_without_valid_consent_once(server: LiveServ
     shot(staff, "80-batch")
     staff.click("main form button[type=submit]")
     staff.wait_for_load_state()
+    # The request returns at once with the job's progress page, which reloads itself
+    # until the platform's worker has run the job.
+    assert re.search(r"/batch/jobs/\d+$", staff.url)
+    staff.wait_for_selector("[data-job-state=done]", timeout=60_000)
     shot(staff, "81-batch-done")
+    _wait_for(lambda: all(mails_to(server, email) for _name, email in asked))
     for name, email in asked:
         requests = [m for m in mails_to(server, email) if m.source == "samtycke"]
         assert len(requests) == 1, email
@@ -474,6 +489,8 @@ def test_batch_request_asks_everyone_without_valid_consent_once(server: LiveServ
     staff.goto(f"{PREFIX}/batch")
     staff.click("main form button[type=submit]")
     staff.wait_for_load_state()
+    staff.wait_for_selector("[data-job-state=done]", timeout=60_000)
+    assert "Requests sent: 0." in staff.content() or "Skickade förfrågningar: 0." in staff.content()
     for _name, email in asked:
         assert len([m for m in mails_to(server, email) if m.source == "samtycke"]) == 1
 

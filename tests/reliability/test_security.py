@@ -40,9 +40,9 @@ from hookspecs.types import (
 )
 from samtycke_plugin import consent, panels, practices
 from samtycke_plugin.chain import verify_chain
+from samtycke_plugin.email import jobs, tokens
 from samtycke_plugin.email import receipts as receipt_mail
 from samtycke_plugin.email import requests as mail_requests
-from samtycke_plugin.email import tokens
 from samtycke_plugin.errors import PermissionDenied
 from samtycke_plugin.integrations.sqlalchemy import filter_condition
 from samtycke_plugin.models import ConsentEvent, TextVersion
@@ -67,6 +67,8 @@ class World:
     b_text: int
     a_text: int
     b_token: str
+    a_job: int  # a batch job of each practice (its progress page)
+    b_job: int
     marker: str = "ZQXB-secret"
 
 
@@ -94,9 +96,10 @@ def world(host: TestHost) -> Iterator[World]:
     b_token = tokens.token_for(tokens.link_key(host), req)
     a_text = form_text_id(host, hooks, a, a_fresh)
     assert a_text is not None
+    a_job, b_job = (jobs.start_batch(host, t, actor="staff:s1").job_id for t in (a, b))
     w = World(host=host, hooks=hooks, a=a, b=b, a_client=ClientRef(a_client),
               a_fresh=ClientRef(a_fresh), b_client=ClientRef(b_client), b_text=b_text_v.id,
-              a_text=a_text, b_token=b_token)
+              a_text=a_text, b_token=b_token, a_job=a_job, b_job=b_job)
     host.session().rollback()  # reading an expired attribute above began a transaction
     yield w
     LIMITER.reset()
@@ -227,7 +230,7 @@ def test_every_practitioner_route_with_another_practices_ids_is_404(
     world: World, rule: Any
 ) -> None:
     w = world
-    ids = {"client": w.b_client, "text_id": w.b_text}
+    ids = {"client": w.b_client, "text_id": w.b_text, "job_id": w.b_job}
     path = _path(rule, ids)
     app = Client(make_wsgi_app())
     env = _environ(w, w.a)
@@ -362,7 +365,8 @@ def test_get_and_head_never_write_even_with_form_data_in_the_query(
     req = mail_requests.send_request(w.host, w.a, w.a_fresh, actor="staff:s1")
     w.host.session().commit()
     token = tokens.token_for(tokens.link_key(w.host), req)
-    path = _path(rule, {"client": w.a_fresh, "text_id": w.a_text, "token": token})
+    path = _path(rule, {"client": w.a_fresh, "text_id": w.a_text, "token": token,
+                        "job_id": w.a_job})
     before = dump(w.host.engine, [w.a])
     app = Client(make_wsgi_app())
     query = {**FORM, "csrf_token": _csrf(w, w.a), "samtycke_consent": "yes"}

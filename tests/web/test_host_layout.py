@@ -20,6 +20,7 @@ from werkzeug.wrappers import Request, Response
 from hookspecs.host import PageLayout
 from hookspecs.types import AppPage, ClientRef, TenantRef
 from samtycke_plugin import common
+from samtycke_plugin.email import jobs
 from samtycke_plugin.web import make_wsgi_app
 from samtycke_plugin.web.base import CSP
 from samtycke_plugin.web.layout import LAYOUT_CSP, sign_in_redirect
@@ -75,24 +76,26 @@ def _client(host: TestHost, tenant: str | None, **environ: object) -> Client:
     return Client(DispatcherMiddleware(Response("host page", status=404), {P: hosted}))
 
 
-def _set_up(host: TestHost) -> tuple[str, ClientRef, int]:
+def _set_up(host: TestHost) -> tuple[str, ClientRef, int, int]:
+    """A practice with a client, its text's id, and a batch job (its progress page)."""
     hooks = host.hooks()
     tenant = host.new_tenant("Kliniken <Lugn> & Ro")
     host.activate(hooks, tenant, ask_new_clients=True)
     client = host.new_client(tenant, name="Anna <b>Svensson</b>")
     page = _client(host, tenant).get(f"{P}/text").get_data(as_text=True)
     text_id = int(re.findall(r'/texts/(\d+)"', page)[0])
-    return tenant, client, text_id
+    job_id = jobs.start_batch(host, tenant, actor="staff:1").job_id
+    return tenant, client, text_id, job_id
 
 
-def _practice_paths(client: str, text_id: int) -> list[tuple[str, str]]:
+def _practice_paths(client: str, text_id: int, job_id: int) -> list[tuple[str, str]]:
     """(endpoint, path) of every practitioner GET route, from the URL map."""
     adapter = make_wsgi_app().url_map.bind("x.test")
     found = []
     for rule in sorted(make_wsgi_app().url_map.iter_rules(), key=lambda r: r.rule):
         if "token" in rule.arguments:  # the clients' e-mailed links: public pages
             continue
-        ids = {"client": client, "text_id": text_id}
+        ids = {"client": client, "text_id": text_id, "job_id": job_id}
         missing = set(rule.arguments) - set(ids)
         assert not missing, f"add a value for route argument(s) {missing} of {rule.rule}"
         args = {a: ids[a] for a in rule.arguments}
@@ -103,9 +106,9 @@ def _practice_paths(client: str, text_id: int) -> list[tuple[str, str]]:
 def test_every_practitioner_page_is_the_hosts_layout_around_the_apps_body(
     layout_host: LayoutHost,
 ) -> None:
-    tenant, client, text_id = _set_up(layout_host)
+    tenant, client, text_id, job_id = _set_up(layout_host)
     browser = _client(layout_host, tenant)
-    paths = _practice_paths(client, text_id)
+    paths = _practice_paths(client, text_id, job_id)
     assert len(paths) >= 8
     for endpoint, path in paths:
         layout_host.pages.clear()
@@ -129,6 +132,8 @@ def test_every_practitioner_page_is_the_hosts_layout_around_the_apps_body(
             "script-src", 1)[1].split(";")[0]
         assert response.headers["X-Frame-Options"] == "DENY"
         assert response.headers["Cache-Control"] == "no-store"
+        if endpoint == "practice.batch_job":  # reloads itself without a <head> of its own
+            assert 'data-job-state="queued"' in body and response.headers["Refresh"] == "3"
         if endpoint in CLIENT_PAGES:
             assert page.client == client, path
             assert page.back == (f"/clients/{client}", "Tillbaka till Anna <b>Svensson</b>")
@@ -140,10 +145,10 @@ def test_every_practitioner_page_is_the_hosts_layout_around_the_apps_body(
 
 
 def test_without_a_host_layout_every_page_stands_alone(host: TestHost) -> None:
-    tenant, client, text_id = _set_up(host)
+    tenant, client, text_id, job_id = _set_up(host)
     assert not isinstance(host, PageLayout)
     browser = _client(host, tenant, **{"booking.home": ("/start", "Praktika")})
-    for _endpoint, path in _practice_paths(client, text_id):
+    for _endpoint, path in _practice_paths(client, text_id, job_id):
         response = browser.get(path, headers={"Accept-Language": "en"})
         body = response.get_data(as_text=True)
         assert response.status_code == 200, path
@@ -155,7 +160,7 @@ def test_without_a_host_layout_every_page_stands_alone(host: TestHost) -> None:
 def test_the_home_link_is_the_back_link_of_pages_not_about_one_client(
     layout_host: LayoutHost,
 ) -> None:
-    tenant, client, _text_id = _set_up(layout_host)
+    tenant, client, _text_id, _job_id = _set_up(layout_host)
     browser = _client(layout_host, tenant, **{"booking.home": ("/start", "Praktika")})
     layout_host.pages.clear()
     browser.get(f"{P}/")
@@ -166,7 +171,7 @@ def test_the_home_link_is_the_back_link_of_pages_not_about_one_client(
 
 
 def test_a_client_path_that_is_not_local_gives_no_back_link(layout_host: LayoutHost) -> None:
-    tenant, client, _text_id = _set_up(layout_host)
+    tenant, client, _text_id, _job_id = _set_up(layout_host)
     for bad in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "/a\nb"):
         layout_host.client_path = lambda tenant, client, bad=bad: bad  # type: ignore[method-assign]
         layout_host.pages.clear()
@@ -191,10 +196,10 @@ def _next(response: TestResponse | Response) -> str:
 
 
 def test_signed_out_visitors_are_sent_to_the_hosts_sign_in(layout_host: LayoutHost) -> None:
-    _tenant, client, text_id = _set_up(layout_host)
+    _tenant, client, text_id, job_id = _set_up(layout_host)
     layout_host.pages.clear()
     signed_out = _client(layout_host, None, **{"booking.sign_in": "/sign-in"})
-    for _endpoint, path in _practice_paths(client, text_id):
+    for _endpoint, path in _practice_paths(client, text_id, job_id):
         response = signed_out.get(path)
         assert response.status_code == 303, path
         assert _next(response) == path

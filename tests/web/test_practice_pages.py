@@ -19,8 +19,15 @@ from werkzeug.wrappers import Response
 
 from hookspecs.types import BookingRef, ClientInfo, ClientRef, StaffContext, StaffRef
 from samtycke_plugin import common, consent, practices
+from samtycke_plugin.email import jobs
 from samtycke_plugin.i18n import t
-from samtycke_plugin.models import ConsentEvent, ConsentRequest, Practice, TextVersion
+from samtycke_plugin.models import (
+    ConsentEvent,
+    ConsentRequest,
+    OutboxMessage,
+    Practice,
+    TextVersion,
+)
 from samtycke_plugin.settings import PracticeSettings
 from samtycke_plugin.web import make_wsgi_app
 from samtycke_plugin.web.base import session_csrf_token
@@ -1001,6 +1008,9 @@ def test_send_without_a_usable_address_says_what_to_do(host: TestHost) -> None:
 
 
 def test_batch_request_counts_and_a_double_click_asks_nobody_twice(batch_host: TestHost) -> None:
+    """The POST records a job and redirects to its progress page without queueing any
+    mail; a second press while it is unfinished finds the same job; the relay's job
+    runner asks each client once, and the page then shows the counts."""
     host = batch_host
     tenant = set_up(host)
     _clients_with_consent(host, tenant, 2)
@@ -1012,17 +1022,31 @@ def test_batch_request_counts_and_a_double_click_asks_nobody_twice(batch_host: T
     assert re.search(r"Klienter utan giltigt samtycke</dt><dd>4</dd>", page)
     first = pages.post("/batch", {})
     assert first.status_code == 303
-    assert (
-        first.headers["Location"]
-        == f"{P}/batch?done=batch&asked=3&valid=2&pending=0&no_email=1&bad_name=0"
-        "&withdrawn=0&refused=0"
-    )
+    assert re.fullmatch(rf"{P}/batch/jobs/\d+", first.headers["Location"])
+    location = first.headers["Location"].removeprefix(P)
+    host.session().rollback()
+    assert host.session().scalar(select(func.count()).select_from(OutboxMessage).where(
+        OutboxMessage.tenant_ref == tenant)) == 0  # the request did not queue any mail
+    queued_page = pages.get(location)
+    queued = html(queued_page)
+    # Reloaded by a header: in a host's layout the app has no <head> of its own.
+    assert 'data-job-state="queued"' in queued and queued_page.headers["Refresh"] == "3"
+    assert "Tillbaka till Fråga klienter" in queued
+    busy = html(pages.get("/batch"))
+    assert f'{P}{location}"' in busy and "type=\"submit\"" not in busy  # no second button
     second = pages.post("/batch", {})
-    assert (
-        second.headers["Location"]
-        == f"{P}/batch?done=batch&asked=0&valid=2&pending=3&no_email=1&bad_name=0"
-        "&withdrawn=0&refused=0"
-    )
+    assert second.headers["Location"] == P + location  # the same job
+    host.session().rollback()
+    assert jobs.run_pending(host, tenant=tenant, chunk_size=2) == 1
+    assert jobs.run_pending(host, tenant=tenant) == 0
+    done_page = pages.get(location)
+    done = html(done_page)
+    assert 'data-job-state="done"' in done and "Refresh" not in done_page.headers
+    assert "Skickade förfrågningar: 3." in done
+    assert "Hade redan giltigt samtycke (tillfrågades inte): 2" in done
+    assert "Ingen användbar e-postadress (tillfrågades inte): 1" in done
+    en = pages.get(location, lang="en").get_data(as_text=True)
+    assert "Requests sent: 3." in en and "Back to Ask clients" in en
     host.session().rollback()
     assert complete_waiting_requests(host, tenant) == 3  # what the relay does as it sends
     assert (
@@ -1033,8 +1057,34 @@ def test_batch_request_counts_and_a_double_click_asks_nobody_twice(batch_host: T
         )
         == 3
     )
-    result = html(pages.get("/batch?done=batch&asked=3&valid=2&pending=0&no_email=1"))
-    assert "Skickade förfrågningar: 3." in result
+    # Pressed again after the job is done: a new job, which asks nobody twice.
+    third = pages.post("/batch", {})
+    assert third.headers["Location"] != P + location
+    host.session().rollback()
+    assert jobs.run_pending(host, tenant=tenant) == 1
+    again = html(pages.get(third.headers["Location"].removeprefix(P)))
+    assert "Skickade förfrågningar: 0." in again
+    assert "Hade redan en obesvarad förfrågan (tillfrågades inte igen): 3" in again
+
+
+def test_the_progress_page_is_scoped_to_the_practice_and_changes_nothing(
+    batch_host: TestHost,
+) -> None:
+    host = batch_host
+    tenant, other = set_up(host), set_up(host, "Annan klinik")
+    host.new_client(tenant, email="a@example.org")
+    mine = Pages(host, tenant).post("/batch", {}).headers["Location"].removeprefix(P)
+    theirs = Pages(host, other, session="sign-in-2")
+    assert theirs.get(mine).status_code == 404
+    assert theirs.get("/batch/jobs/99999999999").status_code == 404
+    assert theirs.get("/batch/jobs/99999999999999999999999").status_code == 404
+    assert theirs.post(mine, {}).status_code == 405  # GET only
+    for _ in range(2):
+        assert Pages(host, tenant).get(mine).status_code == 200
+    host.session().rollback()
+    job_id = int(mine.rsplit("/", 1)[1])
+    assert jobs.job_progress(host, tenant, job_id).state == "queued"  # type: ignore[union-attr]
+    assert jobs.job_progress(host, other, job_id) is None
 
 
 # -- in a real browser: no JavaScript needed, nothing injected runs, fits a phone ------------------
