@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, g, request, session
+from flask import Flask, g, request, session, url_for
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.security import generate_password_hash
 from werkzeug.wrappers import Response
 
 from examples.host_app import i18n, sign_in
-from examples.host_app.apps_glue import Apps, PlatformHost, install
+from examples.host_app.apps_glue import Apps, PlatformHost
 from examples.host_app.database import make_engine, make_sessions, migrate
 from examples.host_app.inputs import FieldError, IdConverter, PlatformRequest, check_request_text
 from examples.host_app.runtime import Platform, current_language, current_staff
@@ -123,7 +123,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(views_public.bp)
     app.register_blueprint(views_staff.bp)
     app.register_blueprint(views_dev.bp)
-    install(app, apps, current_language)
+    apps.mount(app, locale=current_language, sign_in=lambda: url_for("public.login"),
+               home=lambda: (url_for("staff.dashboard"), "Praktika"), exports="/clients")
 
     app.jinja_env.add_extension("jinja2.ext.i18n")
     app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
