@@ -14,11 +14,9 @@ is left here is this platform's own (the README walks through it):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from flask import render_template, url_for
-from sqlalchemy import String, cast, select
-from sqlalchemy.orm import Session, scoped_session
+from sqlalchemy import select
 
 from examples.host_app import mailer
 from examples.host_app.inputs import db_id
@@ -39,23 +37,18 @@ class PlatformHost(tables.TableClients, FlaskHost):
                                        email=Practice.email, phone=Practice.phone,
                                        locale=Practice.locale)
 
-    def __init__(self, sessions: scoped_session[Session], *, dev_mailbox: bool,
-                 **settings: Any) -> None:
-        super().__init__(sessions, **settings)  # secret_key, base_url, clock
-        self.dev_mailbox = dev_mailbox
-
-    def deliver_email(self, tenant: str, message: hs.OutgoingEmail) -> hs.DeliveryResult | None:
-        if not self.dev_mailbox:
-            return None  # SMTP configured: the app uses its own transport
-        mailer.to_dev_mailbox(self.session(), self.now(), db_id(tenant), "samtycke", message.to,
-                              message.subject, message.text, message.html, message.message_id)
-        return hs.DeliveryResult(status="sent", detail="development mailbox")
-
     def page_layout(self, page: hs.AppPage) -> str:
         return render_template("app_page.html", page=page)
 
     def client_path(self, tenant: hs.TenantRef, client: hs.ClientRef) -> str | None:
         return url_for("staff.client", client_id=int(client))
+
+
+def dev_mailbox(host: FlaskHost, tenant: str, message: hs.OutgoingEmail) -> None:
+    """``PlatformHost(mailbox=dev_mailbox)`` in development: the apps' mail goes into the
+    platform's development mailbox (with SMTP configured the app sends it itself)."""
+    mailer.to_dev_mailbox(host.session(), host.now(), db_id(tenant), "samtycke", message.to,
+                          message.subject, message.text, message.html, message.message_id)
 
 
 # -- 3. the apps: this platform's activation table and sign-in -----------------------------
@@ -70,8 +63,7 @@ class Apps(FlaskApps):
                 tenant=staff.practice_id, ref=staff.id, name=staff.name, session=sid(),
                 can_record_consent=staff.can_record_consent)
 
-        super().__init__(host, active_apps=self.active_apps, signed_in=practitioner,
-                         client_ref=cast(Client.id, String), strict=strict)
+        super().__init__(host, active_apps=self.active_apps, signed_in=practitioner, strict=strict)
 
     def active_apps(self, tenant: hs.TenantRef) -> list[str]:
         return list(self.host.session().scalars(select(AppActivation.app_key).where(

@@ -35,7 +35,7 @@ from typing import Any, Literal, NamedTuple
 from attrs import frozen
 from flask import Flask, request
 from markupsafe import Markup
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, String, cast
 from sqlalchemy.orm import Session, scoped_session
 from werkzeug.wrappers import Response
 
@@ -67,6 +67,7 @@ from samtycke_plugin.integrations.sqlalchemy import (  # noqa: F401 - re-exporte
     session_unit_of_work,
     upgrade_apps,
 )
+from samtycke_plugin.integrations.sqlalchemy_tables import TableClients
 
 log = logging.getLogger("samtycke.integrations.flask")
 
@@ -123,8 +124,10 @@ class FlaskHost:
         secret_key: bytes,
         base_url: str,
         clock: Callable[[], datetime] | None = None,
+        mailbox: Callable[[FlaskHost, TenantRef, OutgoingEmail], None] | None = None,
     ) -> None:
         self.sessions = sessions
+        self.mailbox = mailbox
         self.secret_key = secret_key
         self.base_url = base_url.rstrip("/")
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -149,7 +152,12 @@ class FlaskHost:
         return hmac.new(self.secret_key, b"app-secret:" + app.encode(), hashlib.sha256).digest()
 
     def deliver_email(self, tenant: TenantRef, message: OutgoingEmail) -> DeliveryResult | None:
-        return None  # the app's own SMTP transport; override to use the host's mailer
+        """With a ``mailbox`` (the host's own mail, e.g. a development mailbox) the message
+        goes there; without, ``None``: the app uses its own SMTP transport."""
+        if self.mailbox is None:
+            return None
+        self.mailbox(self, tenant, message)
+        return DeliveryResult(status="sent", detail="the host's mailbox")
 
     # -- the host's own data: every host implements these ---------------------------------
 
@@ -191,6 +199,8 @@ class FlaskApps:
         client_ref: ColumnElement[Any] | None = None,
         strict: bool = False,
     ) -> None:
+        if client_ref is None and isinstance(host, TableClients):
+            client_ref = cast(host.clients.ref, String)  # the client table's id as text
         self.client_ref = client_ref
         self.locale: Callable[[], str] = lambda: "sv"  # the host's, from mount()
         self.host = host

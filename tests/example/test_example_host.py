@@ -690,7 +690,7 @@ def test_dev_mailbox_receives_app_mail_through_deliver_email(app: Flask) -> None
 def test_deliver_email_returns_none_when_smtp_is_configured(app: Flask) -> None:
     platform = platform_of(app)
     host = apps_glue.PlatformHost(platform.sessions, secret_key=b"k" * 32,
-                                  base_url="http://x", dev_mailbox=False)
+                                  base_url="http://x")
     from hookspecs.types import OutgoingEmail, TenantRef
 
     message = OutgoingEmail(to="a@example.org", subject="s", text="t", html=None,
@@ -707,7 +707,7 @@ def test_client_query_lists_what_iter_clients_lists(app: Flask) -> None:
 
     platform = platform_of(app)
     host = apps_glue.PlatformHost(platform.sessions, secret_key=b"k" * 32,
-                                  base_url="http://x", dev_mailbox=False)
+                                  base_url="http://x")
     assert isinstance(host, ClientQuery)
     pid = query(app, select(Practice.id).order_by(Practice.id))[0][0]
     try:
