@@ -28,8 +28,9 @@ from sqlalchemy.orm import Session
 from hookspecs.types import ClientInfo, ClientRef, ClientSelect, PracticeInfo, TenantRef
 from samtycke_plugin.integrations.sqlalchemy import in_pages
 
-#: The longest id text looked up (a 64-bit integer has at most 19 digits).
+#: The longest id text looked up, and the largest id (a signed 64-bit integer).
 _MAX_DIGITS = 19
+_MAX_ID = 2**63 - 1
 
 
 @frozen(kw_only=True)
@@ -59,7 +60,7 @@ def key_of(column: Any, ref: str) -> Any:
     ``None`` when no row can have it."""
     if column.type.python_type is int:
         digits = ref.isascii() and ref.isdigit() and len(ref) <= _MAX_DIGITS
-        return int(ref) if digits else None
+        return int(ref) if digits and int(ref) <= _MAX_ID else None
     return ref
 
 
