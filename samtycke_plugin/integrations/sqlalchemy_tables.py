@@ -22,15 +22,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from attrs import frozen
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import BigInteger, ColumnElement, Select, SmallInteger, select
 from sqlalchemy.orm import Session
 
 from hookspecs.types import ClientInfo, ClientRef, ClientSelect, PracticeInfo, TenantRef
 from samtycke_plugin.integrations.sqlalchemy import in_pages
 
-#: The longest id text looked up, and the largest id (a signed 64-bit integer).
+#: The longest id text looked up (a signed 64-bit integer has at most 19 digits).
 _MAX_DIGITS = 19
-_MAX_ID = 2**63 - 1
 
 
 @frozen(kw_only=True)
@@ -56,11 +55,13 @@ class PracticeColumns:
 
 
 def key_of(column: Any, ref: str) -> Any:
-    """``ref`` as a value of ``column`` (an integer column takes ASCII digits only), or
-    ``None`` when no row can have it."""
+    """``ref`` as a value of ``column`` (an integer column takes ASCII digits only, up to
+    the column's largest value), or ``None`` when no row can have it."""
     if column.type.python_type is int:
         digits = ref.isascii() and ref.isdigit() and len(ref) <= _MAX_DIGITS
-        return int(ref) if digits and int(ref) <= _MAX_ID else None
+        bits = 63 if isinstance(column.type, BigInteger) else \
+            15 if isinstance(column.type, SmallInteger) else 31
+        return int(ref) if digits and int(ref) < 2**bits else None
     return ref
 
 
