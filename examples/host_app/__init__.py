@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, g, request, session
+from flask import Flask, g, request, session, url_for
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.security import generate_password_hash
 from werkzeug.wrappers import Response
 
 from examples.host_app import i18n, sign_in
-from examples.host_app.apps_glue import Apps, PlatformHost, install
+from examples.host_app.apps_glue import Apps, PlatformHost, dev_mailbox
 from examples.host_app.database import make_engine, make_sessions, migrate
 from examples.host_app.inputs import FieldError, IdConverter, PlatformRequest, check_request_text
 from examples.host_app.runtime import Platform, current_language, current_staff
@@ -112,7 +112,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         migrate(engine)
     sessions = make_sessions(engine)
     host = PlatformHost(sessions, secret_key=settings["SECRET_KEY"].encode(),
-                        base_url=settings["BASE_URL"], dev_mailbox=settings["DEV_MAILBOX"])
+                        base_url=settings["BASE_URL"],
+                        mailbox=dev_mailbox if settings["DEV_MAILBOX"] else None)
     apps = Apps(host, current_staff, lambda: session["sid"], strict=settings["STRICT_APPS"])
     app.extensions["booking"] = Platform(engine=engine, sessions=sessions, host=host, apps=apps,
                                          settings=settings)
@@ -123,7 +124,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(views_public.bp)
     app.register_blueprint(views_staff.bp)
     app.register_blueprint(views_dev.bp)
-    install(app, apps, current_language)
+    apps.mount(app, locale=current_language, sign_in=lambda: url_for("public.login"),
+               home=lambda: (url_for("staff.dashboard"), "Praktika"), exports="/clients")
 
     app.jinja_env.add_extension("jinja2.ext.i18n")
     app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]

@@ -13,62 +13,42 @@ is left here is this platform's own (the README walks through it):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
 
-from flask import Flask, render_template, url_for
-from sqlalchemy import String, cast, select
-from sqlalchemy.orm import Session, scoped_session
+from flask import render_template, url_for
+from sqlalchemy import select
 
 from examples.host_app import mailer
 from examples.host_app.inputs import db_id
 from examples.host_app.models import AppActivation, Client, Practice, Staff
 from hookspecs import types as hs
-from samtycke_plugin.integrations.flask import FlaskApps, FlaskHost, Practitioner, in_pages
+from samtycke_plugin.integrations import sqlalchemy_tables as tables
+from samtycke_plugin.integrations.flask import FlaskApps, FlaskHost, Practitioner
 from samtycke_plugin.integrations.flask import prepare_engine as prepare_engine
 from samtycke_plugin.integrations.flask import upgrade_apps as upgrade_apps
 
 # -- 2. the host interface: tenants are practice ids, clients are client ids (as text) ----
 
 
-class PlatformHost(FlaskHost):
-    def __init__(self, sessions: scoped_session[Session], *, dev_mailbox: bool,
-                 **settings: Any) -> None:
-        super().__init__(sessions, **settings)  # secret_key, base_url, clock
-        self.dev_mailbox = dev_mailbox
-
-    def lookup_client(self, tenant: str, client: hs.ClientRef) -> hs.ClientInfo | None:
-        row = self.session().get(Client, db_id(client) or 0)
-        return hs.ClientInfo(ref=client, name=row.name, email=row.email, locale=row.locale
-                             ) if row is not None and str(row.practice_id) == tenant else None
-
-    def iter_clients(self, tenant: hs.TenantRef) -> Iterator[hs.ClientInfo]:
-        for cid, name, email, locale in in_pages(self.session, select(
-                Client.id, Client.name, Client.email, Client.locale).where(
-                Client.practice_id == db_id(tenant))):
-            yield hs.ClientInfo(ref=hs.ClientRef(str(cid)), name=name, email=email, locale=locale)
-
-    def client_query(self, tenant: str) -> hs.ClientSelect:
-        return hs.ClientSelect(sql="SELECT CAST(id AS TEXT) AS ref, name, email FROM host_client"
-                               " WHERE practice_id = :pid", params={"pid": db_id(tenant)})
-
-    def practice_info(self, tenant: hs.TenantRef) -> hs.PracticeInfo | None:
-        row = self.session().get(Practice, db_id(tenant) or 0)
-        return hs.PracticeInfo(ref=tenant, name=row.name, email=row.email, phone=row.phone,
-                               locale=row.locale) if row is not None else None
-
-    def deliver_email(self, tenant: str, message: hs.OutgoingEmail) -> hs.DeliveryResult | None:
-        if not self.dev_mailbox:
-            return None  # SMTP configured: the app uses its own transport
-        mailer.to_dev_mailbox(self.session(), self.now(), db_id(tenant), "samtycke", message.to,
-                              message.subject, message.text, message.html, message.message_id)
-        return hs.DeliveryResult(status="sent", detail="development mailbox")
+class PlatformHost(tables.TableClients, FlaskHost):
+    clients = tables.ClientColumns(ref=Client.id, tenant=Client.practice_id, name=Client.name,
+                                   email=Client.email, locale=Client.locale)
+    practices = tables.PracticeColumns(ref=Practice.id, name=Practice.name,
+                                       email=Practice.email, phone=Practice.phone,
+                                       locale=Practice.locale)
 
     def page_layout(self, page: hs.AppPage) -> str:
         return render_template("app_page.html", page=page)
 
     def client_path(self, tenant: hs.TenantRef, client: hs.ClientRef) -> str | None:
         return url_for("staff.client", client_id=int(client))
+
+
+def dev_mailbox(host: FlaskHost, tenant: str, message: hs.OutgoingEmail) -> None:
+    """``PlatformHost(mailbox=dev_mailbox)`` in development: the apps' mail goes into the
+    platform's development mailbox (with SMTP configured the app sends it itself)."""
+    mailer.to_dev_mailbox(host.session(), host.now(), db_id(tenant), "samtycke", message.to,
+                          message.subject, message.text, message.html, message.message_id)
 
 
 # -- 3. the apps: this platform's activation table and sign-in -----------------------------
@@ -83,8 +63,7 @@ class Apps(FlaskApps):
                 tenant=staff.practice_id, ref=staff.id, name=staff.name, session=sid(),
                 can_record_consent=staff.can_record_consent)
 
-        super().__init__(host, active_apps=self.active_apps, signed_in=practitioner,
-                         client_ref=cast(Client.id, String), strict=strict)
+        super().__init__(host, active_apps=self.active_apps, signed_in=practitioner, strict=strict)
 
     def active_apps(self, tenant: hs.TenantRef) -> list[str]:
         return list(self.host.session().scalars(select(AppActivation.app_key).where(
@@ -97,11 +76,3 @@ class Apps(FlaskApps):
                                                       changed_at=self.host.now(), changed_by=by))
         return self.activated(row.practice_id, key, active, settings)
 
-
-# -- 4. the apps' pages in the site -------------------------------------------------------
-
-
-def install(app: Flask, apps: Apps, language: Callable[[], str]) -> None:
-    apps.mount(app, locale=language, home=lambda: (url_for("staff.dashboard"), "Praktika"),
-               sign_in=lambda: url_for("public.login"), exports="/clients")
-    apps.install_jinja(app)

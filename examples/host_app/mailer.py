@@ -56,7 +56,7 @@ def send(practice: Practice, to: str, subject: str, text: str) -> None:
     """Deliver in the caller's transaction (dev mailbox) or by SMTP (best effort)."""
     settings = platform().settings
     if settings["DEV_MAILBOX"]:
-        to_dev_mailbox(db(), platform().host.now(), practice.id, "platform", to, subject, text,
+        to_dev_mailbox(db(), platform().now(), practice.id, "platform", to, subject, text,
                        None, f"<{uuid.uuid4().hex}@booking.example>")
         return
     message = EmailMessage()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from flask import current_app, g, session
@@ -29,6 +30,10 @@ class Platform:
     def db(self) -> Session:
         return self.sessions()
 
+    def now(self) -> datetime:
+        """The platform's clock: the one it shares with its apps (tests move it)."""
+        return self.host.now()
+
 
 def platform() -> Platform:
     found: Platform = current_app.extensions["booking"]
@@ -53,7 +58,7 @@ def current_staff() -> Staff | None:
             # only a session the server still holds as live: signing out ends it for
             # every copy of the cookie
             site = platform()
-            staff = live_staff(db(), staff_id, sid, site.host.now(), site.settings)
+            staff = live_staff(db(), staff_id, sid, site.now(), site.settings)
         if staff is not None and session.get("staff_key") != staff.password_hash[-16:]:
             staff = None  # the password changed since sign-in: sign in again
         g.staff = staff

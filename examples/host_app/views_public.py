@@ -49,7 +49,7 @@ def login() -> Any:
         email = request.form.get("email", "").strip().lower()[:MAX_EMAIL]
         password = request.form.get("password", "")[:200]
         settings = platform().settings
-        attempt = sign_in.Attempt(db(), settings, platform().host.now(), email=email,
+        attempt = sign_in.Attempt(db(), settings, platform().now(), email=email,
                                   source=request.remote_addr)
         if not attempt.allowed():
             minutes = attempt.window_minutes
@@ -67,7 +67,7 @@ def login() -> Any:
             session["staff_id"] = staff.id
             session["staff_key"] = staff.password_hash[-16:]
             session["sid"] = secrets.token_urlsafe(32)
-            sign_in.start_session(db(), staff, session["sid"], platform().host.now(), settings)
+            sign_in.start_session(db(), staff, session["sid"], platform().now(), settings)
             session["lang"] = language
             return redirect(safe_next(request.args.get("next"), url_for("staff.dashboard")))
         attempt.failed()
@@ -116,10 +116,9 @@ def _has_bookings(client: Client) -> bool:
 
 def _form(practice: Practice, returning: Client | None, token: str, *, values: dict[str, str],
           errors: dict[str, str], vetoes: list[Any], status: int = 200) -> tuple[str, int]:
-    apps = platform().apps
     language = current_language()
-    slots = free_slots(db(), practice.id, platform().host.now())
-    fragments = apps.form_fragments(practice.id, returning.id if returning else None, language)
+    slots = free_slots(db(), practice.id, platform().now())
+    fragments = platform().apps.form_fragments(practice.id, returning and returning.id, language)
     anchors = {name: "app-" + key.replace(".", "-") for key, _html, names in fragments
                for name in names}
     fragment_vetoes: dict[str, list[str]] = {}
@@ -160,7 +159,7 @@ def _validate(practice: Practice, form: dict[str, str], returning: Client | None
         errors["service"] = mark("Choose what you want to book.")
         service = None
     slot = parse_slot(form.get("slot", ""))
-    if slot is None or slot not in free_slots(db(), practice.id, platform().host.now()):
+    if slot is None or slot not in free_slots(db(), practice.id, platform().now()):
         errors["slot"] = mark("Choose one of the free times in the list.")
     if returning is None:
         name = form.get("name", "").strip()
@@ -181,7 +180,6 @@ def _validate(practice: Practice, form: dict[str, str], returning: Client | None
 @bp.post("/book/<slug>")
 def book_submit(slug: str) -> Any:
     session_db = db()
-    apps = platform().apps
     language = current_language()
     practice = _practice(slug)
     token = request.form.get("r", "")[:400]
@@ -202,28 +200,26 @@ def book_submit(slug: str) -> Any:
     is_new = client is None or not _has_bookings(client)
 
     # Phase 1: the apps check the booking before anything is written.
-    submission = apps.submission(practice.id, client.id if client else None,
-                                 is_new_client=is_new, channel="online", fields=form,
-                                 locale=language, ip_address=request.remote_addr,
-                                 user_agent=request.user_agent.string[:512] or None)
-    vetoes = apps.check_booking(submission)
+    submission, vetoes = platform().apps.check(practice.id, client.id if client else None,
+                                               is_new_client=is_new, channel="online",
+                                               fields=form, locale=language)
     if vetoes:
         session_db.rollback()
         return _form(practice, returning, token, values=values, errors={}, vetoes=vetoes,
                      status=400)
     try:
-        now = platform().host.now()
+        now = platform().now()
         if client is None:
             client, created = _add_client(practice, form, email, language, now)
             if created:
-                apps.client_created(practice.id, client.id, "online")
+                platform().apps.client_created(practice.id, client.id, "online")
         booking = Booking(practice_id=practice.id, client_id=client.id, service_id=service.id,
                           starts_at=slot, ends_at=slot + _minutes(service), channel="online",
                           created_at=now)
         session_db.add(booking)
         session_db.flush()
         # Phase 2: the apps record what the booking means, in this same transaction.
-        apps.booking_made(submission, booking.id, client.id)
+        platform().apps.booking_made(submission, booking.id, client.id)
         _confirm(practice, booking, client, language)
         session_db.commit()
     except IntegrityError:
@@ -275,7 +271,7 @@ def _minutes(service: Service) -> Any:
 def _confirm(practice: Practice, booking: Booking, client: Client, language: str) -> None:
     if not client.email:
         return
-    link = platform().host.base_url + url_for(
+    link = str(platform().settings["BASE_URL"]).rstrip("/") + url_for(
         "public.book", slug=practice.slug, r=mailer.returning_token(client))
     subject, text = mailer.confirmation_text(
         booking, practice, language, link, when_label(booking.starts_at, language),

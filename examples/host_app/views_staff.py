@@ -46,7 +46,7 @@ def _client_or_404(client_id: int) -> Client:
 @login_required
 def dashboard() -> Any:
     staff = me()
-    now = platform().host.now()
+    now = platform().now()
     start = local(now).replace(hour=0, minute=0, second=0, microsecond=0)
     week = request.args.get("week", "0")
     weeks = whole_number(week.removeprefix("-"), max_digits=3)
@@ -71,7 +71,6 @@ def dashboard() -> Any:
 @login_required
 def clients() -> Any:
     staff = me()
-    apps = platform().apps
     language = current_language()
     query = request.args.get("q", "").strip()[:100]
     chosen = request.args.get("filter", "")
@@ -82,11 +81,9 @@ def clients() -> Any:
         like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         conditions.append(or_(Client.name.ilike(like, escape="\\"),
                               Client.email.ilike(like, escape="\\")))
-    filters = apps.list_filters(staff.practice_id, language)
+    filters, condition = platform().apps.client_filter(staff.practice_id, chosen, language)
     notice = None
     if chosen:
-        condition = apps.filter_condition(staff.practice_id, chosen) if any(
-            key == chosen for key, _label in filters) else None
         if condition is None:
             notice = mark("That filter is not available any more, so all clients are shown.")
             chosen = ""
@@ -98,7 +95,7 @@ def clients() -> Any:
     rows = db().scalars(
         select(Client).where(*conditions).order_by(Client.name, Client.id)
         .limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
-    badges = apps.row_badges(staff.practice_id, [c.id for c in rows], language) if rows else {}
+    badges = platform().apps.row_badges(staff.practice_id, [c.id for c in rows], language)
     return render_template(
         "clients.html", rows=rows, badges=badges, total=total, page=page, pages=pages,
         first=(page - 1) * PAGE_SIZE + 1 if total else 0, last=(page - 1) * PAGE_SIZE + len(rows),
@@ -139,7 +136,7 @@ def client_new() -> Any:
         email=validate_email(email, check_deliverability=False).normalized if email else None,
         phone=form["phone"].strip()[:40] or None, locale=form["locale"],
         notes=form["notes"].strip()[:2000] or None, created_by="staff",
-        created_at=platform().host.now(),
+        created_at=platform().now(),
     )
     try:
         with db().begin_nested():  # one client per practice and e-mail address
@@ -166,7 +163,7 @@ def client(client_id: int) -> Any:
     panels = platform().apps.profile_panels(row.id, current_language())
     services = db().scalars(
         select(Service).where(Service.practice_id == staff.practice_id).order_by(Service.id)).all()
-    slots = free_slots(db(), staff.practice_id, platform().host.now())
+    slots = free_slots(db(), staff.practice_id, platform().now())
     return render_template("client.html", client=row, bookings=bookings, panels=panels,
                            services=services, days=by_day(slots), slot_value=slot_value)
 
@@ -177,20 +174,17 @@ def client_book(client_id: int) -> Any:
     """A booking made by staff (phone, at the desk): apps record it with channel "staff"."""
     staff = me()
     row = _client_or_404(client_id)
-    apps = platform().apps
     sid = request.form.get("service", "")
     service = db().get(Service, service_id) if (service_id := db_id(sid)) is not None else None
     slot = parse_slot(request.form.get("slot", ""))
     if service is None or service.practice_id != staff.practice_id or slot is None or \
-            slot not in free_slots(db(), staff.practice_id, platform().host.now()):
+            slot not in free_slots(db(), staff.practice_id, platform().now()):
         flash(_("Choose a service and one of the free times, then book again."), "error")
         return redirect(url_for("staff.client", client_id=row.id) + "#book")
     is_new = db().scalar(select(func.count()).where(Booking.client_id == row.id)) == 0
-    submission = apps.submission(staff.practice_id, row.id, is_new_client=is_new,
-                                 channel="staff", fields={"service": sid, "slot": slot_value(slot)},
-                                 locale=row.locale, ip_address=request.remote_addr,
-                                 user_agent=request.user_agent.string[:512] or None)
-    vetoes = apps.check_booking(submission)
+    submission, vetoes = platform().apps.check(
+        staff.practice_id, row.id, is_new_client=is_new, channel="staff",
+        fields={"service": sid, "slot": slot_value(slot)}, locale=row.locale)
     if vetoes:
         db().rollback()
         for veto in vetoes:
@@ -199,10 +193,10 @@ def client_book(client_id: int) -> Any:
     try:
         booking = Booking(practice_id=staff.practice_id, client_id=row.id, service_id=service.id,
                           starts_at=slot, ends_at=slot + timedelta(minutes=service.minutes),
-                          channel="staff", created_at=platform().host.now())
+                          channel="staff", created_at=platform().now())
         db().add(booking)
         db().flush()
-        apps.booking_made(submission, booking.id, row.id)
+        platform().apps.booking_made(submission, booking.id, row.id)
         db().commit()
     except IntegrityError:
         db().rollback()

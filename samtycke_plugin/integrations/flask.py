@@ -35,7 +35,7 @@ from typing import Any, Literal, NamedTuple
 from attrs import frozen
 from flask import Flask, request
 from markupsafe import Markup
-from sqlalchemy import ColumnElement, Connection, Engine, Row, Select
+from sqlalchemy import ColumnElement, String, cast
 from sqlalchemy.orm import Session, scoped_session
 from werkzeug.wrappers import Response
 
@@ -55,16 +55,19 @@ from hookspecs.types import (
     TenantRef,
     Veto,
 )
-from samtycke_plugin import db as samtycke_db
 from samtycke_plugin import web as samtycke_web
 from samtycke_plugin.email import relay as samtycke_relay
 from samtycke_plugin.integrations import flask_exports
 from samtycke_plugin.integrations.flask_worker import AppsWorker
-from samtycke_plugin.integrations.sqlalchemy import (
+from samtycke_plugin.integrations.sqlalchemy import (  # noqa: F401 - re-exported for hosts
     dbapi_of,
     filter_condition,
+    in_pages,
+    prepare_engine,
     session_unit_of_work,
+    upgrade_apps,
 )
+from samtycke_plugin.integrations.sqlalchemy_tables import TableClients
 
 log = logging.getLogger("samtycke.integrations.flask")
 
@@ -74,35 +77,6 @@ MOUNT_ENDPOINT = "app_mount:"
 
 #: A tenant or client reference as a host holds it: its own id (``str(id)`` is the ref).
 Ref = str | int
-
-
-def prepare_engine(engine: Engine) -> None:
-    """On SQLite, the connection behaviour the apps need on the host's engine (WAL, busy
-    timeout, foreign keys, ``BEGIN IMMEDIATE``); nothing on PostgreSQL."""
-    if engine.dialect.name == "sqlite":
-        samtycke_db.configure_sqlite(engine)
-
-
-def upgrade_apps(connection: Connection) -> None:
-    """From the host's migrate step: the apps' own tables and version tables."""
-    samtycke_db.upgrade(connection)
-
-
-def in_pages(sessions: Callable[[], Session], query: Select[Any], size: int = 500
-             ) -> Iterator[Row[Any]]:
-    """The rows of ``query``, whose first column is a unique key, in pages of ``size``
-    by that key (for ``Host.iter_clients``): each page is read to its end, so no cursor
-    stays open on the host's connection while the app works on it between rows, and a
-    whole practice is never in memory at once."""
-    key = query.selected_columns[0]
-    last: object = None
-    while True:
-        page = query if last is None else query.where(key > last)
-        rows = sessions().execute(page.order_by(key).limit(size)).all()
-        yield from rows
-        if len(rows) < size:
-            return
-        last = rows[-1][0]
 
 
 @frozen(kw_only=True)
@@ -150,8 +124,10 @@ class FlaskHost:
         secret_key: bytes,
         base_url: str,
         clock: Callable[[], datetime] | None = None,
+        mailbox: Callable[[FlaskHost, TenantRef, OutgoingEmail], None] | None = None,
     ) -> None:
         self.sessions = sessions
+        self.mailbox = mailbox
         self.secret_key = secret_key
         self.base_url = base_url.rstrip("/")
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -176,7 +152,12 @@ class FlaskHost:
         return hmac.new(self.secret_key, b"app-secret:" + app.encode(), hashlib.sha256).digest()
 
     def deliver_email(self, tenant: TenantRef, message: OutgoingEmail) -> DeliveryResult | None:
-        return None  # the app's own SMTP transport; override to use the host's mailer
+        """With a ``mailbox`` (the host's own mail, e.g. a development mailbox) the message
+        goes there; without, ``None``: the app uses its own SMTP transport."""
+        if self.mailbox is None:
+            return None
+        self.mailbox(self, tenant, message)
+        return DeliveryResult(status="sent", detail="the host's mailbox")
 
     # -- the host's own data: every host implements these ---------------------------------
 
@@ -218,6 +199,8 @@ class FlaskApps:
         client_ref: ColumnElement[Any] | None = None,
         strict: bool = False,
     ) -> None:
+        if client_ref is None and isinstance(host, TableClients):
+            client_ref = cast(host.clients.ref, String)  # the client table's id as text
         self.client_ref = client_ref
         self.locale: Callable[[], str] = lambda: "sv"  # the host's, from mount()
         self.host = host
@@ -289,6 +272,18 @@ class FlaskApps:
             user_agent=user_agent,
         )
 
+    def check(
+        self, tenant: Ref, client: Ref | None, *, is_new_client: bool,
+        channel: Literal["online", "staff"], fields: Mapping[str, str], locale: str,
+    ) -> tuple[BookingSubmission, list[Veto]]:
+        """Phase 1 for the current request (its address and browser): the submission to
+        pass to :meth:`booking_made`, and the apps' vetoes."""
+        submission = self.submission(
+            tenant, client, is_new_client=is_new_client, channel=channel, fields=fields,
+            locale=locale, ip_address=request.remote_addr,
+            user_agent=request.user_agent.string[:512] or None)
+        return submission, self.check_booking(submission)
+
     def check_booking(self, submission: BookingSubmission) -> list[Veto]:
         """Phase 1, before anything is written: the apps' vetoes (fails closed)."""
         return self.hooks.submit_check(submission)
@@ -335,6 +330,14 @@ class FlaskApps:
         found = self.hooks.list_filter_clause(_tenant(tenant), key, column)
         return filter_condition(found) if found is not None else None
 
+    def client_filter(self, tenant: Ref, chosen: str, locale: str
+                      ) -> tuple[list[tuple[str, str]], ColumnElement[bool] | None]:
+        """The client list's filters, and ``chosen`` among them as a condition (``None``:
+        not offered any more)."""
+        filters = self.list_filters(tenant, locale)
+        offered = any(key == chosen for key, _label in filters)
+        return filters, self.filter_condition(tenant, chosen) if offered else None
+
     def row_badges(self, tenant: Ref, clients: Sequence[Ref], locale: str) -> dict[str, Markup]:
         """The apps' badges for one page of the client list, by ``str(client)``."""
         if not clients:
@@ -372,6 +375,7 @@ class FlaskApps:
         ``exports`` (a path such as ``/clients``), Samtycke's downloads below it
         (:mod:`~samtycke_plugin.integrations.flask_exports`)."""
         self.locale = locale
+        self.install_jinja(app)
         if exports is not None:
             flask_exports.mount_exports(app, self, exports, locale)
         for mount in self.hooks.web_mounts():

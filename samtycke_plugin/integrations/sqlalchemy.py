@@ -17,14 +17,15 @@ and adds the app's list filters to its own client query with :func:`filter_condi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, bindparam, text
+from sqlalchemy import ColumnElement, Connection, Engine, Row, Select, and_, bindparam, text
 from sqlalchemy.orm import Session
 
 from hookspecs.types import FilterClause, SqlText
+from samtycke_plugin import db as samtycke_db
 
 
 def dbapi_of(bind: Session | Connection) -> Any:
@@ -70,3 +71,32 @@ def filter_condition(clause: FilterClause) -> ColumnElement[bool]:
     """An app's list filter (``booking_client_list_filter_clause``) for the host's
     ``select(...).where(...)``."""
     return sql_condition(clause.condition)
+
+
+def prepare_engine(engine: Engine) -> None:
+    """On SQLite, the connection behaviour the apps need on the host's engine (WAL, busy
+    timeout, foreign keys, ``BEGIN IMMEDIATE``); nothing on PostgreSQL."""
+    if engine.dialect.name == "sqlite":
+        samtycke_db.configure_sqlite(engine)
+
+
+def upgrade_apps(connection: Connection) -> None:
+    """From the host's migrate step: the apps' own tables and version tables."""
+    samtycke_db.upgrade(connection)
+
+
+def in_pages(sessions: Callable[[], Session], query: Select[Any], size: int = 500
+             ) -> Iterator[Row[Any]]:
+    """The rows of ``query``, whose first column is a unique key, in pages of ``size``
+    by that key (for ``Host.iter_clients``): each page is read to its end, so no cursor
+    stays open on the host's connection while the app works on it between rows, and a
+    whole practice is never in memory at once."""
+    key = query.selected_columns[0]
+    last: object = None
+    while True:
+        page = query if last is None else query.where(key > last)
+        rows = sessions().execute(page.order_by(key).limit(size)).all()
+        yield from rows
+        if len(rows) < size:
+            return
+        last = rows[-1][0]

@@ -1,0 +1,118 @@
+"""The host's client and practice data read from its own SQLAlchemy tables.
+
+Most hosts keep their clients and practices in one table each, with an integer (or
+text) id, the practice id on the client row, a name, an e-mail address and a
+language.  Such a host names those columns instead of writing ``lookup_client``,
+``iter_clients``, ``client_query`` and ``practice_info`` by hand::
+
+    class MyHost(TableClients, FlaskHost):
+        clients = ClientColumns(ref=Client.id, tenant=Client.practice_id, name=Client.name,
+                                email=Client.email, locale=Client.locale)
+        practices = PracticeColumns(ref=Practice.id, name=Practice.name,
+                                    email=Practice.email, phone=Practice.phone,
+                                    locale=Practice.locale)
+
+References are the ids as text; a reference that is not an id of the column's type
+names no row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from attrs import frozen
+from sqlalchemy import BigInteger, ColumnElement, Select, SmallInteger, select
+from sqlalchemy.orm import Session
+
+from hookspecs.types import ClientInfo, ClientRef, ClientSelect, PracticeInfo, TenantRef
+from samtycke_plugin.integrations.sqlalchemy import in_pages
+
+#: The longest id text looked up (a signed 64-bit integer has at most 19 digits).
+_MAX_DIGITS = 19
+
+
+@frozen(kw_only=True)
+class ClientColumns:
+    """The host's client table: id, practice id, name, e-mail address, language."""
+
+    ref: Any
+    tenant: Any
+    name: Any
+    email: Any
+    locale: Any
+
+
+@frozen(kw_only=True)
+class PracticeColumns:
+    """The host's practice table: id, name, e-mail address, phone, language."""
+
+    ref: Any
+    name: Any
+    email: Any
+    phone: Any
+    locale: Any
+
+
+def key_of(column: Any, ref: str) -> Any:
+    """``ref`` as a value of ``column`` (an integer column takes ASCII digits only, up to
+    the column's largest value), or ``None`` when no row can have it."""
+    if column.type.python_type is int:
+        digits = ref.isascii() and ref.isdigit() and len(ref) <= _MAX_DIGITS
+        bits = 63 if isinstance(column.type, BigInteger) else \
+            15 if isinstance(column.type, SmallInteger) else 31
+        return int(ref) if digits and int(ref) < 2**bits else None
+    return ref
+
+
+def _column(attribute: Any) -> Any:
+    """The table column of an ORM attribute (``Client.id``) or the column itself."""
+    return getattr(attribute, "expression", attribute)
+
+
+class TableClients:
+    """``lookup_client``, ``iter_clients``, ``client_query`` (``hookspecs.host.ClientQuery``)
+    and ``practice_info`` over the columns a host names in ``clients`` and ``practices``;
+    put it before the host's base class."""
+
+    clients: ClientColumns
+    practices: PracticeColumns
+    session: Callable[[], Session]
+
+    def _where(self, tenant: str) -> ColumnElement[bool] | None:
+        key = key_of(self.clients.tenant, tenant)
+        return None if key is None else self.clients.tenant == key
+
+    def lookup_client(self, tenant: TenantRef, client: ClientRef) -> ClientInfo | None:
+        c, key, where = self.clients, key_of(self.clients.ref, client), self._where(tenant)
+        if key is None or where is None:
+            return None
+        row = self.session().execute(select(c.name, c.email, c.locale).where(
+            c.ref == key, where)).first()
+        return None if row is None else ClientInfo(ref=client, name=row[0], email=row[1],
+                                                   locale=row[2])
+
+    def iter_clients(self, tenant: TenantRef) -> Iterator[ClientInfo]:
+        c, where = self.clients, self._where(tenant)
+        if where is None:
+            return
+        query: Select[Any] = select(c.ref, c.name, c.email, c.locale).where(where)
+        for row in in_pages(self.session, query):
+            ref, name, email, locale = tuple(row)
+            yield ClientInfo(ref=ClientRef(str(ref)), name=name, email=email, locale=locale)
+
+    def client_query(self, tenant: TenantRef) -> ClientSelect:
+        c = self.clients
+        ref, name, email, where = _column(c.ref), _column(c.name), _column(c.email), \
+            _column(c.tenant)
+        # the names are the host's own column and table names, never request data
+        sql = (f"SELECT CAST({ref.name} AS TEXT) AS ref, {name.name} AS name,"  # noqa: S608
+               f" {email.name} AS email FROM {ref.table.name} WHERE {where.name} = :tenant")
+        return ClientSelect(sql=sql, params={"tenant": key_of(c.tenant, tenant)})
+
+    def practice_info(self, tenant: TenantRef) -> PracticeInfo | None:
+        p, key = self.practices, key_of(self.practices.ref, tenant)
+        row = None if key is None else self.session().execute(select(
+            p.name, p.email, p.phone, p.locale).where(p.ref == key)).first()
+        return None if row is None else PracticeInfo(ref=tenant, name=row[0], email=row[1],
+                                                     phone=row[2], locale=row[3])
