@@ -119,7 +119,7 @@ def test_full_path_request_mail_accept_receipt_withdraw(
     assert "Kvitto" in receipt.message["Subject"]
     assert "version 1.0" in receipt.text and text_row.sha256 in receipt.text
     assert "2026-11-29" in receipt.text  # the date consent was given
-    assert "Samtycke till behandling av personuppgifter" in receipt.text  # the text itself
+    assert "Samtycke till hälsouppgifter för din behandling" in receipt.text  # the text itself
     w_purpose, w_token = receipt.link()
     assert w_purpose == "w" and w_token != token
     # The standard receipt (Kantara Consent Receipt field names) rides along as JSON.
@@ -173,7 +173,7 @@ def test_english_client_gets_english_mail_page_and_receipt(
     browser = Browser(host)
     page = browser.get(path_of("c", token))
     assert 'lang="en"' in page.text and "I accept" in page.text
-    assert "Consent to the processing of personal data" in page.text  # the English text
+    assert "Consent to health information for your treatment" in page.text  # the English text
     done = browser.post(path_of("c", token), data={**form_fields(page.text), "decision": "accept"})
     assert "Thank you" in done.text
     event = _events(host, tenant)[-1]

@@ -369,6 +369,7 @@ def test_wizard_from_activation_to_done_changes_the_settings(host: TestHost) -> 
 
     step2 = html(pages.get("/setup?step=2"))
     assert "Ansvaret" in step2 or "ansvarig" in step2
+    assert "Standardtexten ber bara om det som kräver samtycke" in step2
     assert 'name="text_sv"' in step2 and 'name="text_en"' in step2
     # Keeping the default text publishes nothing.
     kept = pages.post(
@@ -404,6 +405,7 @@ def test_wizard_from_activation_to_done_changes_the_settings(host: TestHost) -> 
     step3 = html(pages.get("/setup?step=3&done=text_saved"))
     assert "sparades som en rättelse" in step3  # the confirmation
     assert "7.4" in step3
+    assert "standardtexten ber inte om samtycke till dem" in step3  # same line as the text
     assert not re.search(
         r'name="require_consent_for_online_booking" value="(yes|no)"[^>]* checked', step3
     )
@@ -491,7 +493,7 @@ def test_manual_record_creates_exactly_one_given_event(host: TestHost) -> None:
     page = html(pages.get(f"/clients/{client}/obtain"))
     assert "Ingen samtycke" in page or "Inget samtycke" in page
     assert 'for="given_on"' in page and 'id="given_on"' in page and 'max="2026-11-30"' in page
-    assert "Samtycke till behandling av personuppgifter" in page  # the text that will be shown
+    assert "Samtycke till hälsouppgifter för din behandling" in page  # the text that will be shown
 
     response = pages.post(
         f"/clients/{client}/obtain",
