@@ -56,11 +56,18 @@ def _md_literal(value: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", " ".join(value.split()))
 
 
-def default_text(language: str, *, practice_name: str, practice_contact: str) -> str:
-    """The default text with the practice's name and contact filled in."""
-    return string.Template(default_template(language)).safe_substitute(
+def fill_template(template: str, *, practice_name: str, practice_contact: str) -> str:
+    """A shipped text with ``$practice_name`` and ``$practice_contact`` filled in literally."""
+    return string.Template(template).safe_substitute(
         practice_name=_md_literal(practice_name),
         practice_contact=_md_literal(practice_contact),
+    )
+
+
+def default_text(language: str, *, practice_name: str, practice_contact: str) -> str:
+    """The default text with the practice's name and contact filled in."""
+    return fill_template(
+        default_template(language), practice_name=practice_name, practice_contact=practice_contact
     )
 
 

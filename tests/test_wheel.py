@@ -102,6 +102,8 @@ HOST_SCRIPT = textwrap.dedent(
     new_id = form(ClientRef(str(cid)))
     assert new_id and new_id != text_id
     assert hooks.list_badges(tenant, [ClientRef(str(cid))], "en")[ClientRef(str(cid))][0].label == "Outdated text"
+    from samtycke_plugin.purpose_catalogue import CATALOGUE  # shipped texts are in the wheel
+    assert all("$practice_name" in p.template(lang) for p in CATALOGUE for lang in ("sv", "en"))
     print("FLOW OK")
     """
 )
