@@ -39,11 +39,11 @@ def test_request_all_then_outbox_send(host: TestHost, smtp_server: SmtpServer, c
         host.new_client(tenant, email=f"k{i}@example.org")
     host.new_client(tenant, email=None)
 
-    result = cli.invoke(main, [*HOST, "request", "all", "--tenant", tenant, "--chunk-size", "3"])
+    result = cli.invoke(main, [*HOST, "request", "all", "--tenant", tenant, "--chunk-size", "3", "--yes"])
     assert result.exit_code == 0, result.output
     assert "7 asked" in result.output and "1 have no usable e-mail address" in result.output
     assert "3/8 clients" in result.output and "8/8 clients" in result.output  # progress
-    again = cli.invoke(main, [*HOST, "request", "all", "--tenant", tenant])
+    again = cli.invoke(main, [*HOST, "request", "all", "--tenant", tenant, "--yes"])
     assert again.exit_code == 0 and "0 asked" in again.output
     assert "7 already have a pending request" in again.output
 
@@ -61,7 +61,7 @@ def test_outbox_send_reports_missing_smtp_settings(host: TestHost, cli: CliRunne
     tenant = host.new_tenant()
     host.activate(hooks, tenant)
     host.new_client(tenant)
-    assert cli.invoke(main, [*HOST, "request", "all", "--tenant", tenant]).exit_code == 0
+    assert cli.invoke(main, [*HOST, "request", "all", "--tenant", tenant, "--yes"]).exit_code == 0
     result = cli.invoke(main, [*HOST, "outbox", "send", "--tenant", tenant])
     assert result.exit_code == 1
     assert "Problem: No SMTP server is configured" in result.output
