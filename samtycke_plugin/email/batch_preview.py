@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
@@ -110,27 +110,18 @@ def _waiting(session: Session, tenant: str, refs: Sequence[str]) -> set[str]:
     return set(session.scalars(query, {"refs": values}))
 
 
-def _look(
-    session: Session, *, tenant: str, refs: list[str], major: int, now: datetime
-) -> tuple[dict[str, str], set[str]]:
-    return _already_settled(session, tenant, refs, major, now), _waiting(session, tenant, refs)
-
-
-def _listed_chunks(host: Host, listed: Subquery, size: int) -> Iterator[list[ClientInfo]]:
-    """The clients of the host's query, ``size`` at a time by ref, each ref once, each
-    chunk read in a read-only unit of work."""
+def _listed_chunks(session: Session, listed: Subquery, size: int) -> Iterator[list[ClientInfo]]:
+    """The clients of the host's query, ``size`` at a time by ref, each ref once."""
     ref = listed.c.ref
     after: str | None = None
     while True:
-        def read(session: Session, after: str | None = after) -> list[ClientInfo]:
-            where = [ref.is_not(None), *([ref > after] if after is not None else [])]
-            rows = session.execute(
+        where = [ref.is_not(None), *([ref > after] if after is not None else [])]
+        chunk = [
+            ClientInfo(ref=ClientRef(str(r)), name=n or "", email=e, locale="")
+            for r, n, e in session.execute(
                 select(ref, listed.c.name, listed.c.email).where(*where).order_by(ref).limit(size)
             )
-            return [ClientInfo(ref=ClientRef(str(r)), name=n or "", email=e, locale="")
-                    for r, n, e in rows]
-
-        chunk = run_in_transaction(host, read, commit=False)
+        ]
         if not chunk:
             return
         yield chunk
@@ -148,24 +139,29 @@ def preview_batch(
 ) -> BatchPreview:
     """What :func:`~samtycke_plugin.email.jobs.start_batch` (or ``request_batch`` for the
     whole practice) would do if it ran now: the clients it would mail, and those it
-    would leave out with the reason, decided as the job decides.  Reads only: each
-    chunk of clients in a unit of work that is rolled back (inside the app's open unit
-    of work, in that one, writing nothing).
+    would leave out with the reason, decided as the job decides.  Reads only, in one
+    unit of work that is rolled back (inside the app's open unit of work, in that one,
+    writing nothing).
 
     Clients come as the job takes them: from the host's
     :meth:`~hookspecs.host.ClientQuery.client_query` when it has one (by ref), else
-    from :meth:`~hookspecs.host.Host.iter_clients`, ``chunk_size`` at a time."""
+    from :meth:`~hookspecs.host.Host.iter_clients`, ``chunk_size`` at a time (one
+    query per chunk for their consent, links and waiting requests)."""
+    return run_in_transaction(
+        host, functools.partial(_preview, host, tenant=tenant, cap=cap, size=max(1, chunk_size)),
+        commit=False,
+    )
 
-    def state(session: Session) -> tuple[str, int, int]:
-        practice = practices.require_practice(session, tenant)
-        session.refresh(practice)
-        days = practices.settings_of(practice).request_link_days
-        return practice.tenant_ref, practice.current_major, days
 
-    tenant, major, link_days = run_in_transaction(host, state, commit=False)
-    size = max(1, chunk_size)
+def _preview(
+    host: Host, session: Session, *, tenant: str, cap: int | None, size: int
+) -> BatchPreview:
+    practice = practices.require_practice(session, tenant)
+    session.refresh(practice)
+    tenant, major = practice.tenant_ref, practice.current_major
+    link_days = practices.settings_of(practice).request_link_days
     chunks = (
-        _listed_chunks(host, listed_clients(host.client_query(TenantRef(tenant))), size)
+        _listed_chunks(session, listed_clients(host.client_query(TenantRef(tenant))), size)
         if isinstance(host, ClientQuery) else _streamed_chunks(host, tenant, size)
     )
     counts = dict.fromkeys(REASONS, 0)
@@ -176,9 +172,9 @@ def preview_batch(
     for chunk in chunks:
         unique = {str(info.ref): info for info in chunk if str(info.ref) not in seen}
         seen.update(unique)
-        look = functools.partial(_look, tenant=tenant, refs=list(unique), major=major,
-                                 now=common.now_utc(host))
-        settled, waiting = run_in_transaction(host, look, commit=False)
+        refs = list(unique)
+        settled = _already_settled(session, tenant, refs, major, common.now_utc(host))
+        waiting = _waiting(session, tenant, refs)
         for ref, info in unique.items():
             decided = decide(settled.get(ref), info.email, info.name, waiting=ref in waiting)
             if not isinstance(decided, Reason):
