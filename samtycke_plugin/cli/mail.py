@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from hookspecs.host import Host
 from samtycke_plugin.cli.context import Context, pass_ctx
+
+if TYPE_CHECKING:
+    from samtycke_plugin.email.batch_preview import BatchPreview
 
 
 def _mail_host(ctx: Context) -> Host:
@@ -122,22 +127,46 @@ def request_group() -> None:
 @click.option(
     "--locale", default="en", show_default=True, help="Language of the summary (sv, en)."
 )
+@click.option(
+    "--yes", "-y", is_flag=True, help="Send without asking for confirmation after the preview."
+)
+@click.option(
+    "--verbose", "-v", is_flag=True, help="List every client left out, with the reason."
+)
 @pass_ctx
-def request_all(ctx: Context, tenant: str, actor: str, chunk_size: int, locale: str) -> None:
+def request_all(
+    ctx: Context, tenant: str, actor: str, chunk_size: int, locale: str, yes: bool,
+    verbose: bool,
+) -> None:
     """Ask every client of a practice who lacks valid consent, by e-mail.
 
-    Safe to run again (or after an interruption): clients with a pending request for
-    the current text are skipped, and clients who declined or withdrew their consent
-    are left out.  The mail itself is sent by `samtycke outbox send`.
+    First shows who would be asked and who is left out and why (--verbose names them),
+    then asks for confirmation (--yes skips it; without a terminal and without --yes
+    nothing is sent).  Safe to run again (or after an interruption): clients with a
+    pending request for the current text are skipped, and clients who declined or
+    withdrew their consent are left out.  The mail itself is sent by `samtycke outbox
+    send`.
     """
     import sys
 
     from samtycke_plugin import errors
     from samtycke_plugin.email import batch as batch_requests
-    from samtycke_plugin.i18n import t
+    from samtycke_plugin.email.batch_preview import preview_batch
+    from samtycke_plugin.i18n import t, tn
 
     host = _mail_host(ctx)
-    total = batch_requests.count_clients(host, tenant)
+    try:
+        preview = preview_batch(host, tenant, cap=None if verbose else 0, chunk_size=chunk_size)
+    except (errors.SamtyckeError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    _echo_preview(preview, locale, verbose=verbose)
+    if not yes and not click.confirm(
+        tn(locale, "Send %(n)s request?", "Send %(n)s requests?", preview.asked), default=False,
+        err=True,
+    ):
+        click.echo(t(locale, "Nothing was sent."))
+        return
+    total = preview.total
     interactive = sys.stderr.isatty()
     try:
         with click.progressbar(
@@ -176,3 +205,22 @@ def request_all(ctx: Context, tenant: str, actor: str, chunk_size: int, locale: 
             batch=result.batch_key,
         )
     )
+
+
+def _echo_preview(preview: BatchPreview, locale: str, *, verbose: bool) -> None:
+    """The preview as the batch page shows it: counts per reason, and with ``verbose``
+    the clients left out."""
+    from samtycke_plugin.email.batch_preview import REASON_LABELS, REASONS
+    from samtycke_plugin.i18n import t
+
+    click.echo(t(locale, "Would be asked by e-mail: %(n)s of %(total)s clients.",
+                 n=preview.asked, total=preview.total))
+    for reason in REASONS:
+        click.echo(f"  {t(locale, REASON_LABELS[reason.value])}: {preview.counts[reason]}")
+        if verbose:
+            for client in preview.left_out[reason]:
+                click.echo(f"    {client.name} ({client.ref})")
+    if preview.mail is not None and preview.example is not None:
+        click.echo(t(locale, "Subject of the e-mail: %(subject)s", subject=preview.mail.subject))
+    elif preview.mail_problem:
+        click.echo(t(locale, preview.mail_problem), err=True)

@@ -10,6 +10,7 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from enum import StrEnum
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,38 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger("samtycke.requests")
+
+
+class Reason(StrEnum):
+    """Why a batch leaves a client out (the job's ``skipped_*`` counts, the preview's lists)."""
+
+    WITHDRAWN = State.WITHDRAWN.value
+    REFUSED = State.REFUSED.value
+    NO_EMAIL = "no_email"
+    BAD_NAME = "bad_name"
+    PENDING = "pending"
+    VALID = "valid"
+
+
+_UNMAILABLE = {_WHY_NO_EMAIL: Reason.NO_EMAIL, _WHY_BAD_NAME: Reason.BAD_NAME}
+
+
+def decide(
+    settled: str | None, email: str | None, name: str | None, *, waiting: bool = False
+) -> Reason | str:
+    """What a batch does with one client: the reason it is left out, or the normalised
+    address its request goes to.  ``settled`` is what :func:`_already_settled` found
+    for the client (valid consent, their own "no", a pending link), which decides
+    first; then an address or name that cannot go into a mail; then ``waiting``, a
+    request already waiting in the outbox.  The job learns of a waiting row only from
+    its insert's conflict, after this, and counts it as pending there; the preview
+    reads the waiting rows and passes them here, so both count every client alike."""
+    if settled is not None:
+        return Reason(settled)
+    address = _mail_address(email, name)
+    if isinstance(address, _NotMailable):
+        return _UNMAILABLE[address.why]
+    return Reason.PENDING if waiting else address
 
 
 #: Clients per chunk (and per commit) in :func:`request_batch`.
@@ -110,32 +143,28 @@ def _queue_chunk(
     now = common.now_utc(host)
     unique = {str(info.ref): info for info in infos}
     settled = _already_settled(session, tenant, list(unique), practice.current_major, now)
-    left_out: Counter[str] = Counter()
-    unmailable: Counter[str] = Counter()
+    left_out: Counter[Reason] = Counter()
     rows: list[dict[str, Any]] = []
     domain: str | None = None
     payload = {"actor": actor[:160], "batch_key": batch_key}  # one object: converted once
     for ref, info in unique.items():
-        known = settled.get(ref)
-        if known is not None:
-            left_out[known] += 1
-            continue
-        address = _mail_address(info.email, info.name)
-        if isinstance(address, _NotMailable):
-            unmailable[address.why] += 1
+        decided = decide(settled.get(ref), info.email, info.name)
+        if isinstance(decided, Reason):
+            left_out[decided] += 1
             continue
         if domain is None:
             practice_name(host, tenant)  # a name unusable in mail stops the batch here
             domain = mail_domain(host, tenant)
         rows.append(_outbox_values(
             domain, tenant=tenant, client=ref, request_id=None, kind=KIND_REQUEST,
-            to_addr=address, locale=info.locale, payload=payload, now=now,
+            to_addr=decided, locale=info.locale, payload=payload, now=now,
         ))
     asked = _inserted_rows(session, _for_dialect(session, _INSERT_WAITING), rows)
     return _ChunkCounts(
-        asked=asked, valid=left_out["valid"], pending=left_out["pending"] + len(rows) - asked,
-        no_email=unmailable[_WHY_NO_EMAIL], bad_name=unmailable[_WHY_BAD_NAME],
-        withdrawn=left_out[State.WITHDRAWN.value], refused=left_out[State.REFUSED.value],
+        asked=asked, valid=left_out[Reason.VALID],
+        pending=left_out[Reason.PENDING] + len(rows) - asked,
+        no_email=left_out[Reason.NO_EMAIL], bad_name=left_out[Reason.BAD_NAME],
+        withdrawn=left_out[Reason.WITHDRAWN], refused=left_out[Reason.REFUSED],
     )
 
 

@@ -174,6 +174,13 @@ def unfinished_job(host: Host, tenant: str) -> int | None:
     return None if found is None else int(found)
 
 
+def latest_job(host: Host, tenant: str) -> int:
+    """The id of the practice's newest job, of any state (0: it has none)."""
+    found = run_in_transaction(host, lambda s: s.scalar(
+        select(func.max(_J.id)).where(_J.tenant_ref == tenant)), commit=False)
+    return 0 if found is None else int(found)
+
+
 def _due(now: datetime) -> Any:
     """Queued, or running under a lease that has run out (its runner died)."""
     return or_(_J.state == QUEUED, and_(_J.state == RUNNING, _J.lease_until < now))

@@ -113,6 +113,46 @@ def _receipt_json(host: Host, tenant: str, event_id: int) -> bytes | None:
     return json.dumps(receipt, ensure_ascii=False, indent=2, default=str).encode("utf-8")
 
 
+def _request_mail(locale: str, shared: dict[str, Any]) -> tuple[str, str, str]:
+    """A request mail's subject, text and HTML."""
+    subject = t(locale, "%(practice)s asks for your consent", practice=shared["practice"])
+    text_body = render("mail_request.txt", locale, **shared)
+    html_body = render("mail_request.html", locale, subject=subject, **shared)
+    return subject, text_body, html_body
+
+
+@frozen(kw_only=True)
+class MailPreview:
+    """A request mail as a client will get it (its link an example that opens nothing)."""
+
+    subject: str
+    text: str
+    locale: str
+
+
+def preview_request(
+    host: Host, tenant: str, *, client_name: str, locale: str | None, expires_at: datetime
+) -> MailPreview:
+    """The request mail the batch sends, rendered as :func:`render_message` renders it,
+    for a client named ``client_name`` in ``locale``.  Raises :class:`InputError` when
+    the practice's name cannot go into a mail (the batch would stop on it too)."""
+    language = lang(locale)
+    name, reply_to, phone = _practice_contact(host, tenant)
+    url = host.absolute_url(
+        TenantRef(tenant), tokens.link_path(tokens.PURPOSE_CONSENT, EXAMPLE_LINK)
+    )
+    shared: dict[str, Any] = {
+        "practice": name, "practice_email": reply_to, "practice_phone": phone,
+        "client_name": client_name, "url": url, "expires_at": expires_at,
+    }
+    subject, text_body, _html = _request_mail(language, shared)
+    return MailPreview(subject=subject, text=text_body, locale=language)
+
+
+#: Stands for a client's own link in a previewed mail (no request has this token).
+EXAMPLE_LINK = "example"
+
+
 def render_message(host: Host, session: Session, row: OutboxMessage) -> Rendered:
     """Render one outbox row in the client's language (the link is derived again)."""
     tenant = row.tenant_ref
@@ -142,9 +182,7 @@ def render_message(host: Host, session: Session, row: OutboxMessage) -> Rendered
     }
     attachments: tuple[tuple[str, bytes], ...] = ()
     if row.kind == KIND_REQUEST:
-        subject = t(locale, "%(practice)s asks for your consent", practice=name)
-        text_body = render("mail_request.txt", locale, **shared)
-        html_body = render("mail_request.html", locale, subject=subject, **shared)
+        subject, text_body, html_body = _request_mail(locale, shared)
     elif row.kind == outbox.KIND_RECEIPT:
         event_id = row.payload.get("event_id")
         event = session.get(ConsentEvent, event_id) if isinstance(event_id, int) else None

@@ -21,11 +21,11 @@ from samtycke_plugin.inputs import whole_number
 from samtycke_plugin.render import trusted_html
 from samtycke_plugin.status_text import CHANNEL_LABELS, METHOD_LABELS, STATE_LABELS, code_label
 from samtycke_plugin.web.base import Handler
+from samtycke_plugin.web.batch_page import batch
 from samtycke_plugin.web.staff import (
     Ctx,
     _actor,
     _badge,
-    _counts,
     _damaged,
     _free_text_error,
     _language_name,
@@ -270,27 +270,6 @@ def client_history(request: Request, client: str) -> Response:
         rows=rows,
         badge=_badge(ctx, current.status),
         withdrawable=current.withdrawable,
-    )
-
-
-def batch(request: Request) -> Response:
-    ctx = context(request)
-    if request.method == "POST":
-        check_csrf(ctx)
-        if (gone := _operational(ctx)) is not None:
-            return gone
-        # The work is a job the relay runs; a second press while it is unfinished finds
-        # the same job, so nobody is asked twice.
-        started = jobs.start_batch(ctx.host, ctx.tenant, actor=_actor(ctx))
-        return redirect(ctx, f"/batch/jobs/{started.job_id}")
-    if (gone := _operational(ctx)) is not None:
-        return gone
-    return render_page(
-        ctx,
-        "practice_batch.html",
-        active="batch",
-        counts=_counts(ctx),
-        running=jobs.unfinished_job(ctx.host, ctx.tenant),
     )
 
 

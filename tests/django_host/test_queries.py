@@ -45,7 +45,7 @@ def test_a_batch_request_to_all_clients_asks_only_those_never_asked(mailbox) -> 
     book(practice, name="Sa Nej", email="nej@example.com", consent=False)  # declined
     out = io.StringIO()
     with redirect_stdout(out):
-        code = run_cli(["request", "all", "--tenant", str(practice.pk)])
+        code = run_cli(["request", "all", "--tenant", str(practice.pk), "--yes"])
     assert code == 0, out.getvalue()
     assert "1 asked, 1 already have valid consent" in out.getvalue(), out.getvalue()
     glue.send_outbox()

@@ -4,6 +4,7 @@ declined or withdrew (both batch strategies) — on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -355,7 +356,10 @@ def test_the_batch_page_shows_who_was_left_out(host: TestHost) -> None:
     host.new_client(tenant)
     pages = _pages(host, tenant)
     token = _token(host, tenant)
-    done = pages.post(f"{P}/batch", data={"csrf_token": token})
+    preview = pages.get(f"{P}/batch").get_data(as_text=True)
+    key = re.search(r'name="confirm_key" value="([^"]*)"', preview)
+    assert key is not None
+    done = pages.post(f"{P}/batch", data={"csrf_token": token, "confirm_key": key.group(1)})
     assert done.status_code == 303
     host.session().rollback()
     assert batch_jobs.run_pending(host, tenant=tenant) == 1  # what the relay does first

@@ -7,11 +7,13 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from batch_support import practice_of_every_kind, rows
 from click.testing import CliRunner
 from hostkit import TestHost
 from smtp_support import CLI_HOSTS, SmtpServer, running_server
 
 from samtycke_plugin.cli import main
+from samtycke_plugin.email.batch import Reason
 
 HOST = ["--host", "smtp_support:cli_host"]
 
@@ -39,11 +41,11 @@ def test_request_all_then_outbox_send(host: TestHost, smtp_server: SmtpServer, c
         host.new_client(tenant, email=f"k{i}@example.org")
     host.new_client(tenant, email=None)
 
-    result = cli.invoke(main, [*HOST, "request", "all", "--tenant", tenant, "--chunk-size", "3"])
+    result = cli.invoke(main, [*HOST, "request", "all", "--tenant", tenant, "--chunk-size", "3", "--yes"])
     assert result.exit_code == 0, result.output
     assert "7 asked" in result.output and "1 have no usable e-mail address" in result.output
     assert "3/8 clients" in result.output and "8/8 clients" in result.output  # progress
-    again = cli.invoke(main, [*HOST, "request", "all", "--tenant", tenant])
+    again = cli.invoke(main, [*HOST, "request", "all", "--tenant", tenant, "--yes"])
     assert again.exit_code == 0 and "0 asked" in again.output
     assert "7 already have a pending request" in again.output
 
@@ -61,7 +63,7 @@ def test_outbox_send_reports_missing_smtp_settings(host: TestHost, cli: CliRunne
     tenant = host.new_tenant()
     host.activate(hooks, tenant)
     host.new_client(tenant)
-    assert cli.invoke(main, [*HOST, "request", "all", "--tenant", tenant]).exit_code == 0
+    assert cli.invoke(main, [*HOST, "request", "all", "--tenant", tenant, "--yes"]).exit_code == 0
     result = cli.invoke(main, [*HOST, "outbox", "send", "--tenant", tenant])
     assert result.exit_code == 1
     assert "Problem: No SMTP server is configured" in result.output
@@ -107,3 +109,36 @@ def test_outbox_send_loop_keeps_sending_until_stopped(
     assert result.exit_code == 0, result.output
     assert rounds == [5.0, 5.0] and "Stopped." in result.output
     assert [m.rcpt_tos[0] for m in smtp_server.messages] == ["first@example.org", "later@example.org"]
+
+
+def test_request_all_shows_the_preview_and_sends_nothing_unless_confirmed(
+    host: TestHost, cli: CliRunner
+) -> None:
+    tenant, kinds = practice_of_every_kind(host)
+    before = rows(host, tenant)
+    command = [*HOST, "request", "all", "--tenant", tenant]
+
+    no = cli.invoke(main, [*command, "--verbose"], input="n\n")
+    assert no.exit_code == 0, no.output
+    assert "Would be asked by e-mail: 2 of 9 clients." in no.output
+    assert "Withdrew their consent: 1" in no.output and "Declined to consent: 1" in no.output
+    assert "No usable e-mail address: 1" in no.output and "Already have valid consent: 1" in no.output
+    assert "Already asked: an unanswered request is pending or waiting to be sent: 2" in no.output
+    (withdrew,) = kinds[Reason.WITHDRAWN]
+    assert f"Wilma Återkallat ({withdrew})" in no.output  # --verbose names them
+    assert "Send 2 requests? [y/N]" in no.output and "Nothing was sent." in no.output
+    assert rows(host, tenant) == before
+
+    quiet = cli.invoke(main, [*command, "--locale", "sv"], input="\n")  # the default is no
+    assert "Skulle tillfrågas via e-post: 2 av 9 klienter." in quiet.output
+    assert "Wilma" not in quiet.output and "Inget skickades." in quiet.output
+    assert rows(host, tenant) == before
+
+    yes = cli.invoke(main, command, input="y\n")
+    assert yes.exit_code == 0, yes.output
+    assert "2 asked" in yes.output and "1 declined and 1 withdrew" in yes.output
+    assert rows(host, tenant)["outbox"] == before["outbox"] + 2
+
+    again = cli.invoke(main, [*command, "--yes"])  # no question asked
+    assert again.exit_code == 0 and "[y/N]" not in again.output
+    assert "Would be asked by e-mail: 0 of 9 clients." in again.output and "0 asked" in again.output

@@ -81,6 +81,16 @@ class Pages:
         return self.client.post(P + path, data=form, headers={"Accept-Language": lang})
 
 
+_CONFIRM_KEY = re.compile(r'name="confirm_key" value="([^"]*)"')
+
+
+def confirm_key(pages: Pages, page: str | None = None) -> dict[str, str]:
+    """The batch page's confirm field, from ``page`` or a fresh GET of the preview."""
+    found = _CONFIRM_KEY.search(page if page is not None else html(pages.get("/batch")))
+    assert found, "the batch page has no confirm form"
+    return {"confirm_key": found.group(1)}
+
+
 def html(response: TestResponse) -> str:
     body = response.get_data(as_text=True)
     assert "<script" not in body.lower(), "unescaped script tag in a page"
@@ -1022,7 +1032,7 @@ def test_batch_request_counts_and_a_double_click_asks_nobody_twice(batch_host: T
     pages = Pages(host, tenant)
     page = html(pages.get("/batch"))
     assert re.search(r"Klienter utan giltigt samtycke</dt><dd>4</dd>", page)
-    first = pages.post("/batch", {})
+    first = pages.post("/batch", confirm_key(pages, page))
     assert first.status_code == 303
     assert re.fullmatch(rf"{P}/batch/jobs/\d+", first.headers["Location"])
     location = first.headers["Location"].removeprefix(P)
@@ -1036,7 +1046,7 @@ def test_batch_request_counts_and_a_double_click_asks_nobody_twice(batch_host: T
     assert "Tillbaka till Fråga klienter" in queued
     busy = html(pages.get("/batch"))
     assert f'{P}{location}"' in busy and "type=\"submit\"" not in busy  # no second button
-    second = pages.post("/batch", {})
+    second = pages.post("/batch", confirm_key(pages, page))  # a double click
     assert second.headers["Location"] == P + location  # the same job
     host.session().rollback()
     assert jobs.run_pending(host, tenant=tenant, chunk_size=2) == 1
@@ -1060,7 +1070,7 @@ def test_batch_request_counts_and_a_double_click_asks_nobody_twice(batch_host: T
         == 3
     )
     # Pressed again after the job is done: a new job, which asks nobody twice.
-    third = pages.post("/batch", {})
+    third = pages.post("/batch", confirm_key(pages))
     assert third.headers["Location"] != P + location
     host.session().rollback()
     assert jobs.run_pending(host, tenant=tenant) == 1
@@ -1075,7 +1085,8 @@ def test_the_progress_page_is_scoped_to_the_practice_and_changes_nothing(
     host = batch_host
     tenant, other = set_up(host), set_up(host, "Annan klinik")
     host.new_client(tenant, email="a@example.org")
-    mine = Pages(host, tenant).post("/batch", {}).headers["Location"].removeprefix(P)
+    pages = Pages(host, tenant)
+    mine = pages.post("/batch", confirm_key(pages)).headers["Location"].removeprefix(P)
     theirs = Pages(host, other, session="sign-in-2")
     assert theirs.get(mine).status_code == 404
     assert theirs.get("/batch/jobs/99999999999").status_code == 404
