@@ -24,6 +24,7 @@ from hookimpls.views import (
     booking_client_list_filter_clause,
     booking_client_list_filters,
     booking_client_profile_render,
+    booking_consent_lookup,
 )
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "booking_client_list_filter_clause",
     "booking_client_list_filters",
     "booking_client_profile_render",
+    "booking_consent_lookup",
     "booking_form_render",
     "booking_submit_check",
     "booking_submitted",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from hookspecs import hookimpl
 from hookspecs.host import Host
 from hookspecs.types import (
     ClientRef,
+    ConsentAnswer,
     FilterClause,
     ListFilter,
     ProfilePanel,
@@ -15,7 +16,7 @@ from hookspecs.types import (
     StaffContext,
     TenantRef,
 )
-from samtycke_plugin import panels
+from samtycke_plugin import panels, signals
 
 
 @hookimpl
@@ -43,3 +44,10 @@ def booking_client_list_badges(
     host: Host, tenant: TenantRef, clients: Sequence[ClientRef], locale: str
 ) -> list[RowBadge]:
     return panels.row_badges(host, tenant, clients, locale)
+
+
+@hookimpl
+def booking_consent_lookup(
+    host: Host, tenant: TenantRef, clients: Sequence[ClientRef], purpose: str
+) -> Mapping[ClientRef, ConsentAnswer]:
+    return signals.lookup(host, tenant, clients, purpose)

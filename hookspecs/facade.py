@@ -4,12 +4,14 @@ It loads apps from the entry-point group (tolerating a broken app unless
 ``strict``), validates registrations, filters apps by per-tenant activation,
 flattens and type-checks results, rejects duplicate keys, sorts
 deterministically, and turns an exception in the booking check into a
-retryable veto (fail closed).
+retryable veto (fail closed).  It is also the way an app reaches the platform's other
+apps (``booking_consent_changed``): :func:`hooks_of` gives the facade built for a host.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -25,6 +27,8 @@ from hookspecs.types import (
     BookingSubmission,
     ClientCreated,
     ClientRef,
+    ConsentAnswer,
+    ConsentChange,
     FilterClause,
     FormFragment,
     ListFilter,
@@ -51,6 +55,19 @@ CHECK_FAILED = {
 
 class DuplicateKeyError(ValueError):
     """Two apps returned results with the same key."""
+
+
+#: The facade most recently built for each host (see :func:`hooks_of`).
+_FACADES: weakref.WeakKeyDictionary[object, AppHooks] = weakref.WeakKeyDictionary()
+
+
+def hooks_of(host: object) -> AppHooks | None:
+    """The :class:`AppHooks` most recently built for ``host``, or ``None``: how an app
+    calls the hooks the platform's other apps implement (``booking_consent_changed``)."""
+    try:
+        return _FACADES.get(host)
+    except TypeError:  # a host that cannot be weakly referenced or hashed
+        return None
 
 
 def make_plugin_manager(
@@ -136,6 +153,11 @@ class AppHooks:
                 self._infos[info.key] = info
                 self._plugin_app[id(impl.plugin)] = info.key
         self._callers: dict[tuple[str, frozenset[str]], Any] = {}
+        try:
+            _FACADES[host] = self
+        except TypeError:  # the host then gets no signals from apps (documented)
+            log.warning("%s cannot be weakly referenced: apps cannot signal changes",
+                        type(host).__name__)
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -289,3 +311,48 @@ class AppHooks:
     def client_erased(self, tenant: TenantRef, client: ClientRef) -> None:
         """Tell every app (active or not: data stays after deactivation) to erase a client."""
         self.pm.hook.booking_client_erased(host=self.host, tenant=tenant, client=client)
+
+    # -- the platform's other apps ----------------------------------------------------------
+
+    def consent_lookup(
+        self, tenant: TenantRef, clients: Sequence[ClientRef], purpose: str
+    ) -> dict[ClientRef, ConsentAnswer] | None:
+        """May these clients' data be used for ``purpose`` now?  An answer per client, or
+        ``None`` when no app active for ``tenant`` keeps consent.  An unknown purpose
+        raises :class:`hookspecs.types.UnknownPurpose`."""
+        result = self._caller("booking_consent_lookup", tenant)(
+            host=self.host, tenant=tenant, clients=list(clients), purpose=purpose
+        )
+        if result is None:
+            return None
+        answers = dict(result)
+        if not all(isinstance(a, ConsentAnswer) for a in answers.values()):
+            raise TypeError("booking_consent_lookup must map clients to ConsentAnswer")
+        return answers
+
+    def _change_listeners(self, tenant: TenantRef) -> list[Any]:
+        if not self.pm.hook.booking_consent_changed.get_hookimpls():
+            return []  # nobody listens: not even the host's activation store is asked
+        impls = self._caller("booking_consent_changed", tenant).get_hookimpls()
+        return [i for i in impls if not (i.hookwrapper or i.wrapper)]
+
+    def listens_to_consent(self, tenant: TenantRef) -> bool:
+        """Whether an app (or the host) active for ``tenant`` implements
+        ``booking_consent_changed`` (so an app need not read statuses for nobody)."""
+        return bool(self._change_listeners(tenant))
+
+    def consent_changed(self, changes: Iterable[ConsentChange]) -> None:
+        """Call ``booking_consent_changed`` once per change on each implementation
+        active for its practice.  An implementation's exception is logged, and the
+        other implementations and changes still get theirs: the change is committed."""
+        listeners: dict[TenantRef, list[Any]] = {}
+        for change in changes:
+            if change.tenant not in listeners:
+                listeners[change.tenant] = self._change_listeners(change.tenant)
+            for impl in listeners[change.tenant]:
+                kwargs = {"host": self.host, "change": change}
+                try:
+                    impl.function(**{a: kwargs[a] for a in impl.argnames})
+                except Exception:
+                    log.exception("booking_consent_changed of %r failed (change kept: %s)",
+                                  impl.plugin_name, change)

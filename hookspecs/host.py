@@ -9,7 +9,7 @@ implementations for Django and for SQLAlchemy/Flask hosts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -117,4 +117,22 @@ class PageLayout(Protocol):
         """The root-relative path of the client's profile page in the host, or ``None``.
 
         The app's pages about one client (obtain consent, history) link back to it.
+        """
+
+
+@runtime_checkable
+class OnCommit(Protocol):
+    """Optional: tells an app when the host's transaction commits, so that it can signal
+    changes its hooks made in it (``booking_consent_changed``) only once they are
+    committed.  Implement it beside :class:`Host`.  Without it, changes made by hooks in
+    the host's transaction (bookings, client erasure) are not signalled; changes made in
+    the app's own units of work (its pages, mail relay, CLI) are, since the app sees
+    those commit itself."""
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once, after the host's transaction now open on
+        :meth:`Host.connection` commits, outside that transaction (it may open a unit of
+        work); forget it when that transaction rolls back.  Django:
+        ``transaction.on_commit``; SQLAlchemy:
+        :func:`samtycke_plugin.integrations.sqlalchemy.on_commit`.
         """

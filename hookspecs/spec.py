@@ -12,6 +12,9 @@ Conventions (from pluggy, pytest and datasette):
 * Per-tenant activation is filtered by the host: an app's hooks are only
   called for practices where the app is active (except the activation hooks
   and ``booking_app_info``).
+* ``booking_consent_changed`` goes the other way: an app calls it, through the
+  facade the host built (:meth:`hookspecs.facade.AppHooks.consent_changed`), and the
+  platform's other apps implement it.
 * Write hooks (activation, deactivation, ``booking_submitted``,
   ``booking_client_created``, ``booking_client_erased``) run inside the host's
   open transaction on :meth:`hookspecs.host.Host.connection`; called without one
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
         BookingSubmission,
         ClientCreated,
         ClientRef,
+        ConsentAnswer,
+        ConsentChange,
         FilterClause,
         FormFragment,
         ListFilter,
@@ -273,5 +278,45 @@ class BookingSpecs:
         :param host: the host.
         :param tenant: the practice.
         :param client: the client being erased.
+        :returns: nothing.
+        """
+
+    # -- the platform's other apps ---------------------------------------------------------
+
+    @hookspec(firstresult=True)
+    def booking_consent_lookup(
+        self, host: Host, tenant: TenantRef, clients: Sequence[ClientRef], purpose: str
+    ) -> Mapping[ClientRef, ConsentAnswer] | None:
+        """May these clients' data be used for ``purpose`` now?  One query for all of them.
+
+        When: the host or another app (a reminder mailer, a newsletter) is about to use
+        clients' data for a purpose that rests on consent, e.g. before sending
+        reminders or to mark the client list.  Reads only, in the host's transaction if
+        one is open.  Stops at the first non-``None`` result.
+
+        :param host: the host.
+        :param tenant: the practice.
+        :param clients: the clients asked about (any order, any number).
+        :param purpose: the purpose's key, e.g. ``care``; a key the practice does not
+            have raises :class:`hookspecs.types.UnknownPurpose`.
+        :returns: an answer for every client asked about (clients without any record
+            get ``may_use=False`` and status ``unknown``), or ``None`` from an app that
+            does not keep consent.
+        """
+
+    @hookspec
+    def booking_consent_changed(self, host: Host, change: ConsentChange) -> None:
+        """A client's consent to a purpose changed, and the change is committed.
+
+        When: called by an app that keeps consent, not by the host, after the
+        transaction that changed the consent committed: once per (practice, client,
+        purpose) changed in it, with the status read after the commit; never for work
+        that was rolled back.  Only apps active for ``change.tenant`` are called.  An
+        exception is logged and does not affect the committed change or the other
+        implementations.  Changes made inside the host's transaction (a booking) are
+        signalled only when the host implements :class:`hookspecs.host.OnCommit`.
+
+        :param host: the host.
+        :param change: who, which purpose and the new status.
         :returns: nothing.
         """

@@ -274,3 +274,39 @@ class ClientCreated:
     #: ``"online"`` (created by an online booking) or ``"staff"``.
     created_by: Literal["online", "staff"]
     at: datetime
+
+
+class UnknownPurpose(ValueError):
+    """A consent lookup named a purpose the practice does not have (see
+    :meth:`hookspecs.spec.BookingSpecs.booking_consent_lookup`)."""
+
+
+@frozen(kw_only=True)
+class ConsentAnswer:
+    """Whether a client's data may be used for a purpose now (a consent app's answer)."""
+
+    #: True only while the client's consent to the purpose is valid now.
+    may_use: bool
+    #: The consent app's status word: ``valid``, ``outdated`` (given for an older text),
+    #: ``expired``, ``withdrawn``, ``refused``, ``requested``, ``unknown`` (nothing
+    #: recorded), … Treat any word other than ``valid`` as "not now".
+    status: str
+    #: When the client's current state began (``None``: nothing recorded).
+    since: datetime | None
+    #: When a valid consent lapses (``None``: it does not, or no consent).
+    expires_at: datetime | None
+
+
+@frozen(kw_only=True)
+class ConsentChange:
+    """A client's consent to a purpose changed, and the change is committed."""
+
+    tenant: TenantRef
+    client: ClientRef
+    #: The purpose's key, e.g. ``care`` (the practice's first purpose).
+    purpose: str
+    #: The status after the change, read after commit (as :attr:`ConsentAnswer.status`).
+    status: str
+    may_use: bool
+    since: datetime | None
+    expires_at: datetime | None

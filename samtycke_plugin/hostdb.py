@@ -13,6 +13,10 @@ app keeps using the SQLAlchemy 2 ORM inside.  Two ways in, kept apart:
 
 Inside either, a nested :func:`in_host_transaction` for the same host gives the session
 already open, so domain functions serve hooks and pages alike.
+
+Each keeps the consent changes the ledger notes in it (:data:`CHANGED`) and hands them
+to :mod:`samtycke_plugin.signals` once its transaction commits: a unit of work when the
+host's block has committed, a hook through the host's optional ``on_commit``.
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ if TYPE_CHECKING:
 _borrowed: ContextVar[BorrowedConnection | None] = ContextVar("samtycke_borrowed", default=None)
 #: The session open in this context, with the host it belongs to.
 _open: ContextVar[tuple[object, Session] | None] = ContextVar("samtycke_session", default=None)
+
+#: ``session.info`` key of the (tenant, client, purpose) changes noted in the session's
+#: transaction (:func:`samtycke_plugin.signals.note`).
+CHANGED = "samtycke.changed"
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -161,6 +169,7 @@ def _session_over(host: Host, driver_connection: Any) -> Iterator[Session]:
     engine = engine_for(dialect_of(driver_connection))
     with borrowing(driver_connection), engine.connect() as conn:
         session = Session(bind=conn, autoflush=True, expire_on_commit=False)
+        session.info[CHANGED] = set()
         opened = _open.set((host, session))
         try:
             yield session
@@ -207,8 +216,18 @@ def in_host_transaction(host: Host, *, write: bool = False) -> Iterator[Session]
     connection = host.connection()
     if write:
         require_transaction(connection)
-    with _session_over(host, connection) as session:
-        yield session
+    changed: set[tuple[str, str, str]] = set()
+    try:
+        with _session_over(host, connection) as session:
+            changed = session.info[CHANGED]
+            yield session
+    finally:
+        # Also after an exception: the host decides whether its transaction commits,
+        # and the callback runs only if it does.
+        if changed:
+            from samtycke_plugin import signals  # it runs units of work: imported here
+
+            signals.after_host_commit(host, changed)
 
 
 @contextmanager
@@ -217,6 +236,11 @@ def unit_of_work(host: Host) -> Iterator[Session]:
     the end of the block, then the host commits (or rolls back on an exception)."""
     with host.unit_of_work() as connection, _session_over(host, connection) as session:
         yield session
+        changed = session.info[CHANGED]
+    if changed:  # the host's block has committed
+        from samtycke_plugin import signals  # it runs units of work: imported here
+
+        signals.committed(host, changed)
 
 
 @contextmanager

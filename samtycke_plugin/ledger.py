@@ -29,6 +29,7 @@ from samtycke_plugin.errors import NotActive
 from samtycke_plugin.integrity import replay_clients
 from samtycke_plugin.models import ConsentEvent, ConsentRequest, ConsentStateRow, Evidence, Practice
 from samtycke_plugin.rules import EventFacts, Snapshot, State, fold, with_delivery
+from samtycke_plugin.signals import note
 
 
 def truncate_ip(ip: str | None) -> str | None:
@@ -334,6 +335,7 @@ def _write_projection(
         session.execute(delete(_ST).where(_S.tenant_ref == tenant_ref))
     if not changed:
         return
+    note(session, tenant_ref, changed)
     session.execute(
         _UPSERT_STATE[session.get_bind().dialect.name],
         [

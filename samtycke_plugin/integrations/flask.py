@@ -63,6 +63,7 @@ from samtycke_plugin.integrations.sqlalchemy import (  # noqa: F401 - re-exporte
     dbapi_of,
     filter_condition,
     in_pages,
+    on_commit,
     prepare_engine,
     session_unit_of_work,
     upgrade_apps,
@@ -142,6 +143,9 @@ class FlaskHost:
     def unit_of_work(self) -> AbstractContextManager[Any]:
         return session_unit_of_work(self.sessions())
 
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        on_commit(self.sessions(), callback)
+
     def now(self) -> datetime:
         return self.clock()
 
@@ -191,13 +195,9 @@ class FlaskApps:
     """
 
     def __init__(
-        self,
-        host: FlaskHost,
-        *,
-        active_apps: Callable[[TenantRef], Iterable[str]],
+        self, host: FlaskHost, *, active_apps: Callable[[TenantRef], Iterable[str]],
         signed_in: Callable[[], Practitioner | None],
-        client_ref: ColumnElement[Any] | None = None,
-        strict: bool = False,
+        client_ref: ColumnElement[Any] | None = None, strict: bool = False,
     ) -> None:
         if client_ref is None and isinstance(host, TableClients):
             client_ref = cast(host.clients.ref, String)  # the client table's id as text
@@ -292,8 +292,7 @@ class FlaskApps:
         """Phase 2, inside the booking's transaction after its row is flushed."""
         self.hooks.submitted(submission, BookingRef(str(booking)), ClientRef(str(client)))
 
-    def client_created(self, tenant: Ref, client: Ref,
-                       by: Literal["online", "staff"]) -> None:
+    def client_created(self, tenant: Ref, client: Ref, by: Literal["online", "staff"]) -> None:
         """Inside the transaction that created the client."""
         self.hooks.client_created(ClientCreated(
             tenant=_tenant(tenant), client=ClientRef(str(client)), created_by=by,

@@ -13,19 +13,25 @@ lines::
             return engine_unit_of_work(engine)  # a connection of its own, committed at the end
 
 and adds the app's list filters to its own client query with :func:`filter_condition`.
+With :func:`on_commit` it tells the apps when its session's transaction commits
+(:class:`hookspecs.host.OnCommit`), so changes its hooks made are signalled to the
+platform's other apps.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Row, Select, and_, bindparam, text
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Connection, Engine, Row, Select, and_, bindparam, event, text
+from sqlalchemy.orm import Session, SessionTransaction
 
 from hookspecs.types import FilterClause, SqlText
 from samtycke_plugin import db as samtycke_db
+
+log = logging.getLogger(__name__)
 
 
 def dbapi_of(bind: Session | Connection) -> Any:
@@ -57,6 +63,44 @@ def session_unit_of_work(session: Session) -> Iterator[Any]:
         session.rollback()
         raise
     session.commit()
+
+
+class _CommitCallbacks:
+    """The callbacks waiting for the commit of one session's transaction."""
+
+    def __init__(self) -> None:
+        self.pending: list[Callable[[], None]] = []
+        self.ready: list[Callable[[], None]] = []
+
+    def committed(self, _session: Session) -> None:
+        self.ready, self.pending = self.ready + self.pending, []
+
+    def ended(self, _session: Session, transaction: SessionTransaction) -> None:
+        if transaction.parent is not None:
+            return  # a savepoint: the outer transaction decides
+        # Run only after the transaction has ended (the session may then emit SQL
+        # again); callbacks of a transaction that did not commit are dropped with it.
+        ready, self.ready, self.pending = self.ready, [], []
+        for callback in ready:
+            try:
+                callback()
+            except Exception:
+                log.exception("an after-commit callback failed (the commit stands)")
+
+
+_ON_COMMIT = "booking.on_commit"
+
+
+def on_commit(session: Session, callback: Callable[[], None]) -> None:
+    """:meth:`hookspecs.host.OnCommit.on_commit` for a host whose transaction is
+    ``session``'s: ``callback`` runs once after that transaction commits and is dropped
+    when it rolls back or the session closes without committing."""
+    callbacks = session.info.get(_ON_COMMIT)
+    if callbacks is None:
+        callbacks = session.info[_ON_COMMIT] = _CommitCallbacks()
+        event.listen(session, "after_commit", callbacks.committed)
+        event.listen(session, "after_transaction_end", callbacks.ended)
+    callbacks.pending.append(callback)
 
 
 def sql_condition(condition: SqlText) -> ColumnElement[bool]:

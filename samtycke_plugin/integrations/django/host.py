@@ -78,6 +78,8 @@ class DjangoHost:
     * :meth:`unit_of_work` is a new ``transaction.atomic(durable=True)`` block the app
       owns (its pages, mail relay and CLI); it refuses to run nested inside another
       ``atomic`` block, where it could not commit on its own;
+    * :meth:`on_commit` is ``transaction.on_commit``: changes the app's hooks made in the
+      host's transaction are signalled to the other apps once it commits;
     * :meth:`deliver_email` sends through Django's mail backend (``EMAIL_BACKEND``),
       keeping the app's ``Message-ID``;
     * :meth:`app_secret` is derived from ``SECRET_KEY``, one secret per app.
@@ -103,6 +105,9 @@ class DjangoHost:
     def unit_of_work(self) -> Iterator[DBAPIConnection]:
         with transaction.atomic(using=self.using, durable=True):
             yield self.connection()
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        transaction.on_commit(callback, using=self.using)
 
     # -- clock, secret, URLs ------------------------------------------------------------
 
