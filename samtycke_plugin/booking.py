@@ -38,6 +38,7 @@ from samtycke_plugin.rules import (
     Snapshot,
     Status,
     gate,
+    paused,
     should_ask,
     status,
 )
@@ -71,7 +72,8 @@ def form_fragment(host: Host, form: BookingFormContext) -> FormFragment | None:
             else None
         )
         current = status(snap, practice.current_major, now)
-        if not should_ask(settings, current, is_new_client=form.client is None):
+        if not should_ask(settings, current, is_new_client=form.client is None,
+                          paused=paused(snap, settings, now)):
             return None
         text = current_text(session, practice, form.locale)
         html = render(
@@ -141,13 +143,14 @@ def _decide_on(
         return _Decision(outcome=GateOutcome.ACCEPT)
     settings = settings_from(row.settings)
     snap = snapshot_of(row) if client and row.state is not None else None
-    current = status(snap, row.current_major, now_utc(host))
+    now = now_utc(host)
+    current = status(snap, row.current_major, now)
     ticked = submission.fields.get(FIELD_CONSENT, "") in ("yes", "on", "true", "1")
     outcome = gate(
         settings, current, is_new_client=submission.is_new_client or client is None,
         ticked=ticked,
         shown_major=row.shown_major if getattr(row, "shown_id", None) is not None else None,
-        current_major=row.current_major,
+        current_major=row.current_major, paused=paused(snap, settings, now),
     )
     if outcome in (GateOutcome.ACCEPT_GIVEN, GateOutcome.ACCEPT_REFUSED):
         return _Decision(outcome=outcome, previous=snap, settings=settings, row=row)

@@ -8,7 +8,7 @@ comes from here.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from attrs import evolve, frozen
@@ -160,16 +160,37 @@ def asks_at_booking(settings: PracticeSettings) -> bool:
     )
 
 
-def should_ask(settings: PracticeSettings, current: Status, *, is_new_client: bool) -> bool:
+#: The states after which a client is left in peace for the practice's pause.
+SAID_NO = frozenset({State.REFUSED, State.WITHDRAWN})
+
+
+def paused(snapshot: Snapshot | None, settings: PracticeSettings, now: datetime) -> bool:
+    """Has the client declined or withdrawn within the practice's pause?  Then neither the
+    booking form nor a batch request asks them again (asking again at once is pressure,
+    and consent given under pressure is not freely given)."""
+    if snapshot is None or snapshot.state not in SAID_NO or settings.pause_days == 0:
+        return False
+    return now < snapshot.since + timedelta(days=settings.pause_days)
+
+
+def should_ask(
+    settings: PracticeSettings, current: Status, *, is_new_client: bool, paused: bool = False
+) -> bool:
     """Does the online booking form ask this client for consent?
 
     Everyone without valid consent when consent is required or every such client is
     asked; with only "ask new clients", new clients and the clients of
-    :data:`ASK_AGAIN` (not those who never were asked, declined or withdrew).
+    :data:`ASK_AGAIN` (not those who never were asked, declined or withdrew).  A client
+    who declined or withdrew within the pause (``paused``) is asked only when consent is
+    required to book online: the booking cannot go ahead without it.
     """
     if current is Status.VALID:
         return False
-    if settings.require_consent_for_online_booking or settings.ask_clients_without_consent:
+    if settings.require_consent_for_online_booking:
+        return True
+    if paused:
+        return False
+    if settings.ask_clients_without_consent:
         return True
     return settings.ask_new_clients and (is_new_client or current in ASK_AGAIN)
 
@@ -192,9 +213,10 @@ def gate(
     ticked: bool,
     shown_major: int | None,
     current_major: int,
+    paused: bool = False,
 ) -> GateOutcome:
     """The online-booking decision for one submission (check and record agree on it)."""
-    if not should_ask(settings, current, is_new_client=is_new_client):
+    if not should_ask(settings, current, is_new_client=is_new_client, paused=paused):
         return GateOutcome.ACCEPT
     if ticked:
         if shown_major != current_major:

@@ -35,6 +35,10 @@ class PracticeSettings:
     )
     #: E-mailed links expire after this many days.
     request_link_days: int = field(default=14, validator=[validators.ge(1), validators.le(90)])
+    #: After a client declines or withdraws, neither the booking form nor a batch request
+    #: asks them again for this many days (0: no pause), unless they act themselves.
+    #: Consent the practice requires for online booking is still asked for.
+    pause_days: int = field(default=365, validator=[validators.ge(0), validators.le(1825)])
 
 
 _TRUE = {"true", "1", "on", "yes"}

@@ -21,6 +21,7 @@ from samtycke_plugin.rules import (
     fold,
     gate,
     grant_state,
+    paused,
     should_ask,
     status,
 )
@@ -144,6 +145,30 @@ def test_outdated_consent_is_asked_again_when_only_new_clients_are_asked() -> No
     )
     assert not asks_at_booking(nobody)
     assert not should_ask(nobody, Status.OUTDATED, is_new_client=False)
+
+
+def test_a_client_who_said_no_is_left_in_peace_for_the_pause() -> None:
+    optional = PracticeSettings(require_consent_for_online_booking=False, pause_days=365)
+    for state in (State.REFUSED, State.WITHDRAWN):
+        said_no = Snapshot(state=state, text_major=1, expires_at=None, since=NOW)
+        assert paused(said_no, optional, NOW + timedelta(days=364))
+        assert not paused(said_no, optional, NOW + timedelta(days=365))  # the pause is over
+        current = status(said_no, 1, NOW)
+        assert not should_ask(optional, current, is_new_client=False, paused=True)
+        # three bookings in the pause record no refusal: the form does not ask
+        assert gate(optional, current, is_new_client=False, ticked=False, shown_major=None,
+                    current_major=1, paused=True) is GateOutcome.ACCEPT
+        assert should_ask(optional, current, is_new_client=False, paused=False)
+    # no pause, or states that are not a "no": never paused
+    assert not paused(snap(State.REFUSED), PracticeSettings(pause_days=0), NOW)
+    for state in (State.GIVEN, State.REQUESTED, State.EXPIRED, State.DEFERRED):
+        assert not paused(snap(state), optional, NOW)
+    assert not paused(None, optional, NOW)
+    # consent the practice requires to book online is asked for even in the pause
+    required = PracticeSettings(require_consent_for_online_booking=True, pause_days=365)
+    assert should_ask(required, Status.REFUSED, is_new_client=False, paused=True)
+    assert gate(required, Status.REFUSED, is_new_client=False, ticked=False, shown_major=None,
+                current_major=1, paused=True) is GateOutcome.VETO_REQUIRED
 
 
 def test_settings_round_trip_and_clear_errors() -> None:

@@ -75,6 +75,7 @@ def _settings_values(settings: PracticeSettings) -> dict[str, Any]:
         REQUIRE: "yes" if settings.require_consent_for_online_booking else "no",
         "validity_days": "" if settings.validity_days is None else str(settings.validity_days),
         "request_link_days": str(settings.request_link_days),
+        "pause_days": str(settings.pause_days),
     }
 
 
@@ -113,6 +114,16 @@ def _settings_from_form(
     else:
         errors["request_link_days"] = t(
             ctx.locale, "Write how many days an e-mailed link works: a whole number from 1 to 90."
+        )
+    pause = form.get("pause_days", "").strip()
+    shown["pause_days"] = pause
+    if (days := whole_number(pause, max_digits=4)) is not None and days <= 1825:
+        data["pause_days"] = days
+    else:
+        errors["pause_days"] = t(
+            ctx.locale,
+            "Write how many days to wait before asking a client who said no again: a whole "
+            "number from 0 to 1825 (0 asks again at the next booking).",
         )
     return data, shown, errors
 

@@ -91,6 +91,7 @@ class ClientModel:
     expires: datetime | None = None
     delivery: str | None = None
     events: int = 0
+    since: datetime | None = None  # when the decisive state was recorded
 
 
 @dataclass
@@ -100,6 +101,8 @@ class PracticeModel:
     #: "ask new clients" is the only asking setting on (the clients here are returning)
     only_new: bool = False
     validity_days: int | None = None
+    #: days a client who declined or withdrew is not asked again (0: no pause)
+    pause_days: int = 365
     major: int = 1
     #: every text version id per major (forms rendered earlier carry older ids)
     texts: dict[int, list[int]] = field(default_factory=dict)
@@ -121,13 +124,22 @@ class PracticeModel:
             return "bounced"
         return c.state
 
-    def asks(self, status: str) -> bool:
+    def paused(self, ref: str, now: datetime) -> bool:
+        """Did the client decline or withdraw within the practice's pause?"""
+        c = self.clients.get(ref) or self.erased[ref]
+        return (c.state in ("refused", "withdrawn") and self.pause_days > 0
+                and c.since is not None and now < c.since + timedelta(days=self.pause_days))
+
+    def asks(self, status: str, paused: bool) -> bool:
         """Does the booking form ask a returning client with this status?"""
         if status == "valid":
             return False
-        return self.required or not self.only_new or status in ASK_AGAIN
+        if self.required:
+            return True
+        return not paused and (not self.only_new or status in ASK_AGAIN)
 
-    def apply(self, ref: str, state: str, major: int | None, expires: datetime | None) -> None:
+    def apply(self, ref: str, state: str, major: int | None, expires: datetime | None,
+              at: datetime) -> None:
         """One new ledger event: a request keeps consent still given for the same or a
         newer content version; every other event replaces the state."""
         c = self.clients.get(ref) or self.erased[ref]
@@ -135,7 +147,7 @@ class PracticeModel:
         if state == "requested" and c.state in GRANTED and c.major is not None \
                 and major is not None and c.major >= major:
             return
-        c.state, c.major, c.expires, c.delivery = state, major, expires, None
+        c.state, c.major, c.expires, c.delivery, c.since = state, major, expires, None, at
 
 
 class ConsentMachine(RuleBasedStateMachine):
@@ -157,18 +169,21 @@ class ConsentMachine(RuleBasedStateMachine):
     @initialize(required=st.tuples(st.booleans(), st.booleans()),
                 only_new=st.tuples(st.booleans(), st.booleans()),
                 validity=st.tuples(st.sampled_from([None, 30, 365]),
-                                   st.sampled_from([None, 30, 365])))
+                                   st.sampled_from([None, 30, 365])),
+                pause=st.tuples(st.sampled_from([0, 30, 365]), st.sampled_from([0, 30, 365])))
     def two_practices(self, required: tuple[bool, bool], only_new: tuple[bool, bool],
-                      validity: tuple[int | None, ...]) -> None:
-        for req, new_only, days in zip(required, only_new, validity, strict=True):
+                      validity: tuple[int | None, ...], pause: tuple[int, int]) -> None:
+        for req, new_only, days, pause_days in zip(required, only_new, validity, pause,
+                                                   strict=True):
             tenant = self.host.new_tenant()
             settings_: dict[str, object] = {"require_consent_for_online_booking": req,
-                                            "ask_clients_without_consent": not new_only}
+                                            "ask_clients_without_consent": not new_only,
+                                            "pause_days": pause_days}
             if days is not None:
                 settings_["validity_days"] = days
             self.host.activate(self.hooks, tenant, **settings_)
             model = PracticeModel(tenant=tenant, required=req, only_new=new_only,
-                                  validity_days=days)
+                                  validity_days=days, pause_days=pause_days)
             model.texts[1] = self._text_ids(tenant, 1)
             self.practices.append(model)
             for _ in range(2):
@@ -213,7 +228,7 @@ class ConsentMachine(RuleBasedStateMachine):
         c = p.clients[ref]
         expected = "renewed" if c.state in GRANTED else "given"
         expires = given_at + timedelta(days=p.validity_days) if p.validity_days else None
-        p.apply(ref, expected, p.major, expires)
+        p.apply(ref, expected, p.major, expires, at=self.host.now())
         self._last_event_is(p, ref, expected)
         return expected
 
@@ -304,10 +319,11 @@ class ConsentMachine(RuleBasedStateMachine):
         shown = p.texts[shown_major][-1]
         now = self.host.now()
         status = p.status(ref, now)
+        paused = p.paused(ref, now)
         vetoes = book(self.host, self.hooks, p.tenant, ref, booking=f"b{self.steps}",
                       ticked=ticked, text_id=shown)
         # the model's gate: not asked, nothing recorded (the ledger invariant counts events)
-        if not p.asks(status):
+        if not p.asks(status, paused):
             assert vetoes == []
             return
         if ticked:
@@ -324,7 +340,7 @@ class ConsentMachine(RuleBasedStateMachine):
             assert [v.key for v in vetoes] == ["samtycke.consent_required"]
             return
         assert vetoes == []
-        p.apply(ref, "refused", p.major, None)
+        p.apply(ref, "refused", p.major, None, at=self.host.now())
         self._last_event_is(p, ref, "refused")
 
     @precondition(lambda self: self._has_clients())
@@ -360,7 +376,7 @@ class ConsentMachine(RuleBasedStateMachine):
         consent.withdraw(self.host, p.tenant, ref, actor="staff:s1", channel="manual",
                          method="verbal", by_client=by_client)
         self.host.session().commit()
-        p.apply(ref, "withdrawn" if by_client else "revoked", c.major, None)
+        p.apply(ref, "withdrawn" if by_client else "revoked", c.major, None, at=self.host.now())
         self._last_event_is(p, ref, c.state or "")
 
     @rule(days=st.sampled_from([1, 13, 15, 29, 31, 200, 400]))
@@ -416,7 +432,7 @@ class ConsentMachine(RuleBasedStateMachine):
         self._revoke_open(p, ref, tokens.PURPOSE_CONSENT)
         p.links[token] = LinkModel(token=token, client=ref, purpose=tokens.PURPOSE_CONSENT,
                                    created=now, expires=now + timedelta(days=14), major=p.major)
-        p.apply(ref, "requested", p.major, None)
+        p.apply(ref, "requested", p.major, None, at=self.host.now())
         self._last_event_is(p, ref, "requested")
 
     @precondition(lambda self: any(link.delivery == "queued" for p in self.practices
@@ -516,7 +532,7 @@ class ConsentMachine(RuleBasedStateMachine):
             ev = self._last_event_is(p, link.client, state)
             self._receipt_link(p, link.client)
         else:
-            p.apply(link.client, "refused", p.major, None)
+            p.apply(link.client, "refused", p.major, None, at=self.host.now())
             ev = self._last_event_is(p, link.client, "refused")
         assert ev.text_version_id == p.texts[p.major][-1] and ev.channel == "email_link"
 
@@ -540,7 +556,7 @@ class ConsentMachine(RuleBasedStateMachine):
         resp = browser.post(path, data=fields)
         assert resp.status_code == 200, resp.text
         link.state = "used"
-        p.apply(link.client, "withdrawn", c.major, None)
+        p.apply(link.client, "withdrawn", c.major, None, at=self.host.now())
         self._last_event_is(p, link.client, "withdrawn")
 
     @precondition(lambda self: self._has_clients())
@@ -555,7 +571,7 @@ class ConsentMachine(RuleBasedStateMachine):
         del self.host.clients[(p.tenant, ref)]
         self.host.session().commit()
         if c.events:
-            p.apply(ref, "erased", None, None)
+            p.apply(ref, "erased", None, None, at=self.host.now())
             self._last_event_is(p, ref, "erased")
         for link in p.links.values():
             if link.client == ref:
@@ -585,7 +601,7 @@ class ConsentMachine(RuleBasedStateMachine):
                 frags = self.hooks.form_fragments(
                     BookingFormContext(tenant=TenantRef(p.tenant), client=ClientRef(ref),
                                        locale="sv"))
-                assert bool(frags) == p.asks(expected)
+                assert bool(frags) == p.asks(expected, p.paused(ref, now))
                 if frags:
                     assert f'value="{p.texts[p.major][-1]}"' in frags[0].html
                 # and the check phase alone agrees with the model for an unticked box
