@@ -13,9 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import field, frozen
 from sqlalchemy import (
+    ColumnElement,
     String,
+    and_,
     any_,
     bindparam,
+    false,
     func,
     literal,
     literal_column,
@@ -54,7 +57,8 @@ from samtycke_plugin.models import (
     OutboxMessage,
     TextVersion,
 )
-from samtycke_plugin.rules import State, Status, status
+from samtycke_plugin.rules import State, Status, paused, status
+from samtycke_plugin.settings import PracticeSettings
 
 if TYPE_CHECKING:
     from hookspecs.host import Host
@@ -95,12 +99,22 @@ _WHY_WITHDRAWN = "not asked: the client withdrew their consent"
 _WHY_REFUSED = "not asked: the client declined to consent"
 
 
-#: The clients' own "no": a batch request or an automatic trigger does not ask them
-#: again (only a practitioner's single request from the profile does).
+#: The clients' own "no": within the practice's pause a batch request or an automatic
+#: trigger does not ask them again (a practitioner's single request from the profile
+#: still does).
 _SAID_NO = {Status.WITHDRAWN: _WHY_WITHDRAWN, Status.REFUSED: _WHY_REFUSED}
 
 
 _SAID_NO_STATES = (State.WITHDRAWN.value, State.REFUSED.value)
+
+
+def said_no_in_pause(settings: PracticeSettings, now: datetime) -> ColumnElement[bool]:
+    """The status rows of clients who declined or withdrew within the practice's pause
+    (:func:`samtycke_plugin.rules.paused` as SQL)."""
+    if settings.pause_days == 0:
+        return false()
+    return and_(_STATE.c.state.in_(_SAID_NO_STATES),
+                _STATE.c.since > now - timedelta(days=settings.pause_days))
 
 
 @frozen
@@ -147,12 +161,14 @@ def _ask_chunk(
     unmailable: Counter[str] = Counter()
     reasons: dict[str, str] = {}
     candidates: list[ClientInfo] = []
+    settings = practices.settings_of(practice)
     for info in unique:
-        current = status(snaps.get(info.ref), practice.current_major, now)
+        snap = snaps.get(info.ref)
+        current = status(snap, practice.current_major, now)
         if current is Status.VALID:
             valid += 1
             reasons[info.ref] = _WHY_VALID
-        elif current in _SAID_NO:
+        elif current in _SAID_NO and paused(snap, settings, now):
             unmailable[_SAID_NO[current]] += 1
             reasons[info.ref] = _SAID_NO[current]
         else:
@@ -248,10 +264,12 @@ _SETTLED_ORDER = {"valid": 0, State.WITHDRAWN.value: 1, State.REFUSED.value: 1, 
 
 
 def _already_settled(
-    session: Session, tenant: str, clients: Sequence[str], current_major: int, now: datetime
+    session: Session, tenant: str, clients: Sequence[str], current_major: int, now: datetime,
+    settings: PracticeSettings,
 ) -> dict[str, str]:
     """Why each client of ``clients`` that a batch leaves out is left out: ``"valid"``
-    (valid consent), ``"withdrawn"`` or ``"refused"`` (the client's own "no"), or
+    (valid consent), ``"withdrawn"`` or ``"refused"`` (the client's own "no", within the
+    practice's pause), or
     ``"pending"`` (an unexpired pending link for the current text).  One query.  (A row
     already waiting for its link is found by the insert's ``ON CONFLICT``: a query on
     the outbox, which grows during the batch, would be planned on stale statistics.)"""
@@ -265,7 +283,7 @@ def _already_settled(
         ),
         select(_STATE.c.client_ref, _STATE.c.state).where(
             _STATE.c.tenant_ref == tenant, _one_of(_STATE.c.client_ref, dialect),
-            _STATE.c.state.in_(_SAID_NO_STATES),
+            said_no_in_pause(settings, now),
         ),
         select(_REQUESTS.c.client_ref, literal("pending")).where(
             _REQUESTS.c.tenant_ref == tenant, _one_of(_REQUESTS.c.client_ref, dialect),

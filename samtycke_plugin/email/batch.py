@@ -142,7 +142,8 @@ def _queue_chunk(
     session.refresh(practice)
     now = common.now_utc(host)
     unique = {str(info.ref): info for info in infos}
-    settled = _already_settled(session, tenant, list(unique), practice.current_major, now)
+    settled = _already_settled(session, tenant, list(unique), practice.current_major, now,
+                               practices.settings_of(practice))
     left_out: Counter[Reason] = Counter()
     rows: list[dict[str, Any]] = []
     domain: str | None = None

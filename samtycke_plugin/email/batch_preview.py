@@ -159,7 +159,8 @@ def _preview(
     practice = practices.require_practice(session, tenant)
     session.refresh(practice)
     tenant, major = practice.tenant_ref, practice.current_major
-    link_days = practices.settings_of(practice).request_link_days
+    settings = practices.settings_of(practice)
+    link_days = settings.request_link_days
     chunks = (
         _listed_chunks(session, listed_clients(host.client_query(TenantRef(tenant))), size)
         if isinstance(host, ClientQuery) else _streamed_chunks(host, tenant, size)
@@ -173,7 +174,7 @@ def _preview(
         unique = {str(info.ref): info for info in chunk if str(info.ref) not in seen}
         seen.update(unique)
         refs = list(unique)
-        settled = _already_settled(session, tenant, refs, major, common.now_utc(host))
+        settled = _already_settled(session, tenant, refs, major, common.now_utc(host), settings)
         waiting = _waiting(session, tenant, refs)
         for ref, info in unique.items():
             decided = decide(settled.get(ref), info.email, info.name, waiting=ref in waiting)

@@ -37,12 +37,12 @@ from samtycke_plugin.email.addresses import (
     practice_name,
 )
 from samtycke_plugin.email.asking import (
-    _SAID_NO_STATES,
     _WHY_BAD_NAME,
     _WHY_NO_EMAIL,
     _ChunkCounts,
     _mail_address,
     _NotMailable,
+    said_no_in_pause,
 )
 from samtycke_plugin.email.outbox import (
     _IN_CHUNK,
@@ -112,6 +112,7 @@ def _queue_everyone(
     session.refresh(practice)
     now = common.now_utc(host)
     major = practice.current_major
+    settings = practices.settings_of(practice)
     dialect = session.get_bind().dialect.name
     ref = listed.c.ref
     valid = select(_STATE.c.client_ref).where(
@@ -120,7 +121,7 @@ def _queue_everyone(
     # Left out before anything else: valid consent, or the client's own "no".
     settled = select(_STATE.c.client_ref).where(
         _STATE.c.tenant_ref == tenant,
-        or_(store.valid_condition(major, now), _STATE.c.state.in_(_SAID_NO_STATES)),
+        or_(store.valid_condition(major, now), said_no_in_pause(settings, now)),
     )
     linked = select(_REQUESTS.c.client_ref).where(
         _REQUESTS.c.tenant_ref == tenant, _REQUESTS.c.purpose == PURPOSE_CONSENT, _PENDING,
@@ -133,7 +134,7 @@ def _queue_everyone(
     said_no: Counter[str] = Counter()
     for state, count in session.execute(
         select(_STATE.c.state, func.count()).where(
-            _STATE.c.tenant_ref == tenant, _STATE.c.state.in_(_SAID_NO_STATES),
+            _STATE.c.tenant_ref == tenant, said_no_in_pause(settings, now),
             _STATE.c.client_ref.in_(select(ref).where(ref.is_not(None))),
         ).group_by(_STATE.c.state)
     ):

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from batch_support import practice_of_every_kind, rows
 from hostkit import TestHost
+from sqlalchemy import select
 
 from samtycke_plugin.email import batch as batch_requests
 from samtycke_plugin.email.batch import Reason
 from samtycke_plugin.email.batch_preview import preview_batch
+from samtycke_plugin.models import OutboxMessage
 
 
 def test_the_preview_names_exactly_who_is_left_out_and_why_and_writes_nothing(
@@ -74,3 +76,26 @@ def test_a_practice_name_that_cannot_go_into_a_mail_is_said_instead_of_the_mail(
     preview = preview_batch(host, tenant)
     assert preview.asked == 1 and preview.mail is None
     assert preview.mail_problem is not None and "practice's name" in preview.mail_problem
+
+
+def test_clients_who_said_no_are_left_out_for_the_pause_and_asked_after_it(
+    batch_host: TestHost,
+) -> None:
+    host = batch_host
+    tenant, kinds = practice_of_every_kind(host)
+    said_no = kinds[Reason.WITHDRAWN] | kinds[Reason.REFUSED]
+
+    host.advance(days=364)  # within the practice's pause (365 days by default)
+    preview = preview_batch(host, tenant)
+    assert preview.counts[Reason.WITHDRAWN] == preview.counts[Reason.REFUSED] == 1
+
+    host.advance(days=2)  # the pause is over: a batch may ask them again
+    preview = preview_batch(host, tenant)
+    assert preview.counts[Reason.WITHDRAWN] == preview.counts[Reason.REFUSED] == 0
+    result = batch_requests.request_batch(host, tenant, actor="staff:s1", chunk_size=3)
+    assert (result.skipped_withdrawn, result.skipped_refused) == (0, 0)
+    assert result.asked == preview.asked
+    waiting = set(host.session().scalars(
+        select(OutboxMessage.client_ref).where(OutboxMessage.tenant_ref == tenant)))
+    host.session().rollback()
+    assert said_no <= waiting
