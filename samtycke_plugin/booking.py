@@ -76,8 +76,9 @@ def form_fragment(host: Host, form: BookingFormContext) -> FormFragment | None:
                           paused=paused(snap, settings, now)):
             return None
         text = current_text(session, practice, form.locale)
+        note = consent.change_note_for(session, practice, form.client)
         html = render(
-            "form_fragment.html", form.locale,
+            "form_fragment.html", form.locale, change_note=note,
             text_html=trusted_html(text.html), text_id=text.id, text_lang=text.language,
             required=settings.require_consent_for_online_booking,
             field_consent=FIELD_CONSENT, field_text=FIELD_TEXT,

@@ -32,9 +32,16 @@ from samtycke_plugin.models import (
     ConsentEvent,
     ConsentStateRow,
     Evidence,
+    Practice,
     TextVersion,
 )
-from samtycke_plugin.practices import current_text, get_practice, require_practice, settings_of
+from samtycke_plugin.practices import (
+    change_note,
+    current_text,
+    get_practice,
+    require_practice,
+    settings_of,
+)
 from samtycke_plugin.rules import (
     VALID_STATES,
     Snapshot,
@@ -169,6 +176,21 @@ def latest_given(session: Session, tenant: str, client: str) -> ConsentEvent | N
         .order_by(ConsentEvent.seq.desc())
         .limit(1)
     ).first()
+
+
+def change_note_for(session: Session, practice: Practice, client: str | None) -> str | None:
+    """The practitioner's note on the current change of content ("what has changed")
+    when ``client`` consented to an earlier content version and is asked again, else
+    ``None`` (a new client, or one who never consented, was never given the old text)."""
+    if client is None:
+        return None
+    note = change_note(session, practice)
+    if note is None:
+        return None
+    given = latest_given(session, practice.tenant_ref, client)
+    if given is None or given.text_major is None or given.text_major >= practice.current_major:
+        return None
+    return note
 
 
 def end(

@@ -185,6 +185,25 @@ def current_text(session: Session, practice: Practice, language: str | None) -> 
     return rows[0]
 
 
+def change_note(session: Session, practice: Practice) -> str | None:
+    """What the practitioner wrote about the current change of content ("what has
+    changed"), shown to clients who consented to an earlier content version when they
+    are asked again; ``None`` when the current content is the first or came without one."""
+    if practice.current_major <= 1:
+        return None
+    return session.scalar(
+        select(TextVersion.reason)
+        .where(
+            TextVersion.tenant_ref == practice.tenant_ref,
+            TextVersion.major == practice.current_major,
+            TextVersion.minor == 0,
+            TextVersion.reason.is_not(None),
+        )
+        .order_by(TextVersion.id)
+        .limit(1)
+    )
+
+
 def text_languages(session: Session, practice: Practice) -> list[str]:
     return sorted(
         session.scalars(

@@ -164,20 +164,16 @@ def _consent_page(request: Request, link: links.Link, *, text_changed: bool = Fa
     locale = _locale(request, link)
     with hostdb.session(host) as session:
         version = practices.current_text(session, link.practice, locale)
+        current = consent.client_status(host, link.practice.tenant_ref, link.request.client_ref)
+        note = consent.change_note_for(session, link.practice, link.request.client_ref)
         return page(
             "public_consent.html", locale, public=True, status=status,
             text_html=trusted_html(version.html), text_language=version.language,
             text_id=version.id, version=common.version_label(version.major, version.minor),
             csrf=csrf_token(host.app_secret(common.APP_KEY), _csrf_scope(link)),
-            text_changed=text_changed, already_valid=_valid_now(request, link),
+            text_changed=text_changed, already_valid=current.valid, change_note=note,
             **_contact(request, link.practice.tenant_ref),
         )
-
-
-def _valid_now(request: Request, link: links.Link) -> bool:
-    current = consent.client_status(host_of(request), link.practice.tenant_ref,
-                                    link.request.client_ref)
-    return current.valid
 
 
 def consent_link(request: Request, token: str) -> Response:

@@ -24,7 +24,7 @@ from smtp_support import Browser, SmtpServer, form_fields, path_of, running_serv
 from sqlalchemy import select
 
 from hookspecs.facade import AppHooks
-from hookspecs.types import TenantRef
+from hookspecs.types import BookingFormContext, ClientRef, TenantRef
 from samtycke_plugin import consent, practices
 from samtycke_plugin.email import receipts as receipt_mail
 from samtycke_plugin.email import requests as mail_requests
@@ -389,3 +389,46 @@ def test_the_limiter_keeps_its_memory_bounded_and_slides() -> None:
     assert [total.failure(f"s{i}", now=1.0).refused for i in range(5)] == [
         False, False, False, True, True]
     assert total.blocked("anyone", now=2.0) and not total.blocked("anyone", now=25.0)
+
+
+# -- asked again after a change of content -------------------------------------------------
+
+
+def test_a_client_asked_again_after_a_change_of_content_sees_what_has_changed(
+    host: TestHost, smtp_server: SmtpServer
+) -> None:
+    p = Clinic(host, smtp_server, ask_clients_without_consent=True)
+    p.consent_by_link()
+    note = "Vi sparar nu även <b>foton</b> av behandlingen."
+    practices.publish_text(host, p.tenant, bodies={"sv": "Ny text: vi sparar även foton.\n"}, kind="content",
+                           reason=note, actor="staff:s1", expected_major=1)
+    host.session().commit()
+    assert p.status() == "outdated"
+    escaped = "Vi sparar nu även &lt;b&gt;foton&lt;/b&gt; av behandlingen."
+
+    # the booking form: the change note above the new text, escaped
+    [form] = p.hooks.form_fragments(BookingFormContext(
+        tenant=TenantRef(p.tenant), client=ClientRef(p.client), locale="sv"))
+    assert "Vad har ändrats" in form.html and escaped in form.html
+    assert form.html.index(escaped) < form.html.index("Ny text: vi sparar även foton.")
+    # a new client was never given the old text: nothing "has changed" for them
+    [fresh] = p.hooks.form_fragments(BookingFormContext(
+        tenant=TenantRef(p.tenant), client=None, locale="sv"))
+    assert "Vad har ändrats" not in fresh.html and "foton</b>" not in fresh.html
+    host.session().rollback()
+
+    # the consent page of an e-mailed request says the same
+    host.advance(minutes=2)
+    mail_requests.send_request(host, p.tenant, p.client, actor="staff:s1")
+    host.session().commit()
+    purpose, token = p.mails()
+    page = Browser(host).get(path_of(purpose, token))
+    assert page.status_code == 200
+    assert "Vad har ändrats" in page.text and escaped in page.text
+    # once the client has consented to the new content there is nothing to point out
+    done = Browser(host).post(path_of(purpose, token),
+                              data={**form_fields(page.text), "decision": "accept"})
+    assert done.status_code == 200 and p.status() == "valid"
+    host.session().rollback()
+    assert not p.hooks.form_fragments(BookingFormContext(
+        tenant=TenantRef(p.tenant), client=ClientRef(p.client), locale="sv"))
