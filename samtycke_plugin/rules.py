@@ -215,8 +215,13 @@ def gate(
     current_major: int,
     paused: bool = False,
 ) -> GateOutcome:
-    """The online-booking decision for one submission (check and record agree on it)."""
+    """The online-booking decision for one submission (check and record agree on it).
+
+    In the pause the form does not ask, so an unticked box records nothing; a box the
+    client ticked anyway (on a form that showed it) is the client acting themselves."""
     if not should_ask(settings, current, is_new_client=is_new_client, paused=paused):
+        if paused and ticked and shown_major == current_major:
+            return GateOutcome.ACCEPT_GIVEN
         return GateOutcome.ACCEPT
     if ticked:
         if shown_major != current_major:

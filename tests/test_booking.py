@@ -231,7 +231,13 @@ def test_optional_mode_lets_booking_through_and_records_refusal(host: TestHost) 
     [event] = _events(host, tenant)
     assert event.state == "refused"
     assert consent.client_status(host, tenant, client).status.value == "refused"
-    # asked again next time
+    # not asked again within the practice's pause (365 days): the next booking records
+    # no second refusal
+    assert _form_text_id(host, hooks, tenant, client) is None
+    assert _book(host, hooks, tenant, client, ticked=False, text_id=None) == []
+    assert len(_events(host, tenant)) == 1
+    # asked again once the pause is over
+    host.advance(days=366)
     assert _form_text_id(host, hooks, tenant, client) is not None
 
 

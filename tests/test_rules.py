@@ -158,6 +158,11 @@ def test_a_client_who_said_no_is_left_in_peace_for_the_pause() -> None:
         # three bookings in the pause record no refusal: the form does not ask
         assert gate(optional, current, is_new_client=False, ticked=False, shown_major=None,
                     current_major=1, paused=True) is GateOutcome.ACCEPT
+        # a box ticked anyway (a form shown before the pause) is the client's own act
+        assert gate(optional, current, is_new_client=False, ticked=True, shown_major=1,
+                    current_major=1, paused=True) is GateOutcome.ACCEPT_GIVEN
+        assert gate(optional, current, is_new_client=False, ticked=True, shown_major=None,
+                    current_major=1, paused=True) is GateOutcome.ACCEPT
         assert should_ask(optional, current, is_new_client=False, paused=False)
     # no pause, or states that are not a "no": never paused
     assert not paused(snap(State.REFUSED), PracticeSettings(pause_days=0), NOW)

@@ -115,7 +115,8 @@ def _settings_from_form(
         errors["request_link_days"] = t(
             ctx.locale, "Write how many days an e-mailed link works: a whole number from 1 to 90."
         )
-    pause = form.get("pause_days", "").strip()
+    # A form without the field (an older page still open) keeps the practice's pause.
+    pause = form.get("pause_days", str(practices.settings_of(ctx.practice).pause_days)).strip()
     shown["pause_days"] = pause
     if (days := whole_number(pause, max_digits=4)) is not None and days <= 1825:
         data["pause_days"] = days

@@ -53,6 +53,10 @@ VALIDITY = (
     "Skriv giltighetstiden som ett helt antal dagar från 1 till 3650",
     "Write the validity as a whole number of days from 1 to 3650",
 )
+PAUSE = (
+    "Skriv hur många dagar du vill vänta innan en klient som sagt nej tillfrågas igen",
+    "Write how many days to wait before asking a client who said no again",
+)
 LINK_DAYS = (
     "Skriv hur många dagar en mejlad länk ska gälla",
     "Write how many days an e-mailed link works",
@@ -75,6 +79,10 @@ def test_setup_numbers_in_other_digits_are_refused_naming_the_field(
     link_days = pages.post("/setup", {**form, "request_link_days": raw}, lang=lang)
     assert link_days.status_code == 400
     assert LINK_DAYS[lang == "en"] in link_days.text
+    pause = pages.post("/setup", {**form, "request_link_days": "14", "pause_days": raw},
+                       lang=lang)
+    assert pause.status_code == 400
+    assert PAUSE[lang == "en"] in pause.text
     assert dump(host.engine, [tenant]) == before
 
 

@@ -325,6 +325,10 @@ class ConsentMachine(RuleBasedStateMachine):
         # the model's gate: not asked, nothing recorded (the ledger invariant counts events)
         if not p.asks(status, paused):
             assert vetoes == []
+            if paused and ticked and shown_major == p.major:
+                # the client ticked a box shown before the pause began: their own act
+                self._grant(p, ref, now)
+                self._receipt_link(p, ref)
             return
         if ticked:
             if shown_major != p.major:

@@ -446,6 +446,7 @@ def test_wizard_from_activation_to_done_changes_the_settings(host: TestHost) -> 
             "email_request_to_new_clients": "yes",
             "request_link_days": "21",
             "validity_days": "365",
+            "pause_days": "90",
         },
     )
     assert done.status_code == 303
@@ -460,6 +461,7 @@ def test_wizard_from_activation_to_done_changes_the_settings(host: TestHost) -> 
         email_request_after_staff_booking=False,
         validity_days=365,
         request_link_days=21,
+        pause_days=90,
     )
     final = html(pages.get("/setup?step=4&done=setup_done"))
     assert f'href="{P}/text"' in final and f'href="{P}/"' in final
