@@ -243,27 +243,15 @@ class FlaskApps:
     # -- the app menu ------------------------------------------------------------------
 
     def menu(self, tenant: Ref, locale: str) -> list[dict[str, Any]]:
-        """Every installed app for the app menu: key, name, description, version, active
-        and ``setup_path`` (a root-relative path: link to it as it is)."""
-        active = set(self.active_apps(_tenant(tenant)))
-        return [
-            {"key": info.key, "name": info.name.get(locale, info.key),
-             "description": info.description.get(locale, ""), "version": info.version,
-             "active": info.key in active, "setup_path": info.setup_path}
-            for info in self.hooks.apps()
-        ]
+        """Every installed app for the app menu (:meth:`AppHooks.menu`)."""
+        return self.hooks.menu(_tenant(tenant), locale)
 
     def activated(self, tenant: Ref, key: str, active: bool,
                   settings: Mapping[str, object] | None = None) -> str | None:
         """Tell the apps, inside the host's transaction after it stored the activation,
         that ``key`` was (de)activated; returns the app's setup page path when activated.
         ``settings`` ``{}``/``None``: the app's set-up wizard asks the practitioner."""
-        info = {i.key: i for i in self.hooks.apps()}[key]  # KeyError: not installed
-        if active:
-            self.hooks.activate(_tenant(tenant), key, settings or {})
-            return info.setup_path
-        self.hooks.deactivate(_tenant(tenant), key)
-        return None
+        return self.hooks.switch(_tenant(tenant), key, active, settings or {})
 
     # -- online booking: the form, the check (phase 1) and the record step (phase 2) ---
 
