@@ -185,6 +185,35 @@ class AppHooks:
 
     # -- the app menu ---------------------------------------------------------------
 
+    def menu(self, tenant: TenantRef, locale: str) -> list[dict[str, Any]]:
+        """Every installed app for the host's app menu, by key: ``key``, ``name`` and
+        ``description`` in ``locale``, ``version``, ``active`` for ``tenant`` and
+        ``setup_path`` (a root-relative path: link to it as it is)."""
+        active = set(self._active_apps(tenant))
+        return [
+            {
+                "key": info.key,
+                "name": info.name.get(locale, info.key),
+                "description": info.description.get(locale, ""),
+                "version": info.version,
+                "active": info.key in active,
+                "setup_path": info.setup_path,
+            }
+            for info in self.apps()
+        ]
+
+    def switch(
+        self, tenant: TenantRef, app: str, active: bool, settings: Mapping[str, object]
+    ) -> str | None:
+        """Tell the apps that the host has just switched ``app`` on or off for ``tenant``
+        (in its transaction, after storing it); returns the app's setup page path when
+        switched on.  Empty ``settings``: the app's set-up wizard asks the practitioner."""
+        if not active:
+            self.deactivate(tenant, app)
+            return None
+        self.activate(tenant, app, settings)
+        return self._infos[app].setup_path
+
     def activate(self, tenant: TenantRef, app: str, settings: Mapping[str, object]) -> None:
         """Tell the apps that ``app`` was activated for ``tenant``."""
         if app not in self._infos:

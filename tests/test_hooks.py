@@ -156,6 +156,30 @@ def test_facade_rejects_duplicate_keys(host: TestHost) -> None:
         hooks.form_fragments(BookingFormContext(tenant=tenant, client=None, locale="sv"))
 
 
+def test_facade_menu_and_switch_for_the_hosts_app_menu(host: TestHost) -> None:
+    pm = make_plugin_manager(strict=True, plugins=[("other", _Other())])
+    tenant = host.new_tenant()
+    active: set[str] = set()
+    hooks = AppHooks(pm, host, lambda t: active)
+    menu = hooks.menu(tenant, "sv")
+    assert [(e["key"], e["name"], e["description"], e["active"]) for e in menu] == [
+        ("other", "other", "", False),  # no Swedish name: the key
+        ("samtycke", "Samtycke", hooks.apps()[1].description["sv"], False),
+    ]
+    assert menu[1]["setup_path"] == "/apps/samtycke/setup" and menu[1]["version"]
+    assert hooks.menu(tenant, "en")[0]["name"] == "Other"
+    assert hooks.switch(tenant, "samtycke", True, {}) == "/apps/samtycke/setup"
+    host.session().commit()
+    assert host.session().get(Practice, tenant) is not None
+    active.add("samtycke")
+    assert [e["active"] for e in hooks.menu(tenant, "sv")] == [False, True]
+    assert hooks.switch(tenant, "samtycke", False, {}) is None
+    host.session().commit()
+    assert host.session().get(Practice, tenant, populate_existing=True).active is False  # type: ignore[union-attr]
+    with pytest.raises(KeyError):
+        hooks.switch(tenant, "no-such-app", True, {})
+
+
 def test_broken_app_is_skipped_unless_strict(monkeypatch: pytest.MonkeyPatch) -> None:
     import hookspecs.facade as facade
 

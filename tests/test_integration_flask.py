@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
 from markupsafe import Markup
 
 from hookspecs.types import StaffContext, StaffRef
@@ -23,7 +24,8 @@ def test_only_the_flask_integration_imports_flask() -> None:
                      [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             if any(name.split(".")[0] == "flask" for name in names):
                 importers.add(path.relative_to(PACKAGE).as_posix())
-    assert importers == {"integrations/flask.py", "integrations/flask_exports.py"}
+    assert importers == {"integrations/flask.py", "integrations/flask_exports.py",
+                         "integrations/flask_mount.py"}
 
 
 def test_fragments_keep_the_apps_html_and_escape_the_veto_messages() -> None:
@@ -63,3 +65,46 @@ def test_in_pages_reads_every_row_once_and_leaves_no_cursor_open(tmp_path: Path)
                 "f", 0, lambda: 1)
             seen.append(tuple(row))
         assert seen == [(i * 3, f"n{i}") for i in range(1, 8)]
+
+
+def test_the_activation_table_stores_and_reads_which_apps_are_active(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from sqlalchemy import (
+        Boolean,
+        Column,
+        DateTime,
+        Integer,
+        MetaData,
+        String,
+        Table,
+        create_engine,
+        select,
+    )
+    from sqlalchemy.orm import Session
+
+    from samtycke_plugin.integrations.sqlalchemy_tables import ActivationColumns
+
+    table = Table("activation", MetaData(), Column("practice", Integer, primary_key=True),
+                  Column("app", String(60), primary_key=True), Column("active", Boolean),
+                  Column("at", DateTime), Column("by", Integer))
+    engine = create_engine(f"sqlite:///{tmp_path / 'activation.sqlite'}")
+    table.metadata.create_all(engine)
+    c = table.c
+    columns = ActivationColumns(tenant=c.practice, key=c.app, active=c.active,
+                                changed_at=c.at, changed_by=c.by)
+    at = datetime(2024, 5, 1, 12)
+    with Session(engine) as session:
+        columns.store(session, "7", "samtycke", True, at=at, by="3")
+        columns.store(session, "7", "other", True, at=at, by=None)
+        columns.store(session, "8", "samtycke", True, at=at, by="4")
+        columns.store(session, "7", "other", False, at=at, by="3")  # the same row again
+        assert columns.active_keys(session, "7") == ["samtycke"]
+        assert columns.active_keys(session, "8") == ["samtycke"]
+        assert columns.active_keys(session, "x") == []  # not an id: no practice
+        rows = session.execute(select(c.practice, c.app, c.active, c.by).order_by(
+            c.practice, c.app)).all()
+        assert [tuple(r) for r in rows] == [(7, "other", False, 3), (7, "samtycke", True, 3),
+                                            (8, "samtycke", True, 4)]
+        with pytest.raises(LookupError):
+            columns.store(session, "x", "samtycke", True, at=at, by=None)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, g, request, session, url_for
+from flask import Flask, g, request, url_for
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.security import generate_password_hash
 from werkzeug.wrappers import Response
@@ -114,7 +114,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     host = PlatformHost(sessions, secret_key=settings["SECRET_KEY"].encode(),
                         base_url=settings["BASE_URL"],
                         mailbox=dev_mailbox if settings["DEV_MAILBOX"] else None)
-    apps = Apps(host, current_staff, lambda: session["sid"], strict=settings["STRICT_APPS"])
+    apps = Apps(host, strict=settings["STRICT_APPS"])
     app.extensions["booking"] = Platform(engine=engine, sessions=sessions, host=host, apps=apps,
                                          settings=settings)
 

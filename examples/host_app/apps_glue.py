@@ -13,14 +13,12 @@ is left here is this platform's own (the README walks through it):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-
-from flask import render_template, url_for
-from sqlalchemy import select
+from flask import render_template, session, url_for
 
 from examples.host_app import mailer
 from examples.host_app.inputs import db_id
-from examples.host_app.models import AppActivation, Client, Practice, Staff
+from examples.host_app.models import AppActivation, Client, Practice
+from examples.host_app.runtime import current_staff
 from hookspecs import types as hs
 from samtycke_plugin.integrations import sqlalchemy_tables as tables
 from samtycke_plugin.integrations.flask import FlaskApps, FlaskHost, Practitioner
@@ -55,24 +53,12 @@ def dev_mailbox(host: FlaskHost, tenant: str, message: hs.OutgoingEmail) -> None
 
 
 class Apps(FlaskApps):
-    def __init__(self, host: PlatformHost, signed_in: Callable[[], Staff | None],
-                 sid: Callable[[], str], *, strict: bool = False) -> None:
-        def practitioner() -> Practitioner | None:
-            staff = signed_in()  # from the platform's own session, never from the request
-            return None if staff is None else Practitioner(
-                tenant=staff.practice_id, ref=staff.id, name=staff.name, session=sid(),
-                can_record_consent=staff.can_record_consent)
+    activations = tables.ActivationColumns(
+        tenant=AppActivation.practice_id, key=AppActivation.app_key, active=AppActivation.active,
+        changed_at=AppActivation.changed_at, changed_by=AppActivation.changed_by)
 
-        super().__init__(host, active_apps=self.active_apps, signed_in=practitioner, strict=strict)
-
-    def active_apps(self, tenant: hs.TenantRef) -> list[str]:
-        return list(self.host.session().scalars(select(AppActivation.app_key).where(
-            AppActivation.practice_id == db_id(tenant), AppActivation.active.is_(True))))
-
-    def set_active(self, pid: int, key: str, active: bool, by: int | None,
-                   settings: Mapping[str, object] | None = None) -> str | None:
-        """(De)activate ``key`` in the caller's transaction; returns the setup page path."""
-        row = self.host.session().merge(AppActivation(practice_id=pid, app_key=key, active=active,
-                                                      changed_at=self.host.now(), changed_by=by))
-        return self.activated(row.practice_id, key, active, settings)
-
+    def signed_in(self) -> Practitioner | None:
+        staff = current_staff()  # from the platform's own session, never from the request
+        return None if staff is None else Practitioner(
+            tenant=staff.practice_id, ref=staff.id, name=staff.name, session=session["sid"],
+            can_record_consent=staff.can_record_consent)

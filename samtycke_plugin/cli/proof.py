@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from hookspecs.host import Host
 from samtycke_plugin import db, hostdb
 from samtycke_plugin.cli.context import Context, pass_ctx
+
+if TYPE_CHECKING:
+    from samtycke_plugin.export.download import Kind
 
 
 def _proof_host(ctx: Context) -> Host:
@@ -101,6 +104,10 @@ def rebuild_status(ctx: Context, tenant: str) -> None:
     click.echo(f"Rebuilt the stored status of {rows} client(s) of practice {tenant}.")
 
 
+#: ``--format`` of ``export client`` as the kind of download (``bundle``: the ZIP).
+_KINDS: dict[str, Kind] = {"json": "json", "csv": "csv", "html": "html", "bundle": "zip"}
+
+
 @click.group("export")
 def export_group() -> None:
     """Export proof of consent (one practice at a time)."""
@@ -112,7 +119,7 @@ def export_group() -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["json", "csv", "html", "bundle"]),
+    type=click.Choice(list(_KINDS)),
     default="json",
     show_default=True,
 )
@@ -125,27 +132,21 @@ def export_client(
     """One client's consent history (JSON, CSV, printable HTML) or the proof bundle (ZIP)."""
     from samtycke_plugin import errors, export
 
+    if fmt == "bundle" and out is None:
+        _fail("A proof bundle is a ZIP file: give --out FILE.zip")
     host = _proof_host(ctx)
     try:
         with hostdb.unit_of_work(host):
-            if fmt == "bundle":
-                if out is None:
-                    _fail("A proof bundle is a ZIP file: give --out FILE.zip")
-                data = export.proof_bundle(host, tenant, client, locale=locale)
-                with _open_out(out, binary=True) as fp:
-                    fp.write(data)
-                click.echo(f"Proof bundle written to {out} ({len(data)} bytes).", err=True)
-                return
-            if fmt == "json":
-                text = export.client_history_json(host, tenant, client, locale=locale)
-            elif fmt == "csv":
-                text = export.client_history_csv(host, tenant, client)
-            else:
-                text = export.client_history_html(host, tenant, client, locale=locale)
+            download = export.client_download(host, tenant, client, _KINDS[fmt], locale=locale)
     except (errors.NotFound, errors.InputError) as exc:
         _fail(str(exc))
+    if isinstance(download.body, bytes):
+        with _open_out(out, binary=True) as fp:
+            fp.write(download.body)
+        click.echo(f"Proof bundle written to {out} ({len(download.body)} bytes).", err=True)
+        return
     with _open_out(out) as fp:
-        fp.write(text)
+        fp.write(download.body)
 
 
 @export_group.command("practice")

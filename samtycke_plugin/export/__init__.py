@@ -1,6 +1,7 @@
 """Exports for proof of consent: a client's history (JSON, CSV, printable HTML) in
 :mod:`.history`, the practice's status list (CSV, streamed) in :mod:`.status_list` and
-the one-step proof bundle in :mod:`.bundle`; this package gathers their public API.
+the one-step proof bundle in :mod:`.bundle`, any of them as one download in
+:mod:`.download`; this package gathers their public API.
 
 Every function takes the host and a practice (tenant) and reads only that practice's
 rows: another practice's client gives an empty history or :class:`NotFound`, never
@@ -15,6 +16,7 @@ with an apostrophe, so a note or user agent cannot become a formula in Excel.
 
 from samtycke_plugin.export.bundle import bundle_filename, proof_bundle
 from samtycke_plugin.export.common import csv_safe
+from samtycke_plugin.export.download import Download, client_download
 from samtycke_plugin.export.history import (
     HISTORY_COLUMNS,
     client_history,
@@ -31,7 +33,9 @@ from samtycke_plugin.export.status_list import (
 __all__ = [
     "HISTORY_COLUMNS",
     "STATUS_COLUMNS",
+    "Download",
     "bundle_filename",
+    "client_download",
     "client_history",
     "client_history_csv",
     "client_history_html",

@@ -37,7 +37,6 @@ from flask import Flask, request
 from markupsafe import Markup
 from sqlalchemy import ColumnElement, String, cast
 from sqlalchemy.orm import Session, scoped_session
-from werkzeug.wrappers import Response
 
 from hookspecs.facade import AppHooks, make_plugin_manager
 from hookspecs.types import (
@@ -55,9 +54,9 @@ from hookspecs.types import (
     TenantRef,
     Veto,
 )
-from samtycke_plugin import web as samtycke_web
 from samtycke_plugin.email import relay as samtycke_relay
-from samtycke_plugin.integrations import flask_exports
+from samtycke_plugin.integrations import flask_exports, flask_mount
+from samtycke_plugin.integrations.flask_mount import MOUNT_ENDPOINT as MOUNT_ENDPOINT
 from samtycke_plugin.integrations.flask_worker import AppsWorker
 from samtycke_plugin.integrations.sqlalchemy import (  # noqa: F401 - re-exported for hosts
     dbapi_of,
@@ -68,13 +67,9 @@ from samtycke_plugin.integrations.sqlalchemy import (  # noqa: F401 - re-exporte
     session_unit_of_work,
     upgrade_apps,
 )
-from samtycke_plugin.integrations.sqlalchemy_tables import TableClients
+from samtycke_plugin.integrations.sqlalchemy_tables import ActivationColumns, TableClients
 
 log = logging.getLogger("samtycke.integrations.flask")
-
-#: Flask endpoints of the mounted app pages start with this: a host's own CSRF check
-#: and request-text checks skip them (the apps' pages check their own).
-MOUNT_ENDPOINT = "app_mount:"
 
 #: A tenant or client reference as a host holds it: its own id (``str(id)`` is the ref).
 Ref = str | int
@@ -187,16 +182,23 @@ class FlaskApps:
     """The installed apps as a Flask host's booking code sees them.
 
     :param host: the host (a :class:`FlaskHost` subclass).
-    :param active_apps: the app keys active for a tenant (the host's activation table).
-    :param signed_in: the signed-in practitioner from the host's own session, or ``None``.
+    :param active_apps: the app keys active for a tenant; without it, the host's
+        activation table named in :attr:`activations`.
+    :param signed_in: the signed-in practitioner from the host's own session, or ``None``;
+        without it, a subclass's :meth:`signed_in`.
     :param client_ref: the host's client reference as text in its client queries, e.g.
         ``cast(Client.id, String)`` (see :meth:`filter_condition`).
     :param strict: refuse a broken app at start-up instead of logging it.
     """
 
+    #: The host's activation table (``ActivationColumns(tenant=…, key=…, active=…,
+    #: changed_at=…, changed_by=…)``): :meth:`active_apps` and :meth:`set_active` use it.
+    activations: ActivationColumns | None = None
+
     def __init__(
-        self, host: FlaskHost, *, active_apps: Callable[[TenantRef], Iterable[str]],
-        signed_in: Callable[[], Practitioner | None],
+        self, host: FlaskHost, *,
+        active_apps: Callable[[TenantRef], Iterable[str]] | None = None,
+        signed_in: Callable[[], Practitioner | None] | None = None,
         client_ref: ColumnElement[Any] | None = None, strict: bool = False,
     ) -> None:
         if client_ref is None and isinstance(host, TableClients):
@@ -204,37 +206,53 @@ class FlaskApps:
         self.client_ref = client_ref
         self.locale: Callable[[], str] = lambda: "sv"  # the host's, from mount()
         self.host = host
-        self.signed_in = signed_in
-        self.active_apps = active_apps
-        self.hooks = AppHooks(make_plugin_manager(strict=strict), host, active_apps)
+        self._signed_in = signed_in
+        self._active_apps = active_apps
+        self.hooks = AppHooks(make_plugin_manager(strict=strict), host, self.active_apps)
         self.prefixes: list[str] = []
         #: The background worker, once :meth:`start_worker` started it.
         self.worker: AppsWorker | None = None
 
+    def signed_in(self) -> Practitioner | None:
+        """The signed-in practitioner, from the host's own session (never the request)."""
+        if self._signed_in is None:
+            raise NotImplementedError(f"pass signed_in= to {type(self).__name__} or "
+                                      "override signed_in()")
+        return self._signed_in()
+
+    def active_apps(self, tenant: TenantRef) -> Iterable[str]:
+        """The keys of the apps active for ``tenant``."""
+        if self._active_apps is not None:
+            return self._active_apps(tenant)
+        if self.activations is None:
+            raise NotImplementedError(f"pass active_apps= to {type(self).__name__} or "
+                                      "name the activation table in its activations")
+        return self.activations.active_keys(self.host.session(), tenant)
+
+    def set_active(self, tenant: Ref, key: str, active: bool, by: Ref | None,
+                   settings: Mapping[str, object] | None = None) -> str | None:
+        """Store in :attr:`activations`, in the host's transaction, that practitioner
+        ``by`` (de)activated ``key`` for ``tenant``, then tell the apps (:meth:`activated`);
+        returns the app's setup page path when activated."""
+        if self.activations is None:
+            raise NotImplementedError(f"name the activation table in {type(self).__name__}"
+                                      ".activations")
+        self.activations.store(self.host.session(), str(tenant), key, active,
+                               at=self.host.now(), by=None if by is None else str(by))
+        return self.activated(tenant, key, active, settings)
+
     # -- the app menu ------------------------------------------------------------------
 
     def menu(self, tenant: Ref, locale: str) -> list[dict[str, Any]]:
-        """Every installed app for the app menu: key, name, description, version, active
-        and ``setup_path`` (a root-relative path: link to it as it is)."""
-        active = set(self.active_apps(_tenant(tenant)))
-        return [
-            {"key": info.key, "name": info.name.get(locale, info.key),
-             "description": info.description.get(locale, ""), "version": info.version,
-             "active": info.key in active, "setup_path": info.setup_path}
-            for info in self.hooks.apps()
-        ]
+        """Every installed app for the app menu (:meth:`AppHooks.menu`)."""
+        return self.hooks.menu(_tenant(tenant), locale)
 
     def activated(self, tenant: Ref, key: str, active: bool,
                   settings: Mapping[str, object] | None = None) -> str | None:
         """Tell the apps, inside the host's transaction after it stored the activation,
         that ``key`` was (de)activated; returns the app's setup page path when activated.
         ``settings`` ``{}``/``None``: the app's set-up wizard asks the practitioner."""
-        info = {i.key: i for i in self.hooks.apps()}[key]  # KeyError: not installed
-        if active:
-            self.hooks.activate(_tenant(tenant), key, settings or {})
-            return info.setup_path
-        self.hooks.deactivate(_tenant(tenant), key)
-        return None
+        return self.hooks.switch(_tenant(tenant), key, active, settings or {})
 
     # -- online booking: the form, the check (phase 1) and the record step (phase 2) ---
 
@@ -377,49 +395,14 @@ class FlaskApps:
         self.install_jinja(app)
         if exports is not None:
             flask_exports.mount_exports(app, self, exports, locale)
-        for mount in self.hooks.web_mounts():
-            def forward(rest: str, _mount: Any = mount) -> Response:
-                environ = dict(request.environ)
-                environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + _mount.prefix
-                environ["PATH_INFO"] = request.environ["PATH_INFO"][len(_mount.prefix):]
-                for key in list(environ):
-                    if key.startswith("booking."):  # only this code sets them
-                        del environ[key]
-                environ["booking.host"] = self.host
-                environ["booking.locale"] = locale()
-                if home is not None and (link := home()) is not None:
-                    environ["booking.home"] = link
-                if sign_in is not None:
-                    environ["booking.sign_in"] = sign_in()
-                who = self.signed_in()
-                if who is not None:
-                    environ["booking.tenant"] = _tenant(who.tenant)
-                    environ["booking.staff"] = who.staff
-                    environ["booking.session"] = who.session
-                # The app's page runs in its own unit of work: the request's session
-                # holds no transaction (nor, on SQLite, the write lock) meanwhile.
-                self.host.sessions().rollback()
-                response = Response.from_app(_mount.app, environ)
-                if request.method == "POST" and self.worker is not None:
-                    self.worker.wake()  # the POST may have recorded a batch job
-                return response
-
-            self.prefixes.append(mount.prefix)
-            endpoint = MOUNT_ENDPOINT + mount.key
-            methods = ["GET", "HEAD", "POST"]
-            for exact in (mount.prefix, mount.prefix + "/"):
-                app.add_url_rule(exact, endpoint, forward, methods=methods, defaults={"rest": ""})
-            app.add_url_rule(mount.prefix + "/<path:rest>", endpoint, forward, methods=methods)
+        self.prefixes += flask_mount.mount_pages(self, app, locale=locale, home=home,
+                                                 sign_in=sign_in)
 
     def log_path(self, path: str) -> str:
         """``path`` as the host may log it: below an app's mount only its first segment
         (the e-mailed links carry a token there, which no log may keep), and never a
         query string."""
-        path = path.split("?", 1)[0]
-        for prefix in self.prefixes:
-            if path.startswith(prefix + "/"):
-                return prefix + samtycke_web.redact_path(path[len(prefix):])
-        return path
+        return flask_mount.log_path(self.prefixes, path)
 
     # -- e-mail ----------------------------------------------------------------------
 

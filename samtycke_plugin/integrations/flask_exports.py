@@ -25,6 +25,7 @@ from werkzeug.wrappers import Response
 from hookspecs.types import ClientRef, TenantRef
 from samtycke_plugin import export as samtycke_export
 from samtycke_plugin import hostdb, practices
+from samtycke_plugin.export.download import KINDS, Kind
 from samtycke_plugin.i18n import t
 
 if TYPE_CHECKING:
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
 CLIENT_ENDPOINT = "booking_apps.client_export"
 STATUS_ENDPOINT = "booking_apps.status_export"
-_MIMETYPES = {"zip": "application/zip", "json": "application/json", "csv": "text/csv"}
 
 
 def has_exports(host: Host, tenant: str) -> bool:
@@ -42,21 +42,12 @@ def has_exports(host: Host, tenant: str) -> bool:
         return practices.get_practice(session, tenant) is not None
 
 
-def client_export(host: Host, tenant: TenantRef, client: str, kind: str, locale: str) -> Response:
+def client_export(host: Host, tenant: TenantRef, client: str, kind: Kind, locale: str) -> Response:
     """A client's consent history as ``kind``: ``html``, ``json``, ``csv`` or ``zip``."""
-    name = f"samtycke-{tenant}-{client}.{kind}"
-    if kind == "zip":
-        body: str | bytes = samtycke_export.proof_bundle(host, tenant, client, locale=locale)
-        name = samtycke_export.bundle_filename(tenant, client, host.now())
-    elif kind == "json":
-        body = samtycke_export.client_history_json(host, tenant, client, locale=locale)
-    elif kind == "csv":
-        body = samtycke_export.client_history_csv(host, tenant, client)
-    else:
-        body = samtycke_export.client_history_html(host, tenant, client, locale=locale)
-    response = Response(body, mimetype=_MIMETYPES.get(kind, "text/html"))
+    download = samtycke_export.client_download(host, tenant, client, kind, locale=locale)
+    response = Response(download.body, mimetype=download.media_type)
     if kind != "html":
-        response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        response.headers["Content-Disposition"] = f'attachment; filename="{download.filename}"'
     else:  # a self-contained page with its own inline style
         response.headers["Content-Security-Policy"] = (
             "default-src 'none'; style-src 'unsafe-inline'")
@@ -80,7 +71,7 @@ def mount_exports(app: Flask, apps: FlaskApps, prefix: str, locale: Callable[[],
             abort(404)
         return TenantRef(str(who.tenant))
 
-    def client_view(client: str, kind: str) -> Response:
+    def client_view(client: str, kind: Kind) -> Response:
         practice = tenant()
         if apps.host.lookup_client(practice, ClientRef(client)) is None:
             abort(404)  # another practice's client, or none: as if it did not exist
@@ -89,7 +80,7 @@ def mount_exports(app: Flask, apps: FlaskApps, prefix: str, locale: Callable[[],
     def status_view() -> Response:
         return status_export(apps.host, tenant(), locale())
 
-    kinds = "<any(json, csv, html, zip):kind>"
+    kinds = f"<any({', '.join(KINDS)}):kind>"
     app.add_url_rule(f"{prefix}/<client>/consent.{kinds}", CLIENT_ENDPOINT, client_view)
     app.add_url_rule(f"{prefix}/consent-status.csv", STATUS_ENDPOINT, status_view)
 

@@ -12,6 +12,9 @@ language.  Such a host names those columns instead of writing ``lookup_client``,
                                     email=Practice.email, phone=Practice.phone,
                                     locale=Practice.locale)
 
+The app menu's activation table likewise: ``FlaskApps`` reads and stores which app
+is active for which practice in the columns a host names in ``ActivationColumns``.
+
 References are the ids as text; a reference that is not an id of the column's type
 names no row.
 """
@@ -19,10 +22,12 @@ names no row.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
 from attrs import frozen
-from sqlalchemy import BigInteger, ColumnElement, Select, SmallInteger, select
+from sqlalchemy import BigInteger, ColumnElement, Select, SmallInteger, insert, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from hookspecs.types import ClientInfo, ClientRef, ClientSelect, PracticeInfo, TenantRef
@@ -52,6 +57,43 @@ class PracticeColumns:
     email: Any
     phone: Any
     locale: Any
+
+
+@frozen(kw_only=True)
+class ActivationColumns:
+    """The host's app activation table, one row per practice and app: practice id, app
+    key, active, and optionally when and by whom it last changed (primary key: the
+    practice id and the app key)."""
+
+    tenant: Any
+    key: Any
+    active: Any
+    changed_at: Any = None
+    changed_by: Any = None
+
+    def active_keys(self, session: Session, tenant: str) -> list[str]:
+        """The keys of the apps active for ``tenant``."""
+        key = key_of(self.tenant, tenant)
+        return [] if key is None else list(session.scalars(select(self.key).where(
+            self.tenant == key, self.active.is_(True))))
+
+    def store(self, session: Session, tenant: str, app: str, active: bool, *, at: datetime,
+              by: str | None) -> None:
+        """Write that ``app`` is (in)active for ``tenant``, in the session's transaction."""
+        key = key_of(self.tenant, tenant)
+        if key is None:
+            raise LookupError(f"no practice {tenant!r}")
+        values: dict[Any, object] = {_column(self.active): active}
+        if self.changed_at is not None:
+            values[_column(self.changed_at)] = at
+        if self.changed_by is not None:
+            values[_column(self.changed_by)] = None if by is None else key_of(self.changed_by, by)
+        tenant_column, key_column = _column(self.tenant), _column(self.key)
+        table = tenant_column.table
+        changed = cast(CursorResult[Any], session.execute(update(table).where(
+            tenant_column == key, key_column == app).values(values)))
+        if changed.rowcount == 0:
+            session.execute(insert(table).values({tenant_column: key, key_column: app, **values}))
 
 
 def key_of(column: Any, ref: str) -> Any:

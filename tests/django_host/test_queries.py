@@ -36,6 +36,29 @@ def test_client_query_is_sql_text_with_named_parameters_of_one_practice() -> Non
         client_select(Client.objects.filter(name__contains="x").extra(where=["1 %% 2 = 1"]))
 
 
+def test_iter_clients_reads_in_pages_and_leaves_no_cursor_open() -> None:
+    from django.utils import timezone
+
+    from samtycke_plugin.integrations.django.clients import PAGE
+
+    practice, _owner = add_practice()
+    other, _other_owner = add_practice()
+    count = PAGE + 3  # more than a page: a streaming cursor would still be open
+    Client.objects.bulk_create(
+        [Client(practice=practice, name=f"K{n}", email=f"k{n}@example.com",
+                email_key=f"k{n}@example.com", created_at=timezone.now()) for n in range(count)]
+        + [Client(practice=other, name="Annan", email="annan@example.com",
+                  email_key="annan@example.com", created_at=timezone.now())])
+    seen = []
+    for info in samtycke().host.iter_clients(glue.tenant(practice)):
+        if connection.vendor == "sqlite":
+            # Between rows the connection is free: sqlite3 refuses to register a
+            # function while a statement of the connection is unfinished.
+            connection.connection.create_function("f", 0, lambda: 1)
+        seen.append(info.email)
+    assert sorted(seen) == sorted(f"k{n}@example.com" for n in range(count))
+
+
 def test_a_batch_request_to_all_clients_asks_only_those_never_asked(mailbox) -> None:
     practice, _owner = add_practice()
     book(practice, name="Före Appen", email="fore@example.com", consent=None)

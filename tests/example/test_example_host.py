@@ -282,7 +282,7 @@ def test_the_readme_says_how_many_lines_the_glue_is() -> None:
     and docstrings."""
     counts = glue_counts()
     total = sum(counts.values())
-    assert counts["apps_glue.py"] > 40 and len(counts) > 8  # the count sees the glue at all
+    assert counts["apps_glue.py"] > 25 and len(counts) > 8  # the count sees the glue at all
     readme = (EXAMPLE / "README.md").read_text("utf-8")
     assert f"**{total} lines**" in readme, (total, counts)
     for name, count in counts.items():
@@ -290,8 +290,6 @@ def test_the_readme_says_how_many_lines_the_glue_is() -> None:
     assert f"whole glue on top of it is {total} lines" in (ROOT / "README.md").read_text("utf-8")
 
 
-@pytest.mark.xfail(strict=True, reason="counted with its call sites, the Flask glue is over "
-                   "80 lines: more of it has to move into samtycke_plugin.integrations")
 def test_the_glue_is_at_most_80_lines() -> None:
     counts = glue_counts()
     assert sum(counts.values()) <= 80, counts

@@ -12,6 +12,9 @@ from django.db.models.functions import Cast
 from hookspecs.types import ClientInfo, ClientRef, ClientSelect, TenantRef
 from samtycke_plugin.integrations.django.queries import client_select
 
+#: Clients read at a time by :meth:`DjangoClients.iter_clients`.
+PAGE = 500
+
 
 class DjangoClients:
     """Mix into the host class: :meth:`lookup_client`, :meth:`iter_clients` and
@@ -46,8 +49,15 @@ class DjangoClients:
         return None if row is None else self.client_info(row)
 
     def iter_clients(self, tenant: TenantRef) -> Iterator[ClientInfo]:
-        for row in self.clients(tenant).order_by("pk").iterator(chunk_size=500):
-            yield self.client_info(row)
+        """In pages of 500 by primary key, each read to its end: no cursor stays open on
+        the connection the app works on between rows (SQLite breaks its statements)."""
+        rows, last = self.clients(tenant).order_by("pk"), None
+        while True:
+            page = list((rows if last is None else rows.filter(pk__gt=last))[:PAGE])
+            yield from (self.client_info(row) for row in page)
+            if len(page) < PAGE:
+                return
+            last = page[-1].pk
 
     def client_query(self, tenant: TenantRef) -> ClientSelect:
         columns = {"name": self.name_field, "email": self.email_field}

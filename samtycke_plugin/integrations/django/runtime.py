@@ -51,26 +51,16 @@ class Samtycke:
     # -- the app menu -------------------------------------------------------------------
 
     def app_menu(self, tenant: TenantRef) -> list[dict[str, Any]]:
-        """The installed apps for the host's app menu, in the active language: ``key``,
-        ``name``, ``description``, ``version``, ``active`` and ``setup_path``."""
-        active, language = set(self.host.active_apps(tenant)), locale()
-        return [
-            {"key": info.key, "name": info.name.get(language, info.key),
-             "description": info.description.get(language, ""), "version": info.version,
-             "active": info.key in active, "setup_path": info.setup_path}
-            for info in self.hooks.apps()
-        ]
+        """The installed apps for the host's app menu, in the active language
+        (:meth:`AppHooks.menu`)."""
+        return self.hooks.menu(tenant, locale())
 
     def switched(self, tenant: TenantRef, app: str, active: bool,
                  settings: Mapping[str, object]) -> str | None:
         """Tell the apps that the host has just switched ``app`` on or off for ``tenant``
         (inside the host's ``transaction.atomic()``, after storing it); returns the
         app's setup page when switched on.  Empty ``settings``: the app's wizard asks."""
-        if not active:
-            self.hooks.deactivate(tenant, app)
-            return None
-        self.hooks.activate(tenant, app, settings)
-        return {info.key: info for info in self.hooks.apps()}[app].setup_path
+        return self.hooks.switch(tenant, app, active, settings)
 
     # -- a booking ------------------------------------------------------------------------
 
