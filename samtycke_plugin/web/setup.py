@@ -127,7 +127,9 @@ def _settings_from_form(
             "Write how many days to wait before asking a client who said no again: a whole "
             "number from 0 to 1825 (0 asks again at the next booking).",
         )
-    colour = form.get("brand_colour", "").strip()
+    # A form without the field (an older page still open) keeps the practice's colour.
+    kept = practices.settings_of(ctx.practice).brand_colour or ""
+    colour = form.get("brand_colour", kept).strip()
     shown["brand_colour"] = colour
     normalised = normalise_colour(colour)
     if normalised is None or (isinstance(normalised, str) and BRAND_COLOUR.fullmatch(normalised)):

@@ -248,6 +248,9 @@ def test_settings_page_saves_and_refuses_a_brand_colour(host: TestHost) -> None:
     assert saved.status_code == 303
     assert practices.settings_of(practice_row(host, tenant)).brand_colour == "#5a1e6e"
     assert 'value="#5a1e6e"' in html(pages.get("/setup?step=3"))
+    older_form = pages.post("/setup", form)  # a page from before the field existed
+    assert older_form.status_code == 303
+    assert practices.settings_of(practice_row(host, tenant)).brand_colour == "#5a1e6e"
     cleared = pages.post("/setup", {**form, "brand_colour": ""})
     assert cleared.status_code == 303
     assert practices.settings_of(practice_row(host, tenant)).brand_colour is None
