@@ -171,7 +171,7 @@ def test_a_bookings_writes_name_the_event_and_are_a_fixed_few_statements(
     session = host.session()
     evidence = session.get(Evidence, event.id)
     assert evidence is not None and (evidence.tenant_ref, evidence.client_ref) == (tenant, client)
-    row = session.get(ConsentStateRow, (tenant, client))
+    row = session.get(ConsentStateRow, (tenant, client, "care"))
     assert row is not None and (row.state, row.last_seq) == ("given", event.seq)
     practice = practices.get_practice(session, tenant)
     assert practice is not None
