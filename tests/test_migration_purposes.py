@@ -275,7 +275,9 @@ def test_a_database_of_the_code_before_purposes_migrates_and_still_verifies(
         assert "samtycke_purpose" not in inspect(conn).get_table_names()
         columns = {c["name"] for c in inspect(conn).get_columns("samtycke_consent_event")}
         assert "purpose_key" not in columns and "change_note_sha256" not in columns
-    assert _refused(old_engine, "DELETE FROM samtycke_text_version")
+    for statement in ("DELETE FROM samtycke_text_version",
+                      "UPDATE samtycke_consent_event SET actor = 'x'"):
+        assert _refused(old_engine, statement), statement
     upgrade(old_engine)
     _check_migrated(old_engine, before)
 
