@@ -85,7 +85,8 @@ def _baseline_clients() -> Any:
     without = text(
         "NOT EXISTS (SELECT 1 FROM samtycke_consent_state s "
         "JOIN samtycke_practice p ON p.tenant_ref = s.tenant_ref "
-        "WHERE s.tenant_ref = :tenant AND s.client_ref = CAST(host_client.id AS VARCHAR) "
+        "WHERE s.tenant_ref = :tenant AND s.purpose_key = 'care' "
+        "AND s.client_ref = CAST(host_client.id AS VARCHAR) "
         "AND s.state IN ('given', 'renewed') AND s.text_major = p.current_major "
         "AND (s.expires_at IS NULL OR s.expires_at > :now))"
     ).bindparams(bindparam("tenant", tenant),

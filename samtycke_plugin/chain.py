@@ -1,24 +1,24 @@
-"""The per-practice hash chain over the ledger: canonical hashing and verification.
-
-``row_hash = sha256(prev_hash || "\\n" || JCS(fields))`` where JCS is the JSON
-Canonicalization Scheme (RFC 8785) and ``fields`` are the event's columns
-except ``id``, ``prev_hash`` and ``row_hash``.  Personal evidence (IP, user
-agent, note) is not in the chain itself: only its salted hash is, so erasing
-the evidence keeps the chain verifiable.
+"""The per-practice hash chain over the ledger: verification (the hash of one event is
+:mod:`samtycke_plugin.canonical`'s).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
-import rfc8785
 from attrs import frozen
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from samtycke_plugin.canonical import CHAINED_FIELDS as CHAINED_FIELDS
+from samtycke_plugin.canonical import OMITTED_DEFAULTS as OMITTED_DEFAULTS
+from samtycke_plugin.canonical import canonical as canonical
+from samtycke_plugin.canonical import chained_members, link_hash
+from samtycke_plugin.canonical import evidence_hash as evidence_hash
+from samtycke_plugin.canonical import jcs as jcs
+from samtycke_plugin.canonical import row_hash as row_hash
 from samtycke_plugin.integrity import (
     CLOCK_TOLERANCE,
     DbRow,
@@ -29,71 +29,6 @@ from samtycke_plugin.integrity import (
     time_problem,
 )
 from samtycke_plugin.models import GENESIS_HASH, ConsentEvent, Evidence, Practice
-
-CHAINED_FIELDS = (
-    "tenant_ref",
-    "seq",
-    "client_ref",
-    "state",
-    "text_version_id",
-    "text_major",
-    "text_sha256",
-    "language",
-    "channel",
-    "method",
-    "actor",
-    "given_at",
-    "occurred_at",
-    "expires_at",
-    "booking_ref",
-    "request_id",
-    "evidence_sha256",
-)
-
-
-def _utc_text(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _jsonable(value: Any) -> Any:
-    return _utc_text(value) if isinstance(value, datetime) else value
-
-
-def jcs(members: Mapping[str, Any]) -> bytes:
-    """RFC 8785 (JCS) canonical JSON of an object (the ``rfc8785`` implementation)."""
-    return bytes(rfc8785.dumps(dict(members)))
-
-
-def _chained_members(values: Iterable[Any]) -> dict[str, Any]:
-    """The JSON object of the chained fields, given their values in
-    :data:`CHAINED_FIELDS` order (extra trailing values are ignored)."""
-    return {
-        k: _utc_text(v) if isinstance(v, datetime) else v
-        for k, v in zip(CHAINED_FIELDS, values, strict=False)
-    }
-
-
-def canonical(fields: Mapping[str, Any]) -> bytes:
-    """RFC 8785 canonical JSON of the chained fields."""
-    return jcs(_chained_members(fields[k] for k in CHAINED_FIELDS))
-
-
-def _link_hash(prev_hash: str, members: dict[str, Any]) -> str:
-    return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + jcs(members)).hexdigest()
-
-
-def row_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
-    """The hash of one event, given the previous event's hash."""
-    return _link_hash(prev_hash, _chained_members(fields[k] for k in CHAINED_FIELDS))
-
-
-def evidence_hash(
-    salt: str, ip_prefix: str | None, user_agent: str | None, note: str | None
-) -> str:
-    """Salted hash of an event's personal evidence (the salt goes with the evidence)."""
-    payload = jcs({"ip": ip_prefix, "ua": user_agent, "note": note})
-    return hashlib.sha256(salt.encode("ascii") + b"\n" + payload).hexdigest()
-
 
 BreakKind = Literal[
     "changed", "missing", "inserted", "reordered", "head", "evidence", "text", "time"
@@ -139,11 +74,11 @@ _RENUMBER_WINDOW = 64
 
 def _original_seq(row: DbRow) -> int | None:
     """The sequence number an intact but renumbered event was hashed with, if near."""
-    members = _chained_members(row)
+    members = chained_members(row)
     seq = int(row[_SEQ])
     for delta in range(1, _RENUMBER_WINDOW + 1):
         for candidate in (seq - delta, seq + delta):
-            if candidate >= 1 and _link_hash(
+            if candidate >= 1 and link_hash(
                 row[_PREV], {**members, "seq": candidate}
             ) == row[_HASH]:
                 return candidate
@@ -194,7 +129,7 @@ def _link_problem(
             tenant_ref, count, seq, stored, seq, "reordered",
             f"event #{seq} appears after event #{expected - 1}",
         )
-    if _link_hash(row[_PREV], _chained_members(row)) != stored:
+    if link_hash(row[_PREV], chained_members(row)) != stored:
         original = _original_seq(row)
         if original is None:
             return _result(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from attrs import frozen
 from sqlalchemy import (
+    func,
     select,
 )
 from sqlalchemy.orm import Session
@@ -319,8 +320,8 @@ def record_manual(
 def client_seq(session: Session, tenant: str, client: str) -> int:
     """The sequence number of the client's latest ledger event (0: none yet).  A form
     carries it, so a form posted twice (double click) can be recognised."""
-    latest = session.scalar(
-        select(ConsentStateRow.last_seq).where(
+    latest = session.scalar(  # the latest over the client's purposes
+        select(func.max(ConsentStateRow.last_seq)).where(
             ConsentStateRow.tenant_ref == check_ref("tenant", tenant),
             ConsentStateRow.client_ref == check_ref("client", client),
         )

@@ -20,6 +20,7 @@ from sqlalchemy import Result, Row, Select, and_, select
 from sqlalchemy.orm import Session
 
 from samtycke_plugin.models import ConsentEvent, ConsentStateRow, TextVersion
+from samtycke_plugin.purposes import DEFAULT_PURPOSE
 from samtycke_plugin.rules import EventFacts, Snapshot, State, fold
 from samtycke_plugin.text import render_html, sha256
 
@@ -165,8 +166,9 @@ class ReplayedState:
 
 _E = ConsentEvent.__table__.c
 #: What a replay reads of each event, in :func:`_replayed`'s order.
-_REPLAY_COLUMNS = (_E.client_ref, _E.seq, _E.state, _E.text_major, _E.expires_at,
-                   _E.occurred_at)
+_REPLAY_COLUMNS = (_E.client_ref, _E.purpose_key, _E.seq, _E.state, _E.text_major,
+                   _E.expires_at, _E.occurred_at)
+_WIDTH = len(_REPLAY_COLUMNS)
 
 
 #: A result row of any width (read by position or by column name).
@@ -182,38 +184,51 @@ def streamed(session: Session, stmt: Select[*tuple[Any, ...]]) -> Iterator[DbRow
     yield from result
 
 
-def _replayed(rows: Iterator[DbRow]) -> Iterator[tuple[str, ReplayedState, DbRow]]:
+def _replayed(
+    rows: Iterator[DbRow],
+) -> Iterator[tuple[tuple[str, str], ReplayedState, DbRow]]:
     """Rows that start with :data:`_REPLAY_COLUMNS`, ordered by client and sequence
-    number, folded client by client: each client with its replayed status and its last
-    row (one client is held at a time)."""
+    number, folded client by client and purpose by purpose: each ``(client, purpose)``
+    with its replayed status and its last row (one client is held at a time; its
+    purposes come in key order)."""
     current: str | None = None
-    replayed: ReplayedState | None = None
-    last: DbRow | None = None
+    held: dict[str, tuple[ReplayedState, DbRow]] = {}
     for row in rows:
-        client, seq, state, major, expires, occurred = row[:6]
+        client, purpose, seq, state, major, expires, occurred = row[:_WIDTH]
         if client != current:
-            if current is not None and replayed is not None and last is not None:
-                yield current, replayed, last
-            current, replayed = client, None
-        replayed = replay_step(replayed, seq, state, major, expires, occurred)
-        last = row
-    if current is not None and replayed is not None and last is not None:
-        yield current, replayed, last
+            if current is not None:
+                yield from _release(current, held)
+            current, held = client, {}
+        before = held.get(purpose)
+        replayed = replay_step(before[0] if before else None, seq, state, major, expires,
+                               occurred)
+        held[purpose] = (replayed, row)
+    if current is not None:
+        yield from _release(current, held)
 
 
-def replay_clients(session: Session, tenant_ref: str) -> Iterator[tuple[str, ReplayedState]]:
-    """Every client of a practice with its replayed status, in client order, streamed
-    (the events come ordered by client and sequence number; one client is held at a
-    time).  ``last_seq`` is the event that last changed the status, as the write path
-    records it (a request that leaves consent in place changes nothing)."""
+def _release(
+    client: str, held: Mapping[str, tuple[ReplayedState, DbRow]]
+) -> Iterator[tuple[tuple[str, str], ReplayedState, DbRow]]:
+    for purpose in sorted(held):
+        yield (client, purpose), *held[purpose]
+
+
+def replay_clients(
+    session: Session, tenant_ref: str
+) -> Iterator[tuple[tuple[str, str], ReplayedState]]:
+    """Every ``(client, purpose)`` of a practice with its replayed status, in client
+    order, streamed (the events come ordered by client and sequence number; one client
+    is held at a time).  ``last_seq`` is the event that last changed the status, as the
+    write path records it (a request that leaves consent in place changes nothing)."""
     rows = streamed(
         session,
         select(*_REPLAY_COLUMNS)
         .where(_E.tenant_ref == tenant_ref)
         .order_by(_E.client_ref, _E.seq),
     )
-    for client, replayed, _ in _replayed(rows):
-        yield client, replayed
+    for key, replayed, _ in _replayed(rows):
+        yield key, replayed
 
 
 def replay_step(
@@ -234,11 +249,12 @@ def replay_step(
 
 @frozen(kw_only=True)
 class StatusMismatch:
-    """The first client whose stored status is not what the ledger says."""
+    """The first client whose stored status of a purpose is not what the ledger says."""
 
     tenant_ref: str
     client_ref: str
     detail: str
+    purpose_key: str = DEFAULT_PURPOSE
 
 
 _S = ConsentStateRow.__table__.c
@@ -256,12 +272,15 @@ class _StoredStatus:
 
 
 def describe_status(
-    client: str, stored: Any | None, replayed: ReplayedState | None
+    client: str, stored: Any | None, replayed: ReplayedState | None,
+    purpose: str = DEFAULT_PURPOSE,
 ) -> str | None:
-    """How a client's stored status row differs from its replay, or ``None`` (also
-    when there is neither)."""
+    """How a client's stored status row of a purpose differs from its replay, or
+    ``None`` (also when there is neither)."""
     if stored is None and replayed is None:
         return None
+    if purpose != DEFAULT_PURPOSE:
+        client = f"{client} (purpose {purpose})"
     if stored is None:
         assert replayed is not None
         return (
@@ -308,12 +327,13 @@ def check_projection(session: Session, tenant_ref: str) -> StatusMismatch | None
                _S.last_seq)
         .select_from(ConsentEvent.__table__.outerjoin(
             ConsentStateRow, and_(_S.tenant_ref == _E.tenant_ref,
-                                  _S.client_ref == _E.client_ref)))
+                                  _S.client_ref == _E.client_ref,
+                                  _S.purpose_key == _E.purpose_key)))
         .where(_E.tenant_ref == tenant_ref)
         .order_by(_E.client_ref, _E.seq),
     )
-    for client, replayed, row in _replayed(rows):
-        state, major, expires, since, last_seq = row[6:]
+    for (client, purpose), replayed, row in _replayed(rows):
+        state, major, expires, since, last_seq = row[_WIDTH:]
         snap = replayed.snapshot
         if state == snap.state.value and (major, expires, since, last_seq) == (
             snap.text_major, snap.expires_at, snap.since, replayed.last_seq
@@ -322,22 +342,25 @@ def check_projection(session: Session, tenant_ref: str) -> StatusMismatch | None
         stored = None if state is None else _StoredStatus(
             state=state, text_major=major, expires_at=expires, since=since, last_seq=last_seq
         )
-        detail = describe_status(client, stored, replayed)
+        detail = describe_status(client, stored, replayed, purpose)
         if detail is not None:
-            return StatusMismatch(tenant_ref=tenant_ref, client_ref=client, detail=detail)
+            return StatusMismatch(tenant_ref=tenant_ref, client_ref=client, detail=detail,
+                                  purpose_key=purpose)
     orphan = session.execute(
-        select(_S.client_ref, _S.state)
+        select(_S.client_ref, _S.purpose_key, _S.state)
         .where(
             _S.tenant_ref == tenant_ref,
             ~select(_E.id)
-            .where(and_(_E.tenant_ref == _S.tenant_ref, _E.client_ref == _S.client_ref))
+            .where(and_(_E.tenant_ref == _S.tenant_ref, _E.client_ref == _S.client_ref,
+                        _E.purpose_key == _S.purpose_key))
             .exists(),
         )
-        .order_by(_S.client_ref)
+        .order_by(_S.client_ref, _S.purpose_key)
         .limit(1)
     ).first()
     if orphan is not None:
-        detail = describe_status(str(orphan.client_ref), orphan, None)
+        detail = describe_status(str(orphan.client_ref), orphan, None, orphan.purpose_key)
         assert detail is not None
-        return StatusMismatch(tenant_ref=tenant_ref, client_ref=orphan.client_ref, detail=detail)
+        return StatusMismatch(tenant_ref=tenant_ref, client_ref=orphan.client_ref, detail=detail,
+                              purpose_key=orphan.purpose_key)
     return None

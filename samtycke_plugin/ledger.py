@@ -2,19 +2,16 @@
 
 :func:`append` takes one or many events of one practice, links them into the
 practice's hash chain, stores their evidence and folds them into the projection
-(``samtycke_consent_state``, one row per client), in the caller's transaction; nothing
-here commits.  Appends to one practice are serialized by the chain-head lock
-(``SELECT … FOR UPDATE`` of the practice row on PostgreSQL; on SQLite the write
-transaction, ``BEGIN IMMEDIATE``, holds the database lock); the unique
+(``samtycke_consent_state``, one row per client and purpose), in the caller's
+transaction; nothing here commits.  Appends to one practice are serialized by the
+chain-head lock (``SELECT … FOR UPDATE`` of the practice row on PostgreSQL; on SQLite
+the write transaction, ``BEGIN IMMEDIATE``, holds the database lock); the unique
 ``(tenant_ref, seq)`` constraint is the backstop.  The projection can always be rebuilt
 from the ledger (:func:`rebuild_projection`).
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
-import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -24,38 +21,16 @@ from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from samtycke_plugin.chain import evidence_hash, row_hash
+from samtycke_plugin.canonical import row_hash
 from samtycke_plugin.errors import NotActive
+from samtycke_plugin.evidence import clean_user_agent as clean_user_agent
+from samtycke_plugin.evidence import evidence_of
+from samtycke_plugin.evidence import truncate_ip as truncate_ip
 from samtycke_plugin.integrity import replay_clients
 from samtycke_plugin.models import ConsentEvent, ConsentRequest, ConsentStateRow, Evidence, Practice
+from samtycke_plugin.purposes import DEFAULT_PURPOSE
 from samtycke_plugin.rules import EventFacts, Snapshot, State, fold, with_delivery
 from samtycke_plugin.signals import note
-
-
-def truncate_ip(ip: str | None) -> str | None:
-    """Keep only the network part: /24 for IPv4, /48 for IPv6 (data minimisation)."""
-    if not ip or not isinstance(ip, str):
-        return None
-    ip = ip.strip()
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return None
-    prefix = 24 if isinstance(addr, ipaddress.IPv4Address) else 48
-    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
-
-
-def clean_user_agent(value: str | None) -> str | None:
-    """The user agent as evidence: control characters (NUL included, which PostgreSQL
-    refuses) dropped, unencodable lone surrogates replaced, at most 512 characters."""
-    if not value or not isinstance(value, str):
-        return None
-    kept = _SURROGATE.sub("\ufffd", _CONTROL.sub("", value))
-    return kept[:512] or None
-
-
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @frozen(kw_only=True)
@@ -80,6 +55,9 @@ class NewEvent:
     ip_address: str | None = None
     user_agent: str | None = None
     note: str | None = None
+    purpose_key: str = DEFAULT_PURPOSE
+    #: SHA-256 of the change note the client was shown above the text, if any.
+    change_note_sha256: str | None = None
 
 
 def snapshot_of(row: ConsentStateRow | Any | None) -> Snapshot | None:
@@ -104,6 +82,8 @@ _S = _ST.c
 _IN_CHUNK = 900
 _SNAPSHOT_COLUMNS = (_S.client_ref, _S.state, _S.text_major, _S.expires_at, _S.since,
                      _S.delivery)
+#: A client's projection row is keyed by client and purpose.
+Key = tuple[str, str]
 _STATE_COLUMNS = ("state", "text_major", "expires_at", "since", "last_seq", "delivery")
 
 #: Lock the practice row (the chain head) and read the head.  On PostgreSQL ``FOR
@@ -123,7 +103,7 @@ _INSERT_EVIDENCE = insert(_EV)
 def _upsert_statement(dialect: str) -> Any:
     ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_ST)
     return ins.on_conflict_do_update(
-        index_elements=["tenant_ref", "client_ref"],
+        index_elements=["tenant_ref", "client_ref", "purpose_key"],
         set_={k: ins.excluded[k] for k in _STATE_COLUMNS},
     )
 
@@ -131,23 +111,31 @@ def _upsert_statement(dialect: str) -> Any:
 _UPSERT_STATE = {name: _upsert_statement(name) for name in ("postgresql", "sqlite")}
 
 
-def load_snapshot(session: Session, tenant_ref: str, client_ref: str) -> Snapshot | None:
-    """One client's projection, as a pure value (``None``: nothing recorded yet)."""
-    return load_snapshots(session, tenant_ref, [client_ref]).get(client_ref)
+def load_snapshot(
+    session: Session, tenant_ref: str, client_ref: str, purpose: str = DEFAULT_PURPOSE
+) -> Snapshot | None:
+    """One client's projection for a purpose, as a pure value (``None``: nothing
+    recorded yet)."""
+    return load_snapshots(session, tenant_ref, [client_ref], purpose).get(client_ref)
 
 
 def load_snapshots(
-    session: Session, tenant_ref: str, client_refs: Sequence[str]
+    session: Session, tenant_ref: str, client_refs: Sequence[str], purpose: str = DEFAULT_PURPOSE
 ) -> dict[str, Snapshot]:
-    """The projections of several clients of one practice (absent: nothing recorded)."""
+    """The projections of several clients of one practice for a purpose (absent: nothing
+    recorded)."""
     found: dict[str, Snapshot] = {}
     refs = list(dict.fromkeys(client_refs))
     for start in range(0, len(refs), _IN_CHUNK):
+        # The purpose is picked here, not in SQL: "tenant and purpose" would let a planner
+        # without statistics prefer the validity index to the primary key for the list.
         for row in session.execute(
-            select(*_SNAPSHOT_COLUMNS).where(
+            select(*_SNAPSHOT_COLUMNS, _S.purpose_key).where(
                 _S.tenant_ref == tenant_ref, _S.client_ref.in_(refs[start : start + _IN_CHUNK])
             )
         ):
+            if row.purpose_key != purpose:
+                continue
             snap = snapshot_of(row)
             assert snap is not None
             found[row.client_ref] = snap
@@ -191,25 +179,6 @@ def lock_head(session: Session, tenant_ref: str) -> Head | None:
     return None if row is None else Head(int(row.head_seq), str(row.head_hash))
 
 
-def _evidence_of(new: NewEvent) -> dict[str, Any] | None:
-    """The event's personal evidence, minimised, with a fresh salt and its salted hash
-    (the only part of it the chain covers), or ``None`` when there is none."""
-    ip_prefix = truncate_ip(new.ip_address)
-    user_agent = clean_user_agent(new.user_agent)
-    if not (ip_prefix or user_agent or new.note):
-        return None
-    salt = secrets.token_hex(16)
-    return {
-        "tenant_ref": new.tenant_ref,
-        "client_ref": new.client_ref,
-        "salt": salt,
-        "ip_prefix": ip_prefix,
-        "user_agent": user_agent,
-        "note": new.note,
-        "sha256": evidence_hash(salt, ip_prefix, user_agent, new.note),
-    }
-
-
 def _chained_fields(new: NewEvent, seq: int, evidence_sha256: str | None) -> dict[str, Any]:
     """The columns the hash chain covers (``chain.CHAINED_FIELDS``), for one new event."""
     return {
@@ -230,6 +199,8 @@ def _chained_fields(new: NewEvent, seq: int, evidence_sha256: str | None) -> dic
         "booking_ref": new.booking_ref,
         "request_id": new.request_id,
         "evidence_sha256": evidence_sha256,
+        "purpose_key": new.purpose_key,
+        "change_note_sha256": new.change_note_sha256,
     }
 
 
@@ -237,7 +208,7 @@ def append(
     session: Session,
     events: Sequence[NewEvent],
     *,
-    previous: Mapping[str, Snapshot | None] | None = None,
+    previous: Mapping[str, Snapshot | None] | Mapping[Key, Snapshot | None] | None = None,
     head: Head | None = None,
 ) -> list[ConsentEvent]:
     """Append events of one practice, in order: chain links, evidence, projection.
@@ -246,10 +217,11 @@ def append(
     :func:`_write_projection` alone (called here, by :func:`note_delivery` and by
     :func:`rebuild_projection`).
     Takes the practice's chain-head lock, so it is safe beside every other writer;
-    ``previous`` holds the projections of clients the caller already read in this
-    transaction after taking the lock (:func:`lock_practice`), which are then not read
-    again; ``head`` is the head the caller read with :func:`lock_head` in this
-    transaction (a head that moved since is refused).  Returns the new events as
+    ``previous`` holds the projections the caller already read in this transaction
+    after taking the lock (:func:`lock_practice`), by ``(client, purpose)`` or by client
+    for the default purpose, which are then not read again; ``head`` is the head the
+    caller read with :func:`lock_head` in this transaction (a head that moved since is
+    refused).  Returns the new events as
     detached rows.  Nothing here commits.
     """
     if not events:
@@ -265,7 +237,8 @@ def append(
     rows: list[dict[str, Any]] = []
     evidence: list[dict[str, Any] | None] = []
     for i, new in enumerate(events):
-        evd = _evidence_of(new)
+        evd = evidence_of(new.tenant_ref, new.client_ref, new.ip_address, new.user_agent,
+                          new.note)
         evidence.append(evd)
         fields = _chained_fields(new, first_seq + i, evd["sha256"] if evd else None)
         digest = row_hash(prev, fields)
@@ -304,33 +277,41 @@ def append(
             "needs the head read with lock_head in this transaction"
         )
 
-    current: dict[str, Snapshot | None] = dict(previous or {})
-    unread = [e.client_ref for e in events if e.client_ref not in current]
-    if unread:
-        found = load_snapshots(session, tenant, unread)
-        current.update({ref: found.get(ref) for ref in unread})
-    changed: dict[str, tuple[Snapshot, int]] = {}
+    current = {_key(ref): snap for ref, snap in (previous or {}).items()}
+    unread: dict[str, list[str]] = {}
+    for e in events:
+        if (e.client_ref, e.purpose_key) not in current:
+            unread.setdefault(e.purpose_key, []).append(e.client_ref)
+    for purpose, refs in unread.items():
+        found = load_snapshots(session, tenant, refs, purpose)
+        current.update({(ref, purpose): found.get(ref) for ref in refs})
+    changed: dict[Key, tuple[Snapshot, int]] = {}
     for i, new in enumerate(events):
-        before = current[new.client_ref]
+        key = (new.client_ref, new.purpose_key)
+        before = current[key]
         snap = fold(before, EventFacts(state=new.state, text_major=new.text_major,
                                        expires_at=new.expires_at, occurred_at=new.occurred_at))
         if snap is not before:
-            current[new.client_ref] = snap
-            changed[new.client_ref] = (snap, first_seq + i)
+            current[key] = snap
+            changed[key] = (snap, first_seq + i)
     _write_projection(session, tenant, changed)
     return [_detached_event(event_id, row) for event_id, row in zip(ids, rows, strict=True)]
+
+
+def _key(ref: str | Key) -> Key:
+    return (ref, DEFAULT_PURPOSE) if isinstance(ref, str) else ref
 
 
 def _write_projection(
     session: Session,
     tenant_ref: str,
-    changed: Mapping[str, tuple[Snapshot, int]],
+    changed: Mapping[Key, tuple[Snapshot, int]],
     *,
     clear: bool = False,
 ) -> None:
-    """The one writer of the projection: upsert rows ``{client: (snapshot, seq of the
-    event it reflects)}``; with ``clear``, first delete every row of the practice (a
-    rebuild)."""
+    """The one writer of the projection: upsert rows ``{(client, purpose): (snapshot,
+    seq of the event it reflects)}``; with ``clear``, first delete every row of the
+    practice (a rebuild)."""
     if clear:
         session.execute(delete(_ST).where(_S.tenant_ref == tenant_ref))
     if not changed:
@@ -339,16 +320,18 @@ def _write_projection(
     session.execute(
         _UPSERT_STATE[session.get_bind().dialect.name],
         [
-            {"tenant_ref": tenant_ref, "client_ref": client, "state": snap.state.value,
-             "text_major": snap.text_major, "expires_at": snap.expires_at, "since": snap.since,
-             "last_seq": seq, "delivery": snap.delivery}
-            for client, (snap, seq) in changed.items()
+            {"tenant_ref": tenant_ref, "client_ref": client, "purpose_key": purpose,
+             "state": snap.state.value, "text_major": snap.text_major,
+             "expires_at": snap.expires_at, "since": snap.since, "last_seq": seq,
+             "delivery": snap.delivery}
+            for (client, purpose), (snap, seq) in changed.items()
         ],
     )
 
 
 _DELIVERY_FACTS = select(*_SNAPSHOT_COLUMNS, _S.last_seq).where(
-    _S.tenant_ref == bindparam("tenant"), _S.client_ref == bindparam("client")
+    _S.tenant_ref == bindparam("tenant"), _S.client_ref == bindparam("client"),
+    _S.purpose_key == bindparam("purpose"),
 )
 _REQUEST_OPEN = select(ConsentRequest.id).where(
     ConsentRequest.id == bindparam("request"), ConsentRequest.tenant_ref == bindparam("tenant"),
@@ -357,7 +340,8 @@ _REQUEST_OPEN = select(ConsentRequest.id).where(
 
 
 def note_delivery(
-    session: Session, tenant_ref: str, client_ref: str, request_id: int, outcome: str
+    session: Session, tenant_ref: str, client_ref: str, request_id: int, outcome: str,
+    *, purpose: str = DEFAULT_PURPOSE,
 ) -> bool:
     """Show how the mail of a request fared on the client's status (``bounced`` →
     "Address rejected"), through the projection's one writer, under the chain-head lock.
@@ -367,13 +351,15 @@ def note_delivery(
     whether the status changed.  Nothing here commits."""
     if lock_head(session, tenant_ref) is None:
         return False
-    row = session.execute(_DELIVERY_FACTS, {"tenant": tenant_ref, "client": client_ref}).first()
+    row = session.execute(
+        _DELIVERY_FACTS, {"tenant": tenant_ref, "client": client_ref, "purpose": purpose}
+    ).first()
     opened = session.execute(_REQUEST_OPEN, {"request": request_id, "tenant": tenant_ref}).first()
     before = snapshot_of(row)
     after = with_delivery(before, outcome, request_open=opened is not None)
     if row is None or after is None or after == before:
         return False
-    _write_projection(session, tenant_ref, {client_ref: (after, int(row.last_seq))})
+    _write_projection(session, tenant_ref, {(client_ref, purpose): (after, int(row.last_seq))})
     return True
 
 
@@ -388,8 +374,11 @@ def _detached_event(event_id: int, row: dict[str, Any]) -> ConsentEvent:
     return event
 
 
-def replay(session: Session, tenant_ref: str) -> dict[str, Snapshot]:
-    """The projection recomputed from the ledger alone (delivery status aside)."""
+def replay(
+    session: Session, tenant_ref: str, purpose: str = DEFAULT_PURPOSE
+) -> dict[str, Snapshot]:
+    """The projection of one purpose, client by client, recomputed from the ledger alone
+    (delivery status aside)."""
     result: dict[str, Snapshot] = {}
     rows = session.execute(
         select(
@@ -399,7 +388,7 @@ def replay(session: Session, tenant_ref: str) -> dict[str, Snapshot]:
             ConsentEvent.expires_at,
             ConsentEvent.occurred_at,
         )
-        .where(ConsentEvent.tenant_ref == tenant_ref)
+        .where(ConsentEvent.tenant_ref == tenant_ref, ConsentEvent.purpose_key == purpose)
         .order_by(ConsentEvent.seq)
         .execution_options(yield_per=5000)
     )
@@ -413,11 +402,16 @@ def replay(session: Session, tenant_ref: str) -> dict[str, Snapshot]:
     return result
 
 
-def projection(session: Session, tenant_ref: str) -> dict[str, Snapshot]:
-    """The stored projection (delivery status left out, for comparison with :func:`replay`)."""
+def projection(
+    session: Session, tenant_ref: str, purpose: str = DEFAULT_PURPOSE
+) -> dict[str, Snapshot]:
+    """The stored projection of one purpose (delivery status left out, for comparison
+    with :func:`replay`)."""
     out: dict[str, Snapshot] = {}
     for row in session.scalars(
-        select(ConsentStateRow).where(ConsentStateRow.tenant_ref == tenant_ref)
+        select(ConsentStateRow).where(
+            ConsentStateRow.tenant_ref == tenant_ref, ConsentStateRow.purpose_key == purpose
+        )
     ):
         out[row.client_ref] = Snapshot(
             state=State(row.state), text_major=row.text_major, expires_at=row.expires_at,
@@ -428,22 +422,23 @@ def projection(session: Session, tenant_ref: str) -> dict[str, Snapshot]:
 
 def rebuild_projection(session: Session, tenant_ref: str) -> int:
     """Rewrite the stored status (projection) of one practice from its ledger; returns
-    the row count.  Streamed, client by client; each row records the event it comes
+    the row count (one per client and purpose).  Streamed, client by client; each row
+    records the event it comes
     from (``last_seq``) as the write path does.  The delivery state of a pending request
     (bounced, failed), which only the mail relay knows, is kept."""
-    delivery = dict(
-        session.execute(
-            select(ConsentStateRow.client_ref, ConsentStateRow.delivery).where(
-                ConsentStateRow.tenant_ref == tenant_ref, ConsentStateRow.delivery.is_not(None)
+    delivery: dict[Key, str] = {
+        (client, purpose): value
+        for client, purpose, value in session.execute(
+            select(_S.client_ref, _S.purpose_key, _S.delivery).where(
+                _S.tenant_ref == tenant_ref, _S.delivery.is_not(None)
             )
-        ).all()  # Result.tuples() is deprecated in SQLAlchemy 2.1 (rows are tuples)
-    )
+        )
+    }
     _write_projection(session, tenant_ref, {}, clear=True)
     count = 0
-    batch: dict[str, tuple[Snapshot, int]] = {}
-    for client_ref, replayed in replay_clients(session, tenant_ref):
-        batch[client_ref] = (evolve(replayed.snapshot, delivery=delivery.get(client_ref)),
-                             replayed.last_seq)
+    batch: dict[Key, tuple[Snapshot, int]] = {}
+    for key, replayed in replay_clients(session, tenant_ref):
+        batch[key] = (evolve(replayed.snapshot, delivery=delivery.get(key)), replayed.last_seq)
         if len(batch) >= _IN_CHUNK:
             _write_projection(session, tenant_ref, batch)
             count += len(batch)

@@ -39,6 +39,10 @@ NAMING = {
 
 GENESIS_HASH = "0" * 64
 
+#: The key of every practice's first purpose (``purposes.DEFAULT_PURPOSE``, which imports
+#: this module): rows written before purposes existed belong to it.
+_CARE = "care"
+
 #: The outbox kind of a consent request mail.
 KIND_REQUEST = "consent_request"
 #: An outbox row of a batch request whose link the relay has not minted yet.
@@ -113,11 +117,39 @@ class Practice(Base):
     updated_at: Mapped[datetime]
 
 
+class Purpose(Base):
+    """One purpose a practice asks consent for, with its own text versions."""
+
+    __tablename__ = "samtycke_purpose"
+
+    tenant_ref: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    required: Mapped[bool] = mapped_column(Boolean)
+    validity_days: Mapped[int | None] = mapped_column(Integer)
+    #: ``{language: text}``.
+    names: Mapped[dict[str, str]] = mapped_column(JSON)
+    #: ``{language: text}``: the legal ground the practice declares beside consent.
+    legal_basis: Mapped[dict[str, str]] = mapped_column(JSON)
+    current_major: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    archived_at: Mapped[datetime | None]
+
+
+def _purpose_key() -> Mapped[str]:
+    return mapped_column(String(32), server_default=_CARE)
+
+
 class TextVersion(Base):
-    """An immutable version of a practice's consent text in one language."""
+    """An immutable version of a practice's consent text of one purpose in one language."""
 
     __tablename__ = "samtycke_text_version"
-    __table_args__ = (UniqueConstraint("tenant_ref", "language", "major", "minor"),)
+    __table_args__ = (
+        UniqueConstraint(
+            "tenant_ref", "purpose_key", "language", "major", "minor",
+            name="uq_samtycke_text_version_purpose_version",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     tenant_ref: Mapped[str] = mapped_column(String(64))
@@ -131,6 +163,7 @@ class TextVersion(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(160))
     created_at: Mapped[datetime]
+    purpose_key: Mapped[str] = _purpose_key()
 
 
 class ConsentEvent(Base):
@@ -164,6 +197,9 @@ class ConsentEvent(Base):
     evidence_sha256: Mapped[str | None] = mapped_column(String(64))
     prev_hash: Mapped[str] = mapped_column(String(64))
     row_hash: Mapped[str] = mapped_column(String(64))
+    purpose_key: Mapped[str] = _purpose_key()
+    #: SHA-256 of the change note shown above the text (``None``: none was shown).
+    change_note_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class Evidence(Base):
@@ -184,13 +220,14 @@ class Evidence(Base):
 
 
 class ConsentStateRow(Base):
-    """The projection: one row per practice and client (rebuildable from the ledger)."""
+    """The projection: one row per practice, client and purpose (rebuildable from the
+    ledger)."""
 
     __tablename__ = "samtycke_consent_state"
     __table_args__ = (
         Index(
             "ix_samtycke_consent_state_valid",
-            "tenant_ref", "text_major", "state", "expires_at", "client_ref",
+            "tenant_ref", "purpose_key", "text_major", "state", "expires_at", "client_ref",
         ),
     )
 
@@ -202,6 +239,7 @@ class ConsentStateRow(Base):
     since: Mapped[datetime]
     last_seq: Mapped[int] = mapped_column(BigInteger)
     delivery: Mapped[str | None] = mapped_column(String(16))
+    purpose_key: Mapped[str] = mapped_column(String(32), primary_key=True, server_default=_CARE)
 
 
 class ConsentRequest(Base):

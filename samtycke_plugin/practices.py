@@ -28,8 +28,10 @@ from samtycke_plugin.models import (
     GENESIS_HASH,
     ConsentStateRow,
     Practice,
+    Purpose,
     TextVersion,
 )
+from samtycke_plugin.purposes import DEFAULT_PURPOSE, create_default
 from samtycke_plugin.settings import (
     PracticeSettings,
     structure_settings,
@@ -118,6 +120,11 @@ def activate(host: Host, tenant: str, settings: Mapping[str, object]) -> Practic
             .returning(Practice.tenant_ref)
         ).scalar_one_or_none()
         if inserted is not None:
+            stored = parsed or PracticeSettings()
+            create_default(
+                session, tenant, required=stored.require_consent_for_online_booking,
+                validity_days=stored.validity_days, current_major=1, created_at=now,
+            )
             name = info.name if info else tenant
             contact = ", ".join(x for x in (info.email, info.phone) if x) if info else ""
             for language in LANGUAGES:
@@ -126,7 +133,8 @@ def activate(host: Host, tenant: str, settings: Mapping[str, object]) -> Practic
                 )
                 session.add(
                     TextVersion(
-                        tenant_ref=tenant, language=language, major=1, minor=0, body=body,
+                        tenant_ref=tenant, purpose_key=DEFAULT_PURPOSE, language=language,
+                        major=1, minor=0, body=body,
                         html=render_html(body), sha256=sha256(body), change_kind="initial",
                         reason=None, created_by="system", created_at=now,
                     )
@@ -172,6 +180,7 @@ def current_text(session: Session, practice: Practice, language: str | None) -> 
         select(TextVersion)
         .where(
             TextVersion.tenant_ref == practice.tenant_ref,
+            TextVersion.purpose_key == DEFAULT_PURPOSE,
             TextVersion.major == practice.current_major,
         )
         .order_by(TextVersion.minor.desc())
@@ -210,6 +219,7 @@ def text_languages(session: Session, practice: Practice) -> list[str]:
             select(TextVersion.language)
             .where(
                 TextVersion.tenant_ref == practice.tenant_ref,
+                TextVersion.purpose_key == DEFAULT_PURPOSE,
                 TextVersion.major == practice.current_major,
             )
             .distinct()
@@ -230,7 +240,10 @@ def text_versions(session: Session, tenant: str) -> list[TextVersion]:
     return list(
         session.scalars(
             select(TextVersion)
-            .where(TextVersion.tenant_ref == check_ref("tenant", tenant))
+            .where(
+                TextVersion.tenant_ref == check_ref("tenant", tenant),
+                TextVersion.purpose_key == DEFAULT_PURPOSE,
+            )
             .order_by(
                 TextVersion.major.desc(), TextVersion.minor.desc(), TextVersion.language
             )
@@ -244,6 +257,7 @@ def current_texts(session: Session, practice: Practice) -> dict[str, TextVersion
         select(TextVersion)
         .where(
             TextVersion.tenant_ref == practice.tenant_ref,
+            TextVersion.purpose_key == DEFAULT_PURPOSE,
             TextVersion.major == practice.current_major,
         )
         .order_by(TextVersion.language, TextVersion.minor.desc())
@@ -325,6 +339,7 @@ def _next_minor(session: Session, practice: Practice, language: str) -> int:
     current = session.scalar(
         select(func.max(TextVersion.minor)).where(
             TextVersion.tenant_ref == practice.tenant_ref,
+            TextVersion.purpose_key == DEFAULT_PURPOSE,
             TextVersion.major == practice.current_major,
             TextVersion.language == language,
         )
@@ -372,10 +387,18 @@ def publish_text(
             ).rowcount  # type: ignore[attr-defined]
             if moved != 1:
                 raise Conflict(TEXT_CHANGED_MEANWHILE)
+            # The default purpose's current major mirrors the practice's, which every
+            # reader still uses; this is the one place that changes either.
+            session.execute(
+                update(Purpose)
+                .where(Purpose.tenant_ref == practice.tenant_ref, Purpose.key == DEFAULT_PURPOSE)
+                .values(current_major=new_major)
+            )
             session.refresh(practice)
             versions = [
                 TextVersion(
-                    tenant_ref=practice.tenant_ref, language=language, major=new_major, minor=0,
+                    tenant_ref=practice.tenant_ref, purpose_key=DEFAULT_PURPOSE,
+                    language=language, major=new_major, minor=0,
                     body=body, html=render_html(body), sha256=sha256(body), change_kind="content",
                     reason=reason, created_by=actor, created_at=now,
                 )
@@ -388,8 +411,8 @@ def publish_text(
             for language, body in sorted(clean.items()):
                 versions.append(
                     TextVersion(
-                        tenant_ref=practice.tenant_ref, language=language,
-                        major=practice.current_major,
+                        tenant_ref=practice.tenant_ref, purpose_key=DEFAULT_PURPOSE,
+                        language=language, major=practice.current_major,
                         minor=_next_minor(session, practice, language), body=body,
                         html=render_html(body), sha256=sha256(body), change_kind="correction",
                         reason=reason, created_by=actor, created_at=now,

@@ -23,6 +23,7 @@ from samtycke_plugin.models import (
     Practice,
     TextVersion,
 )
+from samtycke_plugin.purposes import DEFAULT_PURPOSE
 from samtycke_plugin.rules import (
     VALID_STATES,
 )
@@ -53,7 +54,8 @@ _GATE_COLUMNS = (
 # rows, and less for PostgreSQL's planner to consider (it plans on every request).
 _GATE_FROM = Practice.__table__.outerjoin(
     ConsentStateRow.__table__,
-    and_(_S.tenant_ref == bindparam("tenant"), _S.client_ref == bindparam("client")),
+    and_(_S.tenant_ref == bindparam("tenant"), _S.client_ref == bindparam("client"),
+         _S.purpose_key == DEFAULT_PURPOSE),
 )
 
 
@@ -98,11 +100,14 @@ def _gate_step(
     return _GATE_SHOWN, {"tenant": tenant, "client": client, "text_id": text_id}
 
 
-def valid_condition(current_major: int, now: datetime) -> ColumnElement[bool]:
-    """SQL for "this projection row is valid consent" (:func:`rules.status` is
-    ``VALID``), on Core columns of ``samtycke_consent_state``: the list filter and the
+def valid_condition(
+    current_major: int, now: datetime, purpose: str = DEFAULT_PURPOSE
+) -> ColumnElement[bool]:
+    """SQL for "this projection row is valid consent to ``purpose``" (:func:`rules.status`
+    is ``VALID``), on Core columns of ``samtycke_consent_state``: the list filter and the
     batch request select with it."""
     return and_(
+        _S.purpose_key == purpose,
         _S.state.in_(_VALID_VALUES),
         _S.text_major == current_major,
         or_(_S.expires_at.is_(None), _S.expires_at > now),

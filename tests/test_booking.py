@@ -171,7 +171,7 @@ def test_a_bookings_writes_name_the_event_and_are_a_fixed_few_statements(
     session = host.session()
     evidence = session.get(Evidence, event.id)
     assert evidence is not None and (evidence.tenant_ref, evidence.client_ref) == (tenant, client)
-    row = session.get(ConsentStateRow, (tenant, client))
+    row = session.get(ConsentStateRow, (tenant, client, "care"))
     assert row is not None and (row.state, row.last_seq) == ("given", event.seq)
     practice = practices.get_practice(session, tenant)
     assert practice is not None
@@ -296,7 +296,12 @@ def test_content_change_outdates_everyone_with_one_row_and_reasks(host: TestHost
     writes = [
         s for s in statements if s.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))
     ]
-    assert len(writes) == 2  # the practice's current major + the new text row
+    # the practice's current major, the default purpose's copy of it, the new text row
+    assert len(writes) == 3
+    assert sorted(s.split()[0] + " " + s.split()[1 if s.startswith("UPDATE") else 2]
+                  for s in (w.lstrip() for w in writes)) == [
+        "INSERT samtycke_text_version", "UPDATE samtycke_practice", "UPDATE samtycke_purpose"
+    ]
     assert not any("samtycke_consent_state" in s for s in writes)
     after = (
         host.session()

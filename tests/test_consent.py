@@ -76,7 +76,7 @@ def test_every_kind_of_change_goes_through_the_ledgers_writers(host: TestHost) -
     assert all(w.allowed for w in writes), writes
     assert verify_chain(host.session(), tenant).ok
     assert projection(host.session(), tenant) == replay(host.session(), tenant)
-    row = host.session().get(ConsentStateRow, (tenant, bounce))
+    row = host.session().get(ConsentStateRow, (tenant, bounce, "care"))
     assert row is not None and row.delivery == "bounced", bounced  # kept by the rebuild
 
 
@@ -168,7 +168,7 @@ def test_end_names_the_text_of_the_consent_it_ends_and_refuses_without_one(
     session.commit()
     assert ended.state == State.REVOKED.value
     assert (ended.text_version_id, ended.language) == (shown.id, shown.language)
-    row = session.get(ConsentStateRow, (tenant, client))
+    row = session.get(ConsentStateRow, (tenant, client, "care"))
     assert row is not None and row.state == State.REVOKED.value
 
 
@@ -203,10 +203,10 @@ def test_delivery_shows_only_on_the_open_request_of_a_waiting_client(host: TestH
     request = mail_requests.send_request(host, tenant, client, actor="staff:s1")
     session = host.session()
     consent.delivery(session, tenant, client, request.id, "bounced")
-    assert session.get(ConsentStateRow, (tenant, client)).delivery == "bounced"  # type: ignore[union-attr]
+    assert session.get(ConsentStateRow, (tenant, client, "care")).delivery == "bounced"  # type: ignore[union-attr]
     session.get(ConsentRequest, request.id).used_at = host.now()  # type: ignore[union-attr]
     session.flush()
     consent.delivery(session, tenant, client, request.id, "sent")
     session.expire_all()
-    assert session.get(ConsentStateRow, (tenant, client)).delivery == "bounced"  # type: ignore[union-attr]
+    assert session.get(ConsentStateRow, (tenant, client, "care")).delivery == "bounced"  # type: ignore[union-attr]
     session.rollback()

@@ -20,6 +20,7 @@ from samtycke_plugin.i18n import N_, lang, t
 from samtycke_plugin.integrity import ReplayedState, describe_status, replay_step
 from samtycke_plugin.ledger import snapshot_of
 from samtycke_plugin.models import ConsentEvent, ConsentStateRow, Evidence, TextVersion
+from samtycke_plugin.purposes import DEFAULT_PURPOSE
 from samtycke_plugin.receipts import DPV_STATUS, RECEIPT_STATES, receipt_id
 from samtycke_plugin.render import render, trusted_html
 from samtycke_plugin.rules import State, status
@@ -129,9 +130,12 @@ def client_history(
         texts = _texts(session, tenant,
                        (ev.text_version_id for ev, _ in rows if ev.text_version_id))
         by_id = {tv.id: tv for tv in texts}
-        state_row = session.get(ConsentStateRow, (tenant, client))
+        # The status shown is the default purpose's (what the history page describes).
+        state_row = session.get(ConsentStateRow, (tenant, client, DEFAULT_PURPOSE))
         replayed: ReplayedState | None = None
         for ev, _ in rows:
+            if ev.purpose_key != DEFAULT_PURPOSE:
+                continue
             replayed = replay_step(
                 replayed, ev.seq, ev.state, ev.text_major, ev.expires_at, ev.occurred_at
             )

@@ -15,6 +15,7 @@ from samtycke_plugin.export.common import csv_safe, csv_text, get_practice
 from samtycke_plugin.i18n import lang
 from samtycke_plugin.ledger import snapshot_of
 from samtycke_plugin.models import ConsentStateRow
+from samtycke_plugin.purposes import DEFAULT_PURPOSE
 from samtycke_plugin.receipts import DPV_STATUS
 from samtycke_plugin.rules import State, Status, status
 
@@ -87,7 +88,10 @@ def practice_status_count(host: Host, tenant: str) -> int:
             session.scalar(
                 select(func.count())
                 .select_from(ConsentStateRow)
-                .where(ConsentStateRow.tenant_ref == practice.tenant_ref)
+                .where(
+                    ConsentStateRow.tenant_ref == practice.tenant_ref,
+                    ConsentStateRow.purpose_key == DEFAULT_PURPOSE,
+                )
             )
             or 0
         )
@@ -125,14 +129,17 @@ def practice_status_csv(
         for chunk in _chunks(host.iter_clients(TenantRef(tenant)), STATUS_CHUNK):
             refs = [c.ref for c in chunk]
             with hostdb.session(host) as session:
+                # The purpose is picked here, not in SQL, so that the list is looked up
+                # by primary key (see ledger.load_snapshots).
                 found = {
                     r.client_ref: r
                     for r in session.execute(
-                        select(*_STATE_COLUMNS).where(
+                        select(*_STATE_COLUMNS, ConsentStateRow.purpose_key).where(
                             ConsentStateRow.tenant_ref == tenant,
                             ConsentStateRow.client_ref.in_(refs),
                         )
                     )
+                    if r.purpose_key == DEFAULT_PURPOSE
                 }
             yield csv_text(
                 _status_row(labels, c.ref, c, found.get(c.ref), major, now) for c in chunk
@@ -142,7 +149,9 @@ def practice_status_csv(
         return
     after: str | None = None
     while True:  # keyset pages by client reference
-        query = select(*_STATE_COLUMNS).where(ConsentStateRow.tenant_ref == tenant)
+        query = select(*_STATE_COLUMNS).where(
+            ConsentStateRow.tenant_ref == tenant, ConsentStateRow.purpose_key == DEFAULT_PURPOSE
+        )
         if after is not None:
             query = query.where(ConsentStateRow.client_ref > after)
         with hostdb.session(host) as session:

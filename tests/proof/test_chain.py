@@ -26,6 +26,7 @@ from sqlalchemy import Engine, func, select, update
 
 from samtycke_plugin.chain import CHAINED_FIELDS, row_hash, verify_all, verify_chain
 from samtycke_plugin.cli import main
+from samtycke_plugin.ledger import NewEvent, append
 from samtycke_plugin.models import ConsentEvent, Evidence, Practice, TextVersion
 from samtycke_plugin.rules import State
 
@@ -336,3 +337,30 @@ def test_erasure_is_not_a_break_but_evidence_loss_without_it_is(fhost: TestHost)
         select(func.count()).select_from(Evidence).where(Evidence.tenant_ref == tenant)
     ) == 0
     fhost.session().rollback()
+
+
+def test_the_purpose_of_an_event_is_in_its_hash(fhost: TestHost) -> None:
+    """An event of another purpose hashes its purpose: moving it to the default purpose
+    (where the canonical form leaves the purpose out) is a changed event."""
+    tenant = new_practice(fhost)
+    session = fhost.session()
+    at = fhost.now()
+    [care] = append(session, [NewEvent(
+        tenant_ref=tenant, client_ref="c1", state=State.GIVEN, channel="manual",
+        method="verbal", actor="staff:s1", occurred_at=at, given_at=at,
+    )])
+    [news] = append(session, [NewEvent(
+        tenant_ref=tenant, client_ref="c1", state=State.GIVEN, channel="manual",
+        method="verbal", actor="staff:s1", occurred_at=at, given_at=at,
+        purpose_key="newsletter",
+    )])
+    session.commit()
+    assert (care.purpose_key, news.purpose_key) == ("care", "newsletter")
+    assert _verify(fhost, tenant).ok
+    with tampering(fhost.engine) as conn:
+        conn.execute(update(T).where(T.c.id == news.id).values(purpose_key="care"))
+    assert _broken(fhost, tenant) == (news.seq, "changed")
+    with tampering(fhost.engine) as conn:
+        conn.execute(update(T).where(T.c.id == news.id).values(purpose_key="newsletter"))
+        conn.execute(update(T).where(T.c.id == care.id).values(purpose_key="newsletter"))
+    assert _broken(fhost, tenant) == (care.seq, "changed")

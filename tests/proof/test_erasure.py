@@ -146,7 +146,7 @@ def test_erasure_leaves_no_trace_and_keeps_the_proof(host: TestHost) -> None:
     for model in (Evidence, ConsentRequest, OutboxMessage):
         assert session.scalar(select(func.count()).select_from(model).where(
             model.tenant_ref == tenant, model.client_ref == client)) == 0
-    state = session.get(ConsentStateRow, (tenant, client))
+    state = session.get(ConsentStateRow, (tenant, client, "care"))
     assert state is not None and state.state == "erased"
     assert verify_chain(session, tenant).ok
     assert verify_chain(session, neighbour).ok
