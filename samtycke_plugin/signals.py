@@ -24,10 +24,10 @@ from sqlalchemy.orm import Session
 from hookspecs.facade import hooks_of
 from hookspecs.host import OnCommit
 from hookspecs.types import ClientRef, ConsentAnswer, ConsentChange, TenantRef, UnknownPurpose
-from samtycke_plugin import db, hostdb
+from samtycke_plugin import db, hostdb, purposes
 from samtycke_plugin.common import check_ref, now_utc
 from samtycke_plugin.errors import InputError
-from samtycke_plugin.models import ConsentStateRow, Practice
+from samtycke_plugin.models import ConsentStateRow, Purpose
 from samtycke_plugin.rules import VALID_STATES, Snapshot, State, Status, status
 
 if TYPE_CHECKING:
@@ -35,29 +35,23 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: The key of every practice's first purpose.
-DEFAULT_PURPOSE = "care"
-#: The purposes a lookup accepts.
-PURPOSES = frozenset({DEFAULT_PURPOSE})
 #: Values per ``IN (…)`` list, well under every backend's bind-parameter limit.
 BIND_LIMIT = 900
 
 Change = tuple[str, str, str]  # (tenant, client, purpose)
 
 _S = cast(Table, ConsentStateRow.__table__).c
-_P = cast(Table, Practice.__table__).c
+_PU = cast(Table, Purpose.__table__).c
 _STATE = (_S.client_ref, _S.state, _S.text_major, _S.expires_at, _S.since, _S.delivery)
 
 
-def note(
-    session: Session, tenant: str, clients: Iterable[str], purpose: str = DEFAULT_PURPOSE
-) -> None:
-    """Remember that ``clients``' consent to ``purpose`` changed in the session's
-    transaction (no SQL).  Sessions not opened by :mod:`~samtycke_plugin.hostdb` (a
-    script's own) keep no notes and signal nothing."""
+def note(session: Session, tenant: str, changed: Iterable[tuple[str, str]]) -> None:
+    """Remember that the consent of each ``(client, purpose)`` of ``changed`` changed in
+    the session's transaction (no SQL).  Sessions not opened by
+    :mod:`~samtycke_plugin.hostdb` (a script's own) keep no notes and signal nothing."""
     noted: set[Change] | None = session.info.get(hostdb.CHANGED)
     if noted is not None:
-        noted.update((tenant, client, purpose) for client in clients)
+        noted.update((tenant, client, purpose) for client, purpose in changed)
 
 
 def _answer(snapshot: Snapshot | None, current_major: int | None, now: datetime
@@ -82,19 +76,22 @@ def _snapshot(row: Any) -> Snapshot | None:
 
 
 def check_purpose(purpose: object) -> str:
-    """``purpose`` if the practices have it, else :class:`UnknownPurpose`."""
-    if not isinstance(purpose, str) or purpose not in PURPOSES:
-        raise UnknownPurpose(
-            f"unknown consent purpose {purpose!r}; known: {', '.join(sorted(PURPOSES))}"
-        )
-    return purpose
+    """``purpose`` as a purpose key, else :class:`UnknownPurpose`."""
+    try:
+        return purposes.check_key(purpose)
+    except InputError:
+        raise UnknownPurpose(f"{purpose!r} is not a purpose key") from None
+
+
+def _has_purposes(session: Session, tenant: str) -> bool:
+    return session.scalar(select(_PU.key).where(_PU.tenant_ref == tenant).limit(1)) is not None
 
 
 def lookup(
     host: Host, tenant: str, clients: Sequence[str], purpose: str
 ) -> dict[ClientRef, ConsentAnswer]:
     """An answer for every client in ``clients``: one statement per :data:`BIND_LIMIT`
-    clients (the practice's current text and the clients' statuses together)."""
+    clients (the purpose's current text and the clients' statuses together)."""
     check_purpose(purpose)
     tenant = check_ref("tenant", tenant)
     if isinstance(clients, str | bytes) or not isinstance(clients, Iterable):
@@ -107,15 +104,18 @@ def lookup(
     with hostdb.session(host) as session:
         for start in range(0, len(refs), BIND_LIMIT):
             chunk = refs[start : start + BIND_LIMIT]
-            # The practice row outer-joined to the clients' rows: one row even when
-            # none of them has a status, none when the practice never activated the app.
+            # The purpose's row outer-joined to the clients' rows: one row even when
+            # none of them has a status, none when the practice has no such purpose.
             rows = session.execute(
-                select(_P.current_major, *_STATE)
-                .select_from(Practice)
-                .outerjoin(ConsentStateRow, and_(_S.tenant_ref == _P.tenant_ref,
+                select(_PU.current_major, *_STATE)
+                .select_from(Purpose)
+                .outerjoin(ConsentStateRow, and_(_S.tenant_ref == _PU.tenant_ref,
+                                                 _S.purpose_key == _PU.key,
                                                  _S.client_ref.in_(chunk)))
-                .where(_P.tenant_ref == tenant)
+                .where(_PU.tenant_ref == tenant, _PU.key == purpose)
             ).all()
+            if not rows and _has_purposes(session, tenant):
+                raise UnknownPurpose(f"the practice has no consent purpose {purpose!r}")
             major = rows[0].current_major if rows else None
             found = {row.client_ref: _snapshot(row) for row in rows if row.client_ref}
             for ref in chunk:
@@ -126,20 +126,21 @@ def lookup(
 def _changes(session: Session, host: Host, keys: Sequence[Change]) -> list[ConsentChange]:
     """The statuses after commit of every change, one statement per
     :data:`BIND_LIMIT` bound values."""
-    found: dict[tuple[str, str], tuple[Snapshot | None, int]] = {}
-    pairs = sorted({(tenant, client) for tenant, client, _purpose in keys})
-    step = BIND_LIMIT // 2
-    for start in range(0, len(pairs), step):
+    found: dict[Change, tuple[Snapshot | None, int]] = {}
+    step = BIND_LIMIT // 3
+    for start in range(0, len(keys), step):
         rows = session.execute(
-            select(_S.tenant_ref, _P.current_major, *_STATE)
-            .join(Practice, _P.tenant_ref == _S.tenant_ref)
-            .where(tuple_(_S.tenant_ref, _S.client_ref).in_(pairs[start : start + step]))
+            select(_S.tenant_ref, _S.purpose_key, _PU.current_major, *_STATE)
+            .join(Purpose, and_(_PU.tenant_ref == _S.tenant_ref, _PU.key == _S.purpose_key))
+            .where(tuple_(_S.tenant_ref, _S.client_ref, _S.purpose_key)
+                   .in_(list(keys[start : start + step])))
         )
         for row in rows:
-            found[(row.tenant_ref, row.client_ref)] = (_snapshot(row), row.current_major)
+            found[(row.tenant_ref, row.client_ref, row.purpose_key)] = (
+                _snapshot(row), row.current_major)
     out, now = [], now_utc(host)
     for tenant, client, purpose in keys:
-        snapshot, major = found.get((tenant, client), (None, None))
+        snapshot, major = found.get((tenant, client, purpose), (None, None))
         answer = _answer(snapshot, major, now)
         out.append(ConsentChange(
             tenant=TenantRef(tenant), client=ClientRef(client), purpose=purpose,
