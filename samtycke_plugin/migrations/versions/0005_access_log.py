@@ -46,28 +46,30 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         # samtycke_refuse_change() is the ledger's trigger function (revision 0001).
         op.execute(
-            f"CREATE TRIGGER {TABLE}_append_only BEFORE UPDATE OR DELETE ON {TABLE} "
-            "FOR EACH ROW EXECUTE FUNCTION samtycke_refuse_change()"
+            "CREATE TRIGGER samtycke_access_log_append_only BEFORE UPDATE OR DELETE ON "
+            "samtycke_access_log FOR EACH ROW EXECUTE FUNCTION samtycke_refuse_change()"
         )
         op.execute(
-            f"CREATE TRIGGER {TABLE}_no_truncate BEFORE TRUNCATE ON {TABLE} "
-            "FOR EACH STATEMENT EXECUTE FUNCTION samtycke_refuse_change()"
+            "CREATE TRIGGER samtycke_access_log_no_truncate BEFORE TRUNCATE ON "
+            "samtycke_access_log FOR EACH STATEMENT EXECUTE FUNCTION samtycke_refuse_change()"
         )
     else:
-        for action in ("UPDATE", "DELETE"):
-            op.execute(
-                f"CREATE TRIGGER {TABLE}_no_{action.lower()} BEFORE {action} ON {TABLE} "
-                f"BEGIN SELECT RAISE(ABORT, '{TABLE} is append-only: {action} refused'); END"
-            )
-
+        op.execute(
+            "CREATE TRIGGER samtycke_access_log_no_update BEFORE UPDATE ON samtycke_access_log "
+            "BEGIN SELECT RAISE(ABORT, 'samtycke_access_log is append-only: UPDATE refused'); END"
+        )
+        op.execute(
+            "CREATE TRIGGER samtycke_access_log_no_delete BEFORE DELETE ON samtycke_access_log "
+            "BEGIN SELECT RAISE(ABORT, 'samtycke_access_log is append-only: DELETE refused'); END"
+        )
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(f"DROP TRIGGER IF EXISTS {TABLE}_append_only ON {TABLE}")
-        op.execute(f"DROP TRIGGER IF EXISTS {TABLE}_no_truncate ON {TABLE}")
+        op.execute("DROP TRIGGER IF EXISTS samtycke_access_log_append_only ON samtycke_access_log")
+        op.execute("DROP TRIGGER IF EXISTS samtycke_access_log_no_truncate ON samtycke_access_log")
     else:
-        for action in ("update", "delete"):
-            op.execute(f"DROP TRIGGER IF EXISTS {TABLE}_no_{action}")
+        op.execute("DROP TRIGGER IF EXISTS samtycke_access_log_no_update")
+        op.execute("DROP TRIGGER IF EXISTS samtycke_access_log_no_delete")
     with op.batch_alter_table(TABLE, schema=None) as batch_op:
         batch_op.drop_index("ix_samtycke_access_log_client")
         batch_op.drop_index("ix_samtycke_access_log_practice")
