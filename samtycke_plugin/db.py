@@ -20,7 +20,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from samtycke_plugin import hostdb
+from samtycke_plugin import access_log, hostdb
 from samtycke_plugin.errors import Unavailable
 from samtycke_plugin.hostdb import unit_of_work
 from samtycke_plugin.i18n import N_
@@ -173,7 +173,7 @@ def run_in_transaction(
 ) -> T:
     """Run one app-owned unit of work, ``fn(session)``, in :meth:`Host.unit_of_work`
     (the host commits it; when ``commit`` is false, for read-only work, it is rolled
-    back instead).
+    back instead, unless it recorded an access-log row: :func:`access_log.keeps`).
 
     A transient failure (``database is locked``, serialization failure, deadlock, a
     dropped connection) rolls the unit back and runs it again from the start, at most
@@ -197,7 +197,8 @@ def run_in_transaction(
         try:
             with unit_of_work(host) as session:
                 result = fn(session)
-                if not commit or hostdb.discarded(session):
+                # A read-only unit that recorded an access-log row commits that row.
+                if hostdb.discarded(session) or not (commit or access_log.keeps(session)):
                     raise _ReadOnly(result)
                 return result
         except _ReadOnly as done:

@@ -16,6 +16,12 @@ times, channel, method and who recorded them.  The hash chain covers the evidenc
 through a salted hash, so it still verifies, and the ``erased`` event explains (to
 ``samtycke verify`` and to a reader) why the evidence is gone.
 
+The access log (``samtycke_access_log``: who viewed or exported the client's consent
+data) is kept unchanged as well: its rows name the client only by that opaque reference
+and hold no personal detail of the client (``detail`` is a code such as ``locale=sv``),
+and who looked at a record before it was erased must stay answerable.  Like the ledger,
+the table is append-only, so nothing here could change it.
+
 Erasure works whether or not the app is still active for the practice (deactivation
 keeps data, so erasure must reach it) and is idempotent: erasing again appends nothing
 new unless something new had been stored meanwhile.

@@ -380,3 +380,28 @@ class Checkpoint(Base):
 
 
 APPEND_ONLY_TABLES = ("samtycke_consent_event", "samtycke_text_version")
+
+
+class AccessLogEntry(Base):
+    """One view or export of a client's (or the whole practice's) consent data by a
+    person: who, what, which client, when and how.  Append-only: the database refuses
+    UPDATE and DELETE, and the row names the client only by the host's opaque ref."""
+
+    __tablename__ = "samtycke_access_log"
+    __table_args__ = (
+        Index("ix_samtycke_access_log_practice", "tenant_ref", "id"),
+        Index("ix_samtycke_access_log_client", "tenant_ref", "client_ref", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_ref: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(160))
+    action: Mapped[str] = mapped_column(String(32))
+    #: page (the app's practitioner pages), download (a host's export route) or cli.
+    via: Mapped[str] = mapped_column(String(16))
+    #: ``None``: the whole practice (the status list).
+    client_ref: Mapped[str | None] = mapped_column(String(64))
+    #: A short code (format, language), never free text or personal data.
+    detail: Mapped[str | None] = mapped_column(String(80))

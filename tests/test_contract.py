@@ -34,9 +34,14 @@ from hookspecs.types import (
     TenantRef,
 )
 from samtycke_plugin import consent, panels, practices
+from samtycke_plugin.access_log import Viewer
 from samtycke_plugin.export import client_history
 from samtycke_plugin.models import Practice
 from samtycke_plugin.rules import Status
+
+#: Who reads in these tests (each export records an access-log row).
+READER = Viewer(actor="cli:tests", via="cli")
+
 
 HOOKSPECS = Path(hookspecs.__file__).resolve().parent
 
@@ -357,7 +362,8 @@ def test_dates_survive_a_connection_with_detect_types(
     assert isinstance(occurred, datetime)
     status = consent.client_status(host, tenant, client)
     assert status.status is Status.VALID
-    history = client_history(host, tenant, client)
+    raw.commit()  # an export is the app's own unit of work (it records an access-log row)
+    history = client_history(host, tenant, client, by=READER)
     [event] = history["events"]
     assert event["state"] == "given"
     assert str(event["given_at"]).startswith(given.astimezone(UTC).strftime("%Y-%m-%dT%H:%M"))

@@ -66,7 +66,7 @@ def test_upgrade_downgrade_upgrade_leaves_host_tables_untouched(empty_engine: En
     upgrade(empty_engine)  # idempotent
     assert _host_state(empty_engine) == before
     with empty_engine.connect() as conn:
-        assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == "0004"
+        assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == "0005"
 
 
 def test_models_match_the_migrations(empty_engine: Engine) -> None:
@@ -161,3 +161,28 @@ def test_the_batch_job_table_allows_one_unfinished_job_per_practice(empty_engine
     downgrade(empty_engine, "0002")
     assert "samtycke_batch_job" not in inspect(empty_engine).get_table_names()
     upgrade(empty_engine)
+
+
+def test_the_access_log_is_append_only_and_goes_down_to_0003(empty_engine: Engine) -> None:
+    """Revision 0005 adds the access log with the ledger's append-only triggers;
+    downgrading to 0003 drops it (and its triggers), upgrading brings it back empty."""
+    upgrade(empty_engine)
+    insert = text(
+        "INSERT INTO samtycke_access_log (tenant_ref, at, actor, action, via, client_ref) "
+        "VALUES ('p1', '2026-12-08 10:00:00', 'staff:s1', 'view_history', 'page', 'c1')"
+    )
+    with empty_engine.begin() as conn:
+        conn.execute(insert)
+    for statement in ("UPDATE samtycke_access_log SET actor = 'x'",
+                      "DELETE FROM samtycke_access_log"):
+        with pytest.raises(DBAPIError, match="append-only"), empty_engine.begin() as conn:
+            conn.execute(text(statement))
+    downgrade(empty_engine, "0003")
+    assert "samtycke_access_log" not in inspect(empty_engine).get_table_names()
+    assert "samtycke_batch_job" in inspect(empty_engine).get_table_names()
+    upgrade(empty_engine)
+    with empty_engine.begin() as conn:
+        assert conn.execute(text("SELECT count(*) FROM samtycke_access_log")).scalar_one() == 0
+        conn.execute(insert)
+    with pytest.raises(DBAPIError, match="append-only"), empty_engine.begin() as conn:
+        conn.execute(text("DELETE FROM samtycke_access_log"))

@@ -5,7 +5,7 @@ Commands that only need the database take ``--database-url`` (or
 e-mail addresses) also take ``--host module:factory`` (or ``SAMTYCKE_HOST``): a
 callable in the host platform that returns a :class:`hookspecs.host.Host`.
 
-Each area keeps its commands in its own module (``db``, ``proof``, ``mail``) and is
+Each area keeps its commands in its own module (``db``, ``proof``, ``mail``, ``access``) and is
 registered on ``main`` below, one line each.
 """
 
@@ -15,7 +15,7 @@ import secrets
 
 import click
 
-from samtycke_plugin.cli import db, mail, proof
+from samtycke_plugin.cli import access, db, mail, proof
 from samtycke_plugin.cli.context import Context
 
 
@@ -54,3 +54,4 @@ main.add_command(proof.export_group)
 main.add_command(proof.checkpoint_group)
 main.add_command(mail.outbox_group)
 main.add_command(mail.request_group)
+main.add_command(access.access_log_command)

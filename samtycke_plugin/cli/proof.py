@@ -129,15 +129,21 @@ def export_group() -> None:
 def export_client(
     ctx: Context, tenant: str, client: str, fmt: str, locale: str | None, out: str | None
 ) -> None:
-    """One client's consent history (JSON, CSV, printable HTML) or the proof bundle (ZIP)."""
+    """One client's consent history (JSON, CSV, printable HTML) or the proof bundle (ZIP).
+
+    Recorded in the practice's access log as run by the operating-system user.
+    """
     from samtycke_plugin import errors, export
+    from samtycke_plugin.access_log import Viewer
 
     if fmt == "bundle" and out is None:
         _fail("A proof bundle is a ZIP file: give --out FILE.zip")
     host = _proof_host(ctx)
+    by = Viewer.command_line()
     try:
         with hostdb.unit_of_work(host):
-            download = export.client_download(host, tenant, client, _KINDS[fmt], locale=locale)
+            download = export.client_download(
+                host, tenant, client, _KINDS[fmt], by=by, locale=locale)
     except (errors.NotFound, errors.InputError) as exc:
         _fail(str(exc))
     if isinstance(download.body, bytes):
@@ -158,11 +164,14 @@ def export_practice(ctx: Context, tenant: str, locale: str | None, out: str | No
     """Status list of every client of a practice (CSV, streamed in bounded memory).
 
     With --host, every client the host lists (with name and e-mail); without, every
-    client the app holds a status for.
+    client the app holds a status for.  Recorded in the practice's access log as run
+    by the operating-system user.
     """
     from samtycke_plugin import errors, export
+    from samtycke_plugin.access_log import Viewer
 
     host = _proof_host(ctx)
+    by = Viewer.command_line()
     from_host = ctx.host_spec is not None
     try:
         with hostdb.unit_of_work(host):
@@ -187,7 +196,7 @@ def export_practice(ctx: Context, tenant: str, locale: str | None, out: str | No
                     bar.update(n)
 
                 for chunk in export.practice_status_csv(
-                    host, tenant, locale=locale, from_host=from_host, progress=step
+                    host, tenant, by=by, locale=locale, from_host=from_host, progress=step
                 ):
                     fp.write(chunk)
     except (errors.NotFound, errors.InputError) as exc:

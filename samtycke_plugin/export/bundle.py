@@ -10,12 +10,16 @@ import zipfile
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from samtycke_plugin import hostdb
+from sqlalchemy.orm import Session
+
+from samtycke_plugin import access_log
+from samtycke_plugin.access_log import Viewer
 from samtycke_plugin.common import check_ref, now_utc
-from samtycke_plugin.export.common import csv_text, get_practice
+from samtycke_plugin.db import run_in_transaction
+from samtycke_plugin.export.common import csv_safe, csv_text, get_practice
 from samtycke_plugin.export.history import (
     client_events,
-    client_history,
+    history_data,
     history_html,
     history_rows,
 )
@@ -83,67 +87,85 @@ def _bundle_readme(language: str, history: dict[str, Any]) -> str:
         t(language, "receipts/: a standard receipt (Kantara, ISO/IEC TS 27560, DPV) per consent"),
         t(language, "texts/: the exact texts the client was shown"),
         t(language, "verification.json: the ledger check and the latest checkpoint"),
+        t(language, "access-log.csv: who has viewed or exported this client's consent data, "
+                    "this download included"),
         t(language, "MANIFEST.sha256: the SHA-256 of every file in this bundle"),
         "",
     ]
     return "\n".join(lines)
 
 
-def proof_bundle(host: Host, tenant: str, client: str, *, locale: str | None = None) -> bytes:
+def proof_bundle(
+    host: Host, tenant: str, client: str, *, by: Viewer, locale: str | None = None
+) -> bytes:
     """Everything needed to prove one client's consent, in one ZIP file.
 
     Contents: ``README.txt``, ``history.html``, ``history.json``, ``history.csv``,
     ``receipts/receipt-<seq>.json`` (one per consent given, given again, withdrawn or
     revoked), ``texts/text-<version>-<language>.md`` (the exact texts shown),
-    ``verification.json`` (the chain verified now and the latest checkpoint) and
-    ``MANIFEST.sha256``.  The practice's chain is verified once for all of them.
+    ``verification.json`` (the chain verified now and the latest checkpoint),
+    ``access-log.csv`` (who has viewed or exported the client's data, ``by``'s
+    download, recorded in the same transaction, included) and ``MANIFEST.sha256``.
+    The practice's chain is verified once for all of them.
     """
-    with hostdb.session(host) as session:
-        practice = get_practice(session, tenant)
-        history = client_history(host, practice.tenant_ref, client, locale=locale)
-        language = history["language"]
-        files: dict[str, bytes] = {}
-        files["history.json"] = (json.dumps(history, ensure_ascii=False, indent=2) + "\n").encode()
-        files["history.csv"] = csv_text(history_rows(history)).encode()
-        files["history.html"] = history_html(session, history).encode()
-        event_ids = [
-            ev.id for ev, _ in client_events(session, practice.tenant_ref, history["client"]["ref"])
-            if State(ev.state) in RECEIPT_STATES and ev.text_version_id
-        ]
-        for event_id in event_ids:
-            event = session.get(ConsentEvent, event_id)
-            assert event is not None
-            receipt = receipt_for(host, event)
-            files[f"receipts/receipt-{event.seq:06d}.json"] = (
-                json.dumps(receipt, ensure_ascii=False, indent=2) + "\n"
-            ).encode()
-        for text in history["texts"]:
-            name = f"texts/text-{text['version']}-{text['language']}.md"
-            files[name] = text["body"].encode()
-        files["verification.json"] = (
-            json.dumps(
-                {"format": BUNDLE_FORMAT, "chain": history["chain"],
-                 "status": {"ok": history["status"]["stored_differs"] is None,
-                            "detail": history["status"]["stored_differs"]},
-                 "checkpoint": history["checkpoint"]},
-                ensure_ascii=False, indent=2,
-            )
-            + "\n"
+    return run_in_transaction(host, lambda s: _bundle(s, host, tenant, client, by, locale))
+
+
+def _bundle(
+    session: Session, host: Host, tenant: str, client: str, by: Viewer, locale: str | None
+) -> bytes:
+    practice = get_practice(session, tenant)
+    history = history_data(host, practice.tenant_ref, client, locale=locale)
+    language = history["language"]
+    access_log.record(session, host, practice.tenant_ref, by, "download_bundle",
+                      client=history["client"]["ref"], detail=f"locale={language}")
+    files: dict[str, bytes] = {}
+    files["access-log.csv"] = csv_text(
+        [csv_safe(cell) for cell in row]
+        for row in access_log.csv_rows(access_log.all_entries(
+            host, practice.tenant_ref, client=history["client"]["ref"]))
+    ).encode()
+    files["history.json"] = (json.dumps(history, ensure_ascii=False, indent=2) + "\n").encode()
+    files["history.csv"] = csv_text(history_rows(history)).encode()
+    files["history.html"] = history_html(session, history).encode()
+    event_ids = [
+        ev.id for ev, _ in client_events(session, practice.tenant_ref, history["client"]["ref"])
+        if State(ev.state) in RECEIPT_STATES and ev.text_version_id
+    ]
+    for event_id in event_ids:
+        event = session.get(ConsentEvent, event_id)
+        assert event is not None
+        receipt = receipt_for(host, event)
+        files[f"receipts/receipt-{event.seq:06d}.json"] = (
+            json.dumps(receipt, ensure_ascii=False, indent=2) + "\n"
         ).encode()
-        files["README.txt"] = _bundle_readme(language, history).encode()
-        manifest = "".join(
-            f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(files.items())
+    for text in history["texts"]:
+        name = f"texts/text-{text['version']}-{text['language']}.md"
+        files[name] = text["body"].encode()
+    files["verification.json"] = (
+        json.dumps(
+            {"format": BUNDLE_FORMAT, "chain": history["chain"],
+             "status": {"ok": history["status"]["stored_differs"] is None,
+                        "detail": history["status"]["stored_differs"]},
+             "checkpoint": history["checkpoint"]},
+            ensure_ascii=False, indent=2,
         )
-        files["MANIFEST.sha256"] = manifest.encode()
-        stamp = now_utc(host).timetuple()[:6]
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for name in ("README.txt", *sorted(n for n in files if n != "README.txt")):
-                info = zipfile.ZipInfo(name, date_time=stamp)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                info.external_attr = 0o644 << 16
-                zf.writestr(info, files[name])
-        return buf.getvalue()
+        + "\n"
+    ).encode()
+    files["README.txt"] = _bundle_readme(language, history).encode()
+    manifest = "".join(
+        f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(files.items())
+    )
+    files["MANIFEST.sha256"] = manifest.encode()
+    stamp = now_utc(host).timetuple()[:6]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in ("README.txt", *sorted(n for n in files if n != "README.txt")):
+            info = zipfile.ZipInfo(name, date_time=stamp)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, files[name])
+    return buf.getvalue()
 
 
 def bundle_filename(tenant: str, client: str, at: datetime) -> str:

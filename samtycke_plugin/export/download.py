@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 from attrs import frozen
 
+from samtycke_plugin.access_log import Viewer
 from samtycke_plugin.export.bundle import bundle_filename, proof_bundle
 from samtycke_plugin.export.history import (
     client_history_csv,
@@ -38,19 +39,20 @@ class Download:
 
 
 def client_download(
-    host: Host, tenant: str, client: str, kind: Kind, *, locale: str | None = None
+    host: Host, tenant: str, client: str, kind: Kind, *, by: Viewer, locale: str | None = None
 ) -> Download:
     """``client``'s history as a printable page (``html``), ``json``, ``csv``, or the
-    proof bundle (``zip``), in the caller's unit of work."""
+    proof bundle (``zip``), in the caller's unit of work; one access-log row naming
+    ``by``."""
     name = f"samtycke-{tenant}-{client}.{kind}"
     body: str | bytes
     if kind == "zip":
-        body = proof_bundle(host, tenant, client, locale=locale)
+        body = proof_bundle(host, tenant, client, by=by, locale=locale)
         name = bundle_filename(tenant, client, host.now())
     elif kind == "json":
-        body = client_history_json(host, tenant, client, locale=locale)
+        body = client_history_json(host, tenant, client, by=by, locale=locale)
     elif kind == "csv":
-        body = client_history_csv(host, tenant, client)
+        body = client_history_csv(host, tenant, client, by=by)
     else:
-        body = client_history_html(host, tenant, client, locale=locale)
+        body = client_history_html(host, tenant, client, by=by, locale=locale)
     return Download(body=body, media_type=MEDIA_TYPES[kind], filename=name)

@@ -12,9 +12,11 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from hookspecs.types import ClientRef, TenantRef
-from samtycke_plugin import checkpoint, hostdb, status_text
+from samtycke_plugin import access_log, checkpoint, hostdb, status_text
+from samtycke_plugin.access_log import Viewer
 from samtycke_plugin.chain import VerifyResult, verify_chain
 from samtycke_plugin.common import check_ref, now_utc, version_label
+from samtycke_plugin.db import run_in_transaction
 from samtycke_plugin.export.common import csv_safe, csv_text, get_practice, human_time, iso
 from samtycke_plugin.i18n import N_, lang, t
 from samtycke_plugin.integrity import ReplayedState, describe_status, replay_step
@@ -109,7 +111,13 @@ def _evidence_state(event: ConsentEvent, evidence: Evidence | None) -> str:
 
 
 def client_history(
-    host: Host, tenant: str, client: str, *, verify: bool = True, locale: str | None = None
+    host: Host,
+    tenant: str,
+    client: str,
+    *,
+    by: Viewer,
+    verify: bool = True,
+    locale: str | None = None,
 ) -> dict[str, Any]:
     """Everything the app can show about one client's consent, as plain JSON data.
 
@@ -117,7 +125,38 @@ def client_history(
     and who recorded it; the full text of every version shown; the current status; and
     (with ``verify``) the result of verifying the practice's whole chain now, plus the
     latest stored checkpoint.  A client with no events gives an empty event list.
+
+    It is the content of the JSON download: ``by`` is recorded in the access log as
+    ``download_json``, in the transaction of the read.
     """
+    return run_in_transaction(
+        host, lambda s: _logged(s, host, tenant, client, by, "download_json", verify, locale)
+    )
+
+
+def _logged(
+    session: Session,
+    host: Host,
+    tenant: str,
+    client: str,
+    by: Viewer,
+    action: str,
+    verify: bool,
+    locale: str | None,
+) -> dict[str, Any]:
+    history = history_data(host, tenant, client, verify=verify, locale=locale)
+    access_log.record(
+        session, host, history["practice"]["ref"], by, action,
+        client=history["client"]["ref"], detail=f"locale={history['language']}",
+    )
+    return history
+
+
+def history_data(
+    host: Host, tenant: str, client: str, *, verify: bool = True, locale: str | None = None
+) -> dict[str, Any]:
+    """:func:`client_history` without an access-log row: the building block of the
+    exports, each of which records its own row."""
     with hostdb.session(host) as session:
         practice = get_practice(session, tenant)
         tenant = practice.tenant_ref
@@ -231,10 +270,16 @@ def client_history(
 
 
 def client_history_json(
-    host: Host, tenant: str, client: str, *, verify: bool = True, locale: str | None = None
+    host: Host,
+    tenant: str,
+    client: str,
+    *,
+    by: Viewer,
+    verify: bool = True,
+    locale: str | None = None,
 ) -> str:
-    """:func:`client_history` as pretty-printed UTF-8 JSON text."""
-    data = client_history(host, tenant, client, verify=verify, locale=locale)
+    """:func:`client_history` as pretty-printed UTF-8 JSON text (one access-log row)."""
+    data = client_history(host, tenant, client, by=by, verify=verify, locale=locale)
     return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
 
 def history_rows(history: dict[str, Any]) -> Iterator[list[str]]:
@@ -256,19 +301,33 @@ def history_rows(history: dict[str, Any]) -> Iterator[list[str]]:
 
 
 
-def client_history_csv(host: Host, tenant: str, client: str) -> str:
-    """One row per ledger event of the client (columns: :data:`HISTORY_COLUMNS`)."""
-    return csv_text(history_rows(client_history(host, tenant, client, verify=False)))
+def client_history_csv(host: Host, tenant: str, client: str, *, by: Viewer) -> str:
+    """One row per ledger event of the client (columns: :data:`HISTORY_COLUMNS`); one
+    access-log row."""
+    history = run_in_transaction(
+        host, lambda s: _logged(s, host, tenant, client, by, "download_csv", False, None)
+    )
+    return csv_text(history_rows(history))
 
 
 def client_history_html(
-    host: Host, tenant: str, client: str, *, locale: str | None = None, verify: bool = True
+    host: Host,
+    tenant: str,
+    client: str,
+    *,
+    by: Viewer,
+    locale: str | None = None,
+    verify: bool = True,
 ) -> str:
     """A printable, self-contained HTML page of the client's history (save as PDF from
-    the browser), in the practice's language unless ``locale`` is given."""
-    history = client_history(host, tenant, client, verify=verify, locale=locale)
-    with hostdb.session(host) as session:
+    the browser), in the practice's language unless ``locale`` is given; one
+    access-log row."""
+
+    def page(session: Session) -> str:
+        history = _logged(session, host, tenant, client, by, "view_proof_page", verify, locale)
         return history_html(session, history)
+
+    return run_in_transaction(host, page)
 
 
 def history_html(session: Session, history: dict[str, Any]) -> str:

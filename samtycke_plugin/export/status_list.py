@@ -7,10 +7,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from hookspecs.types import ClientInfo, TenantRef
-from samtycke_plugin import hostdb, status_text
+from samtycke_plugin import access_log, hostdb, status_text
+from samtycke_plugin.access_log import Viewer
 from samtycke_plugin.common import now_utc
+from samtycke_plugin.db import run_in_transaction
 from samtycke_plugin.export.common import csv_safe, csv_text, get_practice
 from samtycke_plugin.i18n import lang
 from samtycke_plugin.ledger import snapshot_of
@@ -101,6 +104,7 @@ def practice_status_csv(
     host: Host,
     tenant: str,
     *,
+    by: Viewer,
     locale: str | None = None,
     from_host: bool = True,
     progress: Callable[[int], None] | None = None,
@@ -114,14 +118,22 @@ def practice_status_csv(
 
     Streamed: memory stays bounded by :data:`STATUS_CHUNK` rows whatever the size of
     the practice.  ``progress`` is called with the number of rows after each chunk.
+    The first step records ``by`` in the access log (client: the whole practice), so
+    a stream nobody starts to read discloses nothing and logs nothing.
     """
+
+    def start(session: Session) -> tuple[str, str, int]:
+        practice = get_practice(session, tenant)
+        access_log.record(
+            session, host, practice.tenant_ref, by, "export_status_list",
+            detail="with_names" if from_host else "refs_only",
+        )
+        return (practice.tenant_ref, lang(locale or practice.default_language),
+                practice.current_major)
+
     # A session per step, never held across a ``yield``: the consumer may pause the
     # stream (a streamed HTTP response) and do other work in between.
-    with hostdb.session(host) as session:
-        practice = get_practice(session, tenant)
-        tenant = practice.tenant_ref
-        language = lang(locale or practice.default_language)
-        major = practice.current_major
+    tenant, language, major = run_in_transaction(host, start)
     labels = {s: csv_safe(status_text.label(s, language)) for s in Status}
     now = now_utc(host)
     yield csv_text([STATUS_COLUMNS])

@@ -11,6 +11,10 @@ routes, and ``booking_apps.export_links(...)`` in a template the links to them.
 
 Both are for the signed-in practitioner's own practice only, and only where Samtycke
 was ever activated (its proof stays after deactivation); anything else is "not found".
+Each download records one row in Samtycke's access log (:mod:`samtycke_plugin.access_log`)
+naming the practitioner; a request another site makes the browser send without the
+practitioner opening it (an image, a script, a fetch) is refused before anything is
+read or logged.
 """
 
 from __future__ import annotations
@@ -18,15 +22,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from flask import Flask, abort, stream_with_context, url_for
+from flask import Flask, abort, request, stream_with_context, url_for
 from markupsafe import Markup
 from werkzeug.wrappers import Response
 
 from hookspecs.types import ClientRef, TenantRef
 from samtycke_plugin import export as samtycke_export
 from samtycke_plugin import hostdb, practices
+from samtycke_plugin.access_log import Viewer
 from samtycke_plugin.export.download import KINDS, Kind
 from samtycke_plugin.i18n import t
+from samtycke_plugin.web.base import cross_site_fetch
 
 if TYPE_CHECKING:
     from hookspecs.host import Host
@@ -42,9 +48,12 @@ def has_exports(host: Host, tenant: str) -> bool:
         return practices.get_practice(session, tenant) is not None
 
 
-def client_export(host: Host, tenant: TenantRef, client: str, kind: Kind, locale: str) -> Response:
-    """A client's consent history as ``kind``: ``html``, ``json``, ``csv`` or ``zip``."""
-    download = samtycke_export.client_download(host, tenant, client, kind, locale=locale)
+def client_export(
+    host: Host, tenant: TenantRef, client: str, kind: Kind, locale: str, *, by: Viewer
+) -> Response:
+    """A client's consent history as ``kind``: ``html``, ``json``, ``csv`` or ``zip``
+    (one access-log row naming ``by``)."""
+    download = samtycke_export.client_download(host, tenant, client, kind, by=by, locale=locale)
     response = Response(download.body, mimetype=download.media_type)
     if kind != "html":
         response.headers["Content-Disposition"] = f'attachment; filename="{download.filename}"'
@@ -54,9 +63,11 @@ def client_export(host: Host, tenant: TenantRef, client: str, kind: Kind, locale
     return response
 
 
-def status_export(host: Host, tenant: TenantRef, locale: str) -> Response:
-    """The practice's status list as CSV, streamed (the request stays open meanwhile)."""
-    chunks: Iterator[str] = samtycke_export.practice_status_csv(host, tenant, locale=locale)
+def status_export(host: Host, tenant: TenantRef, locale: str, *, by: Viewer) -> Response:
+    """The practice's status list as CSV, streamed (the request stays open meanwhile;
+    the access-log row is written when the stream starts)."""
+    chunks: Iterator[str] = samtycke_export.practice_status_csv(
+        host, tenant, by=by, locale=locale)
     response = Response(stream_with_context(chunks), mimetype="text/csv")
     response.headers["Content-Disposition"] = 'attachment; filename="samtycke-status.csv"'
     return response
@@ -65,20 +76,23 @@ def status_export(host: Host, tenant: TenantRef, locale: str) -> Response:
 def mount_exports(app: Flask, apps: FlaskApps, prefix: str, locale: Callable[[], str]) -> None:
     """The two download routes under ``prefix`` (e.g. ``/clients``)."""
 
-    def tenant() -> TenantRef:
+    def reader() -> tuple[TenantRef, Viewer]:
         who = apps.signed_in()
         if who is None or not has_exports(apps.host, str(who.tenant)):
             abort(404)
-        return TenantRef(str(who.tenant))
+        if cross_site_fetch(request):
+            abort(403)
+        return TenantRef(str(who.tenant)), Viewer.staff(who.staff, via="download")
 
     def client_view(client: str, kind: Kind) -> Response:
-        practice = tenant()
+        practice, by = reader()
         if apps.host.lookup_client(practice, ClientRef(client)) is None:
             abort(404)  # another practice's client, or none: as if it did not exist
-        return client_export(apps.host, practice, client, kind, locale())
+        return client_export(apps.host, practice, client, kind, locale(), by=by)
 
     def status_view() -> Response:
-        return status_export(apps.host, tenant(), locale())
+        practice, by = reader()
+        return status_export(apps.host, practice, locale(), by=by)
 
     kinds = f"<any({', '.join(KINDS)}):kind>"
     app.add_url_rule(f"{prefix}/<client>/consent.{kinds}", CLIENT_ENDPOINT, client_view)

@@ -1,6 +1,6 @@
 """The app's web pages as one WSGI application: public link pages (consent,
 withdrawal) and practitioner pages (setup wizard, obtain consent, text editing,
-history, batch requests, exports).  See :mod:`samtycke_plugin.web.base` for what
+history, batch requests, exports, the access log).  See :mod:`samtycke_plugin.web.base` for what
 the host must put in the WSGI environ."""
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ def make_wsgi_app() -> WebApp:
     state.  Building it compiles Werkzeug's URL rules with :mod:`ast`, which CPython
     3.11 does not make safe to run in two threads at once.
     """
-    from samtycke_plugin.web import clients, public, setup, texts
+    from samtycke_plugin.web import access_page, clients, public, setup, texts
 
-    return WebApp([*public.ROUTES, *setup.ROUTES, *texts.ROUTES, *clients.ROUTES])
+    return WebApp([
+        *public.ROUTES, *setup.ROUTES, *texts.ROUTES, *clients.ROUTES, *access_page.ROUTES,
+    ])

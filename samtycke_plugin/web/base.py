@@ -172,6 +172,17 @@ def cross_site(request: Request, site_url: str) -> bool:
     return False
 
 
+def cross_site_fetch(request: Request) -> bool:
+    """Whether another site made the browser send this request without the person
+    opening the page (an image, a script, a fetch: ``Sec-Fetch-Site: cross-site`` and
+    not a navigation).  A GET that writes an access-log row refuses it, so no other
+    site can fill the log in a practitioner's name."""
+    headers = request.headers
+    return headers.get("Sec-Fetch-Site", "").lower() == "cross-site" and (
+        headers.get("Sec-Fetch-Mode", "").lower() != "navigate"
+    )
+
+
 def page(
     template: str,
     locale: str,

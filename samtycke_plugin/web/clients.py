@@ -20,6 +20,7 @@ from samtycke_plugin.i18n import N_, t
 from samtycke_plugin.inputs import whole_number
 from samtycke_plugin.render import trusted_html
 from samtycke_plugin.status_text import CHANNEL_LABELS, METHOD_LABELS, STATE_LABELS, code_label
+from samtycke_plugin.web.access_page import log_view_of_history
 from samtycke_plugin.web.base import Handler
 from samtycke_plugin.web.batch_page import batch
 from samtycke_plugin.web.staff import (
@@ -245,6 +246,8 @@ def client_history(request: Request, client: str) -> Response:
     entries = consent.history(ctx.host, ctx.tenant, ref)
     if info is None and not entries:
         raise NotFound()
+    # The one write of this GET: its access-log row (see samtycke_plugin.access_log).
+    access = log_view_of_history(ctx, ref)
     current = consent.client_status(ctx.host, ctx.tenant, ref)
     rows = []
     for entry in reversed(entries):
@@ -270,6 +273,7 @@ def client_history(request: Request, client: str) -> Response:
         rows=rows,
         badge=_badge(ctx, current.status),
         withdrawable=current.withdrawable,
+        access=access,
     )
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, MetaData, func, select
 
 from hookspecs.types import BookingRef, ClientRef, TenantRef
 from samtycke_plugin import consent, erasure, export, practices
+from samtycke_plugin.access_log import Viewer
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.email import requests as mail_requests
 from samtycke_plugin.models import (
@@ -23,6 +24,9 @@ from samtycke_plugin.models import (
     Evidence,
     OutboxMessage,
 )
+
+#: Who reads in these tests (each export records an access-log row).
+READER = Viewer(actor="cli:tests", via="cli")
 
 
 def _person() -> tuple[str, str, str]:
@@ -154,7 +158,7 @@ def test_erasure_leaves_no_trace_and_keeps_the_proof(host: TestHost) -> None:
     assert {c: _snapshot(host, t, c) for t, c in ((tenant, other), (neighbour, far))} == (
         untouched)
     # What a practitioner can still show: the history without name or evidence.
-    history = export.client_history(host, tenant, client)
+    history = export.client_history(host, tenant, client, by=READER)
     assert history["client"]["name"] is None and history["status"]["code"] == "erased"
     assert [e["evidence_status"] for e in history["events"]].count("erased") >= 3
     assert history["chain"]["ok"]

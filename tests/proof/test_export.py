@@ -24,9 +24,14 @@ from sqlalchemy import insert, select
 
 from hookspecs.types import BookingRef, ClientInfo, ClientRef, TenantRef
 from samtycke_plugin import checkpoint, checkpoint_keys, consent, export, practices, receipts
+from samtycke_plugin.access_log import Viewer
 from samtycke_plugin.cli import main
 from samtycke_plugin.errors import NotFound
 from samtycke_plugin.models import ConsentEvent, ConsentStateRow, TextVersion
+
+#: Who reads in these tests (each export records an access-log row).
+READER = Viewer(actor="cli:tests", via="cli")
+
 
 VALIDATOR = Draft202012Validator(receipts.receipt_schema(), format_checker=FormatChecker())
 NASTY_NOTE = '=HYPERLINK("http://evil.example") <script>alert(1)</script> Zlatan signed'
@@ -75,7 +80,7 @@ def _practice_with_history(host: TestHost, *, client_ref: str | None = None,
 
 def test_client_history_json_has_every_event_text_and_evidence(host: TestHost) -> None:
     tenant, client = _practice_with_history(host)
-    data = json.loads(export.client_history_json(host, tenant, client))
+    data = json.loads(export.client_history_json(host, tenant, client, by=READER))
     host.session().rollback()
     assert data["format"] == "samtycke-client-history/1"
     assert data["client"] == {"ref": client, "known_to_host": True, "name": "Zlatan Unikson",
@@ -112,7 +117,7 @@ def test_client_history_json_has_every_event_text_and_evidence(host: TestHost) -
 
 def test_client_history_csv_is_parseable_and_formula_safe(host: TestHost) -> None:
     tenant, client = _practice_with_history(host)
-    text = export.client_history_csv(host, tenant, client)
+    text = export.client_history_csv(host, tenant, client, by=READER)
     host.session().rollback()
     assert text.endswith("\r\n")
     rows = list(csv.DictReader(io.StringIO(text)))
@@ -126,8 +131,8 @@ def test_client_history_csv_is_parseable_and_formula_safe(host: TestHost) -> Non
 
 def test_client_history_html_is_printable_escaped_and_localized(host: TestHost) -> None:
     tenant, client = _practice_with_history(host)
-    sv = export.client_history_html(host, tenant, client)
-    en = export.client_history_html(host, tenant, client, locale="en")
+    sv = export.client_history_html(host, tenant, client, by=READER)
+    en = export.client_history_html(host, tenant, client, by=READER, locale="en")
     host.session().rollback()
     assert "<script>alert(1)</script>" not in sv
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in sv
@@ -150,13 +155,13 @@ def test_export_of_one_practice_never_contains_another(host: TestHost) -> None:
     b_texts = set(session.scalars(select(TextVersion.id).where(TextVersion.tenant_ref == b)))
     session.rollback()
     produced = [
-        export.client_history_json(host, a, client),
-        export.client_history_csv(host, a, client),
-        export.client_history_html(host, a, client),
-        "".join(export.practice_status_csv(host, a)),
-        "".join(export.practice_status_csv(host, a, from_host=False)),
+        export.client_history_json(host, a, client, by=READER),
+        export.client_history_csv(host, a, client, by=READER),
+        export.client_history_html(host, a, client, by=READER),
+        "".join(export.practice_status_csv(host, a, by=READER)),
+        "".join(export.practice_status_csv(host, a, by=READER, from_host=False)),
     ]
-    bundle = zipfile.ZipFile(io.BytesIO(export.proof_bundle(host, a, client)))
+    bundle = zipfile.ZipFile(io.BytesIO(export.proof_bundle(host, a, client, by=READER)))
     produced += [bundle.read(n).decode() for n in bundle.namelist()]
     host.session().rollback()
     for text in produced:
@@ -168,9 +173,9 @@ def test_export_of_one_practice_never_contains_another(host: TestHost) -> None:
     data = json.loads(produced[0])
     assert len(data["texts"]) == 2 and not {t["id"] for t in data["texts"]} & b_texts
     # Another practice's client through the wrong practice: nothing of theirs.
-    assert json.loads(export.client_history_json(host, a, b_only))["events"] == []
+    assert json.loads(export.client_history_json(host, a, b_only, by=READER))["events"] == []
     with pytest.raises(NotFound):
-        export.client_history_json(host, "t-never-activated", client)
+        export.client_history_json(host, "t-never-activated", client, by=READER)
     host.session().rollback()
 
 
@@ -181,7 +186,7 @@ def test_practice_status_csv_from_host_and_from_database(host: TestHost) -> None
     _book(host, tenant, valid)
     seen: list[int] = []
     rows = list(csv.DictReader(io.StringIO(
-        "".join(export.practice_status_csv(host, tenant, locale="en", progress=seen.append)))))
+        "".join(export.practice_status_csv(host, tenant, by=READER, locale="en", progress=seen.append)))))
     by_ref = {r["client_ref"]: r for r in rows}
     assert set(by_ref) == {client, fresh, valid} and sum(seen) == 3
     assert by_ref[fresh]["status"] == "unknown" and by_ref[fresh]["name"] == "Never Asked"
@@ -190,7 +195,7 @@ def test_practice_status_csv_from_host_and_from_database(host: TestHost) -> None
     assert by_ref[client]["status"] == "withdrawn"
     assert by_ref[client]["dpv_status"] == "dpv:ConsentWithdrawn"
     db_rows = list(csv.DictReader(io.StringIO(
-        "".join(export.practice_status_csv(host, tenant, from_host=False)))))
+        "".join(export.practice_status_csv(host, tenant, by=READER, from_host=False)))))
     assert [r["client_ref"] for r in db_rows] == sorted([client, valid])
     assert all(r["name"] == "" and r["email"] == "" for r in db_rows)
     assert db_rows[0]["status_label"] in ("Giltigt samtycke", "Samtycke återkallat")
@@ -203,7 +208,7 @@ def test_proof_bundle_in_one_step(host: TestHost) -> None:
     key = checkpoint_keys.generate_key()
     checkpoint.create(host.session(), tenant, key, host.now())
     host.session().commit()
-    data = export.proof_bundle(host, tenant, client, locale="sv")
+    data = export.proof_bundle(host, tenant, client, by=READER, locale="sv")
     host.session().rollback()
     zf = zipfile.ZipFile(io.BytesIO(data))
     names = zf.namelist()
@@ -238,9 +243,9 @@ def test_exports_after_deactivation(host: TestHost) -> None:
     tenant, client = _practice_with_history(host)
     host.hooks().deactivate(TenantRef(tenant), "samtycke")
     host.session().commit()
-    data = json.loads(export.client_history_json(host, tenant, client))
+    data = json.loads(export.client_history_json(host, tenant, client, by=READER))
     assert len(data["events"]) == 3 and data["practice"]["active"] is False
-    assert zipfile.ZipFile(io.BytesIO(export.proof_bundle(host, tenant, client))).testzip() is None
+    assert zipfile.ZipFile(io.BytesIO(export.proof_bundle(host, tenant, client, by=READER))).testzip() is None
     host.session().rollback()
 
 
@@ -322,13 +327,13 @@ def test_practice_export_of_100k_clients_in_bounded_memory(
             streaming.session().rollback()
             started = time.perf_counter()
             rows = size = 0
-            for chunk in export.practice_status_csv(streaming, tenant, from_host=from_host):
+            for chunk in export.practice_status_csv(streaming, tenant, by=READER, from_host=from_host):
                 rows += chunk.count("\r\n")
                 size += len(chunk)
             elapsed = time.perf_counter() - started
             streaming.session().rollback()
             tracemalloc.start()
-            for chunk in export.practice_status_csv(streaming, tenant, from_host=from_host):
+            for chunk in export.practice_status_csv(streaming, tenant, by=READER, from_host=from_host):
                 del chunk
             _current, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()

@@ -37,6 +37,7 @@ from samtycke_plugin import (
     ledger,
     practices,
 )
+from samtycke_plugin.access_log import Viewer
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.cli import main
 from samtycke_plugin.integrity import CLOCK_TOLERANCE, check_projection
@@ -44,6 +45,10 @@ from samtycke_plugin.ledger import NewEvent, append, projection, replay
 from samtycke_plugin.models import ConsentEvent, ConsentStateRow, Practice, TextVersion
 from samtycke_plugin.rules import State
 from samtycke_plugin.text import render_html, sha256
+
+#: Who reads in these tests (each export records an access-log row).
+READER = Viewer(actor="cli:tests", via="cli")
+
 
 T = ConsentEvent.__table__
 TV = TextVersion.__table__
@@ -118,7 +123,7 @@ def _broken(host: TestHost, tenant: str) -> tuple[int, str, str]:
 
 
 def _bundle_verification(host: TestHost, tenant: str, client: str) -> dict[str, Any]:
-    data = export.proof_bundle(host, tenant, client, locale="sv")
+    data = export.proof_bundle(host, tenant, client, by=READER, locale="sv")
     host.session().rollback()
     zf = zipfile.ZipFile(io.BytesIO(data))
     verification: dict[str, Any] = json.loads(zf.read("verification.json"))
@@ -230,9 +235,9 @@ def test_a_changed_status_row_is_named_by_verify_and_rebuilt(
     assert found is not None and found.client_ref == refused
     assert "state" in found.detail and "expiry" in found.detail
     # the client's export shows what the ledger says, and says the stored status differs
-    history = export.client_history(fhost, tenant, refused, locale="sv")
+    history = export.client_history(fhost, tenant, refused, by=READER, locale="sv")
     assert history["status"]["code"] == "refused" and history["status"]["stored_differs"]
-    bundle = zipfile.ZipFile(io.BytesIO(export.proof_bundle(fhost, tenant, refused)))
+    bundle = zipfile.ZipFile(io.BytesIO(export.proof_bundle(fhost, tenant, refused, by=READER)))
     fhost.session().rollback()
     verification = json.loads(bundle.read("verification.json"))
     assert verification["status"]["ok"] is False and refused in verification["status"]["detail"]
