@@ -26,6 +26,7 @@ from werkzeug.security import generate_password_hash
 
 from examples.host_app.models import AppActivation, Client, Service, Staff
 from examples.host_app.models import Practice as HostPractice
+from samtycke_plugin import purposes
 from samtycke_plugin.chain import evidence_hash, row_hash
 from samtycke_plugin.models import (
     GENESIS_HASH,
@@ -395,6 +396,9 @@ def generate_practice(session: Session, spec: PracticeSpec, *, first_client: int
         activated_at=NOW - timedelta(days=1100), deactivated_at=None,
         updated_at=events[-1]["occurred_at"] if events else NOW - timedelta(days=1100),
     ))
+    purposes.create_default(session, tenant, required=spec.required,
+                            validity_days=spec.validity_days, current_major=spec.current_major,
+                            created_at=NOW - timedelta(days=1100))
     return Generated(**common, events=len(events), valid=valid, not_valid=not_valid,
                      to_ask=to_ask)
 
