@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from attrs import frozen
 from sqlalchemy import (
@@ -24,11 +24,11 @@ from sqlalchemy.orm import Session
 from hookspecs.types import (
     StaffContext,
 )
-from samtycke_plugin import consent
+from samtycke_plugin import hostdb, ledger
 from samtycke_plugin.common import check_ref, clean_note, now_utc, version_label
 from samtycke_plugin.errors import Conflict, InputError, NotFound, PermissionDenied
 from samtycke_plugin.i18n import N_
-from samtycke_plugin.ledger import load_snapshot, lock_practice
+from samtycke_plugin.ledger import NewEvent, load_snapshot, lock_practice
 from samtycke_plugin.models import (
     ConsentEvent,
     ConsentStateRow,
@@ -40,24 +40,22 @@ from samtycke_plugin.practices import (
     change_note,
     current_text,
     get_practice,
+    purpose_major,
+    purpose_validity,
     require_practice,
-    settings_of,
 )
+from samtycke_plugin.purposes import DEFAULT_PURPOSE
 from samtycke_plugin.rules import (
     VALID_STATES,
     Snapshot,
+    State,
     Status,
+    grant_state,
     status,
 )
 
 if TYPE_CHECKING:
     from hookspecs.host import Host
-
-from typing import Protocol
-
-from samtycke_plugin import hostdb, ledger
-from samtycke_plugin.ledger import NewEvent
-from samtycke_plugin.rules import State, grant_state
 
 
 class ShownText(Protocol):
@@ -109,11 +107,12 @@ def expiry(validity_days: int | None, given_at: datetime) -> datetime | None:
 
 
 def _previous(
-    session: Session, tenant: str, client: str, previous: Snapshot | _Unread | None
+    session: Session, tenant: str, client: str, previous: Snapshot | _Unread | None,
+    purpose: str,
 ) -> Snapshot | None:
     if isinstance(previous, _Unread):
         lock_practice(session, tenant)  # decide and append under the practice's lock
-        return load_snapshot(session, tenant, client)
+        return load_snapshot(session, tenant, client, purpose)
     return previous
 
 
@@ -122,9 +121,11 @@ def _event(
     text: ShownText | None = None, given_at: datetime | None = None,
     expires_at: datetime | None = None, text_major: int | None = None,
     text_version_id: int | None = None, text_sha256: str | None = None,
-    language: str | None = None,
+    language: str | None = None, purpose: str = DEFAULT_PURPOSE,
+    change_note_sha256: str | None = None,
 ) -> NewEvent:
     return NewEvent(
+        purpose_key=purpose, change_note_sha256=change_note_sha256,
         tenant_ref=tenant, client_ref=client, state=state, channel=how.channel,
         method=how.method, actor=how.actor[:160], occurred_at=now, given_at=given_at,
         expires_at=expires_at,
@@ -141,37 +142,46 @@ def grant(
     session: Session, tenant: str, client: str, text: ShownText, how: How, *,
     now: datetime, validity_days: int | None, given_at: datetime | None = None,
     previous: Snapshot | _Unread | None = UNREAD, head: ledger.Head | None = None,
+    purpose: str = DEFAULT_PURPOSE, change_note_sha256: str | None = None,
 ) -> ConsentEvent:
     """Record consent given to ``text``: ``given``, or ``renewed`` when the client had
     given consent before.  ``given_at`` is when the client gave it (a manual record may
     name an earlier day); the validity runs from then.  ``previous`` and ``head``: what
     the caller read under the practice's lock in this transaction (see
-    :func:`samtycke_plugin.ledger.append`)."""
-    before = _previous(session, tenant, client, previous)
+    :func:`samtycke_plugin.ledger.append`).  ``change_note_sha256``: the hash of the
+    "what has changed" note the client was shown with the text, if any."""
+    before = _previous(session, tenant, client, previous, purpose)
     given = given_at or now
     new = _event(tenant, client, grant_state(before), how, now, text=text, given_at=given,
-                 expires_at=expiry(validity_days, given))
-    return ledger.append(session, [new], previous={client: before}, head=head)[0]
+                 expires_at=expiry(validity_days, given), purpose=purpose,
+                 change_note_sha256=change_note_sha256)
+    return ledger.append(session, [new], previous={(client, purpose): before}, head=head)[0]
 
 
 def refuse(
     session: Session, tenant: str, client: str, text: ShownText, how: How, *,
     now: datetime, previous: Snapshot | _Unread | None = UNREAD,
-    head: ledger.Head | None = None,
+    head: ledger.Head | None = None, purpose: str = DEFAULT_PURPOSE,
+    change_note_sha256: str | None = None,
 ) -> ConsentEvent:
     """Record that the client declined the consent ``text`` asked for."""
-    new = _event(tenant, client, State.REFUSED, how, now, text=text)
-    known = {} if isinstance(previous, _Unread) else {client: previous}
+    new = _event(tenant, client, State.REFUSED, how, now, text=text, purpose=purpose,
+                 change_note_sha256=change_note_sha256)
+    known = {} if isinstance(previous, _Unread) else {(client, purpose): previous}
     return ledger.append(session, [new], previous=known, head=head)[0]
 
 
-def latest_given(session: Session, tenant: str, client: str) -> ConsentEvent | None:
-    """The client's latest ``given``/``renewed`` event: the consent a withdrawal ends."""
+def latest_given(
+    session: Session, tenant: str, client: str, purpose: str = DEFAULT_PURPOSE
+) -> ConsentEvent | None:
+    """The client's latest ``given``/``renewed`` event for a purpose: the consent a
+    withdrawal ends."""
     return session.scalars(
         select(ConsentEvent)
         .where(
             ConsentEvent.tenant_ref == tenant,
             ConsentEvent.client_ref == client,
+            ConsentEvent.purpose_key == purpose,
             ConsentEvent.state.in_([s.value for s in VALID_STATES]),
         )
         .order_by(ConsentEvent.seq.desc())
@@ -179,40 +189,44 @@ def latest_given(session: Session, tenant: str, client: str) -> ConsentEvent | N
     ).first()
 
 
-def change_note_for(session: Session, practice: Practice, client: str | None) -> str | None:
+def change_note_for(
+    session: Session, practice: Practice, client: str | None, purpose: str = DEFAULT_PURPOSE
+) -> str | None:
     """The practitioner's note on the current change of content ("what has changed")
     when ``client`` consented to an earlier content version and is asked again, else
     ``None`` (a new client, or one who never consented, was never given the old text)."""
     if client is None:
         return None
-    note = change_note(session, practice)
+    note = change_note(session, practice, purpose)
     if note is None:
         return None
-    given = latest_given(session, practice.tenant_ref, client)
-    if given is None or given.text_major is None or given.text_major >= practice.current_major:
+    given = latest_given(session, practice.tenant_ref, client, purpose)
+    major = purpose_major(session, practice, purpose)
+    if given is None or given.text_major is None or given.text_major >= major:
         return None
     return note
 
 
 def end(
-    session: Session, tenant: str, client: str, how: How, *, now: datetime, by_client: bool
+    session: Session, tenant: str, client: str, how: How, *, now: datetime, by_client: bool,
+    purpose: str = DEFAULT_PURPOSE,
 ) -> ConsentEvent:
     """End a given consent: ``withdrawn`` (the client's decision, also when staff record
     it for them) or ``revoked`` (the practice ended it).  The event names the text
     version of the consent it ends.  :class:`Conflict` when there is none to end."""
     lock_practice(session, tenant)  # two withdrawals at once: one event
-    before = load_snapshot(session, tenant, client)
+    before = load_snapshot(session, tenant, client, purpose)
     if before is None or before.state not in VALID_STATES:
         raise Conflict(N_("There is no given consent to withdraw for this client."))
-    given = latest_given(session, tenant, client)
+    given = latest_given(session, tenant, client, purpose)
     new = _event(
         tenant, client, State.WITHDRAWN if by_client else State.REVOKED, how, now,
         text_version_id=given.text_version_id if given else None,
         text_major=given.text_major if given else None,
         text_sha256=given.text_sha256 if given else None,
-        language=given.language if given else None,
+        language=given.language if given else None, purpose=purpose,
     )
-    return ledger.append(session, [new], previous={client: before})[0]
+    return ledger.append(session, [new], previous={(client, purpose): before})[0]
 
 
 def request(
@@ -261,14 +275,15 @@ class ClientStatus:
         return self.snapshot is not None and self.snapshot.state in VALID_STATES
 
 
-def client_status(host: Host, tenant: str, client: str) -> ClientStatus:
+def client_status(
+    host: Host, tenant: str, client: str, purpose: str = DEFAULT_PURPOSE
+) -> ClientStatus:
     with hostdb.session(host) as session:
         practice = require_practice(session, tenant)
-        snap = load_snapshot(session, practice.tenant_ref, check_ref("client", client))
+        major = purpose_major(session, practice, purpose)
+        snap = load_snapshot(session, practice.tenant_ref, check_ref("client", client), purpose)
         return ClientStatus(
-            status=status(snap, practice.current_major, now_utc(host)),
-            snapshot=snap,
-            current_major=practice.current_major,
+            status=status(snap, major, now_utc(host)), snapshot=snap, current_major=major,
         )
 
 
@@ -286,6 +301,7 @@ def record_manual(
     given_at: datetime,
     note: str | None,
     language: str | None = None,
+    purpose: str = DEFAULT_PURPOSE,
 ) -> ConsentEvent:
     """Record consent the client gave outside the app (paper, verbal, other system)."""
     if not staff.can_record_consent:
@@ -309,11 +325,12 @@ def record_manual(
         if given_at < now - timedelta(days=3650):
             raise InputError("given_at", "is more than ten years ago")
         note = clean_note(note)
-        text = current_text(session, practice, language or info.locale)
-        return consent.grant(
+        text = current_text(session, practice, language or info.locale, purpose)
+        return grant(
             session, practice.tenant_ref, client, text,
-            consent.How(channel="manual", method=method, actor=staff_actor(staff), note=note),
-            now=now, given_at=given_at, validity_days=settings_of(practice).validity_days,
+            How(channel="manual", method=method, actor=staff_actor(staff), note=note),
+            now=now, given_at=given_at, purpose=purpose,
+            validity_days=purpose_validity(session, practice, purpose),
         )
 
 
@@ -352,6 +369,7 @@ def withdraw(
     ip_address: str | None = None,
     user_agent: str | None = None,
     even_if_inactive: bool = False,
+    purpose: str = DEFAULT_PURPOSE,
 ) -> ConsentEvent:
     """End a consent. ``by_client`` → ``withdrawn`` (the client's decision, also when
     staff record it for them); otherwise ``revoked`` (the practice ended it).
@@ -360,11 +378,11 @@ def withdraw(
     with hostdb.session(host) as session:
         found = get_practice(session, tenant) if even_if_inactive else None
         practice = found or require_practice(session, tenant)
-        return consent.end(
+        return end(
             session, practice.tenant_ref, check_ref("client", client),
-            consent.How(channel=channel, method=method, actor=actor, note=clean_note(note),
+            How(channel=channel, method=method, actor=actor, note=clean_note(note),
                         request_id=request_id, ip_address=ip_address, user_agent=user_agent),
-            now=now_utc(host), by_client=by_client,
+            now=now_utc(host), by_client=by_client, purpose=purpose,
         )
 
 

@@ -144,6 +144,7 @@ def activate(host: Host, tenant: str, settings: Mapping[str, object]) -> Practic
             values: dict[str, Any] = {"active": True, "deactivated_at": None, "updated_at": now}
             if parsed is not None:
                 values |= {"settings": unstructure_settings(parsed), "setup_complete": True}
+                _sync_default_purpose(session, tenant, parsed)
             session.execute(update(Practice).where(Practice.tenant_ref == tenant).values(**values))
         practice = session.get(Practice, tenant, populate_existing=True)
         assert practice is not None
@@ -158,8 +159,20 @@ def complete_setup(host: Host, tenant: str, settings: Mapping[str, object]) -> P
         practice.settings = unstructure_settings(parsed)
         practice.setup_complete = True
         practice.updated_at = now_utc(host)
+        _sync_default_purpose(session, practice.tenant_ref, parsed)
         session.flush()
         return practice
+
+
+def _sync_default_purpose(session: Session, tenant: str, settings: PracticeSettings) -> None:
+    # The default purpose's requirement and lifetime are chosen in the wizard's step 3
+    # (the settings); its row mirrors them for readers that list every purpose alike.
+    session.execute(
+        update(Purpose)
+        .where(Purpose.tenant_ref == tenant, Purpose.key == DEFAULT_PURPOSE)
+        .values(required=settings.require_consent_for_online_booking,
+                validity_days=settings.validity_days)
+    )
 
 
 def deactivate(host: Host, tenant: str) -> None:
@@ -173,15 +186,50 @@ def deactivate(host: Host, tenant: str) -> None:
         )
 
 
-def current_text(session: Session, practice: Practice, language: str | None) -> TextVersion:
-    """The newest version of the practice's current content in ``language`` (with fallbacks)."""
+def purpose_major(session: Session, practice: Practice, purpose: str = DEFAULT_PURPOSE) -> int:
+    """The current content version of one of the practice's purposes (an unknown or
+    archived purpose: :class:`NotFound`).  The default purpose's is the practice's own."""
+    if purpose == DEFAULT_PURPOSE:
+        return practice.current_major
+    row = session.get(Purpose, (practice.tenant_ref, purpose))
+    if row is None or row.archived_at is not None:
+        raise NotFound(N_("This practice does not ask consent for that purpose."))
+    return row.current_major
+
+
+def purpose_validity(
+    session: Session, practice: Practice, purpose: str = DEFAULT_PURPOSE
+) -> int | None:
+    """How many days consent to a purpose lasts (``None``: until withdrawn or outdated).
+    The default purpose follows the practice's settings (wizard step 3)."""
+    if purpose == DEFAULT_PURPOSE:
+        return settings_of(practice).validity_days
+    row = session.get(Purpose, (practice.tenant_ref, purpose))
+    return None if row is None else row.validity_days
+
+
+def purpose_required(
+    session: Session, practice: Practice, purpose: str = DEFAULT_PURPOSE
+) -> bool:
+    """Does online booking require consent to this purpose?  The default purpose
+    follows the practice's settings (wizard step 3)."""
+    if purpose == DEFAULT_PURPOSE:
+        return settings_of(practice).require_consent_for_online_booking
+    row = session.get(Purpose, (practice.tenant_ref, purpose))
+    return row is not None and row.required
+
+
+def current_text(
+    session: Session, practice: Practice, language: str | None, purpose: str = DEFAULT_PURPOSE
+) -> TextVersion:
+    """The newest version of a purpose's current content in ``language`` (with fallbacks)."""
     wanted = lang(language)
     rows = session.scalars(
         select(TextVersion)
         .where(
             TextVersion.tenant_ref == practice.tenant_ref,
-            TextVersion.purpose_key == DEFAULT_PURPOSE,
-            TextVersion.major == practice.current_major,
+            TextVersion.purpose_key == purpose,
+            TextVersion.major == purpose_major(session, practice, purpose),
         )
         .order_by(TextVersion.minor.desc())
     ).all()
@@ -194,17 +242,22 @@ def current_text(session: Session, practice: Practice, language: str | None) -> 
     return rows[0]
 
 
-def change_note(session: Session, practice: Practice) -> str | None:
-    """What the practitioner wrote about the current change of content ("what has
-    changed"), shown to clients who consented to an earlier content version when they
-    are asked again; ``None`` when the current content is the first or came without one."""
-    if practice.current_major <= 1:
+def change_note(
+    session: Session, practice: Practice, purpose: str = DEFAULT_PURPOSE
+) -> str | None:
+    """What the practitioner wrote about a purpose's current change of content ("what
+    has changed"), shown to clients who consented to an earlier content version when
+    they are asked again; ``None`` when the current content is the first or came
+    without one."""
+    major = purpose_major(session, practice, purpose)
+    if major <= 1:
         return None
     return session.scalar(
         select(TextVersion.reason)
         .where(
             TextVersion.tenant_ref == practice.tenant_ref,
-            TextVersion.major == practice.current_major,
+            TextVersion.purpose_key == purpose,
+            TextVersion.major == major,
             TextVersion.minor == 0,
             TextVersion.reason.is_not(None),
         )
@@ -213,14 +266,16 @@ def change_note(session: Session, practice: Practice) -> str | None:
     )
 
 
-def text_languages(session: Session, practice: Practice) -> list[str]:
+def text_languages(
+    session: Session, practice: Practice, purpose: str = DEFAULT_PURPOSE
+) -> list[str]:
     return sorted(
         session.scalars(
             select(TextVersion.language)
             .where(
                 TextVersion.tenant_ref == practice.tenant_ref,
-                TextVersion.purpose_key == DEFAULT_PURPOSE,
-                TextVersion.major == practice.current_major,
+                TextVersion.purpose_key == purpose,
+                TextVersion.major == purpose_major(session, practice, purpose),
             )
             .distinct()
         ).all()
@@ -235,14 +290,16 @@ def text_by_id(session: Session, tenant: str, text_id: int) -> TextVersion:
     return text
 
 
-def text_versions(session: Session, tenant: str) -> list[TextVersion]:
-    """Every version of the practice's consent text, newest first."""
+def text_versions(
+    session: Session, tenant: str, purpose: str = DEFAULT_PURPOSE
+) -> list[TextVersion]:
+    """Every version of a purpose's consent text, newest first."""
     return list(
         session.scalars(
             select(TextVersion)
             .where(
                 TextVersion.tenant_ref == check_ref("tenant", tenant),
-                TextVersion.purpose_key == DEFAULT_PURPOSE,
+                TextVersion.purpose_key == purpose,
             )
             .order_by(
                 TextVersion.major.desc(), TextVersion.minor.desc(), TextVersion.language
@@ -251,14 +308,16 @@ def text_versions(session: Session, tenant: str) -> list[TextVersion]:
     )
 
 
-def current_texts(session: Session, practice: Practice) -> dict[str, TextVersion]:
-    """The newest version of the current content in each language that has one."""
+def current_texts(
+    session: Session, practice: Practice, purpose: str = DEFAULT_PURPOSE
+) -> dict[str, TextVersion]:
+    """The newest version of a purpose's current content in each language that has one."""
     rows = session.scalars(
         select(TextVersion)
         .where(
             TextVersion.tenant_ref == practice.tenant_ref,
-            TextVersion.purpose_key == DEFAULT_PURPOSE,
-            TextVersion.major == practice.current_major,
+            TextVersion.purpose_key == purpose,
+            TextVersion.major == purpose_major(session, practice, purpose),
         )
         .order_by(TextVersion.language, TextVersion.minor.desc())
     ).all()
@@ -268,12 +327,15 @@ def current_texts(session: Session, practice: Practice) -> dict[str, TextVersion
     return found
 
 
-def count_valid(session: Session, practice: Practice, now: datetime) -> int:
+def count_valid(
+    session: Session, practice: Practice, now: datetime, purpose: str = DEFAULT_PURPOSE
+) -> int:
+    major = purpose_major(session, practice, purpose)
     return int(
         session.scalar(
             select(func.count())
             .select_from(ConsentStateRow)
-            .where(_valid_condition(practice.tenant_ref, practice.current_major, now))
+            .where(_valid_condition(practice.tenant_ref, major, now, purpose))
         )
         or 0
     )
@@ -314,7 +376,8 @@ def _check_kind(kind: str) -> str:
 
 
 def preview_text_change(
-    host: Host, tenant: str, *, language: str, body: str, kind: str
+    host: Host, tenant: str, *, language: str, body: str, kind: str,
+    purpose: str = DEFAULT_PURPOSE,
 ) -> TextPreview:
     """Diff and number of clients who would need to consent again, before saving."""
     with hostdb.session(host) as session:
@@ -322,12 +385,13 @@ def preview_text_change(
         kind = _check_kind(kind)
         language = lang(language)
         new_body = _validate_body(body, language)
-        old = current_text(session, practice, language)
+        old = current_text(session, practice, language, purpose)
+        major = purpose_major(session, practice, purpose)
         if kind == "content":
-            new_major, new_minor = practice.current_major + 1, 0
-            affected = count_valid(session, practice, now_utc(host))
+            new_major, new_minor = major + 1, 0
+            affected = count_valid(session, practice, now_utc(host), purpose)
         else:
-            new_major, new_minor = practice.current_major, _next_minor(session, practice, language)
+            new_major, new_minor = major, _next_minor(session, practice, language, purpose)
             affected = 0
         return TextPreview(
             language=language, kind=kind, old=old, new_major=new_major, new_minor=new_minor,
@@ -335,12 +399,12 @@ def preview_text_change(
         )
 
 
-def _next_minor(session: Session, practice: Practice, language: str) -> int:
+def _next_minor(session: Session, practice: Practice, language: str, purpose: str) -> int:
     current = session.scalar(
         select(func.max(TextVersion.minor)).where(
             TextVersion.tenant_ref == practice.tenant_ref,
-            TextVersion.purpose_key == DEFAULT_PURPOSE,
-            TextVersion.major == practice.current_major,
+            TextVersion.purpose_key == purpose,
+            TextVersion.major == purpose_major(session, practice, purpose),
             TextVersion.language == language,
         )
     )
@@ -356,8 +420,9 @@ def publish_text(
     reason: str | None,
     actor: str,
     expected_major: int,
+    purpose: str = DEFAULT_PURPOSE,
 ) -> list[TextVersion]:
-    """Save an edited text.
+    """Save an edited text of one purpose.
 
     ``kind="correction"``: a new minor version per given language; existing consents
     stay valid.  ``kind="content"``: a new major version (the given languages only);
@@ -375,29 +440,34 @@ def publish_text(
         now = now_utc(host)
         practice = require_practice(session, tenant)
         lock_practice(session, practice.tenant_ref)  # concurrent edits: no duplicate minor
+        purpose_major(session, practice, purpose)  # an unknown purpose: NotFound
         if kind == "content":
             new_major = expected_major + 1
+            if purpose == DEFAULT_PURPOSE:
+                moved = session.execute(
+                    update(Practice)
+                    .where(
+                        Practice.tenant_ref == practice.tenant_ref,
+                        Practice.current_major == expected_major,
+                    )
+                    .values(current_major=new_major, updated_at=now)
+                ).rowcount  # type: ignore[attr-defined]
+                if moved != 1:
+                    raise Conflict(TEXT_CHANGED_MEANWHILE)
+                session.refresh(practice)
+            # The default purpose's current major mirrors the practice's, which the
+            # default purpose's readers use; this is the one place that changes either.
             moved = session.execute(
-                update(Practice)
-                .where(
-                    Practice.tenant_ref == practice.tenant_ref,
-                    Practice.current_major == expected_major,
-                )
-                .values(current_major=new_major, updated_at=now)
+                update(Purpose)
+                .where(Purpose.tenant_ref == practice.tenant_ref, Purpose.key == purpose,
+                       Purpose.current_major == expected_major)
+                .values(current_major=new_major)
             ).rowcount  # type: ignore[attr-defined]
             if moved != 1:
                 raise Conflict(TEXT_CHANGED_MEANWHILE)
-            # The default purpose's current major mirrors the practice's, which every
-            # reader still uses; this is the one place that changes either.
-            session.execute(
-                update(Purpose)
-                .where(Purpose.tenant_ref == practice.tenant_ref, Purpose.key == DEFAULT_PURPOSE)
-                .values(current_major=new_major)
-            )
-            session.refresh(practice)
             versions = [
                 TextVersion(
-                    tenant_ref=practice.tenant_ref, purpose_key=DEFAULT_PURPOSE,
+                    tenant_ref=practice.tenant_ref, purpose_key=purpose,
                     language=language, major=new_major, minor=0,
                     body=body, html=render_html(body), sha256=sha256(body), change_kind="content",
                     reason=reason, created_by=actor, created_at=now,
@@ -405,15 +475,16 @@ def publish_text(
                 for language, body in sorted(clean.items())
             ]
         else:
-            if practice.current_major != expected_major:
+            major = purpose_major(session, practice, purpose)
+            if major != expected_major:
                 raise Conflict(TEXT_CHANGED_MEANWHILE)
             versions = []
             for language, body in sorted(clean.items()):
                 versions.append(
                     TextVersion(
-                        tenant_ref=practice.tenant_ref, purpose_key=DEFAULT_PURPOSE,
-                        language=language, major=practice.current_major,
-                        minor=_next_minor(session, practice, language), body=body,
+                        tenant_ref=practice.tenant_ref, purpose_key=purpose,
+                        language=language, major=major,
+                        minor=_next_minor(session, practice, language, purpose), body=body,
                         html=render_html(body), sha256=sha256(body), change_kind="correction",
                         reason=reason, created_by=actor, created_at=now,
                     )

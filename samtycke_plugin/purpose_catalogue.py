@@ -8,19 +8,15 @@ text. The practitioner adds, edits or skips them; nothing here is stored until t
 
 from __future__ import annotations
 
-import re
 from functools import cache
 from importlib.resources import files
 
 from attrs import field, frozen
 from attrs.validators import and_, ge, instance_of, le, matches_re, min_len, optional
 
+from samtycke_plugin.purposes import DEFAULT_PURPOSE, KEY_PATTERN
 from samtycke_plugin.text import LANGUAGES, fill_template
 
-#: A purpose key: short, lower case, safe in URLs, form field names and CSS classes.
-KEY_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-#: Every practice's first purpose (the default text).
-DEFAULT_PURPOSE = "care"
 #: The range the wizard's validity field accepts (days).
 MAX_VALIDITY_DAYS = 3650
 

@@ -29,8 +29,10 @@ from samtycke_plugin.rules import (
 )
 
 
-def _valid_condition(tenant: str, current_major: int, now: datetime) -> ColumnElement[bool]:
-    return and_(_S.tenant_ref == tenant, valid_condition(current_major, now))
+def _valid_condition(
+    tenant: str, current_major: int, now: datetime, purpose: str = DEFAULT_PURPOSE
+) -> ColumnElement[bool]:
+    return and_(_S.tenant_ref == tenant, valid_condition(current_major, now, purpose))
 
 
 _P = Practice.__table__.c

@@ -4,10 +4,11 @@ with activation, follows the practice's current text version, and keys are check
 from __future__ import annotations
 
 import pytest
-from hostkit import TestHost
+from hostkit import TestHost, staff
 
-from samtycke_plugin import practices
-from samtycke_plugin.errors import InputError
+from hookspecs.types import ClientRef, TenantRef
+from samtycke_plugin import consent, practices, purposes
+from samtycke_plugin.errors import Conflict, InputError
 from samtycke_plugin.models import Practice, Purpose
 from samtycke_plugin.purposes import DEFAULT_PURPOSE, check_key
 
@@ -62,3 +63,80 @@ def test_purpose_keys_that_are_accepted(key: str) -> None:
 def test_purpose_keys_that_are_refused(key: object) -> None:
     with pytest.raises(InputError):
         check_key(key)
+
+
+NEWSLETTER_SV = "Vi skickar vårt nyhetsbrev till din e-post ungefär en gång i månaden.\n"
+
+
+def _with_newsletter(host: TestHost) -> tuple[str, str]:
+    tenant = host.new_tenant()
+    host.activate(host.hooks(), tenant, ask_clients_without_consent=True)
+    client = host.new_client(tenant)
+    added = purposes.add(
+        host.session(), tenant, key="newsletter", names={"sv": "Nyhetsbrev", "en": "Newsletter"},
+        legal_basis={"sv": "Samtycke"}, required=False, validity_days=730,
+        bodies={"sv": NEWSLETTER_SV}, actor="staff:s1", now=host.now(),
+    )
+    host.session().commit()
+    assert (added.key, added.position, added.current_major, added.name("en")) == (
+        "newsletter", 1, 1, "Newsletter")
+    return tenant, client
+
+
+def test_a_purpose_has_its_own_texts_status_and_content_changes(host: TestHost) -> None:
+    tenant, client = _with_newsletter(host)
+    session = host.session()
+    assert [p.key for p in purposes.list_purposes(session, tenant)] == [DEFAULT_PURPOSE,
+                                                                        "newsletter"]
+    practice = practices.require_practice(session, tenant)
+    text = practices.current_text(session, practice, "sv", "newsletter")
+    assert (text.purpose_key, text.major, text.body) == ("newsletter", 1, NEWSLETTER_SV)
+    session.rollback()
+    with pytest.raises(Conflict):
+        purposes.add(host.session(), tenant, key="newsletter", names={"sv": "X"},
+                     legal_basis={}, required=False, validity_days=None,
+                     bodies={"sv": NEWSLETTER_SV}, actor="staff:s1", now=host.now())
+    host.session().rollback()
+
+    # consent to the newsletter only: the default purpose stays unknown
+    event = consent.record_manual(host, tenant, client, staff(), method="paper",
+                                  given_at=host.now(), note=None, purpose="newsletter")
+    host.session().commit()
+    assert event.purpose_key == "newsletter" and event.text_version_id == text.id
+    assert event.expires_at is not None  # the purpose's own lifetime (730 days)
+    assert consent.client_status(host, tenant, client, "newsletter").valid
+    assert consent.client_status(host, tenant, client).status.value == "unknown"
+    hooks = host.hooks()
+    [answer] = hooks.consent_lookup(TenantRef(tenant), [ClientRef(client)], "newsletter").values()
+    assert answer.may_use
+    host.session().rollback()
+
+    # a change of content of the newsletter outdates only the newsletter
+    practices.publish_text(host, tenant, bodies={"sv": NEWSLETTER_SV + "Nu även sms.\n"},
+                           kind="content", reason="Nu även sms", actor="staff:s1",
+                           expected_major=1, purpose="newsletter")
+    host.session().commit()
+    assert consent.client_status(host, tenant, client, "newsletter").status.value == "outdated"
+    practice = practices.require_practice(host.session(), tenant)
+    assert practice.current_major == 1  # the default purpose's text did not change
+    assert practices.change_note(host.session(), practice, "newsletter") == "Nu även sms"
+    host.session().rollback()
+
+    # withdrawing the newsletter ends only the newsletter
+    consent.withdraw(host, tenant, client, actor="staff:s1", channel="manual",
+                     method="reported_by_staff", by_client=True, purpose="newsletter")
+    host.session().commit()
+    assert consent.client_status(host, tenant, client, "newsletter").status.value == "withdrawn"
+
+    # an archived purpose is asked no more; its key is not given again
+    purposes.archive(host.session(), tenant, "newsletter", host.now())
+    host.session().commit()
+    assert [p.key for p in purposes.list_purposes(host.session(), tenant)] == [DEFAULT_PURPOSE]
+    with pytest.raises(Conflict):
+        purposes.add(host.session(), tenant, key="newsletter", names={"sv": "Ny"},
+                     legal_basis={}, required=False, validity_days=None,
+                     bodies={"sv": NEWSLETTER_SV}, actor="staff:s1", now=host.now())
+    host.session().rollback()
+    with pytest.raises(InputError):
+        purposes.archive(host.session(), tenant, DEFAULT_PURPOSE, host.now())
+    host.session().rollback()
