@@ -52,6 +52,7 @@ from hookspecs.types import (
     StaffContext,
     StaffRef,
     TenantRef,
+    UnknownPurpose,
     Veto,
 )
 from samtycke_plugin.email import relay as samtycke_relay
@@ -363,6 +364,18 @@ class FlaskApps:
                                         locale)
         return {str(ref): Markup(" ".join(b.html for b in row))  # noqa: S704
                 for ref, row in badges.items()}
+
+    def may_use(self, tenant: Ref, clients: Sequence[Ref], purpose: str) -> dict[str, bool] | None:
+        """May each client's data be used for ``purpose`` now, by ``str(client)``: one
+        lookup (:meth:`AppHooks.consent_lookup`).  ``None`` when no app active for
+        ``tenant`` keeps consent (the host's own rule applies); a purpose the practice
+        does not have gives ``False`` for everyone (nobody was asked for it)."""
+        refs = [ClientRef(str(c)) for c in clients]
+        try:
+            answers = self.hooks.consent_lookup(_tenant(tenant), refs, purpose)
+        except UnknownPurpose:
+            return {str(ref): False for ref in refs}
+        return None if answers is None else {str(ref): answers[ref].may_use for ref in refs}
 
     def has_exports(self, tenant: Ref) -> bool:
         """Samtycke was ever activated for ``tenant`` (its proof stays after deactivation)."""
