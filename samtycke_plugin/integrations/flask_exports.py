@@ -11,6 +11,8 @@ routes, and ``booking_apps.export_links(...)`` in a template the links to them.
 
 Both are for the signed-in practitioner's own practice only, and only where Samtycke
 was ever activated (its proof stays after deactivation); anything else is "not found".
+A practitioner without :attr:`~hookspecs.types.Permission.EXPORT` gets the app's 403
+page saying who may download them, and no links to them.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from flask import Flask, abort, stream_with_context, url_for
 from markupsafe import Markup
 from werkzeug.wrappers import Response
 
-from hookspecs.types import ClientRef, TenantRef
+from hookspecs.types import ClientRef, Permission, TenantRef
 from samtycke_plugin import export as samtycke_export
-from samtycke_plugin import hostdb, practices
+from samtycke_plugin import hostdb, practices, roles
+from samtycke_plugin.errors import PermissionDenied
 from samtycke_plugin.export.download import KINDS, Kind
 from samtycke_plugin.i18n import t
+from samtycke_plugin.web.base import error_page
 
 if TYPE_CHECKING:
     from hookspecs.host import Host
@@ -69,6 +73,10 @@ def mount_exports(app: Flask, apps: FlaskApps, prefix: str, locale: Callable[[],
         who = apps.signed_in()
         if who is None or not has_exports(apps.host, str(who.tenant)):
             abort(404)
+        try:
+            roles.require(who.staff, Permission.EXPORT)
+        except PermissionDenied as refused:
+            abort(error_page(403, locale(), t(locale(), str(refused))))
         return TenantRef(str(who.tenant))
 
     def client_view(client: str, kind: Kind) -> Response:
@@ -92,6 +100,14 @@ def export_links(apps: FlaskApps, client: str | None, locale: str) -> Markup:
     who = apps.signed_in()
     if who is None or not has_exports(apps.host, str(who.tenant)):
         return Markup()
+    if not who.staff.may(Permission.EXPORT):
+        if client is None:
+            return Markup()
+        return Markup(
+            '<section class="app-panel" aria-labelledby="samtycke-export-title">\n'
+            '<h2 id="samtycke-export-title">{title}</h2>\n<p>{why}</p>\n</section>'
+        ).format(title=t(locale, "Export consent history"),
+                 why=t(locale, roles.REFUSED[Permission.EXPORT]))
     if client is None:
         return Markup('<a href="{}" download>{}</a>').format(
             url_for(STATUS_ENDPOINT), t(locale, "Export consent status (CSV)"))
