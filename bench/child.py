@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import resource
 import sys
 import time
@@ -73,13 +74,20 @@ def batch(url: str, email: str) -> dict[str, Any]:
 
     app = make_app(url, migrate=False)
     staff = signed_in(app, email)
-    page = staff.get("/apps/samtycke/batch")
+    t_preview = time.perf_counter()
+    page = staff.get("/apps/samtycke/batch")  # the preview: who is mailed, who is left out
+    preview_s = time.perf_counter() - t_preview
     platform = platform_of(app)
     tenant = str(platform.db().scalar(select(Staff.practice_id).where(Staff.email == email)))
     platform.sessions.remove()
     before = _requests_queued(app, tenant)
     t0 = time.perf_counter()
-    response = staff.post("/apps/samtycke/batch", data={"csrf_token": csrf_from(page.text)})
+    # the confirm form: the CSRF token and the one-time key issued with the preview
+    confirm = page.text[page.text.index('<form method="post" action="/apps/samtycke/batch">'):]
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"',
+                             confirm[:confirm.index("</form>")]))
+    assert fields.get("csrf_token") == csrf_from(page.text), "the preview has no confirm form"
+    response = staff.post("/apps/samtycke/batch", data=fields)
     request_s = time.perf_counter() - t0
     at_response = _requests_queued(app, tenant) - before
     # The job, run as the relay runs it (its first step), in this process: its wall time
@@ -94,7 +102,7 @@ def batch(url: str, email: str) -> dict[str, Any]:
     queued = _requests_queued(app, tenant) - before
     close_app(app)
     return {"status": response.status_code, "location": response.headers.get("Location", ""),
-            "request_s": request_s, "job_s": job_s, "jobs_run": ran,
+            "preview_s": preview_s, "request_s": request_s, "job_s": job_s, "jobs_run": ran,
             "queued_at_response": at_response, "queued": queued, "rss_start_kb": rss_start,
             "peak_rss_kb": peak}
 

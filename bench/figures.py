@@ -373,7 +373,8 @@ def _child(*args: str) -> dict[str, Any]:
 def c6(b: Bench, name: str) -> Result:
     """"Send to all without valid consent" on the app's batch page, then the job it
     records run as the relay runs it, in a child process.  The figure is the job's wall
-    time; the request must return without queueing anything (it does not wait)."""
+    time; the confirming request must return without queueing anything (it does not
+    wait).  The preview page the practitioner reads first is timed as well."""
     gen = b.gen[name]
     r = _child("batch", b.url, gen.staff_email)
     rss_mb = r["peak_rss_kb"] / 1024
@@ -385,7 +386,8 @@ def c6(b: Bench, name: str) -> Result:
         "clients)", unit="s", value=r["job_s"], baseline=None,
         target="job ≤ 30 s, ≤ 200 MB; the request does not wait", passed=passed,
         extra={"peak_rss_mb": round(rss_mb, 1), "rss_before_mb": round(r["rss_start_kb"] / 1024, 1),
-               "request_s": round(r["request_s"], 3), "queued": r["queued"],
+               "preview_s": round(r["preview_s"], 3), "request_s": round(r["request_s"], 3),
+               "queued": r["queued"],
                "without_valid_consent": len(gen.not_valid), "to_ask": len(gen.to_ask),
                "request_waited_for_batch": waited, "status": r["status"]})
 

@@ -35,7 +35,7 @@ from samtycke_plugin.models import (
     Practice,
     TextVersion,
 )
-from samtycke_plugin.rules import EventFacts, Snapshot, State, fold
+from samtycke_plugin.rules import EventFacts, Snapshot, State, fold, paused
 from samtycke_plugin.settings import PracticeSettings, unstructure_settings
 from samtycke_plugin.text import LANGUAGES, default_text, normalise_body, render_html, sha256
 
@@ -79,7 +79,8 @@ class Generated:
     #: Client ids per status group, for choosing benchmark subjects.
     valid: list[int]
     not_valid: list[int]
-    #: Those of ``not_valid`` a batch request asks: not the ones who withdrew or declined.
+    #: Those of ``not_valid`` a batch request asks: not the ones who withdrew or declined
+    #: within the practice's pause.
     to_ask: list[int]
 
     @property
@@ -375,6 +376,8 @@ def generate_practice(session: Session, spec: PracticeSpec, *, first_client: int
     valid: list[int] = []
     not_valid: list[int] = []
     to_ask: list[int] = []
+    settings = PracticeSettings(require_consent_for_online_booking=spec.required,
+                                validity_days=spec.validity_days)
     for cid in range(first_client, first_client + spec.clients):
         item = snaps.get(str(cid))
         final = item[0] if item else None
@@ -382,11 +385,9 @@ def generate_practice(session: Session, spec: PracticeSpec, *, first_client: int
               and final.text_major == spec.current_major
               and (final.expires_at is None or final.expires_at > NOW))
         (valid if ok else not_valid).append(cid)
-        if not ok and (final is None or final.state not in (State.WITHDRAWN, State.REFUSED)):
+        if not ok and not paused(final, settings, NOW):
             to_ask.append(cid)
 
-    settings = PracticeSettings(require_consent_for_online_booking=spec.required,
-                                validity_days=spec.validity_days)
     session.execute(insert(Practice).values(
         tenant_ref=tenant, active=True, setup_complete=True,
         settings=unstructure_settings(settings), current_major=spec.current_major,

@@ -36,6 +36,8 @@ def _notes(r: dict[str, Any]) -> str:
     if "hand_written_sql_growth" in extra:
         notes.append(f"hand-written SQL page grows {extra['hand_written_sql_growth']:.2f}×")
     if "queued" in extra:
+        if "preview_s" in extra:
+            notes.append(f"the preview page took {extra['preview_s']:.2f} s")
         notes.append(f"{extra['queued']:,} requests queued; the request took "
                      f"{extra['request_s']:.2f} s"
                      + (" and waited for the batch" if extra.get("request_waited_for_batch")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +12,28 @@ from cattrs.v import format_exception
 
 from samtycke_plugin.errors import SettingsError
 from samtycke_plugin.inputs import whole_number
+
+#: A brand colour as stored: ``#`` and six lower-case hexadecimal digits.
+BRAND_COLOUR = re.compile(r"#[0-9a-f]{6}")
+_SHORT_COLOUR = re.compile(r"#[0-9a-f]{3}")
+
+
+def normalise_colour(value: object) -> object:
+    """``" #1A5FB4 "`` → ``"#1a5fb4"``, ``"#abc"`` → ``"#aabbcc"``, blank → ``None``;
+    anything else is left for the validator to refuse."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower()
+    if not text:
+        return None
+    if _SHORT_COLOUR.fullmatch(text):
+        return "#" + "".join(digit * 2 for digit in text[1:])
+    return text
+
+
+def _check_colour(_instance: object, _attribute: object, value: str | None) -> None:
+    if value is not None and not BRAND_COLOUR.fullmatch(value):
+        raise ValueError(f"brand_colour must be a colour such as #1a5fb4, got {value!r}")
 
 
 @frozen(kw_only=True)
@@ -39,6 +62,10 @@ class PracticeSettings:
     #: asks them again for this many days (0: no pause), unless they act themselves.
     #: Consent the practice requires for online booking is still asked for.
     pause_days: int = field(default=365, validator=[validators.ge(0), validators.le(1825)])
+    #: The colour of the practice's mails (header and button); ``None``: the app's own.
+    brand_colour: str | None = field(
+        default=None, converter=normalise_colour, validator=_check_colour
+    )
 
 
 _TRUE = {"true", "1", "on", "yes"}

@@ -16,10 +16,10 @@ from attrs import frozen
 from sqlalchemy.orm import Session
 
 from hookspecs.types import OutgoingEmail, TenantRef
-from samtycke_plugin import common, receipts
-from samtycke_plugin.email import addresses, outbox, tokens
-from samtycke_plugin.errors import InputError
-from samtycke_plugin.i18n import lang, t
+from samtycke_plugin import common, practices, receipts
+from samtycke_plugin.email import addresses, branding, outbox, tokens
+from samtycke_plugin.errors import InputError, SettingsError
+from samtycke_plugin.i18n import N_, lang, t
 from samtycke_plugin.models import (
     KIND_REQUEST,
     ConsentEvent,
@@ -28,6 +28,7 @@ from samtycke_plugin.models import (
     Practice,
     TextVersion,
 )
+from samtycke_plugin.plaintext import render_plain
 from samtycke_plugin.render import render, trusted_html
 from samtycke_plugin.rules import State
 
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger("samtycke.mail")
+
+#: The languages a consent text is written in, named in the client's language.
+TEXT_LANGUAGES = {"sv": N_("Swedish"), "en": N_("English")}
 
 
 @frozen(kw_only=True)
@@ -101,6 +105,19 @@ def _practice_contact(host: Host, tenant: str) -> tuple[str, str | None, str | N
     return name, email, phone
 
 
+def _palette(practice: Practice | None) -> branding.Palette:
+    """The practice's mail colours; damaged settings give the app's own (the mail goes)."""
+    if practice is None:
+        return branding.palette(None)
+    try:
+        colour = practices.settings_of(practice).brand_colour
+    except SettingsError:
+        log.warning("practice %s: unreadable settings; mail sent in the app's colours",
+                    practice.tenant_ref)
+        colour = None
+    return branding.palette(colour)
+
+
 def _receipt_json(host: Host, tenant: str, event_id: int) -> bytes | None:
     """The consent receipt (Kantara field names) to attach, or ``None`` when it cannot be
     built: the mail still goes out, with its link, and the failure is logged."""
@@ -144,6 +161,7 @@ def preview_request(
     shared: dict[str, Any] = {
         "practice": name, "practice_email": reply_to, "practice_phone": phone,
         "client_name": client_name, "url": url, "expires_at": expires_at,
+        "palette": branding.palette(None),
     }
     subject, text_body, _html = _request_mail(language, shared)
     return MailPreview(subject=subject, text=text_body, locale=language)
@@ -179,6 +197,7 @@ def render_message(host: Host, session: Session, row: OutboxMessage) -> Rendered
     shared: dict[str, Any] = {
         "practice": name, "practice_email": reply_to, "practice_phone": phone,
         "client_name": to_name, "url": url, "expires_at": req.expires_at,
+        "palette": _palette(practice),
     }
     attachments: tuple[tuple[str, bytes], ...] = ()
     if row.kind == KIND_REQUEST:
@@ -199,10 +218,14 @@ def render_message(host: Host, session: Session, row: OutboxMessage) -> Rendered
             **shared,
             "renewed": event.state == State.RENEWED.value,
             "given_at": event.given_at or event.occurred_at,
+            "recorded_at": event.occurred_at,
             "version": common.version_label(version.major, version.minor),
             "text_language": version.language,
+            "text_language_name": t(
+                locale, TEXT_LANGUAGES.get(version.language, version.language)
+            ),
             "text_sha256": version.sha256,
-            "text_body": version.body,
+            "text_plain": render_plain(version.body),
             "text_html": trusted_html(version.html),
             "consent_expires_at": event.expires_at,
             "event_seq": event.seq,

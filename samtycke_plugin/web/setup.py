@@ -16,7 +16,7 @@ from samtycke_plugin.errors import InputError, SettingsError
 from samtycke_plugin.i18n import t
 from samtycke_plugin.inputs import whole_number
 from samtycke_plugin.render import trusted_html
-from samtycke_plugin.settings import PracticeSettings
+from samtycke_plugin.settings import BRAND_COLOUR, PracticeSettings, normalise_colour
 from samtycke_plugin.text import LANGUAGES, MAX_TEXT_LENGTH, normalise_body
 from samtycke_plugin.web.base import Handler, requires
 from samtycke_plugin.web.staff import (
@@ -77,6 +77,7 @@ def _settings_values(settings: PracticeSettings) -> dict[str, Any]:
         "validity_days": "" if settings.validity_days is None else str(settings.validity_days),
         "request_link_days": str(settings.request_link_days),
         "pause_days": str(settings.pause_days),
+        "brand_colour": settings.brand_colour or "",
     }
 
 
@@ -126,6 +127,19 @@ def _settings_from_form(
             ctx.locale,
             "Write how many days to wait before asking a client who said no again: a whole "
             "number from 0 to 1825 (0 asks again at the next booking).",
+        )
+    # A form without the field (an older page still open) keeps the practice's colour.
+    kept = practices.settings_of(ctx.practice).brand_colour or ""
+    colour = form.get("brand_colour", kept).strip()
+    shown["brand_colour"] = colour
+    normalised = normalise_colour(colour)
+    if normalised is None or (isinstance(normalised, str) and BRAND_COLOUR.fullmatch(normalised)):
+        data["brand_colour"] = normalised
+    else:
+        errors["brand_colour"] = t(
+            ctx.locale,
+            "Write the colour as # followed by six digits or letters from a to f, such as "
+            "#1a5fb4, or leave the field empty.",
         )
     return data, shown, errors
 

@@ -25,6 +25,7 @@ from hookspecs.types import (
     BookingSubmission,
     ClientCreated,
     ClientRef,
+    ConsentAnswer,
     FilterClause,
     StaffContext,
     StaffRef,
@@ -296,6 +297,7 @@ def _hook_args(host: TestHost, tenant: str, client: str) -> dict[str, Any]:
         "tenant": TenantRef(tenant),
         "client": ClientRef(client),
         "clients": [ClientRef(client)],
+        "purpose": "care",
         "staff": staff(),
         "locale": "sv",
         "app": "samtycke",
@@ -315,7 +317,7 @@ def _with_bad(
     args: dict[str, Any], good: dict[str, Any], name: str, bad: Any
 ) -> Iterator[dict[str, Any]]:
     """The arguments with one id replaced by ``bad`` (also inside value objects)."""
-    if name in ("tenant", "client", "booking", "filter_key", "locale", "app"):
+    if name in ("tenant", "client", "booking", "filter_key", "locale", "app", "purpose"):
         yield {**args, name: bad}
     elif name == "clients":
         yield {**args, "clients": [bad]}
@@ -376,7 +378,11 @@ def test_every_hook_with_malformed_ids_gives_a_clear_error_or_nothing(host: Test
                         if isinstance(exc, InputError):
                             assert exc.field, (hook_name, name, bad)
                     else:
-                        if caller.spec.opts.get("firstresult"):
+                        if isinstance(result, dict):  # the consent lookup
+                            # an id that names nothing never gives leave to use data
+                            assert all(isinstance(a, ConsentAnswer) and not a.may_use
+                                       for a in result.values()), (hook_name, name, bad)
+                        elif caller.spec.opts.get("firstresult"):
                             assert result is None or isinstance(result, FilterClause)
                         else:
                             assert isinstance(result, list), (hook_name, result)

@@ -125,6 +125,7 @@ def _cross_args(w: World) -> dict[str, Any]:
         "tenant": w.a,
         "client": w.b_client,
         "clients": [w.b_client],
+        "purpose": "care",
         "staff": staff(),
         "locale": "en",
         "app": "samtycke",
