@@ -24,7 +24,7 @@ from werkzeug.security import generate_password_hash
 from examples.host_app.models import Booking, Client, Practice, Service, Staff
 from examples.host_app.runtime import Platform
 from examples.host_app.scheduling import ZONE
-from hookspecs.types import StaffContext, StaffRef
+from hookspecs.types import ALL_PERMISSIONS, StaffContext, StaffRef
 from samtycke_plugin import consent, practices, purposes
 from samtycke_plugin.email import requests as mail_requests
 from samtycke_plugin.purpose_catalogue import REMINDERS
@@ -138,7 +138,7 @@ def _seed_practice(platform: Platform, spec: dict[str, Any], rng: random.Random,
     session.add_all(services)
     session.flush()
     owner = StaffContext(ref=StaffRef(str(staff[0].id)), name=staff[0].name,
-                         can_record_consent=True)
+                         permissions=ALL_PERMISSIONS)
     if spec["samtycke"] is not None:
         # What the owner does in the app menu and the app's setup wizard.
         apps.set_active(practice.id, "samtycke", True, staff[0].id, spec["samtycke"])
