@@ -5,7 +5,7 @@ showed), and the pure per-purpose decision the form, the check and the record st
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -150,9 +150,15 @@ def purpose_settings(settings: PracticeSettings, required: bool) -> PracticeSett
 _MOST_PURPOSES = 64
 
 
-def posted_text_ids(fields: Mapping[str, str], keys: Sequence[str] | None = None) -> dict[str, int]:
+def shown_text_id(raw: object) -> int | None:
+    """A posted text id (``None`` for anything but plain ASCII digits: "²" and "٣" are
+    ``isdigit()`` too)."""
+    return whole_number(raw)
+
+
+def posted_text_ids(fields: Mapping[str, object]) -> dict[str, int]:
     """The text id each purpose's hidden field posted back (well-formed ones only), by
-    purpose key; ``keys``: the purposes to look for (``None``: every field present)."""
+    purpose key."""
     out: dict[str, int] = {}
     for name, raw in fields.items():
         if name == _TEXT:
@@ -161,8 +167,8 @@ def posted_text_ids(fields: Mapping[str, str], keys: Sequence[str] | None = None
             key = name[len(_TEXT) + 2:]
         else:
             continue
-        number = whole_number(raw)  # ASCII digits only: "²" and "٣" are isdigit() too
-        if number is not None and (keys is None or key in keys):
+        number = shown_text_id(raw)
+        if number is not None:
             out[key] = number
         if len(out) == _MOST_PURPOSES:  # a forged form's thousand fields: not one query
             break
