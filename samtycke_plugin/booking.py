@@ -1,12 +1,15 @@
-"""Online booking: the consent block of the booking form, the check (phase 1, no
-writes) and the record step (phase 2, in the host's transaction).
+"""Online booking: the consent block of the booking form, with one box per purpose the
+practice asks for, the check (phase 1, no writes) and the record step (phase 2, in the
+host's transaction).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from attrs import frozen
+from markupsafe import Markup
+from sqlalchemy.orm import Session
 
 from hookspecs.types import (
     BookingFormContext,
@@ -14,225 +17,259 @@ from hookspecs.types import (
     FormFragment,
     Veto,
 )
-from samtycke_plugin import consent, hostdb
+from samtycke_plugin import consent, hostdb, ledger
+from samtycke_plugin.booking_gate import (
+    Gate,
+    PurposeGate,
+    ShownText,
+    field_names,
+    posted_text_ids,
+    read_gate,
+    shown_text_id,
+)
 from samtycke_plugin.common import check_ref, now_utc
+from samtycke_plugin.consent import _event, expiry
 from samtycke_plugin.email import receipts
 from samtycke_plugin.errors import Conflict
-from samtycke_plugin.i18n import N_, t
-from samtycke_plugin.inputs import whole_number
-from samtycke_plugin.ledger import Head, load_snapshot, lock_head, snapshot_of
-from samtycke_plugin.models import (
-    ConsentEvent,
-)
-from samtycke_plugin.practices import (
-    current_text,
-    get_practice,
-    is_operational,
-    require_practice,
-    settings_from,
-    settings_of,
-)
+from samtycke_plugin.i18n import N_, lang, t
+from samtycke_plugin.ledger import Head, NewEvent, lock_head
+from samtycke_plugin.models import ConsentEvent, Practice
+from samtycke_plugin.practices import current_text, get_practice, is_operational, require_practice
+from samtycke_plugin.purposes import DEFAULT_PURPOSE
 from samtycke_plugin.render import render, trusted_html
-from samtycke_plugin.rules import (
-    GateOutcome,
-    Snapshot,
-    Status,
-    gate,
-    paused,
-    should_ask,
-    status,
-)
-from samtycke_plugin.settings import (
-    PracticeSettings,
-)
-from samtycke_plugin.store import _gate_row
+from samtycke_plugin.rules import VALID_STATES, GateOutcome, Snapshot, State, Status, grant_state
+from samtycke_plugin.text import sha256
 
 if TYPE_CHECKING:
     from hookspecs.host import Host
 
 
-FIELD_CONSENT = "samtycke_consent"
+FIELD_CONSENT, FIELD_TEXT, FIELD_NOTE = field_names(DEFAULT_PURPOSE)
+
+_TICKED = ("yes", "on", "true", "1")
 
 
-FIELD_TEXT = "samtycke_text"
+@frozen(kw_only=True)
+class _Box:
+    """One purpose's part of the consent block."""
+
+    key: str
+    #: The purpose's name as the block's legend (``None``: the default purpose's legend).
+    legend: str | None
+    #: Appended to the element ids (the default purpose keeps the ids hosts know).
+    suffix: str
+    text_html: Markup
+    text_id: int
+    text_lang: str
+    required: bool
+    field_consent: str
+    field_text: str
+    field_note: str
+    change_note: str | None
+    note_sha256: str | None
+    outdated: bool
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        fields = (self.field_consent, self.field_text)
+        return (*fields, self.field_note) if self.change_note else fields
+
+
+def _box(session: Session, practice: Practice, purpose: PurposeGate, client: str | None,
+         locale: str) -> _Box:
+    key = purpose.key
+    text = current_text(session, practice, locale, key)
+    note = consent.change_note_for(session, practice, client, key)
+    box, text_field, note_field = field_names(key)
+    default = key == DEFAULT_PURPOSE
+    return _Box(
+        key=key, legend=None if default else purpose.name(lang(locale)),
+        suffix="" if default else "-" + key, text_html=trusted_html(text.html),
+        text_id=text.id, text_lang=text.language, required=purpose.required,
+        field_consent=box, field_text=text_field, field_note=note_field, change_note=note,
+        note_sha256=sha256(note) if note else None,
+        outdated=purpose.status is Status.OUTDATED,
+    )
 
 
 def form_fragment(host: Host, form: BookingFormContext) -> FormFragment | None:
-    """The consent block of the booking form, when this client is to be asked."""
+    """The consent block of the booking form: one unticked box for each purpose this
+    client is to be asked for, or ``None`` when none is."""
     with hostdb.session(host) as session:
         practice = get_practice(session, form.tenant)
         if not is_operational(practice):
             return None
         assert practice is not None
-        settings = settings_of(practice)
-        now = now_utc(host)
-        snap = (
-            load_snapshot(session, practice.tenant_ref, check_ref("client", form.client))
-            if form.client
-            else None
-        )
-        current = status(snap, practice.current_major, now)
-        if not should_ask(settings, current, is_new_client=form.client is None,
-                          paused=paused(snap, settings, now)):
+        client = check_ref("client", form.client) if form.client else None
+        found = read_gate(session, practice.tenant_ref, client, {}, now_utc(host))
+        asked = [p for p in found.purposes if p.asks(is_new_client=client is None)] if found else []
+        if not asked:
             return None
-        text = current_text(session, practice, form.locale)
-        note = consent.change_note_for(session, practice, form.client)
-        html = render(
-            "form_fragment.html", form.locale, change_note=note,
-            text_html=trusted_html(text.html), text_id=text.id, text_lang=text.language,
-            required=settings.require_consent_for_online_booking,
-            field_consent=FIELD_CONSENT, field_text=FIELD_TEXT,
-            outdated=current is Status.OUTDATED,
-        )
+        boxes = [_box(session, practice, p, client, form.locale) for p in asked]
         return FormFragment(
-            key="samtycke.consent", html=html, field_names=(FIELD_CONSENT, FIELD_TEXT),
-            required=settings.require_consent_for_online_booking, order=900,
+            key="samtycke.consent", html=render("form_fragment.html", form.locale, boxes=boxes),
+            field_names=tuple(name for box in boxes for name in box.field_names),
+            required=any(box.required for box in boxes), order=900,
         )
-
-
-@frozen(kw_only=True)
-class _ShownText:
-    """The text version the booking form showed (posted back in ``samtycke_text``)."""
-
-    id: int
-    major: int
-    sha256: str
-    language: str
 
 
 @frozen(kw_only=True)
 class _Decision:
+    purpose: PurposeGate
     outcome: GateOutcome
-    previous: Snapshot | None = None
-    settings: PracticeSettings | None = None
-    #: The gate row, for the text the form showed (read only when consent is recorded).
-    row: Any = None
-
-    def shown_text(self) -> _ShownText | None:
-        """The text version the form showed, as the gate read it, or ``None``."""
-        row = self.row
-        if getattr(row, "shown_id", None) is None:
-            return None
-        return _ShownText(id=row.shown_id, major=row.shown_major, sha256=row.shown_sha256,
-                          language=row.shown_language)
 
 
-def _shown_text_id(raw: object) -> int | None:
-    return whole_number(raw)  # ASCII digits only: "²" and "٣" are isdigit() too
+#: How a posted text id is read.
+_shown_text_id = shown_text_id
 
 
 def _decide(
     host: Host, submission: BookingSubmission, client: str | None, *, locked: bool = False
-) -> tuple[_Decision, Head | None]:
-    """The gate's decision; with ``locked``, taken under the practice's chain-head lock
-    (the record step: a simultaneous submit or text change cannot slip in between),
-    and the head read with it."""
+) -> tuple[list[_Decision], Head | None]:
+    """The gate's decision for each purpose; with ``locked``, taken under the practice's
+    chain-head lock (the record step: a simultaneous submit or text change cannot slip in
+    between), and the head read with it."""
     tenant = check_ref("tenant", submission.tenant)
     client = check_ref("client", client) if client else None
     if submission.channel != "online":
-        return _Decision(outcome=GateOutcome.ACCEPT), None
+        return [], None
     with hostdb.session(host) as session:
         head = lock_head(session, tenant) if locked else None
-        row = _gate_row(session, tenant, client, _shown_text_id(submission.fields.get(FIELD_TEXT)))
-        return _decide_on(host, submission, client, row), head
+        found = read_gate(session, tenant, client, posted_text_ids(submission.fields),
+                          now_utc(host))
+        return _decide_on(submission, client, found), head
 
 
 def _decide_on(
-    host: Host, submission: BookingSubmission, client: str | None, row: Any
-) -> _Decision:
-    if row is None or not (row.active and row.setup_complete):
-        return _Decision(outcome=GateOutcome.ACCEPT)
-    settings = settings_from(row.settings)
-    snap = snapshot_of(row) if client and row.state is not None else None
-    now = now_utc(host)
-    current = status(snap, row.current_major, now)
-    ticked = submission.fields.get(FIELD_CONSENT, "") in ("yes", "on", "true", "1")
-    outcome = gate(
-        settings, current, is_new_client=submission.is_new_client or client is None,
-        ticked=ticked,
-        shown_major=row.shown_major if getattr(row, "shown_id", None) is not None else None,
-        current_major=row.current_major, paused=paused(snap, settings, now),
-    )
-    if outcome in (GateOutcome.ACCEPT_GIVEN, GateOutcome.ACCEPT_REFUSED):
-        return _Decision(outcome=outcome, previous=snap, settings=settings, row=row)
-    return _Decision(outcome=outcome)
+    submission: BookingSubmission, client: str | None, found: Gate | None
+) -> list[_Decision]:
+    if found is None or not found.active:
+        return []
+    is_new = submission.is_new_client or client is None
+    decisions = []
+    for purpose in found.purposes:
+        ticked = submission.fields.get(field_names(purpose.key)[0], "") in _TICKED
+        outcome = purpose.outcome(is_new_client=is_new, ticked=ticked)
+        if outcome is not GateOutcome.ACCEPT:
+            decisions.append(_Decision(purpose=purpose, outcome=outcome))
+    return decisions
+
+
+def _veto(locale: str, decision: _Decision) -> Veto | None:
+    purpose = decision.purpose
+    default = purpose.key == DEFAULT_PURPOSE
+    suffix = "" if default else "." + purpose.key
+    name = purpose.name(lang(locale))
+    if decision.outcome is GateOutcome.VETO_REQUIRED:
+        return Veto(
+            key="samtycke.consent_required" + suffix, field_name=field_names(purpose.key)[0],
+            retryable=False,
+            message=t(locale, "To book online you need to give your consent: read the text "
+                              "about how your personal data is handled and tick the box.")
+            if default else t(locale, "To book online you need to give your consent to "
+                                      "“%(name)s”: read its text and tick its box.", name=name),
+        )
+    if decision.outcome is GateOutcome.VETO_TEXT_CHANGED:
+        return Veto(
+            key="samtycke.text_changed" + suffix, field_name=field_names(purpose.key)[0],
+            retryable=True,
+            message=t(locale, "The consent text was updated while you were booking. Please "
+                              "read the new text and tick the box again.")
+            if default else t(locale, "The text about “%(name)s” was updated while you were "
+                                      "booking. Please read the new text and decide again.",
+                              name=name),
+        )
+    return None
 
 
 def check_booking(host: Host, submission: BookingSubmission) -> list[Veto]:
     """Phase 1: vetoes for a booking, without writing anything."""
-    decision, _ = _decide(host, submission, submission.client)
-    if decision.outcome is GateOutcome.VETO_REQUIRED:
-        return [
-            Veto(
-                key="samtycke.consent_required", field_name=FIELD_CONSENT, retryable=False,
-                message=t(
-                    submission.locale,
-                    "To book online you need to give your consent: read the text about how "
-                    "your personal data is handled and tick the box.",
-                ),
-            )
-        ]
-    if decision.outcome is GateOutcome.VETO_TEXT_CHANGED:
-        return [
-            Veto(
-                key="samtycke.text_changed", field_name=FIELD_CONSENT, retryable=True,
-                message=t(
-                    submission.locale,
-                    "The consent text was updated while you were booking. Please read the "
-                    "new text and tick the box again.",
-                ),
-            )
-        ]
-    return []
+    decisions, _ = _decide(host, submission, submission.client)
+    return [v for d in decisions if (v := _veto(submission.locale, d)) is not None]
+
+
+def _note_shown(
+    session: Session, practice: Practice, client: str, key: str, posted: object
+) -> str | None:
+    """The hash of the change note the form showed above the purpose's text, when the form
+    posted it back and it is the note the client is shown now (else ``None``)."""
+    if not isinstance(posted, str) or not posted:
+        return None
+    note = consent.change_note_for(session, practice, client, key)
+    return posted if note is not None and sha256(note) == posted else None
 
 
 def record_booking(
     host: Host, submission: BookingSubmission, booking: str, client: str
-) -> ConsentEvent | None:
-    """Phase 2: record the consent decision of an accepted online booking.
+) -> list[ConsentEvent]:
+    """Phase 2: record the consent decisions of an accepted online booking, one event per
+    purpose asked (given, or refused for a box offered and left unticked), appended
+    together.
 
-    Runs inside the host's transaction.  The decision is re-made with the now
-    known client, under the practice's lock, so a race (text changed between check and
-    record) raises :class:`Conflict` and the host's transaction rolls back.  Returns the
-    new event, or ``None`` when nothing was recorded.
+    Runs inside the host's transaction.  The decisions are re-made with the now known
+    client, under the practice's lock, so a race (text changed between check and record)
+    raises :class:`Conflict` and the host's transaction rolls back.  Returns the new
+    events, in the form's order of purposes.
     """
     booking = check_ref("booking", booking)
     client = check_ref("client", client)
     if submission.channel != "online":
-        return None
+        return []
     tenant = check_ref("tenant", submission.tenant)
-    decision, head = _decide(host, submission, client, locked=True)
-    outcome = decision.outcome
-    if outcome in (GateOutcome.VETO_REQUIRED, GateOutcome.VETO_TEXT_CHANGED):
+    decisions, head = _decide(host, submission, client, locked=True)
+    if any(d.outcome in (GateOutcome.VETO_REQUIRED, GateOutcome.VETO_TEXT_CHANGED)
+           for d in decisions):
         raise Conflict(
             N_("The booking no longer passes the consent check; ask the client to try again.")
         )
-    if outcome is GateOutcome.ACCEPT:
-        return None
-    settings = decision.settings
-    assert settings is not None
+    if not decisions:
+        return []
     how = consent.How(
         channel="online_booking", method="checkbox", actor="client", booking_ref=booking,
         ip_address=submission.ip_address, user_agent=submission.user_agent,
     )
+    now = now_utc(host)
     with hostdb.session(host) as session:
-        if outcome is GateOutcome.ACCEPT_GIVEN:
-            shown = decision.shown_text()
-            assert shown is not None
-            return consent.grant(
-                session, tenant, client, shown, how, now=now_utc(host),
-                validity_days=settings.validity_days, previous=decision.previous, head=head,
-            )
-        practice = require_practice(session, submission.tenant)
-        text = current_text(session, practice, submission.locale)
-        return consent.refuse(session, tenant, client, text, how, now=now_utc(host),
-                              previous=decision.previous, head=head)
+        practice: Practice | None = None
+        events: list[NewEvent] = []
+        for decision in decisions:
+            purpose = decision.purpose
+            posted = submission.fields.get(field_names(purpose.key)[2])
+            if posted and practice is None:
+                practice = require_practice(session, tenant)
+            note = _note_shown(session, practice, client, purpose.key, posted) if practice else None
+            if decision.outcome is GateOutcome.ACCEPT_GIVEN:
+                assert purpose.shown is not None
+                events.append(_event(
+                    tenant, client, grant_state(purpose.snapshot), how, now, text=purpose.shown,
+                    given_at=now, expires_at=expiry(purpose.validity_days, now),
+                    purpose=purpose.key, change_note_sha256=note))
+                continue
+            events.append(_event(
+                tenant, client, State.REFUSED, how, now, purpose=purpose.key,
+                text=_refused_text(session, tenant, purpose, submission.locale),
+                change_note_sha256=note))
+        previous: dict[tuple[str, str], Snapshot | None] = {
+            (client, d.purpose.key): d.purpose.snapshot for d in decisions}
+        return ledger.append(session, events, previous=previous, head=head)
+
+
+def _refused_text(
+    session: Session, tenant: str, purpose: PurposeGate, locale: str
+) -> ShownText | consent.ShownText:
+    """The text a refusal names: the current version the form showed, else the current one
+    in the client's language."""
+    if purpose.shown is not None and purpose.shown.major == purpose.major:
+        return purpose.shown
+    return current_text(session, require_practice(session, tenant), locale, purpose.key)
 
 
 def record(host: Host, submission: BookingSubmission, booking: str, client: str) -> None:
-    """Phase 2 and what follows it, in the host's transaction: the consent decision of an
+    """Phase 2 and what follows it, in the host's transaction: the consent decisions of an
     accepted booking recorded, then the receipt of a consent given (or, after a staff
     booking, the e-mail request the practice asked for)."""
     with hostdb.in_host_transaction(host, write=True):
-        event = record_booking(host, submission, booking, client)
-        receipts.after_booking(host, submission, client, event)
+        events = record_booking(host, submission, booking, client)
+        # One receipt, of the first consent given (the default purpose's when given).
+        given = next((e for e in events if State(e.state) in VALID_STATES), None)
+        receipts.after_booking(host, submission, client, given)
