@@ -100,6 +100,7 @@ class Asked:
     client: str
     text: ShownText
     request_id: int
+    purpose: str = DEFAULT_PURPOSE
 
 
 def expiry(validity_days: int | None, given_at: datetime) -> datetime | None:
@@ -238,7 +239,7 @@ def request(
     return ledger.append(session, [
         _event(tenant, a.client, State.REQUESTED,
                How(channel="email", method="link", actor=actor, request_id=a.request_id),
-               now, text=a.text)
+               now, text=a.text, purpose=a.purpose)
         for a in asked
     ])
 

@@ -274,6 +274,9 @@ class ConsentRequest(Base):
     created_by: Mapped[str] = mapped_column(String(160))
     delivery: Mapped[str] = mapped_column(String(16))
     batch_key: Mapped[str | None] = mapped_column(String(64))
+    #: ``{purpose key: content version}`` a consent link asks about (``None``: the
+    #: default purpose only, at ``text_major``; withdrawal links name none).
+    purpose_majors: Mapped[dict[str, int] | None] = mapped_column(JSON(none_as_null=True))
 
 
 class OutboxMessage(Base):

@@ -133,12 +133,16 @@ def request_group() -> None:
 @click.option(
     "--verbose", "-v", is_flag=True, help="List every client left out, with the reason."
 )
+@click.option(
+    "--purpose", default="care", show_default=True,
+    help="The purpose to ask for (its key); clients are decided for that purpose.",
+)
 @pass_ctx
 def request_all(
     ctx: Context, tenant: str, actor: str, chunk_size: int, locale: str, yes: bool,
-    verbose: bool,
+    verbose: bool, purpose: str,
 ) -> None:
-    """Ask every client of a practice who lacks valid consent, by e-mail.
+    """Ask every client of a practice who lacks valid consent to a purpose, by e-mail.
 
     First shows who would be asked and who is left out and why (--verbose names them),
     then asks for confirmation (--yes skips it; without a terminal and without --yes
@@ -156,7 +160,8 @@ def request_all(
 
     host = _mail_host(ctx)
     try:
-        preview = preview_batch(host, tenant, cap=None if verbose else 0, chunk_size=chunk_size)
+        preview = preview_batch(host, tenant, cap=None if verbose else 0, chunk_size=chunk_size,
+                                purpose=purpose)
     except (errors.SamtyckeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     _echo_preview(preview, locale, verbose=verbose)
@@ -189,6 +194,7 @@ def request_all(
                 progress=progress,
                 total=total,
                 chunk_size=chunk_size,
+                purpose=purpose,
             )
     except (errors.SamtyckeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -213,6 +219,7 @@ def _echo_preview(preview: BatchPreview, locale: str, *, verbose: bool) -> None:
     from samtycke_plugin.email.batch_preview import REASON_LABELS, REASONS
     from samtycke_plugin.i18n import t
 
+    click.echo(t(locale, "Purpose: %(purpose)s", purpose=preview.purpose))
     click.echo(t(locale, "Would be asked by e-mail: %(n)s of %(total)s clients.",
                  n=preview.asked, total=preview.total))
     for reason in REASONS:

@@ -43,6 +43,7 @@ from samtycke_plugin.email.outbox import (
 from samtycke_plugin.models import (
     KIND_REQUEST,
 )
+from samtycke_plugin.purposes import DEFAULT_PURPOSE
 from samtycke_plugin.rules import State
 
 if TYPE_CHECKING:
@@ -131,23 +132,26 @@ def _queue_chunk(
     *,
     actor: str,
     batch_key: str,
+    purpose: str = DEFAULT_PURPOSE,
 ) -> _ChunkCounts:
-    """A batch request for the clients of ``infos``: one waiting outbox row for each
-    client without valid consent, who has not withdrawn or declined, without a pending
-    link for the current text and without a row already waiting, whose address and
-    name can go into a mail.  The relay mints the link, records the ``requested`` event
-    and fills the row in when it claims it (:func:`complete_requests`).  Does not
-    commit."""
+    """A batch request for ``purpose`` to the clients of ``infos``: one waiting outbox
+    row for each client without valid consent to it, who has not withdrawn or declined
+    it, without a pending link for its current text and without a row already waiting,
+    whose address and name can go into a mail.  The relay mints the link, records the
+    ``requested`` event and fills the row in when it claims it
+    (:func:`complete_requests`).  Does not commit."""
     practice = practices.require_practice(session, tenant)
     session.refresh(practice)
     now = common.now_utc(host)
     unique = {str(info.ref): info for info in infos}
-    settled = _already_settled(session, tenant, list(unique), practice.current_major, now,
-                               practices.settings_of(practice))
+    settled = _already_settled(session, tenant, list(unique),
+                               practices.purpose_major(session, practice, purpose), now,
+                               practices.settings_of(practice), purpose)
     left_out: Counter[Reason] = Counter()
     rows: list[dict[str, Any]] = []
     domain: str | None = None
-    payload = {"actor": actor[:160], "batch_key": batch_key}  # one object: converted once
+    # One object: converted once.
+    payload = {"actor": actor[:160], "batch_key": batch_key, "purposes": [purpose]}
     for ref, info in unique.items():
         decided = decide(settled.get(ref), info.email, info.name)
         if isinstance(decided, Reason):
@@ -181,10 +185,12 @@ def count_clients(host: Host, tenant: str) -> int:
 
 
 def _chunk_job(
-    host: Host, tenant: str, chunk: Sequence[ClientInfo], *, actor: str, batch_key: str
+    host: Host, tenant: str, chunk: Sequence[ClientInfo], *, actor: str, batch_key: str,
+    purpose: str = DEFAULT_PURPOSE,
 ) -> Callable[[Session], _ChunkCounts]:
     def job(session: Session) -> _ChunkCounts:
-        return _queue_chunk(host, session, tenant, chunk, actor=actor, batch_key=batch_key)
+        return _queue_chunk(host, session, tenant, chunk, actor=actor, batch_key=batch_key,
+                            purpose=purpose)
 
     return job
 
@@ -205,9 +211,13 @@ def request_batch(
     total: int | None = None,
     chunk_size: int = BATCH_CHUNK,
     batch_key: str | None = None,
+    purpose: str = DEFAULT_PURPOSE,
 ) -> BatchResult:
-    """E-mail a consent request to every client of the practice without valid consent
-    (``clients=None``), or to the given client refs.  Clients who withdrew their consent
+    """E-mail a consent request for ``purpose`` to every client of the practice without
+    valid consent to it (``clients=None``), or to the given client refs (an unknown or
+    archived purpose: :class:`~samtycke_plugin.errors.NotFound`).  The pause and
+    "already asked" apply per purpose; a client who already has a request waiting in
+    the outbox (for any purpose) counts as already asked.  Clients who withdrew their consent
     or declined it are left out (counted in the result): a batch never answers a
     client's "no" with another mail; the practitioner can still ask one of them from the
     client's profile (:func:`send_request`).
@@ -247,7 +257,9 @@ def request_batch(
     expected (``len(clients)``, the ``total`` argument, or 0 when unknown).
     """
     with hostdb.session(host) as session:
-        tenant = practices.require_practice(session, tenant).tenant_ref
+        practice = practices.require_practice(session, tenant)
+        practices.purpose_major(session, practice, purpose)
+        tenant = practice.tenant_ref
     batch_key = batch_key or uuid.uuid4().hex
     unknown = 0
     if clients is None and isinstance(host, ClientQuery):
@@ -255,7 +267,8 @@ def request_batch(
         query = listed_clients(host.client_query(TenantRef(tenant)))
         done, counts = run_in_transaction(
             host,
-            lambda s: _queue_everyone(host, s, tenant, query, actor=actor, batch_key=key),
+            lambda s: _queue_everyone(host, s, tenant, query, actor=actor, batch_key=key,
+                                      purpose=purpose),
         )
         if progress is not None:
             progress(done, done)
@@ -281,7 +294,8 @@ def request_batch(
     asked = valid = pending = no_email = bad_name = withdrawn = refused = done = 0
     for chunk in _chunks(source, max(1, chunk_size)):
         counts = run_in_transaction(
-            host, _chunk_job(host, tenant, chunk, actor=actor, batch_key=batch_key)
+            host, _chunk_job(host, tenant, chunk, actor=actor, batch_key=batch_key,
+                             purpose=purpose)
         )
         asked += counts.asked
         valid += counts.valid

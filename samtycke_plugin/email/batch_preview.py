@@ -30,6 +30,7 @@ from samtycke_plugin.email.outbox import _OUTBOX
 from samtycke_plugin.errors import InputError
 from samtycke_plugin.i18n import N_
 from samtycke_plugin.models import WAITING_REQUEST
+from samtycke_plugin.purposes import DEFAULT_PURPOSE
 
 if TYPE_CHECKING:
     from hookspecs.host import Host
@@ -87,6 +88,8 @@ class BatchPreview:
     mail: MailPreview | None = None
     #: Why the mail cannot be shown (the batch would stop for the same reason).
     mail_problem: str | None = field(default=None)
+    #: The purpose the batch asks for.
+    purpose: str = DEFAULT_PURPOSE
 
     @property
     def left_out_total(self) -> int:
@@ -135,10 +138,11 @@ def _streamed_chunks(host: Host, tenant: str, size: int) -> Iterator[list[Client
 
 
 def preview_batch(
-    host: Host, tenant: str, *, cap: int | None = PREVIEW_CAP, chunk_size: int = BATCH_CHUNK
+    host: Host, tenant: str, *, cap: int | None = PREVIEW_CAP, chunk_size: int = BATCH_CHUNK,
+    purpose: str = DEFAULT_PURPOSE,
 ) -> BatchPreview:
     """What :func:`~samtycke_plugin.email.jobs.start_batch` (or ``request_batch`` for the
-    whole practice) would do if it ran now: the clients it would mail, and those it
+    whole practice) would do if it ran now for ``purpose``: the clients it would mail, and those it
     would leave out with the reason, decided as the job decides.  Reads only, in one
     unit of work that is rolled back (inside the app's open unit of work, in that one,
     writing nothing).
@@ -148,17 +152,18 @@ def preview_batch(
     from :meth:`~hookspecs.host.Host.iter_clients`, ``chunk_size`` at a time (one
     query per chunk for their consent, links and waiting requests)."""
     return run_in_transaction(
-        host, functools.partial(_preview, host, tenant=tenant, cap=cap, size=max(1, chunk_size)),
+        host, functools.partial(_preview, host, tenant=tenant, cap=cap, size=max(1, chunk_size),
+                                purpose=purpose),
         commit=False,
     )
 
 
 def _preview(
-    host: Host, session: Session, *, tenant: str, cap: int | None, size: int
+    host: Host, session: Session, *, tenant: str, cap: int | None, size: int, purpose: str
 ) -> BatchPreview:
     practice = practices.require_practice(session, tenant)
     session.refresh(practice)
-    tenant, major = practice.tenant_ref, practice.current_major
+    tenant, major = practice.tenant_ref, practices.purpose_major(session, practice, purpose)
     settings = practices.settings_of(practice)
     link_days = settings.request_link_days
     chunks = (
@@ -174,7 +179,8 @@ def _preview(
         unique = {str(info.ref): info for info in chunk if str(info.ref) not in seen}
         seen.update(unique)
         refs = list(unique)
-        settled = _already_settled(session, tenant, refs, major, common.now_utc(host), settings)
+        settled = _already_settled(session, tenant, refs, major, common.now_utc(host), settings,
+                                   purpose)
         waiting = _waiting(session, tenant, refs)
         for ref, info in unique.items():
             decided = decide(settled.get(ref), info.email, info.name, waiting=ref in waiting)
@@ -185,16 +191,16 @@ def _preview(
             counts[decided] += 1
             if cap is None or len(named[decided]) < cap:
                 named[decided].append(Named(ref=ref, name=(info.name or "").strip() or ref))
-    mail, problem, shown = _mail_preview(host, tenant, example, link_days)
+    mail, problem, shown = _mail_preview(host, tenant, example, link_days, purpose)
     return BatchPreview(
         total=len(seen), asked=asked, counts=counts,
         left_out={reason: tuple(clients) for reason, clients in named.items()},
-        cap=cap, example=shown, mail=mail, mail_problem=problem,
+        cap=cap, example=shown, mail=mail, mail_problem=problem, purpose=purpose,
     )
 
 
 def _mail_preview(
-    host: Host, tenant: str, example: ClientInfo | None, link_days: int
+    host: Host, tenant: str, example: ClientInfo | None, link_days: int, purpose: str
 ) -> tuple[MailPreview | None, str | None, Named | None]:
     """The request mail for the example client, in their language (a client of the
     host's query is looked up for it)."""
@@ -206,7 +212,7 @@ def _mail_preview(
     expires = common.now_utc(host) + timedelta(days=link_days)
     try:
         mail = preview_request(host, tenant, client_name=name, locale=info.locale,
-                               expires_at=expires)
+                               expires_at=expires, purposes=[purpose])
     except InputError as exc:
         return None, str(exc).removeprefix(f"{exc.field}: "), shown
     return mail, None, shown

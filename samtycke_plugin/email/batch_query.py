@@ -42,6 +42,7 @@ from samtycke_plugin.email.asking import (
     _ChunkCounts,
     _mail_address,
     _NotMailable,
+    asks_about,
     said_no_in_pause,
 )
 from samtycke_plugin.email.outbox import (
@@ -58,6 +59,7 @@ from samtycke_plugin.models import (
     KIND_REQUEST,
     WAITING_REQUEST,
 )
+from samtycke_plugin.purposes import DEFAULT_PURPOSE
 from samtycke_plugin.rules import State
 
 if TYPE_CHECKING:
@@ -89,7 +91,7 @@ def listed_clients(clients: ClientSelect) -> Subquery:
 
 def _queue_everyone(
     host: Host, session: Session, tenant: str, listed: Subquery, *, actor: str,
-    batch_key: str,
+    batch_key: str, purpose: str = DEFAULT_PURPOSE,
 ) -> tuple[int, _ChunkCounts]:
     """A batch request for every client of ``listed`` (the host's
     :meth:`~hookspecs.host.ClientQuery.client_query`, :func:`listed_clients`),
@@ -111,21 +113,22 @@ def _queue_everyone(
     practice = practices.require_practice(session, tenant)
     session.refresh(practice)
     now = common.now_utc(host)
-    major = practice.current_major
+    major = practices.purpose_major(session, practice, purpose)
     settings = practices.settings_of(practice)
     dialect = session.get_bind().dialect.name
     ref = listed.c.ref
     valid = select(_STATE.c.client_ref).where(
-        _STATE.c.tenant_ref == tenant, store.valid_condition(major, now)
+        _STATE.c.tenant_ref == tenant, store.valid_condition(major, now, purpose)
     )
     # Left out before anything else: valid consent, or the client's own "no".
     settled = select(_STATE.c.client_ref).where(
         _STATE.c.tenant_ref == tenant,
-        or_(store.valid_condition(major, now), said_no_in_pause(settings, now)),
+        or_(store.valid_condition(major, now, purpose),
+            said_no_in_pause(settings, now, purpose)),
     )
     linked = select(_REQUESTS.c.client_ref).where(
         _REQUESTS.c.tenant_ref == tenant, _REQUESTS.c.purpose == PURPOSE_CONSENT, _PENDING,
-        _REQUESTS.c.expires_at > now, _REQUESTS.c.text_major == major,
+        _REQUESTS.c.expires_at > now, asks_about(purpose, major),
     )
     waiting_rows = and_(_OUTBOX.c.tenant_ref == tenant, text(WAITING_REQUEST))
     unsettled = _not_among(ref, settled, _STATE.c.client_ref, dialect)
@@ -134,7 +137,7 @@ def _queue_everyone(
     said_no: Counter[str] = Counter()
     for state, count in session.execute(
         select(_STATE.c.state, func.count()).where(
-            _STATE.c.tenant_ref == tenant, said_no_in_pause(settings, now),
+            _STATE.c.tenant_ref == tenant, said_no_in_pause(settings, now, purpose),
             _STATE.c.client_ref.in_(select(ref).where(ref.is_not(None))),
         ).group_by(_STATE.c.state)
     ):
@@ -157,7 +160,7 @@ def _queue_everyone(
     # claims the row (complete_requests), as for a row queued by _queue_chunk.
     stem = f"<samtycke.{time.time_ns():x}.{secrets.token_hex(8)}."
     domain = mail_domain(host, tenant)
-    payload = {"actor": actor[:160], "batch_key": batch_key}
+    payload = {"actor": actor[:160], "batch_key": batch_key, "purposes": [purpose]}
     rows = select(
         literal(tenant), ref, null(), literal(KIND_REQUEST),
         literal(stem) + cast(func.row_number().over(), String) + literal(f"@{domain}>"),

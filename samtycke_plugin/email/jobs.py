@@ -43,6 +43,7 @@ from samtycke_plugin.email.batch_query import _queue_everyone, listed_clients
 from samtycke_plugin.errors import SamtyckeError
 from samtycke_plugin.i18n import N_
 from samtycke_plugin.models import UNFINISHED_JOB, BatchJob
+from samtycke_plugin.purposes import DEFAULT_PURPOSE
 
 if TYPE_CHECKING:
     from hookspecs.host import Host
@@ -87,6 +88,8 @@ class JobProgress:
     skipped_withdrawn: int
     skipped_refused: int
     error: str | None
+    #: The purpose the job asks for.
+    purpose: str = DEFAULT_PURPOSE
 
     @property
     def finished(self) -> bool:
@@ -110,18 +113,23 @@ class _Retry(Exception):
     """The unfinished job met by the insert finished before it could be read."""
 
 
-def start_batch(host: Host, tenant: str, *, actor: str) -> Started:
-    """Record a batch request to every client of the practice without valid consent, to
-    be run by :func:`run_pending`; or, while one is unfinished, return that one.  Its
+def start_batch(
+    host: Host, tenant: str, *, actor: str, purpose: str = DEFAULT_PURPOSE
+) -> Started:
+    """Record a batch request for ``purpose`` to every client of the practice without
+    valid consent to it, to be run by :func:`run_pending`; or, while one is unfinished,
+    return that one (whatever its purpose).  Its
     own short unit of work (:meth:`Host.unit_of_work`), committed; inside a unit of
     work of the app (its batch page), that one."""
 
     def unit(session: Session) -> Started:
         practice = practices.require_practice(session, tenant)
+        practices.purpose_major(session, practice, purpose)  # unknown or archived: NotFound
         now = common.now_utc(host)
         values: dict[str, Any] = {
             "tenant_ref": practice.tenant_ref, "created_by": actor[:160], "created_at": now,
-            "options": {"filter": EVERYONE}, "batch_key": uuid.uuid4().hex, "state": QUEUED,
+            "options": {"filter": EVERYONE, "purpose": purpose},
+            "batch_key": uuid.uuid4().hex, "state": QUEUED,
             "done": 0, **dict.fromkeys(_COUNTS, 0),
         }
         dialect = session.get_bind().dialect.name
@@ -151,11 +159,18 @@ def _progress_of(row: Any) -> JobProgress:
     return JobProgress(
         id=int(row.id), state=row.state, created_at=row.created_at, finished_at=row.finished_at,
         total=row.total, done=row.done, error=row.error, **{k: getattr(row, k) for k in _COUNTS},
+        purpose=_purpose_of(row.options),
     )
 
 
+def _purpose_of(options: Any) -> str:
+    """The purpose a job asks for (a job from before purposes: the default one)."""
+    found = options.get("purpose") if isinstance(options, dict) else None
+    return found if isinstance(found, str) and found else DEFAULT_PURPOSE
+
+
 _PROGRESS_COLUMNS = (_J.id, _J.state, _J.created_at, _J.finished_at, _J.total, _J.done,
-                     _J.error, *(_J[k] for k in _COUNTS))
+                     _J.error, _J.options, *(_J[k] for k in _COUNTS))
 
 
 def job_progress(host: Host, tenant: str, job_id: int) -> JobProgress | None:
@@ -252,6 +267,7 @@ class _Job:
     total: int | None
     done: int
     after: str | None
+    purpose: str = DEFAULT_PURPOSE
 
 
 def _run(host: Host, job: _Job, runner: str, lease: timedelta, chunk_size: int,
@@ -277,7 +293,7 @@ def _run(host: Host, job: _Job, runner: str, lease: timedelta, chunk_size: int,
                 _hold(session, job.id, runner, common.now_utc(host) + lease)
                 chunk, upper = _query_chunk(session, query, after, size)
                 done, counts = _queue_everyone(host, session, tenant, chunk, actor=job.actor,
-                                               batch_key=job.batch_key)
+                                               batch_key=job.batch_key, purpose=job.purpose)
                 _hold(session, job.id, runner, common.now_utc(host) + lease,
                       done=_J.done + done, after_ref=upper if upper is not None else after,
                       **_added(counts))
@@ -292,7 +308,7 @@ def _run(host: Host, job: _Job, runner: str, lease: timedelta, chunk_size: int,
             def unit_of(session: Session, chunk: list[Any] = chunk) -> None:
                 _hold(session, job.id, runner, common.now_utc(host) + lease)
                 counts = _queue_chunk(host, session, tenant, chunk, actor=job.actor,
-                                      batch_key=job.batch_key)
+                                      batch_key=job.batch_key, purpose=job.purpose)
                 _hold(session, job.id, runner, common.now_utc(host) + lease,
                       done=_J.done + len(chunk), **_added(counts))
 
@@ -317,11 +333,13 @@ def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
 
 def _load(host: Host, job_id: int) -> _Job:
     row = run_in_transaction(host, lambda s: s.execute(
-        select(_J.tenant_ref, _J.created_by, _J.batch_key, _J.total, _J.done, _J.after_ref)
+        select(_J.tenant_ref, _J.created_by, _J.batch_key, _J.total, _J.done, _J.after_ref,
+               _J.options)
         .where(_J.id == job_id)
     ).one(), commit=False)
     return _Job(id=job_id, tenant=row.tenant_ref, actor=row.created_by,
-                batch_key=row.batch_key, total=row.total, done=row.done, after=row.after_ref)
+                batch_key=row.batch_key, total=row.total, done=row.done, after=row.after_ref,
+                purpose=_purpose_of(row.options))
 
 
 def _end(host: Host, job_id: int, runner: str, *, state: str, error: str | None = None) -> None:

@@ -10,6 +10,7 @@ IS NULL`` and records only when exactly one row changed, in the same transaction
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ from sqlalchemy import (
 
 from hookspecs.types import ClientInfo, ClientRef, TenantRef
 from samtycke_plugin import common, consent, hostdb, practices
+from samtycke_plugin.email.purpose_names import purpose_names
 from samtycke_plugin.email.receipts import queue_receipt
 from samtycke_plugin.email.tokens import (
     PURPOSE_WITHDRAW,
@@ -30,7 +32,8 @@ from samtycke_plugin.email.tokens import (
     token_for,
     token_hash,
 )
-from samtycke_plugin.errors import InputError
+from samtycke_plugin.errors import Conflict, InputError, NotFound
+from samtycke_plugin.i18n import N_
 from samtycke_plugin.inputs import whole_number
 from samtycke_plugin.ledger import load_snapshot
 from samtycke_plugin.models import (
@@ -39,7 +42,9 @@ from samtycke_plugin.models import (
     Practice,
     TextVersion,
 )
+from samtycke_plugin.purposes import DEFAULT_PURPOSE, list_purposes
 from samtycke_plugin.rules import VALID_STATES
+from samtycke_plugin.text import sha256
 
 if TYPE_CHECKING:
     from hookspecs.host import Host
@@ -145,98 +150,188 @@ class TextChanged(Exception):
     """The practice changed the content of its text after the page was shown."""
 
 
-def shown_text(host: Host, link: Link, raw: str | None) -> TextVersion:
-    """The text version the page showed (posted back); another practice's or an unknown
-    id is :class:`InputError` (nothing is written), an outdated one :class:`TextChanged`."""
+def asked_purposes(host: Host, link: Link) -> list[str]:
+    """The purposes a link is about, in the practice's order of its purposes: a consent
+    link asks for them, a withdrawal link covers them.  A link from before purposes
+    concerns the default purpose."""
+    majors = link.request.purpose_majors
+    if not isinstance(majors, dict) or not majors:
+        return [DEFAULT_PURPOSE]
+    with hostdb.session(host) as session:
+        order = [p.key for p in list_purposes(session, link.practice.tenant_ref,
+                                              include_archived=True)]
+    keys = [str(k) for k in majors]
+    return sorted(keys, key=lambda k: order.index(k) if k in order else len(order))
+
+
+@frozen(kw_only=True)
+class Answer:
+    """The client's choice for one purpose, against the text version the page showed."""
+
+    purpose: str
+    accept: bool
+    shown: TextVersion
+
+
+def shown_text(host: Host, link: Link, raw: str | None, purpose: str = DEFAULT_PURPOSE
+               ) -> TextVersion:
+    """The text version of ``purpose`` the page showed (posted back); another
+    practice's or purpose's or an unknown id is :class:`InputError` (nothing is
+    written), an outdated one :class:`TextChanged`."""
     text_id = whole_number(raw)  # ASCII digits only: "²" and "٣" are isdigit() too
     if text_id is None:
         raise InputError("text", "the form did not say which text was shown")
     with hostdb.session(host) as session:
         version = session.get(TextVersion, text_id)
-        if version is None or version.tenant_ref != link.practice.tenant_ref:
+        if version is None or version.tenant_ref != link.practice.tenant_ref \
+                or version.purpose_key != purpose:
             raise InputError("text", "the form named a text of another practice")
-        if version.major != link.practice.current_major:
+        try:
+            major = practices.purpose_major(session, link.practice, purpose)
+        except NotFound:
+            raise TextChanged() from None
+        if version.major != major:
             raise TextChanged()
         return version
+
+
+def read_answers(host: Host, link: Link, form: Mapping[str, str]) -> list[Answer]:
+    """The client's choices posted from the consent page: ``decision``/``text`` when the
+    link asks for one purpose, ``decision_<purpose>``/``text_<purpose>`` for each when it
+    asks for several (each purpose its own choice, every one required).
+    :class:`InputError` for a missing or unknown choice, :class:`TextChanged` when a
+    text changed while the page was open."""
+    purposes = asked_purposes(host, link)
+    out: list[Answer] = []
+    for purpose in purposes:
+        suffix = "" if len(purposes) == 1 else f"_{purpose}"
+        decision = form.get(f"decision{suffix}")
+        if decision not in ("accept", "decline"):
+            raise InputError(f"decision{suffix}", "choose accept or decline")
+        shown = shown_text(host, link, form.get(f"text{suffix}"), purpose)
+        out.append(Answer(purpose=purpose, accept=decision == "accept", shown=shown))
+    return out
 
 
 def answer(
     host: Host,
     link: Link,
+    answers: Sequence[Answer],
     *,
-    accept: bool,
-    shown: TextVersion,
     ip_address: str | None,
     user_agent: str | None,
-) -> ConsentEvent:
-    """Record the client's answer on the consent page (POST): ``given``/``renewed`` or
-    ``refused`` for the text version shown, using the link once.  Accepting queues a
-    receipt with a withdrawal link.  In the caller's transaction."""
+) -> list[ConsentEvent]:
+    """Record the client's answers on the consent page (POST): ``given``/``renewed`` or
+    ``refused`` per purpose for the text version shown, using the link once; an event
+    of a client shown the practitioner's change note records the note's checksum.
+    Each purpose accepted gets a receipt with a withdrawal link.  In the caller's
+    transaction."""
     _claim(host, link)
+    events: list[ConsentEvent] = []
     with hostdb.session(host) as session:
         req = link.request
         how = consent.How(channel="email_link", method="button", actor="client",
                           request_id=req.id, ip_address=ip_address, user_agent=user_agent)
         now = common.now_utc(host)
-        if not accept:
-            return consent.refuse(session, req.tenant_ref, req.client_ref, shown, how, now=now)
-        event = consent.grant(
-            session, req.tenant_ref, req.client_ref, shown, how, now=now,
-            validity_days=practices.settings_of(link.practice).validity_days,
-        )
-        queue_receipt(host, event)
-        return event
+        for one in answers:
+            note = consent.change_note_for(session, link.practice, req.client_ref, one.purpose)
+            note_sha = sha256(note) if note else None
+            if not one.accept:
+                events.append(consent.refuse(
+                    session, req.tenant_ref, req.client_ref, one.shown, how, now=now,
+                    purpose=one.purpose, change_note_sha256=note_sha,
+                ))
+                continue
+            event = consent.grant(
+                session, req.tenant_ref, req.client_ref, one.shown, how, now=now,
+                validity_days=practices.purpose_validity(session, link.practice, one.purpose),
+                purpose=one.purpose, change_note_sha256=note_sha,
+            )
+            events.append(event)
+        for event in events:
+            if event.state in ("given", "renewed"):
+                queue_receipt(host, event)
+        return events
 
 
 def has_valid_consent(host: Host, link: Link) -> bool:
-    return consent_given(host, link.request.tenant_ref, link.request.client_ref)
+    """Whether the client's consent to any purpose the link covers stands."""
+    return bool(given_purposes(host, link))
 
 
-def consent_given(host: Host, tenant: str, client: str) -> bool:
-    """Whether the client's consent stands (given or renewed, not yet ended)."""
+def given_purposes(host: Host, link: Link) -> list[str]:
+    """The purposes the link covers whose consent stands (given or renewed, not ended)."""
+    return [p for p in asked_purposes(host, link)
+            if consent_given(host, link.request.tenant_ref, link.request.client_ref, p)]
+
+
+def consent_given(host: Host, tenant: str, client: str, purpose: str = DEFAULT_PURPOSE) -> bool:
+    """Whether the client's consent to ``purpose`` stands (given or renewed, not yet ended)."""
     with hostdb.session(host) as session:
-        snap = load_snapshot(session, tenant, client)
+        snap = load_snapshot(session, tenant, client, purpose)
         return snap is not None and snap.state in VALID_STATES
 
 
-def consented_event(host: Host, link: Link) -> ConsentEvent | None:
-    """The client's latest given/renewed event (what a withdrawal page describes)."""
+def any_consent_given(host: Host, tenant: str, client: str) -> bool:
+    """Whether the client's consent to any of the practice's purposes stands."""
     with hostdb.session(host) as session:
-        return consent.latest_given(session, link.request.tenant_ref,
-                                    link.request.client_ref)
+        keys = [p.key for p in list_purposes(session, tenant, include_archived=True)]
+    return any(consent_given(host, tenant, client, p) for p in keys or [DEFAULT_PURPOSE])
 
 
 @frozen(kw_only=True)
 class Consented:
-    """The consent a withdrawal page describes: when it was given, to which version."""
+    """The consent a withdrawal page describes: to which purpose, when, which version."""
 
+    purpose: str
+    #: The purpose's name in the page's language.
+    name: str
     given_at: datetime
     #: The text version's label ("2.1"), or "" when the event names none.
     version: str
 
 
-def consented(host: Host, link: Link) -> Consented | None:
-    """What the client consented to, for the withdrawal page (``None``: nothing given)."""
-    event = consented_event(host, link)
-    if event is None:
-        return None
-    version = ""
+def consented(host: Host, link: Link, locale: str) -> list[Consented]:
+    """What the client consented to, per purpose the link covers, for the withdrawal
+    page (empty: nothing given)."""
+    out: list[Consented] = []
+    tenant, client = link.request.tenant_ref, link.request.client_ref
     with hostdb.session(host) as session:
-        if event.text_version_id is not None:
-            text = session.get(TextVersion, event.text_version_id)
-            version = common.version_label(text.major, text.minor) if text else ""
-        return Consented(given_at=event.given_at or event.occurred_at, version=version)
+        names = purpose_names(session, tenant, locale)
+        for purpose in given_purposes(host, link):
+            event = consent.latest_given(session, tenant, client, purpose)
+            if event is None:
+                continue
+            version = ""
+            if event.text_version_id is not None:
+                text = session.get(TextVersion, event.text_version_id)
+                version = common.version_label(text.major, text.minor) if text else ""
+            out.append(Consented(purpose=purpose, name=names.get(purpose, purpose),
+                                 given_at=event.given_at or event.occurred_at, version=version))
+    return out
 
 
 def withdraw(
-    host: Host, link: Link, *, ip_address: str | None, user_agent: str | None
-) -> ConsentEvent:
-    """Record the client's withdrawal from the receipt link (POST), using the link once,
-    also when the practice has deactivated the app.
-    :class:`~samtycke_plugin.errors.Conflict` when there is no given consent to withdraw."""
+    host: Host, link: Link, *, ip_address: str | None, user_agent: str | None,
+    purposes: Sequence[str] | None = None,
+) -> list[ConsentEvent]:
+    """Record the client's withdrawal from the receipt link (POST) for ``purposes``
+    (``None``: every purpose the link covers whose consent stands), using the link once,
+    also when the practice has deactivated the app.  A purpose the link does not cover
+    is :class:`InputError`; :class:`~samtycke_plugin.errors.Conflict` when there is no
+    given consent to withdraw."""
+    standing = given_purposes(host, link)
+    chosen = standing if purposes is None else list(dict.fromkeys(purposes))
+    if any(p not in asked_purposes(host, link) for p in chosen):
+        raise InputError("purpose", "the link does not cover that purpose")
+    if not chosen:
+        raise Conflict(N_("There is no given consent to withdraw for this client."))
     _claim(host, link)
-    return consent.withdraw(
-        host, link.request.tenant_ref, link.request.client_ref, actor="client",
-        channel="email_link", method="button", by_client=True, request_id=link.request.id,
-        ip_address=ip_address, user_agent=user_agent, even_if_inactive=True,
-    )
+    return [
+        consent.withdraw(
+            host, link.request.tenant_ref, link.request.client_ref, actor="client",
+            channel="email_link", method="button", by_client=True, request_id=link.request.id,
+            ip_address=ip_address, user_agent=user_agent, even_if_inactive=True, purpose=p,
+        )
+        for p in chosen
+    ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -16,8 +17,9 @@ from attrs import frozen
 from sqlalchemy.orm import Session
 
 from hookspecs.types import OutgoingEmail, TenantRef
-from samtycke_plugin import common, practices, receipts
+from samtycke_plugin import common, hostdb, practices, receipts
 from samtycke_plugin.email import addresses, branding, outbox, tokens
+from samtycke_plugin.email.purpose_names import purpose_names
 from samtycke_plugin.errors import InputError, SettingsError
 from samtycke_plugin.i18n import N_, lang, t
 from samtycke_plugin.models import (
@@ -29,6 +31,7 @@ from samtycke_plugin.models import (
     TextVersion,
 )
 from samtycke_plugin.plaintext import render_plain
+from samtycke_plugin.purposes import DEFAULT_PURPOSE
 from samtycke_plugin.render import render, trusted_html
 from samtycke_plugin.rules import State
 
@@ -148,7 +151,8 @@ class MailPreview:
 
 
 def preview_request(
-    host: Host, tenant: str, *, client_name: str, locale: str | None, expires_at: datetime
+    host: Host, tenant: str, *, client_name: str, locale: str | None, expires_at: datetime,
+    purposes: Sequence[str] = (),
 ) -> MailPreview:
     """The request mail the batch sends, rendered as :func:`render_message` renders it,
     for a client named ``client_name`` in ``locale``.  Raises :class:`InputError` when
@@ -161,10 +165,21 @@ def preview_request(
     shared: dict[str, Any] = {
         "practice": name, "practice_email": reply_to, "practice_phone": phone,
         "client_name": client_name, "url": url, "expires_at": expires_at,
-        "palette": branding.palette(None),
+        "palette": branding.palette(None), "purpose_names": _names_of(host, tenant, language,
+                                                                       purposes),
     }
     subject, text_body, _html = _request_mail(language, shared)
     return MailPreview(subject=subject, text=text_body, locale=language)
+
+
+def _names_of(host: Host, tenant: str, language: str, keys: Sequence[str]) -> list[str]:
+    """The names a request mail lists (none for the default purpose alone: the mail
+    reads as it did before purposes)."""
+    if list(keys) in ([], [DEFAULT_PURPOSE]):
+        return []
+    with hostdb.session(host) as session:
+        names = purpose_names(session, tenant, language)
+    return [names.get(k, k) for k in keys]
 
 
 #: Stands for a client's own link in a previewed mail (no request has this token).
@@ -197,10 +212,14 @@ def render_message(host: Host, session: Session, row: OutboxMessage) -> Rendered
     shared: dict[str, Any] = {
         "practice": name, "practice_email": reply_to, "practice_phone": phone,
         "client_name": to_name, "url": url, "expires_at": req.expires_at,
-        "palette": _palette(practice),
+        "palette": _palette(practice), "purpose_names": [],
     }
     attachments: tuple[tuple[str, bytes], ...] = ()
+    names = purpose_names(session, tenant, locale)
     if row.kind == KIND_REQUEST:
+        asked = req.purpose_majors if isinstance(req.purpose_majors, dict) else {}
+        if list(asked) not in ([], [DEFAULT_PURPOSE]):
+            shared["purpose_names"] = [names.get(str(k), str(k)) for k in asked]
         subject, text_body, html_body = _request_mail(locale, shared)
     elif row.kind == outbox.KIND_RECEIPT:
         event_id = row.payload.get("event_id")
@@ -229,6 +248,7 @@ def render_message(host: Host, session: Session, row: OutboxMessage) -> Rendered
             "text_html": trusted_html(version.html),
             "consent_expires_at": event.expires_at,
             "event_seq": event.seq,
+            "purpose_name": names.get(event.purpose_key, event.purpose_key),
         }
         text_body = render("mail_receipt.txt", locale, **context)
         html_body = render("mail_receipt.html", locale, subject=subject, **context)

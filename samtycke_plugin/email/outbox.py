@@ -58,7 +58,7 @@ _OUTBOX: Any = OutboxMessage.__table__
 _REQUEST_KEYS = (
     "tenant_ref", "client_ref", "purpose", "text_version_id", "text_major", "token_hash",
     "nonce", "created_at", "expires_at", "used_at", "revoked_at", "created_by", "delivery",
-    "batch_key",
+    "batch_key", "purpose_majors",
 )
 
 
@@ -149,6 +149,7 @@ def _new_request_values(
     expires_at: datetime,
     actor: str,
     batch_key: str | None,
+    purpose_majors: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     version_id = text.id if text is not None else text_version_id
     nonce = secrets.token_urlsafe(32)
@@ -171,6 +172,7 @@ def _new_request_values(
         "created_by": actor[:160],
         "delivery": QUEUED,
         "batch_key": batch_key,
+        "purpose_majors": purpose_majors,
     }
 
 

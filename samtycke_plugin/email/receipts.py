@@ -38,8 +38,10 @@ from samtycke_plugin.errors import InputError
 from samtycke_plugin.i18n import lang
 from samtycke_plugin.models import (
     ConsentEvent,
+    ConsentRequest,
     OutboxMessage,
 )
+from samtycke_plugin.purposes import DEFAULT_PURPOSE
 from samtycke_plugin.rules import VALID_STATES, State
 
 if TYPE_CHECKING:
@@ -101,11 +103,12 @@ class _ReceiptLink:
 
 def _receipt_link(
     host: Host, session: Session, tenant: str, client: str, text_version_id: int | None,
-    text_major: int | None,
+    text_major: int | None, purpose: str = DEFAULT_PURPOSE,
 ) -> _ReceiptLink | str:
-    """The withdrawal link a receipt carries: a new ``withdraw`` request (the client's
-    older pending one is revoked and its unsent mail cancelled).  Returns why there is
-    none instead (the client is gone or has no usable address or name)."""
+    """The withdrawal link a receipt carries: a new ``withdraw`` request covering
+    ``purpose`` and the purposes of the client's older pending one, which is revoked
+    (its unsent mail cancelled).  Returns why there is none instead (the client is gone
+    or has no usable address or name)."""
     info = host.lookup_client(TenantRef(tenant), ClientRef(client))
     if info is None:
         return "the client no longer exists in this practice"
@@ -119,12 +122,19 @@ def _receipt_link(
     older = session.execute(
         _PENDING_LINK, {"tenant": tenant, "client": client, "purpose": PURPOSE_WITHDRAW}
     ).one_or_none()
+    covered: dict[str, int] = {}
     if older is not None:
+        row = session.get(ConsentRequest, int(older.id))
+        if row is not None:
+            covered = (dict(row.purpose_majors) if isinstance(row.purpose_majors, dict)
+                       else {DEFAULT_PURPOSE: row.text_major or 0})
         _revoke_ids(session, tenant, [int(older.id)], now)
+    covered[purpose] = text_major or 0
     values = _new_request_values(
         link_key(host), tenant=tenant, client=client, purpose=PURPOSE_WITHDRAW, text=None,
         text_version_id=text_version_id, text_major=text_major, now=now,
         expires_at=WITHDRAW_LINK_NEVER_EXPIRES, actor="client", batch_key=None,
+        purpose_majors=covered,
     )
     inserted = _insert_pending(session, [values])
     if client not in inserted:  # pragma: no cover - a concurrent receipt won the race
@@ -139,7 +149,8 @@ def queue_receipt(host: Host, event: ConsentEvent) -> int | None:
     (``None``) when the client has no usable address.  In the caller's transaction."""
     with hostdb.session(host) as session:
         tenant, client = event.tenant_ref, event.client_ref
-        link = _receipt_link(host, session, tenant, client, event.text_version_id, event.text_major)
+        link = _receipt_link(host, session, tenant, client, event.text_version_id,
+                             event.text_major, event.purpose_key)
         if isinstance(link, str):
             log.info("practice %s: no receipt queued (%s)", tenant, link)
             return None
@@ -171,7 +182,7 @@ def complete_receipt(host: Host, session: Session, row: OutboxMessage) -> str | 
             or event.client_ref != row.client_ref:
         return "the consent event of this receipt no longer exists"
     link = _receipt_link(host, session, row.tenant_ref, row.client_ref,
-                         event.text_version_id, event.text_major)
+                         event.text_version_id, event.text_major, event.purpose_key)
     if isinstance(link, str):
         return link
     row.request_id = link.request_id

@@ -8,6 +8,7 @@ never commits.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -42,7 +43,9 @@ from samtycke_plugin.models import (
     KIND_REQUEST,
     ConsentRequest,
     OutboxMessage,
+    Practice,
 )
+from samtycke_plugin.purposes import DEFAULT_PURPOSE, list_purposes
 
 if TYPE_CHECKING:
     from hookspecs.host import Host
@@ -56,8 +59,13 @@ log = logging.getLogger("samtycke.requests")
 RESEND_WINDOW = timedelta(seconds=60)
 
 
-def send_request(host: Host, tenant: str, client: str, *, actor: str) -> ConsentRequest:
-    """E-mail a consent request to one client (the profile's "send a request").
+def send_request(
+    host: Host, tenant: str, client: str, *, actor: str, purposes: Sequence[str] | None = None
+) -> ConsentRequest:
+    """E-mail a consent request to one client (the profile's "send a request") for
+    ``purposes`` (``None``: each of the practice's purposes the client has no valid
+    consent to, else the default purpose).  An unknown or archived purpose is
+    :class:`NotFound`; the practitioner's request is not held back by the pause.
 
     Looks the client up in the host (:class:`NotFound` if unknown in this practice),
     validates and normalises the address (:class:`InputError`, field ``email``) and the
@@ -79,9 +87,12 @@ def send_request(host: Host, tenant: str, client: str, *, actor: str) -> Consent
         name = check_client_name(info.name or "")
         practice_name(host, tenant)
         now = common.now_utc(host)
-        text_version = practices.current_text(session, practice, info.locale)
+        asked = _chosen_purposes(host, session, practice, client, purposes)
+        texts = {p: practices.current_text(session, practice, info.locale, p) for p in asked}
+        majors = {p: v.major for p, v in texts.items()}
+        text_version = texts[asked[0]]
 
-        recent = _recent_request(session, tenant, client, address, text_version.major, now)
+        recent = _recent_request(session, tenant, client, address, majors, now)
         if recent is not None:
             return recent
         _revoke_pending(session, tenant, [client], PURPOSE_CONSENT, now)
@@ -90,6 +101,7 @@ def send_request(host: Host, tenant: str, client: str, *, actor: str) -> Consent
         values = _new_request_values(
             key, tenant=tenant, client=client, purpose=PURPOSE_CONSENT, text=text_version,
             now=now, expires_at=now + timedelta(days=days), actor=actor, batch_key=None,
+            purpose_majors=majors,
         )
         inserted = _insert_pending(session, [values])
         if client not in inserted:
@@ -107,9 +119,10 @@ def send_request(host: Host, tenant: str, client: str, *, actor: str) -> Consent
                 raise Conflict(N_("Another request was being sent at the same time. Try again."))
             return existing
         request_id = inserted[client]
-        consent.request(session, tenant, [consent.Asked(client=client, text=text_version,
-                                                          request_id=request_id)],
-                        actor=actor, now=now)
+        consent.request(session, tenant, [
+            consent.Asked(client=client, text=version, request_id=request_id, purpose=p)
+            for p, version in texts.items()
+        ], actor=actor, now=now)
         session.execute(
             insert(OutboxMessage).values(
                 **_outbox_values(
@@ -124,8 +137,27 @@ def send_request(host: Host, tenant: str, client: str, *, actor: str) -> Consent
         return req
 
 
+def _chosen_purposes(
+    host: Host, session: Session, practice: Practice, client: str,
+    purposes: Sequence[str] | None,
+) -> list[str]:
+    """The purposes a single request asks for, in the practice's order."""
+    listed = [p.key for p in list_purposes(session, practice.tenant_ref)]
+    if purposes is None:
+        missing = [p for p in listed
+                   if not consent.client_status(host, practice.tenant_ref, client, p).valid]
+        return missing or [DEFAULT_PURPOSE]
+    chosen = set(purposes)
+    if not chosen:
+        raise InputError("purposes", "choose at least one purpose")
+    for key in chosen:
+        practices.purpose_major(session, practice, key)  # unknown or archived: NotFound
+    return [p for p in listed if p in chosen]
+
+
 def _recent_request(
-    session: Session, tenant: str, client: str, address: str, major: int, now: datetime
+    session: Session, tenant: str, client: str, address: str, majors: dict[str, int],
+    now: datetime,
 ) -> ConsentRequest | None:
     row = session.execute(
         select(ConsentRequest, OutboxMessage.to_addr)
@@ -136,7 +168,6 @@ def _recent_request(
             ConsentRequest.purpose == PURPOSE_CONSENT,
             ConsentRequest.used_at.is_(None),
             ConsentRequest.revoked_at.is_(None),
-            ConsentRequest.text_major == major,
             ConsentRequest.created_at > now - RESEND_WINDOW,
             ConsentRequest.expires_at > now,
             ConsentRequest.delivery.notin_((BOUNCED, FAILED)),
@@ -145,7 +176,7 @@ def _recent_request(
         .order_by(ConsentRequest.id.desc())
         .limit(1)
     ).first()
-    if row is None or row[1] != address:
+    if row is None or row[1] != address or row[0].purpose_majors != majors:
         return None
     return row[0]
 

@@ -17,10 +17,11 @@ import hmac
 import json
 from typing import Any
 
+from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import Permission
-from samtycke_plugin import common
+from samtycke_plugin import common, hostdb
 from samtycke_plugin.email import jobs
 from samtycke_plugin.email.batch_preview import (
     REASON_LABELS,
@@ -28,7 +29,9 @@ from samtycke_plugin.email.batch_preview import (
     BatchPreview,
     preview_batch,
 )
+from samtycke_plugin.email.purpose_names import purpose_names
 from samtycke_plugin.i18n import N_, t
+from samtycke_plugin.purposes import DEFAULT_PURPOSE, list_purposes
 from samtycke_plugin.web.base import requires, session_of
 from samtycke_plugin.web.staff import (
     Ctx,
@@ -53,26 +56,32 @@ STALE_PREVIEW = N_(
 )
 
 
-def _mac(secret: bytes, session: str, ctx: Ctx, latest: int, issued: int) -> str:
+def _mac(secret: bytes, session: str, ctx: Ctx, latest: int, issued: int,
+         purpose: str = DEFAULT_PURPOSE) -> str:
     # JSON keeps the parts apart: refs may contain ":" and a host's session id anything.
+    # The purpose is signed too: a confirmation sends what its preview showed.
     message = json.dumps(
-        ["batch-confirm", session, ctx.tenant, ctx.staff.ref, latest, issued], ensure_ascii=True
+        ["batch-confirm", session, ctx.tenant, ctx.staff.ref, latest, issued, purpose],
+        ensure_ascii=True,
     ).encode()
     digest = hmac.new(secret, message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def issue_key(ctx: Ctx, latest: int) -> str:
-    """The key of a preview made while ``latest`` was the practice's newest job."""
+def issue_key(ctx: Ctx, latest: int, purpose: str = DEFAULT_PURPOSE) -> str:
+    """The key of a preview for ``purpose`` made while ``latest`` was the practice's
+    newest job."""
     session = session_of(ctx.request)
     if session is None:  # every POST is refused then: there is nothing to sign
         return ""
     issued = int(common.now_utc(ctx.host).timestamp())
     secret = ctx.host.app_secret(common.APP_KEY)
-    return f"{issued}.{latest}.{_mac(secret, session, ctx, latest, issued)}"
+    return f"{issued}.{latest}.{_mac(secret, session, ctx, latest, issued, purpose)}"
 
 
-def _key_parts(ctx: Ctx, key: str | None) -> tuple[int, int] | None:
+def _key_parts(
+    ctx: Ctx, key: str | None, purpose: str = DEFAULT_PURPOSE
+) -> tuple[int, int] | None:
     """``(issued, latest)`` of a key this practitioner's session was given, or ``None``."""
     session = session_of(ctx.request)
     if session is None or not key or len(key) > 200:
@@ -84,15 +93,35 @@ def _key_parts(ctx: Ctx, key: str | None) -> tuple[int, int] | None:
         return None
     issued, latest = int(issued_s), int(latest_s)
     secret = ctx.host.app_secret(common.APP_KEY)
-    if not hmac.compare_digest(mac, _mac(secret, session, ctx, latest, issued)):
+    if not hmac.compare_digest(mac, _mac(secret, session, ctx, latest, issued, purpose)):
         return None
     return issued, latest
 
 
-def _page(ctx: Ctx, *, status: int = 200, error: str | None = None) -> Response:
+def _purposes(ctx: Ctx) -> list[tuple[str, str]]:
+    """``(key, name)`` of the purposes a batch can ask for, in the practice's order."""
+    with hostdb.session(ctx.host) as session:
+        names = purpose_names(session, ctx.tenant, ctx.locale)
+        return [(p.key, names.get(p.key, p.key)) for p in list_purposes(session, ctx.tenant)]
+
+
+def _chosen(ctx: Ctx, raw: str | None, offered: list[tuple[str, str]]) -> str:
+    """The purpose asked for (none given: the default one; one the practice does not
+    ask for: 400)."""
+    if not raw:
+        return DEFAULT_PURPOSE
+    if raw not in {key for key, _name in offered}:
+        raise BadRequest()
+    return raw
+
+
+def _page(ctx: Ctx, *, status: int = 200, error: str | None = None,
+          purpose: str = DEFAULT_PURPOSE, offered: list[tuple[str, str]] | None = None
+          ) -> Response:
     latest = jobs.latest_job(ctx.host, ctx.tenant)
     running = jobs.unfinished_job(ctx.host, ctx.tenant)
-    preview = None if running else preview_batch(ctx.host, ctx.tenant)
+    preview = None if running else preview_batch(ctx.host, ctx.tenant, purpose=purpose)
+    offered = offered if offered is not None else _purposes(ctx)
     return render_page(
         ctx,
         "practice_batch.html",
@@ -104,9 +133,12 @@ def _page(ctx: Ctx, *, status: int = 200, error: str | None = None) -> Response:
         reasons=_reasons(ctx, preview),
         mail_problem=(t(ctx.locale, preview.mail_problem)
                       if preview is not None and preview.mail_problem else ""),
-        confirm_key=issue_key(ctx, latest),
+        confirm_key=issue_key(ctx, latest, purpose),
         key_field=KEY_FIELD,
         key_error=error,
+        purposes=offered if len(offered) > 1 else [],
+        purpose=purpose,
+        purpose_name=dict(offered).get(purpose, purpose),
     )
 
 
@@ -132,7 +164,9 @@ def batch(request: Request) -> Response:
         form = check_csrf(ctx)
         if (gone := _operational(ctx)) is not None:
             return gone
-        parts = _key_parts(ctx, form.get(KEY_FIELD))
+        offered = _purposes(ctx)
+        purpose = _chosen(ctx, form.get("purpose"), offered)
+        parts = _key_parts(ctx, form.get(KEY_FIELD), purpose)
         latest = jobs.latest_job(ctx.host, ctx.tenant)
         now = int(common.now_utc(ctx.host).timestamp())
         if parts is not None and parts[1] != latest:
@@ -143,11 +177,14 @@ def batch(request: Request) -> Response:
                 return redirect(ctx, f"/batch/jobs/{running}")
             parts = None
         if parts is None or not (now - KEY_TTL <= parts[0] <= now + 60):
-            return _page(ctx, status=409, error=t(ctx.locale, STALE_PREVIEW))
+            return _page(ctx, status=409, error=t(ctx.locale, STALE_PREVIEW), purpose=purpose,
+                         offered=offered)
         # The work is a job the relay runs; two confirmations at the same moment find one
         # job (a practice has at most one unfinished), so nobody is asked twice.
-        started = jobs.start_batch(ctx.host, ctx.tenant, actor=_actor(ctx))
+        started = jobs.start_batch(ctx.host, ctx.tenant, actor=_actor(ctx), purpose=purpose)
         return redirect(ctx, f"/batch/jobs/{started.job_id}")
     if (gone := _operational(ctx)) is not None:
         return gone
-    return _page(ctx)
+    offered = _purposes(ctx)
+    return _page(ctx, purpose=_chosen(ctx, request.args.get("purpose"), offered),
+                 offered=offered)

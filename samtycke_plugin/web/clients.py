@@ -14,10 +14,12 @@ from werkzeug.wrappers import Request, Response
 from hookspecs.types import ClientInfo, ClientRef, Permission, TenantRef
 from samtycke_plugin import common, consent, hostdb, practices, roles
 from samtycke_plugin.email import jobs
+from samtycke_plugin.email.purpose_names import purpose_names
 from samtycke_plugin.email.requests import send_request
 from samtycke_plugin.errors import InputError
 from samtycke_plugin.i18n import t
 from samtycke_plugin.inputs import whole_number
+from samtycke_plugin.purposes import list_purposes
 from samtycke_plugin.render import trusted_html
 from samtycke_plugin.status_text import CHANNEL_LABELS, METHOD_LABELS, STATE_LABELS, code_label
 from samtycke_plugin.web.access_page import log_view_of_history
@@ -61,8 +63,22 @@ def _obtain_page(ctx: Ctx, info: ClientInfo, *, status: int = 200, **values: Any
             max_date=today.isoformat(),
             has_email=bool(info.email),
             seen_seq=consent.client_seq(session, ctx.tenant, info.ref),
+            request_purposes=_request_purposes(ctx, session, info.ref),
             **values,
         )
+
+
+def _request_purposes(ctx: Ctx, session: Any, client: str) -> list[tuple[str, str, bool]]:
+    """``(key, name, ticked)`` of the purposes a request can ask for (ticked: no valid
+    consent now); empty when the practice has only one."""
+    names = purpose_names(session, ctx.tenant, ctx.locale)
+    if len(list_purposes(session, ctx.tenant)) < 2:
+        return []
+    return [
+        (p.key, names.get(p.key, p.key),
+         not consent.client_status(ctx.host, ctx.tenant, client, p.key).valid)
+        for p in list_purposes(session, ctx.tenant)
+    ]
 
 
 def obtain(request: Request, client: str) -> Response:
@@ -76,7 +92,8 @@ def obtain(request: Request, client: str) -> Response:
         if action == "record":
             return _record(ctx, info, form)
         if action == "send":
-            return _send(ctx, info)
+            chosen = form.getlist("purpose")
+            return _send(ctx, info, chosen or None)
         raise BadRequest()
     if (gone := _operational(ctx)) is not None:
         return gone
@@ -157,9 +174,9 @@ def _record(ctx: Ctx, info: ClientInfo, form: Mapping[str, str]) -> Response:
     return redirect(ctx, f"/clients/{info.ref}/obtain", done="recorded")
 
 
-def _send(ctx: Ctx, info: ClientInfo) -> Response:
+def _send(ctx: Ctx, info: ClientInfo, purposes: list[str] | None) -> Response:
     try:
-        send_request(ctx.host, ctx.tenant, info.ref, actor=_actor(ctx))
+        send_request(ctx.host, ctx.tenant, info.ref, actor=_actor(ctx), purposes=purposes)
     except InputError as exc:
         _rollback(ctx)
         if exc.field not in ("email", "name", "practice_name"):

@@ -48,6 +48,7 @@ from werkzeug.wrappers import Request, Response
 from hookspecs.types import TenantRef
 from samtycke_plugin import common, consent, hostdb, practices
 from samtycke_plugin.email import addresses, links, tokens
+from samtycke_plugin.email.purpose_names import purpose_names
 from samtycke_plugin.errors import InputError
 from samtycke_plugin.i18n import lang, t
 from samtycke_plugin.render import trusted_html
@@ -103,7 +104,7 @@ def _problem(request: Request, problem: links.LinkProblem, purpose: str) -> Resp
     if purpose == tokens.PURPOSE_CONSENT:
         return page("public_used.html", locale, public=True, **contact)
     # A withdrawal link that was used or replaced: nothing to do, or where to withdraw.
-    if not links.consent_given(host_of(request), problem.tenant, problem.client):
+    if not links.any_consent_given(host_of(request), problem.tenant, problem.client):
         return page("public_nothing.html", locale, public=True, **contact)
     return page("public_withdraw_elsewhere.html", locale, public=True,
                 used=problem.kind == "used", **contact)
@@ -158,26 +159,47 @@ def _expired_form(locale: str) -> Response:
     )
 
 
+def _purpose_sections(request: Request, link: links.Link, locale: str) -> list[dict[str, Any]]:
+    """One section per purpose the link asks for: its name, current text in the client's
+    language, the change note when the client is asked again after a change of
+    content, and whether their consent to it stands already."""
+    host = host_of(request)
+    keys = links.asked_purposes(host, link)
+    client = link.request.client_ref
+    out: list[dict[str, Any]] = []
+    with hostdb.session(host) as session:
+        names = purpose_names(session, link.practice.tenant_ref, locale)
+        for key in keys:
+            version = practices.current_text(session, link.practice, locale, key)
+            out.append({
+                "key": key, "suffix": "" if len(keys) == 1 else f"_{key}",
+                "name": names.get(key, key),
+                "text_html": trusted_html(version.html), "text_language": version.language,
+                "text_id": version.id,
+                "version": common.version_label(version.major, version.minor),
+                "change_note": consent.change_note_for(session, link.practice, client, key),
+                "already_valid": consent.client_status(
+                    host, link.practice.tenant_ref, client, key).valid,
+            })
+    return out
+
+
 def _consent_page(request: Request, link: links.Link, *, text_changed: bool = False,
-                  status: int = 200) -> Response:
+                  unanswered: bool = False, status: int = 200) -> Response:
     host = host_of(request)
     locale = _locale(request, link)
-    with hostdb.session(host) as session:
-        version = practices.current_text(session, link.practice, locale)
-        current = consent.client_status(host, link.practice.tenant_ref, link.request.client_ref)
-        note = consent.change_note_for(session, link.practice, link.request.client_ref)
-        return page(
-            "public_consent.html", locale, public=True, status=status,
-            text_html=trusted_html(version.html), text_language=version.language,
-            text_id=version.id, version=common.version_label(version.major, version.minor),
-            csrf=csrf_token(host.app_secret(common.APP_KEY), _csrf_scope(link)),
-            text_changed=text_changed, already_valid=current.valid, change_note=note,
-            **_contact(request, link.practice.tenant_ref),
-        )
+    sections = _purpose_sections(request, link, locale)
+    single = sections[0] if len(sections) == 1 else None
+    return page(
+        "public_consent.html", locale, public=True, status=status, sections=sections,
+        single=single, csrf=csrf_token(host.app_secret(common.APP_KEY), _csrf_scope(link)),
+        text_changed=text_changed, unanswered=unanswered,
+        **_contact(request, link.practice.tenant_ref),
+    )
 
 
 def consent_link(request: Request, token: str) -> Response:
-    """``/c/<token>``: show the text (GET/HEAD) or record the answer (POST)."""
+    """``/c/<token>``: show the texts (GET/HEAD) or record the answers (POST)."""
     opened = _open(request, token, tokens.PURPOSE_CONSENT)
     if isinstance(opened, Response):
         return opened
@@ -187,26 +209,26 @@ def consent_link(request: Request, token: str) -> Response:
     locale = _locale(request, link)
     if not _post_allowed(request, link):
         return _expired_form(locale)
-    decision = request.form.get("decision")
-    if decision not in ("accept", "decline"):
-        return error_page(400, locale)
     host = host_of(request)
     try:
-        shown = links.shown_text(host, link, request.form.get("text"))
+        answers = links.read_answers(host, link, request.form)
     except links.TextChanged:
         return _consent_page(request, link, text_changed=True, status=409)
-    except InputError:
+    except InputError as exc:
+        if exc.field.startswith("decision_"):  # a purpose left without a choice
+            return _consent_page(request, link, unanswered=True, status=400)
         return error_page(400, locale)
     try:
-        event = links.answer(
-            host, link, accept=decision == "accept", shown=shown,
-            ip_address=request.remote_addr, user_agent=request.user_agent.string or None,
+        events = links.answer(
+            host, link, answers, ip_address=request.remote_addr,
+            user_agent=request.user_agent.string or None,
         )
     except links.LinkProblem as problem:
         return _problem(request, problem, tokens.PURPOSE_CONSENT)
-    accepted = event.state in ("given", "renewed")
+    accepted = any(event.state in ("given", "renewed") for event in events)
     log.info("practice %s: %s recorded from an e-mailed link (request %d)",
-             link.practice.tenant_ref, event.state, link.request.id)
+             link.practice.tenant_ref, ", ".join(f"{e.purpose_key} {e.state}" for e in events),
+             link.request.id)
     receipt = accepted and link.client is not None and bool(link.client.email)
     return page(
         "public_done.html", locale, public=True,
@@ -217,7 +239,8 @@ def consent_link(request: Request, token: str) -> Response:
 
 
 def withdraw_link(request: Request, token: str) -> Response:
-    """``/w/<token>``: confirm (GET/HEAD) and withdraw (POST)."""
+    """``/w/<token>``: confirm (GET/HEAD) and withdraw (POST), one purpose or all that
+    the link covers."""
     opened = _open(request, token, tokens.PURPOSE_WITHDRAW)
     if isinstance(opened, Response):
         return opened
@@ -225,24 +248,29 @@ def withdraw_link(request: Request, token: str) -> Response:
     host = host_of(request)
     locale = _locale(request, link)
     contact = _contact(request, link.practice.tenant_ref)
-    if not links.has_valid_consent(host, link):
+    given = links.consented(host, link, locale)
+    if not given:
         return page("public_nothing.html", locale, public=True, **contact)
     if request.method != "POST":
-        given = links.consented(host, link)
+        first = given[0]
         return page(
-            "public_withdraw.html", locale, public=True,
-            given_at=given.given_at if given else None, version=given.version if given else "",
+            "public_withdraw.html", locale, public=True, given=given,
+            several=len(given) > 1, given_at=first.given_at, version=first.version,
             csrf=csrf_token(host.app_secret(common.APP_KEY), _csrf_scope(link)), **contact,
         )
     if not _post_allowed(request, link):
         return _expired_form(locale)
+    chosen = request.form.get("purpose")
     try:
         links.withdraw(
             host, link, ip_address=request.remote_addr,
             user_agent=request.user_agent.string or None,
+            purposes=[chosen] if chosen else None,
         )
     except links.LinkProblem as problem:
         return _problem(request, problem, tokens.PURPOSE_WITHDRAW)
+    except InputError:
+        return error_page(400, locale)
     log.info("practice %s: withdrawn from an e-mailed link (request %d)",
              link.practice.tenant_ref, link.request.id)
     return page(
