@@ -68,6 +68,12 @@ def active_purposes(ctx: Ctx) -> list[PurposeInfo]:
         return purposes.list_purposes(session, ctx.tenant)
 
 
+def all_purposes(ctx: Ctx) -> list[PurposeInfo]:
+    """Every purpose the practice has had, archived ones too (history and exports)."""
+    with hostdb.session(ctx.host) as session:
+        return purposes.list_purposes(session, ctx.tenant, include_archived=True)
+
+
 def _validity(ctx: Ctx, days: int | None) -> str:
     if days is None:
         return t(ctx.locale, "Until withdrawn")

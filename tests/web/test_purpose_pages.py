@@ -231,3 +231,66 @@ def test_a_change_of_content_of_one_purpose_outdates_only_that_purpose(host: Tes
     assert practice.current_major == 1  # the default purpose's text is untouched
     names = [p.key for p in list_purposes(host.session(), tenant)]
     assert names == ["care", "newsletter"]
+
+
+def test_staff_record_consent_for_a_chosen_purpose_and_history_names_it(host: TestHost) -> None:
+    tenant = set_up(host)
+    pages = Pages(host, tenant)
+    _add_newsletter(host, tenant, pages)
+    client = host.new_client(tenant)
+    page = html(pages.get(f"/clients/{client}/obtain?purpose=newsletter", lang="en"))
+    assert 'name="purpose" value="newsletter"' in page and "Purpose: Newsletter" in page
+    seen = re.search(r'name="seen_seq" value="(\d+)"', page).group(1)
+    saved = pages.post(f"/clients/{client}/obtain", {
+        "action": "record", "purpose": "newsletter", "method": "paper",
+        "given_on": "2026-11-01", "note": "", "seen_seq": seen,
+    })
+    assert saved.status_code == 303 and "purpose=newsletter" in saved.headers["Location"]
+    assert consent.client_status(host, tenant, client, "newsletter").status == Status.VALID
+    assert consent.client_status(host, tenant, client).status != Status.VALID
+    other = set_up(host, name="Annan klinik")
+    assert pages.post(f"/clients/{client}/obtain", {
+        "action": "record", "purpose": "photos", "method": "paper", "given_on": "2026-11-01",
+    }).status_code == 404  # not a purpose of this practice
+    assert Pages(host, other).get("/purposes/edit?key=newsletter").status_code == 404
+    history = html(pages.get(f"/clients/{client}/history", lang="en"))
+    assert '<dd data-purpose="newsletter">Newsletter</dd>' in history
+
+
+def test_exports_name_the_purpose_of_each_event_and_row(host: TestHost) -> None:
+    import csv
+    import io
+    import json
+    import zipfile
+
+    from samtycke_plugin import export
+    from samtycke_plugin.access_log import Viewer
+
+    tenant = set_up(host)
+    pages = Pages(host, tenant)
+    _add_newsletter(host, tenant, pages)
+    client = host.new_client(tenant)
+    for purpose in ("care", "newsletter"):
+        consent.record_manual(host, tenant, client, staff(), method="paper", given_at=WHEN,
+                              note=None, purpose=purpose)
+    host.session().commit()
+    reader = Viewer.staff(staff())
+    rows = list(csv.DictReader(io.StringIO(
+        export.client_history_csv(host, tenant, client, by=reader))))
+    assert [(r["purpose"], r["purpose_name"]) for r in rows] == [
+        ("care", "Hälsouppgifter för din behandling"), ("newsletter", "Nyhetsbrev")]
+    status = list(csv.DictReader(io.StringIO(
+        "".join(export.practice_status_csv(host, tenant, by=reader)))))
+    assert sorted((r["client_ref"], r["purpose"], r["status"]) for r in status) == [
+        (client, "care", "valid"), (client, "newsletter", "valid")]
+    refs_only = list(csv.DictReader(io.StringIO(
+        "".join(export.practice_status_csv(host, tenant, by=reader, from_host=False)))))
+    assert [(r["purpose"], r["status"]) for r in refs_only] == [
+        ("care", "valid"), ("newsletter", "valid")]
+    assert export.practice_status_count(host, tenant) == 2
+    bundle = zipfile.ZipFile(io.BytesIO(export.proof_bundle(host, tenant, client, by=reader)))
+    data = json.loads(bundle.read("history.json"))
+    assert [e["purpose"] for e in data["events"]] == ["care", "newsletter"]
+    assert {t["purpose"] for t in data["texts"]} == {"care", "newsletter"}
+    page = export.client_history_html(host, tenant, client, by=reader, locale="en")
+    assert "Purpose: Newsletter" in page and "Purpose: Health information" in page
