@@ -29,7 +29,7 @@ def booking_client_profile_render(
 
 @hookimpl
 def booking_client_list_filters(host: Host, tenant: TenantRef, locale: str) -> list[ListFilter]:
-    return panels.list_filters(locale)
+    return panels.list_filters(locale, host, tenant)
 
 
 @hookimpl

@@ -404,6 +404,8 @@ class HistoryEntry:
     row_hash: str
     #: The exact text version shown (for a link to its full text), if any.
     text_version_id: int | None = None
+    #: The purpose the event concerns.
+    purpose: str = DEFAULT_PURPOSE
 
     @property
     def consents(self) -> bool:
@@ -435,7 +437,7 @@ def history(host: Host, tenant: str, client: str) -> list[HistoryEntry]:
                 ip_prefix=evd.ip_prefix if evd else None,
                 user_agent=evd.user_agent if evd else None,
                 note=evd.note if evd else None, row_hash=ev.row_hash,
-                text_version_id=ev.text_version_id,
+                text_version_id=ev.text_version_id, purpose=ev.purpose_key,
             )
             for ev, minor, evd in rows
         ]

@@ -5,9 +5,11 @@ the per-row badges.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import exists, literal_column
+from sqlalchemy import ColumnElement, false, func, literal_column, or_, select
+from sqlalchemy import exists as exists_
+from sqlalchemy.orm import Session
 
 from hookspecs.types import (
     FilterClause,
@@ -22,6 +24,8 @@ from samtycke_plugin.errors import InputError, NotActive
 from samtycke_plugin.i18n import N_, lang, t
 from samtycke_plugin.ledger import load_snapshots, snapshot_of
 from samtycke_plugin.practices import get_practice
+from samtycke_plugin.purpose_catalogue import CARE
+from samtycke_plugin.purposes import DEFAULT_PURPOSE, PurposeInfo, list_purposes
 from samtycke_plugin.render import render
 from samtycke_plugin.rules import (
     VALID_STATES,
@@ -40,6 +44,44 @@ FILTER_VALID = "samtycke.valid"
 FILTER_NOT_VALID = "samtycke.not_valid"
 
 
+#: Clients without valid consent to at least one purpose online booking requires.
+FILTER_REQUIRED_MISSING = "samtycke.required_missing"
+
+
+#: Per purpose: ``samtycke.valid.<key>`` / ``samtycke.not_valid.<key>`` (the default
+#: purpose keeps the plain keys above).
+_PER_PURPOSE = (FILTER_VALID + ".", FILTER_NOT_VALID + ".")
+
+
+def purpose_label(info: PurposeInfo, locale: str) -> str:
+    """A purpose's name in ``locale`` (the default purpose without a name of its own goes
+    by the catalogue's)."""
+    if not info.names and info.key == DEFAULT_PURPOSE:
+        return CARE.name.get(lang(locale))
+    return info.name(lang(locale))
+
+
+def _purposes(session: Session, tenant: str) -> list[PurposeInfo]:
+    return list_purposes(session, tenant)
+
+
+def _purpose_statuses(
+    host: Host, session: Session, tenant: str, client: str, language: str
+) -> list[dict[str, object]]:
+    now = now_utc(host)
+    rows = []
+    for info in _purposes(session, tenant):
+        snap = load_snapshots(session, tenant, [client], info.key).get(client)
+        current = status(snap, info.current_major, now)
+        rows.append({
+            "key": info.key, "name": purpose_label(info, language), "required": info.required,
+            "status": current.value, "tone": status_text.tone(current),
+            "icon": status_text.icon(current), "label": status_text.label(current, language),
+            "reason": status_text.reason(current, language),
+        })
+    return rows
+
+
 def profile_panel(
     host: Host, tenant: str, client: str, staff: StaffContext, locale: str
 ) -> ProfilePanel | None:
@@ -56,8 +98,10 @@ def profile_panel(
             if snap is not None and current in (Status.VALID, Status.OUTDATED, Status.EXPIRED)
             else None
         )
+        purposes = _purpose_statuses(host, session, tenant, client, language)
         html = render(
             "profile_panel.html", language,
+            purposes=purposes if len(purposes) > 1 else [],
             status=current.value, tone=status_text.tone(current), icon=status_text.icon(current),
             label=status_text.label(current, language),
             reason=status_text.reason(current, language),
@@ -70,11 +114,79 @@ def profile_panel(
                             label=status_text.label(current, language), html=html)
 
 
-def list_filters(locale: str) -> list[ListFilter]:
-    return [
+def list_filters(
+    locale: str, host: Host | None = None, tenant: str | None = None
+) -> list[ListFilter]:
+    """The plain filters (the default purpose), then, for a practice that asks for more
+    than one purpose, one pair per further purpose and "any required purpose missing"."""
+    filters = [
         ListFilter(key=FILTER_VALID, label=t(locale, "Clients with valid consent")),
         ListFilter(key=FILTER_NOT_VALID, label=t(locale, "Clients without valid consent")),
     ]
+    if host is None or tenant is None:
+        return filters
+    with hostdb.session(host) as session:
+        practice = get_practice(session, check_ref("tenant", tenant))
+        if practice is None or not practice.active:
+            return filters
+        purposes = _purposes(session, practice.tenant_ref)
+    if len(purposes) < 2:
+        return filters
+    for info in purposes:
+        if info.key == DEFAULT_PURPOSE:
+            continue
+        name = purpose_label(info, locale)
+        filters += [
+            ListFilter(key=f"{FILTER_VALID}.{info.key}",
+                       label=t(locale, "Clients with valid consent to %(purpose)s", purpose=name)),
+            ListFilter(key=f"{FILTER_NOT_VALID}.{info.key}",
+                       label=t(locale, "Clients without valid consent to %(purpose)s",
+                               purpose=name)),
+        ]
+    if any(info.required for info in purposes):
+        filters.append(ListFilter(
+            key=FILTER_REQUIRED_MISSING,
+            label=t(locale, "Clients missing consent that online booking requires"),
+        ))
+    return filters
+
+
+def _filter_condition(
+    session: Session, tenant: str, filter_key: str, default_major: int, client: Any, now: Any
+) -> ColumnElement[bool] | None:
+    """The filter's one correlated condition, or ``None`` for a key that is not ours."""
+    if filter_key in (FILTER_VALID, FILTER_NOT_VALID):
+        valid = exists_().where(
+            _S.tenant_ref == tenant, valid_condition(default_major, now), _S.client_ref == client
+        )
+        return valid if filter_key == FILTER_VALID else ~valid
+    purposes = {p.key: p for p in _purposes(session, tenant)}
+    if filter_key == FILTER_REQUIRED_MISSING:
+        required = [p for p in purposes.values() if p.required]
+        if not required:
+            return false()
+        # One correlated count over the primary key (tenant, client, purpose): fewer
+        # valid rows among the required purposes than there are required purposes.
+        valid_required = (
+            select(func.count())
+            .select_from(_S.tenant_ref.table)
+            .where(
+                _S.tenant_ref == tenant, _S.client_ref == client,
+                or_(*(valid_condition(p.current_major, now, p.key) for p in required)),
+            )
+            .scalar_subquery()
+        )
+        return valid_required < len(required)
+    for prefix in _PER_PURPOSE:
+        key = filter_key.removeprefix(prefix)
+        if key != filter_key and key in purposes:
+            info = purposes[key]
+            valid = exists_().where(
+                _S.tenant_ref == tenant, valid_condition(info.current_major, now, info.key),
+                _S.client_ref == client,
+            )
+            return valid if prefix == _PER_PURPOSE[0] else ~valid
+    return None
 
 
 def filter_clause(
@@ -82,7 +194,7 @@ def filter_clause(
 ) -> FilterClause | None:
     """``EXISTS``/``NOT EXISTS`` on the projection, correlated with the host's client
     column, as SQL text for the host's connection (its dialect, the app's parameters)."""
-    if filter_key not in (FILTER_VALID, FILTER_NOT_VALID):
+    if not isinstance(filter_key, str) or not filter_key.startswith("samtycke."):
         return None
     tenant = check_ref("tenant", tenant)
     with hostdb.session(host) as session:
@@ -92,12 +204,12 @@ def filter_clause(
                 N_("Samtycke is not active for this practice. Activate it in the app menu first.")
             )
         dialect = session.get_bind().dialect.name
-    valid = exists().where(
-        _S.tenant_ref == tenant,
-        valid_condition(row.current_major, now_utc(host)),
-        _S.client_ref == literal_column(client_ref_column),
-    )
-    condition = valid if filter_key == FILTER_VALID else ~valid
+        condition = _filter_condition(
+            session, tenant, filter_key, row.current_major,
+            literal_column(client_ref_column), now_utc(host),
+        )
+    if condition is None:
+        return None
     return FilterClause(key=filter_key, condition=hostdb.to_sql_text(condition, dialect))
 
 
@@ -112,6 +224,9 @@ def row_badges(host: Host, tenant: str, clients: Sequence[str], locale: str) -> 
         refs = [check_ref("client", c) for c in clients]
         rows = load_snapshots(session, practice.tenant_ref, refs)
         now = now_utc(host)
+        purposes = _purposes(session, practice.tenant_ref)
+        if len(purposes) > 1:
+            return _summary_badges(session, practice.tenant_ref, refs, purposes, locale, now)
         badges = []
         for ref in refs:
             current = status(rows.get(ref), practice.current_major, now)
@@ -126,3 +241,39 @@ def row_badges(host: Host, tenant: str, clients: Sequence[str], locale: str) -> 
                 )
             )
         return badges
+
+
+def _summary_badges(
+    session: Session, tenant: str, refs: list[str], purposes: list[PurposeInfo], locale: str,
+    now: Any,
+) -> list[RowBadge]:
+    """One badge a client for a practice with several purposes: how many of them the
+    client has valid consent to, naming the required ones that are missing."""
+    per_purpose = {p.key: load_snapshots(session, tenant, refs, p.key) for p in purposes}
+    badges = []
+    for ref in refs:
+        statuses = {
+            p.key: status(per_purpose[p.key].get(ref), p.current_major, now) for p in purposes
+        }
+        valid = sum(1 for s in statuses.values() if s is Status.VALID)
+        missing = [
+            purpose_label(p, locale) for p in purposes
+            if p.required and statuses[p.key] is not Status.VALID
+        ]
+        label = t(locale, "Consent: %(valid)s of %(total)s", valid=valid, total=len(purposes))
+        if missing:
+            label += " – " + t(locale, "missing: %(names)s", names=", ".join(missing))
+        tone: status_text.Tone = (
+            "ok" if valid == len(purposes) else "missing" if missing else "warn"
+        )
+        default = statuses.get(DEFAULT_PURPOSE, Status.UNKNOWN)
+        badges.append(
+            RowBadge(
+                key="samtycke.status", client=ref, tone=tone, label=label,  # type: ignore[arg-type]
+                html=render(
+                    "badge.html", locale, tone=tone, icon=status_text._ICONS[tone], label=label,
+                    status=default.value,
+                ),
+            )
+        )
+    return badges

@@ -22,7 +22,8 @@ from samtycke_plugin.i18n import N_, lang, t
 from samtycke_plugin.integrity import ReplayedState, describe_status, replay_step
 from samtycke_plugin.ledger import snapshot_of
 from samtycke_plugin.models import ConsentEvent, ConsentStateRow, Evidence, TextVersion
-from samtycke_plugin.purposes import DEFAULT_PURPOSE
+from samtycke_plugin.panels import purpose_label
+from samtycke_plugin.purposes import DEFAULT_PURPOSE, list_purposes
 from samtycke_plugin.receipts import DPV_STATUS, RECEIPT_STATES, receipt_id
 from samtycke_plugin.render import render, trusted_html
 from samtycke_plugin.rules import State, status
@@ -38,6 +39,7 @@ HISTORY_COLUMNS = (
     "seq", "occurred_at", "given_at", "expires_at", "state", "dpv_status", "channel",
     "method", "actor", "text_version", "text_language", "text_sha256", "booking_ref",
     "request_id", "ip_prefix", "user_agent", "note", "evidence", "receipt_id", "row_hash",
+    "purpose", "purpose_name",
 )
 
 EVIDENCE_LABELS = {
@@ -169,6 +171,10 @@ def history_data(
         texts = _texts(session, tenant,
                        (ev.text_version_id for ev, _ in rows if ev.text_version_id))
         by_id = {tv.id: tv for tv in texts}
+        names = {
+            p.key: purpose_label(p, language)
+            for p in list_purposes(session, tenant, include_archived=True)
+        }
         # The status shown is the default purpose's (what the history page describes).
         state_row = session.get(ConsentStateRow, (tenant, client, DEFAULT_PURPOSE))
         replayed: ReplayedState | None = None
@@ -189,6 +195,8 @@ def history_data(
             state = State(ev.state)
             events.append({
                 "seq": ev.seq,
+                "purpose": ev.purpose_key,
+                "purpose_name": names.get(ev.purpose_key, ev.purpose_key),
                 "state": ev.state,
                 "dpv_status": DPV_STATUS.get(state),
                 "occurred_at": iso(ev.occurred_at),
@@ -249,6 +257,7 @@ def history_data(
             "texts": [
                 {
                     "id": tv.id,
+                    "purpose": tv.purpose_key,
                     "version": version_label(tv.major, tv.minor),
                     "language": tv.language,
                     "sha256": tv.sha256,

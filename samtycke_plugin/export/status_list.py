@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
 from hookspecs.types import ClientInfo, TenantRef
@@ -18,7 +18,7 @@ from samtycke_plugin.export.common import csv_safe, csv_text, get_practice
 from samtycke_plugin.i18n import lang
 from samtycke_plugin.ledger import snapshot_of
 from samtycke_plugin.models import ConsentStateRow
-from samtycke_plugin.purposes import DEFAULT_PURPOSE
+from samtycke_plugin.purposes import DEFAULT_PURPOSE, list_purposes
 from samtycke_plugin.receipts import DPV_STATUS
 from samtycke_plugin.rules import State, Status, status
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 #: Columns of the practice status CSV (one row per client).
 STATUS_COLUMNS = (
     "client_ref", "name", "email", "status", "status_label", "state", "dpv_status",
-    "text_version", "since", "expires_at", "last_seq",
+    "text_version", "since", "expires_at", "last_seq", "purpose",
 )
 
 #: Rows per chunk of the streamed status CSV (and per host-client lookup query).
@@ -42,6 +42,7 @@ def _status_row(
     row: Any | None,
     current_major: int,
     now: datetime,
+    purpose: str = DEFAULT_PURPOSE,
 ) -> list[str]:
     snap = snapshot_of(row) if row is not None else None
     current = status(snap, current_major, now)
@@ -58,6 +59,7 @@ def _status_row(
         csv_safe(row.since if row is not None else None),
         csv_safe(row.expires_at if row is not None else None),
         csv_safe(row.last_seq if row is not None else None),
+        csv_safe(purpose),
     ]
 
 
@@ -83,8 +85,14 @@ def _chunks(items: Iterable[ClientInfo], size: int) -> Iterator[list[ClientInfo]
         yield chunk
 
 
+def _majors(session: Session, tenant: str) -> dict[str, int]:
+    """The practice's purposes (the order it asks for them) and their current content."""
+    return {p.key: p.current_major for p in list_purposes(session, tenant)}
+
+
 def practice_status_count(host: Host, tenant: str) -> int:
-    """How many clients the app holds a status for (the rows of a database-only export)."""
+    """How many (client, purpose) statuses the app holds for the purposes the practice
+    asks for (the rows of a database-only export)."""
     with hostdb.session(host) as session:
         practice = get_practice(session, tenant)
         return int(
@@ -93,7 +101,7 @@ def practice_status_count(host: Host, tenant: str) -> int:
                 .select_from(ConsentStateRow)
                 .where(
                     ConsentStateRow.tenant_ref == practice.tenant_ref,
-                    ConsentStateRow.purpose_key == DEFAULT_PURPOSE,
+                    ConsentStateRow.purpose_key.in_(list(_majors(session, practice.tenant_ref))),
                 )
             )
             or 0
@@ -122,18 +130,20 @@ def practice_status_csv(
     a stream nobody starts to read discloses nothing and logs nothing.
     """
 
-    def start(session: Session) -> tuple[str, str, int]:
+    def start(session: Session) -> tuple[str, str, dict[str, int]]:
         practice = get_practice(session, tenant)
         access_log.record(
             session, host, practice.tenant_ref, by, "export_status_list",
             detail="with_names" if from_host else "refs_only",
         )
-        return (practice.tenant_ref, lang(locale or practice.default_language),
-                practice.current_major)
+        majors = _majors(session, practice.tenant_ref)
+        # The default purpose's content follows the practice's (kept equal by publishing).
+        majors[DEFAULT_PURPOSE] = practice.current_major
+        return (practice.tenant_ref, lang(locale or practice.default_language), majors)
 
     # A session per step, never held across a ``yield``: the consumer may pause the
     # stream (a streamed HTTP response) and do other work in between.
-    tenant, language, major = run_in_transaction(host, start)
+    tenant, language, majors = run_in_transaction(host, start)
     labels = {s: csv_safe(status_text.label(s, language)) for s in Status}
     now = now_utc(host)
     yield csv_text([STATUS_COLUMNS])
@@ -144,36 +154,44 @@ def practice_status_csv(
                 # The purpose is picked here, not in SQL, so that the list is looked up
                 # by primary key (see ledger.load_snapshots).
                 found = {
-                    r.client_ref: r
+                    (r.client_ref, r.purpose_key): r
                     for r in session.execute(
                         select(*_STATE_COLUMNS, ConsentStateRow.purpose_key).where(
                             ConsentStateRow.tenant_ref == tenant,
                             ConsentStateRow.client_ref.in_(refs),
                         )
                     )
-                    if r.purpose_key == DEFAULT_PURPOSE
+                    if r.purpose_key in majors
                 }
             yield csv_text(
-                _status_row(labels, c.ref, c, found.get(c.ref), major, now) for c in chunk
+                _status_row(labels, c.ref, c, found.get((c.ref, key)), major, now, key)
+                for c in chunk
+                for key, major in majors.items()
             )
             if progress is not None:
                 progress(len(chunk))
         return
-    after: str | None = None
-    while True:  # keyset pages by client reference
-        query = select(*_STATE_COLUMNS).where(
-            ConsentStateRow.tenant_ref == tenant, ConsentStateRow.purpose_key == DEFAULT_PURPOSE
+    after: tuple[str, str] | None = None
+    while True:  # keyset pages by (client reference, purpose)
+        query = select(*_STATE_COLUMNS, ConsentStateRow.purpose_key).where(
+            ConsentStateRow.tenant_ref == tenant, ConsentStateRow.purpose_key.in_(list(majors))
         )
         if after is not None:
-            query = query.where(ConsentStateRow.client_ref > after)
+            query = query.where(
+                tuple_(ConsentStateRow.client_ref, ConsentStateRow.purpose_key) > tuple_(*after)
+            )
         with hostdb.session(host) as session:
             part = session.execute(
-                query.order_by(ConsentStateRow.client_ref).limit(STATUS_CHUNK)
+                query.order_by(ConsentStateRow.client_ref, ConsentStateRow.purpose_key)
+                .limit(STATUS_CHUNK)
             ).all()
         if not part:
             return
-        after = part[-1].client_ref
-        yield csv_text(_status_row(labels, r.client_ref, None, r, major, now) for r in part)
+        after = (part[-1].client_ref, part[-1].purpose_key)
+        yield csv_text(
+            _status_row(labels, r.client_ref, None, r, majors[r.purpose_key], now, r.purpose_key)
+            for r in part
+        )
         if progress is not None:
             progress(len(part))
 

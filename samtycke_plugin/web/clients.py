@@ -19,12 +19,18 @@ from samtycke_plugin.email.requests import send_request
 from samtycke_plugin.errors import InputError
 from samtycke_plugin.i18n import t
 from samtycke_plugin.inputs import whole_number
-from samtycke_plugin.purposes import list_purposes
+from samtycke_plugin.purposes import DEFAULT_PURPOSE, PurposeInfo, list_purposes
 from samtycke_plugin.render import trusted_html
 from samtycke_plugin.status_text import CHANNEL_LABELS, METHOD_LABELS, STATE_LABELS, code_label
 from samtycke_plugin.web.access_page import log_view_of_history
 from samtycke_plugin.web.base import Handler, requires
 from samtycke_plugin.web.batch_page import batch
+from samtycke_plugin.web.purposes_page import (
+    active_purposes,
+    all_purposes,
+    find_purpose,
+    purpose_name,
+)
 from samtycke_plugin.web.staff import (
     Ctx,
     _actor,
@@ -43,10 +49,18 @@ from samtycke_plugin.web.staff import (
 )
 
 
-def _obtain_page(ctx: Ctx, info: ClientInfo, *, status: int = 200, **values: Any) -> Response:
+def _obtain_page(
+    ctx: Ctx, info: ClientInfo, *, status: int = 200, purpose: PurposeInfo | None = None,
+    **values: Any,
+) -> Response:
+    purpose = purpose or find_purpose(ctx, DEFAULT_PURPOSE)
+    choices = [
+        {"key": p.key, "name": purpose_name(ctx, p), "current": p.key == purpose.key}
+        for p in active_purposes(ctx)
+    ]
     with hostdb.session(ctx.host) as session:
-        current = consent.client_status(ctx.host, ctx.tenant, info.ref)
-        text = practices.current_text(session, ctx.practice, info.locale)
+        current = consent.client_status(ctx.host, ctx.tenant, info.ref, purpose.key)
+        text = practices.current_text(session, ctx.practice, info.locale, purpose.key)
         today = (common.now_utc(ctx.host) + timedelta(hours=14)).date()
         values.setdefault("form", {"method": "", "given_on": "", "note": ""})
         return render_page(
@@ -64,6 +78,9 @@ def _obtain_page(ctx: Ctx, info: ClientInfo, *, status: int = 200, **values: Any
             has_email=bool(info.email),
             seen_seq=consent.client_seq(session, ctx.tenant, info.ref),
             request_purposes=_request_purposes(ctx, session, info.ref),
+            purpose=purpose,
+            purpose_label=purpose_name(ctx, purpose),
+            choices=choices if len(choices) > 1 else [],
             **values,
         )
 
@@ -81,6 +98,12 @@ def _request_purposes(ctx: Ctx, session: Any, client: str) -> list[tuple[str, st
     ]
 
 
+def _purpose_of(ctx: Ctx, key: str | None) -> PurposeInfo:
+    """The purpose the page records for (none given: the default one), within the
+    signed-in practice only."""
+    return find_purpose(ctx, key or DEFAULT_PURPOSE)
+
+
 def obtain(request: Request, client: str) -> Response:
     ctx = context(request)
     info = client_of(ctx, client)
@@ -90,14 +113,14 @@ def obtain(request: Request, client: str) -> Response:
             return gone
         action = form.get("action")
         if action == "record":
-            return _record(ctx, info, form)
+            return _record(ctx, info, form, _purpose_of(ctx, form.get("purpose")))
         if action == "send":
             chosen = form.getlist("purpose")
             return _send(ctx, info, chosen or None)
         raise BadRequest()
     if (gone := _operational(ctx)) is not None:
         return gone
-    return _obtain_page(ctx, info)
+    return _obtain_page(ctx, info, purpose=_purpose_of(ctx, request.args.get("purpose")))
 
 
 def _parse_given_on(ctx: Ctx, raw: str) -> tuple[datetime | None, str | None]:
@@ -122,8 +145,11 @@ def _parse_given_on(ctx: Ctx, raw: str) -> tuple[datetime | None, str | None]:
     return min(datetime.combine(day, time(12, 0), tzinfo=UTC), now), None
 
 
-def _record(ctx: Ctx, info: ClientInfo, form: Mapping[str, str]) -> Response:
+def _record(
+    ctx: Ctx, info: ClientInfo, form: Mapping[str, str], purpose: PurposeInfo
+) -> Response:
     roles.require(ctx.staff, Permission.RECORD_CONSENT)
+    here = {"purpose": purpose.key} if purpose.key != DEFAULT_PURPOSE else {}
     method = form.get("method", "")
     raw_date = form.get("given_on", "").strip()
     note = form.get("note", "")
@@ -143,7 +169,7 @@ def _record(ctx: Ctx, info: ClientInfo, form: Mapping[str, str]) -> Response:
         # The form was posted twice (double click), or someone else recorded something
         # for this client meanwhile: record nothing more, show what is there now.
         if consent.client_changed_since(ctx.host, ctx.tenant, info.ref, seen_seq):
-            return redirect(ctx, f"/clients/{info.ref}/obtain", done="unchanged")
+            return redirect(ctx, f"/clients/{info.ref}/obtain", **here, done="unchanged")
     if not errors:
         assert given_at is not None
         try:
@@ -155,6 +181,7 @@ def _record(ctx: Ctx, info: ClientInfo, form: Mapping[str, str]) -> Response:
                 method=method,
                 given_at=given_at,
                 note=note,
+                purpose=purpose.key,
             )
         except InputError as exc:
             _rollback(ctx)
@@ -170,8 +197,9 @@ def _record(ctx: Ctx, info: ClientInfo, form: Mapping[str, str]) -> Response:
             status=400,
             errors=errors,
             form={"method": method, "given_on": raw_date, "note": note},
+            purpose=purpose,
         )
-    return redirect(ctx, f"/clients/{info.ref}/obtain", done="recorded")
+    return redirect(ctx, f"/clients/{info.ref}/obtain", **here, done="recorded")
 
 
 def _send(ctx: Ctx, info: ClientInfo, purposes: list[str] | None) -> Response:
@@ -264,6 +292,7 @@ def client_history(request: Request, client: str) -> Response:
     # The one write of this GET: its access-log row (see samtycke_plugin.access_log).
     access = log_view_of_history(ctx, ref)
     current = consent.client_status(ctx.host, ctx.tenant, ref)
+    names = {p.key: purpose_name(ctx, p) for p in all_purposes(ctx)}
     rows = []
     for entry in reversed(entries):
         given_differs = entry.given_at is not None and entry.given_at != entry.occurred_at
@@ -278,6 +307,7 @@ def client_history(request: Request, client: str) -> Response:
                 "given_date_only": entry.channel == "manual",
                 "language": _language_name(ctx, entry.language),
                 "tone": "ok" if entry.consents else "missing",
+                "purpose": names.get(entry.purpose, entry.purpose),
             }
         )
     return render_page(

@@ -15,9 +15,11 @@ from samtycke_plugin import common, hostdb, practices
 from samtycke_plugin.errors import InputError, SettingsError
 from samtycke_plugin.i18n import t
 from samtycke_plugin.inputs import whole_number
+from samtycke_plugin.purposes import DEFAULT_PURPOSE
 from samtycke_plugin.render import trusted_html
 from samtycke_plugin.settings import BRAND_COLOUR, PracticeSettings, normalise_colour
 from samtycke_plugin.text import LANGUAGES, MAX_TEXT_LENGTH, normalise_body
+from samtycke_plugin.web import purposes_page
 from samtycke_plugin.web.base import Handler, requires
 from samtycke_plugin.web.staff import (
     Ctx,
@@ -49,9 +51,11 @@ def overview(request: Request) -> Response:
     return render_page(ctx, "practice_overview.html", counts=_counts(ctx), active="overview")
 
 
-def _text_rows(ctx: Ctx, bodies: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+def _text_rows(
+    ctx: Ctx, bodies: Mapping[str, str] | None = None, purpose: str = DEFAULT_PURPOSE
+) -> list[dict[str, Any]]:
     with hostdb.session(ctx.host) as session:
-        current = practices.current_texts(session, ctx.practice)
+        current = practices.current_texts(session, ctx.practice, purpose)
         rows = []
         for language in LANGUAGES:
             version = current.get(language)
@@ -146,6 +150,13 @@ def _settings_from_form(
 
 def _setup_page(ctx: Ctx, step: int, *, status: int = 200, **values: Any) -> Response:
     values.setdefault("texts", _text_rows(ctx) if step == 2 else [])
+    if step == 2:
+        # The step also offers the catalogue's optional purposes: add, edit or skip each.
+        values.setdefault("offers", purposes_page._offers(ctx))
+        values.setdefault("added", [
+            {"key": p.key, "name": purposes_page.purpose_name(ctx, p)}
+            for p in purposes_page.active_purposes(ctx) if p.key != DEFAULT_PURPOSE
+        ])
     if "settings" not in values:
         values["settings"] = _settings_values(practices.settings_of(ctx.practice))
         if not ctx.practice.setup_complete:

@@ -13,8 +13,10 @@ from werkzeug.wrappers import Request, Response
 from hookspecs.types import Permission
 from samtycke_plugin import common, hostdb, practices, status_text
 from samtycke_plugin.errors import Conflict, InputError
+from samtycke_plugin.errors import NotFound as NotFound_
 from samtycke_plugin.i18n import N_, t, tn
 from samtycke_plugin.inputs import record_id, whole_number
+from samtycke_plugin.purposes import DEFAULT_PURPOSE, PurposeInfo
 from samtycke_plugin.render import trusted_html
 from samtycke_plugin.roles import TEXT_REFUSED
 from samtycke_plugin.rules import asks_at_booking
@@ -23,6 +25,7 @@ from samtycke_plugin.web.base import (
     Handler,
     requires,
 )
+from samtycke_plugin.web.purposes_page import active_purposes, find_purpose, purpose_name
 from samtycke_plugin.web.setup import _text_error, _text_rows
 from samtycke_plugin.web.staff import (
     Ctx,
@@ -52,6 +55,10 @@ def text_version(request: Request, text_id: str) -> Response:
         raise NotFound()
     with hostdb.session(ctx.host) as session:
         text = practices.text_by_id(session, ctx.tenant, number)
+        try:
+            current_major = practices.purpose_major(session, ctx.practice, text.purpose_key)
+        except NotFound_:
+            current_major = None  # a purpose no longer asked for: no current content
         return render_page(
             ctx,
             "practice_text_version.html",
@@ -62,12 +69,13 @@ def text_version(request: Request, text_id: str) -> Response:
             kind=status_text.code_label(KIND_LABELS, text.change_kind, ctx.locale),
             who=_who(ctx, text.created_by),
             html=trusted_html(text.html),
-            is_current=text.major == ctx.practice.current_major,
+            is_current=text.major == current_major,
         )
 
 
-def _versions(ctx: Ctx) -> list[dict[str, Any]]:
+def _versions(ctx: Ctx, purpose: PurposeInfo) -> list[dict[str, Any]]:
     with hostdb.session(ctx.host) as session:
+        major = practices.purpose_major(session, ctx.practice, purpose.key)
         return [
             {
                 "id": v.id,
@@ -77,31 +85,65 @@ def _versions(ctx: Ctx) -> list[dict[str, Any]]:
                 "who": _who(ctx, v.created_by),
                 "at": v.created_at,
                 "reason": v.reason,
-                "current": v.major == ctx.practice.current_major,
+                "current": v.major == major,
             }
-            for v in practices.text_versions(session, ctx.tenant)
+            for v in practices.text_versions(session, ctx.tenant, purpose.key)
         ]
 
 
+def _major(ctx: Ctx, purpose: PurposeInfo) -> int:
+    with hostdb.session(ctx.host) as session:
+        return practices.purpose_major(session, ctx.practice, purpose.key)
+
+
+def _purpose_of(ctx: Ctx, key: str | None) -> PurposeInfo:
+    """The purpose the page edits (``?purpose=`` / the form's ``purpose``; none: the
+    default one), within the signed-in practice only."""
+    return find_purpose(ctx, key or DEFAULT_PURPOSE)
+
+
+def _choices(ctx: Ctx, purpose: PurposeInfo) -> list[dict[str, Any]]:
+    return [
+        {"key": p.key, "name": purpose_name(ctx, p), "current": p.key == purpose.key}
+        for p in active_purposes(ctx)
+    ]
+
+
 def _editor(
-    ctx: Ctx, *, bodies: Mapping[str, str] | None = None, status: int = 200, **values: Any
+    ctx: Ctx, purpose: PurposeInfo, *, bodies: Mapping[str, str] | None = None,
+    status: int = 200, **values: Any,
 ) -> Response:
     return render_page(
         ctx,
         "practice_text.html",
         status=status,
         active="text",
-        texts=_text_rows(ctx, bodies),
-        expected_major=ctx.practice.current_major,
-        versions=_versions(ctx),
+        texts=_text_rows(ctx, bodies, purpose.key),
+        expected_major=_major(ctx, purpose),
+        versions=_versions(ctx, purpose),
         asks_at_booking=asks_at_booking(practices.settings_of(ctx.practice)),
+        purpose=purpose,
+        purpose_label=purpose_name(ctx, purpose),
+        choices=_choices(ctx, purpose),
         **values,
     )
 
 
-def _content_saved(ctx: Ctx, raw_affected: str) -> str:
-    """The message after a change of content: how many clients must consent again, and
-    when they are asked, as the practice's settings say."""
+def _content_saved(ctx: Ctx, raw_affected: str, purpose: PurposeInfo) -> str:
+    """The message after a change of content of one purpose: how many clients must consent
+    again, and when they are asked, as the practice's settings say."""
+    message = _content_saved_count(ctx, raw_affected)
+    if purpose.key == DEFAULT_PURPOSE and len(active_purposes(ctx)) == 1:
+        return message
+    return message + " " + t(
+        ctx.locale,
+        "This concerns only the purpose “%(purpose)s”: the clients who had consented to it "
+        "are asked for it alone, and their consent to your other purposes stays as it is.",
+        purpose=purpose_name(ctx, purpose),
+    )
+
+
+def _content_saved_count(ctx: Ctx, raw_affected: str) -> str:
     affected = int(raw_affected) if raw_affected.isdigit() and len(raw_affected) < 10 else 0
     if affected == 0:
         return t(
@@ -138,33 +180,40 @@ def _content_saved(ctx: Ctx, raw_affected: str) -> str:
 def text_editor(request: Request) -> Response:
     ctx = context(request)
     if request.method != "POST":
+        purpose = _purpose_of(ctx, request.args.get("purpose"))
         if request.args.get("done") == "content":
-            return _editor(ctx, notice=_content_saved(ctx, request.args.get("affected", "")))
-        return _editor(ctx)
+            return _editor(
+                ctx, purpose,
+                notice=_content_saved(ctx, request.args.get("affected", ""), purpose),
+            )
+        return _editor(ctx, purpose)
     form = check_csrf(ctx)
+    purpose = _purpose_of(ctx, form.get("purpose"))
+    here = {"purpose": purpose.key} if purpose.key != DEFAULT_PURPOSE else {}
     action = form.get("action")
     expected = whole_number(form.get("expected_major", ""), max_digits=9)
     if expected is None:
         return _damaged(ctx, "expected_major")
     bodies = {lang: form[f"text_{lang}"] for lang in LANGUAGES if f"text_{lang}" in form}
     if action == "edit":
-        return _editor(ctx, bodies=bodies)
+        return _editor(ctx, purpose, bodies=bodies)
     if action not in ("preview", "save"):
         raise BadRequest()
     with hostdb.session(ctx.host) as session:
-        current = practices.current_texts(session, ctx.practice)
+        current = practices.current_texts(session, ctx.practice, purpose.key)
         bodies = {lang: body for lang, body in bodies.items() if lang in current}
         changed = [lang for lang, body in bodies.items()
                    if normalise_body(body) != current[lang].body]
         if action == "save" and bodies and not changed:
             # The preview refuses an unchanged text, so this is the same save posted again
             # (double click) or someone saved exactly this text meanwhile: it is saved.
-            return redirect(ctx, "/text", done="already")
-        if expected != ctx.practice.current_major:
+            return redirect(ctx, "/text", **here, done="already")
+        if expected != practices.purpose_major(session, ctx.practice, purpose.key):
             raise Conflict(practices.TEXT_CHANGED_MEANWHILE)
         if not changed:
             return _editor(
                 ctx,
+                purpose,
                 bodies=bodies,
                 status=400,
                 errors={"text": t(ctx.locale,
@@ -175,14 +224,17 @@ def text_editor(request: Request) -> Response:
         for lang in changed:
             try:
                 content = practices.preview_text_change(
-                    ctx.host, ctx.tenant, language=lang, body=bodies[lang], kind="content"
+                    ctx.host, ctx.tenant, language=lang, body=bodies[lang], kind="content",
+                    purpose=purpose.key,
                 )
                 correction = practices.preview_text_change(
-                    ctx.host, ctx.tenant, language=lang, body=bodies[lang], kind="correction"
+                    ctx.host, ctx.tenant, language=lang, body=bodies[lang], kind="correction",
+                    purpose=purpose.key,
                 )
             except InputError as exc:
                 return _editor(
-                    ctx, bodies=bodies, status=400, errors={exc.field: _text_error(ctx, exc.field)}
+                    ctx, purpose, bodies=bodies, status=400,
+                    errors={exc.field: _text_error(ctx, exc.field)},
                 )
             affected = content.affected  # the same for every language: clients, not texts
             previews.append(
@@ -217,10 +269,11 @@ def text_editor(request: Request) -> Response:
                     reason=reason,
                     actor=_actor(ctx),
                     expected_major=expected,
+                    purpose=purpose.key,
                 )
                 if kind == "content":
-                    return redirect(ctx, "/text", done=kind, affected=affected)
-                return redirect(ctx, "/text", done=kind)
+                    return redirect(ctx, "/text", **here, done=kind, affected=affected)
+                return redirect(ctx, "/text", **here, done=kind)
             status_code = 400
         else:
             errors, status_code = {}, 200
@@ -245,6 +298,8 @@ def text_editor(request: Request) -> Response:
             kind=kind,
             reason=reason,
             errors=errors,
+            purpose=purpose,
+            purpose_label=purpose_name(ctx, purpose),
         )
 
 
