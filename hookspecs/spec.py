@@ -104,7 +104,8 @@ class BookingSpecs:
         When: once at host start-up.  The host sets ``environ["booking.host"]`` to
         itself on every request it forwards, and for signed-in practitioners also
         ``environ["booking.tenant"]`` (:class:`TenantRef`),
-        ``environ["booking.staff"]`` (:class:`StaffContext`) and
+        ``environ["booking.staff"]`` (:class:`StaffContext`, whose ``permissions``
+        the apps check on every practitioner page) and
         ``environ["booking.session"]`` (``str``: names the host's sign-in session and
         is new at every sign-in; apps bind their form tokens to it and refuse
         practitioner POSTs without it; they never store or log it, and a host whose

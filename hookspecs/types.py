@@ -7,12 +7,13 @@ fragment is already escaped/sanitized by the app that produced it.
 
 from __future__ import annotations
 
+import enum
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Literal, NewType
 
-from attrs import field, frozen, validators
+from attrs import Factory, field, frozen, validators
 
 TenantRef = NewType("TenantRef", str)
 ClientRef = NewType("ClientRef", str)
@@ -63,14 +64,82 @@ class PracticeInfo:
     locale: str
 
 
+class Permission(enum.Enum):
+    """Something a staff member may do in an app; the host maps its own roles onto these.
+
+    The values are stable names a host may keep in its settings (``"record_consent"``).
+    """
+
+    #: Record consent given outside the app (paper, verbal) and end a consent on the
+    #: practice's side.
+    RECORD_CONSENT = "record_consent"
+    #: Change the app's settings, the consent texts and the purposes: what clients are
+    #: asked and how.
+    MANAGE_SETTINGS = "manage_settings"
+    #: Send a consent request to many clients at once (batch requests).
+    SEND_BATCH = "send_batch"
+    #: See a client's consent history (and an app's access log).
+    VIEW_HISTORY = "view_history"
+    #: Download consent records: a client's history and proof bundle, the practice's
+    #: status list (and an app's access log).
+    EXPORT = "export"
+
+    @classmethod
+    def parse(cls, names: Iterable[Permission | str]) -> frozenset[Permission]:
+        """The permissions named in a host's settings; an unknown name is a ``ValueError``
+        (a typo in a role mapping must not silently grant or drop anything)."""
+        if isinstance(names, str):
+            raise ValueError("permissions must be a list of names, not one string")
+        return frozenset(n if isinstance(n, Permission) else cls(n) for n in names)
+
+
+#: Every permission: what a practice's owner usually has.
+ALL_PERMISSIONS: frozenset[Permission] = frozenset(Permission)
+
+
+def _permission_set(names: Iterable[Permission | str]) -> frozenset[Permission]:
+    return Permission.parse(names)
+
+
+def _legacy_permissions(staff: StaffContext) -> frozenset[Permission]:
+    return frozenset({Permission.RECORD_CONSENT}) if staff.can_record_consent else frozenset()
+
+
 @frozen(kw_only=True)
 class StaffContext:
-    """The signed-in practitioner on whose behalf a host calls a hook."""
+    """The signed-in practitioner on whose behalf a host calls a hook.
+
+    ``permissions`` says what this person may do in the app (see :class:`Permission`).
+    A host that gives only ``can_record_consent`` (the older contract) gets exactly
+    ``{RECORD_CONSENT}`` for ``True`` and nothing for ``False``; a host that gives
+    neither gets no permission at all.  Nothing is the default because a host that has
+    not said who may change the app's settings, texts and purposes, mail every client
+    or download everyone's records must not have granted it by omission: such a staff
+    member still sees consent status and can send one client a request or record a
+    withdrawal the client asked for, and every refused action says who may do it.
+    Given ``permissions``, ``can_record_consent`` follows from them (passing ``True``
+    with permissions that lack ``RECORD_CONSENT`` is a contradiction: ``ValueError``).
+    """
 
     ref: StaffRef
     name: str
-    #: May this person record consent given outside the app (paper, verbal)?
-    can_record_consent: bool
+    #: May this person record consent given outside the app (paper, verbal)?  The same
+    #: as ``Permission.RECORD_CONSENT in permissions``.
+    can_record_consent: bool = False
+    permissions: frozenset[Permission] = field(
+        default=Factory(_legacy_permissions, takes_self=True), converter=_permission_set
+    )
+
+    def __attrs_post_init__(self) -> None:
+        recorded = Permission.RECORD_CONSENT in self.permissions
+        if self.can_record_consent and not recorded:
+            raise ValueError("can_record_consent=True but permissions lack RECORD_CONSENT")
+        # Frozen: the derived flag is set once, here, for readers of the older field.
+        object.__setattr__(self, "can_record_consent", recorded)
+
+    def may(self, permission: Permission) -> bool:
+        """Whether this person may do ``permission``."""
+        return permission in self.permissions
 
 
 @frozen(kw_only=True)

@@ -22,11 +22,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from hookspecs.types import (
+    Permission,
     StaffContext,
 )
-from samtycke_plugin import hostdb, ledger
+from samtycke_plugin import hostdb, ledger, roles
 from samtycke_plugin.common import check_ref, clean_note, now_utc, version_label
-from samtycke_plugin.errors import Conflict, InputError, NotFound, PermissionDenied
+from samtycke_plugin.errors import Conflict, InputError, NotFound
 from samtycke_plugin.i18n import N_
 from samtycke_plugin.ledger import NewEvent, load_snapshot, lock_practice
 from samtycke_plugin.models import (
@@ -304,10 +305,7 @@ def record_manual(
     purpose: str = DEFAULT_PURPOSE,
 ) -> ConsentEvent:
     """Record consent the client gave outside the app (paper, verbal, other system)."""
-    if not staff.can_record_consent:
-        raise PermissionDenied(
-            N_("You do not have permission to record consent. Ask the practice owner.")
-        )
+    roles.require(staff, Permission.RECORD_CONSENT)
     with hostdb.session(host) as session:
         practice = require_practice(session, tenant)
         client = check_ref("client", client)

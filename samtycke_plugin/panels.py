@@ -18,7 +18,7 @@ from hookspecs.types import (
     RowBadge,
     StaffContext,
 )
-from samtycke_plugin import hostdb, status_text
+from samtycke_plugin import hostdb, roles, status_text
 from samtycke_plugin.common import MOUNT_PREFIX, check_ref, now_utc
 from samtycke_plugin.errors import InputError, NotActive
 from samtycke_plugin.i18n import N_, lang, t
@@ -106,6 +106,7 @@ def profile_panel(
             label=status_text.label(current, language),
             reason=status_text.reason(current, language),
             given=given, client=client, prefix=MOUNT_PREFIX,
+            refused=roles.allowed(staff, language),
             setup_complete=bool(row.setup_complete),
             withdrawable=snap is not None and snap.state in VALID_STATES,
         )

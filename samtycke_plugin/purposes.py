@@ -107,6 +107,16 @@ def _names(value: Mapping[str, str], field: str) -> dict[str, str]:
     return out
 
 
+def _checked(names: Mapping[str, str], validity_days: int | None) -> dict[str, str]:
+    """The purpose's names, cleaned, after checking them and its lifetime."""
+    clean_names = _names(names, "name")
+    if not clean_names:
+        raise InputError("name", "give the purpose a name")
+    if validity_days is not None and not 1 <= validity_days <= 3650:
+        raise InputError("validity_days", "must be a whole number of days from 1 to 3650")
+    return clean_names
+
+
 def add(
     session: Session,
     tenant: str,
@@ -123,11 +133,7 @@ def add(
     """Add a purpose with its first text version (1.0) in each language of ``bodies``.
     A key the practice has used before, archived or not, is :class:`Conflict`."""
     key = check_key(key)
-    clean_names = _names(names, "name")
-    if not clean_names:
-        raise InputError("name", "give the purpose a name")
-    if validity_days is not None and not 1 <= validity_days <= 3650:
-        raise InputError("validity_days", "must be a whole number of days from 1 to 3650")
+    clean_names = _checked(names, validity_days)
     texts = {lang(k): normalise_body(v) for k, v in bodies.items()}
     if not texts or any(len(b.strip()) < 20 for b in texts.values()):
         raise InputError("text", "give the purpose's consent text (at least 20 characters)")
@@ -177,12 +183,7 @@ def update(
     row = session.get(Purpose, (tenant, check_key(key)))
     if row is None or row.archived_at is not None:
         raise NotFound(N_("This practice does not ask consent for that purpose."))
-    clean_names = _names(names, "name")
-    if not clean_names:
-        raise InputError("name", "give the purpose a name")
-    if validity_days is not None and not 1 <= validity_days <= 3650:
-        raise InputError("validity_days", "must be a whole number of days from 1 to 3650")
-    row.names = clean_names
+    row.names = _checked(names, validity_days)
     row.legal_basis = _names(legal_basis, "legal_basis")
     if row.key != DEFAULT_PURPOSE:
         row.required, row.validity_days = required, validity_days

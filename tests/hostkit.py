@@ -28,12 +28,14 @@ from sqlalchemy.orm import Session
 
 from hookspecs.facade import AppHooks, make_plugin_manager
 from hookspecs.types import (
+    ALL_PERMISSIONS,
     BookingSubmission,
     ClientInfo,
     ClientRef,
     ClientSelect,
     DeliveryResult,
     OutgoingEmail,
+    Permission,
     PracticeInfo,
     StaffContext,
     StaffRef,
@@ -216,7 +218,10 @@ class QueryHost(TestHost):
 
 
 def staff(can_record: bool = True) -> StaffContext:
-    return StaffContext(ref=StaffRef("s1"), name="Dr. Berg", can_record_consent=can_record)
+    """The practice's owner (every permission), or without ``can_record`` everything but
+    recording consent."""
+    allowed = ALL_PERMISSIONS if can_record else ALL_PERMISSIONS - {Permission.RECORD_CONSENT}
+    return StaffContext(ref=StaffRef("s1"), name="Dr. Berg", permissions=allowed)
 
 
 def submission(

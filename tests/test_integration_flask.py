@@ -108,3 +108,34 @@ def test_the_activation_table_stores_and_reads_which_apps_are_active(tmp_path: P
                                             (8, "samtycke", True, 4)]
         with pytest.raises(LookupError):
             columns.store(session, "x", "samtycke", True, at=at, by=None)
+
+
+def test_may_use_answers_by_client_and_says_when_no_app_keeps_consent() -> None:
+    from datetime import UTC, datetime
+
+    from hookspecs.types import ClientRef, ConsentAnswer, UnknownPurpose
+
+    calls: list[tuple[object, list[ClientRef], str]] = []
+
+    class Hooks:
+        answers: dict[ClientRef, ConsentAnswer] | None = None
+
+        def consent_lookup(self, tenant: object, clients: list[ClientRef], purpose: str
+                           ) -> dict[ClientRef, ConsentAnswer] | None:
+            calls.append((tenant, clients, purpose))
+            if purpose == "newsletter":
+                raise UnknownPurpose(purpose)
+            return self.answers
+
+    apps = object.__new__(FlaskApps)
+    hooks = Hooks()
+    apps.hooks = hooks  # type: ignore[assignment]
+    assert apps.may_use(7, [1, 2], "reminders") is None  # no consent app: the host's rule
+    valid = ConsentAnswer(may_use=True, status="valid", since=datetime(2026, 1, 1, tzinfo=UTC),
+                          expires_at=None)
+    withdrawn = ConsentAnswer(may_use=False, status="withdrawn", since=None, expires_at=None)
+    hooks.answers = {ClientRef("1"): valid, ClientRef("2"): withdrawn}
+    assert apps.may_use(7, [1, 2], "reminders") == {"1": True, "2": False}
+    assert apps.may_use(7, [1, 2], "newsletter") == {"1": False, "2": False}
+    assert calls[1] == ("7", ["1", "2"], "reminders")  # one lookup for all the clients
+    assert len(calls) == 3

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from hostkit import TestHost, staff
 
-from samtycke_plugin import common, consent
+from samtycke_plugin import common, consent, roles
 from samtycke_plugin.render import render
 
 PREFIX = common.MOUNT_PREFIX
@@ -67,6 +67,6 @@ def test_a_client_ref_goes_into_the_links_escaped(host: TestHost) -> None:
     html = render(
         "profile_panel.html", "en", status="unknown", tone="missing", icon="?", label="x",
         reason="<b>", given=None, client='"><script>', prefix=PREFIX, setup_complete=True,
-        withdrawable=True,
+        withdrawable=True, refused=roles.allowed(staff(), "en"),
     )
     assert "<script>" not in html and "&lt;b&gt;" in html and "&#34;&gt;&lt;script&gt;" in html

@@ -52,7 +52,13 @@ INSTALLED_APPS = [
     "examples.django_host.clinic",
     "samtycke_plugin.integrations.django",
 ]
-SAMTYCKE = {"HOST": "examples.django_host.clinic.samtycke_glue.ClinicHost", "BASE_URL": BASE_URL}
+SAMTYCKE = {
+    "HOST": "examples.django_host.clinic.samtycke_glue.ClinicHost",
+    "BASE_URL": BASE_URL,
+    # What each of the clinic's roles may do in the app (role → permission names, "*" for
+    # all): the owner everything, other staff record consent only.
+    "ROLES": {"owner": ["*"], "staff": ["record_consent"]},
+}
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -7,7 +7,8 @@ is left here is this platform's own (the README walks through it):
 1. the database: SQLite connection behaviour and the apps' migrations;
 2. :class:`PlatformHost`: what apps ask the platform (its clients, practices, mailbox,
    page layout and client profile address);
-3. :class:`Apps`: the platform's activation table, and who is signed in;
+3. :class:`Apps`: the platform's activation table, who is signed in and what their
+   role may do in the apps (:data:`APP_ROLES`);
 4. :func:`install`: the apps' pages mounted into the site, the helpers for templates.
 """
 
@@ -21,9 +22,15 @@ from examples.host_app.models import AppActivation, Client, Practice
 from examples.host_app.runtime import current_staff
 from hookspecs import types as hs
 from samtycke_plugin.integrations import sqlalchemy_tables as tables
-from samtycke_plugin.integrations.flask import FlaskApps, FlaskHost, Practitioner
+from samtycke_plugin.integrations.flask import FlaskApps, FlaskHost, Practitioner, role_permissions
 from samtycke_plugin.integrations.flask import prepare_engine as prepare_engine
 from samtycke_plugin.integrations.flask import upgrade_apps as upgrade_apps
+
+#: What each of the platform's roles may do in the apps (role → permission names, "*"
+#: for all): the owner everything, other staff record consent only.  Edit it to change
+#: what a role may do; a role missing here may do nothing in the apps.
+APP_ROLES: dict[str, list[str]] = {"owner": ["*"], "staff": [hs.Permission.RECORD_CONSENT.value]}
+
 
 # -- 2. the host interface: tenants are practice ids, clients are client ids (as text) ----
 
@@ -59,6 +66,7 @@ class Apps(FlaskApps):
 
     def signed_in(self) -> Practitioner | None:
         staff = current_staff()  # from the platform's own session, never from the request
+        # What the role may do: APP_ROLES; the member's own flag can withhold recording.
         return None if staff is None else Practitioner(
             tenant=staff.practice_id, ref=staff.id, name=staff.name, session=session["sid"],
-            can_record_consent=staff.can_record_consent)
+            permissions=role_permissions(APP_ROLES, staff.role, staff.can_record_consent))

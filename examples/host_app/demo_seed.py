@@ -24,9 +24,10 @@ from werkzeug.security import generate_password_hash
 from examples.host_app.models import Booking, Client, Practice, Service, Staff
 from examples.host_app.runtime import Platform
 from examples.host_app.scheduling import ZONE
-from hookspecs.types import StaffContext, StaffRef
-from samtycke_plugin import consent, practices
+from hookspecs.types import ALL_PERMISSIONS, StaffContext, StaffRef
+from samtycke_plugin import consent, practices, purposes
 from samtycke_plugin.email import requests as mail_requests
+from samtycke_plugin.purpose_catalogue import REMINDERS
 
 PASSWORDS = {"lugn-och-ro": "lugn-demo", "fysio-norr": "norr-demo", "kroppsterapi-syd": "syd-demo"}
 
@@ -41,6 +42,7 @@ PRACTICES: list[dict[str, Any]] = [
                      ("Aromamassage", "Aroma massage", 60, 850)],
         "samtycke": {"require_consent_for_online_booking": False, "ask_new_clients": True,
                      "ask_clients_without_consent": True},
+        "reminders": True,  # the catalogue's "reminders" purpose, added in the wizard
         "clients": 30,
     },
     {
@@ -136,10 +138,12 @@ def _seed_practice(platform: Platform, spec: dict[str, Any], rng: random.Random,
     session.add_all(services)
     session.flush()
     owner = StaffContext(ref=StaffRef(str(staff[0].id)), name=staff[0].name,
-                         can_record_consent=True)
+                         permissions=ALL_PERMISSIONS)
     if spec["samtycke"] is not None:
         # What the owner does in the app menu and the app's setup wizard.
         apps.set_active(practice.id, "samtycke", True, staff[0].id, spec["samtycke"])
+        if spec.get("reminders"):
+            _add_reminders_purpose(session, practice, owner, clock)
     session.commit()
 
     slots = _slot_maker(practice.id, clock)
@@ -191,6 +195,58 @@ def _seed_practice(platform: Platform, spec: dict[str, Any], rng: random.Random,
         session.add(Booking(practice_id=practice.id, client_id=client.id,
                             service_id=services[0].id, starts_at=start,
                             ends_at=start + timedelta(minutes=services[0].minutes),
+                            channel="staff", created_at=clock()))
+    session.commit()
+    if spec.get("reminders"):
+        _reminder_consents(platform, practice, owner, clock)
+
+
+def _add_reminders_purpose(session: Any, practice: Practice, owner: StaffContext,
+                           clock: _Clock) -> None:
+    """The wizard's "add" of the catalogue's reminders purpose, with its shipped texts."""
+    contact = ", ".join(x for x in (practice.email, practice.phone) if x)
+    purposes.add(
+        session, str(practice.id), key=REMINDERS.key,
+        names={"sv": REMINDERS.name.sv, "en": REMINDERS.name.en},
+        legal_basis={"sv": REMINDERS.legal_basis.sv, "en": REMINDERS.legal_basis.en},
+        required=REMINDERS.required, validity_days=REMINDERS.validity_days,
+        bodies={language: REMINDERS.text(language, practice_name=practice.name,
+                                         practice_contact=contact) for language in ("sv", "en")},
+        actor=f"staff:{owner.ref}", now=clock(),
+    )
+
+
+def _reminder_consents(platform: Platform, practice: Practice, owner: StaffContext,
+                       clock: _Clock) -> None:
+    """Two of three of the first 18 clients agreed to reminders on paper, two of them
+    withdrew since; three of them have a booking tomorrow (when the practice is open)."""
+    session, host, tenant = platform.db(), platform.host, str(practice.id)
+    clients = list(session.scalars(select(Client).where(Client.practice_id == practice.id)
+                                   .order_by(Client.id)))[:18]
+    agreed = [c for i, c in enumerate(clients) if i % 3 != 2]
+    for client in agreed:
+        consent.record_manual(host, tenant, str(client.id), owner, method="paper",
+                              given_at=clock() - timedelta(days=30), purpose=REMINDERS.key,
+                              note="Kryssade i rutan för påminnelser på inskrivningsblanketten.")
+        session.commit()
+    for client in agreed[-2:]:
+        consent.withdraw(host, tenant, str(client.id), actor=f"staff:{owner.ref}",
+                         channel="manual", method="email", by_client=True,
+                         purpose=REMINDERS.key, note="Vill inte ha påminnelser.")
+        session.commit()
+    day = clock().astimezone(ZONE).date() + timedelta(days=1)
+    if day.weekday() >= 5:
+        return
+    taken = set(session.scalars(select(Booking.starts_at).where(
+        Booking.practice_id == practice.id)))
+    service = session.scalars(select(Service).where(Service.practice_id == practice.id)
+                              .order_by(Service.id)).first()
+    hours = (datetime.combine(day, time(h), tzinfo=ZONE).astimezone(UTC) for h in range(9, 17))
+    free = [start for start in hours if start not in taken]
+    for client, start in zip((agreed[0], agreed[-1], clients[2]), free, strict=False):
+        assert service is not None
+        session.add(Booking(practice_id=practice.id, client_id=client.id, service_id=service.id,
+                            starts_at=start, ends_at=start + timedelta(minutes=service.minutes),
                             channel="staff", created_at=clock()))
     session.commit()
 

@@ -52,13 +52,14 @@ def to_dev_mailbox(session: Session, at: datetime, practice_id: int | None, sour
         session.flush()
 
 
-def send(practice: Practice, to: str, subject: str, text: str) -> None:
-    """Deliver in the caller's transaction (dev mailbox) or by SMTP (best effort)."""
+def send(practice: Practice, to: str, subject: str, text: str) -> bool:
+    """Deliver in the caller's transaction (dev mailbox) or by SMTP (best effort);
+    returns whether the message was handed over."""
     settings = platform().settings
     if settings["DEV_MAILBOX"]:
         to_dev_mailbox(db(), platform().now(), practice.id, "platform", to, subject, text,
                        None, f"<{uuid.uuid4().hex}@booking.example>")
-        return
+        return True
     message = EmailMessage()
     message["From"] = settings["SMTP_FROM"]
     message["To"] = to
@@ -73,7 +74,9 @@ def send(practice: Practice, to: str, subject: str, text: str) -> None:
                 smtp.login(settings["SMTP_USER"], settings["SMTP_PASSWORD"])
             smtp.send_message(message)
     except (OSError, smtplib.SMTPException):
-        log.exception("booking confirmation could not be sent")
+        log.exception("the platform's e-mail could not be sent")
+        return False
+    return True
 
 
 def confirmation_text(booking: Booking, practice: Practice, language: str, book_again: str,

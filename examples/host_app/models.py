@@ -157,6 +157,8 @@ class Booking(Base):
     ends_at: Mapped[datetime]
     channel: Mapped[str] = mapped_column(String(10))  # "online" or "staff"
     created_at: Mapped[datetime]
+    #: When the reminder the day before was sent (``None``: not yet).
+    reminder_sent_at: Mapped[datetime | None]
 
     client: Mapped[Client] = relationship(lazy="joined")
     service: Mapped[Service] = relationship(lazy="joined")

@@ -197,4 +197,21 @@ SV: dict[str, str] = {
     "booked online": "bokad online",
     "not given": "inte angivet",
     "optional": "frivilligt",
+    "Reminder: your booking at %(practice)s tomorrow": "Påminnelse: din bokning hos "
+    "%(practice)s i morgon",
+    "A reminder of your booking tomorrow:": "En påminnelse om din bokning i morgon:",
+    "Reminders sent: %(sent)s. Not reminded: %(left)s.": "Skickade påminnelser: %(sent)s. "
+    "Inte påminda: %(left)s.",
+    "Reminders for tomorrow": "Påminnelser inför i morgon",
+    "Clients get an e-mail reminder the day before their booking, if they may be contacted.":
+    "Klienterna får en påminnelse per e-post dagen före sin bokning, om de får kontaktas.",
+    "will be reminded": "får en påminnelse",
+    "reminded": "påmind",
+    "no e-mail address": "ingen e-postadress",
+    "May not be contacted": "Får inte kontaktas",
+    "Send reminders now": "Skicka påminnelser nu",
+    "No bookings tomorrow.": "Inga bokningar i morgon.",
+    "“May not be contacted”: the client has no valid consent to reminders, so the practice "
+    "sends them none.": "”Får inte kontaktas”: klienten har inget giltigt samtycke till "
+    "påminnelser, så mottagningen skickar inga påminnelser till klienten.",
 }

@@ -12,6 +12,7 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
+from examples.host_app import reminders
 from examples.host_app.i18n import gettext as _
 from examples.host_app.i18n import mark
 from examples.host_app.inputs import db_id, email_problem, whole_number
@@ -60,8 +61,21 @@ def dashboard() -> Any:
     days: dict[Any, list[Booking]] = {}
     for booking in bookings:
         days.setdefault(local(booking.starts_at).date(), []).append(booking)
+    batch = reminders.plan(db(), staff.practice, now)
     return render_template("dashboard.html", days=list(days.items()), offset=offset,
-                           start=start, end=end - timedelta(days=1))
+                           start=start, end=end - timedelta(days=1), reminders=batch)
+
+
+@bp.post("/reminders")
+@login_required
+def send_reminders() -> Response:
+    """Send tomorrow's booking reminders of the practice now (a second press sends none)."""
+    staff = me()
+    batch = reminders.send(db(), staff.practice, platform().now())
+    db().commit()
+    flash(_("Reminders sent: %(sent)s. Not reminded: %(left)s.", sent=len(batch.sent),
+            left=len(batch.not_allowed) + len(batch.no_email) + len(batch.due) - len(batch.sent)))
+    return redirect(url_for("staff.dashboard"))
 
 
 # -- clients -------------------------------------------------------------------------------
@@ -96,10 +110,12 @@ def clients() -> Any:
         select(Client).where(*conditions).order_by(Client.name, Client.id)
         .limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
     badges = platform().apps.row_badges(staff.practice_id, [c.id for c in rows], language)
+    allowed = reminders.contactable(staff.practice_id, [c.id for c in rows])
     return render_template(
         "clients.html", rows=rows, badges=badges, total=total, page=page, pages=pages,
         first=(page - 1) * PAGE_SIZE + 1 if total else 0, last=(page - 1) * PAGE_SIZE + len(rows),
         query=query, filters=filters, chosen=chosen, notice=notice,
+        no_contact={c for c, ok in allowed.items() if not ok},
     )
 
 

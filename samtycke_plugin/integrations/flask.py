@@ -48,10 +48,12 @@ from hookspecs.types import (
     ClientRef,
     DeliveryResult,
     OutgoingEmail,
+    Permission,
     PracticeInfo,
     StaffContext,
     StaffRef,
     TenantRef,
+    UnknownPurpose,
     Veto,
 )
 from samtycke_plugin.email import relay as samtycke_relay
@@ -68,6 +70,7 @@ from samtycke_plugin.integrations.sqlalchemy import (  # noqa: F401 - re-exporte
     upgrade_apps,
 )
 from samtycke_plugin.integrations.sqlalchemy_tables import ActivationColumns, TableClients
+from samtycke_plugin.roles import role_permissions as role_permissions
 
 log = logging.getLogger("samtycke.integrations.flask")
 
@@ -77,20 +80,34 @@ Ref = str | int
 
 @frozen(kw_only=True)
 class Practitioner:
-    """The signed-in practitioner as the host's own sign-in knows them."""
+    """The signed-in practitioner as the host's own sign-in knows them.
+
+    ``permissions`` is what this person may do in the apps: the host maps its own role
+    onto them, e.g. ``permissions=role_permissions(ROLES, staff.role)`` with
+    ``ROLES = {"owner": ["*"], "staff": ["record_consent"]}`` in the host's settings
+    (:func:`samtycke_plugin.roles.role_permissions`).  A host that passes only
+    ``can_record_consent`` gets that one permission (``True``) or none; one that passes
+    neither gets none (see :class:`hookspecs.types.StaffContext`).
+    """
 
     tenant: Ref
-    #: The person's id, name and permission to record consent given outside the app.
+    #: The person's id and name.
     ref: Ref
     name: str
-    can_record_consent: bool
     #: Names the host's sign-in session, new at every sign-in (``environ["booking.session"]``).
     session: str
+    #: The older contract's one permission (recording consent given outside the app).
+    can_record_consent: bool = False
+    permissions: Iterable[Permission | str] | None = None
 
     @property
     def staff(self) -> StaffContext:
+        if self.permissions is None:
+            return StaffContext(ref=StaffRef(str(self.ref)), name=self.name,
+                                can_record_consent=self.can_record_consent)
         return StaffContext(ref=StaffRef(str(self.ref)), name=self.name,
-                            can_record_consent=self.can_record_consent)
+                            can_record_consent=self.can_record_consent,
+                            permissions=Permission.parse(self.permissions))
 
 
 class Fragment(NamedTuple):
@@ -363,6 +380,18 @@ class FlaskApps:
                                         locale)
         return {str(ref): Markup(" ".join(b.html for b in row))  # noqa: S704
                 for ref, row in badges.items()}
+
+    def may_use(self, tenant: Ref, clients: Sequence[Ref], purpose: str) -> dict[str, bool] | None:
+        """May each client's data be used for ``purpose`` now, by ``str(client)``: one
+        lookup (:meth:`AppHooks.consent_lookup`).  ``None`` when no app active for
+        ``tenant`` keeps consent (the host's own rule applies); a purpose the practice
+        does not have gives ``False`` for everyone (nobody was asked for it)."""
+        refs = [ClientRef(str(c)) for c in clients]
+        try:
+            answers = self.hooks.consent_lookup(_tenant(tenant), refs, purpose)
+        except UnknownPurpose:
+            return {str(ref): False for ref in refs}
+        return None if answers is None else {str(ref): answers[ref].may_use for ref in refs}
 
     def has_exports(self, tenant: Ref) -> bool:
         """Samtycke was ever activated for ``tenant`` (its proof stays after deactivation)."""

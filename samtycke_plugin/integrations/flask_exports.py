@@ -15,6 +15,8 @@ Each download records one row in Samtycke's access log (:mod:`samtycke_plugin.ac
 naming the practitioner; a request another site makes the browser send without the
 practitioner opening it (an image, a script, a fetch) is refused before anything is
 read or logged.
+A practitioner without :attr:`~hookspecs.types.Permission.EXPORT` gets the app's 403
+page saying who may download them, and no links to them.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ from flask import Flask, abort, request, stream_with_context, url_for
 from markupsafe import Markup
 from werkzeug.wrappers import Response
 
-from hookspecs.types import ClientRef, TenantRef
+from hookspecs.types import ClientRef, Permission, TenantRef
 from samtycke_plugin import export as samtycke_export
-from samtycke_plugin import hostdb, practices
+from samtycke_plugin import hostdb, practices, roles
 from samtycke_plugin.access_log import Viewer
+from samtycke_plugin.errors import PermissionDenied
 from samtycke_plugin.export.download import KINDS, Kind
 from samtycke_plugin.i18n import t
-from samtycke_plugin.web.base import cross_site_fetch
+from samtycke_plugin.web.base import cross_site_fetch, error_page
 
 if TYPE_CHECKING:
     from hookspecs.host import Host
@@ -82,6 +85,10 @@ def mount_exports(app: Flask, apps: FlaskApps, prefix: str, locale: Callable[[],
             abort(404)
         if cross_site_fetch(request):
             abort(403)
+        try:
+            roles.require(who.staff, Permission.EXPORT)
+        except PermissionDenied as refused:
+            abort(error_page(403, locale(), t(locale(), str(refused))))
         return TenantRef(str(who.tenant)), Viewer.staff(who.staff, via="download")
 
     def client_view(client: str, kind: Kind) -> Response:
@@ -106,6 +113,14 @@ def export_links(apps: FlaskApps, client: str | None, locale: str) -> Markup:
     who = apps.signed_in()
     if who is None or not has_exports(apps.host, str(who.tenant)):
         return Markup()
+    if not who.staff.may(Permission.EXPORT):
+        if client is None:
+            return Markup()
+        return Markup(
+            '<section class="app-panel" aria-labelledby="samtycke-export-title">\n'
+            '<h2 id="samtycke-export-title">{title}</h2>\n<p>{why}</p>\n</section>'
+        ).format(title=t(locale, "Export consent history"),
+                 why=t(locale, roles.REFUSED[Permission.EXPORT]))
     if client is None:
         return Markup('<a href="{}" download>{}</a>').format(
             url_for(STATUS_ENDPOINT), t(locale, "Export consent status (CSV)"))

@@ -10,12 +10,13 @@ from collections.abc import Sequence
 from werkzeug.exceptions import Forbidden
 from werkzeug.wrappers import Request, Response
 
+from hookspecs.types import Permission
 from samtycke_plugin import access_log, common, hostdb
 from samtycke_plugin.access_log import Entry, Viewer
 from samtycke_plugin.errors import InputError
 from samtycke_plugin.i18n import t
 from samtycke_plugin.inputs import record_id
-from samtycke_plugin.web.base import Handler, cross_site_fetch
+from samtycke_plugin.web.base import Handler, cross_site_fetch, requires
 from samtycke_plugin.web.staff import Ctx, _who, context, render_page
 
 #: Entries of one client shown on their history page (the rest: the access-log page).
@@ -69,6 +70,7 @@ def _filters(ctx: Ctx) -> tuple[str | None, int | None, str | None]:
     return client, before, error
 
 
+@requires(Permission.VIEW_HISTORY)
 def access_log_page(request: Request) -> Response:
     ctx = context(request)
     client, before, error = _filters(ctx)

@@ -18,6 +18,11 @@ and sets, on every request it forwards:
   ``environ["booking.sign_in"]``: the root-relative path of the host's sign-in page,
   where a signed-out visitor of a practitioner page is sent (``?next=<the page>``).
 
+What the practitioner may do comes from ``booking.staff``'s permissions
+(:class:`hookspecs.types.Permission`): a page of one permission is wrapped in
+:func:`requires`, which answers a practitioner without it with a 403 page saying who
+may do it, before the page reads or writes anything.
+
 A host that implements :class:`hookspecs.host.PageLayout` gets the practitioner
 pages' bodies to put into its own layout (:mod:`samtycke_plugin.web.layout`).
 """
@@ -25,6 +30,7 @@ pages' bodies to put into its own layout (:mod:`samtycke_plugin.web.layout`).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -39,8 +45,8 @@ from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from hookspecs.types import StaffContext
-from samtycke_plugin import errors
+from hookspecs.types import Permission, StaffContext
+from samtycke_plugin import errors, roles
 from samtycke_plugin.db import run_in_transaction
 from samtycke_plugin.i18n import N_, lang, t
 from samtycke_plugin.render import render
@@ -92,6 +98,25 @@ def staff_of(request: Request) -> tuple[str, StaffContext]:
     if not isinstance(tenant, str) or not isinstance(staff, StaffContext):
         raise sign_in_redirect(request) or NotFound()
     return tenant, staff
+
+
+def requires(permission: Permission, message: str | None = None) -> Callable[[Handler], Handler]:
+    """A page handler for staff with ``permission`` only (every method): anyone else gets
+    the 403 page with ``message`` or the permission's refusal
+    (:data:`samtycke_plugin.roles.REFUSED`), and nothing is read or written.  The
+    wrapped handler carries ``.permission`` so tests can enumerate the guarded routes."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def checked(request: Request, **args: Any) -> Response:
+            _tenant, staff = staff_of(request)
+            roles.require(staff, permission, message)
+            return handler(request, **args)
+
+        checked.permission = permission  # type: ignore[attr-defined]
+        return checked
+
+    return wrap
 
 
 def session_of(request: Request) -> str | None:

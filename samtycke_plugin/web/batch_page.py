@@ -19,6 +19,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from hookspecs.types import Permission
 from samtycke_plugin import common
 from samtycke_plugin.email import jobs
 from samtycke_plugin.email.batch_preview import (
@@ -28,7 +29,7 @@ from samtycke_plugin.email.batch_preview import (
     preview_batch,
 )
 from samtycke_plugin.i18n import N_, t
-from samtycke_plugin.web.base import session_of
+from samtycke_plugin.web.base import requires, session_of
 from samtycke_plugin.web.staff import (
     Ctx,
     _actor,
@@ -124,6 +125,7 @@ def _reasons(ctx: Ctx, preview: BatchPreview | None) -> list[dict[str, Any]]:
     ]
 
 
+@requires(Permission.SEND_BATCH)
 def batch(request: Request) -> Response:
     ctx = context(request)
     if request.method == "POST":

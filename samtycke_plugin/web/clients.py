@@ -11,18 +11,18 @@ from typing import Any
 from werkzeug.exceptions import BadRequest, NotFound
 from werkzeug.wrappers import Request, Response
 
-from hookspecs.types import ClientInfo, ClientRef, TenantRef
-from samtycke_plugin import common, consent, hostdb, practices
+from hookspecs.types import ClientInfo, ClientRef, Permission, TenantRef
+from samtycke_plugin import common, consent, hostdb, practices, roles
 from samtycke_plugin.email import jobs
 from samtycke_plugin.email.requests import send_request
-from samtycke_plugin.errors import InputError, PermissionDenied
-from samtycke_plugin.i18n import N_, t
+from samtycke_plugin.errors import InputError
+from samtycke_plugin.i18n import t
 from samtycke_plugin.inputs import whole_number
 from samtycke_plugin.purposes import DEFAULT_PURPOSE, PurposeInfo
 from samtycke_plugin.render import trusted_html
 from samtycke_plugin.status_text import CHANNEL_LABELS, METHOD_LABELS, STATE_LABELS, code_label
 from samtycke_plugin.web.access_page import log_view_of_history
-from samtycke_plugin.web.base import Handler
+from samtycke_plugin.web.base import Handler, requires
 from samtycke_plugin.web.batch_page import batch
 from samtycke_plugin.web.purposes_page import (
     active_purposes,
@@ -132,14 +132,8 @@ def _parse_given_on(ctx: Ctx, raw: str) -> tuple[datetime | None, str | None]:
 def _record(
     ctx: Ctx, info: ClientInfo, form: Mapping[str, str], purpose: PurposeInfo
 ) -> Response:
+    roles.require(ctx.staff, Permission.RECORD_CONSENT)
     here = {"purpose": purpose.key} if purpose.key != DEFAULT_PURPOSE else {}
-    if not ctx.staff.can_record_consent:
-        raise PermissionDenied(
-            N_(
-                "You do not have permission to record consent given outside the app. Ask the "
-                "practice owner for permission, or send the client a request by e-mail."
-            )
-        )
     method = form.get("method", "")
     raw_date = form.get("given_on", "").strip()
     note = form.get("note", "")
@@ -216,13 +210,10 @@ def withdraw(request: Request, client: str) -> Response:
         if action not in ("withdraw", "revoke"):
             raise BadRequest()
         by_client = action == "withdraw"
-        if not by_client and not ctx.staff.can_record_consent:
-            raise PermissionDenied(
-                N_(
-                    "You do not have permission to end a consent on the practice's side. Ask "
-                    "the practice owner. You can still record a withdrawal the client asked for."
-                )
-            )
+        if not by_client:
+            # Anyone signed in may record a withdrawal the client asked for (withdrawing
+            # must stay as easy as consenting); ending it on the practice's side may not.
+            roles.require(ctx.staff, Permission.RECORD_CONSENT)
         note = form.get("note", "")
         if (error := _free_text_error(ctx, "note", note)) is not None:
             return _withdraw_page(ctx, info, status=400, errors={f"note_{action}": error})
@@ -232,8 +223,8 @@ def withdraw(request: Request, client: str) -> Response:
             return _damaged(ctx, "seen_seq")
         if seen_seq is not None:
             if consent.client_changed_since(ctx.host, ctx.tenant, info.ref, seen_seq):
-                # Posted twice, or changed meanwhile: show the history as it is now.
-                return redirect(ctx, f"/clients/{info.ref}/history", done="unchanged")
+                # Posted twice, or changed meanwhile: show the status as it is now.
+                return redirect(ctx, _after_change(ctx, info), done="unchanged")
         consent.withdraw(
             ctx.host,
             ctx.tenant,
@@ -244,10 +235,16 @@ def withdraw(request: Request, client: str) -> Response:
             by_client=by_client,
             note=note,
         )
-        return redirect(
-            ctx, f"/clients/{info.ref}/history", done="withdrawn" if by_client else "revoked"
-        )
+        done = "withdrawn" if by_client else "revoked"
+        return redirect(ctx, f"{_after_change(ctx, info)}", done=done)
     return _withdraw_page(ctx, info)
+
+
+def _after_change(ctx: Ctx, info: ClientInfo) -> str:
+    """Where a recorded withdrawal leads: the history, for staff who may see it."""
+    if ctx.staff.may(Permission.VIEW_HISTORY):
+        return f"/clients/{info.ref}/history"
+    return f"/clients/{info.ref}/withdraw"
 
 
 def _withdraw_page(ctx: Ctx, info: ClientInfo, *, status: int = 200, **values: Any) -> Response:
@@ -265,6 +262,7 @@ def _withdraw_page(ctx: Ctx, info: ClientInfo, *, status: int = 200, **values: A
         )
 
 
+@requires(Permission.VIEW_HISTORY)
 def client_history(request: Request, client: str) -> Response:
     ctx = context(request)
     try:
@@ -312,6 +310,7 @@ def client_history(request: Request, client: str) -> Response:
 JOB_REFRESH_S = 3
 
 
+@requires(Permission.SEND_BATCH)
 def batch_job(request: Request, job_id: int) -> Response:
     """A batch job's progress (a GET that changes nothing; another practice's job is
     not found)."""

@@ -10,6 +10,7 @@ from typing import Any
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Request, Response
 
+from hookspecs.types import Permission
 from samtycke_plugin import common, hostdb, practices
 from samtycke_plugin.errors import InputError, SettingsError
 from samtycke_plugin.i18n import t
@@ -19,7 +20,7 @@ from samtycke_plugin.render import trusted_html
 from samtycke_plugin.settings import BRAND_COLOUR, PracticeSettings, normalise_colour
 from samtycke_plugin.text import LANGUAGES, MAX_TEXT_LENGTH, normalise_body
 from samtycke_plugin.web import purposes_page
-from samtycke_plugin.web.base import Handler
+from samtycke_plugin.web.base import Handler, requires
 from samtycke_plugin.web.staff import (
     Ctx,
     _actor,
@@ -173,6 +174,7 @@ def _setup_page(ctx: Ctx, step: int, *, status: int = 200, **values: Any) -> Res
     )
 
 
+@requires(Permission.MANAGE_SETTINGS)
 def setup(request: Request) -> Response:
     ctx = context(request)
     if request.method == "POST":

@@ -24,7 +24,7 @@ from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import ClientInfo, ClientRef, StaffContext, TenantRef
-from samtycke_plugin import common, consent, hostdb, practices, status_text
+from samtycke_plugin import common, consent, hostdb, practices, roles, status_text
 from samtycke_plugin.email.batch import count_clients
 from samtycke_plugin.errors import InputError, PermissionDenied
 from samtycke_plugin.i18n import N_, t
@@ -202,6 +202,7 @@ def render_page(ctx: Ctx, template: str, *, status: int = 200, **values: Any) ->
         csrf=ctx.csrf,
         csrf_field=CSRF_FIELD,
         staff=ctx.staff,
+        refused=roles.allowed(ctx.staff, ctx.locale),
         practice_name=info.name if info else ctx.tenant,
         setup_complete=ctx.practice.setup_complete,
     )

@@ -10,6 +10,7 @@ from typing import Any
 from werkzeug.exceptions import BadRequest, NotFound
 from werkzeug.wrappers import Request, Response
 
+from hookspecs.types import Permission
 from samtycke_plugin import common, hostdb, practices, status_text
 from samtycke_plugin.errors import Conflict, InputError
 from samtycke_plugin.errors import NotFound as NotFound_
@@ -17,10 +18,12 @@ from samtycke_plugin.i18n import N_, t, tn
 from samtycke_plugin.inputs import record_id, whole_number
 from samtycke_plugin.purposes import DEFAULT_PURPOSE, PurposeInfo
 from samtycke_plugin.render import trusted_html
+from samtycke_plugin.roles import TEXT_REFUSED
 from samtycke_plugin.rules import asks_at_booking
 from samtycke_plugin.text import LANGUAGES, normalise_body
 from samtycke_plugin.web.base import (
     Handler,
+    requires,
 )
 from samtycke_plugin.web.purposes_page import active_purposes, find_purpose, purpose_name
 from samtycke_plugin.web.setup import _text_error, _text_rows
@@ -173,6 +176,7 @@ def _content_saved_count(ctx: Ctx, raw_affected: str) -> str:
     )
 
 
+@requires(Permission.MANAGE_SETTINGS, TEXT_REFUSED)
 def text_editor(request: Request) -> Response:
     ctx = context(request)
     if request.method != "POST":

@@ -540,3 +540,26 @@ def test_the_apps_pages_sit_inside_the_platforms_layout(server: LiveServer,
     staff.get_by_role("button", name="Sign out").click()
     staff.goto(f"{PREFIX}/")
     assert "/login?next=" in staff.url
+
+
+def test_reminders_go_only_to_clients_who_may_be_contacted(server: LiveServer,
+                                                           new_page: Any) -> None:
+    from test_reminders import mail_to, setup_practice
+
+    practice, ids = setup_practice(server.app, samtycke=True, reminders_purpose=True)
+    page = new_page()
+    sign_in(page, practice["emails"][0], practice["password"])
+    reminders = page.locator("#reminders")
+    assert reminders.locator('[data-reminder="not_allowed"]').count() == 2
+    assert reminders.locator('[data-reminder="due"]').count() == 1
+    shot(page, "reminders-before")
+    page.get_by_role("button", name="Skicka påminnelser nu").click()
+    page.wait_for_url(re.compile(r"/dashboard$"))
+    assert page.locator("#reminders [data-reminder='sent']").count() == 1
+    assert page.get_by_role("button", name="Skicka påminnelser nu").count() == 0
+    assert [m.to.split("-")[0] for m in mail_to(server.app, practice["id"])] == ["valid"]
+    page.goto("/clients")
+    for name in ("withdrawn", "never"):
+        assert page.locator(f"tr[data-client='{ids[name]}'] [data-no-contact]").is_visible()
+    assert page.locator(f"tr[data-client='{ids['valid']}'] [data-no-contact]").count() == 0
+    shot(page, "reminders-client-list")

@@ -134,7 +134,7 @@ def test_migrate_step_runs_platform_and_app_migrations(app: Flask, database_url:
     assert {"host_practice", "host_client", "host_booking", "host_app_activation",
             "host_alembic_version", "samtycke_alembic_version",
             "samtycke_consent_event"} <= tables
-    assert query(app, text("SELECT version_num FROM host_alembic_version")) == [("0002",)]
+    assert query(app, text("SELECT version_num FROM host_alembic_version")) == [("0003",)]
     again = create_app({"DATABASE_URL": database_url, "SECRET_KEY": SECRET})  # idempotent
     platform_of(again).engine.dispose()
     assert set(inspect(engine).get_table_names()) == tables

@@ -43,9 +43,11 @@ class ClinicHost(integration.DjangoClients, integration.DjangoPageLayout, integr
 
     def staff(self, user: Any) -> tuple[t.TenantRef, t.StaffContext] | None:
         member = StaffMember.objects.filter(user_id=user.pk).first()
-        return member and (t.TenantRef(str(member.practice_id)), t.StaffContext(
-            ref=t.StaffRef(str(user.pk)), name=user.get_full_name() or user.get_username(),
-            can_record_consent=member.can_record_consent))
+        # What the role may do: settings.SAMTYCKE["ROLES"]; the member's own flag can
+        # withhold recording consent.
+        return member and (t.TenantRef(str(member.practice_id)), self.staff_context(
+            user.pk, user.get_full_name() or user.get_username(),
+            "owner" if member.is_owner else "staff", member.can_record_consent))
 
     def home(self) -> tuple[str, str]:
         return reverse("clients"), "Kliniken"

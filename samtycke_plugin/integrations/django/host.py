@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import logging
 import smtplib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -28,8 +28,10 @@ from hookspecs.types import (
     OutgoingEmail,
     PracticeInfo,
     StaffContext,
+    StaffRef,
     TenantRef,
 )
+from samtycke_plugin.roles import role_permissions
 
 if TYPE_CHECKING:  # importing auth models needs the app registry: settings import this module
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -169,8 +171,27 @@ class DjangoHost:
         self, user: AbstractBaseUser | AnonymousUser
     ) -> tuple[TenantRef, StaffContext] | None:
         """The practice and :class:`StaffContext` of a signed-in user, or ``None`` when
-        ``user`` is not a practitioner (signed out, or no practice)."""
+        ``user`` is not a practitioner (signed out, or no practice).  Build the context
+        with :meth:`staff_context` so the user's role decides what they may do."""
         raise NotImplementedError
+
+    def staff_context(
+        self, ref: object, name: str, role: str, can_record_consent: bool = True
+    ) -> StaffContext:
+        """The :class:`StaffContext` of a user with the host's ``role``, whose
+        permissions ``SAMTYCKE["ROLES"]`` names (role → permission names, ``"*"`` for
+        all; see :class:`hookspecs.types.Permission`)::
+
+            SAMTYCKE = {..., "ROLES": {"owner": ["*"], "staff": ["record_consent"]}}
+
+        A role the mapping does not name, or no mapping, has no permission: the safe
+        default, so nobody may change settings or download records until the project
+        says who may.  ``can_record_consent=False`` withholds recording from this person."""
+        mapping = app_settings().get("ROLES") or {}
+        if not isinstance(mapping, Mapping):
+            raise ValueError("settings.SAMTYCKE['ROLES'] must map role names to lists")
+        return StaffContext(ref=StaffRef(str(ref)), name=name,
+                            permissions=role_permissions(mapping, role, can_record_consent))
 
     def home(self) -> tuple[str, str] | None:
         """``(path, label)`` of the platform's "back" link on the app's pages."""
