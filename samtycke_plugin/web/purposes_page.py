@@ -14,14 +14,14 @@ from typing import Any
 from werkzeug.exceptions import BadRequest, NotFound
 from werkzeug.wrappers import Request, Response
 
-from hookspecs.types import TenantRef
+from hookspecs.types import Permission, TenantRef
 from samtycke_plugin import common, hostdb, practices, purpose_catalogue, purposes
 from samtycke_plugin.errors import Conflict, InputError
 from samtycke_plugin.i18n import N_, t
 from samtycke_plugin.inputs import whole_number
 from samtycke_plugin.purposes import DEFAULT_PURPOSE, PurposeInfo
 from samtycke_plugin.text import LANGUAGES
-from samtycke_plugin.web.base import Handler
+from samtycke_plugin.web.base import Handler, requires
 from samtycke_plugin.web.staff import (
     DONE,
     Ctx,
@@ -115,6 +115,7 @@ def _offers(ctx: Ctx) -> list[dict[str, str]]:
     ]
 
 
+@requires(Permission.MANAGE_SETTINGS)
 def purposes_list(request: Request) -> Response:
     ctx = context(request)
     if request.method == "POST":
@@ -204,6 +205,7 @@ def _form_page(
     )
 
 
+@requires(Permission.MANAGE_SETTINGS)
 def purpose_add(request: Request) -> Response:
     ctx = context(request)
     if request.method != "POST":
@@ -256,6 +258,7 @@ def purpose_add(request: Request) -> Response:
     return redirect(ctx, path, **params, done="purpose_added")
 
 
+@requires(Permission.MANAGE_SETTINGS)
 def purpose_edit(request: Request) -> Response:
     ctx = context(request)
     if request.method != "POST":
