@@ -186,3 +186,27 @@ def test_the_access_log_is_append_only_and_goes_down_to_0003(empty_engine: Engin
         conn.execute(insert)
     with pytest.raises(DBAPIError, match="append-only"), empty_engine.begin() as conn:
         conn.execute(text("DELETE FROM samtycke_access_log"))
+
+
+def test_consent_requests_name_their_purposes_and_go_down_to_0005(empty_engine: Engine) -> None:
+    """Revision 0006 adds the purposes a consent request asks for (NULL on rows from
+    before: the default purpose); downgrading to 0005 drops the column and keeps the rows."""
+    upgrade(empty_engine)
+    insert = text(
+        "INSERT INTO samtycke_consent_request (tenant_ref, client_ref, purpose, token_hash, "
+        "nonce, created_at, expires_at, created_by, delivery, purpose_majors) VALUES ('p1', "
+        ":c, 'consent', :h, 'n', '2026-12-03 12:00:00', '2026-12-17 12:00:00', 'staff:s1', "
+        "'queued', :m)"
+    )
+    with empty_engine.begin() as conn:
+        conn.execute(insert, {"c": "c1", "h": "a" * 64, "m": '{"care": 1, "newsletter": 2}'})
+    downgrade(empty_engine, "0005")
+    columns = {c["name"] for c in inspect(empty_engine).get_columns("samtycke_consent_request")}
+    assert "purpose_majors" not in columns and "client_ref" in columns
+    with empty_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM samtycke_consent_request")).scalar_one() == 1
+    upgrade(empty_engine)
+    with empty_engine.connect() as conn:
+        assert conn.execute(
+            text("SELECT purpose_majors FROM samtycke_consent_request")
+        ).scalar_one() is None

@@ -26,6 +26,7 @@ from samtycke_plugin.email.batch_preview import preview_batch
 from samtycke_plugin.email.relay import send_due
 from samtycke_plugin.models import ConsentEvent, ConsentRequest, TextVersion
 from samtycke_plugin.purposes import DEFAULT_PURPOSE
+from samtycke_plugin.text import sha256
 
 NEWSLETTER_SV = "Vi skickar vårt nyhetsbrev till din e-post ungefär en gång i månaden.\n"
 
@@ -183,3 +184,39 @@ def test_a_batch_for_the_newsletter_leaves_out_who_has_it_or_declined_it_in_the_
     # The care batch is decided on care: the newsletter's decline does not hold it back.
     care = preview_batch(host, tenant, cap=None)
     assert care.counts[Reason.REFUSED] == 0 and care.counts[Reason.VALID] == 1
+
+
+def test_a_client_asked_again_after_a_change_sees_that_purposes_note_and_it_is_recorded(
+    host: TestHost, smtp_server: SmtpServer
+) -> None:
+    tenant = _practice(host)
+    client = host.new_client(tenant)
+    session = host.session()
+    practice = practices.require_practice(session, tenant)
+    news = practices.current_text(session, practice, "sv", "newsletter")
+    consent.grant(session, tenant, client, news,
+                  consent.How(channel="email_link", method="button", actor="client"),
+                  now=host.now(), purpose="newsletter", validity_days=None)
+    session.commit()
+    note = "Nyhetsbrevet kommer nu varje vecka."
+    practices.publish_text(
+        host, tenant, bodies={"sv": "Vi skickar vårt nyhetsbrev till din e-post varje vecka.\n"},
+        kind="content", reason=note, actor="staff:s1", expected_major=1, purpose="newsletter",
+    )
+    host.session().commit()
+    host.advance(minutes=2)
+    mail_requests.send_request(host, tenant, client, actor="staff:s1",
+                               purposes=["newsletter"])
+    host.session().commit()
+    send_due(host, tenant=tenant, transport=smtp_server.transport())
+    _kind, token = smtp_server.messages[-1].link()
+    browser = Browser(host)
+    page = browser.get(path_of("c", token))
+    assert "Vad har ändrats" in page.text and note in page.text
+    done = browser.post(path_of("c", token), data={**form_fields(page.text),
+                                                   "decision": "accept"})
+    assert done.status_code == 200, done.text
+    last = _events(host, tenant, client)[-1]
+    assert (last.purpose_key, last.text_major) == ("newsletter", 2)
+    assert last.state in ("given", "renewed")
+    assert last.change_note_sha256 == sha256(note)

@@ -114,3 +114,45 @@ def test_a_confirmation_without_a_key_of_this_preview_is_refused_and_says_what_t
     fresh = confirm_key(pages)
     assert pages.post("/batch", fresh).status_code == 303
     assert rows(host, tenant)["jobs"] == 1
+
+
+def test_a_batch_for_one_purpose_previews_and_confirms_that_purpose(host: TestHost) -> None:
+    """With two purposes the page offers a choice; the preview and the job are for the
+    purpose chosen, and a key issued for one purpose does not confirm another."""
+    from samtycke_plugin import consent, practices, purposes
+
+    tenant = host.new_tenant()
+    host.activate(host.hooks(), tenant, ask_clients_without_consent=True)
+    purposes.add(
+        host.session(), tenant, key="newsletter", names={"sv": "Nyhetsbrev", "en": "Newsletter"},
+        legal_basis={}, required=False, validity_days=None,
+        bodies={"sv": "Vi skickar vårt nyhetsbrev ungefär en gång i månaden.\n"},
+        actor="staff:s1", now=host.now(),
+    )
+    asked = host.new_client(tenant, name="Ny Klient", email="ny@example.org")
+    declined = host.new_client(tenant, name="Nej Tack", email="nej@example.org")
+    session = host.session()
+    practice = practices.require_practice(session, tenant)
+    news = practices.current_text(session, practice, "sv", "newsletter")
+    consent.refuse(session, tenant, declined, news,
+                   consent.How(channel="email_link", method="button", actor="client"),
+                   now=host.now(), purpose="newsletter")
+    session.commit()
+    pages = Pages(host, tenant)
+    care_page = html(pages.get("/batch"))
+    assert '<option value="newsletter">Nyhetsbrev</option>' in care_page
+    assert 'data-preview-asked="2"' in care_page  # care: nobody declined it
+    news_page = html(pages.get("/batch?purpose=newsletter"))
+    assert 'data-preview-asked="1"' in news_page and "Ändamål: Nyhetsbrev" in news_page
+    assert f"/clients/{declined}/history" in _section(news_page, Reason.REFUSED)
+    assert pages.get("/batch?purpose=nope").status_code == 400
+    care_key = confirm_key(pages, care_page)
+    refused = pages.post("/batch", {**care_key, "purpose": "newsletter"})
+    assert refused.status_code == 409 and rows(host, tenant)["jobs"] == 0
+    started = pages.post("/batch", {**confirm_key(pages, news_page), "purpose": "newsletter"})
+    assert started.status_code == 303
+    assert jobs.run_pending(host, tenant=tenant) == 1
+    job = jobs.job_progress(host, tenant, jobs.latest_job(host, tenant))
+    assert job is not None and job.purpose == "newsletter"
+    assert (job.asked, job.skipped_refused) == (1, 1)
+    assert asked != declined
