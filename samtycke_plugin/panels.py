@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, false, func, literal_column, or_, select
+from sqlalchemy import ColumnElement, bindparam, false, func, literal_column, or_, select
 from sqlalchemy import exists as exists_
 from sqlalchemy.orm import Session
 
@@ -23,12 +23,14 @@ from samtycke_plugin.common import MOUNT_PREFIX, check_ref, now_utc
 from samtycke_plugin.errors import InputError, NotActive
 from samtycke_plugin.i18n import N_, lang, t
 from samtycke_plugin.ledger import load_snapshots, snapshot_of
+from samtycke_plugin.models import ConsentStateRow, Practice, Purpose
 from samtycke_plugin.practices import get_practice
 from samtycke_plugin.purpose_catalogue import CARE
 from samtycke_plugin.purposes import DEFAULT_PURPOSE, PurposeInfo, list_purposes
 from samtycke_plugin.render import render
 from samtycke_plugin.rules import (
     VALID_STATES,
+    Snapshot,
     Status,
     status,
 )
@@ -213,20 +215,36 @@ def filter_clause(
     return FilterClause(key=filter_key, condition=hostdb.to_sql_text(condition, dialect))
 
 
+#: Client refs per ``IN (…)`` list.
+_IN_CHUNK = 900
+
+#: The practice and how many purposes it asks for, in one statement: a practice with one
+#: purpose gets its page of badges from one more query.
+_PRACTICE_AND_PURPOSES = select(
+    Practice,
+    select(func.count())
+    .where(Purpose.tenant_ref == Practice.tenant_ref, Purpose.archived_at.is_(None))
+    .scalar_subquery()
+    .label("purposes"),
+).where(Practice.tenant_ref == bindparam("tenant"))
+
+
 def row_badges(host: Host, tenant: str, clients: Sequence[str], locale: str) -> list[RowBadge]:
     """Badges for a page of clients: one query."""
     with hostdb.session(host) as session:
-        practice = get_practice(session, tenant)
-        if practice is None or not practice.active:
+        found = session.execute(
+            _PRACTICE_AND_PURPOSES, {"tenant": check_ref("tenant", tenant)}).one_or_none()
+        if found is None or not found.Practice.active:
             return []
+        practice = found.Practice
         if isinstance(clients, str | bytes) or not isinstance(clients, Iterable):
             raise InputError("clients", "must be a list of client references")
         refs = [check_ref("client", c) for c in clients]
-        rows = load_snapshots(session, practice.tenant_ref, refs)
         now = now_utc(host)
-        purposes = _purposes(session, practice.tenant_ref)
-        if len(purposes) > 1:
+        if found.purposes > 1:
+            purposes = _purposes(session, practice.tenant_ref)
             return _summary_badges(session, practice.tenant_ref, refs, purposes, locale, now)
+        rows = load_snapshots(session, practice.tenant_ref, refs)
         badges = []
         for ref in refs:
             current = status(rows.get(ref), practice.current_major, now)
@@ -249,7 +267,17 @@ def _summary_badges(
 ) -> list[RowBadge]:
     """One badge a client for a practice with several purposes: how many of them the
     client has valid consent to, naming the required ones that are missing."""
-    per_purpose = {p.key: load_snapshots(session, tenant, refs, p.key) for p in purposes}
+    per_purpose: dict[str, dict[str, Snapshot]] = {p.key: {} for p in purposes}
+    for start in range(0, len(refs), _IN_CHUNK):  # every purpose's rows in one query
+        for row in session.execute(
+            select(ConsentStateRow).where(
+                ConsentStateRow.tenant_ref == tenant,
+                ConsentStateRow.client_ref.in_(refs[start : start + _IN_CHUNK]),
+            )
+        ).scalars():
+            snap = snapshot_of(row)
+            if snap is not None and row.purpose_key in per_purpose:
+                per_purpose[row.purpose_key][row.client_ref] = snap
     badges = []
     for ref in refs:
         statuses = {
