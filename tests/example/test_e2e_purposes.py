@@ -17,9 +17,10 @@ from __future__ import annotations
 import re
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from time import monotonic, sleep
 from typing import Any
 
 import pytest
@@ -112,6 +113,11 @@ def consent_mails(smtp: SmtpServer, address: str) -> list[Received]:
     return [m for m in mails_to(smtp, address) if any(p == "c" for p, _t in m.links())]
 
 
+def receipts_to(smtp: SmtpServer, address: str) -> list[Received]:
+    """The app's receipts to ``address`` (mails with a withdrawal link)."""
+    return [m for m in mails_to(smtp, address) if any(p == "w" for p, _t in m.links())]
+
+
 def reminders_to(smtp: SmtpServer, address: str) -> list[Received]:
     return [m for m in mails_to(smtp, address)
             if str(m.message["Subject"]).startswith(REMINDER_SUBJECT)]
@@ -120,6 +126,21 @@ def reminders_to(smtp: SmtpServer, address: str) -> list[Received]:
 def relay(server: LiveServer) -> None:
     """Run the app's relay once: due batch jobs, then the queued mail."""
     server.platform.apps.run_work()
+
+
+def delivered(server: LiveServer, found: Callable[[], list[Received]],
+              count: int) -> list[Received]:
+    """Run the relay, then the mails ``found()`` once ``count`` have arrived (the
+    platform's worker thread may be delivering the same mail, claimed before this run);
+    exactly ``count``."""
+    relay(server)
+    deadline = monotonic() + 15.0
+    while len(found()) < count:
+        assert monotonic() < deadline, f"{len(found())} of {count} mails arrived"
+        sleep(0.1)
+    mails = found()
+    assert len(mails) == count, [m.message["Subject"] for m in mails]
+    return mails
 
 
 def may_use(server: LiveServer, practice_id: int, client: int, purpose: str) -> bool:
@@ -284,8 +305,7 @@ def test_newsletter_by_batch_and_reminders_only_after_consent(
     staff.click(f"form[action='{PREFIX}/batch'][method=post] button[type=submit]")
     staff.wait_for_selector("[data-job-state=done]", timeout=30_000)
     assert "Skickade förfrågningar: 1." in staff.locator("[data-job-state]").inner_text()
-    relay(server)
-    [request] = consent_mails(smtp_server, email)
+    [request] = delivered(server, lambda: consent_mails(smtp_server, email), 1)
     assert request.message["From"].addresses[0].addr_spec == FROM_ADDR
     assert "Nyhetsbrev" in request.text and "Påminnelser" not in request.text
 
@@ -296,8 +316,13 @@ def test_newsletter_by_batch_and_reminders_only_after_consent(
     shot(client, "p06-consent-page-newsletter")
     client.click("button[name=decision][value=accept]")
     client.wait_for_load_state()
+    assert "Tack" in client.locator("[role=status]").inner_text()
     assert statuses(staff, cid) == {"care": "valid", "newsletter": "valid",
                                     "reminders": "refused"}
+    # receipts: the booking's (care), then the newsletter's, which names its purpose
+    receipts = delivered(server, lambda: receipts_to(smtp_server, email), 2)
+    assert "Ändamål: Nyhetsbrev" in receipts[-1].text
+    assert "Nyhetsbrev" not in receipts[0].text
     assert may_use(server, practice["id"], cid, "newsletter")
 
     # 6. Reminders: none before the client consents to them ...
@@ -315,9 +340,7 @@ def test_newsletter_by_batch_and_reminders_only_after_consent(
     assert not staff.locator("#purpose-care").is_checked()
     staff.click("form:has(input[name=action][value=send]) button[type=submit]")
     staff.wait_for_load_state()
-    relay(server)
-    asked = consent_mails(smtp_server, email)
-    assert len(asked) == 2, [m.message["Subject"] for m in asked]
+    asked = delivered(server, lambda: consent_mails(smtp_server, email), 2)
     assert "Påminnelser om bokningar" in asked[-1].text and "Nyhetsbrev" not in asked[-1].text
     open_link(client, asked[-1])
     shot(client, "p07-consent-page-reminders")
