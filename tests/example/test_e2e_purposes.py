@@ -232,7 +232,7 @@ def batch_preview(staff: Any, purpose_label: str) -> Any:
 def test_newsletter_by_batch_and_reminders_only_after_consent(
         server: LiveServer, smtp_server: SmtpServer, browser: Any,
         capsys: pytest.CaptureFixture[str]) -> None:
-    practice = add_practice(server.platform, name="Klinik Purposes")
+    practice = add_practice(server.platform, name="Klinik Linnea")
     staff = new_page(browser, server)
     sign_in(staff, practice["emails"][0], practice["password"])
 
@@ -249,6 +249,7 @@ def test_newsletter_by_batch_and_reminders_only_after_consent(
     for key in ("", "-newsletter", "-reminders"):
         box = client.locator(f"#samtycke-consent-box{key}")
         assert box.is_visible() and not box.is_checked(), key
+        assert (box.get_attribute("aria-required") == "true") == (key == ""), key
     assert "Nyhetsbrev" in client.locator("#samtycke-consent-block-newsletter").inner_text()
     tomorrow = local(server.platform.now()).date() + timedelta(days=1)
     slot = datetime.combine(tomorrow, time(10), tzinfo=ZONE)
@@ -332,6 +333,8 @@ def test_newsletter_by_batch_and_reminders_only_after_consent(
     out = send_reminders(server, capsys)
     assert "0 reminder(s) sent, 1 client(s) may not be contacted" in out, out
     assert reminders_to(smtp_server, email) == []
+    staff.goto("/dashboard")
+    assert staff.locator("#reminders [data-reminder=not_allowed]").count() == 1
     # ... then the practitioner asks for reminders from the profile, and the client agrees.
     staff.goto(f"{PREFIX}/clients/{cid}/obtain")
     # Ticked for the practitioner: the purposes without valid consent, reminders only.
@@ -350,6 +353,8 @@ def test_newsletter_by_batch_and_reminders_only_after_consent(
     staff.goto("/clients")
     row = staff.locator("table.clients tbody tr", has_text="Nora Nilsson")
     assert row.locator("[data-no-contact]").count() == 0
+    staff.goto("/dashboard")
+    assert staff.locator("#reminders [data-reminder=due]").count() == 1
     out = send_reminders(server, capsys)
     assert "1 reminder(s) sent" in out, out
     [reminder] = reminders_to(smtp_server, email)
