@@ -45,12 +45,12 @@ def field_names(key: str) -> tuple[str, str, str]:
     return f"{_CONSENT}__{key}", f"{_TEXT}__{key}", f"{_NOTE}__{key}"
 
 
-# A practice whose purposes are not stored yet still has its default purpose: the outer
-# join yields one row without a key, read as the default purpose.
+# The outer join keeps the practice's switches when no purpose row is found: a row without
+# a key, which asks for nothing (each purpose's settings and version are its row's).
 _KEY = func.coalesce(_U.key, DEFAULT_PURPOSE)
 
 _COLUMNS = (
-    _P.active, _P.setup_complete, _P.current_major, _P.settings,
+    _P.active, _P.setup_complete, _P.settings,
     _KEY.label("purpose_key"), _U.required, _U.current_major.label("purpose_major"),
     _U.validity_days, _U.names,
     _S.state, _S.text_major, _S.expires_at, _S.since, _S.delivery,
@@ -205,14 +205,13 @@ def read_gate(
             if seen is not None:
                 purposes[key] = evolve(purposes[key], shown=seen)
             continue
-        default = key == DEFAULT_PURPOSE
-        required = settings.require_consent_for_online_booking if default else bool(row.required)
-        major = int(first.current_major if default or row.purpose_major is None
-                    else row.purpose_major)
+        if row.purpose_major is None:  # no purpose row: nothing to ask for
+            continue
+        required, major = bool(row.required), int(row.purpose_major)
         snap = snapshot_of(row) if client and row.state is not None else None
         purposes[key] = PurposeGate(
             key=key, names=dict(row.names or {}), required=required, major=major,
-            validity_days=settings.validity_days if default else row.validity_days,
+            validity_days=row.validity_days,
             snapshot=snap, status=status(snap, major, now), paused=paused(snap, settings, now),
             settings=purpose_settings(settings, required), shown=seen,
         )

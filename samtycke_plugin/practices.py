@@ -166,7 +166,8 @@ def complete_setup(host: Host, tenant: str, settings: Mapping[str, object]) -> P
 
 def _sync_default_purpose(session: Session, tenant: str, settings: PracticeSettings) -> None:
     # The default purpose's requirement and lifetime are chosen in the wizard's step 3
-    # (the settings); its row mirrors them for readers that list every purpose alike.
+    # and saved with the settings; the purpose row is what every reader reads, so this
+    # is where the wizard's choice reaches it.
     session.execute(
         update(Purpose)
         .where(Purpose.tenant_ref == tenant, Purpose.key == DEFAULT_PURPOSE)
@@ -186,12 +187,14 @@ def deactivate(host: Host, tenant: str) -> None:
         )
 
 
+def _purpose_row(session: Session, practice: Practice, purpose: str) -> Purpose | None:
+    return session.get(Purpose, (practice.tenant_ref, purpose))
+
+
 def purpose_major(session: Session, practice: Practice, purpose: str = DEFAULT_PURPOSE) -> int:
     """The current content version of one of the practice's purposes (an unknown or
-    archived purpose: :class:`NotFound`).  The default purpose's is the practice's own."""
-    if purpose == DEFAULT_PURPOSE:
-        return practice.current_major
-    row = session.get(Purpose, (practice.tenant_ref, purpose))
+    archived purpose: :class:`NotFound`)."""
+    row = _purpose_row(session, practice, purpose)
     if row is None or row.archived_at is not None:
         raise NotFound(N_("This practice does not ask consent for that purpose."))
     return row.current_major
@@ -200,22 +203,16 @@ def purpose_major(session: Session, practice: Practice, purpose: str = DEFAULT_P
 def purpose_validity(
     session: Session, practice: Practice, purpose: str = DEFAULT_PURPOSE
 ) -> int | None:
-    """How many days consent to a purpose lasts (``None``: until withdrawn or outdated).
-    The default purpose follows the practice's settings (wizard step 3)."""
-    if purpose == DEFAULT_PURPOSE:
-        return settings_of(practice).validity_days
-    row = session.get(Purpose, (practice.tenant_ref, purpose))
+    """How many days consent to a purpose lasts (``None``: until withdrawn or outdated)."""
+    row = _purpose_row(session, practice, purpose)
     return None if row is None else row.validity_days
 
 
 def purpose_required(
     session: Session, practice: Practice, purpose: str = DEFAULT_PURPOSE
 ) -> bool:
-    """Does online booking require consent to this purpose?  The default purpose
-    follows the practice's settings (wizard step 3)."""
-    if purpose == DEFAULT_PURPOSE:
-        return settings_of(practice).require_consent_for_online_booking
-    row = session.get(Purpose, (practice.tenant_ref, purpose))
+    """Does online booking require consent to this purpose?"""
+    row = _purpose_row(session, practice, purpose)
     return row is not None and row.required
 
 
@@ -426,7 +423,7 @@ def publish_text(
 
     ``kind="correction"``: a new minor version per given language; existing consents
     stay valid.  ``kind="content"``: a new major version (the given languages only);
-    every earlier consent is outdated at once by changing one row (the practice's
+    every earlier consent is outdated at once by changing one row (the purpose's
     current major), and clients are asked again at their next online booking.
     ``expected_major`` is the major the editor saw: if someone else changed the text
     meanwhile, :class:`Conflict` is raised and nothing is saved.
@@ -443,20 +440,8 @@ def publish_text(
         purpose_major(session, practice, purpose)  # an unknown purpose: NotFound
         if kind == "content":
             new_major = expected_major + 1
-            if purpose == DEFAULT_PURPOSE:
-                moved = session.execute(
-                    update(Practice)
-                    .where(
-                        Practice.tenant_ref == practice.tenant_ref,
-                        Practice.current_major == expected_major,
-                    )
-                    .values(current_major=new_major, updated_at=now)
-                ).rowcount  # type: ignore[attr-defined]
-                if moved != 1:
-                    raise Conflict(TEXT_CHANGED_MEANWHILE)
-                session.refresh(practice)
-            # The default purpose's current major mirrors the practice's, which the
-            # default purpose's readers use; this is the one place that changes either.
+            # The purpose row holds the current content version: one row changed outdates
+            # every earlier consent at once, and a stale ``expected_major`` changes none.
             moved = session.execute(
                 update(Purpose)
                 .where(Purpose.tenant_ref == practice.tenant_ref, Purpose.key == purpose,
@@ -465,6 +450,15 @@ def publish_text(
             ).rowcount  # type: ignore[attr-defined]
             if moved != 1:
                 raise Conflict(TEXT_CHANGED_MEANWHILE)
+            if purpose == DEFAULT_PURPOSE:
+                # The schema keeps the practice's own column, held equal to the default
+                # purpose's version; the app reads the purpose row.
+                session.execute(
+                    update(Practice)
+                    .where(Practice.tenant_ref == practice.tenant_ref)
+                    .values(current_major=new_major, updated_at=now)
+                )
+                session.refresh(practice)
             versions = [
                 TextVersion(
                     tenant_ref=practice.tenant_ref, purpose_key=purpose,

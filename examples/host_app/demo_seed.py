@@ -350,7 +350,8 @@ def _content_change(platform: Platform, tenant: str, owner: StaffContext) -> Non
         bodies[language] = text.body + extra
     practices.publish_text(host, tenant, bodies=bodies, kind="content",
                          reason="Journalsystemet nämns nu i texten.",
-                         actor=f"staff:{owner.ref}", expected_major=practice.current_major)
+                         actor=f"staff:{owner.ref}",
+                         expected_major=practices.purpose_major(host.session(), practice))
     host.session().commit()
 
 

@@ -162,13 +162,15 @@ def _setup_page(ctx: Ctx, step: int, *, status: int = 200, **values: Any) -> Res
         if not ctx.practice.setup_complete:
             # A real decision (GDPR Art. 7(4)): nothing is preselected the first time.
             values["settings"][REQUIRE] = ""
+    with hostdb.session(ctx.host) as session:
+        expected_major = practices.purpose_major(session, ctx.practice)
     return render_page(
         ctx,
         "practice_setup.html",
         status=status,
         step=step,
         active="setup",
-        expected_major=ctx.practice.current_major,
+        expected_major=expected_major,
         first_setup=not ctx.practice.setup_complete,
         **values,
     )
