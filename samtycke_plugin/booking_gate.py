@@ -1,6 +1,7 @@
 """What the online booking form asks, per purpose: the one query that reads the practice,
 its purposes and the client's status for each of them (with the text versions the form
-showed), and the pure per-purpose decision the form, the check and the record step share.
+showed).  The per-purpose decision the form, the check and the record step share is
+:mod:`samtycke_plugin.rules`' (:func:`~samtycke_plugin.rules.purpose_asking`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from samtycke_plugin.rules import (
     GateOutcome,
     Snapshot,
     Status,
-    asks_at_booking,
     gate,
     paused,
+    purpose_asking,
     should_ask,
     status,
 )
@@ -115,7 +116,7 @@ class PurposeGate:
     snapshot: Snapshot | None
     status: Status
     paused: bool
-    #: The asking settings of this purpose (the practice's, with its own requirement).
+    #: The asking settings of this purpose (:func:`~samtycke_plugin.rules.purpose_asking`).
     settings: PracticeSettings
     shown: ShownText | None = None
 
@@ -133,18 +134,6 @@ class PurposeGate:
             shown_major=self.shown.major if self.shown is not None else None,
             current_major=self.major, paused=self.paused,
         )
-
-
-def purpose_settings(settings: PracticeSettings, required: bool) -> PracticeSettings:
-    """The asking settings of one purpose.  A required purpose is asked of everyone without
-    valid consent to it; an optional one follows the practice's asking settings, and
-    whenever the practice asks at booking at all it is offered at least to new clients
-    and to the clients whose consent to it no longer holds (so a change of its content
-    reaches them under every setting that asks)."""
-    if required:
-        return evolve(settings, require_consent_for_online_booking=True)
-    return evolve(settings, require_consent_for_online_booking=False,
-                  ask_new_clients=settings.ask_new_clients or asks_at_booking(settings))
 
 
 _MOST_PURPOSES = 64
@@ -213,7 +202,7 @@ def read_gate(
             key=key, names=dict(row.names or {}), required=required, major=major,
             validity_days=row.validity_days,
             snapshot=snap, status=status(snap, major, now), paused=paused(snap, settings, now),
-            settings=purpose_settings(settings, required), shown=seen,
+            settings=purpose_asking(settings, required=required), shown=seen,
         )
     return Gate(active=bool(first.active and first.setup_complete), settings=settings,
                 purposes=tuple(purposes.values()))
