@@ -25,7 +25,6 @@ from samtycke_plugin.booking_gate import (
     field_names,
     posted_text_ids,
     read_gate,
-    shown_text_id,
 )
 from samtycke_plugin.common import check_ref, now_utc
 from samtycke_plugin.email import receipts
@@ -116,10 +115,6 @@ def form_fragment(host: Host, form: BookingFormContext) -> FormFragment | None:
 class _Decision:
     purpose: PurposeGate
     outcome: GateOutcome
-
-
-#: How a posted text id is read.
-_shown_text_id = shown_text_id
 
 
 def _decide(

@@ -32,7 +32,7 @@ from hookspecs.types import (
     TenantRef,
 )
 from samtycke_plugin import booking as online_booking
-from samtycke_plugin import common, consent, panels, practices
+from samtycke_plugin import booking_gate, common, consent, panels, practices
 from samtycke_plugin.errors import InputError, SamtyckeError
 from samtycke_plugin.web import make_wsgi_app
 from samtycke_plugin.web.base import MAX_BODY
@@ -253,7 +253,8 @@ def test_references_must_match_whole(value: str) -> None:
 def test_posted_text_ids_are_plain_ascii_numbers(raw: object) -> None:
     """Regression: ``"²".isdigit()`` is true but ``int("²")`` fails, which turned a
     forged form field into an exception (a "could not check, try again" veto)."""
-    assert online_booking._shown_text_id(raw) is None
+    assert booking_gate.shown_text_id(raw) is None
+    assert booking_gate.posted_text_ids({online_booking.FIELD_TEXT: raw}) == {}
 
 
 @pytest.mark.parametrize("raw", ["²", "١٢", "１", "-1", "9" * 30, "", "\x00", "1 OR 1=1"])
