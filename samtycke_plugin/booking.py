@@ -32,7 +32,8 @@ from samtycke_plugin.errors import Conflict
 from samtycke_plugin.i18n import N_, lang, t
 from samtycke_plugin.ledger import Head, NewEvent, lock_head
 from samtycke_plugin.models import ConsentEvent, Practice
-from samtycke_plugin.practices import current_text, get_practice, is_operational, require_practice
+from samtycke_plugin.practice_texts import current_text
+from samtycke_plugin.practices import get_practice, is_operational, require_practice
 from samtycke_plugin.purposes import DEFAULT_PURPOSE
 from samtycke_plugin.render import render, trusted_html
 from samtycke_plugin.rules import VALID_STATES, GateOutcome, Snapshot, State, Status

@@ -31,9 +31,8 @@ from samtycke_plugin.models import (
     Practice,
     TextVersion,
 )
+from samtycke_plugin.practice_texts import change_note, current_text
 from samtycke_plugin.practices import (
-    change_note,
-    current_text,
     get_practice,
     purpose_major,
     purpose_validity,

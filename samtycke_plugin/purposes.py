@@ -178,7 +178,7 @@ def update(
     validity_days: int | None,
 ) -> PurposeInfo:
     """Change a purpose's names, legal-basis note, requirement and lifetime (its texts
-    change through :func:`samtycke_plugin.practices.publish_text`).  The default
+    change through :func:`samtycke_plugin.practice_texts.publish_text`).  The default
     purpose's requirement and lifetime are chosen in the activation wizard (saved with
     the practice's settings) and stay as they are here."""
     row = session.get(Purpose, (tenant, check_key(key)))
