@@ -25,19 +25,18 @@ from samtycke_plugin.booking_gate import (
     field_names,
     posted_text_ids,
     read_gate,
-    shown_text_id,
 )
 from samtycke_plugin.common import check_ref, now_utc
-from samtycke_plugin.consent import _event, expiry
 from samtycke_plugin.email import receipts
 from samtycke_plugin.errors import Conflict
 from samtycke_plugin.i18n import N_, lang, t
 from samtycke_plugin.ledger import Head, NewEvent, lock_head
 from samtycke_plugin.models import ConsentEvent, Practice
-from samtycke_plugin.practices import current_text, get_practice, is_operational, require_practice
+from samtycke_plugin.practice_texts import current_text
+from samtycke_plugin.practices import get_practice, is_operational, require_practice
 from samtycke_plugin.purposes import DEFAULT_PURPOSE
 from samtycke_plugin.render import render, trusted_html
-from samtycke_plugin.rules import VALID_STATES, GateOutcome, Snapshot, State, Status, grant_state
+from samtycke_plugin.rules import VALID_STATES, GateOutcome, Snapshot, State, Status
 from samtycke_plugin.text import sha256
 
 if TYPE_CHECKING:
@@ -117,10 +116,6 @@ def form_fragment(host: Host, form: BookingFormContext) -> FormFragment | None:
 class _Decision:
     purpose: PurposeGate
     outcome: GateOutcome
-
-
-#: How a posted text id is read.
-_shown_text_id = shown_text_id
 
 
 def _decide(
@@ -240,15 +235,14 @@ def record_booking(
             note = _note_shown(session, practice, client, purpose.key, posted) if practice else None
             if decision.outcome is GateOutcome.ACCEPT_GIVEN:
                 assert purpose.shown is not None
-                events.append(_event(
-                    tenant, client, grant_state(purpose.snapshot), how, now, text=purpose.shown,
-                    given_at=now, expires_at=expiry(purpose.validity_days, now),
-                    purpose=purpose.key, change_note_sha256=note))
+                events.append(consent.grant_event(
+                    tenant, client, purpose.shown, how, now, previous=purpose.snapshot,
+                    validity_days=purpose.validity_days, purpose=purpose.key,
+                    change_note_sha256=note))
                 continue
-            events.append(_event(
-                tenant, client, State.REFUSED, how, now, purpose=purpose.key,
-                text=_refused_text(session, tenant, purpose, submission.locale),
-                change_note_sha256=note))
+            events.append(consent.refuse_event(
+                tenant, client, _refused_text(session, tenant, purpose, submission.locale),
+                how, now, purpose=purpose.key, change_note_sha256=note))
         previous: dict[tuple[str, str], Snapshot | None] = {
             (client, d.purpose.key): d.purpose.snapshot for d in decisions}
         return ledger.append(session, events, previous=previous, head=head)

@@ -34,7 +34,13 @@ from samtycke_plugin.rules import (
     Status,
     status,
 )
-from samtycke_plugin.store import _PRACTICE_SWITCHES, _S, _gate_row, valid_condition
+from samtycke_plugin.store import (
+    _PRACTICE_SWITCHES,
+    _S,
+    DEFAULT_MAJOR,
+    _gate_row,
+    valid_condition,
+)
 
 if TYPE_CHECKING:
     from hookspecs.host import Host
@@ -218,7 +224,8 @@ def filter_clause(
 #: Client refs per ``IN (…)`` list.
 _IN_CHUNK = 900
 
-#: The practice and how many purposes it asks for, in one statement: a practice with one
+#: The practice, how many purposes it asks for and the default purpose's current content
+#: version, in one statement: a practice with one
 #: purpose gets its page of badges from one more query.
 _PRACTICE_AND_PURPOSES = select(
     Practice,
@@ -226,6 +233,7 @@ _PRACTICE_AND_PURPOSES = select(
     .where(Purpose.tenant_ref == Practice.tenant_ref, Purpose.archived_at.is_(None))
     .scalar_subquery()
     .label("purposes"),
+    DEFAULT_MAJOR,
 ).where(Practice.tenant_ref == bindparam("tenant"))
 
 
@@ -247,7 +255,7 @@ def row_badges(host: Host, tenant: str, clients: Sequence[str], locale: str) -> 
         rows = load_snapshots(session, practice.tenant_ref, refs)
         badges = []
         for ref in refs:
-            current = status(rows.get(ref), practice.current_major, now)
+            current = status(rows.get(ref), found.current_major, now)
             label = status_text.label(current, locale)
             badges.append(
                 RowBadge(

@@ -195,6 +195,22 @@ def should_ask(
     return settings.ask_new_clients and (is_new_client or current in ASK_AGAIN)
 
 
+def purpose_asking(settings: PracticeSettings, *, required: bool) -> PracticeSettings:
+    """The asking settings of one purpose at booking (what :func:`should_ask` and
+    :func:`gate` take), from the practice's settings and whether online booking requires
+    consent to the purpose.
+
+    A required purpose is asked of everyone without valid consent to it; an optional one
+    follows the practice's asking settings, and whenever the practice asks at booking at
+    all it is offered at least to new clients and to the clients whose consent to it no
+    longer holds (so a change of its content reaches them under every setting that asks).
+    """
+    if required:
+        return evolve(settings, require_consent_for_online_booking=True)
+    return evolve(settings, require_consent_for_online_booking=False,
+                  ask_new_clients=settings.ask_new_clients or asks_at_booking(settings))
+
+
 class GateOutcome(StrEnum):
     """What the booking check decides."""
 

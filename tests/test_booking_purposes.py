@@ -19,7 +19,7 @@ from hookspecs.types import (
     FormFragment,
     TenantRef,
 )
-from samtycke_plugin import consent, practices, purposes
+from samtycke_plugin import consent, practice_texts, purposes
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.ledger import projection, replay
 from samtycke_plugin.models import ConsentEvent, OutboxMessage, TextVersion
@@ -194,7 +194,7 @@ def test_a_text_id_posted_for_another_purpose_is_not_accepted(host: TestHost) ->
 
 
 def _change_newsletter(host: TestHost, tenant: str, reason: str | None) -> None:
-    practices.publish_text(host, tenant, bodies={"sv": NEWSLETTER_SV + "Nu även med sms.\n"},
+    practice_texts.publish_text(host, tenant, bodies={"sv": NEWSLETTER_SV + "Nu även med sms.\n"},
                            kind="content", reason=reason, actor="staff:s1", expected_major=1,
                            purpose="newsletter")
     host.session().commit()

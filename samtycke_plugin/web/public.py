@@ -46,7 +46,7 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import TenantRef
-from samtycke_plugin import common, consent, hostdb, practices
+from samtycke_plugin import common, consent, hostdb, practice_texts
 from samtycke_plugin.email import addresses, links, tokens
 from samtycke_plugin.email.purpose_names import purpose_names
 from samtycke_plugin.errors import InputError
@@ -170,7 +170,7 @@ def _purpose_sections(request: Request, link: links.Link, locale: str) -> list[d
     with hostdb.session(host) as session:
         names = purpose_names(session, link.practice.tenant_ref, locale)
         for key in keys:
-            version = practices.current_text(session, link.practice, locale, key)
+            version = practice_texts.current_text(session, link.practice, locale, key)
             out.append({
                 "key": key, "suffix": "" if len(keys) == 1 else f"_{key}",
                 "name": names.get(key, key),

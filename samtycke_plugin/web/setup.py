@@ -11,7 +11,7 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import Permission
-from samtycke_plugin import common, hostdb, practices
+from samtycke_plugin import common, hostdb, practice_texts, practices
 from samtycke_plugin.errors import InputError, SettingsError
 from samtycke_plugin.i18n import t
 from samtycke_plugin.inputs import whole_number
@@ -55,7 +55,7 @@ def _text_rows(
     ctx: Ctx, bodies: Mapping[str, str] | None = None, purpose: str = DEFAULT_PURPOSE
 ) -> list[dict[str, Any]]:
     with hostdb.session(ctx.host) as session:
-        current = practices.current_texts(session, ctx.practice, purpose)
+        current = practice_texts.current_texts(session, ctx.practice, purpose)
         rows = []
         for language in LANGUAGES:
             version = current.get(language)
@@ -162,13 +162,15 @@ def _setup_page(ctx: Ctx, step: int, *, status: int = 200, **values: Any) -> Res
         if not ctx.practice.setup_complete:
             # A real decision (GDPR Art. 7(4)): nothing is preselected the first time.
             values["settings"][REQUIRE] = ""
+    with hostdb.session(ctx.host) as session:
+        expected_major = practices.purpose_major(session, ctx.practice)
     return render_page(
         ctx,
         "practice_setup.html",
         status=status,
         step=step,
         active="setup",
-        expected_major=ctx.practice.current_major,
+        expected_major=expected_major,
         first_setup=not ctx.practice.setup_complete,
         **values,
     )
@@ -205,7 +207,7 @@ def _setup_save_text(ctx: Ctx, form: Mapping[str, str]) -> Response:
     if form.get("action") != "save":
         return redirect(ctx, "/setup", step=3, done="text_kept")
     with hostdb.session(ctx.host) as session:
-        current = practices.current_texts(session, ctx.practice)
+        current = practice_texts.current_texts(session, ctx.practice)
         bodies = {lang: form[f"text_{lang}"] for lang in LANGUAGES if f"text_{lang}" in form}
         changed = {
             lang: body
@@ -215,7 +217,7 @@ def _setup_save_text(ctx: Ctx, form: Mapping[str, str]) -> Response:
         if not changed:
             return redirect(ctx, "/setup", step=3, done="text_kept")
         try:
-            practices.publish_text(
+            practice_texts.publish_text(
                 ctx.host,
                 ctx.tenant,
                 bodies=changed,

@@ -24,7 +24,7 @@ from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import ClientInfo, ClientRef, StaffContext, TenantRef
-from samtycke_plugin import common, consent, hostdb, practices, roles, status_text
+from samtycke_plugin import common, consent, hostdb, practice_texts, practices, roles, status_text
 from samtycke_plugin.email.batch import count_clients
 from samtycke_plugin.errors import InputError, PermissionDenied
 from samtycke_plugin.i18n import N_, t
@@ -291,7 +291,8 @@ def _counts(ctx: Ctx, purpose: str = DEFAULT_PURPOSE) -> dict[str, int]:
     """The practice's clients, and those with and without valid consent to ``purpose``."""
     total = count_clients(ctx.host, ctx.tenant)
     with hostdb.session(ctx.host) as session:
-        valid = practices.count_valid(session, ctx.practice, common.now_utc(ctx.host), purpose)
+        valid = practice_texts.count_valid(session, ctx.practice, common.now_utc(ctx.host),
+                                           purpose)
         return {"total": total, "valid": valid, "without": max(total - valid, 0)}
 
 

@@ -38,7 +38,7 @@ from hookspecs.types import (
     StaffRef,
     TenantRef,
 )
-from samtycke_plugin import consent, panels, practices
+from samtycke_plugin import consent, panels, practice_texts
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.email import jobs, tokens
 from samtycke_plugin.email import receipts as receipt_mail
@@ -86,7 +86,7 @@ def world(host: TestHost) -> Iterator[World]:
         consent.record_manual(host, tenant, client, staff(), method="paper",
                               given_at=host.now(), note=f"ZQXB-secret note of {tenant}"
                               if tenant == b else "note of A")
-    [b_text_v] = practices.publish_text(
+    [b_text_v] = practice_texts.publish_text(
         host, b, bodies={"sv": "ZQXB-secret text of practice B about your data.\n"},
         kind="correction", reason=None, actor="staff:s1", expected_major=1)
     host.session().commit()

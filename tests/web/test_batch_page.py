@@ -119,7 +119,7 @@ def test_a_confirmation_without_a_key_of_this_preview_is_refused_and_says_what_t
 def test_a_batch_for_one_purpose_previews_and_confirms_that_purpose(host: TestHost) -> None:
     """With two purposes the page offers a choice; the preview and the job are for the
     purpose chosen, and a key issued for one purpose does not confirm another."""
-    from samtycke_plugin import consent, practices, purposes
+    from samtycke_plugin import consent, practice_texts, practices, purposes
 
     tenant = host.new_tenant()
     host.activate(host.hooks(), tenant, ask_clients_without_consent=True)
@@ -133,7 +133,7 @@ def test_a_batch_for_one_purpose_previews_and_confirms_that_purpose(host: TestHo
     declined = host.new_client(tenant, name="Nej Tack", email="nej@example.org")
     session = host.session()
     practice = practices.require_practice(session, tenant)
-    news = practices.current_text(session, practice, "sv", "newsletter")
+    news = practice_texts.current_text(session, practice, "sv", "newsletter")
     consent.refuse(session, tenant, declined, news,
                    consent.How(channel="email_link", method="button", actor="client"),
                    now=host.now(), purpose="newsletter")
