@@ -34,6 +34,7 @@ from samtycke_plugin.ledger import Head, NewEvent, lock_head
 from samtycke_plugin.models import ConsentEvent, Practice
 from samtycke_plugin.practice_texts import current_text
 from samtycke_plugin.practices import get_practice, is_operational, require_practice
+from samtycke_plugin.purpose_catalogue import by_key
 from samtycke_plugin.purposes import DEFAULT_PURPOSE
 from samtycke_plugin.render import render, trusted_html
 from samtycke_plugin.rules import VALID_STATES, GateOutcome, Snapshot, State, Status
@@ -53,7 +54,8 @@ class _Box:
     """One purpose's part of the consent block."""
 
     key: str
-    #: The purpose's name as the block's legend (``None``: the default purpose's legend).
+    #: The purpose's name as the block's legend (``None``: the generic legend, for the
+    #: default purpose when it is the only box).
     legend: str | None
     #: Appended to the element ids (the default purpose keeps the ids hosts know).
     suffix: str
@@ -74,15 +76,22 @@ class _Box:
         return (*fields, self.field_note) if self.change_note else fields
 
 
+def _name(purpose: PurposeGate, language: str) -> str:
+    """The practice's name for the purpose, else the catalogue's (the default purpose
+    has no name of the practice's own unless the practitioner gave it one)."""
+    entry = by_key(purpose.key)
+    return purpose.name(language) if purpose.names or entry is None else entry.name.get(language)
+
+
 def _box(session: Session, practice: Practice, purpose: PurposeGate, client: str | None,
-         locale: str) -> _Box:
+         locale: str, *, named: bool) -> _Box:
     key = purpose.key
     text = current_text(session, practice, locale, key)
     note = consent.change_note_for(session, practice, client, key)
     box, text_field, note_field = field_names(key)
     default = key == DEFAULT_PURPOSE
     return _Box(
-        key=key, legend=None if default else purpose.name(lang(locale)),
+        key=key, legend=_name(purpose, lang(locale)) if named or not default else None,
         suffix="" if default else "-" + key, text_html=trusted_html(text.html),
         text_id=text.id, text_lang=text.language, required=purpose.required,
         field_consent=box, field_text=text_field, field_note=note_field, change_note=note,
@@ -104,7 +113,9 @@ def form_fragment(host: Host, form: BookingFormContext) -> FormFragment | None:
         asked = [p for p in found.purposes if p.asks(is_new_client=client is None)] if found else []
         if not asked:
             return None
-        boxes = [_box(session, practice, p, client, form.locale) for p in asked]
+        # Beside other boxes the default purpose's box says which purpose it is too.
+        boxes = [_box(session, practice, p, client, form.locale, named=len(asked) > 1)
+                 for p in asked]
         return FormFragment(
             key="samtycke.consent", html=render("form_fragment.html", form.locale, boxes=boxes),
             field_names=tuple(name for box in boxes for name in box.field_names),
