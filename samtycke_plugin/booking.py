@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import attrs
 from attrs import frozen
 from markupsafe import Markup
 from sqlalchemy.orm import Session
@@ -14,7 +15,9 @@ from sqlalchemy.orm import Session
 from hookspecs.types import (
     BookingFormContext,
     BookingSubmission,
+    ClientRef,
     FormFragment,
+    TenantRef,
     Veto,
 )
 from samtycke_plugin import consent, hostdb, ledger
@@ -29,15 +32,29 @@ from samtycke_plugin.booking_gate import (
 )
 from samtycke_plugin.common import check_ref, now_utc
 from samtycke_plugin.consent import _event, expiry
-from samtycke_plugin.email import receipts
+from samtycke_plugin.email import confirm, receipts
 from samtycke_plugin.errors import Conflict
 from samtycke_plugin.i18n import N_, lang, t
 from samtycke_plugin.ledger import Head, NewEvent, lock_head
 from samtycke_plugin.models import ConsentEvent, Practice
-from samtycke_plugin.practices import current_text, get_practice, is_operational, require_practice
+from samtycke_plugin.practices import (
+    current_text,
+    get_practice,
+    is_operational,
+    require_practice,
+)
 from samtycke_plugin.purposes import DEFAULT_PURPOSE
 from samtycke_plugin.render import render, trusted_html
-from samtycke_plugin.rules import VALID_STATES, GateOutcome, Snapshot, State, Status, grant_state
+from samtycke_plugin.rules import (
+    VALID_STATES,
+    GateOutcome,
+    Snapshot,
+    State,
+    Status,
+    grant_state,
+    needs_confirmation,
+)
+from samtycke_plugin.settings import PracticeSettings
 from samtycke_plugin.text import sha256
 
 if TYPE_CHECKING:
@@ -125,19 +142,20 @@ _shown_text_id = shown_text_id
 
 def _decide(
     host: Host, submission: BookingSubmission, client: str | None, *, locked: bool = False
-) -> tuple[list[_Decision], Head | None]:
+) -> tuple[list[_Decision], Head | None, PracticeSettings | None]:
     """The gate's decision for each purpose; with ``locked``, taken under the practice's
     chain-head lock (the record step: a simultaneous submit or text change cannot slip in
-    between), and the head read with it."""
+    between), and the head read with it; and the practice's settings the gate read."""
     tenant = check_ref("tenant", submission.tenant)
     client = check_ref("client", client) if client else None
     if submission.channel != "online":
-        return [], None
+        return [], None, None
     with hostdb.session(host) as session:
         head = lock_head(session, tenant) if locked else None
         found = read_gate(session, tenant, client, posted_text_ids(submission.fields),
                           now_utc(host))
-        return _decide_on(submission, client, found), head
+        return (_decide_on(submission, client, found), head,
+                found.settings if found is not None else None)
 
 
 def _decide_on(
@@ -184,7 +202,7 @@ def _veto(locale: str, decision: _Decision) -> Veto | None:
 
 def check_booking(host: Host, submission: BookingSubmission) -> list[Veto]:
     """Phase 1: vetoes for a booking, without writing anything."""
-    decisions, _ = _decide(host, submission, submission.client)
+    decisions, _, _ = _decide(host, submission, submission.client)
     return [v for d in decisions if (v := _veto(submission.locale, d)) is not None]
 
 
@@ -216,7 +234,7 @@ def record_booking(
     if submission.channel != "online":
         return []
     tenant = check_ref("tenant", submission.tenant)
-    decisions, head = _decide(host, submission, client, locked=True)
+    decisions, head, settings = _decide(host, submission, client, locked=True)
     if any(d.outcome in (GateOutcome.VETO_REQUIRED, GateOutcome.VETO_TEXT_CHANGED)
            for d in decisions):
         raise Conflict(
@@ -228,9 +246,11 @@ def record_booking(
         channel="online_booking", method="checkbox", actor="client", booking_ref=booking,
         ip_address=submission.ip_address, user_agent=submission.user_agent,
     )
+    unconfirmed = attrs.evolve(how, note=confirm.evidence_note(submission))
     now = now_utc(host)
     with hostdb.session(host) as session:
         practice: Practice | None = None
+        confirming: bool | None = None
         events: list[NewEvent] = []
         for decision in decisions:
             purpose = decision.purpose
@@ -240,6 +260,14 @@ def record_booking(
             note = _note_shown(session, practice, client, purpose.key, posted) if practice else None
             if decision.outcome is GateOutcome.ACCEPT_GIVEN:
                 assert purpose.shown is not None
+                if confirming is None:
+                    assert settings is not None  # a decision comes from a read gate
+                    confirming = _needs_confirmation(host, settings, submission, tenant, client)
+                if confirming:
+                    events.append(_event(
+                        tenant, client, State.UNCONFIRMED, unconfirmed, now, text=purpose.shown,
+                        purpose=purpose.key, change_note_sha256=note))
+                    continue
                 events.append(_event(
                     tenant, client, grant_state(purpose.snapshot), how, now, text=purpose.shown,
                     given_at=now, expires_at=expiry(purpose.validity_days, now),
@@ -252,6 +280,18 @@ def record_booking(
         previous: dict[tuple[str, str], Snapshot | None] = {
             (client, d.purpose.key): d.purpose.snapshot for d in decisions}
         return ledger.append(session, events, previous=previous, head=head)
+
+
+def _needs_confirmation(
+    host: Host, settings: PracticeSettings, submission: BookingSubmission, tenant: str,
+    client: str,
+) -> bool:
+    """Does consent ticked in this booking wait for the client's confirmation by e-mail
+    (:func:`samtycke_plugin.rules.needs_confirmation`)?"""
+    if not confirm.may_need_confirmation(settings, submission):
+        return False  # nothing to compare: no look-up of the client
+    info = host.lookup_client(TenantRef(tenant), ClientRef(client))
+    return needs_confirmation(settings, confirm.booker(submission, info))
 
 
 def _refused_text(
@@ -268,8 +308,15 @@ def record(host: Host, submission: BookingSubmission, booking: str, client: str)
     """Phase 2 and what follows it, in the host's transaction: the consent decisions of an
     accepted booking recorded, then the receipt of a consent given (or, after a staff
     booking, the e-mail request the practice asked for)."""
-    with hostdb.in_host_transaction(host, write=True):
+    with hostdb.in_host_transaction(host, write=True) as session:
         events = record_booking(host, submission, booking, client)
         # One receipt, of the first consent given (the default purpose's when given).
         given = next((e for e in events if State(e.state) in VALID_STATES), None)
         receipts.after_booking(host, submission, client, given)
+        waiting = [e for e in events if e.state == State.UNCONFIRMED.value]
+        if waiting:
+            tenant = TenantRef(waiting[0].tenant_ref)
+            confirm.queue_confirmation(
+                host, session, require_practice(session, tenant), waiting[0].client_ref,
+                waiting, host.lookup_client(tenant, ClientRef(waiting[0].client_ref)),
+                now=now_utc(host))
