@@ -37,12 +37,7 @@ from samtycke_plugin.errors import Conflict
 from samtycke_plugin.i18n import N_, lang, t
 from samtycke_plugin.ledger import Head, NewEvent, lock_head
 from samtycke_plugin.models import ConsentEvent, Practice
-from samtycke_plugin.practices import (
-    current_text,
-    get_practice,
-    is_operational,
-    require_practice,
-)
+from samtycke_plugin.practices import current_text, get_practice, is_operational, require_practice
 from samtycke_plugin.purposes import DEFAULT_PURPOSE
 from samtycke_plugin.render import render, trusted_html
 from samtycke_plugin.rules import (
@@ -222,7 +217,9 @@ def record_booking(
 ) -> list[ConsentEvent]:
     """Phase 2: record the consent decisions of an accepted online booking, one event per
     purpose asked (given, or refused for a box offered and left unticked), appended
-    together.
+    together.  A box ticked by a booker who may not be the client is recorded
+    ``unconfirmed`` (:func:`samtycke_plugin.rules.needs_confirmation`) with what the
+    booker typed in its evidence.
 
     Runs inside the host's transaction.  The decisions are re-made with the now known
     client, under the practice's lock, so a race (text changed between check and record)
@@ -307,7 +304,8 @@ def _refused_text(
 def record(host: Host, submission: BookingSubmission, booking: str, client: str) -> None:
     """Phase 2 and what follows it, in the host's transaction: the consent decisions of an
     accepted booking recorded, then the receipt of a consent given (or, after a staff
-    booking, the e-mail request the practice asked for)."""
+    booking, the e-mail request the practice asked for), and for a consent that waits
+    for the client's confirmation the mail asking for it, to the address on record."""
     with hostdb.in_host_transaction(host, write=True) as session:
         events = record_booking(host, submission, booking, client)
         # One receipt, of the first consent given (the default purpose's when given).
