@@ -12,7 +12,7 @@ import attrs
 import pytest
 from hostkit import TestHost, staff, submission
 from smtp_support import Browser, Received, SmtpServer, form_fields, path_of, running_server
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from hookspecs.types import BookingFormContext, BookingRef, BookingSubmission, ClientRef, TenantRef
 from samtycke_plugin import consent
@@ -71,6 +71,19 @@ def _setup(host: TestHost, **settings: object) -> tuple[str, str]:
     return tenant, client
 
 
+def _kept_by(host: TestHost, tenant: str, client: str) -> set[str]:
+    """The consent list filters that keep ``client``, run as a host runs them."""
+    kept = set()
+    for key in ("samtycke.valid", "samtycke.not_valid"):
+        clause = host.hooks().list_filter_clause(TenantRef(tenant), key, f"'{client}'")
+        assert clause is not None
+        found = host.session().execute(text(f"SELECT 1 WHERE {clause.condition.sql}"),
+                                       dict(clause.condition.params)).first()
+        kept |= {key} if found else set()
+    host.session().rollback()
+    return kept
+
+
 def _confirm_token(mail: Received) -> str:
     found = set(CONFIRM_LINK.findall(mail.text))
     assert len(found) == 1, found
@@ -98,7 +111,10 @@ def test_a_mismatched_booking_is_unconfirmed_until_the_client_confirms(
     assert answer[ClientRef(client)].status == "unconfirmed"
     [panel] = hooks.profile_panels(TenantRef(tenant), ClientRef(client), staff(), "sv")
     assert "Väntar på bekräftelse" in panel.html and panel.tone == "warn"
+    [badge] = hooks.list_badges(TenantRef(tenant), [ClientRef(client)], "sv")[ClientRef(client)]
+    assert badge.label == "Väntar på bekräftelse"
     host.session().rollback()
+    assert _kept_by(host, tenant, client) == {"samtycke.not_valid"}
 
     report = send_due(host, tenant=tenant, transport=smtp_server.transport())
     assert report.sent == 1
@@ -129,6 +145,7 @@ def test_a_mismatched_booking_is_unconfirmed_until_the_client_confirms(
     assert given.text_version_id == waiting.text_version_id
     assert given.given_at is not None and given.expires_at is not None
     assert _status(host, tenant, client) == "valid"
+    assert _kept_by(host, tenant, client) == {"samtycke.valid"}
 
     again = browser.post(path_of("v", token), data={**fields, "decision": "confirm"})
     assert again.status_code == 200 and "redan" in again.text
