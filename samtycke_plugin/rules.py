@@ -30,11 +30,11 @@ class State(StrEnum):
     REVOKED = "revoked"
     EXPIRED = "expired"
     INVALIDATED = "invalidated"
-    ERASED = "erased"
     #: Consent ticked in an online booking whose booker may not be the client (see
     #: :func:`needs_confirmation`): it waits for the client to confirm it from the mail
     #: sent to their address on record, and is not valid until then.
     UNCONFIRMED = "unconfirmed"
+    ERASED = "erased"
 
 
 VALID_STATES = frozenset({State.GIVEN, State.RENEWED})
@@ -55,8 +55,8 @@ class Status(StrEnum):
     EXPIRED = "expired"
     INVALIDATED = "invalidated"
     OUTDATED = "outdated"
-    ERASED = "erased"
     UNCONFIRMED = "unconfirmed"
+    ERASED = "erased"
 
 
 @frozen(kw_only=True)
