@@ -7,7 +7,8 @@ mail queued to the client's address **on record** (as the host knows the client,
 an address the booker typed).  The link's page (``/v/<token>``) shows the text that was
 ticked and a "Confirm" button; GET never records, the POST uses the link once and
 records ``given`` by the client, for that text, which makes the consent valid and sends
-the receipt.  The link is a consent link like any other (:mod:`.links`, :mod:`.tokens`):
+the receipt (if the practice has changed the text's content since, the consent is to
+the older text, shows as outdated, and the booking form asks again).  The link is a consent link like any other (:mod:`.links`, :mod:`.tokens`):
 hashed at rest, single use, expiring after the practice's link lifetime.
 """
 
