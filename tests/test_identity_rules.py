@@ -4,10 +4,13 @@ other than the client, and what an unconfirmed consent means for the status."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from itertools import product
 
 import attrs
 import pytest
 
+from hookspecs.types import BookingSubmission, ClientRef, TenantRef
+from samtycke_plugin.email.confirm import booker, may_need_confirmation
 from samtycke_plugin.errors import SettingsError
 from samtycke_plugin.rules import (
     ASK_AGAIN,
@@ -91,3 +94,24 @@ def test_an_unconfirmed_consent_does_not_end_consent_given_for_that_text() -> No
     older = Snapshot(state=State.GIVEN, text_major=1, expires_at=None, since=NOW)
     assert fold(older, same).state is State.UNCONFIRMED
     assert fold(None, same).state is State.UNCONFIRMED
+
+
+def test_the_booking_looks_the_client_up_whenever_the_rule_could_say_yes() -> None:
+    """The record step skips the client look-up when nothing said could mismatch: that
+    shortcut never hides a mismatch the rule would find."""
+    modes = [PracticeSettings(), PracticeSettings(confirm_online_consent="always")]
+    checked = 0
+    for settings, client, signed, name, email in product(
+        modes, [None, ClientRef("c1")], [True, False, None], [None, "Eva Annan"],
+        [None, "eva@example.org"],
+    ):
+        sub = BookingSubmission(
+            tenant=TenantRef("t1"), client=client, is_new_client=client is None,
+            channel="online", fields={}, locale="sv", ip_address=None, user_agent=None,
+            booker_signed_in=signed, booker_name=name, booker_email=email)
+        on_record = attrs.evolve(booker(sub, None), record_name=ANNA.record_name,
+                                 record_email=ANNA.record_email)
+        if needs_confirmation(settings, on_record):
+            assert may_need_confirmation(settings, sub), (settings, sub)
+        checked += 1
+    assert checked == 2 * 2 * 3 * 2 * 2
