@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import attrs
 from attrs import frozen
 from markupsafe import Markup
 from sqlalchemy.orm import Session
@@ -14,7 +15,9 @@ from sqlalchemy.orm import Session
 from hookspecs.types import (
     BookingFormContext,
     BookingSubmission,
+    ClientRef,
     FormFragment,
+    TenantRef,
     Veto,
 )
 from samtycke_plugin import consent, hostdb, ledger
@@ -27,7 +30,7 @@ from samtycke_plugin.booking_gate import (
     read_gate,
 )
 from samtycke_plugin.common import check_ref, now_utc
-from samtycke_plugin.email import receipts
+from samtycke_plugin.email import confirm, receipts
 from samtycke_plugin.errors import Conflict
 from samtycke_plugin.i18n import N_, lang, t
 from samtycke_plugin.ledger import Head, NewEvent, lock_head
@@ -37,7 +40,15 @@ from samtycke_plugin.practices import get_practice, is_operational, require_prac
 from samtycke_plugin.purpose_catalogue import by_key
 from samtycke_plugin.purposes import DEFAULT_PURPOSE
 from samtycke_plugin.render import render, trusted_html
-from samtycke_plugin.rules import VALID_STATES, GateOutcome, Snapshot, State, Status
+from samtycke_plugin.rules import (
+    VALID_STATES,
+    GateOutcome,
+    Snapshot,
+    State,
+    Status,
+    needs_confirmation,
+)
+from samtycke_plugin.settings import PracticeSettings
 from samtycke_plugin.text import sha256
 
 if TYPE_CHECKING:
@@ -131,19 +142,20 @@ class _Decision:
 
 def _decide(
     host: Host, submission: BookingSubmission, client: str | None, *, locked: bool = False
-) -> tuple[list[_Decision], Head | None]:
+) -> tuple[list[_Decision], Head | None, PracticeSettings | None]:
     """The gate's decision for each purpose; with ``locked``, taken under the practice's
     chain-head lock (the record step: a simultaneous submit or text change cannot slip in
-    between), and the head read with it."""
+    between), and the head read with it; and the practice's settings the gate read."""
     tenant = check_ref("tenant", submission.tenant)
     client = check_ref("client", client) if client else None
     if submission.channel != "online":
-        return [], None
+        return [], None, None
     with hostdb.session(host) as session:
         head = lock_head(session, tenant) if locked else None
         found = read_gate(session, tenant, client, posted_text_ids(submission.fields),
                           now_utc(host))
-        return _decide_on(submission, client, found), head
+        return (_decide_on(submission, client, found), head,
+                found.settings if found is not None else None)
 
 
 def _decide_on(
@@ -190,7 +202,7 @@ def _veto(locale: str, decision: _Decision) -> Veto | None:
 
 def check_booking(host: Host, submission: BookingSubmission) -> list[Veto]:
     """Phase 1: vetoes for a booking, without writing anything."""
-    decisions, _ = _decide(host, submission, submission.client)
+    decisions, _, _ = _decide(host, submission, submission.client)
     return [v for d in decisions if (v := _veto(submission.locale, d)) is not None]
 
 
@@ -210,7 +222,9 @@ def record_booking(
 ) -> list[ConsentEvent]:
     """Phase 2: record the consent decisions of an accepted online booking, one event per
     purpose asked (given, or refused for a box offered and left unticked), appended
-    together.
+    together.  A box ticked by a booker who may not be the client is recorded
+    ``unconfirmed`` (:func:`samtycke_plugin.rules.needs_confirmation`) with what the
+    booker typed in its evidence.
 
     Runs inside the host's transaction.  The decisions are re-made with the now known
     client, under the practice's lock, so a race (text changed between check and record)
@@ -222,7 +236,7 @@ def record_booking(
     if submission.channel != "online":
         return []
     tenant = check_ref("tenant", submission.tenant)
-    decisions, head = _decide(host, submission, client, locked=True)
+    decisions, head, settings = _decide(host, submission, client, locked=True)
     if any(d.outcome in (GateOutcome.VETO_REQUIRED, GateOutcome.VETO_TEXT_CHANGED)
            for d in decisions):
         raise Conflict(
@@ -234,9 +248,11 @@ def record_booking(
         channel="online_booking", method="checkbox", actor="client", booking_ref=booking,
         ip_address=submission.ip_address, user_agent=submission.user_agent,
     )
+    unconfirmed = attrs.evolve(how, note=confirm.evidence_note(submission))
     now = now_utc(host)
     with hostdb.session(host) as session:
         practice: Practice | None = None
+        confirming: bool | None = None
         events: list[NewEvent] = []
         for decision in decisions:
             purpose = decision.purpose
@@ -246,6 +262,14 @@ def record_booking(
             note = _note_shown(session, practice, client, purpose.key, posted) if practice else None
             if decision.outcome is GateOutcome.ACCEPT_GIVEN:
                 assert purpose.shown is not None
+                if confirming is None:
+                    assert settings is not None  # a decision comes from a read gate
+                    confirming = _needs_confirmation(host, settings, submission, tenant, client)
+                if confirming:
+                    events.append(consent.unconfirmed_event(
+                        tenant, client, purpose.shown, unconfirmed, now, purpose=purpose.key,
+                        change_note_sha256=note))
+                    continue
                 events.append(consent.grant_event(
                     tenant, client, purpose.shown, how, now, previous=purpose.snapshot,
                     validity_days=purpose.validity_days, purpose=purpose.key,
@@ -257,6 +281,18 @@ def record_booking(
         previous: dict[tuple[str, str], Snapshot | None] = {
             (client, d.purpose.key): d.purpose.snapshot for d in decisions}
         return ledger.append(session, events, previous=previous, head=head)
+
+
+def _needs_confirmation(
+    host: Host, settings: PracticeSettings, submission: BookingSubmission, tenant: str,
+    client: str,
+) -> bool:
+    """Does consent ticked in this booking wait for the client's confirmation by e-mail
+    (:func:`samtycke_plugin.rules.needs_confirmation`)?"""
+    if not confirm.may_need_confirmation(settings, submission):
+        return False  # nothing to compare: no look-up of the client
+    info = host.lookup_client(TenantRef(tenant), ClientRef(client))
+    return needs_confirmation(settings, confirm.booker(submission, info))
 
 
 def _refused_text(
@@ -272,9 +308,17 @@ def _refused_text(
 def record(host: Host, submission: BookingSubmission, booking: str, client: str) -> None:
     """Phase 2 and what follows it, in the host's transaction: the consent decisions of an
     accepted booking recorded, then the receipt of a consent given (or, after a staff
-    booking, the e-mail request the practice asked for)."""
-    with hostdb.in_host_transaction(host, write=True):
+    booking, the e-mail request the practice asked for), and for a consent that waits
+    for the client's confirmation the mail asking for it, to the address on record."""
+    with hostdb.in_host_transaction(host, write=True) as session:
         events = record_booking(host, submission, booking, client)
         # One receipt, of the first consent given (the default purpose's when given).
         given = next((e for e in events if State(e.state) in VALID_STATES), None)
         receipts.after_booking(host, submission, client, given)
+        waiting = [e for e in events if e.state == State.UNCONFIRMED.value]
+        if waiting:
+            tenant = TenantRef(waiting[0].tenant_ref)
+            confirm.queue_confirmation(
+                host, session, require_practice(session, tenant), waiting[0].client_ref,
+                waiting, host.lookup_client(tenant, ClientRef(waiting[0].client_ref)),
+                now=now_utc(host))

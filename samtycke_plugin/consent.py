@@ -155,6 +155,16 @@ def refuse_event(
                   change_note_sha256=change_note_sha256)
 
 
+def unconfirmed_event(
+    tenant: str, client: str, text: ShownText, how: How, now: datetime, *,
+    purpose: str = DEFAULT_PURPOSE, change_note_sha256: str | None = None,
+) -> NewEvent:
+    """The event of consent ticked online that the client is still to confirm (it does
+    not count as given until they do), to append."""
+    return _event(tenant, client, State.UNCONFIRMED, how, now, text=text, purpose=purpose,
+                  change_note_sha256=change_note_sha256)
+
+
 def grant(
     session: Session, tenant: str, client: str, text: ShownText, how: How, *,
     now: datetime, validity_days: int | None, given_at: datetime | None = None,

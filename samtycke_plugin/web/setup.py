@@ -17,7 +17,12 @@ from samtycke_plugin.i18n import t
 from samtycke_plugin.inputs import whole_number
 from samtycke_plugin.purposes import DEFAULT_PURPOSE
 from samtycke_plugin.render import trusted_html
-from samtycke_plugin.settings import BRAND_COLOUR, PracticeSettings, normalise_colour
+from samtycke_plugin.settings import (
+    BRAND_COLOUR,
+    CONFIRM_MODES,
+    PracticeSettings,
+    normalise_colour,
+)
 from samtycke_plugin.text import LANGUAGES, MAX_TEXT_LENGTH, normalise_body
 from samtycke_plugin.web import purposes_page
 from samtycke_plugin.web.base import Handler, requires
@@ -82,6 +87,7 @@ def _settings_values(settings: PracticeSettings) -> dict[str, Any]:
         "request_link_days": str(settings.request_link_days),
         "pause_days": str(settings.pause_days),
         "brand_colour": settings.brand_colour or "",
+        "confirm_online_consent": settings.confirm_online_consent,
     }
 
 
@@ -144,6 +150,17 @@ def _settings_from_form(
             ctx.locale,
             "Write the colour as # followed by six digits or letters from a to f, such as "
             "#1a5fb4, or leave the field empty.",
+        )
+    # A form without the field (an older page still open) keeps the practice's choice.
+    kept_mode = practices.settings_of(ctx.practice).confirm_online_consent
+    mode = form.get("confirm_online_consent", kept_mode)
+    shown["confirm_online_consent"] = mode
+    if mode in CONFIRM_MODES:
+        data["confirm_online_consent"] = mode
+    else:
+        errors["confirm_online_consent"] = t(
+            ctx.locale,
+            "Choose when clients must confirm consent given in an online booking.",
         )
     return data, shown, errors
 

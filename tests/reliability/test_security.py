@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import attrs
 import pytest
 from hostkit import START, TestHost, staff, submission
 from hypothesis import HealthCheck, given, settings
@@ -32,6 +33,7 @@ from werkzeug.test import Client
 
 from hookspecs.types import (
     BookingFormContext,
+    BookingRef,
     ClientCreated,
     ClientRef,
     StaffContext,
@@ -309,6 +311,8 @@ def test_every_link_post_without_its_csrf_token_or_cross_site_is_refused(
                               given_at=w.host.now(), note=None)
         w.host.session().commit()
         req = _withdraw_request(w)
+    if rule.endpoint == "public.confirm":  # a confirm link needs a consent to confirm
+        req = _confirm_request(w)
     token = tokens.token_for(tokens.link_key(w.host), req)
     path = _path(rule, {"token": token})
     app = Client(make_wsgi_app())
@@ -329,6 +333,20 @@ def test_every_link_post_without_its_csrf_token_or_cross_site_is_refused(
         assert resp.status_code in (400, 403), (label, resp.status_code)
         FIGURES["POSTs without a valid CSRF token refused"] += 1
     assert dump(w.host.engine, [w.a]) == before
+
+
+def _confirm_request(w: World) -> Any:
+    """The confirm link of a consent ticked by a booker who was not signed in."""
+    from samtycke_plugin.models import ConsentRequest
+
+    sub = attrs.evolve(submission(w.a, w.a_fresh, ticked=True, text_id=w.a_text),
+                       booker_signed_in=False)
+    w.hooks.submitted(sub, BookingRef("b-confirm"), w.a_fresh)
+    w.host.session().commit()
+    return w.host.session().scalars(
+        select(ConsentRequest).where(ConsentRequest.tenant_ref == w.a,
+                                     ConsentRequest.client_ref == w.a_fresh,
+                                     ConsentRequest.purpose == tokens.PURPOSE_CONFIRM)).one()
 
 
 def _withdraw_request(w: World) -> Any:
