@@ -31,6 +31,8 @@ class LinkModel:
     majors: dict[str, int] = field(default_factory=dict)
     #: the ledger events its one use recorded (one per purpose answered or withdrawn)
     events: int = 0
+    #: its request's id, once seen (the events keep it after erasure removes the link)
+    request_id: int | None = None
 
 
 @dataclass
