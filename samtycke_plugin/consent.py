@@ -26,6 +26,7 @@ from samtycke_plugin.i18n import N_
 from samtycke_plugin.ledger import NewEvent, load_snapshot, lock_practice
 from samtycke_plugin.models import (
     ConsentEvent,
+    ConsentRequest,
     ConsentStateRow,
     Evidence,
     Practice,
@@ -277,8 +278,16 @@ def delivery(
     session: Session, tenant: str, client: str, request_id: int, outcome: str
 ) -> None:
     """Show how the mail of the client's open request fared (``bounced``, ``failed``, …)
-    on their status."""
-    ledger.note_delivery(session, tenant, client, request_id, outcome)
+    on their status for each purpose the request asks for (a request from before
+    purposes asks for the default one)."""
+    majors = session.scalar(
+        select(ConsentRequest.purpose_majors).where(
+            ConsentRequest.id == request_id, ConsentRequest.tenant_ref == tenant)
+    )
+    asked = [str(k) for k in majors] if isinstance(majors, dict) and majors \
+        else [DEFAULT_PURPOSE]
+    for purpose in asked:
+        ledger.note_delivery(session, tenant, client, request_id, outcome, purpose=purpose)
 
 
 MANUAL_METHODS = ("paper", "verbal", "other_system", "other")

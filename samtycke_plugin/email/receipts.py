@@ -39,6 +39,7 @@ from samtycke_plugin.i18n import lang
 from samtycke_plugin.models import (
     ConsentEvent,
     ConsentRequest,
+    ConsentStateRow,
     OutboxMessage,
 )
 from samtycke_plugin.purposes import DEFAULT_PURPOSE
@@ -106,9 +107,9 @@ def _receipt_link(
     text_major: int | None, purpose: str = DEFAULT_PURPOSE,
 ) -> _ReceiptLink | str:
     """The withdrawal link a receipt carries: a new ``withdraw`` request covering
-    ``purpose`` and the purposes of the client's older pending one, which is revoked
-    (its unsent mail cancelled).  Returns why there is none instead (the client is gone
-    or has no usable address or name)."""
+    ``purpose``, every other purpose whose consent stands, and the purposes of the
+    client's older pending one, which is revoked (its unsent mail cancelled).  Returns
+    why there is none instead (the client is gone or has no usable address or name)."""
     info = host.lookup_client(TenantRef(tenant), ClientRef(client))
     if info is None:
         return "the client no longer exists in this practice"
@@ -129,6 +130,14 @@ def _receipt_link(
             covered = (dict(row.purpose_majors) if isinstance(row.purpose_majors, dict)
                        else {DEFAULT_PURPOSE: row.text_major or 0})
         _revoke_ids(session, tenant, [int(older.id)], now)
+    # Every consent that stands, so that each one given at the same time (several boxes
+    # ticked at one booking, of which the receipt describes the first) can be withdrawn.
+    covered.update(
+        (str(key), int(major or 0)) for key, major in session.execute(
+            select(ConsentStateRow.purpose_key, ConsentStateRow.text_major).where(
+                ConsentStateRow.tenant_ref == tenant, ConsentStateRow.client_ref == client,
+                ConsentStateRow.state.in_([s.value for s in VALID_STATES])))
+    )
     covered[purpose] = text_major or 0
     values = _new_request_values(
         link_key(host), tenant=tenant, client=client, purpose=PURPOSE_WITHDRAW, text=None,
