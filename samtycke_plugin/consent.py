@@ -270,8 +270,20 @@ def request(
 
 
 def erase(session: Session, tenant: str, client: str, how: How, *, now: datetime) -> ConsentEvent:
-    """Record that the client's personal data was erased (the pseudonymous proof stays)."""
-    return ledger.append(session, [_event(tenant, client, State.ERASED, how, now)])[0]
+    """Record that the client's personal data was erased (the pseudonymous proof stays):
+    an ``erased`` event for the default purpose and for every other purpose the client
+    has a status for, so that no purpose's consent outlives the erasure.  Returns the
+    last of them."""
+    others = session.scalars(
+        select(ConsentStateRow.purpose_key).where(
+            ConsentStateRow.tenant_ref == tenant, ConsentStateRow.client_ref == client,
+            ConsentStateRow.purpose_key != DEFAULT_PURPOSE,
+            ConsentStateRow.state != State.ERASED.value,
+        ).order_by(ConsentStateRow.purpose_key)
+    ).all()
+    events = [_event(tenant, client, State.ERASED, how, now, purpose=key)
+              for key in (DEFAULT_PURPOSE, *others)]
+    return ledger.append(session, events)[-1]
 
 
 def delivery(

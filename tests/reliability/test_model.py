@@ -679,10 +679,14 @@ class ConsentMachine(RuleBasedStateMachine):
         del self.host.clients[(p.tenant, ref)]
         self.host.session().commit()
         if c.events:
-            # one ``erased`` event, under the default purpose (the other purposes keep
-            # their last state as pseudonymous proof)
-            p.apply(ref, DEFAULT, "erased", None, None, at=self.host.now())
-            self._last_event_is(p, ref, "erased")
+            # an ``erased`` event under the default purpose and under every other
+            # purpose the client has a status for: no consent outlives the erasure
+            erased = [DEFAULT, *sorted(k for k, s in c.per.items()
+                                       if k != DEFAULT and s.state not in (None, "erased"))]
+            for key in erased:
+                p.apply(ref, key, "erased", None, None, at=self.host.now())
+            last = self._last_events(p, ref, len(erased))
+            assert [(e.purpose_key, e.state) for e in last] == [(k, "erased") for k in erased]
         for link in p.links.values():
             if link.client == ref:
                 link.state = "erased"
