@@ -83,6 +83,9 @@ _COLLECTION: dict[tuple[str, str | None], str] = {
         "E-mailed link: the client read the text on the consent page and pressed the "
         "consent button"
     ),
+    ("client_page", "button"): N_(
+        "The client's own page: the client read the text and pressed the consent button"
+    ),
     ("manual", "paper"): N_("Given on paper and recorded by the practice"),
     ("manual", "verbal"): N_("Given verbally and recorded by the practice"),
     ("manual", "other_system"): N_("Given in another system and recorded by the practice"),
