@@ -273,9 +273,11 @@ def _confirm(practice: Practice, booking: Booking, client: Client, language: str
         return
     link = str(platform().settings["BASE_URL"]).rstrip("/") + url_for(
         "public.book", slug=practice.slug, r=mailer.returning_token(client))
+    # The apps' link to the client's own consent page, issued in this transaction.
+    consents = platform().apps.consent_page_url(practice.id, client.id)
     subject, text = mailer.confirmation_text(
         booking, practice, language, link, when_label(booking.starts_at, language),
-        booking.service.name(language))
+        booking.service.name(language), consents)
     mailer.send(practice, client.email, subject, text)
 
 

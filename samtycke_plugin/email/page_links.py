@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from hookspecs.types import ClientInfo, ClientRef, TenantRef
 from samtycke_plugin import common, hostdb
 from samtycke_plugin.email.tokens import TOKEN_RE, derive_token, link_key, token_hash
+from samtycke_plugin.errors import InputError
 from samtycke_plugin.models import PageLink, Practice
 
 if TYPE_CHECKING:
@@ -86,6 +87,26 @@ def new_url(host: Host, tenant: str, client: str, *, actor: str) -> str:
         url = url_of(session, host, link_id)
         assert url is not None
         return url
+
+
+def url_for_client(host: Host, tenant: str, client: str) -> str | None:
+    """A new link to the client's page for a mail the host writes (its booking
+    confirmation), in the host's open transaction; ``None`` for a practice that has not
+    set the app up or a client unknown in it."""
+    from samtycke_plugin import practices
+
+    with hostdb.in_host_transaction(host, write=True) as session:
+        try:
+            tenant, client = common.check_ref("tenant", tenant), common.check_ref("client", client)
+        except InputError:
+            return None
+        practice = practices.get_practice(session, tenant)
+        if not practices.is_operational(practice):
+            return None
+        if host.lookup_client(TenantRef(tenant), ClientRef(client)) is None:
+            return None
+        link_id = issue(session, host, tenant, client, actor="system:host_mail")
+        return url_of(session, host, link_id)
 
 
 def revoke_all(host: Host, tenant: str, client: str) -> int:

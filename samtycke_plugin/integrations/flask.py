@@ -393,6 +393,12 @@ class FlaskApps:
             return {str(ref): False for ref in refs}
         return None if answers is None else {str(ref): answers[ref].may_use for ref in refs}
 
+    def consent_page_url(self, tenant: Ref, client: Ref) -> str | None:
+        """The link to the client's own consent page for the host's own mail (a booking
+        confirmation), issued in the open request's transaction
+        (:meth:`AppHooks.client_consent_page`); ``None`` when no app offers one."""
+        return self.hooks.client_consent_page(_tenant(tenant), ClientRef(str(client)))
+
     def has_exports(self, tenant: Ref) -> bool:
         """Samtycke was ever activated for ``tenant`` (its proof stays after deactivation)."""
         return flask_exports.has_exports(self.host, str(tenant))
