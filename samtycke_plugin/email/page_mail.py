@@ -123,10 +123,13 @@ def add_wish(host: Host, tenant: str, address: str, locale: str) -> None:
 
 
 def _clients_with(host: Host, tenant: str, address: str) -> list[str]:
+    """The practice's clients with ``address`` (letter case aside: people type it
+    either way)."""
+    wanted = address.casefold()
     found = []
     for info in host.iter_clients(TenantRef(tenant)):
         try:
-            if normalise_address(info.email) == address:
+            if normalise_address(info.email).casefold() == wanted:
                 found.append(str(info.ref))
         except InputError:
             continue

@@ -167,6 +167,7 @@ def send_me_my_link(request: Request, practice: str) -> Response:
     secret = host.app_secret(common.APP_KEY)
     shown: dict[str, Any] = {
         "csrf": csrf_token(secret, _wish_scope(tenant)), "action": request.path,
+        "sent": False, "invalid": False, "email": "",
         **public._contact(request, tenant),
     }
     if request.method != "POST":
@@ -179,10 +180,10 @@ def send_me_my_link(request: Request, practice: str) -> Response:
     try:
         address = normalise_address(request.form.get("email"))
     except InputError:
-        return page("public_wish.html", locale, public=True, status=400, invalid=True,
-                    email=request.form.get("email", "")[:320], **shown)
+        shown.update(invalid=True, email=request.form.get("email", "")[:320])
+        return page("public_wish.html", locale, public=True, status=400, **shown)
     # Both budgets are spent whatever the address: a known one is never told apart.
-    keyed = hashlib.sha256(f"{tenant}\x1f{address}".encode()).hexdigest()
+    keyed = hashlib.sha256(f"{tenant}\x1f{address.casefold()}".encode()).hexdigest()
     by_address = ADDRESS_LIMITER.failure(keyed)
     by_source = SOURCE_LIMITER.failure(source_of(request))
     if by_address.refused or by_source.refused:
@@ -190,7 +191,8 @@ def send_me_my_link(request: Request, practice: str) -> Response:
         response.headers["Retry-After"] = str(math.ceil(_WINDOW))
         return response
     page_mail.add_wish(host, tenant, address, locale)
-    return page("public_wish.html", locale, public=True, sent=True, **shown)
+    shown["sent"] = True
+    return page("public_wish.html", locale, public=True, **shown)
 
 
 @requires(Permission.RECORD_CONSENT)
