@@ -323,9 +323,17 @@ class FlaskApps:
         """Phase 1, before anything is written: the apps' vetoes (fails closed)."""
         return self.hooks.submit_check(submission)
 
-    def booking_made(self, submission: BookingSubmission, booking: Ref, client: Ref) -> None:
-        """Phase 2, inside the booking's transaction after its row is flushed."""
+    def booking_made(
+        self, submission: BookingSubmission, booking: Ref, client: Ref
+    ) -> str | None:
+        """Phase 2, inside the booking's transaction after its row is flushed.  For an
+        online booking, returns the link to the client's own consent page for the
+        booking's confirmation mail (:meth:`consent_page_url`; ``None`` when no app
+        offers one, and for other channels)."""
         self.hooks.submitted(submission, BookingRef(str(booking)), ClientRef(str(client)))
+        if submission.channel != "online":
+            return None
+        return self.consent_page_url(submission.tenant, client)
 
     def client_created(self, tenant: Ref, client: Ref, by: Literal["online", "staff"]) -> None:
         """Inside the transaction that created the client."""

@@ -26,7 +26,7 @@ from samtycke_plugin.web.base import CSP
 from samtycke_plugin.web.layout import LAYOUT_CSP, sign_in_redirect
 
 P = common.MOUNT_PREFIX
-CLIENT_PAGES = {"practice.obtain", "practice.withdraw", "practice.history"}
+CLIENT_PAGES = {"practice.obtain", "practice.withdraw", "practice.history", "practice.page_links"}
 
 
 class LayoutHost(TestHost):

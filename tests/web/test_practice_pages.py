@@ -1078,9 +1078,9 @@ def test_batch_request_counts_and_a_double_click_asks_nobody_twice(batch_host: T
         host.session().scalar(
             select(func.count())
             .select_from(ConsentRequest)
-            .where(ConsentRequest.tenant_ref == tenant)
+            .where(ConsentRequest.tenant_ref == tenant, ConsentRequest.purpose == "consent")
         )
-        == 3
+        == 3  # consent links (the paper consents' receipts have withdrawal links)
     )
     # Pressed again after the job is done: a new job, which asks nobody twice.
     third = pages.post("/batch", confirm_key(pages))
