@@ -190,6 +190,8 @@ def test_revoked_links_are_refused_and_a_new_link_works(
         assert refused.status_code == 410
         assert "fungerar inte längre" in refused.text and "Traceback" not in refused.text
         assert f"/p/{tenant}/mina" in refused.text  # where to get a new link
+    english = browser.get(f"{MY}/{token}", headers={"Accept-Language": "en"})
+    assert "This link to My consents no longer works" in english.text
     assert browser.post(f"{MY}/{token}", data=fields).status_code == 410
     assert dump(host.engine, [tenant]) == before
     third = page_links.new_url(host, tenant, client, actor="test")

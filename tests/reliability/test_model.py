@@ -363,6 +363,7 @@ class ConsentMachine(RuleBasedStateMachine):
                               given_at=given_at, note="Papper")
         self.host.session().commit()
         self._grant(p, ref, given_at)
+        self._receipt_link(p, ref)  # staff-recorded consent gets its receipt too
 
     @precondition(lambda self: self._has_clients())
     @rule(data=st.data(), by_client=st.booleans())
