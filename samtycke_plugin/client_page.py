@@ -30,7 +30,8 @@ from samtycke_plugin.ledger import load_snapshot
 from samtycke_plugin.models import ConsentEvent, TextVersion
 from samtycke_plugin.purposes import check_key, list_purposes
 from samtycke_plugin.render import trusted_html
-from samtycke_plugin.rules import VALID_STATES, State, status
+from samtycke_plugin.rules import VALID_STATES, State, Status, status
+from samtycke_plugin.text import sha256
 
 if TYPE_CHECKING:
     from markupsafe import Markup
@@ -42,6 +43,30 @@ CHANNEL = "client_page"
 
 #: The events the page lists as receipts.
 RECEIPT_STATES = (State.GIVEN.value, State.RENEWED.value, State.WITHDRAWN.value)
+
+
+#: What each status means, said to the client (the badges' reasons speak to staff).
+CLIENT_REASONS: dict[Status, str] = {
+    Status.VALID: N_("You have consented to the current text."),
+    Status.UNKNOWN: N_("You have not given consent to this."),
+    Status.REQUESTED: N_("The practice has asked for your consent; you have not answered yet."),
+    Status.BOUNCED: N_("You have not given consent to this."),
+    Status.UNDELIVERED: N_("You have not given consent to this."),
+    Status.DEFERRED: N_("The practice has asked for your consent; you have not answered yet."),
+    Status.REFUSED: N_("You declined to consent to this."),
+    Status.WITHDRAWN: N_("You have withdrawn your consent."),
+    Status.REVOKED: N_("The practice has ended this consent."),
+    Status.EXPIRED: N_("Your consent has expired. You can give it again."),
+    Status.INVALIDATED: N_("The practice found this consent invalid. You can give it again."),
+    Status.OUTDATED: N_(
+        "The practice has changed the text since you consented. Read the new text and give "
+        "your consent again if you agree."
+    ),
+    Status.ERASED: N_("Your personal data at the practice has been erased."),
+}
+
+#: Statuses about a mail's delivery, which the client's page shows as "no consent".
+_AS_UNKNOWN = {Status.BOUNCED, Status.UNDELIVERED}
 
 
 @frozen(kw_only=True)
@@ -69,6 +94,8 @@ class PurposeRow:
     offer_html: Markup | None
     offer_id: int | None
     offer_version: str
+    #: The practice's note on what changed, for a client who consented to an older text.
+    change_note: str | None
 
 
 def _agreed(host: Host, page: Page, purpose: str) -> Agreed | None:
@@ -96,17 +123,20 @@ def rows(host: Host, page: Page, locale: str) -> list[PurposeRow]:
             current = status(snap, info.current_major, now)
             withdrawable = snap is not None and snap.state in VALID_STATES
             offer = None
-            if page.practice.active and current.value != "valid":
+            if page.practice.active and current is not Status.VALID:
                 offer = practices.current_text(session, page.practice, language, info.key)
+            shown = Status.UNKNOWN if current in _AS_UNKNOWN else current
             out.append(PurposeRow(
                 key=info.key, name=names.get(info.key, info.key), status=current.value,
-                label=status_text.label(current, language),
-                reason=status_text.reason(current, language), tone=status_text.tone(current),
+                label=status_text.label(shown, language),
+                reason=t(language, CLIENT_REASONS[current]), tone=status_text.tone(shown),
                 agreed=_agreed(host, page, info.key) if withdrawable else None,
                 withdrawable=withdrawable,
                 offer_html=trusted_html(offer.html) if offer is not None else None,
                 offer_id=offer.id if offer is not None else None,
                 offer_version=common.version_label(offer.major, offer.minor) if offer else "",
+                change_note=consent.change_note_for(session, page.practice, page.client_ref,
+                                                    info.key) if offer is not None else None,
             ))
     return out
 
@@ -149,13 +179,14 @@ def give(host: Host, page: Page, raw_purpose: str | None, raw_text: str | None, 
             raise TextChanged()
         if consent.client_status(host, page.tenant, page.client_ref, purpose).valid:
             raise Conflict(N_("Your consent to this purpose is already recorded."))
+        note = consent.change_note_for(session, practice, page.client_ref, purpose)
         event = consent.grant(
             session, page.tenant, page.client_ref, version,
             consent.How(channel=CHANNEL, method="button", actor="client",
                         ip_address=ip_address, user_agent=user_agent),
             now=common.now_utc(host), purpose=purpose,
             validity_days=practices.purpose_validity(session, practice, purpose),
-            change_note_sha256=None,
+            change_note_sha256=sha256(note) if note else None,
         )
         queue_receipt(host, event)
         return event
