@@ -16,15 +16,16 @@ from mail_look_support import assert_equivalent
 from reliability_support import dump
 from smtp_support import Browser, Received, SmtpServer, form_fields, path_of, running_server
 from sqlalchemy import func, select
-from test_practice_pages import Pages, events, set_up
+from test_practice_pages import Pages, current_body, events, set_up
 from test_roles import who
 
 from hookspecs.types import ClientRef, Permission, TenantRef
-from samtycke_plugin import common, consent
+from samtycke_plugin import common, consent, practices
 from samtycke_plugin.email import page_links
 from samtycke_plugin.email.relay import send_due
 from samtycke_plugin.email.tokens import token_hash
 from samtycke_plugin.models import LinkWish, PageLink
+from samtycke_plugin.text import sha256
 from samtycke_plugin.web import mypage
 from samtycke_plugin.web.ratelimit import SlidingWindowLimiter
 
@@ -146,6 +147,27 @@ def test_giving_from_the_page_uses_the_current_text_and_sends_a_receipt(
     again = browser.post(f"{MY}/{token}", data=give)
     assert again.status_code == 409
     assert events(host, tenant)[-1].seq == last.seq
+
+
+def test_after_a_change_of_content_the_page_shows_what_changed_and_gives_to_the_new_text(
+    host: TestHost, smtp_server: SmtpServer, world: dict[str, str]
+) -> None:
+    tenant, token = world["tenant"], world["token"]
+    note = "Vi delar nu uppgifter med vår journalleverantör."
+    practices.publish_text(host, tenant, bodies={"sv": current_body(host, tenant, "sv")
+                                                 + "\nVi delar med journalleverantören.\n"},
+                           kind="content", reason=note, actor="staff:s1", expected_major=1)
+    host.session().commit()
+    browser = Browser(host)
+    page = browser.get(f"{MY}/{token}")
+    assert "Mottagningen har ändrat texten sedan du samtyckte" in page.text
+    assert note in page.text and "Vad har ändrats" in page.text
+    give = form_for(page.text, "give")
+    assert browser.post(f"{MY}/{token}", data=give).status_code == 200
+    last = events(host, tenant)[-1]
+    assert last.state == "renewed" and last.text_major == 2
+    assert last.change_note_sha256 == sha256(note)
+    assert "Giltigt samtycke" in browser.get(f"{MY}/{token}").text
 
 
 def test_get_and_head_change_nothing(host: TestHost, world: dict[str, str]) -> None:
