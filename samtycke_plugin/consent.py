@@ -350,7 +350,11 @@ def record_manual(
     language: str | None = None,
     purpose: str = DEFAULT_PURPOSE,
 ) -> ConsentEvent:
-    """Record consent the client gave outside the app (paper, verbal, other system)."""
+    """Record consent the client gave outside the app (paper, verbal, other system), and
+    queue its receipt (with a withdrawal link and the link to the client's own page)
+    when the client has a usable address."""
+    from samtycke_plugin.email.receipts import queue_receipt
+
     roles.require(staff, Permission.RECORD_CONSENT)
     with hostdb.session(host) as session:
         practice = require_practice(session, tenant)
@@ -370,12 +374,14 @@ def record_manual(
             raise InputError("given_at", "is more than ten years ago")
         note = clean_note(note)
         text = current_text(session, practice, language or info.locale, purpose)
-        return grant(
+        event = grant(
             session, practice.tenant_ref, client, text,
             How(channel="manual", method=method, actor=staff_actor(staff), note=note),
             now=now, given_at=given_at, purpose=purpose,
             validity_days=purpose_validity(session, practice, purpose),
         )
+        queue_receipt(host, event)
+        return event
 
 
 def client_seq(session: Session, tenant: str, client: str) -> int:

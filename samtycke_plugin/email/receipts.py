@@ -1,5 +1,5 @@
-"""Receipts: after a consent, a mail with what was agreed, when, and a withdrawal link
-that works as long as the consent does.
+"""Receipts: after a consent, a mail with what was agreed, when, a withdrawal link
+that works as long as the consent does, and a link to the client's own page.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from hookspecs.types import BookingSubmission, ClientRef, TenantRef
 from samtycke_plugin import common, hostdb, practices
+from samtycke_plugin.email import page_links
 from samtycke_plugin.email.addresses import (
     check_client_name,
     mail_domain,
@@ -168,7 +169,11 @@ def queue_receipt(host: Host, event: ConsentEvent) -> int | None:
             _outbox_values(
                 mail_domain(host, tenant), tenant=tenant, client=client,
                 request_id=link.request_id, kind=KIND_RECEIPT, to_addr=link.address,
-                locale=link.locale, payload={"name": link.name, "event_id": event.id},
+                locale=link.locale, payload={
+                    "name": link.name, "event_id": event.id,
+                    "page_link": page_links.issue(session, host, tenant, client,
+                                                  actor="system:receipt"),
+                },
                 now=common.now_utc(host),
             ),
         )
@@ -197,7 +202,11 @@ def complete_receipt(host: Host, session: Session, row: OutboxMessage) -> str | 
     row.request_id = link.request_id
     row.to_addr = link.address
     row.locale = link.locale
-    row.payload = {"name": link.name, "event_id": event.id}
+    row.payload = {
+        "name": link.name, "event_id": event.id,
+        "page_link": page_links.issue(session, host, row.tenant_ref, row.client_ref,
+                                      actor="system:receipt"),
+    }
     row.message_id = message_id(mail_domain(host, row.tenant_ref))
     session.flush()
     return None

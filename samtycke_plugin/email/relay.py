@@ -16,11 +16,12 @@ The request and its outbox row are written in the same transaction (see
   (``cancelled``).
 
 Before sending, ``send_due`` runs the batch jobs the batch page recorded
-(:mod:`samtycke_plugin.email.jobs`), so the worker that sends the mail also does the
-batch's work outside the web request.  ``send_due`` is a plain function a host's task
-queue (Celery, RQ, cron) can call; the CLI's ``samtycke outbox send [--loop]`` calls
-it too.  It manages its own short units of work (:meth:`Host.unit_of_work`), each
-committed by the host.
+(:mod:`samtycke_plugin.email.jobs`) and handles the "send me my link" forms
+(:func:`samtycke_plugin.email.page_mail.handle_wishes`), so the worker that sends the
+mail also does the batch's work outside the web request.  ``send_due`` is a plain
+function a host's task queue (Celery, RQ, cron) can call; the CLI's
+``samtycke outbox send [--loop]`` calls it too.  It manages its own short units of
+work (:meth:`Host.unit_of_work`), each committed by the host.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from sqlalchemy.orm import Session
 from hookspecs.types import DeliveryResult, TenantRef
 from samtycke_plugin import common, consent
 from samtycke_plugin.db import run_in_transaction
-from samtycke_plugin.email import asking, outbox
+from samtycke_plugin.email import asking, outbox, page_mail
 from samtycke_plugin.email import jobs as batch_jobs
 from samtycke_plugin.email import receipts as receipt_mail
 from samtycke_plugin.email.messages import Rendered, RenderError, render_message
@@ -220,7 +221,9 @@ def _claim_group(
                 session.get(ConsentRequest, msg.request_id, populate_existing=True)
                 if msg.request_id else None
             )
-            if req is None or req.used_at is not None or req.revoked_at is not None \
+            if msg.kind in page_mail.KINDS:
+                pass  # no consent or withdrawal link: nothing can have used it up
+            elif req is None or req.used_at is not None or req.revoked_at is not None \
                     or req.expires_at <= now:
                 _finish(session, row, status=CANCELLED, now=now,
                         error="the link was used, replaced or has expired; not sent")
@@ -280,6 +283,8 @@ def send_due(
     """
     policy = policy or RetryPolicy.from_env()
     ran = batch_jobs.run_pending(host, tenant=tenant) if jobs else 0
+    if jobs:
+        page_mail.handle_wishes(host)
     ids = run_in_transaction(
         host, lambda s: due_ids(s, common.now_utc(host), limit, tenant), commit=False
     )

@@ -408,6 +408,7 @@ class ConsentMachine(RuleBasedStateMachine):
         state = p.grant(ref, key, given_at, self.host.now())
         ev = self._last_event_is(p, ref, state, key)
         assert ev.text_version_id == p.purposes[key].text()
+        self._receipt_links(p, ref, complete=True)  # staff-recorded consent gets its receipt too
 
     @precondition(lambda self: self._has_clients())
     @rule(data=st.data(), by_client=st.booleans())
