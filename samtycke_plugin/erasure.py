@@ -10,7 +10,8 @@ personal data it holds about the client:
 * their queued and sent e-mails (``samtycke_outbox``: address, name, links), matched by
   client reference and by the client's e-mail address;
 
-and appends an ``erased`` event to the ledger.  What stays is pseudonymous proof: the
+and appends an ``erased`` event to the ledger for each purpose the client has a status
+for (no purpose's consent outlives the erasure).  What stays is pseudonymous proof: the
 ledger events with the host's opaque client reference, the text version and its hash,
 times, channel, method and who recorded them.  The hash chain covers the evidence only
 through a salted hash, so it still verifies, and the ``erased`` event explains (to
