@@ -62,6 +62,11 @@ class PracticeInfo:
     email: str | None
     phone: str | None
     locale: str
+    #: The practice's logo for the top of the app's mails: an absolute ``https://`` URL
+    #: of an image the host serves (anything else is ignored; ``None``: the name alone).
+    #: A client's mail program fetches it when the mail is opened: serve one URL for
+    #: every recipient (nothing in it that tells who opened which mail).
+    logo_url: str | None = None
 
 
 class Permission(enum.Enum):

@@ -12,7 +12,11 @@ from smtp_support import Received
 from hookspecs.types import OutgoingEmail
 
 #: What Markdown leaves in a text that was not rendered.
-MARKDOWN_MARKERS = re.compile(r"(^|\n)\s*#{1,6}\s|\*\*|__|\]\(|`|(^|\n)\s*[-*+]\s")
+#: Markdown left in a text.  ``__`` counts only as an opening or closing marker (a space
+#: on its outer side): inside a word it is part of a link's token (base64url has ``_``).
+MARKDOWN_MARKERS = re.compile(
+    r"(^|\n)\s*#{1,6}\s|\*\*|(^|\s)__\S|\S__(\s|$)|\]\(|`|(^|\n)\s*[-*+]\s"
+)
 
 
 class Visible(HTMLParser):

@@ -1,8 +1,11 @@
-"""The colours of a practice's mails: its brand colour (a practice setting) for the header
-and the main button, with a text colour on it that stays readable (WCAG 2 contrast).
+"""The look of a practice's mails: its brand colour (a practice setting) for the header
+and the main button, with a text colour on it that stays readable (WCAG 2 contrast), and
+the logo the host may give (:attr:`hookspecs.types.PracticeInfo.logo_url`).
 """
 
 from __future__ import annotations
+
+import re
 
 from attrs import frozen
 
@@ -52,3 +55,12 @@ def palette(brand_colour: str | None) -> Palette:
     on_accent = WHITE if contrast(accent, WHITE) >= contrast(accent, DARK_TEXT) else DARK_TEXT
     link = accent if contrast(accent, WHITE) >= MIN_TEXT_CONTRAST else DEFAULT_ACCENT
     return Palette(accent=accent, on_accent=on_accent, link=link)
+
+
+#: A logo URL a mail may show: absolute https, no spaces or quotes, of a sane length.
+_LOGO_URL = re.compile(r"https://[^\s\"'<>\\]{1,2000}")
+
+
+def logo_url(value: object) -> str | None:
+    """The host's logo URL when a mail can show it (over https), else ``None``."""
+    return value if isinstance(value, str) and _LOGO_URL.fullmatch(value) else None

@@ -94,6 +94,12 @@ class RenderError(Exception):
     """A queued message that can never be rendered (its data is gone or unusable)."""
 
 
+def _logo(host: Host, tenant: str) -> str | None:
+    """The practice's logo URL for the mail header (``None``: the name alone)."""
+    info = host.practice_info(TenantRef(tenant))
+    return branding.logo_url(getattr(info, "logo_url", None)) if info is not None else None
+
+
 def _practice_contact(host: Host, tenant: str) -> tuple[str, str | None, str | None]:
     info = host.practice_info(TenantRef(tenant))
     name = addresses.practice_name(host, tenant)
@@ -166,7 +172,8 @@ def preview_request(
     shared: dict[str, Any] = {
         "practice": name, "practice_email": reply_to, "practice_phone": phone,
         "client_name": client_name, "url": url, "expires_at": expires_at,
-        "palette": branding.palette(None), "purpose_names": _names_of(host, tenant, language,
+        "palette": branding.palette(None), "logo_url": _logo(host, tenant),
+        "purpose_names": _names_of(host, tenant, language,
                                                                        purposes),
     }
     subject, text_body, _html = _request_mail(language, shared)
@@ -225,7 +232,7 @@ def render_message(host: Host, session: Session, row: OutboxMessage) -> Rendered
     shared: dict[str, Any] = {
         "practice": name, "practice_email": reply_to, "practice_phone": phone,
         "client_name": to_name, "url": url, "expires_at": req.expires_at,
-        "palette": _palette(practice), "purpose_names": [],
+        "palette": _palette(practice), "logo_url": _logo(host, tenant), "purpose_names": [],
     }
     attachments: tuple[tuple[str, bytes], ...] = ()
     names = purpose_names(session, tenant, locale)

@@ -173,6 +173,7 @@ def render(host: Host, session: Session, row: OutboxMessage) -> Rendered:
     context: dict[str, Any] = {
         "practice": name, "practice_email": reply_to, "practice_phone": phone,
         "client_name": to_name, "page_url": url, "palette": messages._palette(practice),
+        "logo_url": messages._logo(host, tenant),
     }
     if row.kind == KIND_WITHDRAWN:
         ids = [i for i in row.payload.get("event_ids", []) if isinstance(i, int)]

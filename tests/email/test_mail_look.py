@@ -254,3 +254,35 @@ def test_settings_page_saves_and_refuses_a_brand_colour(host: TestHost) -> None:
     cleared = pages.post("/setup", {**form, "brand_colour": ""})
     assert cleared.status_code == 303
     assert practices.settings_of(practice_row(host, tenant)).brand_colour is None
+
+
+@pytest.mark.parametrize(("given", "shown"), [
+    ("https://kliniken.example/logo.png", "https://kliniken.example/logo.png"),
+    ("http://kliniken.example/logo.png", None),  # not over https: left out
+    ('https://kliniken.example/x" onerror="alert(1)', None),
+    ("javascript:alert(1)", None),
+])
+def test_the_practice_logo_heads_the_mail_when_the_host_gives_one_over_https(
+    host: TestHost, smtp_server: SmtpServer, given: str, shown: str | None
+) -> None:
+    import attrs
+
+    from hookspecs.types import TenantRef
+
+    tenant, client = _setup(host)
+    info = host.practices[TenantRef(tenant)]
+    host.practices[TenantRef(tenant)] = attrs.evolve(info, logo_url=given)
+    mail_requests.send_request(host, tenant, client, actor="staff:s1")
+    host.session().commit()
+    send_due(host, tenant=tenant, transport=smtp_server.transport())
+    [mail] = smtp_server.messages
+    images = re.findall(r"<img [^>]*>", mail.html)
+    if shown is None:
+        assert images == []
+        assert_no_external_resources(mail.html, host.base_url)
+    else:
+        # decorative: the practice's name follows as the heading, for every reader
+        assert images == [f'<img src="{shown}" alt="" height="48" style="display:block;'
+                          'height:48px;width:auto;max-width:100%;margin:0 0 .5rem;border:0">']
+        assert ">Kliniken Lugn &amp; Ro</h1>" in mail.html
+    assert "Kliniken Lugn & Ro" in mail.text.splitlines()[0]
