@@ -25,7 +25,7 @@ from hookspecs.types import (
     Permission,
     StaffContext,
 )
-from samtycke_plugin import hostdb, ledger, roles
+from samtycke_plugin import attachments, hostdb, ledger, roles
 from samtycke_plugin.common import check_ref, clean_note, now_utc, version_label
 from samtycke_plugin.errors import Conflict, InputError, NotFound
 from samtycke_plugin.i18n import N_
@@ -39,7 +39,6 @@ from samtycke_plugin.models import (
 )
 from samtycke_plugin.practices import (
     change_note,
-    current_text,
     get_practice,
     purpose_major,
     purpose_validity,
@@ -124,10 +123,11 @@ def _event(
     expires_at: datetime | None = None, text_major: int | None = None,
     text_version_id: int | None = None, text_sha256: str | None = None,
     language: str | None = None, purpose: str = DEFAULT_PURPOSE,
-    change_note_sha256: str | None = None,
+    change_note_sha256: str | None = None, attachment_sha256: str | None = None,
 ) -> NewEvent:
     return NewEvent(
         purpose_key=purpose, change_note_sha256=change_note_sha256,
+        attachment_sha256=attachment_sha256,
         tenant_ref=tenant, client_ref=client, state=state, channel=how.channel,
         method=how.method, actor=how.actor[:160], occurred_at=now, given_at=given_at,
         expires_at=expires_at,
@@ -145,18 +145,20 @@ def grant(
     now: datetime, validity_days: int | None, given_at: datetime | None = None,
     previous: Snapshot | _Unread | None = UNREAD, head: ledger.Head | None = None,
     purpose: str = DEFAULT_PURPOSE, change_note_sha256: str | None = None,
+    attachment_sha256: str | None = None,
 ) -> ConsentEvent:
     """Record consent given to ``text``: ``given``, or ``renewed`` when the client had
     given consent before.  ``given_at`` is when the client gave it (a manual record may
     name an earlier day); the validity runs from then.  ``previous`` and ``head``: what
     the caller read under the practice's lock in this transaction (see
     :func:`samtycke_plugin.ledger.append`).  ``change_note_sha256``: the hash of the
-    "what has changed" note the client was shown with the text, if any."""
+    "what has changed" note the client was shown with the text, if any;
+    ``attachment_sha256``: the stored scan of the signed paper form, if any."""
     before = _previous(session, tenant, client, previous, purpose)
     given = given_at or now
     new = _event(tenant, client, grant_state(before), how, now, text=text, given_at=given,
                  expires_at=expiry(validity_days, given), purpose=purpose,
-                 change_note_sha256=change_note_sha256)
+                 change_note_sha256=change_note_sha256, attachment_sha256=attachment_sha256)
     return ledger.append(session, [new], previous={(client, purpose): before}, head=head)[0]
 
 
@@ -304,8 +306,12 @@ def record_manual(
     note: str | None,
     language: str | None = None,
     purpose: str = DEFAULT_PURPOSE,
+    text_version_id: int | None = None,
+    attachment: bytes | None = None,
 ) -> ConsentEvent:
-    """Record consent the client gave outside the app (paper, verbal, other system)."""
+    """Record consent the client gave outside the app (paper, verbal, other system),
+    to the text version ``text_version_id`` (by default the one in force on the day they
+    gave it), with ``attachment``: the scan of the signed form, if any."""
     roles.require(staff, Permission.RECORD_CONSENT)
     with hostdb.session(host) as session:
         practice = require_practice(session, tenant)
@@ -324,11 +330,14 @@ def record_manual(
         if given_at < now - timedelta(days=3650):
             raise InputError("given_at", "is more than ten years ago")
         note = clean_note(note)
-        text = current_text(session, practice, language or info.locale, purpose)
+        text = attachments.signed_text(
+            session, practice, purpose, text_version_id, language or info.locale, given_at)
+        scan = (attachments.store(session, practice.tenant_ref, client, attachment, now=now)
+                if attachment is not None else None)
         return grant(
             session, practice.tenant_ref, client, text,
             How(channel="manual", method=method, actor=staff_actor(staff), note=note),
-            now=now, given_at=given_at, purpose=purpose,
+            now=now, given_at=given_at, purpose=purpose, attachment_sha256=scan,
             validity_days=purpose_validity(session, practice, purpose),
         )
 
@@ -406,6 +415,8 @@ class HistoryEntry:
     text_version_id: int | None = None
     #: The purpose the event concerns.
     purpose: str = DEFAULT_PURPOSE
+    #: The scan of the signed paper form, if one was attached.
+    attachment: attachments.Stored | None = None
 
     @property
     def consents(self) -> bool:
@@ -428,6 +439,7 @@ def history(host: Host, tenant: str, client: str) -> list[HistoryEntry]:
                    ConsentEvent.client_ref == client)
             .order_by(ConsentEvent.seq)
         ).all()
+        scans = attachments.of_client(session, practice.tenant_ref, client)
         return [
             HistoryEntry(
                 seq=ev.seq, state=ev.state, occurred_at=ev.occurred_at, given_at=ev.given_at,
@@ -438,6 +450,7 @@ def history(host: Host, tenant: str, client: str) -> list[HistoryEntry]:
                 user_agent=evd.user_agent if evd else None,
                 note=evd.note if evd else None, row_hash=ev.row_hash,
                 text_version_id=ev.text_version_id, purpose=ev.purpose_key,
+                attachment=scans.get(ev.attachment_sha256) if ev.attachment_sha256 else None,
             )
             for ev, minor, evd in rows
         ]

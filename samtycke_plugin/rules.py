@@ -230,3 +230,28 @@ def gate(
     if settings.require_consent_for_online_booking:
         return GateOutcome.VETO_REQUIRED
     return GateOutcome.ACCEPT_REFUSED
+
+
+@frozen(kw_only=True)
+class VersionFacts:
+    """What choosing the text a paper form showed needs of one text version."""
+
+    id: int
+    language: str
+    major: int
+    minor: int
+    created_at: datetime
+
+
+def text_in_force(versions: list[VersionFacts], signed_at: datetime, language: str) -> int | None:
+    """The id of the text version a client most likely signed on paper on ``signed_at``:
+    the newest one in ``language`` published on or before that day.  A form signed
+    before the practice's first version (the paper predates the app) gets the oldest
+    one.  Without a version in ``language``, the same over every language; ``None``
+    when there is no version at all."""
+    pool = [v for v in versions if v.language == language] or versions
+    if not pool:
+        return None
+    order = lambda v: (v.created_at, v.major, v.minor)  # noqa: E731
+    published = [v for v in pool if v.created_at.date() <= signed_at.date()]
+    return max(published, key=order).id if published else min(pool, key=order).id

@@ -17,9 +17,17 @@ def make_wsgi_app() -> WebApp:
     state.  Building it compiles Werkzeug's URL rules with :mod:`ast`, which CPython
     3.11 does not make safe to run in two threads at once.
     """
-    from samtycke_plugin.web import access_page, clients, public, purposes_page, setup, texts
+    from samtycke_plugin.web import (
+        access_page,
+        clients,
+        paper_page,
+        public,
+        purposes_page,
+        setup,
+        texts,
+    )
 
     return WebApp([
         *public.ROUTES, *setup.ROUTES, *texts.ROUTES, *purposes_page.ROUTES, *clients.ROUTES,
-        *access_page.ROUTES,
+        *access_page.ROUTES, *paper_page.ROUTES,
     ])
