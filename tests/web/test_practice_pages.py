@@ -5,7 +5,6 @@ and practitioner into the environ.  Runs on SQLite and PostgreSQL (the ``host`` 
 from __future__ import annotations
 
 import io
-
 import re
 from datetime import UTC, datetime
 from typing import Any
