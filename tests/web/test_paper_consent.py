@@ -186,6 +186,7 @@ def test_the_scan_is_chained_shown_downloaded_once_logged_and_checked_in_the_bun
     assert files[scan_name] == PDF and scan_name.endswith(".pdf")
     [ev] = json.loads(files["history.json"])["events"]
     assert ev["attachment_sha256"] == digest and ev["attachment"]["file"] == scan_name
+    assert f"SHA-256 {digest}" in files["history.html"].decode()
     assert check_bundle(bundle) == []
     path = tmp_path / "bundle.zip"  # type: ignore[operator]
     path.write_bytes(bundle)
@@ -302,7 +303,9 @@ def test_erasure_removes_the_scan_and_the_proof_still_verifies(host: TestHost) -
     assert not re.search(r"/attachments/[0-9a-f]{64}\"", history)
     bundle = proof_bundle(host, tenant, client, by=READER)
     host.session().commit()
-    assert not any(n.startswith("attachments/") for n in _bundle_files(bundle))
+    files = _bundle_files(bundle)
+    assert not any(n.startswith("attachments/") for n in files)
+    assert "borttagen när klientens uppgifter raderades" in files["history.html"].decode()
     assert check_bundle(bundle) == []
     assert erasure.erase_client(host, tenant, client).attachments_erased == 0  # idempotent
     host.session().rollback()
