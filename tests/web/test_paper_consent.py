@@ -12,9 +12,13 @@ import io
 import json
 import re
 import zipfile
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
+from browser_support import launch, playwright_sync_api
 from click.testing import CliRunner
 from hostkit import TestHost, staff
 from markupsafe import escape
@@ -148,7 +152,7 @@ def _rezip(files: dict[str, bytes], *, manifest: bool) -> bytes:
 
 
 def test_the_scan_is_chained_shown_downloaded_once_logged_and_checked_in_the_bundle(
-    host: TestHost, tmp_path: object
+    host: TestHost, tmp_path: Path
 ) -> None:
     tenant = set_up(host)
     client = host.new_client(tenant)
@@ -188,7 +192,7 @@ def test_the_scan_is_chained_shown_downloaded_once_logged_and_checked_in_the_bun
     assert ev["attachment_sha256"] == digest and ev["attachment"]["file"] == scan_name
     assert f"SHA-256 {digest}" in files["history.html"].decode()
     assert check_bundle(bundle) == []
-    path = tmp_path / "bundle.zip"  # type: ignore[operator]
+    path = tmp_path / "bundle.zip"
     path.write_bytes(bundle)
     ok = CliRunner().invoke(main, ["check-bundle", str(path)])
     assert ok.exit_code == 0 and "OK" in ok.output
@@ -324,3 +328,60 @@ def test_a_scan_attached_before_the_column_existed_changes_no_old_hash(host: Tes
     fields = {k: getattr(plain, k) for k in CHAINED_FIELDS if k != "attachment_sha256"}
     assert row_hash(plain.prev_hash, fields) == plain.row_hash
     host.session().rollback()
+
+
+@pytest.fixture
+def served(sqlite_engine: Any) -> Iterator[tuple[str, TestHost, str]]:
+    """The pages over HTTP on a loopback port, with a set-up practice."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    host = TestHost(sqlite_engine)
+    tenant = set_up(host)
+    pages = Pages(host, tenant)
+    server = make_server("127.0.0.1", 0, pages.client.application, threaded=False)
+    host.base_url = f"http://127.0.0.1:{server.port}"  # the browser posts from this origin
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}{P}", host, tenant
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        host.close()
+
+
+@pytest.mark.e2e
+def test_in_chromium_a_scan_is_attached_without_javascript_and_downloaded(
+    served: tuple[str, TestHost, str], tmp_path: Path,
+) -> None:
+    base, host, tenant = served
+    client = host.new_client(tenant, name="Petra Papper")
+    scan = tmp_path / "blankett.png"
+    scan.write_bytes(PNG)
+    sync_api = playwright_sync_api()
+    with sync_api.sync_playwright() as pw:
+        browser = launch(pw)
+        try:
+            context = browser.new_context(java_script_enabled=False, locale="sv-SE",
+                                          accept_downloads=True)
+            page = context.new_page()
+            page.goto(f"{base}/clients/{client}/obtain")
+            page.get_by_label("På papper").check()
+            page.get_by_label("Datum då klienten gav sitt samtycke").fill("2026-11-20")
+            page.get_by_label("Textversion som klienten samtyckte till").select_option(
+                label=page.locator("#text_version option").nth(1).inner_text())
+            page.get_by_label("Skanning eller foto av den undertecknade blanketten "
+                              "(valfritt)").set_input_files(str(scan))
+            page.get_by_role("button", name="Lägg in samtycket").click()
+            assert "Samtycket registrerades." in page.inner_text("main")
+            [event] = events(host, tenant)
+            assert event.attachment_sha256 == hashlib.sha256(PNG).hexdigest()
+            page.goto(f"{base}/clients/{client}/history")
+            with page.expect_download() as download:
+                page.get_by_role("link", name="Ladda ner skanningen (PNG, 1 kB)").click()
+            assert Path(download.value.path()).read_bytes() == PNG
+            context.close()
+        finally:
+            browser.close()
