@@ -385,3 +385,19 @@ def test_in_chromium_a_scan_is_attached_without_javascript_and_downloaded(
             context.close()
         finally:
             browser.close()
+
+
+def test_a_form_with_a_scan_needs_the_csrf_token_like_every_other(host: TestHost) -> None:
+    tenant = set_up(host)
+    client = host.new_client(tenant)
+    pages = Pages(host, tenant)
+    form = {"action": "record", "method": "paper", "given_on": "2026-11-20", "note": "",
+            "scan": (PNG, "blankett.png")}
+    for token in (None, "", "forged-token", pages.token + "x"):
+        response = pages.post(f"/clients/{client}/obtain", form, token=token)
+        assert response.status_code == 403, token
+    assert events(host, tenant) == []
+    assert host.session().scalars(select(Attachment).where(
+        Attachment.tenant_ref == tenant)).all() == []
+    host.session().rollback()
+    assert pages.post(f"/clients/{client}/obtain", form).status_code == 303
