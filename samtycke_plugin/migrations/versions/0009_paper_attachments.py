@@ -51,7 +51,7 @@ def downgrade() -> None:
     _refuse_to_lose_attachments()
     if op.get_bind().dialect.name == "sqlite":
         # DROP COLUMN (SQLite 3.35+) rewrites no other table and fires no triggers.
-        op.execute(f"ALTER TABLE {EVENTS} DROP COLUMN attachment_sha256")
+        op.execute("ALTER TABLE samtycke_consent_event DROP COLUMN attachment_sha256")
     else:
         op.drop_column(EVENTS, "attachment_sha256")
     op.drop_table(TABLE)
