@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from samtycke_plugin.common import check_ref
 from samtycke_plugin.errors import InputError, NotFound
-from samtycke_plugin.i18n import N_
+from samtycke_plugin.i18n import N_, lang
 from samtycke_plugin.models import Attachment, ConsentEvent, Practice, TextVersion
 from samtycke_plugin.practices import current_text, text_versions
 from samtycke_plugin.rules import VersionFacts, text_in_force
@@ -115,7 +115,10 @@ def signed_text(
     if text_id is None:
         facts = [VersionFacts(id=v.id, language=v.language, major=v.major, minor=v.minor,
                               created_at=v.created_at) for v in versions]
-        text_id = text_in_force(facts, signed_at, language or practice.default_language)
+        wanted = lang(language or practice.default_language)
+        if not any(v.language == wanted for v in versions):  # as current_text falls back
+            wanted = practice.default_language
+        text_id = text_in_force(facts, signed_at, wanted)
         if text_id is None:
             return current_text(session, practice, language, purpose)  # says there is none
     for version in versions:

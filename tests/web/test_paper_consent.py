@@ -401,3 +401,19 @@ def test_a_form_with_a_scan_needs_the_csrf_token_like_every_other(host: TestHost
         Attachment.tenant_ref == tenant)).all() == []
     host.session().rollback()
     assert pages.post(f"/clients/{client}/obtain", form).status_code == 303
+
+
+def test_the_default_version_is_in_the_clients_language(host: TestHost) -> None:
+    """As everywhere in the app, a language without its own texts reads English."""
+    tenant = set_up(host)
+    host.session().rollback()
+    by_language = {v.language: v.id for v in host.session().scalars(
+        select(TextVersion).where(TextVersion.tenant_ref == tenant))}
+    host.session().rollback()
+    assert {"sv", "en"} <= set(by_language)
+    for locale, expected in (("en_GB", "en"), ("sv", "sv"), ("de", "en")):
+        client = host.new_client(tenant, locale=locale)
+        event = consent.record_manual(host, tenant, client, staff(), method="paper",
+                                      note=None, given_at=host.now())
+        assert event.text_version_id == by_language[expected], locale
+    host.session().commit()
