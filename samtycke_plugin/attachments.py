@@ -115,10 +115,7 @@ def signed_text(
     if text_id is None:
         facts = [VersionFacts(id=v.id, language=v.language, major=v.major, minor=v.minor,
                               created_at=v.created_at) for v in versions]
-        wanted = lang(language or practice.default_language)
-        if not any(v.language == wanted for v in versions):  # as current_text falls back
-            wanted = practice.default_language
-        text_id = text_in_force(facts, signed_at, wanted)
+        text_id = text_in_force(facts, signed_at, [lang(language), practice.default_language])
         if text_id is None:
             return current_text(session, practice, language, purpose)  # says there is none
     for version in versions:

@@ -243,15 +243,25 @@ class VersionFacts:
     created_at: datetime
 
 
-def text_in_force(versions: list[VersionFacts], signed_at: datetime, language: str) -> int | None:
-    """The id of the text version a client most likely signed on paper on ``signed_at``:
-    the newest one in ``language`` published on or before that day.  A form signed
-    before the practice's first version (the paper predates the app) gets the oldest
-    one.  Without a version in ``language``, the same over every language; ``None``
-    when there is no version at all."""
-    pool = [v for v in versions if v.language == language] or versions
-    if not pool:
+def text_in_force(
+    versions: list[VersionFacts], signed_at: datetime, languages: list[str]
+) -> int | None:
+    """The id of the text version a client most likely signed on paper on ``signed_at``.
+
+    The content in force that day is the newest major version published on or before
+    it (a form signed before the first version, when the paper predates the app: the
+    first one).  Of that content, the newest version then published in the first of
+    ``languages`` (the client's, then the practice's) that has one, else in any
+    language.  ``None`` when there is no version at all."""
+    if not versions:
         return None
-    order = lambda v: (v.created_at, v.major, v.minor)  # noqa: E731
-    published = [v for v in pool if v.created_at.date() <= signed_at.date()]
-    return max(published, key=order).id if published else min(pool, key=order).id
+    day = signed_at.date()
+    published = [v for v in versions if v.created_at.date() <= day]
+    major = max(v.major for v in published) if published else min(v.major for v in versions)
+    pool = [v for v in (published or versions) if v.major == major]
+    for language in languages:
+        if chosen := [v for v in pool if v.language == language]:
+            pool = chosen
+            break
+    pick = max if published else min  # before the first version: the first one
+    return pick(pool, key=lambda v: (v.minor, v.created_at)).id

@@ -106,6 +106,8 @@ class PracticeModel:
     major: int = 1
     #: every text version id per major (forms rendered earlier carry older ids)
     texts: dict[int, list[int]] = field(default_factory=dict)
+    #: when each major was published (a manual record names the one in force that day)
+    published: dict[int, datetime] = field(default_factory=dict)
     clients: dict[str, ClientModel] = field(default_factory=dict)
     erased: dict[str, ClientModel] = field(default_factory=dict)
     links: dict[str, LinkModel] = field(default_factory=dict)
@@ -185,6 +187,7 @@ class ConsentMachine(RuleBasedStateMachine):
             model = PracticeModel(tenant=tenant, required=req, only_new=new_only,
                                   validity_days=days, pause_days=pause_days)
             model.texts[1] = self._text_ids(tenant, 1)
+            model.published[1] = self.host.now()
             self.practices.append(model)
             for _ in range(2):
                 self._new_client(model)
@@ -224,11 +227,14 @@ class ConsentMachine(RuleBasedStateMachine):
                    if purpose is None or link.purpose == purpose]
         return data.draw(st.sampled_from(choices), label="link")
 
-    def _grant(self, p: PracticeModel, ref: str, given_at: datetime) -> str:
+    def _grant(
+        self, p: PracticeModel, ref: str, given_at: datetime, major: int | None = None
+    ) -> str:
         c = p.clients[ref]
         expected = "renewed" if c.state in GRANTED else "given"
         expires = given_at + timedelta(days=p.validity_days) if p.validity_days else None
-        p.apply(ref, expected, p.major, expires, at=self.host.now())
+        p.apply(ref, expected, p.major if major is None else major, expires,
+                at=self.host.now())
         self._last_event_is(p, ref, expected)
         return expected
 
@@ -305,6 +311,7 @@ class ConsentMachine(RuleBasedStateMachine):
         if content:
             p.major += 1
             p.texts[p.major] = [v.id for v in versions]
+            p.published[p.major] = self.host.now()
         else:
             p.texts[p.major].extend(v.id for v in versions)
 
@@ -362,7 +369,9 @@ class ConsentMachine(RuleBasedStateMachine):
         consent.record_manual(self.host, p.tenant, ref, staff(), method="paper",
                               given_at=given_at, note="Papper")
         self.host.session().commit()
-        self._grant(p, ref, given_at)
+        # the content in force on the day the client signed (the first before it existed)
+        in_force = [m for m, at in p.published.items() if at.date() <= given_at.date()]
+        self._grant(p, ref, given_at, max(in_force) if in_force else min(p.published))
 
     @precondition(lambda self: self._has_clients())
     @rule(data=st.data(), by_client=st.booleans())

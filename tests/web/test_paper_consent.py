@@ -51,17 +51,23 @@ def test_the_text_in_force_is_the_newest_published_by_that_day() -> None:
     versions = [
         _facts(1, "sv", 1, 0, "2024-01-10"), _facts(2, "en", 1, 0, "2024-01-10"),
         _facts(3, "sv", 1, 1, "2024-06-01"), _facts(4, "sv", 2, 0, "2025-03-01"),
+        _facts(5, "en", 2, 0, "2025-04-01"),
     ]
-    def on(day: str, language: str = "sv") -> int | None:
+
+    def on(day: str, *languages: str) -> int | None:
         return text_in_force(versions, datetime.fromisoformat(day + "T12:00:00+00:00"),
-                             language)
+                             list(languages or ("sv",)))
+
     assert on("2024-05-31") == 1
     assert on("2024-06-01") == 3  # published later that day: in force on the day
     assert on("2025-02-28") == 3 and on("2026-01-01") == 4
-    assert on("2019-05-05") == 1  # signed before the first version: the oldest
-    assert on("2025-06-01", "en") == 2
-    assert on("2025-06-01", "de") == 4  # no version in the language: over every one
-    assert text_in_force([], datetime(2025, 1, 1, tzinfo=UTC), "sv") is None
+    assert on("2019-05-05") == 1  # signed before the first version: the first
+    assert on("2024-07-01", "en", "sv") == 2
+    # the second content existed only in Swedish for a month: in force for everyone
+    assert on("2025-03-15", "en", "sv") == 4 and on("2025-04-02", "en", "sv") == 5
+    assert on("2025-06-01", "de", "sv") == 4  # none in the client's: the practice's
+    assert on("2025-06-01", "de") in (4, 5)  # none in any language asked for: one of them
+    assert text_in_force([], datetime(2025, 1, 1, tzinfo=UTC), ["sv"]) is None
 
 
 def _content_change(host: TestHost, tenant: str, words: str) -> None:
