@@ -45,6 +45,7 @@ ACTIONS = {
     "download_json": N_("Downloaded the history (JSON)"),
     "download_csv": N_("Downloaded the history (CSV)"),
     "export_status_list": N_("Exported the practice's status list"),
+    "download_attachment": N_("Downloaded the scan of a signed paper form"),
 }
 
 #: How: the app's practitioner pages, a host's download route, or the command line.

@@ -3,10 +3,10 @@
 ``row_hash = sha256(prev_hash || "\\n" || JCS(fields))`` where JCS is the JSON
 Canonicalization Scheme (RFC 8785) and ``fields`` are the event's columns
 except ``id``, ``prev_hash`` and ``row_hash``; ``purpose_key`` is left out when it is
-the default purpose and ``change_note_sha256`` when empty, so events recorded before
-those columns existed keep their hashes.  Personal evidence (IP, user agent, note) is
-not in the chain itself: only its salted hash is, so erasing the evidence keeps the
-chain verifiable.
+the default purpose and ``change_note_sha256`` and ``attachment_sha256`` when empty,
+so events recorded before those columns existed keep their hashes.  Personal evidence
+(IP, user agent, note) is not in the chain itself: only its salted hash is, so erasing
+the evidence keeps the chain verifiable.
 """
 
 from __future__ import annotations
@@ -40,9 +40,12 @@ CHAINED_FIELDS = (
     "evidence_sha256",
     "purpose_key",
     "change_note_sha256",
+    "attachment_sha256",
 )
 #: Chained fields left out of the canonical form while they hold this value.
-OMITTED_DEFAULTS = {"purpose_key": DEFAULT_PURPOSE, "change_note_sha256": None}
+OMITTED_DEFAULTS = {
+    "purpose_key": DEFAULT_PURPOSE, "change_note_sha256": None, "attachment_sha256": None,
+}
 
 
 def _utc_text(value: datetime) -> str:

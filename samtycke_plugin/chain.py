@@ -12,6 +12,7 @@ from attrs import frozen
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from samtycke_plugin import attachments
 from samtycke_plugin.canonical import CHAINED_FIELDS as CHAINED_FIELDS
 from samtycke_plugin.canonical import OMITTED_DEFAULTS as OMITTED_DEFAULTS
 from samtycke_plugin.canonical import canonical as canonical
@@ -329,7 +330,8 @@ def verify_chain(session: Session, tenant_ref: str, *, check_evidence: bool = Tr
 
     Memory is constant in the number of events.  With ``check_evidence`` the personal
     evidence of every event is checked against its salted hash, and evidence that is
-    gone is accepted only for a client erased later in the chain.  Every text version
+    gone is accepted only for a client erased later in the chain; so is an attached
+    scan, whose bytes must still hash to what the event recorded.  Every text version
     of the practice is re-hashed and re-rendered: an event whose text no longer matches
     what it recorded is a ``text`` break, and so (at ``seq`` 0, after the walk) is an
     altered text no event points at.  Time must not run backwards along the chain
@@ -360,6 +362,14 @@ def verify_chain(session: Session, tenant_ref: str, *, check_evidence: bool = Tr
             return _result(
                 tenant_ref, result.events, result.head_seq, result.head_hash, stray[0],
                 "evidence", stray[1],
+            )
+        # The scan of a paper form is evidence too: its bytes must hash to the event's
+        # attachment_sha256 (or be gone through an erasure).
+        scan = next(attachments.problems(session, tenant_ref, erased or {}), None)
+        if scan is not None:
+            return _result(
+                tenant_ref, result.events, result.head_seq, result.head_hash, scan[0],
+                "evidence", scan[1],
             )
     unsound = next((seal.problem for seal in seals.values() if seal.problem), None)
     if unsound is not None:

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hookspecs.types import Permission, StaffContext
-from samtycke_plugin import hostdb, ledger, roles
+from samtycke_plugin import attachments, hostdb, ledger, roles
 from samtycke_plugin.common import check_ref, clean_note, now_utc, version_label
 from samtycke_plugin.errors import Conflict, InputError, NotFound
 from samtycke_plugin.i18n import N_
@@ -32,7 +32,7 @@ from samtycke_plugin.models import (
     Practice,
     TextVersion,
 )
-from samtycke_plugin.practice_texts import change_note, current_text
+from samtycke_plugin.practice_texts import change_note
 from samtycke_plugin.practices import (
     get_practice,
     purpose_major,
@@ -118,10 +118,11 @@ def _event(
     expires_at: datetime | None = None, text_major: int | None = None,
     text_version_id: int | None = None, text_sha256: str | None = None,
     language: str | None = None, purpose: str = DEFAULT_PURPOSE,
-    change_note_sha256: str | None = None,
+    change_note_sha256: str | None = None, attachment_sha256: str | None = None,
 ) -> NewEvent:
     return NewEvent(
         purpose_key=purpose, change_note_sha256=change_note_sha256,
+        attachment_sha256=attachment_sha256,
         tenant_ref=tenant, client_ref=client, state=state, channel=how.channel,
         method=how.method, actor=how.actor[:160], occurred_at=now, given_at=given_at,
         expires_at=expires_at,
@@ -138,13 +139,14 @@ def grant_event(
     tenant: str, client: str, text: ShownText, how: How, now: datetime, *,
     previous: Snapshot | None, validity_days: int | None, given_at: datetime | None = None,
     purpose: str = DEFAULT_PURPOSE, change_note_sha256: str | None = None,
+    attachment_sha256: str | None = None,
 ) -> NewEvent:
     """The event of consent given to ``text``, to append: ``given``, or ``renewed`` after
     an earlier grant (``previous``); valid from ``given_at`` (or ``now``)."""
     given = given_at or now
     return _event(tenant, client, grant_state(previous), how, now, text=text, given_at=given,
                   expires_at=expiry(validity_days, given), purpose=purpose,
-                  change_note_sha256=change_note_sha256)
+                  change_note_sha256=change_note_sha256, attachment_sha256=attachment_sha256)
 
 
 def refuse_event(
@@ -171,17 +173,20 @@ def grant(
     now: datetime, validity_days: int | None, given_at: datetime | None = None,
     previous: Snapshot | _Unread | None = UNREAD, head: ledger.Head | None = None,
     purpose: str = DEFAULT_PURPOSE, change_note_sha256: str | None = None,
+    attachment_sha256: str | None = None,
 ) -> ConsentEvent:
     """Record consent given to ``text``: ``given``, or ``renewed`` when the client had
     given consent before.  ``given_at`` is when the client gave it (a manual record may
     name an earlier day); the validity runs from then.  ``previous`` and ``head``: what
     the caller read under the practice's lock in this transaction (see
     :func:`samtycke_plugin.ledger.append`).  ``change_note_sha256``: the hash of the
-    "what has changed" note the client was shown with the text, if any."""
+    "what has changed" note the client was shown with the text, if any;
+    ``attachment_sha256``: the stored scan of the signed paper form, if any."""
     before = _previous(session, tenant, client, previous, purpose)
     new = grant_event(tenant, client, text, how, now, previous=before,
                       validity_days=validity_days, given_at=given_at, purpose=purpose,
-                      change_note_sha256=change_note_sha256)
+                      change_note_sha256=change_note_sha256,
+                      attachment_sha256=attachment_sha256)
     return ledger.append(session, [new], previous={(client, purpose): before}, head=head)[0]
 
 
@@ -349,10 +354,14 @@ def record_manual(
     note: str | None,
     language: str | None = None,
     purpose: str = DEFAULT_PURPOSE,
+    text_version_id: int | None = None,
+    attachment: bytes | None = None,
 ) -> ConsentEvent:
-    """Record consent the client gave outside the app (paper, verbal, other system), and
-    queue its receipt (with a withdrawal link and the link to the client's own page)
-    when the client has a usable address."""
+    """Record consent the client gave outside the app (paper, verbal, other system),
+    to the text version ``text_version_id`` (by default the one in force on the day they
+    gave it), with ``attachment``: the scan of the signed form, if any; and queue its
+    receipt (with a withdrawal link and the link to the client's own page) when the
+    client has a usable address."""
     from samtycke_plugin.email.receipts import queue_receipt
 
     roles.require(staff, Permission.RECORD_CONSENT)
@@ -373,11 +382,14 @@ def record_manual(
         if given_at < now - timedelta(days=3650):
             raise InputError("given_at", "is more than ten years ago")
         note = clean_note(note)
-        text = current_text(session, practice, language or info.locale, purpose)
+        text = attachments.signed_text(
+            session, practice, purpose, text_version_id, language or info.locale, given_at)
+        scan = (attachments.store(session, practice.tenant_ref, client, attachment, now=now)
+                if attachment is not None else None)
         event = grant(
             session, practice.tenant_ref, client, text,
             How(channel="manual", method=method, actor=staff_actor(staff), note=note),
-            now=now, given_at=given_at, purpose=purpose,
+            now=now, given_at=given_at, purpose=purpose, attachment_sha256=scan,
             validity_days=purpose_validity(session, practice, purpose),
         )
         queue_receipt(host, event)
@@ -457,6 +469,8 @@ class HistoryEntry:
     text_version_id: int | None = None
     #: The purpose the event concerns.
     purpose: str = DEFAULT_PURPOSE
+    #: The scan of the signed paper form, if one was attached.
+    attachment: attachments.Stored | None = None
 
     @property
     def consents(self) -> bool:
@@ -479,6 +493,7 @@ def history(host: Host, tenant: str, client: str) -> list[HistoryEntry]:
                    ConsentEvent.client_ref == client)
             .order_by(ConsentEvent.seq)
         ).all()
+        scans = attachments.of_client(session, practice.tenant_ref, client)
         return [
             HistoryEntry(
                 seq=ev.seq, state=ev.state, occurred_at=ev.occurred_at, given_at=ev.given_at,
@@ -489,6 +504,7 @@ def history(host: Host, tenant: str, client: str) -> list[HistoryEntry]:
                 user_agent=evd.user_agent if evd else None,
                 note=evd.note if evd else None, row_hash=ev.row_hash,
                 text_version_id=ev.text_version_id, purpose=ev.purpose_key,
+                attachment=scans.get(ev.attachment_sha256) if ev.attachment_sha256 else None,
             )
             for ev, minor, evd in rows
         ]

@@ -9,6 +9,8 @@ personal data it holds about the client:
 * their consent and withdrawal links (``samtycke_consent_request``: token hashes);
 * their queued and sent e-mails (``samtycke_outbox``: address, name, links), matched by
   client reference and by the client's e-mail address;
+* the bytes of the scans of their signed paper forms (``samtycke_attachment``: the
+  hash, type and size stay, so the event that names a scan still verifies);
 
 and appends an ``erased`` event to the ledger for each purpose the client has a status
 for (no purpose's consent outlives the erasure).  What stays is pseudonymous proof: the
@@ -37,7 +39,7 @@ from sqlalchemy import and_, delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from hookspecs.types import ClientRef, TenantRef
-from samtycke_plugin import consent, hostdb
+from samtycke_plugin import attachments, consent, hostdb
 from samtycke_plugin.common import check_ref, now_utc
 from samtycke_plugin.errors import InputError
 from samtycke_plugin.models import (
@@ -70,10 +72,13 @@ class ErasureResult:
     outbox_deleted: int
     #: Sequence number of the ``erased`` event appended, or ``None`` if none was needed.
     erased_seq: int | None
+    #: Attached scans whose bytes were removed.
+    attachments_erased: int = 0
 
     @property
     def held_data(self) -> bool:
-        return bool(self.evidence_deleted or self.requests_deleted or self.outbox_deleted)
+        return bool(self.evidence_deleted or self.requests_deleted or self.outbox_deleted
+                    or self.attachments_erased)
 
 
 def _rowcount(result: object) -> int:
@@ -175,9 +180,10 @@ def erase_client(host: Host, tenant: str, client: str) -> ErasureResult:
                 .execution_options(synchronize_session=False)
             )
         )
+        scans = attachments.erase(session, tenant, client, now=now_utc(host))
         latest = _latest_state(session, tenant, client)
         erased_seq: int | None = None
-        held = bool(outbox or requests or evidence)
+        held = bool(outbox or requests or evidence or scans)
         if held or (latest is not None and latest != State.ERASED.value):
             event = consent.erase(
                 session, tenant, client,
@@ -187,7 +193,7 @@ def erase_client(host: Host, tenant: str, client: str) -> ErasureResult:
             erased_seq = event.seq
         return ErasureResult(
             tenant=tenant, client=client, evidence_deleted=evidence, requests_deleted=requests,
-            outbox_deleted=outbox, erased_seq=erased_seq,
+            outbox_deleted=outbox, erased_seq=erased_seq, attachments_erased=scans,
         )
 
 

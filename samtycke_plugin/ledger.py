@@ -58,6 +58,8 @@ class NewEvent:
     purpose_key: str = DEFAULT_PURPOSE
     #: SHA-256 of the change note the client was shown above the text, if any.
     change_note_sha256: str | None = None
+    #: SHA-256 of the scan or photo of the signed paper form, if one was attached.
+    attachment_sha256: str | None = None
 
 
 def snapshot_of(row: ConsentStateRow | Any | None) -> Snapshot | None:
@@ -201,6 +203,7 @@ def _chained_fields(new: NewEvent, seq: int, evidence_sha256: str | None) -> dic
         "evidence_sha256": evidence_sha256,
         "purpose_key": new.purpose_key,
         "change_note_sha256": new.change_note_sha256,
+        "attachment_sha256": new.attachment_sha256,
     }
 
 

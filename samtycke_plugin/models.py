@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -202,6 +203,8 @@ class ConsentEvent(Base):
     purpose_key: Mapped[str] = _purpose_key()
     #: SHA-256 of the change note shown above the text (``None``: none was shown).
     change_note_sha256: Mapped[str | None] = mapped_column(String(64))
+    #: SHA-256 of the scan of a signed paper form (``samtycke_attachment``), if any.
+    attachment_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class Evidence(Base):
@@ -444,3 +447,26 @@ class LinkWish(Base):
     address: Mapped[str] = mapped_column(String(320))
     locale: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[datetime]
+
+
+class Attachment(Base):
+    """The scan or photo of a signed paper form, stored by the app.  The event that
+    recorded the consent names it by its SHA-256 (``attachment_sha256``, in the hash
+    chain); erasure of the client empties ``data`` and keeps the rest."""
+
+    __tablename__ = "samtycke_attachment"
+    __table_args__ = (
+        UniqueConstraint("tenant_ref", "client_ref", "sha256"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_ref: Mapped[str] = mapped_column(String(64))
+    client_ref: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str] = mapped_column(String(32))
+    size: Mapped[int] = mapped_column(Integer)
+    #: The file itself; ``None`` once the client was erased.
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+    erased_at: Mapped[datetime | None]

@@ -311,3 +311,38 @@ def needs_confirmation(settings: PracticeSettings, booker: Booker) -> bool:
     if settings.confirm_online_consent == CONFIRM_ALWAYS:
         return True
     return identity_mismatch(booker)
+
+
+@frozen(kw_only=True)
+class VersionFacts:
+    """What choosing the text a paper form showed needs of one text version."""
+
+    id: int
+    language: str
+    major: int
+    minor: int
+    created_at: datetime
+
+
+def text_in_force(
+    versions: list[VersionFacts], signed_at: datetime, languages: list[str]
+) -> int | None:
+    """The id of the text version a client most likely signed on paper on ``signed_at``.
+
+    The content in force that day is the newest major version published on or before
+    it (a form signed before the first version, when the paper predates the app: the
+    first one).  Of that content, the newest version then published in the first of
+    ``languages`` (the client's, then the practice's) that has one, else in any
+    language.  ``None`` when there is no version at all."""
+    if not versions:
+        return None
+    day = signed_at.date()
+    published = [v for v in versions if v.created_at.date() <= day]
+    major = max(v.major for v in published) if published else min(v.major for v in versions)
+    pool = [v for v in (published or versions) if v.major == major]
+    for language in languages:
+        if chosen := [v for v in pool if v.language == language]:
+            pool = chosen
+            break
+    pick = max if published else min  # before the first version: the first one
+    return pick(pool, key=lambda v: (v.minor, v.created_at)).id

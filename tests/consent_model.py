@@ -64,6 +64,13 @@ class PurposeModel:
     major: int = 1
     #: every text version id per major (forms rendered earlier carry older ids)
     texts: dict[int, list[int]] = field(default_factory=dict)
+    #: when each major was published (a manual record names the one in force that day)
+    published: dict[int, datetime] = field(default_factory=dict)
+
+    def in_force(self, day: datetime) -> int:
+        """The major in force on ``day`` (the first one for a day before it existed)."""
+        majors = [m for m, at in self.published.items() if at.date() <= day.date()]
+        return max(majors) if majors else min(self.published)
 
     def text(self, major: int | None = None) -> int:
         return self.texts[self.major if major is None else major][-1]
@@ -161,10 +168,13 @@ class PracticeModel:
             return
         c.per[key] = PurposeState(state=state, major=major, expires=expires, since=at)
 
-    def grant(self, ref: str, key: str, given_at: datetime, at: datetime) -> str:
-        """Consent given (``renewed`` when it was given before, for any version)."""
+    def grant(self, ref: str, key: str, given_at: datetime, at: datetime,
+              major: int | None = None) -> str:
+        """Consent given (``renewed`` when it was given before, for any version) to the
+        current content, or to ``major``."""
         state = "renewed" if self.client(ref).of(key).state in GRANTED else "given"
-        self.apply(ref, key, state, self.purposes[key].major, self.expiry(key, given_at), at)
+        self.apply(ref, key, state, self.purposes[key].major if major is None else major,
+                   self.expiry(key, given_at), at)
         return state
 
     def standing(self, ref: str) -> dict[str, int]:

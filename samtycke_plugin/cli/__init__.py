@@ -49,6 +49,7 @@ def new_secret() -> None:
 
 main.add_command(db.db_group)
 main.add_command(proof.verify_command)
+main.add_command(proof.check_bundle_command)
 main.add_command(proof.rebuild_status)
 main.add_command(proof.export_group)
 main.add_command(proof.checkpoint_group)

@@ -1,5 +1,5 @@
-"""Proof of consent from the command line: ``verify``, ``rebuild-status``, ``export``
-and ``checkpoint`` (keygen, create, check)."""
+"""Proof of consent from the command line: ``verify``, ``check-bundle``,
+``rebuild-status``, ``export`` and ``checkpoint`` (keygen, create, check)."""
 
 from __future__ import annotations
 
@@ -74,6 +74,22 @@ def verify_command(ctx: Context, tenant: str | None, no_evidence: bool) -> None:
     click.echo(f"{len(tenants)} practice(s) checked, {broken} broken.")
     if broken:
         raise SystemExit(1)
+
+
+@click.command("check-bundle")
+@click.argument("bundle", type=click.File("rb"))
+def check_bundle_command(bundle: Any) -> None:
+    """Check a proof bundle (ZIP) on its own, without the database; exit status 1 on any
+    problem: every file against MANIFEST.sha256, each event's hash recomputed from
+    history.json, and each attached scan against the SHA-256 its event recorded."""
+    from samtycke_plugin.export.bundle_check import check_bundle
+
+    problems = check_bundle(bundle.read())
+    for problem in problems:
+        click.echo(f"BROKEN  {problem}")
+    if problems:
+        raise SystemExit(1)
+    click.echo("OK      the bundle's files, event hashes and attached scans check.")
 
 
 @click.command("rebuild-status")

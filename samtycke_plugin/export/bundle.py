@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from samtycke_plugin import access_log
+from samtycke_plugin import access_log, attachments
 from samtycke_plugin.access_log import Viewer
 from samtycke_plugin.common import check_ref, now_utc
 from samtycke_plugin.db import run_in_transaction
@@ -86,6 +86,8 @@ def _bundle_readme(language: str, history: dict[str, Any]) -> str:
         t(language, "history.json, history.csv: the same history for computers"),
         t(language, "receipts/: a standard receipt (Kantara, ISO/IEC TS 27560, DPV) per consent"),
         t(language, "texts/: the exact texts the client was shown"),
+        t(language, "attachments/: the scans of signed paper forms, each named by its "
+                    "SHA-256 in history.json and in the consent event's hash"),
         t(language, "verification.json: the ledger check and the latest checkpoint"),
         t(language, "access-log.csv: who has viewed or exported this client's consent data, "
                     "this download included"),
@@ -93,6 +95,21 @@ def _bundle_readme(language: str, history: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _scans(session: Session, tenant: str, history: dict[str, Any]) -> dict[str, bytes]:
+    """The attached scans still held, as bundle files; each event's ``attachment``
+    in ``history`` gets the name of its file."""
+    files: dict[str, bytes] = {}
+    client = history["client"]["ref"]
+    for event in history["events"]:
+        scan = event["attachment"]
+        if scan is None or scan["erased"] or scan["missing"]:
+            continue
+        stored, data = attachments.content(session, tenant, client, scan["sha256"])
+        scan["file"] = f"attachments/{stored.file_name}"
+        files[scan["file"]] = data
+    return files
 
 
 def proof_bundle(
@@ -103,6 +120,7 @@ def proof_bundle(
     Contents: ``README.txt``, ``history.html``, ``history.json``, ``history.csv``,
     ``receipts/receipt-<seq>.json`` (one per consent given, given again, withdrawn or
     revoked), ``texts/text-<version>-<language>.md`` (the exact texts shown),
+    ``attachments/scan-<hash>.<pdf|jpg|png>`` (the scans of signed paper forms still held),
     ``verification.json`` (the chain verified now and the latest checkpoint),
     ``access-log.csv`` (who has viewed or exported the client's data, ``by``'s
     download, recorded in the same transaction, included) and ``MANIFEST.sha256``.
@@ -119,7 +137,7 @@ def _bundle(
     language = history["language"]
     access_log.record(session, host, practice.tenant_ref, by, "download_bundle",
                       client=history["client"]["ref"], detail=f"locale={language}")
-    files: dict[str, bytes] = {}
+    files: dict[str, bytes] = _scans(session, practice.tenant_ref, history)
     files["access-log.csv"] = csv_text(
         [csv_safe(cell) for cell in row]
         for row in access_log.csv_rows(access_log.all_entries(

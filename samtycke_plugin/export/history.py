@@ -12,7 +12,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from hookspecs.types import ClientRef, TenantRef
-from samtycke_plugin import access_log, checkpoint, hostdb, status_text
+from samtycke_plugin import access_log, attachments, checkpoint, hostdb, status_text
 from samtycke_plugin.access_log import Viewer
 from samtycke_plugin.chain import VerifyResult, verify_chain
 from samtycke_plugin.common import check_ref, now_utc, version_label
@@ -154,6 +154,19 @@ def _logged(
     return history
 
 
+def _scan(scans: dict[str, attachments.Stored], digest: str | None) -> dict[str, Any] | None:
+    """The event's attached scan: its hash, type and size, and whether erasure removed
+    it (the proof bundle adds the file's name in the bundle)."""
+    if digest is None:
+        return None
+    stored = scans.get(digest)
+    if stored is None:  # the chain names a scan the app no longer has (verify says so)
+        return {"sha256": digest, "content_type": None, "size": None, "erased": False,
+                "missing": True}
+    return {"sha256": digest, "content_type": stored.content_type, "size": stored.size,
+            "erased": stored.erased, "missing": False}
+
+
 def history_data(
     host: Host, tenant: str, client: str, *, verify: bool = True, locale: str | None = None
 ) -> dict[str, Any]:
@@ -188,6 +201,7 @@ def history_data(
         if stored_differs is not None:  # the ledger is the proof: show what it says
             shown = replayed.snapshot if replayed is not None else None
         current = status(shown, major, now)
+        scans = attachments.of_client(session, tenant, client)
         events = []
         for ev, evd in rows:
             text = by_id.get(ev.text_version_id) if ev.text_version_id else None
@@ -213,6 +227,14 @@ def history_data(
                     else None
                 ),
                 "text_sha256": ev.text_sha256,
+                # With the fields above, what the event's hash covers: a bundle's
+                # reader recomputes row_hash from them (export/bundle_check.py).
+                "text_version_id": ev.text_version_id,
+                "text_major": ev.text_major,
+                "language": ev.language,
+                "change_note_sha256": ev.change_note_sha256,
+                "attachment_sha256": ev.attachment_sha256,
+                "attachment": _scan(scans, ev.attachment_sha256),
                 "booking_ref": ev.booking_ref,
                 "request_id": ev.request_id,
                 "evidence": (

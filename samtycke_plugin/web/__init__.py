@@ -21,6 +21,7 @@ def make_wsgi_app() -> WebApp:
         access_page,
         clients,
         mypage,
+        paper_page,
         public,
         purposes_page,
         setup,
@@ -29,5 +30,5 @@ def make_wsgi_app() -> WebApp:
 
     return WebApp([
         *public.ROUTES, *setup.ROUTES, *texts.ROUTES, *purposes_page.ROUTES, *clients.ROUTES,
-        *access_page.ROUTES, *mypage.ROUTES,
+        *access_page.ROUTES, *mypage.ROUTES, *paper_page.ROUTES,
     ])

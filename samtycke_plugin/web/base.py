@@ -47,6 +47,7 @@ from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import Permission, StaffContext
 from samtycke_plugin import errors, roles
+from samtycke_plugin.attachments import MAX_ATTACHMENT_BYTES
 from samtycke_plugin.db import run_in_transaction
 from samtycke_plugin.i18n import N_, lang, t
 from samtycke_plugin.render import render
@@ -73,11 +74,25 @@ CSP = (
 )
 
 
+#: A multipart form may carry one attached scan (samtycke_plugin.attachments) besides
+#: its fields; a larger body is refused before it is read.
+MAX_UPLOAD_BODY = MAX_ATTACHMENT_BYTES + MAX_BODY
+
+TOO_LARGE_UPLOAD = N_(
+    "What you sent is larger than 10 MB, so nothing was saved. Go back, scan the form at "
+    "a lower resolution or as a PDF, and attach it again."
+)
+
+
 class SamtyckeRequest(Request):
     form_data_parser_class = FormParser  # a broken encoding shows, see web/forms.py
-    max_content_length = MAX_BODY
-    max_form_memory_size = MAX_BODY
+    max_form_memory_size = MAX_BODY  # per field: a file part is not held in memory whole
     max_form_parts = 200
+
+    @property
+    def max_content_length(self) -> int:  # type: ignore[override]
+        """The body limit: an attached file only comes in a multipart form."""
+        return MAX_UPLOAD_BODY if self.mimetype == "multipart/form-data" else MAX_BODY
 
 
 def host_of(request: Request) -> Host:
@@ -323,6 +338,8 @@ class WebApp:
             code = exc.code or 500
             if code in (301, 302, 303, 307, 308):
                 return exc.get_response(request.environ)
+            if code == 413 and request.mimetype == "multipart/form-data":
+                return error_page(code, locale, t(locale, TOO_LARGE_UPLOAD))
             return error_page(code, locale)
         except errors.NotFound:
             return error_page(404, locale)

@@ -12,7 +12,7 @@ from werkzeug.exceptions import BadRequest, NotFound
 from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import ClientInfo, ClientRef, Permission, TenantRef
-from samtycke_plugin import common, consent, hostdb, practice_texts, roles
+from samtycke_plugin import attachments, common, consent, hostdb, practice_texts, roles
 from samtycke_plugin.email import jobs
 from samtycke_plugin.email.purpose_names import purpose_names
 from samtycke_plugin.email.requests import send_request
@@ -22,6 +22,7 @@ from samtycke_plugin.inputs import whole_number
 from samtycke_plugin.purposes import DEFAULT_PURPOSE, PurposeInfo, list_purposes
 from samtycke_plugin.render import trusted_html
 from samtycke_plugin.status_text import CHANNEL_LABELS, METHOD_LABELS, STATE_LABELS, code_label
+from samtycke_plugin.web import paper_page
 from samtycke_plugin.web.access_page import log_view_of_history
 from samtycke_plugin.web.base import Handler, requires
 from samtycke_plugin.web.batch_page import batch
@@ -62,7 +63,7 @@ def _obtain_page(
         current = consent.client_status(ctx.host, ctx.tenant, info.ref, purpose.key)
         text = practice_texts.current_text(session, ctx.practice, info.locale, purpose.key)
         today = (common.now_utc(ctx.host) + timedelta(hours=14)).date()
-        values.setdefault("form", {"method": "", "given_on": "", "note": ""})
+        values.setdefault("form", {"method": "", "given_on": "", "note": "", "text_version": ""})
         return render_page(
             ctx,
             "practice_obtain.html",
@@ -81,6 +82,8 @@ def _obtain_page(
             purpose=purpose,
             purpose_label=purpose_name(ctx, purpose),
             choices=choices if len(choices) > 1 else [],
+            versions=paper_page.version_choices(ctx, session, purpose.key),
+            max_scan_mb=attachments.MAX_ATTACHMENT_BYTES // (1024 * 1024),
             **values,
         )
 
@@ -153,7 +156,16 @@ def _record(
     method = form.get("method", "")
     raw_date = form.get("given_on", "").strip()
     note = form.get("note", "")
+    raw_version = form.get(paper_page.VERSION_FIELD, "")
+    with hostdb.session(ctx.host) as session:
+        choices = paper_page.version_choices(ctx, session, purpose.key)
+    text_version, offered = paper_page.chosen_version(raw_version, choices)
+    if not offered:
+        return _damaged(ctx, paper_page.VERSION_FIELD)
     errors: dict[str, str] = {}
+    scan, scan_error = paper_page.read_scan(ctx, ctx.request)
+    if scan_error is not None:
+        errors["scan"] = scan_error
     if method not in consent.MANUAL_METHODS:
         errors["method"] = t(ctx.locale, "Choose how the client gave their consent.")
     given_at, date_error = _parse_given_on(ctx, raw_date)
@@ -182,6 +194,8 @@ def _record(
                 given_at=given_at,
                 note=note,
                 purpose=purpose.key,
+                text_version_id=text_version,
+                attachment=scan,
             )
         except InputError as exc:
             _rollback(ctx)
@@ -196,7 +210,8 @@ def _record(
             info,
             status=400,
             errors=errors,
-            form={"method": method, "given_on": raw_date, "note": note},
+            form={"method": method, "given_on": raw_date, "note": note,
+                  "text_version": raw_version},
             purpose=purpose,
         )
     return redirect(ctx, f"/clients/{info.ref}/obtain", **here, done="recorded")

@@ -82,13 +82,15 @@ def _event_fields(draw: Any) -> dict[str, Any]:
         "purpose_key": draw(st.sampled_from(["care", "newsletter", "sms-reminders"])),
         "change_note_sha256": draw(st.none() | st.text("0123456789abcdef", min_size=64,
                                                         max_size=64)),
+        "attachment_sha256": draw(st.none() | st.text("0123456789abcdef", min_size=64,
+                                                       max_size=64)),
     }
 
 
 def _members(fields: dict[str, Any]) -> dict[str, Any]:
     """The canonical members: the default purpose and an absent change note are left
     out, so that events written before those fields existed keep their hashes."""
-    omitted = {"purpose_key": "care", "change_note_sha256": None}
+    omitted = {"purpose_key": "care", "change_note_sha256": None, "attachment_sha256": None}
     return {
         k: canonical.jsonable(fields[k]) for k in chain.CHAINED_FIELDS
         if k not in omitted or fields[k] != omitted[k]
@@ -107,6 +109,13 @@ def test_canonical_event_fields_equal_rfc8785(data: st.DataObject) -> None:
         assert (b'"change_note_sha256"' in reference) == (
             fields["change_note_sha256"] is not None
         )
+        assert (b'"attachment_sha256"' in reference) == (
+            fields["attachment_sha256"] is not None
+        )
+        if fields["attachment_sha256"] is None:
+            # An event written before the column existed hashes exactly as before.
+            older = {k: v for k, v in fields.items() if k != "attachment_sha256"}
+            assert chain.canonical(older) == reference
 
 
 @pytest.mark.parametrize(

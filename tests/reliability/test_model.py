@@ -138,6 +138,7 @@ class ConsentMachine(RuleBasedStateMachine):
             model = PracticeModel(tenant=tenant, only_new=new_only, pause_days=pause_days)
             care = PurposeModel(key=DEFAULT, required=req, validity_days=days)
             care.texts[1] = self._text_ids(tenant, DEFAULT, 1)
+            care.published[1] = self.host.now()
             model.purposes[DEFAULT] = care
             for key, key_required, key_days in added:
                 self._add_purpose(model, key, key_required, key_days)
@@ -163,6 +164,7 @@ class ConsentMachine(RuleBasedStateMachine):
         self.host.session().commit()
         model = PurposeModel(key=key, required=required, validity_days=validity_days)
         model.texts[1] = self._text_ids(p.tenant, key, 1)
+        model.published[1] = self.host.now()
         p.purposes[key] = model
 
     def _text_ids(self, tenant: str, key: str, major: int) -> list[int]:
@@ -316,6 +318,7 @@ class ConsentMachine(RuleBasedStateMachine):
         if content:
             pm.major += 1
             pm.texts[pm.major] = [v.id for v in versions]
+            pm.published[pm.major] = self.host.now()
         else:
             pm.texts[pm.major].extend(v.id for v in versions)
         # the other purposes' statuses are exactly as before
@@ -405,9 +408,11 @@ class ConsentMachine(RuleBasedStateMachine):
         consent.record_manual(self.host, p.tenant, ref, staff(), method="paper",
                               given_at=given_at, note="Papper", purpose=key)
         self.host.session().commit()
-        state = p.grant(ref, key, given_at, self.host.now())
+        # the content in force on the day the client signed (the first before it existed)
+        major = p.purposes[key].in_force(given_at)
+        state = p.grant(ref, key, given_at, self.host.now(), major)
         ev = self._last_event_is(p, ref, state, key)
-        assert ev.text_version_id == p.purposes[key].text()
+        assert ev.text_version_id in p.purposes[key].texts[major]
         self._receipt_links(p, ref, complete=True)  # staff-recorded consent gets its receipt too
 
     @precondition(lambda self: self._has_clients())

@@ -72,6 +72,8 @@ class World:
     a_job: int  # a batch job of each practice (its progress page)
     b_job: int
     marker: str = "ZQXB-secret"
+    a_scan: str = ""  # the SHA-256 of the scan of a_client's paper form
+    b_scan: str = ""  # the same of b_client's (its bytes carry the marker)
 
 
 @pytest.fixture
@@ -84,10 +86,13 @@ def world(host: TestHost) -> Iterator[World]:
     a_client = host.new_client(a, name="Alice A", email="alice@example.org")
     a_fresh = host.new_client(a, name="Arne A", email="arne@example.org")
     b_client = host.new_client(b, name="ZQXB-secret Bob", email="zqxb-secret@example.org")
+    scans = {}
     for tenant, client in ((a, a_client), (b, b_client)):
-        consent.record_manual(host, tenant, client, staff(), method="paper",
-                              given_at=host.now(), note=f"ZQXB-secret note of {tenant}"
-                              if tenant == b else "note of A")
+        scans[tenant] = consent.record_manual(
+            host, tenant, client, staff(), method="paper", given_at=host.now(),
+            note=f"ZQXB-secret note of {tenant}" if tenant == b else "note of A",
+            attachment=b"%PDF-1.4\n" + (b"ZQXB-secret scan" if tenant == b else b"scan of A"),
+        ).attachment_sha256
     [b_text_v] = practice_texts.publish_text(
         host, b, bodies={"sv": "ZQXB-secret text of practice B about your data.\n"},
         kind="correction", reason=None, actor="staff:s1", expected_major=1)
@@ -101,7 +106,8 @@ def world(host: TestHost) -> Iterator[World]:
     a_job, b_job = (jobs.start_batch(host, t, actor="staff:s1").job_id for t in (a, b))
     w = World(host=host, hooks=hooks, a=a, b=b, a_client=ClientRef(a_client),
               a_fresh=ClientRef(a_fresh), b_client=ClientRef(b_client), b_text=b_text_v.id,
-              a_text=a_text, b_token=b_token, a_job=a_job, b_job=b_job)
+              a_text=a_text, b_token=b_token, a_job=a_job, b_job=b_job,
+              a_scan=str(scans[a]), b_scan=str(scans[b]))
     host.session().rollback()  # reading an expired attribute above began a transaction
     yield w
     LIMITER.reset()
@@ -236,7 +242,7 @@ def test_every_practitioner_route_with_another_practices_ids_is_404(
     world: World, rule: Any
 ) -> None:
     w = world
-    ids = {"client": w.b_client, "text_id": w.b_text, "job_id": w.b_job}
+    ids = {"client": w.b_client, "text_id": w.b_text, "job_id": w.b_job, "sha256": w.b_scan}
     path = _path(rule, ids)
     app = Client(make_wsgi_app())
     env = _environ(w, w.a)
@@ -432,8 +438,10 @@ def test_get_and_head_never_write_even_with_form_data_in_the_query(
         seq = int(w.host.session().scalar(select(func.max(ConsentEvent.seq)).where(
             ConsentEvent.tenant_ref == w.a, ConsentEvent.client_ref == w.a_client)) or 1)
         w.host.session().rollback()
-    path = _path(rule, {"client": w.a_fresh, "text_id": w.a_text, "token": token,
-                        "job_id": w.a_job, "practice": w.a, "seq": seq})
+    scan = rule.endpoint == "practice.attachment"  # a scan A's other client has
+    path = _path(rule, {"client": w.a_client if scan else w.a_fresh, "text_id": w.a_text,
+                        "token": token, "job_id": w.a_job, "practice": w.a, "seq": seq,
+                        "sha256": w.a_scan})
     before = dump(w.host.engine, [w.a])
     app = Client(make_wsgi_app())
     query = {**FORM, "csrf_token": _csrf(w, w.a), "samtycke_consent": "yes"}
@@ -446,11 +454,13 @@ def test_get_and_head_never_write_even_with_form_data_in_the_query(
             assert "Traceback" not in resp.get_data(as_text=True)
             FIGURES["GET/HEAD requests that wrote nothing"] += 1
     after = dump(w.host.engine, [w.a])
-    if rule.endpoint == "practice.history":
+    if rule.endpoint in ("practice.history", "practice.attachment"):
         # The one accepted write of a GET that shows a client's consent data: its
         # access-log row (one per GET, none for HEAD), and nothing else.
         new = after["samtycke_access_log"][len(before["samtycke_access_log"]):]
-        assert [(r[3], r[4], r[6]) for r in new] == [("staff:s1", "view_history", w.a_fresh)] * 2
+        logged = (("staff:s1", "download_attachment", w.a_client) if scan
+                  else ("staff:s1", "view_history", w.a_fresh))
+        assert [(r[3], r[4], r[6]) for r in new] == [logged] * 2
         for key in ("samtycke_access_log", "samtycke_access_log#count"):
             after[key] = before[key]
     assert after == before

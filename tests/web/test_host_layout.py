@@ -28,6 +28,9 @@ from samtycke_plugin.web.layout import LAYOUT_CSP, sign_in_redirect
 P = common.MOUNT_PREFIX
 CLIENT_PAGES = {"practice.obtain", "practice.withdraw", "practice.history", "practice.page_links"}
 
+#: Practitioner routes that answer a file to download, not a page (no layout).
+FILE_ROUTES = {"practice.attachment"}
+
 
 class LayoutHost(TestHost):
     """A test host with its own page layout: records every page it is given."""
@@ -88,14 +91,19 @@ def _set_up(host: TestHost) -> tuple[str, ClientRef, int, int]:
     return tenant, client, text_id, job_id
 
 
-def _practice_paths(client: str, text_id: int, job_id: int) -> list[tuple[str, str]]:
-    """(endpoint, path) of every practitioner GET route, from the URL map."""
+def _practice_paths(
+    client: str, text_id: int, job_id: int, *, files: bool = False
+) -> list[tuple[str, str]]:
+    """(endpoint, path) of every practitioner GET route, from the URL map (the routes
+    of :data:`FILE_ROUTES` too with ``files``)."""
     adapter = make_wsgi_app().url_map.bind("x.test")
     found = []
     for rule in sorted(make_wsgi_app().url_map.iter_rules(), key=lambda r: r.rule):
         if "token" in rule.arguments or str(rule.endpoint).startswith("public."):
             continue  # the clients' e-mailed links and the practice's public form
-        ids = {"client": client, "text_id": text_id, "job_id": job_id}
+        if rule.endpoint in FILE_ROUTES and not files:
+            continue
+        ids = {"client": client, "text_id": text_id, "job_id": job_id, "sha256": "0" * 64}
         missing = set(rule.arguments) - set(ids)
         assert not missing, f"add a value for route argument(s) {missing} of {rule.rule}"
         args = {a: ids[a] for a in rule.arguments}
@@ -199,7 +207,9 @@ def test_signed_out_visitors_are_sent_to_the_hosts_sign_in(layout_host: LayoutHo
     _tenant, client, text_id, job_id = _set_up(layout_host)
     layout_host.pages.clear()
     signed_out = _client(layout_host, None, **{"booking.sign_in": "/sign-in"})
-    for _endpoint, path in _practice_paths(client, text_id, job_id):
+    paths = _practice_paths(client, text_id, job_id, files=True)
+    assert {e for e, _p in paths} >= FILE_ROUTES
+    for _endpoint, path in paths:
         response = signed_out.get(path)
         assert response.status_code == 303, path
         assert _next(response) == path

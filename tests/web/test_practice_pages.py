@@ -4,6 +4,7 @@ and practitioner into the environ.  Runs on SQLite and PostgreSQL (the ``host`` 
 
 from __future__ import annotations
 
+import io
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -71,9 +72,11 @@ class Pages:
         return self.client.get(P + path, headers={"Accept-Language": lang})
 
     def post(
-        self, path: str, data: dict[str, str], lang: str = "sv", token: str | None = "auto"
+        self, path: str, data: dict[str, Any], lang: str = "sv", token: str | None = "auto"
     ) -> TestResponse:
-        form = dict(data)
+        """A form post; a ``(bytes, file name)`` value is sent as a file (multipart)."""
+        form = {k: (io.BytesIO(v[0]), v[1]) if isinstance(v, tuple) else v
+                for k, v in data.items()}
         if token == "auto":
             form["csrf_token"] = self.token
         elif token is not None:

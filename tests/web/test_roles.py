@@ -7,6 +7,7 @@ through.  Runs on SQLite and PostgreSQL (the ``host`` fixture)."""
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import re
 from typing import Any
@@ -29,10 +30,16 @@ from samtycke_plugin.web import make_wsgi_app
 #: version, and the obtain and withdraw pages (which check their actions themselves).
 OPEN = {"practice.overview", "practice.text_version", "practice.obtain", "practice.withdraw"}
 
+#: A scan of a signed paper form (what a PNG starts with, then anything).
+PNG = b"\x89PNG\r\n\x1a\n" + b"signed form"
+
 #: Actions inside the open pages that need a permission: (permission, path, form).
-ACTIONS = [
+ACTIONS: list[tuple[Permission, str, dict[str, Any]]] = [
     (Permission.RECORD_CONSENT, "/clients/{fresh}/obtain",
      {"action": "record", "method": "paper", "given_on": "2026-11-20", "note": ""}),
+    (Permission.RECORD_CONSENT, "/clients/{fresh}/obtain",
+     {"action": "record", "method": "paper", "given_on": "2026-11-21", "note": "",
+      "scan": (PNG, "form.png")}),
     (Permission.RECORD_CONSENT, "/clients/{given}/withdraw", {"action": "revoke", "note": ""}),
 ]
 
@@ -71,13 +78,15 @@ def _world(host: TestHost) -> dict[str, Any]:
     given = host.new_client(tenant, name="Greta Given", email="greta@example.org")
     fresh = host.new_client(tenant, name="Frans Fresh", email="frans@example.org")
     give(host, tenant, given)
+    scanned = consent.record_manual(host, tenant, given, who(ALL_PERMISSIONS), method="paper",
+                                    given_at=host.now(), note=None, attachment=PNG)
     job = jobs.start_batch(host, tenant, actor="staff:s1").job_id
     host.session().commit()
-    ids = {"client": given, "job_id": job, "text_id": 1}
+    ids = {"client": given, "job_id": job, "text_id": 1, "sha256": scanned.attachment_sha256}
     return {"tenant": tenant, "given": given, "fresh": fresh, "ids": ids}
 
 
-def _paths(world: dict[str, Any], permission: Permission) -> list[tuple[str, str, dict[str, str]]]:
+def _paths(world: dict[str, Any], permission: Permission) -> list[tuple[str, str, dict[str, Any]]]:
     """(method, path, form) of every route and action of ``permission``."""
     adapter = make_wsgi_app().url_map.bind("x.test")
     out = []
@@ -151,8 +160,10 @@ def test_staff_with_only_the_permission_get_through(host: TestHost) -> None:
         assert response.status_code == 303, path
         # without the history permission the recorder is not sent to the history
         assert "/history" not in response.headers["Location"]
-    assert len(events(host, tenant)) == count + 2
-    assert {e.actor for e in events(host, tenant)[-2:]} == {"staff:s7"}
+    assert len(events(host, tenant)) == count + len(ACTIONS)
+    assert {e.actor for e in events(host, tenant)[-len(ACTIONS):]} == {"staff:s7"}
+    # the scan a recorder attached is in the event's hash
+    assert events(host, tenant)[-2].attachment_sha256 == hashlib.sha256(PNG).hexdigest()
 
 
 def test_anyone_signed_in_may_record_a_withdrawal_the_client_asked_for(host: TestHost) -> None:

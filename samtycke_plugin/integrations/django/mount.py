@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
@@ -31,6 +32,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from hookspecs.types import WebMount
 from samtycke_plugin.integrations.django.runtime import Samtycke, current_request, samtycke
+from samtycke_plugin.web.base import MAX_BODY, MAX_UPLOAD_BODY
 
 View = Callable[..., HttpResponseBase]
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -50,12 +52,24 @@ def session_ref(request: HttpRequest) -> str | None:
     return hashlib.sha256(b"booking.session:" + key.encode()).hexdigest()
 
 
+def request_body(request: HttpRequest) -> bytes:
+    """The body the app gets.  Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE`` guards Django's
+    own parsing; the app's pages set their own limits, and a form with an attached scan
+    (a multipart body) may be larger than Django's.  A body above Django's limit is
+    read here up to one byte past the app's, so the app refuses a larger one (413)."""
+    try:
+        return request.body
+    except RequestDataTooBig:
+        multipart = request.content_type == "multipart/form-data"
+        return request.read((MAX_UPLOAD_BODY if multipart else MAX_BODY) + 1)
+
+
 def wsgi_environ(request: HttpRequest, mount: WebMount, apps: Samtycke) -> dict[str, Any]:
     """The environ the app's WSGI application gets for ``request``."""
     environ: dict[str, Any] = {
         k: v for k, v in request.META.items() if not k.startswith(("booking.", "wsgi."))
     }
-    body = request.body  # read once here: the app's parser sees exactly these bytes
+    body = request_body(request)  # read once here: the app's parser sees exactly these bytes
     script = request.path[: len(request.path) - len(request.path_info)]
     environ.update({
         "wsgi.version": (1, 0),
