@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from hookspecs.types import Permission, StaffContext
 from samtycke_plugin import attachments, hostdb, ledger, roles
-from samtycke_plugin.common import check_ref, clean_note, now_utc, version_label
+from samtycke_plugin.common import check_ref, clean_note, now_utc
 from samtycke_plugin.errors import Conflict, InputError, NotFound
 from samtycke_plugin.i18n import N_
 from samtycke_plugin.ledger import NewEvent, load_snapshot, lock_practice
@@ -28,9 +28,7 @@ from samtycke_plugin.models import (
     ConsentEvent,
     ConsentRequest,
     ConsentStateRow,
-    Evidence,
     Practice,
-    TextVersion,
 )
 from samtycke_plugin.practice_texts import change_note
 from samtycke_plugin.practices import (
@@ -446,65 +444,3 @@ def withdraw(
                         request_id=request_id, ip_address=ip_address, user_agent=user_agent),
             now=now_utc(host), by_client=by_client, purpose=purpose,
         )
-
-
-@frozen(kw_only=True)
-class HistoryEntry:
-    seq: int
-    state: str
-    occurred_at: datetime
-    given_at: datetime | None
-    channel: str
-    method: str | None
-    actor: str
-    text_version: str
-    text_sha256: str | None
-    language: str | None
-    booking_ref: str | None
-    ip_prefix: str | None
-    user_agent: str | None
-    note: str | None
-    row_hash: str
-    #: The exact text version shown (for a link to its full text), if any.
-    text_version_id: int | None = None
-    #: The purpose the event concerns.
-    purpose: str = DEFAULT_PURPOSE
-    #: The scan of the signed paper form, if one was attached.
-    attachment: attachments.Stored | None = None
-
-    @property
-    def consents(self) -> bool:
-        """The event gives consent (``given`` or ``renewed``)."""
-        return State(self.state) in VALID_STATES
-
-
-def history(host: Host, tenant: str, client: str) -> list[HistoryEntry]:
-    """Every event of one client, oldest first, with text version and evidence."""
-    with hostdb.session(host) as session:
-        practice = get_practice(session, tenant)
-        if practice is None:
-            raise NotFound(N_("No such client in this practice."))
-        client = check_ref("client", client)
-        rows = session.execute(
-            select(ConsentEvent, TextVersion.minor, Evidence)
-            .outerjoin(TextVersion, TextVersion.id == ConsentEvent.text_version_id)
-            .outerjoin(Evidence, Evidence.event_id == ConsentEvent.id)
-            .where(ConsentEvent.tenant_ref == practice.tenant_ref,
-                   ConsentEvent.client_ref == client)
-            .order_by(ConsentEvent.seq)
-        ).all()
-        scans = attachments.of_client(session, practice.tenant_ref, client)
-        return [
-            HistoryEntry(
-                seq=ev.seq, state=ev.state, occurred_at=ev.occurred_at, given_at=ev.given_at,
-                channel=ev.channel, method=ev.method, actor=ev.actor,
-                text_version=version_label(ev.text_major, minor), text_sha256=ev.text_sha256,
-                language=ev.language, booking_ref=ev.booking_ref,
-                ip_prefix=evd.ip_prefix if evd else None,
-                user_agent=evd.user_agent if evd else None,
-                note=evd.note if evd else None, row_hash=ev.row_hash,
-                text_version_id=ev.text_version_id, purpose=ev.purpose_key,
-                attachment=scans.get(ev.attachment_sha256) if ev.attachment_sha256 else None,
-            )
-            for ev, minor, evd in rows
-        ]

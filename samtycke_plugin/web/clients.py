@@ -12,7 +12,15 @@ from werkzeug.exceptions import BadRequest, NotFound
 from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import ClientInfo, ClientRef, Permission, TenantRef
-from samtycke_plugin import attachments, common, consent, hostdb, practice_texts, roles
+from samtycke_plugin import (
+    attachments,
+    common,
+    consent,
+    consent_history,
+    hostdb,
+    practice_texts,
+    roles,
+)
 from samtycke_plugin.email import jobs
 from samtycke_plugin.email.purpose_names import purpose_names
 from samtycke_plugin.email.requests import send_request
@@ -301,7 +309,7 @@ def client_history(request: Request, client: str) -> Response:
     except InputError:
         raise NotFound() from None
     info = ctx.host.lookup_client(TenantRef(ctx.tenant), ClientRef(ref))
-    entries = consent.history(ctx.host, ctx.tenant, ref)
+    entries = consent_history.history(ctx.host, ctx.tenant, ref)
     if info is None and not entries:
         raise NotFound()
     # The one write of this GET: its access-log row (see samtycke_plugin.access_log).

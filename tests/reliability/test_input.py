@@ -32,7 +32,7 @@ from hookspecs.types import (
     TenantRef,
 )
 from samtycke_plugin import booking as online_booking
-from samtycke_plugin import booking_gate, common, consent, panels, practice_texts
+from samtycke_plugin import booking_gate, common, consent, consent_history, panels, practice_texts
 from samtycke_plugin.errors import InputError, SamtyckeError
 from samtycke_plugin.web import make_wsgi_app
 from samtycke_plugin.web.base import MAX_BODY
@@ -85,12 +85,12 @@ def test_odd_unicode_in_a_note_round_trips_identically(host: TestHost, raw: str)
                                   given_at=host.now(), note=raw)
         host.session().rollback()
         assert err.value.field == "note"
-        assert consent.history(host, tenant, client) == []
+        assert consent_history.history(host, tenant, client) == []
         return
     consent.record_manual(host, tenant, client, staff(), method="paper",
                           given_at=host.now(), note=raw)
     host.session().commit()
-    [entry] = consent.history(host, tenant, client)
+    [entry] = consent_history.history(host, tenant, client)
     assert entry.note == _expected_note(raw)
     host.session().rollback()
     FIGURES["odd-Unicode strings tried"] += 1
@@ -115,7 +115,7 @@ def test_any_note_is_stored_as_promised_or_refused_naming_the_field(
         host.session().rollback()
         assert exc.field == "note"
         return
-    [entry] = consent.history(host, tenant, client)
+    [entry] = consent_history.history(host, tenant, client)
     host.session().rollback()
     assert entry.note == _expected_note(raw)
 
@@ -147,7 +147,7 @@ def test_lone_surrogates_are_refused_or_replaced_never_a_driver_error(
         assert hooks.submit_check(sub) == []
         hooks.submitted(sub, "b-1", ClientRef(client))  # type: ignore[arg-type]
         host.session().commit()
-        [entry] = consent.history(host, tenant, client)
+        [entry] = consent_history.history(host, tenant, client)
         assert entry.user_agent == "Mozilla \ufffd/5.0"
         host.session().rollback()
         return
@@ -410,7 +410,7 @@ def test_evidence_from_the_host_is_cleaned_not_fatal(host: TestHost, ip: Any, ag
     assert hooks.submit_check(sub) == []
     hooks.submitted(sub, "b-1", ClientRef(client))  # type: ignore[arg-type]
     host.session().commit()
-    [entry] = consent.history(host, tenant, client)
+    [entry] = consent_history.history(host, tenant, client)
     host.session().rollback()
     assert entry.state == "given"
     assert entry.ip_prefix in (None, "203.0.113.0/24", "::/48")  # truncated, never whole
@@ -478,7 +478,7 @@ def test_consent_given_around_a_dst_switch_is_stored_as_the_exact_instant(
     [ev] = events(host.engine, tenant)
     assert ev.given_at == local.astimezone(UTC) and ev.given_at.tzinfo is not None
     assert ev.expires_at == local.astimezone(UTC) + timedelta(hours=24)  # a day is 24 h
-    [entry] = consent.history(host, tenant, client)
+    [entry] = consent_history.history(host, tenant, client)
     host.session().rollback()
     # the same instant (compared in UTC: Python never equates an ambiguous local time
     # with another zone's, PEP 495)

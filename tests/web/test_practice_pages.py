@@ -19,7 +19,7 @@ from werkzeug.test import Client, TestResponse
 from werkzeug.wrappers import Response
 
 from hookspecs.types import BookingRef, ClientInfo, ClientRef, StaffContext, StaffRef
-from samtycke_plugin import common, consent, practice_texts, practices
+from samtycke_plugin import common, consent, consent_history, practice_texts, practices
 from samtycke_plugin.email import jobs
 from samtycke_plugin.i18n import t
 from samtycke_plugin.models import (
@@ -541,7 +541,7 @@ def test_manual_record_creates_exactly_one_given_event(host: TestHost) -> None:
     assert event.given_at == WHEN
     assert event.occurred_at == host.now()
     assert event.text_major == 1 and event.language == "sv"
-    [entry] = consent.history(host, tenant, client)
+    [entry] = consent_history.history(host, tenant, client)
     assert entry.note == "Sa ja i telefon."
     after = html(pages.get(f"/clients/{client}/obtain?done=recorded"))
     assert "Samtycket registrerades." in after
