@@ -230,3 +230,50 @@ def gate(
     if settings.require_consent_for_online_booking:
         return GateOutcome.VETO_REQUIRED
     return GateOutcome.ACCEPT_REFUSED
+
+
+def expires_soon(
+    snapshot: Snapshot | None, current_major: int, now: datetime, settings: PracticeSettings
+) -> bool:
+    """Is this valid consent going to lapse within the practice's renewal window
+    (``renew_days_before``; 0: never "soon")?  Consent without an end date never is."""
+    if settings.renew_days_before == 0 or snapshot is None or snapshot.expires_at is None:
+        return False
+    if status(snapshot, current_major, now) is not Status.VALID:
+        return False
+    return snapshot.expires_at <= now + timedelta(days=settings.renew_days_before)
+
+
+def renewal_due(
+    snapshot: Snapshot | None,
+    current_major: int,
+    now: datetime,
+    settings: PracticeSettings,
+    *,
+    already_asked: bool,
+) -> bool:
+    """Is a renewal request due for this consent: it expires soon
+    (:func:`expires_soon`) and no renewal was asked for this end date yet (one request
+    per consent: the next one is due only after the client renewed, for the new date)."""
+    return not already_asked and expires_soon(snapshot, current_major, now, settings)
+
+
+def reminder_due(
+    *,
+    requested_at: datetime,
+    link_expires_at: datetime,
+    answered: bool,
+    delivered: bool,
+    reminded: bool,
+    now: datetime,
+    settings: PracticeSettings,
+) -> bool:
+    """Is the one reminder due for an e-mailed request: reminders are on
+    (``remind_after_days``), the first mail reached the server, the client has not
+    answered (the link is neither used nor replaced), the link still works, no reminder
+    went yet, and ``remind_after_days`` have passed since the request."""
+    if settings.remind_after_days == 0 or answered or not delivered or reminded:
+        return False
+    if link_expires_at <= now:
+        return False
+    return now >= requested_at + timedelta(days=settings.remind_after_days)
