@@ -35,6 +35,7 @@ from samtycke_plugin.rules import (
     Snapshot,
     Status,
     expires_soon,
+    renewal_window,
     status,
 )
 from samtycke_plugin.settings import PracticeSettings
@@ -81,14 +82,20 @@ class _Shown:
     reason: str
 
 
+def _lifetime(info: PurposeInfo, settings: PracticeSettings) -> int | None:
+    """How many days consent to the purpose lasts (the default purpose's is the
+    practice's setting)."""
+    return settings.validity_days if info.key == DEFAULT_PURPOSE else info.validity_days
+
+
 def _shown(
     current: Status, snap: Snapshot | None, major: int, now: datetime,
-    settings: PracticeSettings, locale: str,
+    settings: PracticeSettings, locale: str, validity_days: int | None,
 ) -> _Shown:
     """The badge of ``current``; valid consent that expires soon says when, in the
     warning tone."""
     if current is Status.VALID and snap is not None and snap.expires_at is not None \
-            and expires_soon(snap, major, now, settings):
+            and expires_soon(snap, major, now, settings, validity_days=validity_days):
         date = snap.expires_at.strftime("%Y-%m-%d")
         return _Shown(
             tone="warn", icon=status_text._ICONS["warn"],
@@ -122,7 +129,8 @@ def _purpose_statuses(
     for info in _purposes(session, tenant):
         snap = load_snapshots(session, tenant, [client], info.key).get(client)
         current = status(snap, info.current_major, now)
-        shown = _shown(current, snap, info.current_major, now, settings, language)
+        shown = _shown(current, snap, info.current_major, now, settings, language,
+                       _lifetime(info, settings))
         rows.append({
             "key": info.key, "name": purpose_label(info, language), "required": info.required,
             "status": current.value, "tone": shown.tone, "icon": shown.icon,
@@ -144,7 +152,8 @@ def profile_panel(
         now = now_utc(host)
         current = status(snap, row.current_major, now)
         settings = settings_from(row.settings)
-        shown = _shown(current, snap, row.current_major, now, settings, language)
+        shown = _shown(current, snap, row.current_major, now, settings, language,
+                       settings.validity_days)
         given = (
             t(language, "Given %(date)s.", date=snap.since.strftime("%Y-%m-%d"))
             if snap is not None and current in (Status.VALID, Status.OUTDATED, Status.EXPIRED)
@@ -230,7 +239,8 @@ def _filter_condition(
         if practice is None or key not in purposes:
             return None
         major = default_major if key == DEFAULT_PURPOSE else purposes[key].current_major
-        window = settings_of(practice).renew_days_before
+        settings = settings_of(practice)
+        window = renewal_window(settings, _lifetime(purposes[key], settings))
         return exists_().where(
             _S.tenant_ref == tenant, expires_soon_condition(major, now, window, key),
             _S.client_ref == client,
@@ -323,7 +333,8 @@ def row_badges(host: Host, tenant: str, clients: Sequence[str], locale: str) -> 
         for ref in refs:
             snap = rows.get(ref)
             current = status(snap, practice.current_major, now)
-            shown = _shown(current, snap, practice.current_major, now, settings, locale)
+            shown = _shown(current, snap, practice.current_major, now, settings, locale,
+                           settings.validity_days)
             badges.append(
                 RowBadge(
                     key="samtycke.status", client=ref, tone=shown.tone, label=shown.label,  # type: ignore[arg-type]
@@ -369,7 +380,8 @@ def _summary_badges(
             label += " – " + t(locale, "missing: %(names)s", names=", ".join(missing))
         soon = [
             purpose_label(p, locale) for p in purposes
-            if expires_soon(per_purpose[p.key].get(ref), p.current_major, now, settings)
+            if expires_soon(per_purpose[p.key].get(ref), p.current_major, now, settings,
+                            validity_days=_lifetime(p, settings))
         ]
         if soon:
             label += " – " + t(locale, "expires soon: %(names)s", names=", ".join(soon))

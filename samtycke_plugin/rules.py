@@ -232,16 +232,34 @@ def gate(
     return GateOutcome.ACCEPT_REFUSED
 
 
+def renewal_window(settings: PracticeSettings, validity_days: int | None) -> int:
+    """How many days before its end date consent to a purpose "expires soon": the
+    practice's ``renew_days_before``, but at most half the purpose's lifetime
+    (``validity_days``), so consent that lasts a short time is not asked to be renewed
+    as soon as it is given.  0: never."""
+    days = settings.renew_days_before
+    if validity_days:
+        days = min(days, validity_days // 2)
+    return days
+
+
 def expires_soon(
-    snapshot: Snapshot | None, current_major: int, now: datetime, settings: PracticeSettings
+    snapshot: Snapshot | None,
+    current_major: int,
+    now: datetime,
+    settings: PracticeSettings,
+    *,
+    validity_days: int | None,
 ) -> bool:
-    """Is this valid consent going to lapse within the practice's renewal window
-    (``renew_days_before``; 0: never "soon")?  Consent without an end date never is."""
-    if settings.renew_days_before == 0 or snapshot is None or snapshot.expires_at is None:
+    """Is this valid consent going to lapse within the renewal window
+    (:func:`renewal_window` of the purpose's lifetime ``validity_days``)?  Consent
+    without an end date never is."""
+    window = renewal_window(settings, validity_days)
+    if window == 0 or snapshot is None or snapshot.expires_at is None:
         return False
     if status(snapshot, current_major, now) is not Status.VALID:
         return False
-    return snapshot.expires_at <= now + timedelta(days=settings.renew_days_before)
+    return snapshot.expires_at <= now + timedelta(days=window)
 
 
 def renewal_due(
@@ -250,12 +268,14 @@ def renewal_due(
     now: datetime,
     settings: PracticeSettings,
     *,
+    validity_days: int | None,
     already_asked: bool,
 ) -> bool:
     """Is a renewal request due for this consent: it expires soon
     (:func:`expires_soon`) and no renewal was asked for this end date yet (one request
     per consent: the next one is due only after the client renewed, for the new date)."""
-    return not already_asked and expires_soon(snapshot, current_major, now, settings)
+    return not already_asked and expires_soon(snapshot, current_major, now, settings,
+                                              validity_days=validity_days)
 
 
 def reminder_due(

@@ -48,8 +48,10 @@ def _expected(host: TestHost, tenant: str, clients: list[str], purpose: str) -> 
     assert practice is not None
     settings = practices.settings_of(practice)
     major = practices.purpose_major(host.session(), practice, purpose)
+    days = practices.purpose_validity(host.session(), practice, purpose)
     snaps = load_snapshots(host.session(), tenant, clients, purpose)
-    return {c for c in clients if expires_soon(snaps.get(c), major, host.now(), settings)}
+    return {c for c in clients
+            if expires_soon(snaps.get(c), major, host.now(), settings, validity_days=days)}
 
 
 def _practice(host: TestHost) -> tuple[object, str, Table, list[str]]:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from attrs import evolve, frozen
 from sqlalchemy import exists, insert, or_, select, update
@@ -60,8 +60,10 @@ from samtycke_plugin.rules import (
     expires_soon,
     paused,
     reminder_due,
+    renewal_window,
     status,
 )
+from samtycke_plugin.settings import PracticeSettings
 from samtycke_plugin.store import _S, expires_soon_condition
 
 if TYPE_CHECKING:
@@ -137,10 +139,12 @@ def _operational(session: Session, tenant: str | None) -> list[str]:
     return [str(t) for t in session.scalars(query.order_by(Practice.tenant_ref))]
 
 
-def _majors(session: Session, practice: Practice) -> dict[str, int]:
-    """The current content version of each of the practice's purposes."""
+def _majors(session: Session, practice: Practice) -> dict[str, tuple[int, int | None]]:
+    """The current content version and the lifetime (days) of each of the practice's
+    purposes."""
     return {
-        p.key: practices.purpose_major(session, practice, p.key)
+        p.key: (practices.purpose_major(session, practice, p.key),
+                practices.purpose_validity(session, practice, p.key))
         for p in list_purposes(session, practice.tenant_ref)
     }
 
@@ -157,12 +161,14 @@ def _due_consents(
     if not practices.is_operational(practice):
         return []
     assert practice is not None
-    window = practices.settings_of(practice).renew_days_before
-    if window == 0:
+    settings = practices.settings_of(practice)
+    if settings.renew_days_before == 0:
         return []
     now = common.now_utc(host)
-    majors = _majors(session, practice)
-    soon = [expires_soon_condition(m, now, window, k) for k, m in majors.items()]
+    soon = [
+        expires_soon_condition(major, now, renewal_window(settings, days), key)
+        for key, (major, days) in _majors(session, practice).items()
+    ]
     asked = exists().where(
         _R.tenant_ref == _S.tenant_ref, _R.client_ref == _S.client_ref,
         _R.purpose_key == _S.purpose_key, _R.expires_at == _S.expires_at,
@@ -220,8 +226,9 @@ def _renew_chunk(
     outcome: dict[tuple[str, str], tuple[str, int | None]] = {}
     for client, purpose, expires_at in claimed:
         snap = load_snapshots(session, tenant, [client], purpose).get(client)
+        major, days = majors.get(purpose, (0, None))
         if (purpose not in majors or snap is None or snap.expires_at != expires_at
-                or not expires_soon(snap, majors[purpose], now, settings)):
+                or not expires_soon(snap, major, now, settings, validity_days=days)):
             outcome[(client, purpose)] = (_WHY_NOT_SOON, None)
             continue
         mine.setdefault(client, []).append(purpose)
@@ -323,8 +330,9 @@ def _remind_chunk(host: Host, session: Session, tenant: str, ids: Sequence[int])
 
 
 def _remind_one(
-    host: Host, session: Session, tenant: str, request_id: int, majors: dict[str, int],
-    now: datetime, domain: str, settings: Any,
+    host: Host, session: Session, tenant: str, request_id: int,
+    majors: dict[str, tuple[int, int | None]], now: datetime, domain: str,
+    settings: PracticeSettings,
 ) -> tuple[str, int | None]:
     """Queue the reminder of one claimed request: (outcome, outbox row id or ``None``)."""
     req = session.get(ConsentRequest, request_id, populate_existing=True)
@@ -344,11 +352,11 @@ def _remind_one(
             return _WHY_ERASED, None
         if snap is not None and snap.state in SAID_NO and paused(snap, settings, now):
             return _WHY_SAID_NO, None
-        major = majors.get(purpose)
-        if major is None:
+        if purpose not in majors:
             continue  # archived since: nothing to remind of
-        if status(snap, major, now) is not Status.VALID or expires_soon(snap, major, now,
-                                                                        settings):
+        major, days = majors[purpose]
+        if status(snap, major, now) is not Status.VALID or expires_soon(
+                snap, major, now, settings, validity_days=days):
             settled = False
     if settled:
         return _WHY_SETTLED, None
