@@ -42,7 +42,7 @@ from samtycke_plugin.email.addresses import mail_domain
 from samtycke_plugin.email.asking import _ask_chunk, _mail_address, _NotMailable
 from samtycke_plugin.email.outbox import SENT, _outbox_values
 from samtycke_plugin.email.tokens import PURPOSE_CONSENT
-from samtycke_plugin.errors import InputError, NotActive, NotFound
+from samtycke_plugin.errors import InputError, NotActive, NotFound, SamtyckeError
 from samtycke_plugin.ledger import load_snapshots
 from samtycke_plugin.models import (
     KIND_REQUEST,
@@ -127,8 +127,16 @@ def run_renewals(
     report = RenewalReport()
     size = max(1, chunk_size)
     for ref in tenants:
-        report += _renew_practice(host, ref, size, limit)
-        report += _remind_practice(host, ref, size, limit)
+        # One practice's trouble (its name cannot go into a mail, the host's lookup
+        # fails) must not hold up the others, nor the mail the relay sends next: it is
+        # logged, what was committed stays, and the next run tries again.
+        try:
+            report += _renew_practice(host, ref, size, limit)
+            report += _remind_practice(host, ref, size, limit)
+        except SamtyckeError as exc:
+            log.warning("renewal work of practice %s stopped: %s", ref, exc)
+        except Exception:
+            log.exception("renewal work of practice %s failed", ref)
     return report
 
 

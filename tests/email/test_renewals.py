@@ -20,7 +20,7 @@ from hostkit import TestHost, staff
 from smtp_support import Browser, SmtpServer, form_fields, path_of, running_server
 from sqlalchemy import func, select
 
-from samtycke_plugin import consent, purposes
+from samtycke_plugin import consent, erasure, purposes
 from samtycke_plugin.email import requests as mail_requests
 from samtycke_plugin.email.relay import SendReport, send_due
 from samtycke_plugin.email.renewals import run_renewals
@@ -94,6 +94,8 @@ def test_consent_about_to_lapse_gets_one_renewal_request_and_answering_renews_it
     withdrawn = _consented(host, tenant, 1, prefix="w")[0]
     consent.withdraw(host, tenant, withdrawn, actor="staff:s1", channel="manual",
                      method="paper", by_client=False)
+    erased = _consented(host, tenant, 1, prefix="e")[0]
+    erasure.erase_client(host, tenant, erased)
     host.session().commit()
     host.advance(days=200)
     later = _consented(host, tenant, 1, prefix="l")[0]  # lapses 200 days after the others
@@ -119,7 +121,7 @@ def test_consent_about_to_lapse_gets_one_renewal_request_and_answering_renews_it
         .where(RenewalAsked.tenant_ref == tenant)).all())
     assert outcomes == {**dict.fromkeys(due, "asked"),
                         no_address: "not asked: the client has no usable e-mail address"}
-    assert withdrawn not in outcomes and later not in outcomes
+    assert withdrawn not in outcomes and erased not in outcomes and later not in outcomes
 
     # The client answers on the normal consent page: renewed, with a new end date.
     first = next(m for m in smtp_server.messages if m.rcpt_tos == ["k0@example.org"])
@@ -319,3 +321,43 @@ def test_no_reminder_when_reminders_are_off_the_mail_bounced_or_the_client_is_go
     assert [r.reminders for r in reports] == [0, 1]
     assert [m.rcpt_tos[0] for m in smtp_server.messages[sent_before:]] == ["fine@example.org"]
     assert run_renewals(host, tenant=on).reminders == 0
+
+
+def _renewed(host: TestHost, tenant: str) -> int:
+    host.session().rollback()
+    return int(host.session().scalar(select(func.count()).select_from(RenewalAsked).where(
+        RenewalAsked.tenant_ref == tenant, RenewalAsked.outcome == "asked")) or 0)
+
+
+def test_a_practice_whose_work_fails_holds_up_neither_the_others_nor_the_mail(
+    host: TestHost, smtp_server: SmtpServer
+) -> None:
+    broken, fine = _practice(host), _practice(host)
+    tag = broken[-6:]  # the database may hold other tests' practices: their mail is not ours
+    _consented(host, broken, 2, prefix=f"b{tag}-")
+    _consented(host, fine, 2, prefix=f"f{tag}-")
+    host.advance(days=340)
+    waiting = host.new_client(fine, email=f"w{tag}@example.org")
+    mail_requests.send_request(host, fine, waiting, actor="staff:s1")
+    host.session().commit()
+    lookup = host.lookup_client
+
+    def failing(tenant: str, client: str) -> object:
+        if tenant == broken:
+            raise RuntimeError("the host's client table is unreachable")
+        return lookup(tenant, client)  # type: ignore[arg-type]
+
+    def ours() -> list[str]:
+        return sorted(m.rcpt_tos[0] for m in smtp_server.messages if tag in m.rcpt_tos[0])
+
+    host.lookup_client = failing  # type: ignore[assignment, method-assign]
+    send_due(host, transport=smtp_server.transport(), policy=POLICY, limit=10_000)
+    assert (_renewed(host, broken), _renewed(host, fine)) == (0, 2)
+    assert ours() == [f"f{tag}-0@example.org", f"f{tag}-1@example.org", f"w{tag}@example.org"]
+    # Nothing of the failed practice was committed: it is done once the host is back.
+    host.lookup_client = lookup  # type: ignore[method-assign]
+    send_due(host, transport=smtp_server.transport(), policy=POLICY, limit=10_000)
+    assert _renewed(host, broken) == 2
+    assert ours() == sorted([f"b{tag}-0@example.org", f"b{tag}-1@example.org",
+                             f"f{tag}-0@example.org", f"f{tag}-1@example.org",
+                             f"w{tag}@example.org"])
