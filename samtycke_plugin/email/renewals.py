@@ -112,10 +112,11 @@ class RenewalReport:
 
 
 def run_renewals(
-    host: Host, *, tenant: str | None = None, chunk_size: int = CHUNK, limit: int = LIMIT
+    host: Host, *, tenant: str | None = None, chunk_size: int | None = None, limit: int = LIMIT
 ) -> RenewalReport:
     """Queue the renewal requests and reminders that are due (of every operational
-    practice, or of ``tenant``); returns how many.
+    practice, or of ``tenant``), ``chunk_size`` clients per transaction (default
+    :data:`CHUNK`) and at most ``limit`` of each per practice; returns how many.
 
     Idempotent and safe to run from several workers at once: each due consent is asked
     once per end date and each request reminded once (see the module's notes).  It runs
@@ -125,7 +126,7 @@ def run_renewals(
     """
     tenants = run_in_transaction(host, lambda s: _operational(s, tenant), commit=False)
     report = RenewalReport()
-    size = max(1, chunk_size)
+    size = max(1, CHUNK if chunk_size is None else chunk_size)
     for ref in tenants:
         # One practice's trouble (its name cannot go into a mail, the host's lookup
         # fails) must not hold up the others, nor the mail the relay sends next: it is

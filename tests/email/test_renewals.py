@@ -211,7 +211,8 @@ _KILLED_RELAY = textwrap.dedent(
     from hostkit import TestHost
     from hookspecs.types import ClientInfo, PracticeInfo
     from samtycke_plugin.db import make_engine
-    from samtycke_plugin.email.renewals import run_renewals
+    from samtycke_plugin.email import renewals
+    from samtycke_plugin.email.relay import send_due
 
     class DiesMidRun(TestHost):
         looked_up = 0
@@ -229,7 +230,8 @@ _KILLED_RELAY = textwrap.dedent(
     for i, ref in enumerate(sys.argv[5:]):
         host.clients[(tenant, ref)] = ClientInfo(ref=ref, name=f"Klient k{i}",
                                                  email=f"k{i}@example.org", locale="sv")
-    run_renewals(host, tenant=tenant, chunk_size=3)
+    renewals.CHUNK = 3
+    send_due(host, tenant=tenant)   # the relay: renewal work first, then mail
     sys.exit(0)
     """
 )
