@@ -363,3 +363,34 @@ def test_a_practice_whose_work_fails_holds_up_neither_the_others_nor_the_mail(
     assert ours() == sorted([f"b{tag}-0@example.org", f"b{tag}-1@example.org",
                              f"f{tag}-0@example.org", f"f{tag}-1@example.org",
                              f"w{tag}@example.org"])
+
+
+def test_erasing_a_client_removes_their_renewal_and_reminder_rows(
+    host: TestHost, smtp_server: SmtpServer
+) -> None:
+    from samtycke_plugin.models import ReminderSent
+
+    tenant = _practice(host)
+    client, other = _consented(host, tenant, 2)
+    host.advance(days=340)
+    assert _send(host, tenant, smtp_server).renewals == 2
+    host.advance(days=7)
+    assert _send(host, tenant, smtp_server).reminders == 2
+
+    def rows(model: type) -> list[str]:
+        host.session().rollback()
+        if model is RenewalAsked:
+            return sorted(host.session().scalars(select(RenewalAsked.client_ref).where(
+                RenewalAsked.tenant_ref == tenant)))
+        return sorted(host.session().scalars(
+            select(ConsentRequest.client_ref).join(
+                ReminderSent, ReminderSent.request_id == ConsentRequest.id)
+            .where(ReminderSent.tenant_ref == tenant)))
+
+    assert rows(RenewalAsked) == rows(ReminderSent) == sorted([client, other])
+    erasure.erase_client(host, tenant, client)
+    host.session().commit()
+    assert rows(RenewalAsked) == rows(ReminderSent) == [other]
+    host.session().rollback()
+    assert host.session().scalar(select(func.count()).select_from(ReminderSent).where(
+        ReminderSent.tenant_ref == tenant)) == 1
