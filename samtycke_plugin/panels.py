@@ -92,13 +92,13 @@ def _shown(
     current: Status, snap: Snapshot | None, major: int, now: datetime,
     settings: PracticeSettings, locale: str, validity_days: int | None,
 ) -> _Shown:
-    """The badge of ``current``; valid consent that expires soon says when, in the
-    warning tone."""
+    """The badge of ``current``; valid consent that expires soon says when (in the tone
+    of valid consent: it is valid until then)."""
     if current is Status.VALID and snap is not None and snap.expires_at is not None \
             and expires_soon(snap, major, now, settings, validity_days=validity_days):
         date = snap.expires_at.strftime("%Y-%m-%d")
         return _Shown(
-            tone="warn", icon=status_text._ICONS["warn"],
+            tone=status_text.tone(current), icon=status_text.icon(current),
             label=t(locale, "Valid consent, expires %(date)s", date=date),
             reason=t(locale, "The consent expires on %(date)s. The client is asked by e-mail "
                      "to renew it.", date=date),
@@ -386,7 +386,7 @@ def _summary_badges(
         if soon:
             label += " – " + t(locale, "expires soon: %(names)s", names=", ".join(soon))
         tone: status_text.Tone = (
-            "ok" if valid == len(purposes) and not soon else "missing" if missing else "warn"
+            "ok" if valid == len(purposes) else "missing" if missing else "warn"
         )
         default = statuses.get(DEFAULT_PURPOSE, Status.UNKNOWN)
         badges.append(

@@ -145,7 +145,8 @@ def test_badges_and_profile_mark_exactly_the_consent_that_expires_soon(host: Tes
     assert len(statements) == 2  # as for any page of one purpose's badges
     marked = {c for c, [b] in badges.items() if "går ut" in b.label}
     assert marked == expected
-    assert all(b.tone == "warn" for c in expected for b in badges[c])
+    # Valid until then: the tone of valid consent, the label says when it ends.
+    assert all(b.tone == "ok" for c in expected for b in badges[c])
     assert all(b.tone == "ok" and b.label == "Giltigt samtycke"
                for c in set(clients) - expected for b in badges[c])
     soon, later = sorted(expected)[0], sorted(set(clients) - expected)[0]
@@ -173,6 +174,6 @@ def test_the_summary_badge_names_the_purposes_that_expire_soon(host: TestHost) -
     host.advance(days=80)
     [badge] = hooks.list_badges(tenant, [client], "sv")[client]  # type: ignore[attr-defined]
     assert badge.label == "Samtycke: 2 av 2 – går snart ut: Nyhetsbrev"
-    assert badge.tone == "warn"
+    assert badge.tone == "ok"
     [panel] = hooks.profile_panels(tenant, client, staff(), "sv")  # type: ignore[attr-defined]
     assert panel.html.count("Giltigt samtycke, går ut") == 1
