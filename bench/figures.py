@@ -279,6 +279,12 @@ def list_pages(b: Bench, name: str, budget_s: float) -> tuple[Sample, Sample, in
     if totals != (expected, expected) or 'data-status="valid"' in app_page.get_data(as_text=True):
         raise RuntimeError(f"C4: the two pages do not list the same clients: {totals}, "
                            f"{expected} expected")
+    for key, count in b.gen[name].not_valid_by_purpose.items():  # per-purpose filters exact
+        page = staff.get(f"{LIST_APP}.{key}")
+        _check(page, 200, f"C4 list of {key}")
+        if _total(page.get_data(as_text=True)) != count:
+            raise RuntimeError(f"C4: the list without valid consent to {key} shows "
+                               f"{_total(page.get_data(as_text=True))} clients, {count} expected")
     reps = _budget_reps(lambda: staff.get(LIST_APP), budget_s, 3, b.reps(200, 30))
     app_s, sql_s = compare(lambda _i: staff.get(LIST_APP), lambda _i: staff.get(LIST_SQL),
                            reps=reps, warmup=1)
@@ -300,8 +306,10 @@ def c4(b: Bench, name: str, growth: list[str]) -> tuple[list[Result], list[dict[
     app_s, sql_s, without = main
     results = [_ratio_result(
         "C4", f"client list without valid consent, 50 rows with badges and the total "
-        f"({b.gen[name].clients:,} clients)", app_s, sql_s, 1.5, "≤ 1.5×",
-        without_valid_consent=without, clients=b.gen[name].clients)]
+        f"({b.gen[name].clients:,} clients, {1 + len(b.gen[name].not_valid_by_purpose)} "
+        "purposes)", app_s, sql_s, 1.5, "≤ 1.5×",
+        without_valid_consent=without, clients=b.gen[name].clients,
+        purposes=1 + len(b.gen[name].not_valid_by_purpose))]
     first, last = rows[0], rows[-1]
     growth_ratio = last["app_ns"] / first["app_ns"]
     results.append(Result(

@@ -19,14 +19,14 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from attrs import frozen
+from attrs import field, frozen
 from sqlalchemy import Engine, Table, func, insert, select
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
 from examples.host_app.models import AppActivation, Client, Service, Staff
 from examples.host_app.models import Practice as HostPractice
-from samtycke_plugin import purposes
+from samtycke_plugin import purpose_catalogue, purposes
 from samtycke_plugin.chain import evidence_hash, row_hash
 from samtycke_plugin.models import (
     GENESIS_HASH,
@@ -34,11 +34,12 @@ from samtycke_plugin.models import (
     ConsentStateRow,
     Evidence,
     Practice,
+    Purpose,
     TextVersion,
 )
 from samtycke_plugin.rules import EventFacts, Snapshot, State, fold, paused
 from samtycke_plugin.settings import PracticeSettings, unstructure_settings
-from samtycke_plugin.text import LANGUAGES, default_text, normalise_body, render_html, sha256
+from samtycke_plugin.text import LANGUAGES, normalise_body, render_html, sha256
 
 #: The benchmark's "now": every generated timestamp lies before it.
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -65,6 +66,9 @@ class PracticeSpec:
     current_major: int = 2
     validity_days: int | None = 730
     required: bool = False
+    #: Purposes from the catalogue besides the default one, each with one text version,
+    #: the catalogue's validity and a ledger story of its own per client.
+    purposes: tuple[str, ...] = ()
     seed: int = 0
 
 
@@ -83,6 +87,8 @@ class Generated:
     #: Those of ``not_valid`` a batch request asks: not the ones who withdrew or declined
     #: within the practice's pause.
     to_ask: list[int]
+    #: How many clients are without valid consent to each of the spec's other purposes.
+    not_valid_by_purpose: dict[str, int] = field(factory=dict)
 
     @property
     def tenant(self) -> str:
@@ -109,6 +115,7 @@ class _Spec:
     tenant: str
     current_major: int
     validity_days: int | None
+    purpose: str = purposes.DEFAULT_PURPOSE
 
 
 def _ts(rng: random.Random, start: datetime, end: datetime) -> datetime:
@@ -131,6 +138,8 @@ class _Texts:
         years = {1: NOW - timedelta(days=1100), 2: NOW - timedelta(days=400),
                  3: NOW - timedelta(days=90)}
         name = f"Praktik {spec.tenant}"
+        catalogued = purpose_catalogue.by_key(spec.purpose)
+        assert catalogued is not None
         rows = []
         for major in range(1, spec.current_major + 1):
             start = years[major] if spec.current_major > 1 else years[1]
@@ -139,11 +148,12 @@ class _Texts:
                 minors = 2 if major == spec.current_major and language == "sv" else 1
                 for minor in range(minors):
                     body = normalise_body(
-                        default_text(language, practice_name=name, practice_contact=name)
+                        catalogued.text(language, practice_name=name, practice_contact=name)
                         + f"\n\nVersion {major}.{minor}.\n"
                     )
                     rows.append(
-                        {"tenant_ref": spec.tenant, "language": language, "major": major,
+                        {"tenant_ref": spec.tenant, "purpose_key": spec.purpose,
+                         "language": language, "major": major,
                          "minor": minor, "body": body, "html": render_html(body),
                          "sha256": sha256(body),
                          "change_kind": "initial" if major == 1 and minor == 0
@@ -155,7 +165,8 @@ class _Texts:
         for tv in session.execute(
             select(TextVersion.id, TextVersion.major, TextVersion.minor, TextVersion.language,
                    TextVersion.sha256)
-            .where(TextVersion.tenant_ref == spec.tenant)
+            .where(TextVersion.tenant_ref == spec.tenant,
+                   TextVersion.purpose_key == spec.purpose)
             .order_by(TextVersion.minor)
         ):
             self.by_major[(tv.major, tv.language)] = (tv.id, tv.sha256)  # newest minor wins
@@ -183,7 +194,8 @@ def _client_events(
                "text_major": major, "text_sha256": text_sha,
                "language": language if major else None, "channel": channel, "method": method,
                "actor": actor, "given_at": given, "occurred_at": at, "expires_at": expires,
-               "booking_ref": None, "request_id": None, "_evidence": None}
+               "booking_ref": None, "request_id": None, "purpose_key": spec.purpose,
+               "_evidence": None}
         row.update(extra)
         out.append(row)
         return row
@@ -313,6 +325,13 @@ def generate_practice(session: Session, spec: PracticeSpec, *, first_client: int
     story = _Spec(tenant=tenant, current_major=spec.current_major,
                   validity_days=spec.validity_days)
     texts = _Texts(session, story) if spec.app else None
+    others = []  # the other purposes' stories: one text version each
+    for key in spec.purposes if spec.app else ():
+        catalogued = purpose_catalogue.by_key(key)
+        assert catalogued is not None
+        other = _Spec(tenant=tenant, current_major=1, validity_days=catalogued.validity_days,
+                      purpose=key)
+        others.append((other, _Texts(session, other)))
     clients = []
     events: list[dict[str, Any]] = []
     for i in range(spec.clients):
@@ -325,6 +344,8 @@ def generate_practice(session: Session, spec: PracticeSpec, *, first_client: int
                         "created_at": NOW - timedelta(days=1200 - i % 1000)})
         if texts is not None:
             events.extend(_client_events(rng, story, texts, str(cid), language))
+        for other, other_texts in others:
+            events.extend(_client_events(rng, other, other_texts, str(cid), language))
     _insert(session, _table(Client), clients)
     del clients
     common = {"name": spec.name, "practice_id": host.id, "slug": host.slug,
@@ -336,7 +357,7 @@ def generate_practice(session: Session, spec: PracticeSpec, *, first_client: int
     events.sort(key=lambda e: e["occurred_at"])
     prev = GENESIS_HASH
     evidence = []
-    snaps: dict[str, tuple[Snapshot, int]] = {}
+    snaps: dict[tuple[str, str], tuple[Snapshot, int]] = {}
     for seq, e in enumerate(events, start=1):
         e["id"] = next_event_id + seq - 1
         e["tenant_ref"] = tenant
@@ -353,23 +374,25 @@ def generate_practice(session: Session, spec: PracticeSpec, *, first_client: int
             e["evidence_sha256"] = None
         e["prev_hash"] = prev
         prev = e["row_hash"] = row_hash(prev, e)
-        old = snaps.get(e["client_ref"])
+        key = (e["client_ref"], e["purpose_key"])
+        old = snaps.get(key)
         snap = fold(
             old[0] if old else None,
             EventFacts(state=State(e["state"]), text_major=e["text_major"],
                        expires_at=e["expires_at"], occurred_at=e["occurred_at"]),
         )
         if old is None or snap is not old[0]:
-            snaps[e["client_ref"]] = (snap, seq)
+            snaps[key] = (snap, seq)
     _insert(session, _table(ConsentEvent), events)
     _insert(session, _table(Evidence), evidence)
 
     state_rows = []
-    for client_ref, (snap, last_seq) in snaps.items():
+    for (client_ref, purpose_key), (snap, last_seq) in snaps.items():
         delivery = None
         if snap.state is State.REQUESTED:
             delivery = "bounced" if rng.random() < 0.1 else "sent"
         state_rows.append({"tenant_ref": tenant, "client_ref": client_ref,
+                           "purpose_key": purpose_key,
                            "state": snap.state.value, "text_major": snap.text_major,
                            "expires_at": snap.expires_at, "since": snap.since,
                            "last_seq": last_seq, "delivery": delivery})
@@ -380,14 +403,19 @@ def generate_practice(session: Session, spec: PracticeSpec, *, first_client: int
     settings = PracticeSettings(require_consent_for_online_booking=spec.required,
                                 validity_days=spec.validity_days)
     for cid in range(first_client, first_client + spec.clients):
-        item = snaps.get(str(cid))
+        item = snaps.get((str(cid), purposes.DEFAULT_PURPOSE))
         final = item[0] if item else None
-        ok = (final is not None and final.state in (State.GIVEN, State.RENEWED)
-              and final.text_major == spec.current_major
-              and (final.expires_at is None or final.expires_at > NOW))
+        ok = _valid(final, spec.current_major)
         (valid if ok else not_valid).append(cid)
         if not ok and not paused(final, settings, NOW):
             to_ask.append(cid)
+    not_valid_by_purpose = {
+        other.purpose: sum(
+            not _valid(item[0] if item else None, 1)
+            for item in (snaps.get((str(cid), other.purpose))
+                         for cid in range(first_client, first_client + spec.clients)))
+        for other, _texts in others
+    }
 
     session.execute(insert(Practice).values(
         tenant_ref=tenant, active=True, setup_complete=True,
@@ -399,8 +427,24 @@ def generate_practice(session: Session, spec: PracticeSpec, *, first_client: int
     purposes.create_default(session, tenant, required=spec.required,
                             validity_days=spec.validity_days, current_major=spec.current_major,
                             created_at=NOW - timedelta(days=1100))
+    for position, (other, _texts) in enumerate(others, start=1):
+        catalogued = purpose_catalogue.by_key(other.purpose)
+        assert catalogued is not None
+        session.execute(insert(Purpose).values(
+            tenant_ref=tenant, key=other.purpose, position=position, required=False,
+            validity_days=other.validity_days,
+            names={language: catalogued.name.get(language) for language in LANGUAGES},
+            legal_basis={language: catalogued.legal_basis.get(language)
+                         for language in LANGUAGES},
+            current_major=1, created_at=NOW - timedelta(days=1100), archived_at=None))
     return Generated(**common, events=len(events), valid=valid, not_valid=not_valid,
-                     to_ask=to_ask)
+                     to_ask=to_ask, not_valid_by_purpose=not_valid_by_purpose)
+
+
+def _valid(final: Snapshot | None, current_major: int) -> bool:
+    return (final is not None and final.state in (State.GIVEN, State.RENEWED)
+            and final.text_major == current_major
+            and (final.expires_at is None or final.expires_at > NOW))
 
 
 def generate(engine: Engine, specs: Sequence[PracticeSpec], *, log: Any = print

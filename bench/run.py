@@ -142,14 +142,17 @@ def growth_table(rows: list[dict[str, Any]]) -> str:
 
 def specs(args: argparse.Namespace) -> tuple[list[PracticeSpec], list[str]]:
     """The data set: the main practices, one without the app (C1-C3, C8), the growth
-    practices of C4 (a tenth and ten times the main size; the big one is C7's) and one of
-    about 1,000 events (C5)."""
+    practices of C4 (a tenth and ten times the main size; the big one is C7's), one of
+    about 1,000 events (C5) and C4's practice of three purposes."""
     n = args.clients
     out = main_practices(args.practices, n)
     out.append(PracticeSpec(name="plain", clients=n, app=False, seed=2000))
     out.append(PracticeSpec(name="g-small", clients=max(n // 10, 10), seed=5000))
     out.append(PracticeSpec(name="g-big", clients=n * 10, seed=5002))
     out.append(PracticeSpec(name="small", clients=700, seed=4000))
+    # C4's practice asks for three purposes: the list's badges then show one per purpose.
+    out.append(PracticeSpec(name="purposes", clients=n, purposes=("reminders", "newsletter"),
+                            seed=3000))
     return out, ["g-small", "p00", "g-big"]
 
 
@@ -174,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         growth_rows: list[dict[str, Any]] = []
 
         def c4_step() -> None:
-            found, rows = c4(b, "p00", growth)
+            found, rows = c4(b, "purposes", growth)
             results.extend(found)
             growth_rows.extend(rows)
 

@@ -84,7 +84,7 @@ def _baseline_clients() -> Any:
     page = int(page_arg) if page_arg.isdigit() and 0 < int(page_arg) < 100_000 else 1
     without = text(
         "NOT EXISTS (SELECT 1 FROM samtycke_consent_state s "
-        "JOIN samtycke_practice p ON p.tenant_ref = s.tenant_ref "
+        "JOIN samtycke_purpose p ON p.tenant_ref = s.tenant_ref AND p.key = s.purpose_key "
         "WHERE s.tenant_ref = :tenant AND s.purpose_key = 'care' "
         "AND s.client_ref = CAST(host_client.id AS VARCHAR) "
         "AND s.state IN ('given', 'renewed') AND s.text_major = p.current_major "

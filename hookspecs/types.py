@@ -169,6 +169,22 @@ class BookingSubmission:
     #: The client's IP address as the host saw it (the app truncates it), or ``None``.
     ip_address: str | None
     user_agent: str | None
+    #: What the host knows about who is booking online (all optional; an older host that
+    #: gives none keeps working).  ``True``: the booker is signed in as this client (their
+    #: account, or a personal booking link the host mailed them); ``False``: not signed
+    #: in (the host matched the client by the e-mail address typed); ``None``: unsaid.
+    #: A consent app may record consent ticked by a booker who is not signed in, or who
+    #: typed another name than the client's on record, as unconfirmed until the client
+    #: confirms it by e-mail.  Pass the same submission to check and record: ``client``
+    #: set in the check phase tells that the booking is for a client the host had.
+    booker_signed_in: bool | None = None
+    #: The name the booker typed in the form, as typed (``None``: not asked or unsaid).
+    #: Compared with the client's name on record (:class:`ClientInfo`), so pass it even
+    #: when the host keeps the client's stored name.
+    booker_name: str | None = None
+    #: The e-mail address the booker typed, as typed (``None``: not asked or unsaid).
+    #: Mail about the consent goes to the client's address on record, never to this one.
+    booker_email: str | None = None
 
 
 @frozen(kw_only=True)
@@ -357,8 +373,9 @@ class ConsentAnswer:
     #: True only while the client's consent to the purpose is valid now.
     may_use: bool
     #: The consent app's status word: ``valid``, ``outdated`` (given for an older text),
-    #: ``expired``, ``withdrawn``, ``refused``, ``requested``, ``unknown`` (nothing
-    #: recorded), … Treat any word other than ``valid`` as "not now".
+    #: ``expired``, ``withdrawn``, ``refused``, ``requested``, ``unconfirmed`` (ticked in
+    #: an online booking, waiting for the client to confirm it by e-mail), ``unknown``
+    #: (nothing recorded), … Treat any word other than ``valid`` as "not now".
     status: str
     #: When the client's current state began (``None``: nothing recorded).
     since: datetime | None

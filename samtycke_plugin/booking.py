@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import attrs
 from attrs import frozen
 from markupsafe import Markup
 from sqlalchemy.orm import Session
@@ -14,7 +15,9 @@ from sqlalchemy.orm import Session
 from hookspecs.types import (
     BookingFormContext,
     BookingSubmission,
+    ClientRef,
     FormFragment,
+    TenantRef,
     Veto,
 )
 from samtycke_plugin import consent, hostdb, ledger
@@ -25,19 +28,27 @@ from samtycke_plugin.booking_gate import (
     field_names,
     posted_text_ids,
     read_gate,
-    shown_text_id,
 )
 from samtycke_plugin.common import check_ref, now_utc
-from samtycke_plugin.consent import _event, expiry
-from samtycke_plugin.email import receipts
+from samtycke_plugin.email import confirm, receipts
 from samtycke_plugin.errors import Conflict
 from samtycke_plugin.i18n import N_, lang, t
 from samtycke_plugin.ledger import Head, NewEvent, lock_head
 from samtycke_plugin.models import ConsentEvent, Practice
-from samtycke_plugin.practices import current_text, get_practice, is_operational, require_practice
+from samtycke_plugin.practice_texts import current_text
+from samtycke_plugin.practices import get_practice, is_operational, require_practice
+from samtycke_plugin.purpose_catalogue import by_key
 from samtycke_plugin.purposes import DEFAULT_PURPOSE
 from samtycke_plugin.render import render, trusted_html
-from samtycke_plugin.rules import VALID_STATES, GateOutcome, Snapshot, State, Status, grant_state
+from samtycke_plugin.rules import (
+    VALID_STATES,
+    GateOutcome,
+    Snapshot,
+    State,
+    Status,
+    needs_confirmation,
+)
+from samtycke_plugin.settings import PracticeSettings
 from samtycke_plugin.text import sha256
 
 if TYPE_CHECKING:
@@ -54,7 +65,8 @@ class _Box:
     """One purpose's part of the consent block."""
 
     key: str
-    #: The purpose's name as the block's legend (``None``: the default purpose's legend).
+    #: The purpose's name as the block's legend (``None``: the generic legend, for the
+    #: default purpose when it is the only box).
     legend: str | None
     #: Appended to the element ids (the default purpose keeps the ids hosts know).
     suffix: str
@@ -75,15 +87,22 @@ class _Box:
         return (*fields, self.field_note) if self.change_note else fields
 
 
+def _name(purpose: PurposeGate, language: str) -> str:
+    """The practice's name for the purpose, else the catalogue's (the default purpose
+    has no name of the practice's own unless the practitioner gave it one)."""
+    entry = by_key(purpose.key)
+    return purpose.name(language) if purpose.names or entry is None else entry.name.get(language)
+
+
 def _box(session: Session, practice: Practice, purpose: PurposeGate, client: str | None,
-         locale: str) -> _Box:
+         locale: str, *, named: bool) -> _Box:
     key = purpose.key
     text = current_text(session, practice, locale, key)
     note = consent.change_note_for(session, practice, client, key)
     box, text_field, note_field = field_names(key)
     default = key == DEFAULT_PURPOSE
     return _Box(
-        key=key, legend=None if default else purpose.name(lang(locale)),
+        key=key, legend=_name(purpose, lang(locale)) if named or not default else None,
         suffix="" if default else "-" + key, text_html=trusted_html(text.html),
         text_id=text.id, text_lang=text.language, required=purpose.required,
         field_consent=box, field_text=text_field, field_note=note_field, change_note=note,
@@ -105,7 +124,9 @@ def form_fragment(host: Host, form: BookingFormContext) -> FormFragment | None:
         asked = [p for p in found.purposes if p.asks(is_new_client=client is None)] if found else []
         if not asked:
             return None
-        boxes = [_box(session, practice, p, client, form.locale) for p in asked]
+        # Beside other boxes the default purpose's box says which purpose it is too.
+        boxes = [_box(session, practice, p, client, form.locale, named=len(asked) > 1)
+                 for p in asked]
         return FormFragment(
             key="samtycke.consent", html=render("form_fragment.html", form.locale, boxes=boxes),
             field_names=tuple(name for box in boxes for name in box.field_names),
@@ -119,25 +140,22 @@ class _Decision:
     outcome: GateOutcome
 
 
-#: How a posted text id is read.
-_shown_text_id = shown_text_id
-
-
 def _decide(
     host: Host, submission: BookingSubmission, client: str | None, *, locked: bool = False
-) -> tuple[list[_Decision], Head | None]:
+) -> tuple[list[_Decision], Head | None, PracticeSettings | None]:
     """The gate's decision for each purpose; with ``locked``, taken under the practice's
     chain-head lock (the record step: a simultaneous submit or text change cannot slip in
-    between), and the head read with it."""
+    between), and the head read with it; and the practice's settings the gate read."""
     tenant = check_ref("tenant", submission.tenant)
     client = check_ref("client", client) if client else None
     if submission.channel != "online":
-        return [], None
+        return [], None, None
     with hostdb.session(host) as session:
         head = lock_head(session, tenant) if locked else None
         found = read_gate(session, tenant, client, posted_text_ids(submission.fields),
                           now_utc(host))
-        return _decide_on(submission, client, found), head
+        return (_decide_on(submission, client, found), head,
+                found.settings if found is not None else None)
 
 
 def _decide_on(
@@ -184,7 +202,7 @@ def _veto(locale: str, decision: _Decision) -> Veto | None:
 
 def check_booking(host: Host, submission: BookingSubmission) -> list[Veto]:
     """Phase 1: vetoes for a booking, without writing anything."""
-    decisions, _ = _decide(host, submission, submission.client)
+    decisions, _, _ = _decide(host, submission, submission.client)
     return [v for d in decisions if (v := _veto(submission.locale, d)) is not None]
 
 
@@ -204,7 +222,9 @@ def record_booking(
 ) -> list[ConsentEvent]:
     """Phase 2: record the consent decisions of an accepted online booking, one event per
     purpose asked (given, or refused for a box offered and left unticked), appended
-    together.
+    together.  A box ticked by a booker who may not be the client is recorded
+    ``unconfirmed`` (:func:`samtycke_plugin.rules.needs_confirmation`) with what the
+    booker typed in its evidence.
 
     Runs inside the host's transaction.  The decisions are re-made with the now known
     client, under the practice's lock, so a race (text changed between check and record)
@@ -216,7 +236,7 @@ def record_booking(
     if submission.channel != "online":
         return []
     tenant = check_ref("tenant", submission.tenant)
-    decisions, head = _decide(host, submission, client, locked=True)
+    decisions, head, settings = _decide(host, submission, client, locked=True)
     if any(d.outcome in (GateOutcome.VETO_REQUIRED, GateOutcome.VETO_TEXT_CHANGED)
            for d in decisions):
         raise Conflict(
@@ -228,9 +248,11 @@ def record_booking(
         channel="online_booking", method="checkbox", actor="client", booking_ref=booking,
         ip_address=submission.ip_address, user_agent=submission.user_agent,
     )
+    unconfirmed = attrs.evolve(how, note=confirm.evidence_note(submission))
     now = now_utc(host)
     with hostdb.session(host) as session:
         practice: Practice | None = None
+        confirming: bool | None = None
         events: list[NewEvent] = []
         for decision in decisions:
             purpose = decision.purpose
@@ -240,18 +262,37 @@ def record_booking(
             note = _note_shown(session, practice, client, purpose.key, posted) if practice else None
             if decision.outcome is GateOutcome.ACCEPT_GIVEN:
                 assert purpose.shown is not None
-                events.append(_event(
-                    tenant, client, grant_state(purpose.snapshot), how, now, text=purpose.shown,
-                    given_at=now, expires_at=expiry(purpose.validity_days, now),
-                    purpose=purpose.key, change_note_sha256=note))
+                if confirming is None:
+                    assert settings is not None  # a decision comes from a read gate
+                    confirming = _needs_confirmation(host, settings, submission, tenant, client)
+                if confirming:
+                    events.append(consent.unconfirmed_event(
+                        tenant, client, purpose.shown, unconfirmed, now, purpose=purpose.key,
+                        change_note_sha256=note))
+                    continue
+                events.append(consent.grant_event(
+                    tenant, client, purpose.shown, how, now, previous=purpose.snapshot,
+                    validity_days=purpose.validity_days, purpose=purpose.key,
+                    change_note_sha256=note))
                 continue
-            events.append(_event(
-                tenant, client, State.REFUSED, how, now, purpose=purpose.key,
-                text=_refused_text(session, tenant, purpose, submission.locale),
-                change_note_sha256=note))
+            events.append(consent.refuse_event(
+                tenant, client, _refused_text(session, tenant, purpose, submission.locale),
+                how, now, purpose=purpose.key, change_note_sha256=note))
         previous: dict[tuple[str, str], Snapshot | None] = {
             (client, d.purpose.key): d.purpose.snapshot for d in decisions}
         return ledger.append(session, events, previous=previous, head=head)
+
+
+def _needs_confirmation(
+    host: Host, settings: PracticeSettings, submission: BookingSubmission, tenant: str,
+    client: str,
+) -> bool:
+    """Does consent ticked in this booking wait for the client's confirmation by e-mail
+    (:func:`samtycke_plugin.rules.needs_confirmation`)?"""
+    if not confirm.may_need_confirmation(settings, submission):
+        return False  # nothing to compare: no look-up of the client
+    info = host.lookup_client(TenantRef(tenant), ClientRef(client))
+    return needs_confirmation(settings, confirm.booker(submission, info))
 
 
 def _refused_text(
@@ -267,9 +308,17 @@ def _refused_text(
 def record(host: Host, submission: BookingSubmission, booking: str, client: str) -> None:
     """Phase 2 and what follows it, in the host's transaction: the consent decisions of an
     accepted booking recorded, then the receipt of a consent given (or, after a staff
-    booking, the e-mail request the practice asked for)."""
-    with hostdb.in_host_transaction(host, write=True):
+    booking, the e-mail request the practice asked for), and for a consent that waits
+    for the client's confirmation the mail asking for it, to the address on record."""
+    with hostdb.in_host_transaction(host, write=True) as session:
         events = record_booking(host, submission, booking, client)
         # One receipt, of the first consent given (the default purpose's when given).
         given = next((e for e in events if State(e.state) in VALID_STATES), None)
         receipts.after_booking(host, submission, client, given)
+        waiting = [e for e in events if e.state == State.UNCONFIRMED.value]
+        if waiting:
+            tenant = TenantRef(waiting[0].tenant_ref)
+            confirm.queue_confirmation(
+                host, session, require_practice(session, tenant), waiting[0].client_ref,
+                waiting, host.lookup_client(tenant, ClientRef(waiting[0].client_ref)),
+                now=now_utc(host))

@@ -1,6 +1,7 @@
 """What the online booking form asks, per purpose: the one query that reads the practice,
 its purposes and the client's status for each of them (with the text versions the form
-showed), and the pure per-purpose decision the form, the check and the record step share.
+showed).  The per-purpose decision the form, the check and the record step share is
+:mod:`samtycke_plugin.rules`' (:func:`~samtycke_plugin.rules.purpose_asking`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from samtycke_plugin.rules import (
     GateOutcome,
     Snapshot,
     Status,
-    asks_at_booking,
     gate,
     paused,
+    purpose_asking,
     should_ask,
     status,
 )
@@ -45,12 +46,12 @@ def field_names(key: str) -> tuple[str, str, str]:
     return f"{_CONSENT}__{key}", f"{_TEXT}__{key}", f"{_NOTE}__{key}"
 
 
-# A practice whose purposes are not stored yet still has its default purpose: the outer
-# join yields one row without a key, read as the default purpose.
+# The outer join keeps the practice's switches when no purpose row is found: a row without
+# a key, which asks for nothing (each purpose's settings and version are its row's).
 _KEY = func.coalesce(_U.key, DEFAULT_PURPOSE)
 
 _COLUMNS = (
-    _P.active, _P.setup_complete, _P.current_major, _P.settings,
+    _P.active, _P.setup_complete, _P.settings,
     _KEY.label("purpose_key"), _U.required, _U.current_major.label("purpose_major"),
     _U.validity_days, _U.names,
     _S.state, _S.text_major, _S.expires_at, _S.since, _S.delivery,
@@ -115,7 +116,7 @@ class PurposeGate:
     snapshot: Snapshot | None
     status: Status
     paused: bool
-    #: The asking settings of this purpose (the practice's, with its own requirement).
+    #: The asking settings of this purpose (:func:`~samtycke_plugin.rules.purpose_asking`).
     settings: PracticeSettings
     shown: ShownText | None = None
 
@@ -133,18 +134,6 @@ class PurposeGate:
             shown_major=self.shown.major if self.shown is not None else None,
             current_major=self.major, paused=self.paused,
         )
-
-
-def purpose_settings(settings: PracticeSettings, required: bool) -> PracticeSettings:
-    """The asking settings of one purpose.  A required purpose is asked of everyone without
-    valid consent to it; an optional one follows the practice's asking settings, and
-    whenever the practice asks at booking at all it is offered at least to new clients
-    and to the clients whose consent to it no longer holds (so a change of its content
-    reaches them under every setting that asks)."""
-    if required:
-        return evolve(settings, require_consent_for_online_booking=True)
-    return evolve(settings, require_consent_for_online_booking=False,
-                  ask_new_clients=settings.ask_new_clients or asks_at_booking(settings))
 
 
 _MOST_PURPOSES = 64
@@ -205,16 +194,15 @@ def read_gate(
             if seen is not None:
                 purposes[key] = evolve(purposes[key], shown=seen)
             continue
-        default = key == DEFAULT_PURPOSE
-        required = settings.require_consent_for_online_booking if default else bool(row.required)
-        major = int(first.current_major if default or row.purpose_major is None
-                    else row.purpose_major)
+        if row.purpose_major is None:  # no purpose row: nothing to ask for
+            continue
+        required, major = bool(row.required), int(row.purpose_major)
         snap = snapshot_of(row) if client and row.state is not None else None
         purposes[key] = PurposeGate(
             key=key, names=dict(row.names or {}), required=required, major=major,
-            validity_days=settings.validity_days if default else row.validity_days,
+            validity_days=row.validity_days,
             snapshot=snap, status=status(snap, major, now), paused=paused(snap, settings, now),
-            settings=purpose_settings(settings, required), shown=seen,
+            settings=purpose_asking(settings, required=required), shown=seen,
         )
     return Gate(active=bool(first.active and first.setup_complete), settings=settings,
                 purposes=tuple(purposes.values()))

@@ -15,16 +15,10 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from attrs import frozen
-from sqlalchemy import (
-    func,
-    select,
-)
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hookspecs.types import (
-    Permission,
-    StaffContext,
-)
+from hookspecs.types import Permission, StaffContext
 from samtycke_plugin import hostdb, ledger, roles
 from samtycke_plugin.common import check_ref, clean_note, now_utc, version_label
 from samtycke_plugin.errors import Conflict, InputError, NotFound
@@ -37,9 +31,8 @@ from samtycke_plugin.models import (
     Practice,
     TextVersion,
 )
+from samtycke_plugin.practice_texts import change_note, current_text
 from samtycke_plugin.practices import (
-    change_note,
-    current_text,
     get_practice,
     purpose_major,
     purpose_validity,
@@ -140,6 +133,38 @@ def _event(
     )
 
 
+def grant_event(
+    tenant: str, client: str, text: ShownText, how: How, now: datetime, *,
+    previous: Snapshot | None, validity_days: int | None, given_at: datetime | None = None,
+    purpose: str = DEFAULT_PURPOSE, change_note_sha256: str | None = None,
+) -> NewEvent:
+    """The event of consent given to ``text``, to append: ``given``, or ``renewed`` after
+    an earlier grant (``previous``); valid from ``given_at`` (or ``now``)."""
+    given = given_at or now
+    return _event(tenant, client, grant_state(previous), how, now, text=text, given_at=given,
+                  expires_at=expiry(validity_days, given), purpose=purpose,
+                  change_note_sha256=change_note_sha256)
+
+
+def refuse_event(
+    tenant: str, client: str, text: ShownText, how: How, now: datetime, *,
+    purpose: str = DEFAULT_PURPOSE, change_note_sha256: str | None = None,
+) -> NewEvent:
+    """The event of the client declining the consent ``text`` asked for, to append."""
+    return _event(tenant, client, State.REFUSED, how, now, text=text, purpose=purpose,
+                  change_note_sha256=change_note_sha256)
+
+
+def unconfirmed_event(
+    tenant: str, client: str, text: ShownText, how: How, now: datetime, *,
+    purpose: str = DEFAULT_PURPOSE, change_note_sha256: str | None = None,
+) -> NewEvent:
+    """The event of consent ticked online that the client is still to confirm (it does
+    not count as given until they do), to append."""
+    return _event(tenant, client, State.UNCONFIRMED, how, now, text=text, purpose=purpose,
+                  change_note_sha256=change_note_sha256)
+
+
 def grant(
     session: Session, tenant: str, client: str, text: ShownText, how: How, *,
     now: datetime, validity_days: int | None, given_at: datetime | None = None,
@@ -153,10 +178,9 @@ def grant(
     :func:`samtycke_plugin.ledger.append`).  ``change_note_sha256``: the hash of the
     "what has changed" note the client was shown with the text, if any."""
     before = _previous(session, tenant, client, previous, purpose)
-    given = given_at or now
-    new = _event(tenant, client, grant_state(before), how, now, text=text, given_at=given,
-                 expires_at=expiry(validity_days, given), purpose=purpose,
-                 change_note_sha256=change_note_sha256)
+    new = grant_event(tenant, client, text, how, now, previous=before,
+                      validity_days=validity_days, given_at=given_at, purpose=purpose,
+                      change_note_sha256=change_note_sha256)
     return ledger.append(session, [new], previous={(client, purpose): before}, head=head)[0]
 
 
@@ -167,8 +191,8 @@ def refuse(
     change_note_sha256: str | None = None,
 ) -> ConsentEvent:
     """Record that the client declined the consent ``text`` asked for."""
-    new = _event(tenant, client, State.REFUSED, how, now, text=text, purpose=purpose,
-                 change_note_sha256=change_note_sha256)
+    new = refuse_event(tenant, client, text, how, now, purpose=purpose,
+                       change_note_sha256=change_note_sha256)
     known = {} if isinstance(previous, _Unread) else {(client, purpose): previous}
     return ledger.append(session, [new], previous=known, head=head)[0]
 

@@ -108,6 +108,8 @@ class Practice(Base):
     active: Mapped[bool] = mapped_column(Boolean)
     setup_complete: Mapped[bool] = mapped_column(Boolean)
     settings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: Held equal to the default purpose's ``current_major`` for the schema; the app
+    #: reads the purpose row (:class:`Purpose`).
     current_major: Mapped[int] = mapped_column(Integer)
     default_language: Mapped[str] = mapped_column(String(8))
     head_seq: Mapped[int] = mapped_column(BigInteger)

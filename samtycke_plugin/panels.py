@@ -42,6 +42,7 @@ from samtycke_plugin.settings import PracticeSettings
 from samtycke_plugin.store import (
     _PRACTICE_SWITCHES,
     _S,
+    DEFAULT_MAJOR,
     _gate_row,
     expires_soon_condition,
     valid_condition,
@@ -300,7 +301,8 @@ def filter_clause(
 #: Client refs per ``IN (…)`` list.
 _IN_CHUNK = 900
 
-#: The practice and how many purposes it asks for, in one statement: a practice with one
+#: The practice, how many purposes it asks for and the default purpose's current content
+#: version, in one statement: a practice with one
 #: purpose gets its page of badges from one more query.
 _PRACTICE_AND_PURPOSES = select(
     Practice,
@@ -308,6 +310,7 @@ _PRACTICE_AND_PURPOSES = select(
     .where(Purpose.tenant_ref == Practice.tenant_ref, Purpose.archived_at.is_(None))
     .scalar_subquery()
     .label("purposes"),
+    DEFAULT_MAJOR,
 ).where(Practice.tenant_ref == bindparam("tenant"))
 
 
@@ -332,8 +335,8 @@ def row_badges(host: Host, tenant: str, clients: Sequence[str], locale: str) -> 
         badges = []
         for ref in refs:
             snap = rows.get(ref)
-            current = status(snap, practice.current_major, now)
-            shown = _shown(current, snap, practice.current_major, now, settings, locale,
+            current = status(snap, found.current_major, now)
+            shown = _shown(current, snap, found.current_major, now, settings, locale,
                            settings.validity_days)
             badges.append(
                 RowBadge(

@@ -178,8 +178,9 @@ def update(
     validity_days: int | None,
 ) -> PurposeInfo:
     """Change a purpose's names, legal-basis note, requirement and lifetime (its texts
-    change through :func:`samtycke_plugin.practices.publish_text`).  The default
-    purpose's requirement and lifetime are the practice's settings and stay as they are."""
+    change through :func:`samtycke_plugin.practice_texts.publish_text`).  The default
+    purpose's requirement and lifetime are chosen in the activation wizard (saved with
+    the practice's settings) and stay as they are here."""
     row = session.get(Purpose, (tenant, check_key(key)))
     if row is None or row.archived_at is not None:
         raise NotFound(N_("This practice does not ask consent for that purpose."))

@@ -63,6 +63,8 @@ DPV_STATUS: dict[State, str] = {
     State.REVOKED: "dpv:ConsentRevoked",
     State.EXPIRED: "dpv:ConsentExpired",
     State.INVALIDATED: "dpv:ConsentInvalidated",
+    # Ticked by someone who may not be the client, and the client asked to confirm it.
+    State.UNCONFIRMED: "dpv:ConsentRequested",
 }
 
 #: Ledger states → the DPV consent control the event exercised, where there is one.
@@ -82,6 +84,10 @@ _COLLECTION: dict[tuple[str, str | None], str] = {
     ("email_link", "button"): N_(
         "E-mailed link: the client read the text on the consent page and pressed the "
         "consent button"
+    ),
+    ("email_link", "confirm"): N_(
+        "Online booking, confirmed by the client: the box was ticked in a booking, and the "
+        "client confirmed it with the link mailed to their address on record"
     ),
     ("manual", "paper"): N_("Given on paper and recorded by the practice"),
     ("manual", "verbal"): N_("Given verbally and recorded by the practice"),

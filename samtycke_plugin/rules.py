@@ -8,12 +8,13 @@ comes from here.
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from attrs import evolve, frozen
 
-from samtycke_plugin.settings import PracticeSettings
+from samtycke_plugin.settings import CONFIRM_ALWAYS, PracticeSettings
 
 
 class State(StrEnum):
@@ -29,6 +30,10 @@ class State(StrEnum):
     REVOKED = "revoked"
     EXPIRED = "expired"
     INVALIDATED = "invalidated"
+    #: Consent ticked in an online booking whose booker may not be the client (see
+    #: :func:`needs_confirmation`): it waits for the client to confirm it from the mail
+    #: sent to their address on record, and is not valid until then.
+    UNCONFIRMED = "unconfirmed"
     ERASED = "erased"
 
 
@@ -50,6 +55,7 @@ class Status(StrEnum):
     EXPIRED = "expired"
     INVALIDATED = "invalidated"
     OUTDATED = "outdated"
+    UNCONFIRMED = "unconfirmed"
     ERASED = "erased"
 
 
@@ -94,11 +100,12 @@ def status(snapshot: Snapshot | None, current_major: int, now: datetime) -> Stat
 def fold(snapshot: Snapshot | None, event: EventFacts) -> Snapshot:
     """Apply one ledger event to a client's projection.
 
-    A request or a deferral does not take away consent that is still given for
-    the same or a newer content version; every other event replaces the state.
+    A request, a deferral or an unconfirmed consent does not take away consent that is
+    still given for the same or a newer content version (a stranger's booking must not
+    end a client's consent); every other event replaces the state.
     """
     if (
-        event.state in (State.REQUESTED, State.DEFERRED)
+        event.state in (State.REQUESTED, State.DEFERRED, State.UNCONFIRMED)
         and snapshot is not None
         and snapshot.state in VALID_STATES
         and snapshot.text_major is not None
@@ -138,7 +145,8 @@ def grant_state(previous: Snapshot | None) -> State:
 #: lapsed), and clients the practice has asked by e-mail who have not answered: the
 #: booking form asks them under every setting that asks at booking at all, so a change
 #: of content reaches them even when only new clients are asked (and e-mailing them a
-#: request does not take them out of the booking's asking).
+#: request does not take them out of the booking's asking).  A consent awaiting the
+#: client's confirmation is asked again too: the client booking themselves settles it.
 ASK_AGAIN = frozenset(
     {
         Status.OUTDATED,
@@ -147,6 +155,7 @@ ASK_AGAIN = frozenset(
         Status.BOUNCED,
         Status.UNDELIVERED,
         Status.DEFERRED,
+        Status.UNCONFIRMED,
     }
 )
 
@@ -193,6 +202,22 @@ def should_ask(
     if settings.ask_clients_without_consent:
         return True
     return settings.ask_new_clients and (is_new_client or current in ASK_AGAIN)
+
+
+def purpose_asking(settings: PracticeSettings, *, required: bool) -> PracticeSettings:
+    """The asking settings of one purpose at booking (what :func:`should_ask` and
+    :func:`gate` take), from the practice's settings and whether online booking requires
+    consent to the purpose.
+
+    A required purpose is asked of everyone without valid consent to it; an optional one
+    follows the practice's asking settings, and whenever the practice asks at booking at
+    all it is offered at least to new clients and to the clients whose consent to it no
+    longer holds (so a change of its content reaches them under every setting that asks).
+    """
+    if required:
+        return evolve(settings, require_consent_for_online_booking=True)
+    return evolve(settings, require_consent_for_online_booking=False,
+                  ask_new_clients=settings.ask_new_clients or asks_at_booking(settings))
 
 
 class GateOutcome(StrEnum):
@@ -297,3 +322,59 @@ def reminder_due(
     if link_expires_at <= now:
         return False
     return now >= requested_at + timedelta(days=settings.remind_after_days)
+
+
+@frozen(kw_only=True)
+class Booker:
+    """What is known about who ticked the consent box of an online booking: what the host
+    said (:class:`hookspecs.types.BookingSubmission`) and the client's record."""
+
+    #: The host named the client already when checking the booking: it matched a client
+    #: it had (by e-mail address, a sign-in or a personal link), not one this booking made.
+    existing_client: bool
+    #: The host's word: signed in as this client (``True``), not (``False``), unsaid.
+    signed_in: bool | None
+    #: The name and address the booker typed (``None``: the host does not say).
+    typed_name: str | None
+    typed_email: str | None
+    #: The client's name and address on record, as the host knows them.
+    record_name: str | None
+    record_email: str | None
+
+
+def _folded(text: str) -> str:
+    """A name or address compared as a person reads it: Unicode-normalised, case and
+    runs of white space ignored (``"anna  SVENSSON"`` is ``"Anna Svensson"``)."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def same_details(typed: str | None, on_record: str | None) -> bool:
+    """Does a typed detail agree with the record?  An untyped one (``None``) agrees."""
+    if typed is None:
+        return True
+    return _folded(typed) == _folded(on_record or "")
+
+
+def identity_mismatch(booker: Booker) -> bool:
+    """May the booker be someone other than the client the booking is for?
+
+    Only for a client that existed before the booking (a booking that creates the client
+    gives consent for the person who typed the details), and then when the host says the
+    booker is not signed in, or the typed name (or address) differs from the client's on
+    record.  A host that says nothing about signing in leaves the name to decide.
+    """
+    if not booker.existing_client:
+        return False
+    if booker.signed_in is False:
+        return True
+    return not (same_details(booker.typed_name, booker.record_name)
+                and same_details(booker.typed_email, booker.record_email))
+
+
+def needs_confirmation(settings: PracticeSettings, booker: Booker) -> bool:
+    """Is consent ticked in an online booking recorded as ``unconfirmed`` until the client
+    confirms it from the mail sent to their address on record?  Always, when the practice
+    chose so; otherwise on an identity mismatch (:func:`identity_mismatch`)."""
+    if settings.confirm_online_consent == CONFIRM_ALWAYS:
+        return True
+    return identity_mismatch(booker)

@@ -36,6 +36,14 @@ def _check_colour(_instance: object, _attribute: object, value: str | None) -> N
         raise ValueError(f"brand_colour must be a colour such as #1a5fb4, got {value!r}")
 
 
+#: Values of :attr:`PracticeSettings.confirm_online_consent`: every consent ticked in an
+#: online booking waits for the client's confirmation by e-mail, or only one whose booker
+#: may be someone else (see :func:`samtycke_plugin.rules.identity_mismatch`).
+CONFIRM_ALWAYS = "always"
+CONFIRM_ON_MISMATCH = "on_mismatch"
+CONFIRM_MODES = (CONFIRM_ALWAYS, CONFIRM_ON_MISMATCH)
+
+
 @frozen(kw_only=True)
 class PracticeSettings:
     """How and when a practice asks for consent (activation wizard, step 3)."""
@@ -71,6 +79,12 @@ class PracticeSettings:
     #: The colour of the practice's mails (header and button); ``None``: the app's own.
     brand_colour: str | None = field(
         default=None, converter=normalise_colour, validator=_check_colour
+    )
+    #: When consent ticked in an online booking waits for the client to confirm it from
+    #: a mail to their address on record: ``"on_mismatch"`` (an existing client's booking
+    #: whose booker is not signed in or typed another name) or ``"always"``.
+    confirm_online_consent: str = field(
+        default=CONFIRM_ON_MISMATCH, validator=validators.in_(CONFIRM_MODES)
     )
 
 

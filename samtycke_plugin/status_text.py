@@ -23,6 +23,7 @@ _LABELS: dict[Status, str] = {
     Status.INVALIDATED: N_("Consent invalidated"),
     Status.OUTDATED: N_("Outdated text"),
     Status.ERASED: N_("Client erased"),
+    Status.UNCONFIRMED: N_("Awaiting confirmation"),
 }
 
 _REASONS: dict[Status, str] = {
@@ -50,12 +51,18 @@ _REASONS: dict[Status, str] = {
     Status.ERASED: N_(
         "The client's personal data has been erased; only pseudonymous proof remains."
     ),
+    Status.UNCONFIRMED: N_(
+        "Consent was ticked in an online booking whose booker may not be the client (not "
+        "signed in, or another name). It counts once the client confirms it with the link "
+        "mailed to their address on record."
+    ),
 }
 
 _TONES: dict[Status, Tone] = {
     Status.VALID: "ok",
     Status.REQUESTED: "warn",
     Status.DEFERRED: "warn",
+    Status.UNCONFIRMED: "warn",
     Status.BOUNCED: "error",
     Status.UNDELIVERED: "error",
 }
@@ -92,6 +99,7 @@ STATE_LABELS = {
     "invalidated": N_("Consent invalidated"),
     "erased": N_("Personal data erased"),
     "unknown": N_("Status unknown"),
+    "unconfirmed": N_("Consent ticked, awaiting the client's confirmation"),
 }
 
 CHANNEL_LABELS = {
@@ -116,6 +124,7 @@ METHOD_LABELS = {
     "reported_by_staff": N_("Reported to the practice"),
     "ended_by_practice": N_("Ended by the practice"),
     "erasure": N_("Erasure of the client's personal data"),
+    "confirm": N_("Confirmed on the page of the e-mailed link"),
 }
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from samtycke_plugin.models import (
     ConsentStateRow,
     Practice,
+    Purpose,
     TextVersion,
 )
 from samtycke_plugin.purposes import DEFAULT_PURPOSE
@@ -45,10 +46,22 @@ _S = ConsentStateRow.__table__.c
 _T = TextVersion.__table__.c
 
 
+_U = Purpose.__table__.c
+
+
+#: The default purpose's current content version, from its purpose row (the one place
+#: that holds it), as a column of a query on the practice.
+DEFAULT_MAJOR = (
+    select(_U.current_major)
+    .where(_U.tenant_ref == bindparam("tenant"), _U.key == DEFAULT_PURPOSE)
+    .scalar_subquery()
+    .label("current_major")
+)
+
 #: The booking gate and the profile panel in one indexed query, built once: the
 #: practice's switches and the client's projection row (primary key lookup; may be absent).
 _GATE_COLUMNS = (
-    _P.active, _P.setup_complete, _P.current_major, _P.settings,
+    _P.active, _P.setup_complete, DEFAULT_MAJOR, _P.settings,
     _S.state, _S.text_major, _S.expires_at, _S.since, _S.delivery,
 )
 
@@ -82,7 +95,7 @@ _GATE_SHOWN = (
 )
 
 
-_PRACTICE_SWITCHES = select(_P.active, _P.current_major).where(
+_PRACTICE_SWITCHES = select(_P.active, DEFAULT_MAJOR).where(
     _P.tenant_ref == bindparam("tenant")
 )
 

@@ -142,8 +142,11 @@ def every_kind_history(host: TestHost, tenant: str) -> dict[State, Made]:
             expires_at=at + timedelta(days=365) if state in (State.GIVEN, State.RENEWED) else None,
             booking_ref=f"b-{i}" if i % 3 else None,
             request_id=1000 + i if i % 4 == 1 else None,
-            ip_address="198.51.100.23" if i % 2 else None,
-            user_agent="Mozilla/5.0 (tamper test)" if i % 2 else None,
+            # Erasure's own event keeps no evidence (as in the app), whatever its place.
+            ip_address="198.51.100.23" if i % 2 and state is not State.ERASED else None,
+            user_agent=(
+                "Mozilla/5.0 (tamper test)" if i % 2 and state is not State.ERASED else None
+            ),
             note=f"Note for {state.value}" if i % 3 == 0 and state is not State.ERASED else None,
         )
         [ev] = append(session, [new])

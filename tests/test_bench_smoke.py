@@ -58,6 +58,7 @@ def test_generated_practices_verify_and_match_a_replay(platform_app: Flask) -> N
         PracticeSpec(name="b", clients=200, current_major=3, validity_days=None,
                      required=True, seed=12),
         PracticeSpec(name="plain", clients=50, app=False, seed=13),
+        PracticeSpec(name="c", clients=150, purposes=("reminders", "newsletter"), seed=14),
     ]
     platform = platform_of(platform_app)
     gen = generate(platform.engine, specs, log=lambda _msg: None)
@@ -83,6 +84,14 @@ def test_generated_practices_verify_and_match_a_replay(platform_app: Flask) -> N
                 select(Client.id).where(Client.practice_id == g.practice_id, clause)))
             assert without == set(g.not_valid)
             assert 0 < len(without) < spec.clients
+            assert set(g.not_valid_by_purpose) == set(spec.purposes)
+            for key, count in g.not_valid_by_purpose.items():
+                clause = platform.apps.filter_condition(
+                    g.practice_id, f"{panels.FILTER_NOT_VALID}.{key}")
+                assert clause is not None
+                assert 0 < count < spec.clients
+                assert session.scalar(select(func.count()).select_from(Client).where(
+                    Client.practice_id == g.practice_id, clause)) == count
         assert practices.get_practice(session, TenantRef(gen["plain"].tenant)) is None
     finally:
         platform.sessions.remove()
@@ -115,4 +124,5 @@ def test_the_benchmark_reports_c1_to_c8(database: tuple[str, str], tmp_path: Pat
     assert "problem" not in results["C7 export"]["extra"]
     assert results["C8"]["extra"]["booked"] > 0
     assert [g["clients"] for g in report["growth"]] == [20, 200, 2000]
-    assert report["sizes"]["host_clients"] == 4 * 200 + 200 + 20 + 2000 + 700
+    assert report["sizes"]["host_clients"] == 4 * 200 + 200 + 20 + 2000 + 700 + 200
+    assert results["C4"]["extra"]["purposes"] == 3

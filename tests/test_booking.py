@@ -15,7 +15,7 @@ from hookspecs.types import (
     ClientRef,
     TenantRef,
 )
-from samtycke_plugin import consent, hostdb, practices
+from samtycke_plugin import consent, hostdb, practice_texts, practices
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.email.outbox import KIND_RECEIPT
 from samtycke_plugin.ledger import NewEvent, append, lock_head, projection, replay
@@ -271,7 +271,7 @@ def test_content_change_outdates_everyone_with_one_row_and_reasks(host: TestHost
     snapshot_before = {(r.client_ref, r.state, r.text_major, r.last_seq) for r in before}
     host.session().rollback()
 
-    preview = practices.preview_text_change(
+    preview = practice_texts.preview_text_change(
         host,
         tenant,
         language="sv",
@@ -283,7 +283,7 @@ def test_content_change_outdates_everyone_with_one_row_and_reasks(host: TestHost
     host.session().rollback()
 
     with count_statements(host.engine) as statements:
-        practices.publish_text(
+        practice_texts.publish_text(
             host,
             tenant,
             bodies={"sv": "Ny text om hur vi hanterar dina uppgifter.\n"},
@@ -342,14 +342,14 @@ def test_correction_keeps_consents_valid(host: TestHost) -> None:
         )
         == []
     )
-    old = practices.current_text(
+    old = practice_texts.current_text(
         host.session(), practices.require_practice(host.session(), tenant), "sv"
     )
-    preview = practices.preview_text_change(
+    preview = practice_texts.preview_text_change(
         host, tenant, language="sv", body=old.body.replace("behöver", "behöfver"), kind="correction"
     )
     assert preview.affected == 0 and (preview.new_major, preview.new_minor) == (1, 1)
-    [v] = practices.publish_text(
+    [v] = practice_texts.publish_text(
         host,
         tenant,
         bodies={"sv": old.body.replace("behöver", "behöfver")},
@@ -370,7 +370,7 @@ def test_text_changed_while_booking_is_vetoed_retryably(host: TestHost) -> None:
     host.activate(hooks, tenant, require_consent_for_online_booking=True)
     client = host.new_client(tenant)
     shown = _form_text_id(host, hooks, tenant, client)
-    practices.publish_text(
+    practice_texts.publish_text(
         host,
         tenant,
         bodies={"sv": "En helt ny text om personuppgifter.\n"},

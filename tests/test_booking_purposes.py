@@ -19,7 +19,7 @@ from hookspecs.types import (
     FormFragment,
     TenantRef,
 )
-from samtycke_plugin import consent, practices, purposes
+from samtycke_plugin import consent, practice_texts, purposes
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.ledger import projection, replay
 from samtycke_plugin.models import ConsentEvent, OutboxMessage, TextVersion
@@ -194,7 +194,7 @@ def test_a_text_id_posted_for_another_purpose_is_not_accepted(host: TestHost) ->
 
 
 def _change_newsletter(host: TestHost, tenant: str, reason: str | None) -> None:
-    practices.publish_text(host, tenant, bodies={"sv": NEWSLETTER_SV + "Nu även med sms.\n"},
+    practice_texts.publish_text(host, tenant, bodies={"sv": NEWSLETTER_SV + "Nu även med sms.\n"},
                            kind="content", reason=reason, actor="staff:s1", expected_major=1,
                            purpose="newsletter")
     host.session().commit()
@@ -319,3 +319,17 @@ def test_the_pause_holds_per_purpose_after_a_refusal_or_a_withdrawal(host: TestH
     assert set(_hidden(_form(host, hooks, tenant, refuser))) == {"samtycke_text__newsletter"}
     assert set(_hidden(_form(host, hooks, tenant, withdrawer))) == {
         "samtycke_text", "samtycke_text__newsletter"}
+
+
+def test_beside_other_boxes_the_default_purpose_box_names_its_purpose(host: TestHost) -> None:
+    hooks, tenant = _practice(host)
+    frag = _form(host, hooks, tenant, None)
+    assert frag is not None
+    legends = re.findall(r"<legend>([^<]*)</legend>", frag.html)
+    assert legends == ["Hälsouppgifter för din behandling", "Nyhetsbrev"]
+    purposes.archive(host.session(), tenant, "newsletter", host.now())
+    host.session().commit()
+    alone = _form(host, hooks, tenant, None)
+    assert alone is not None
+    assert re.findall(r"<legend>([^<]*)</legend>", alone.html) == [
+        "Samtycke till hantering av dina personuppgifter"]

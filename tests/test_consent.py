@@ -13,7 +13,7 @@ from hostkit import TestHost, staff, submission
 from sqlalchemy import select, text
 
 from hookspecs.types import BookingRef, ClientRef, DeliveryResult
-from samtycke_plugin import consent, erasure, practices
+from samtycke_plugin import consent, erasure, practice_texts, practices
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.email import batch as batch_requests
 from samtycke_plugin.email import requests as mail_requests
@@ -54,7 +54,7 @@ def test_every_kind_of_change_goes_through_the_ledgers_writers(host: TestHost) -
         host.mailer = lambda message: None
         batch_requests.request_batch(host, tenant, actor="staff:s1")
         host.session().commit()
-        shown = practices.current_text(host.session(), practices.require_practice(
+        shown = practice_texts.current_text(host.session(), practices.require_practice(
             host.session(), tenant), "sv")
         sub = submission(tenant, c, ticked=True, text_id=shown.id)
         assert hooks.submit_check(sub) == []
@@ -138,7 +138,7 @@ def test_grant_is_renewed_after_an_earlier_consent_and_expires_from_given_at(
     client = host.new_client(tenant)
     session = host.session()
     practice = practices.require_practice(session, tenant)
-    text_version = practices.current_text(session, practice, "sv")
+    text_version = practice_texts.current_text(session, practice, "sv")
     how = consent.How(channel="manual", method="paper", actor="staff:s1")
     given = datetime(2026, 11, 1, tzinfo=UTC)
     first = consent.grant(session, tenant, client, text_version, how, now=host.now(),
@@ -162,7 +162,7 @@ def test_end_names_the_text_of_the_consent_it_ends_and_refuses_without_one(
     with pytest.raises(Conflict):
         consent.end(session, tenant, client, how, now=host.now(), by_client=True)
     practice = practices.require_practice(session, tenant)
-    shown = practices.current_text(session, practice, "en")
+    shown = practice_texts.current_text(session, practice, "en")
     consent.grant(session, tenant, client, shown, how, now=host.now(), validity_days=None)
     ended = consent.end(session, tenant, client, how, now=host.now(), by_client=False)
     session.commit()
@@ -177,7 +177,7 @@ def test_request_records_one_event_per_client_in_one_append(host: TestHost) -> N
     clients = [host.new_client(tenant) for _ in range(3)]
     session = host.session()
     practice = practices.require_practice(session, tenant)
-    shown = practices.current_text(session, practice, "sv")
+    shown = practice_texts.current_text(session, practice, "sv")
     with write_guard.recording() as writes:
         made = consent.request(
             session, tenant,

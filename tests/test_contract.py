@@ -33,7 +33,7 @@ from hookspecs.types import (
     SqlText,
     TenantRef,
 )
-from samtycke_plugin import consent, panels, practices
+from samtycke_plugin import consent, panels, practice_texts
 from samtycke_plugin.access_log import Viewer
 from samtycke_plugin.export import client_history
 from samtycke_plugin.models import Practice
@@ -276,7 +276,7 @@ def test_the_filter_clause_runs_on_plain_dbapi_cursors(engine: Engine) -> None:
     assert expected == {clients["valid"]}
     practice = host.session().get(Practice, tenant)
     assert practice is not None
-    assert practices.count_valid(host.session(), practice, host.now()) == len(expected)
+    assert practice_texts.count_valid(host.session(), practice, host.now()) == len(expected)
     host.session().commit()
 
     dbapi = host.connection()

@@ -27,7 +27,7 @@ from hookspecs.types import (
     TenantRef,
     Veto,
 )
-from samtycke_plugin import consent, practices
+from samtycke_plugin import consent, practice_texts, practices
 from samtycke_plugin.integrations.sqlalchemy import filter_condition
 from samtycke_plugin.models import ConsentEvent, Practice
 
@@ -228,16 +228,16 @@ def test_hook_booking_app_activated(host: TestHost) -> None:
     host.activate(hooks, tenant)
     practice = host.session().get(Practice, tenant)
     assert practice is not None and practice.active and not practice.setup_complete
-    text = practices.current_text(host.session(), practice, "sv")
+    text = practice_texts.current_text(host.session(), practice, "sv")
     assert "Fysio & Co" in text.body and "<script>" not in text.html  # escaped placeholder
     assert "info@lugnochro.example" in text.body
-    en = practices.current_text(host.session(), practice, "en")
+    en = practice_texts.current_text(host.session(), practice, "en")
     assert en.language == "en" and "withdraw your consent" in en.body
     # idempotent: activating again neither duplicates texts nor resets settings
     host.activate(hooks, tenant, require_consent_for_online_booking=True)
     host.activate(hooks, tenant)
     assert practices.settings_of(practice).require_consent_for_online_booking is True
-    assert len(practices.text_languages(host.session(), practice)) == 2
+    assert len(practice_texts.text_languages(host.session(), practice)) == 2
     with pytest.raises(ValueError, match="unknown_setting"):
         hooks.activate(tenant, "samtycke", {"unknown_setting": True})
     host.session().rollback()
@@ -392,7 +392,7 @@ def test_hook_booking_client_list_filter_clause(host: TestHost) -> None:
     assert run("samtycke.not_valid") == ([i for i in ids if i not in (ids[0], ids[2])], 4)
     assert hooks.list_filter_clause(tenant, "other.filter", f"CAST({table.name}.id AS VARCHAR)") is None
     # a content change empties "valid" at once
-    practices.publish_text(
+    practice_texts.publish_text(
         host,
         tenant,
         bodies={"sv": "Helt ny text om personuppgifter här."},

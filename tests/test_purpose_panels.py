@@ -10,7 +10,7 @@ from hostkit import TestHost, staff
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
 
 from hookspecs.types import ClientInfo, ClientRef
-from samtycke_plugin import consent, practices, purposes
+from samtycke_plugin import consent, practice_texts, purposes
 from samtycke_plugin.integrations.sqlalchemy import filter_condition
 
 KEYS = ("care", "newsletter", "photos")
@@ -104,7 +104,7 @@ def test_filters_per_purpose_are_exact(host: TestHost) -> None:
     assert _run(host, hooks, tenant, table, "samtycke.required_missing") == (
         having(1, False) | having(2, False))
     # A change of content of the newsletter outdates only the newsletter.
-    practices.publish_text(host, tenant, bodies={"sv": BODY + "Varje månad.\n"}, kind="content",
+    practice_texts.publish_text(host, tenant, bodies={"sv": BODY + "Varje månad.\n"}, kind="content",
                            reason=None, actor="staff:s1", expected_major=1, purpose="newsletter")
     host.session().commit()
     assert _run(host, hooks, tenant, table, "samtycke.valid.newsletter") == set()

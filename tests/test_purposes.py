@@ -7,7 +7,7 @@ import pytest
 from hostkit import TestHost, staff
 
 from hookspecs.types import ClientRef, TenantRef
-from samtycke_plugin import consent, practices, purposes
+from samtycke_plugin import consent, practice_texts, practices, purposes
 from samtycke_plugin.errors import Conflict, InputError
 from samtycke_plugin.models import Practice, Purpose
 from samtycke_plugin.purposes import DEFAULT_PURPOSE, check_key
@@ -29,7 +29,7 @@ def test_activation_gives_the_default_purpose_which_follows_content_changes(
     session.rollback()
 
     for kind, expected in (("correction", 1), ("content", 2), ("content", 3)):
-        practices.publish_text(
+        practice_texts.publish_text(
             host, tenant, bodies={"sv": f"Vi sparar dina uppgifter ({kind}, {expected}).\n"},
             kind=kind, reason=None, actor="staff:s1", expected_major=expected - (kind != "correction"),
         )
@@ -39,7 +39,7 @@ def test_activation_gives_the_default_purpose_which_follows_content_changes(
         care = host.session().get(Purpose, (tenant, DEFAULT_PURPOSE))
         assert practice is not None and care is not None
         assert practice.current_major == care.current_major == expected
-    versions = practices.text_versions(host.session(), tenant)
+    versions = practice_texts.text_versions(host.session(), tenant)
     assert {v.purpose_key for v in versions} == {DEFAULT_PURPOSE}
 
 
@@ -89,7 +89,7 @@ def test_a_purpose_has_its_own_texts_status_and_content_changes(host: TestHost) 
     assert [p.key for p in purposes.list_purposes(session, tenant)] == [DEFAULT_PURPOSE,
                                                                         "newsletter"]
     practice = practices.require_practice(session, tenant)
-    text = practices.current_text(session, practice, "sv", "newsletter")
+    text = practice_texts.current_text(session, practice, "sv", "newsletter")
     assert (text.purpose_key, text.major, text.body) == ("newsletter", 1, NEWSLETTER_SV)
     session.rollback()
     with pytest.raises(Conflict):
@@ -112,14 +112,14 @@ def test_a_purpose_has_its_own_texts_status_and_content_changes(host: TestHost) 
     host.session().rollback()
 
     # a change of content of the newsletter outdates only the newsletter
-    practices.publish_text(host, tenant, bodies={"sv": NEWSLETTER_SV + "Nu även sms.\n"},
+    practice_texts.publish_text(host, tenant, bodies={"sv": NEWSLETTER_SV + "Nu även sms.\n"},
                            kind="content", reason="Nu även sms", actor="staff:s1",
                            expected_major=1, purpose="newsletter")
     host.session().commit()
     assert consent.client_status(host, tenant, client, "newsletter").status.value == "outdated"
     practice = practices.require_practice(host.session(), tenant)
     assert practice.current_major == 1  # the default purpose's text did not change
-    assert practices.change_note(host.session(), practice, "newsletter") == "Nu även sms"
+    assert practice_texts.change_note(host.session(), practice, "newsletter") == "Nu även sms"
     host.session().rollback()
 
     # withdrawing the newsletter ends only the newsletter

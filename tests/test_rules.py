@@ -22,6 +22,7 @@ from samtycke_plugin.rules import (
     gate,
     grant_state,
     paused,
+    purpose_asking,
     should_ask,
     status,
 )
@@ -174,6 +175,57 @@ def test_a_client_who_said_no_is_left_in_peace_for_the_pause() -> None:
     assert should_ask(required, Status.REFUSED, is_new_client=False, paused=True)
     assert gate(required, Status.REFUSED, is_new_client=False, ticked=False, shown_major=None,
                 current_major=1, paused=True) is GateOutcome.VETO_REQUIRED
+
+
+@given(
+    settings=SETTINGS,
+    current=st.sampled_from(list(Status)),
+    is_new=st.booleans(),
+    in_pause=st.booleans(),
+    required=st.booleans(),
+)
+def test_each_purpose_is_asked_at_booking_by_its_own_requirement(
+    settings: PracticeSettings, current: Status, is_new: bool, in_pause: bool, required: bool
+) -> None:
+    asking = purpose_asking(settings, required=required)
+    assert asking.require_consent_for_online_booking is required
+    assert asking.ask_clients_without_consent == settings.ask_clients_without_consent
+    assert asking.pause_days == settings.pause_days
+    asked = should_ask(asking, current, is_new_client=is_new, paused=in_pause)
+    if current is Status.VALID:
+        assert not asked
+    elif required:
+        assert asked  # without valid consent to it nobody books online, pause or not
+    elif not asks_at_booking(settings) or in_pause:
+        assert not asked
+    elif is_new or current in ASK_AGAIN:
+        assert asked  # offered to new clients and to those whose consent no longer holds
+    # only a required purpose vetoes a booking
+    outcome = gate(asking, current, is_new_client=is_new, ticked=False, shown_major=None,
+                   current_major=1, paused=in_pause)
+    assert (outcome is GateOutcome.VETO_REQUIRED) is (required and current is not Status.VALID)
+
+
+def test_an_optional_purpose_is_offered_whenever_the_practice_asks_at_booking() -> None:
+    care_required = PracticeSettings(
+        ask_new_clients=False, ask_clients_without_consent=False,
+        require_consent_for_online_booking=True,
+    )
+    optional = purpose_asking(care_required, required=False)
+    assert not optional.require_consent_for_online_booking
+    assert should_ask(optional, Status.UNKNOWN, is_new_client=True)
+    assert should_ask(optional, Status.OUTDATED, is_new_client=False)
+    assert not should_ask(optional, Status.UNKNOWN, is_new_client=False)
+    assert gate(optional, Status.UNKNOWN, is_new_client=True, ticked=False, shown_major=None,
+                current_major=1) is GateOutcome.ACCEPT_REFUSED
+    nobody = PracticeSettings(
+        ask_new_clients=False, ask_clients_without_consent=False,
+        require_consent_for_online_booking=False,
+    )
+    assert not should_ask(purpose_asking(nobody, required=False), Status.UNKNOWN,
+                          is_new_client=True)
+    assert should_ask(purpose_asking(nobody, required=True), Status.UNKNOWN,
+                      is_new_client=False)
 
 
 def test_settings_round_trip_and_clear_errors() -> None:

@@ -25,7 +25,7 @@ from hookspecs.types import (
     TenantRef,
     UnknownPurpose,
 )
-from samtycke_plugin import consent, db, hostdb, practices
+from samtycke_plugin import consent, db, hostdb, practice_texts
 from samtycke_plugin.integrations.sqlalchemy import on_commit
 from samtycke_plugin.models import ConsentEvent
 
@@ -237,7 +237,7 @@ def test_hook_booking_consent_lookup(host: TestHost) -> None:
     assert answers[clients[5]].since == host.now() and answers[clients[30]].since is None
 
     host.advance(days=1)
-    practices.publish_text(host, tenant, bodies={"sv": "Helt ny text om personuppgifter."},
+    practice_texts.publish_text(host, tenant, bodies={"sv": "Helt ny text om personuppgifter."},
                            kind="content", reason=None, actor="staff:s1", expected_major=1)
     host.session().commit()
     outdated = hooks.consent_lookup(tenant, clients[5:7], "care")

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Column, Engine, Integer, MetaData, Table, insert, select
 from sqlalchemy.orm import Session
 
-from samtycke_plugin import consent, panels, practices
+from samtycke_plugin import consent, panels, practice_texts, practices
 from samtycke_plugin.models import UTCDateTime
 
 
@@ -27,7 +27,7 @@ def _activated(host: TestHost) -> tuple[str, str, int]:
     host.activate(hooks, tenant, require_consent_for_online_booking=True)
     client = host.new_client(tenant)
     session = host.session()
-    text_id = practices.current_text(session, practices.require_practice(session, tenant), "sv").id
+    text_id = practice_texts.current_text(session, practices.require_practice(session, tenant), "sv").id
     session.commit()
     return tenant, client, text_id
 

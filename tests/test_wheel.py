@@ -96,7 +96,9 @@ HOST_SCRIPT = textwrap.dedent(
     assert form(ClientRef(str(cid))) is None
 
     from samtycke_plugin import practices  # the practitioner edits the text (content change)
-    practices.publish_text(host, tenant, bodies={"sv": "Ny text: vi sparar dina uppgifter i tio år."},
+
+    from samtycke_plugin import practice_texts
+    practice_texts.publish_text(host, tenant, bodies={"sv": "Ny text: vi sparar dina uppgifter i tio år."},
                          kind="content", reason="längre lagring", actor="staff:owner", expected_major=1)
     host.s.commit()
     new_id = form(ClientRef(str(cid)))

@@ -25,7 +25,7 @@ from examples.host_app.models import Booking, Client, Practice, Service, Staff
 from examples.host_app.runtime import Platform
 from examples.host_app.scheduling import ZONE
 from hookspecs.types import ALL_PERMISSIONS, StaffContext, StaffRef
-from samtycke_plugin import consent, practices, purposes
+from samtycke_plugin import consent, practice_texts, practices, purposes
 from samtycke_plugin.email import requests as mail_requests
 from samtycke_plugin.purpose_catalogue import REMINDERS
 
@@ -343,14 +343,15 @@ def _content_change(platform: Platform, tenant: str, owner: StaffContext) -> Non
     practice = practices.require_practice(host.session(), tenant)
     bodies = {}
     for language in ("sv", "en"):
-        text = practices.current_text(host.session(), practice, language)
+        text = practice_texts.current_text(host.session(), practice, language)
         extra = ("\n\nVi sparar också dina bokningsuppgifter i vårt journalsystem."
                  if language == "sv" else
                  "\n\nWe also keep your booking details in our records system.")
         bodies[language] = text.body + extra
-    practices.publish_text(host, tenant, bodies=bodies, kind="content",
+    practice_texts.publish_text(host, tenant, bodies=bodies, kind="content",
                          reason="Journalsystemet nämns nu i texten.",
-                         actor=f"staff:{owner.ref}", expected_major=practice.current_major)
+                         actor=f"staff:{owner.ref}",
+                         expected_major=practices.purpose_major(host.session(), practice))
     host.session().commit()
 
 

@@ -200,9 +200,13 @@ def book_submit(slug: str) -> Any:
     is_new = client is None or not _has_bookings(client)
 
     # Phase 1: the apps check the booking before anything is written.
-    submission, vetoes = platform().apps.check(practice.id, client.id if client else None,
-                                               is_new_client=is_new, channel="online",
-                                               fields=form, locale=language)
+    # Who is booking: a returning client came through their personal link (signed in);
+    # anyone else typed a name and an address, which may be someone else's.
+    submission, vetoes = platform().apps.check(
+        practice.id, client.id if client else None, is_new_client=is_new, channel="online",
+        fields=form, locale=language, booker_signed_in=returning is not None,
+        booker_name=None if returning else form["name"].strip(),
+        booker_email=None if returning else form["email"].strip())
     if vetoes:
         session_db.rollback()
         return _form(practice, returning, token, values=values, errors={}, vetoes=vetoes,

@@ -30,7 +30,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from hookspecs.types import ClientInfo, ClientRef, TenantRef
-from samtycke_plugin import common, consent, practices, store
+from samtycke_plugin import common, consent, practice_texts, practices, store
 from samtycke_plugin.email.addresses import (
     header_safe,
     mail_domain,
@@ -254,7 +254,7 @@ def _ask_chunk(
     def text_of(p: str, locale: str | None) -> TextVersion:
         found = texts.get((p, lang(locale)))
         if found is None:
-            found = texts[(p, lang(locale))] = practices.current_text(
+            found = texts[(p, lang(locale))] = practice_texts.current_text(
                 session, practice, lang(locale), p)
         return found
 

@@ -1,5 +1,6 @@
-"""Rendering an outbox row into the mail the client receives (request or receipt),
-in the client's language, with the link derived again from the request's nonce.
+"""Rendering an outbox row into the mail the client receives (a request, a receipt, or
+the request to confirm consent ticked in an online booking), in the client's language,
+with the link derived again from the request's nonce.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from hookspecs.types import OutgoingEmail, TenantRef
 from samtycke_plugin import common, hostdb, practices, receipts
-from samtycke_plugin.email import addresses, branding, outbox, tokens
+from samtycke_plugin.email import addresses, branding, confirm, outbox, tokens
 from samtycke_plugin.email.purpose_names import purpose_names
 from samtycke_plugin.errors import InputError, SettingsError
 from samtycke_plugin.i18n import N_, lang, t
@@ -266,6 +267,11 @@ def render_message(host: Host, session: Session, row: OutboxMessage) -> Rendered
         receipt = _receipt_json(host, tenant, event.id)
         if receipt is not None:
             attachments = ((t(locale, "consent-receipt") + ".json", receipt),)
+    elif row.kind == confirm.KIND_CONFIRM:
+        shared.update(confirm.mail_context(session, tenant, req, locale))
+        subject = t(locale, "Confirm your consent to %(practice)s", practice=name)
+        text_body = render("mail_confirm.txt", locale, **shared)
+        html_body = render("mail_confirm.html", locale, subject=subject, **shared)
     else:
         raise RenderError(f"unknown message kind {row.kind!r}")
     return Rendered(

@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from samtycke_plugin import practices
+from samtycke_plugin import practice_texts
 from samtycke_plugin.email.addresses import message_id
 from samtycke_plugin.email.tokens import PURPOSE_CONSENT, derive_token, token_hash
 from samtycke_plugin.i18n import N_, lang
@@ -297,6 +297,6 @@ class _Texts:
         key = lang(locale)
         found = self._by_lang.get(key)
         if found is None:
-            found = practices.current_text(self.session, self.practice, key)
+            found = practice_texts.current_text(self.session, self.practice, key)
             self._by_lang[key] = found
         return found

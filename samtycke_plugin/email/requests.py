@@ -19,7 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from hookspecs.types import ClientCreated, ClientRef, TenantRef
-from samtycke_plugin import common, consent, hostdb, practices
+from samtycke_plugin import common, consent, hostdb, practice_texts, practices
 from samtycke_plugin.email.addresses import (
     check_client_name,
     mail_domain,
@@ -88,7 +88,7 @@ def send_request(
         practice_name(host, tenant)
         now = common.now_utc(host)
         asked = _chosen_purposes(host, session, practice, client, purposes)
-        texts = {p: practices.current_text(session, practice, info.locale, p) for p in asked}
+        texts = {p: practice_texts.current_text(session, practice, info.locale, p) for p in asked}
         majors = {p: v.major for p, v in texts.items()}
         text_version = texts[asked[0]]
 

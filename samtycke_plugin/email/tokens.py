@@ -2,8 +2,8 @@
 
 A link carries a 256-bit token ``base64url(HMAC-SHA256(K, binding))`` where ``K`` is
 derived from ``host.app_secret("samtycke")`` and ``binding`` names the practice, the
-client, the purpose (``consent`` or ``withdraw``), the text version and a random
-per-request nonce.  The database stores the nonce and ``sha256(token)`` only, never the
+client, the purpose (``consent``, ``withdraw`` or ``confirm``), the text version and a
+random per-request nonce.  The database stores the nonce and ``sha256(token)`` only, never the
 token: the relay derives it again when it renders the mail, so a resend after a crash
 carries the same link, and a link is found by its hash and then checked again by
 recomputing the HMAC from the row.  Rotating the host's secret invalidates every
@@ -34,11 +34,16 @@ PURPOSE_CONSENT = "consent"
 PURPOSE_WITHDRAW = "withdraw"
 
 
-PURPOSES = (PURPOSE_CONSENT, PURPOSE_WITHDRAW)
+#: A link asking the client to confirm consent ticked in an online booking on their
+#: behalf (see :mod:`samtycke_plugin.email.confirm`).
+PURPOSE_CONFIRM = "confirm"
+
+
+PURPOSES = (PURPOSE_CONSENT, PURPOSE_WITHDRAW, PURPOSE_CONFIRM)
 
 
 #: Path segment of each purpose's public page (below :data:`common.MOUNT_PREFIX`).
-LINK_PATHS = {PURPOSE_CONSENT: "c", PURPOSE_WITHDRAW: "w"}
+LINK_PATHS = {PURPOSE_CONSENT: "c", PURPOSE_WITHDRAW: "w", PURPOSE_CONFIRM: "v"}
 
 
 #: A token is exactly 43 base64url characters (256 bits, no padding).

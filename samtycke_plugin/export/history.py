@@ -171,10 +171,9 @@ def history_data(
         texts = _texts(session, tenant,
                        (ev.text_version_id for ev, _ in rows if ev.text_version_id))
         by_id = {tv.id: tv for tv in texts}
-        names = {
-            p.key: purpose_label(p, language)
-            for p in list_purposes(session, tenant, include_archived=True)
-        }
+        purposes = list_purposes(session, tenant, include_archived=True)
+        names = {p.key: purpose_label(p, language) for p in purposes}
+        major = next(p.current_major for p in purposes if p.key == DEFAULT_PURPOSE)
         # The status shown is the default purpose's (what the history page describes).
         state_row = session.get(ConsentStateRow, (tenant, client, DEFAULT_PURPOSE))
         replayed: ReplayedState | None = None
@@ -188,7 +187,7 @@ def history_data(
         shown = snapshot_of(state_row)
         if stored_differs is not None:  # the ledger is the proof: show what it says
             shown = replayed.snapshot if replayed is not None else None
-        current = status(shown, practice.current_major, now)
+        current = status(shown, major, now)
         events = []
         for ev, evd in rows:
             text = by_id.get(ev.text_version_id) if ev.text_version_id else None
@@ -239,7 +238,7 @@ def history_data(
                 "email": pinfo.email if pinfo else None,
                 "phone": pinfo.phone if pinfo else None,
                 "active": practice.active,
-                "current_version": practice.current_major,
+                "current_version": major,
             },
             "client": {
                 "ref": client,

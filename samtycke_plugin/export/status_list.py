@@ -137,8 +137,6 @@ def practice_status_csv(
             detail="with_names" if from_host else "refs_only",
         )
         majors = _majors(session, practice.tenant_ref)
-        # The default purpose's content follows the practice's (kept equal by publishing).
-        majors[DEFAULT_PURPOSE] = practice.current_major
         return (practice.tenant_ref, lang(locale or practice.default_language), majors)
 
     # A session per step, never held across a ``yield``: the consumer may pause the

@@ -299,24 +299,33 @@ class FlaskApps:
         self, tenant: Ref, client: Ref | None, *, is_new_client: bool,
         channel: Literal["online", "staff"], fields: Mapping[str, str], locale: str,
         ip_address: str | None = None, user_agent: str | None = None,
+        booker_signed_in: bool | None = None, booker_name: str | None = None,
+        booker_email: str | None = None,
     ) -> BookingSubmission:
-        """The booking as the apps see it (pass the same one to check and record)."""
+        """The booking as the apps see it (pass the same one to check and record).
+        ``booker_*``: what the platform knows about who is booking online (see
+        :class:`~hookspecs.types.BookingSubmission`)."""
         return BookingSubmission(
             tenant=_tenant(tenant), client=_client(client), is_new_client=is_new_client,
             channel=channel, fields=dict(fields), locale=locale, ip_address=ip_address,
-            user_agent=user_agent,
+            user_agent=user_agent, booker_signed_in=booker_signed_in,
+            booker_name=booker_name, booker_email=booker_email,
         )
 
     def check(
         self, tenant: Ref, client: Ref | None, *, is_new_client: bool,
         channel: Literal["online", "staff"], fields: Mapping[str, str], locale: str,
+        booker_signed_in: bool | None = None, booker_name: str | None = None,
+        booker_email: str | None = None,
     ) -> tuple[BookingSubmission, list[Veto]]:
         """Phase 1 for the current request (its address and browser): the submission to
         pass to :meth:`booking_made`, and the apps' vetoes."""
         submission = self.submission(
             tenant, client, is_new_client=is_new_client, channel=channel, fields=fields,
             locale=locale, ip_address=request.remote_addr,
-            user_agent=request.user_agent.string[:512] or None)
+            user_agent=request.user_agent.string[:512] or None,
+            booker_signed_in=booker_signed_in, booker_name=booker_name,
+            booker_email=booker_email)
         return submission, self.check_booking(submission)
 
     def check_booking(self, submission: BookingSubmission) -> list[Veto]:

@@ -127,7 +127,7 @@ def _page(ctx: Ctx, *, status: int = 200, error: str | None = None,
         "practice_batch.html",
         status=status,
         active="batch",
-        counts=_counts(ctx),
+        counts=_counts(ctx, purpose),  # the chosen purpose's, as the preview's
         running=running,
         preview=preview,
         reasons=_reasons(ctx, preview),

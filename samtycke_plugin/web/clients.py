@@ -12,7 +12,7 @@ from werkzeug.exceptions import BadRequest, NotFound
 from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import ClientInfo, ClientRef, Permission, TenantRef
-from samtycke_plugin import common, consent, hostdb, practices, roles
+from samtycke_plugin import common, consent, hostdb, practice_texts, roles
 from samtycke_plugin.email import jobs
 from samtycke_plugin.email.purpose_names import purpose_names
 from samtycke_plugin.email.requests import send_request
@@ -60,7 +60,7 @@ def _obtain_page(
     ]
     with hostdb.session(ctx.host) as session:
         current = consent.client_status(ctx.host, ctx.tenant, info.ref, purpose.key)
-        text = practices.current_text(session, ctx.practice, info.locale, purpose.key)
+        text = practice_texts.current_text(session, ctx.practice, info.locale, purpose.key)
         today = (common.now_utc(ctx.host) + timedelta(hours=14)).date()
         values.setdefault("form", {"method": "", "given_on": "", "note": ""})
         return render_page(

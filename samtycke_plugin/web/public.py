@@ -6,6 +6,9 @@
   ``given``/``renewed`` or ``refused`` for the text version shown and uses the link.
 * ``/w/<token>`` — withdrawal from the receipt: GET shows a confirmation, POST appends
   ``withdrawn``.  One click more than opening the link, as for consent.
+* ``/v/<token>`` — confirming consent ticked in an online booking made with the
+  client's address (:mod:`samtycke_plugin.email.confirm`): GET shows the text that was
+  ticked and a "Confirm" button, POST records ``given`` by the client.
 
 Every response carries ``Referrer-Policy: no-referrer`` and ``Cache-Control: no-store``
 and loads nothing from third parties.  Unknown, malformed and forged links, and
@@ -46,8 +49,8 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import TenantRef
-from samtycke_plugin import common, consent, hostdb, practices
-from samtycke_plugin.email import addresses, links, tokens
+from samtycke_plugin import common, consent, hostdb, practice_texts
+from samtycke_plugin.email import addresses, confirm, links, tokens
 from samtycke_plugin.email.purpose_names import purpose_names
 from samtycke_plugin.errors import InputError
 from samtycke_plugin.i18n import lang, t
@@ -101,7 +104,7 @@ def _problem(request: Request, problem: links.LinkProblem, purpose: str) -> Resp
         log.info("unusable %s link (%s)", purpose, request.method)  # never the token itself
         return page("public_invalid.html", locale, status=404, public=True)
     contact = _contact(request, problem.tenant)
-    if purpose == tokens.PURPOSE_CONSENT:
+    if purpose != tokens.PURPOSE_WITHDRAW:
         return page("public_used.html", locale, public=True, **contact)
     # A withdrawal link that was used or replaced: nothing to do, or where to withdraw.
     if not links.any_consent_given(host_of(request), problem.tenant, problem.client):
@@ -170,7 +173,7 @@ def _purpose_sections(request: Request, link: links.Link, locale: str) -> list[d
     with hostdb.session(host) as session:
         names = purpose_names(session, link.practice.tenant_ref, locale)
         for key in keys:
-            version = practices.current_text(session, link.practice, locale, key)
+            version = practice_texts.current_text(session, link.practice, locale, key)
             out.append({
                 "key": key, "suffix": "" if len(keys) == 1 else f"_{key}",
                 "name": names.get(key, key),
@@ -279,8 +282,41 @@ def withdraw_link(request: Request, token: str) -> Response:
     )
 
 
+def confirm_link(request: Request, token: str) -> Response:
+    """``/v/<token>``: show the consent ticked in a booking made with the client's
+    address (GET/HEAD) or record the client's confirmation (POST)."""
+    opened = _open(request, token, tokens.PURPOSE_CONFIRM)
+    if isinstance(opened, Response):
+        return opened
+    link = opened
+    host = host_of(request)
+    locale = _locale(request, link)
+    contact = _contact(request, link.practice.tenant_ref)
+    sections = confirm.waiting(host, link, locale)
+    if not sections:
+        return page("public_confirmed.html", locale, public=True, confirmed=False,
+                    title=t(locale, "Nothing to confirm"), **contact)
+    if request.method != "POST":
+        return page("public_confirm.html", locale, public=True, sections=sections,
+                    csrf=csrf_token(host.app_secret(common.APP_KEY), _csrf_scope(link)),
+                    **contact)
+    if not _post_allowed(request, link):
+        return _expired_form(locale)
+    try:
+        events = confirm.confirm(host, link, ip_address=request.remote_addr,
+                                 user_agent=request.user_agent.string or None, locale=locale)
+    except links.LinkProblem as problem:
+        return _problem(request, problem, tokens.PURPOSE_CONFIRM)
+    log.info("practice %s: %d consent(s) confirmed from an e-mailed link (request %d)",
+             link.practice.tenant_ref, len(events), link.request.id)
+    receipt = link.client is not None and bool(link.client.email)
+    return page("public_confirmed.html", locale, public=True, confirmed=True,
+                title=t(locale, "Thank you"), receipt=receipt, **contact)
+
+
 #: (path, endpoint, handler, methods).  GET routes answer HEAD too (Werkzeug).
 ROUTES: list[tuple[str, str, Handler, tuple[str, ...]]] = [
     ("/c/<token>", "public.consent", consent_link, ("GET", "POST")),
     ("/w/<token>", "public.withdraw", withdraw_link, ("GET", "POST")),
+    ("/v/<token>", "public.confirm", confirm_link, ("GET", "POST")),
 ]

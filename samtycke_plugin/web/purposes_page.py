@@ -15,7 +15,7 @@ from werkzeug.exceptions import BadRequest, NotFound
 from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import Permission, TenantRef
-from samtycke_plugin import common, hostdb, practices, purpose_catalogue, purposes
+from samtycke_plugin import common, hostdb, practice_texts, purpose_catalogue, purposes
 from samtycke_plugin.errors import Conflict, InputError
 from samtycke_plugin.i18n import N_, t
 from samtycke_plugin.inputs import whole_number
@@ -85,7 +85,7 @@ def _rows(ctx: Ctx) -> list[dict[str, Any]]:
     rows = []
     with hostdb.session(ctx.host) as session:
         for info in purposes.list_purposes(session, ctx.tenant):
-            texts = practices.current_texts(session, ctx.practice, info.key)
+            texts = practice_texts.current_texts(session, ctx.practice, info.key)
             rows.append({
                 "key": info.key,
                 "name": purpose_name(ctx, info),
@@ -98,7 +98,8 @@ def _rows(ctx: Ctx) -> list[dict[str, Any]]:
                     (_language_name(ctx, lang), common.version_label(v.major, v.minor))
                     for lang, v in sorted(texts.items())
                 ],
-                "valid": _number(ctx, practices.count_valid(session, ctx.practice, now, info.key)),
+                "valid": _number(
+                    ctx, practice_texts.count_valid(session, ctx.practice, now, info.key)),
             })
     return rows
 

@@ -11,13 +11,18 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import Permission
-from samtycke_plugin import common, hostdb, practices
+from samtycke_plugin import common, hostdb, practice_texts, practices
 from samtycke_plugin.errors import InputError, SettingsError
 from samtycke_plugin.i18n import t
 from samtycke_plugin.inputs import whole_number
 from samtycke_plugin.purposes import DEFAULT_PURPOSE
 from samtycke_plugin.render import trusted_html
-from samtycke_plugin.settings import BRAND_COLOUR, PracticeSettings, normalise_colour
+from samtycke_plugin.settings import (
+    BRAND_COLOUR,
+    CONFIRM_MODES,
+    PracticeSettings,
+    normalise_colour,
+)
 from samtycke_plugin.text import LANGUAGES, MAX_TEXT_LENGTH, normalise_body
 from samtycke_plugin.web import purposes_page
 from samtycke_plugin.web.base import Handler, requires
@@ -55,7 +60,7 @@ def _text_rows(
     ctx: Ctx, bodies: Mapping[str, str] | None = None, purpose: str = DEFAULT_PURPOSE
 ) -> list[dict[str, Any]]:
     with hostdb.session(ctx.host) as session:
-        current = practices.current_texts(session, ctx.practice, purpose)
+        current = practice_texts.current_texts(session, ctx.practice, purpose)
         rows = []
         for language in LANGUAGES:
             version = current.get(language)
@@ -84,6 +89,7 @@ def _settings_values(settings: PracticeSettings) -> dict[str, Any]:
         "renew_days_before": str(settings.renew_days_before),
         "remind_after_days": str(settings.remind_after_days),
         "brand_colour": settings.brand_colour or "",
+        "confirm_online_consent": settings.confirm_online_consent,
     }
 
 
@@ -148,6 +154,17 @@ def _settings_from_form(
             "Write the colour as # followed by six digits or letters from a to f, such as "
             "#1a5fb4, or leave the field empty.",
         )
+    # A form without the field (an older page still open) keeps the practice's choice.
+    kept_mode = practices.settings_of(ctx.practice).confirm_online_consent
+    mode = form.get("confirm_online_consent", kept_mode)
+    shown["confirm_online_consent"] = mode
+    if mode in CONFIRM_MODES:
+        data["confirm_online_consent"] = mode
+    else:
+        errors["confirm_online_consent"] = t(
+            ctx.locale,
+            "Choose when clients must confirm consent given in an online booking.",
+        )
     return data, shown, errors
 
 
@@ -193,13 +210,15 @@ def _setup_page(ctx: Ctx, step: int, *, status: int = 200, **values: Any) -> Res
         if not ctx.practice.setup_complete:
             # A real decision (GDPR Art. 7(4)): nothing is preselected the first time.
             values["settings"][REQUIRE] = ""
+    with hostdb.session(ctx.host) as session:
+        expected_major = practices.purpose_major(session, ctx.practice)
     return render_page(
         ctx,
         "practice_setup.html",
         status=status,
         step=step,
         active="setup",
-        expected_major=ctx.practice.current_major,
+        expected_major=expected_major,
         first_setup=not ctx.practice.setup_complete,
         **values,
     )
@@ -236,7 +255,7 @@ def _setup_save_text(ctx: Ctx, form: Mapping[str, str]) -> Response:
     if form.get("action") != "save":
         return redirect(ctx, "/setup", step=3, done="text_kept")
     with hostdb.session(ctx.host) as session:
-        current = practices.current_texts(session, ctx.practice)
+        current = practice_texts.current_texts(session, ctx.practice)
         bodies = {lang: form[f"text_{lang}"] for lang in LANGUAGES if f"text_{lang}" in form}
         changed = {
             lang: body
@@ -246,7 +265,7 @@ def _setup_save_text(ctx: Ctx, form: Mapping[str, str]) -> Response:
         if not changed:
             return redirect(ctx, "/setup", step=3, done="text_kept")
         try:
-            practices.publish_text(
+            practice_texts.publish_text(
                 ctx.host,
                 ctx.tenant,
                 bodies=changed,

@@ -24,10 +24,11 @@ from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import ClientInfo, ClientRef, StaffContext, TenantRef
-from samtycke_plugin import common, consent, hostdb, practices, roles, status_text
+from samtycke_plugin import common, consent, hostdb, practice_texts, practices, roles, status_text
 from samtycke_plugin.email.batch import count_clients
 from samtycke_plugin.errors import InputError, PermissionDenied
 from samtycke_plugin.i18n import N_, t
+from samtycke_plugin.purposes import DEFAULT_PURPOSE
 from samtycke_plugin.rules import Status
 from samtycke_plugin.web.base import (
     CSRF_FIELD,
@@ -286,10 +287,12 @@ def _language_name(ctx: Ctx, code: str | None) -> str:
     return status_text.code_label(LANGUAGE_NAMES, code, ctx.locale)
 
 
-def _counts(ctx: Ctx) -> dict[str, int]:
+def _counts(ctx: Ctx, purpose: str = DEFAULT_PURPOSE) -> dict[str, int]:
+    """The practice's clients, and those with and without valid consent to ``purpose``."""
     total = count_clients(ctx.host, ctx.tenant)
     with hostdb.session(ctx.host) as session:
-        valid = practices.count_valid(session, ctx.practice, common.now_utc(ctx.host))
+        valid = practice_texts.count_valid(session, ctx.practice, common.now_utc(ctx.host),
+                                           purpose)
         return {"total": total, "valid": valid, "without": max(total - valid, 0)}
 
 

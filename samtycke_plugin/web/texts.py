@@ -11,7 +11,7 @@ from werkzeug.exceptions import BadRequest, NotFound
 from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import Permission
-from samtycke_plugin import common, hostdb, practices, status_text
+from samtycke_plugin import common, hostdb, practice_texts, practices, status_text
 from samtycke_plugin.errors import Conflict, InputError
 from samtycke_plugin.errors import NotFound as NotFound_
 from samtycke_plugin.i18n import N_, t, tn
@@ -54,7 +54,7 @@ def text_version(request: Request, text_id: str) -> Response:
     if number is None:
         raise NotFound()
     with hostdb.session(ctx.host) as session:
-        text = practices.text_by_id(session, ctx.tenant, number)
+        text = practice_texts.text_by_id(session, ctx.tenant, number)
         try:
             current_major = practices.purpose_major(session, ctx.practice, text.purpose_key)
         except NotFound_:
@@ -87,7 +87,7 @@ def _versions(ctx: Ctx, purpose: PurposeInfo) -> list[dict[str, Any]]:
                 "reason": v.reason,
                 "current": v.major == major,
             }
-            for v in practices.text_versions(session, ctx.tenant, purpose.key)
+            for v in practice_texts.text_versions(session, ctx.tenant, purpose.key)
         ]
 
 
@@ -200,7 +200,7 @@ def text_editor(request: Request) -> Response:
     if action not in ("preview", "save"):
         raise BadRequest()
     with hostdb.session(ctx.host) as session:
-        current = practices.current_texts(session, ctx.practice, purpose.key)
+        current = practice_texts.current_texts(session, ctx.practice, purpose.key)
         bodies = {lang: body for lang, body in bodies.items() if lang in current}
         changed = [lang for lang, body in bodies.items()
                    if normalise_body(body) != current[lang].body]
@@ -209,7 +209,7 @@ def text_editor(request: Request) -> Response:
             # (double click) or someone saved exactly this text meanwhile: it is saved.
             return redirect(ctx, "/text", **here, done="already")
         if expected != practices.purpose_major(session, ctx.practice, purpose.key):
-            raise Conflict(practices.TEXT_CHANGED_MEANWHILE)
+            raise Conflict(practice_texts.TEXT_CHANGED_MEANWHILE)
         if not changed:
             return _editor(
                 ctx,
@@ -223,11 +223,11 @@ def text_editor(request: Request) -> Response:
         affected = 0
         for lang in changed:
             try:
-                content = practices.preview_text_change(
+                content = practice_texts.preview_text_change(
                     ctx.host, ctx.tenant, language=lang, body=bodies[lang], kind="content",
                     purpose=purpose.key,
                 )
-                correction = practices.preview_text_change(
+                correction = practice_texts.preview_text_change(
                     ctx.host, ctx.tenant, language=lang, body=bodies[lang], kind="correction",
                     purpose=purpose.key,
                 )
@@ -261,7 +261,7 @@ def text_editor(request: Request) -> Response:
                 errors["reason"] = reason_error
             if not errors:
                 publish = bodies if kind == "content" else {lang: bodies[lang] for lang in changed}
-                practices.publish_text(
+                practice_texts.publish_text(
                     ctx.host,
                     ctx.tenant,
                     bodies=publish,

@@ -16,7 +16,7 @@ from werkzeug.wrappers import Response
 
 from hookspecs.facade import AppHooks
 from hookspecs.types import BookingFormContext, BookingRef, ClientRef, TenantRef
-from samtycke_plugin import common, consent, practices
+from samtycke_plugin import common, consent, practice_texts, practices
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.email import batch as batch_requests
 from samtycke_plugin.email import jobs as batch_jobs
@@ -52,7 +52,7 @@ def _give(host: TestHost, tenant: str, client: str) -> None:
 
 def _change_content(host: TestHost, tenant: str) -> None:
     practice = practices.require_practice(host.session(), tenant)
-    practices.publish_text(
+    practice_texts.publish_text(
         host, tenant, bodies={"sv": "Vi sparar nu också dina journalanteckningar i molnet.\n"},
         kind="content", reason=None, actor="staff:s1", expected_major=practice.current_major,
     )
@@ -184,7 +184,7 @@ def _pages(host: TestHost, tenant: str) -> Client:
 def _save_content_change(host: TestHost, tenant: str, lang: str) -> str:
     """Save a change of content through the text editor; the page shown after it."""
     practice = practices.require_practice(host.session(), tenant)
-    texts = practices.current_texts(host.session(), practice)
+    texts = practice_texts.current_texts(host.session(), practice)
     form = {
         "action": "save", "kind": "content", "expected_major": str(practice.current_major),
         "text_sv": texts["sv"].body + "\nVi använder nu ett journalsystem i molnet.\n",

@@ -14,7 +14,7 @@ from smtp_support import FROM_ADDR, Browser, SmtpServer, form_fields, path_of, r
 from sqlalchemy import func, select
 
 from hookspecs.types import BookingRef, ClientInfo, ClientRef
-from samtycke_plugin import consent, practices
+from samtycke_plugin import consent, practice_texts, practices
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.email import addresses, tokens
 from samtycke_plugin.email import batch as batch_requests
@@ -266,7 +266,7 @@ def test_text_changed_after_the_mail_shows_the_new_text_and_records_it(
     old_form = form_fields(browser.get(path_of("c", token)).text)
 
     practice = practices.require_practice(host.session(), tenant)
-    [new] = practices.publish_text(
+    [new] = practice_texts.publish_text(
         host, tenant, bodies={"sv": "Ny text om hur vi hanterar dina uppgifter, version två."},
         kind="content", reason="nytt system", actor="staff:s1",
         expected_major=practice.current_major,
@@ -340,7 +340,7 @@ def test_online_booking_consent_gets_a_receipt_with_a_working_withdraw_link(
     host.activate(hooks, tenant, require_consent_for_online_booking=True)
     client = host.new_client(tenant, email="bokare@example.org")
     no_mail = host.new_client(tenant, email=None)
-    text_id = practices.current_text(
+    text_id = practice_texts.current_text(
         host.session(), practices.require_practice(host.session(), tenant), "sv"
     ).id
     host.session().rollback()

@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from hookspecs.facade import AppHooks
 from hookspecs.types import BookingFormContext, ClientRef, TenantRef
-from samtycke_plugin import consent, practices
+from samtycke_plugin import consent, practice_texts, practices
 from samtycke_plugin.access_log import Viewer
 from samtycke_plugin.email import receipts as receipt_mail
 from samtycke_plugin.email import requests as mail_requests
@@ -405,7 +405,7 @@ def test_a_client_asked_again_after_a_change_of_content_sees_what_has_changed(
     p = Clinic(host, smtp_server, ask_clients_without_consent=True)
     p.consent_by_link()
     note = "Vi sparar nu även <b>foton</b> av behandlingen."
-    practices.publish_text(host, p.tenant, bodies={"sv": "Ny text: vi sparar även foton.\n"}, kind="content",
+    practice_texts.publish_text(host, p.tenant, bodies={"sv": "Ny text: vi sparar även foton.\n"}, kind="content",
                            reason=note, actor="staff:s1", expected_major=1)
     host.session().commit()
     assert p.status() == "outdated"

@@ -18,7 +18,7 @@ from hostkit import TestHost
 from smtp_support import Browser, SmtpServer, form_fields, path_of, running_server
 from sqlalchemy import select
 
-from samtycke_plugin import consent, practices, purposes
+from samtycke_plugin import consent, practice_texts, practices, purposes
 from samtycke_plugin.email import batch as batch_requests
 from samtycke_plugin.email import requests as mail_requests
 from samtycke_plugin.email.batch import Reason
@@ -149,10 +149,10 @@ def test_a_batch_for_the_newsletter_leaves_out_who_has_it_or_declined_it_in_the_
     practice = practices.require_practice(session, tenant)
     how = consent.How(channel="email_link", method="button", actor="client")
     for who, purpose in ((care_only, DEFAULT_PURPOSE), (subscribed, "newsletter")):
-        text = practices.current_text(session, practice, "sv", purpose)
+        text = practice_texts.current_text(session, practice, "sv", purpose)
         consent.grant(session, tenant, who, text, how, now=host.now(), purpose=purpose,
                       validity_days=None)
-    news = practices.current_text(session, practice, "sv", "newsletter")
+    news = practice_texts.current_text(session, practice, "sv", "newsletter")
     consent.refuse(session, tenant, declined, news, how, now=host.now(), purpose="newsletter")
     session.commit()
     host.advance(days=30)  # well within the pause (12 months by default)
@@ -193,13 +193,13 @@ def test_a_client_asked_again_after_a_change_sees_that_purposes_note_and_it_is_r
     client = host.new_client(tenant)
     session = host.session()
     practice = practices.require_practice(session, tenant)
-    news = practices.current_text(session, practice, "sv", "newsletter")
+    news = practice_texts.current_text(session, practice, "sv", "newsletter")
     consent.grant(session, tenant, client, news,
                   consent.How(channel="email_link", method="button", actor="client"),
                   now=host.now(), purpose="newsletter", validity_days=None)
     session.commit()
     note = "Nyhetsbrevet kommer nu varje vecka."
-    practices.publish_text(
+    practice_texts.publish_text(
         host, tenant, bodies={"sv": "Vi skickar vårt nyhetsbrev till din e-post varje vecka.\n"},
         kind="content", reason=note, actor="staff:s1", expected_major=1, purpose="newsletter",
     )

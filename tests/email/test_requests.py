@@ -22,7 +22,7 @@ from hookspecs.types import (
     ClientSelect,
     TenantRef,
 )
-from samtycke_plugin import consent, practices
+from samtycke_plugin import consent, practice_texts, practices
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.email import addresses
 from samtycke_plugin.email import batch as batch_requests
@@ -362,7 +362,7 @@ def test_batch_replaces_expired_and_outdated_links(batch_host: TestHost) -> None
     assert batch_requests.request_batch(host, tenant, actor="staff:s1").asked == 4  # expired: asked again
     assert complete_waiting_requests(host, tenant) == 4
     practice = practices.require_practice(host.session(), tenant)
-    practices.publish_text(host, tenant, bodies={"sv": "En helt ny text om dina personuppgifter här."},
+    practice_texts.publish_text(host, tenant, bodies={"sv": "En helt ny text om dina personuppgifter här."},
                          kind="content", reason=None, actor="staff:s1",
                          expected_major=practice.current_major)
     host.session().commit()

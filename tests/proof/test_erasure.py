@@ -13,7 +13,7 @@ from hostkit import TestHost, staff, submission
 from sqlalchemy import Engine, MetaData, func, select
 
 from hookspecs.types import BookingRef, ClientRef, TenantRef
-from samtycke_plugin import consent, erasure, export, practices
+from samtycke_plugin import consent, erasure, export, practice_texts, practices
 from samtycke_plugin.access_log import Viewer
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.email import requests as mail_requests
@@ -62,7 +62,7 @@ def _traces(engine: Engine, needles: list[str]) -> list[str]:
 
 def _book(host: TestHost, tenant: str, client: str) -> None:
     hooks = host.hooks()
-    text = practices.current_text(host.session(), practices.require_practice(host.session(), tenant),
+    text = practice_texts.current_text(host.session(), practices.require_practice(host.session(), tenant),
                                 "sv")
     sub = submission(tenant, client, ticked=True, text_id=text.id)
     assert hooks.submit_check(sub) == []

@@ -23,7 +23,15 @@ from jsonschema import Draft202012Validator, FormatChecker
 from sqlalchemy import insert, select
 
 from hookspecs.types import BookingRef, ClientInfo, ClientRef, TenantRef
-from samtycke_plugin import checkpoint, checkpoint_keys, consent, export, practices, receipts
+from samtycke_plugin import (
+    checkpoint,
+    checkpoint_keys,
+    consent,
+    export,
+    practice_texts,
+    practices,
+    receipts,
+)
 from samtycke_plugin.access_log import Viewer
 from samtycke_plugin.cli import main
 from samtycke_plugin.errors import NotFound
@@ -39,7 +47,7 @@ NASTY_NOTE = '=HYPERLINK("http://evil.example") <script>alert(1)</script> Zlatan
 
 def _book(host: TestHost, tenant: str, client: str, ticked: bool = True) -> None:
     hooks = host.hooks()
-    text = practices.current_text(
+    text = practice_texts.current_text(
         host.session(), practices.require_practice(host.session(), tenant), "sv"
     )
     sub = submission(tenant, client, ticked=ticked, text_id=text.id)
@@ -62,7 +70,7 @@ def _practice_with_history(host: TestHost, *, client_ref: str | None = None,
         )
     _book(host, tenant, client)
     host.advance(days=1)
-    practices.publish_text(
+    practice_texts.publish_text(
         host, tenant, bodies={"sv": "Ny text om hur vi behandlar dina uppgifter. " * 3},
         kind="content", reason="new processing", actor="staff:s1", expected_major=1,
     )

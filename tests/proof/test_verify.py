@@ -35,7 +35,7 @@ from samtycke_plugin import (
     consent,
     export,
     ledger,
-    practices,
+    practice_texts,
 )
 from samtycke_plugin.access_log import Viewer
 from samtycke_plugin.chain import verify_chain
@@ -101,7 +101,7 @@ def _history(host: TestHost) -> tuple[str, str, int]:
                           given_at=host.now() - timedelta(hours=2), note=None)
     host.session().commit()
     host.advance(days=1)
-    (v2,) = practices.publish_text(
+    (v2,) = practice_texts.publish_text(
         host, tenant, bodies={"sv": f"# Samtycke\n\n{HONEST}\n"}, kind="content",
         reason="ny behandling", actor="staff:s1", expected_major=1,
     )

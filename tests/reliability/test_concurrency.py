@@ -26,7 +26,7 @@ from reliability_support import (
 from sqlalchemy import Engine
 
 from hookspecs.types import TenantRef
-from samtycke_plugin import consent, practices
+from samtycke_plugin import consent, practice_texts, practices
 from samtycke_plugin.db import is_transient_error, run_in_transaction
 from samtycke_plugin.errors import Conflict
 from samtycke_plugin.ledger import NewEvent, append
@@ -192,7 +192,7 @@ def test_text_change_mid_consent_is_vetoed_or_recorded_against_the_shown_text(
     def publish() -> None:
         editor = worker_host(host)
         try:
-            practices.publish_text(
+            practice_texts.publish_text(
                 editor, tenant, bodies={"sv": "En helt ny text om hur vi hanterar uppgifter.\n"},
                 kind="content", reason=None, actor="staff:s1", expected_major=1,
             )
@@ -260,7 +260,7 @@ def test_a_long_lived_session_sees_a_text_change_made_by_another_worker(host: Te
     assert book(host, hooks, tenant, client, booking="b-1", ticked=True, text_id=v1) == []  # type: ignore[arg-type]
     # this worker has now committed with the practice row loaded in its session
     editor = worker_host(host)
-    practices.publish_text(
+    practice_texts.publish_text(
         editor, tenant, bodies={"sv": "En helt ny text om hur vi hanterar uppgifter.\n"},
         kind="content", reason=None, actor="staff:s1", expected_major=1,
     )

@@ -40,7 +40,7 @@ from werkzeug.test import Client
 from werkzeug.wrappers import Response
 
 from hookspecs.types import ClientRef, TenantRef
-from samtycke_plugin import consent, practices
+from samtycke_plugin import consent, practice_texts, practices
 from samtycke_plugin.db import (
     configure_sqlite,
     is_transient_error,
@@ -111,7 +111,7 @@ def test_fault_at_every_step_of_activation(faulty: tuple[TestHost, FaultInjector
     _faults, _ = _run_every_fault(host, injector, tenant, path)
     practice = practices.require_practice(host.session(), tenant)
     assert practice.setup_complete and practice.head_seq == 0
-    assert sorted(practices.text_languages(host.session(), practice)) == ["en", "sv"]
+    assert sorted(practice_texts.text_languages(host.session(), practice)) == ["en", "sv"]
     host.session().rollback()
     assert_invariants(host.engine, [tenant])
 
@@ -286,7 +286,7 @@ def test_fault_at_every_step_of_publishing_a_text(
     host.session().commit()
 
     def path() -> list[int]:
-        versions = practices.publish_text(
+        versions = practice_texts.publish_text(
             host, tenant, bodies={"sv": "Vi sparar dina uppgifter för att kunna boka tider.\n",
                                   "en": "We keep your details so that we can book your visits.\n"},
             kind=kind, reason="Ny text", actor="staff:s1", expected_major=1,

@@ -32,7 +32,7 @@ from hookspecs.types import (
     TenantRef,
 )
 from samtycke_plugin import booking as online_booking
-from samtycke_plugin import common, consent, panels, practices
+from samtycke_plugin import booking_gate, common, consent, panels, practice_texts
 from samtycke_plugin.errors import InputError, SamtyckeError
 from samtycke_plugin.web import make_wsgi_app
 from samtycke_plugin.web.base import MAX_BODY
@@ -156,11 +156,11 @@ def test_lone_surrogates_are_refused_or_replaced_never_a_driver_error(
             consent.record_manual(host, tenant, client, staff(), method="paper",
                                   given_at=host.now(), note=bad)
         elif field == "reason":
-            practices.publish_text(host, tenant, bodies={"sv": "En ny text om dina uppgifter.\n"},
+            practice_texts.publish_text(host, tenant, bodies={"sv": "En ny text om dina uppgifter.\n"},
                                  kind="correction", reason=bad, actor="staff:s1",
                                  expected_major=1)
         else:
-            practices.publish_text(host, tenant, bodies={"sv": bad * 10}, kind="correction",
+            practice_texts.publish_text(host, tenant, bodies={"sv": bad * 10}, kind="correction",
                                  reason=None, actor="staff:s1", expected_major=1)
     host.session().rollback()
     assert err.value.field == {"note": "note", "reason": "reason", "body": "text_sv"}[field]
@@ -181,10 +181,10 @@ def test_huge_strings_are_refused_naming_the_field(host: TestHost) -> None:
     cases: list[tuple[str, Any]] = [
         ("note", lambda: consent.record_manual(host, tenant, client, staff(), method="paper",
                                                given_at=host.now(), note=mb)),
-        ("text_sv", lambda: practices.publish_text(host, tenant, bodies={"sv": mb},
+        ("text_sv", lambda: practice_texts.publish_text(host, tenant, bodies={"sv": mb},
                                                  kind="content", reason=None,
                                                  actor="staff:s1", expected_major=1)),
-        ("reason", lambda: practices.publish_text(
+        ("reason", lambda: practice_texts.publish_text(
             host, tenant, bodies={"sv": "En ny text om hur vi sparar uppgifter.\n"},
             kind="correction", reason=mb, actor="staff:s1", expected_major=1)),
         ("client", lambda: consent.record_manual(host, tenant, mb, staff(), method="paper",
@@ -253,7 +253,8 @@ def test_references_must_match_whole(value: str) -> None:
 def test_posted_text_ids_are_plain_ascii_numbers(raw: object) -> None:
     """Regression: ``"²".isdigit()`` is true but ``int("²")`` fails, which turned a
     forged form field into an exception (a "could not check, try again" veto)."""
-    assert online_booking._shown_text_id(raw) is None
+    assert booking_gate.shown_text_id(raw) is None
+    assert booking_gate.posted_text_ids({online_booking.FIELD_TEXT: raw}) == {}
 
 
 @pytest.mark.parametrize("raw", ["²", "١٢", "１", "-1", "9" * 30, "", "\x00", "1 OR 1=1"])

@@ -41,7 +41,7 @@ from smtp_support import Browser, SmtpServer, form_fields, path_of, running_serv
 from sqlalchemy import Engine, func, select
 
 from hookspecs.types import BookingFormContext, ClientRef, TenantRef
-from samtycke_plugin import consent, practices
+from samtycke_plugin import consent, practice_texts
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.email import receipts as receipt_mail
 from samtycke_plugin.email import requests as mail_requests
@@ -290,13 +290,13 @@ class ConsentMachine(RuleBasedStateMachine):
         p = self.practices[which]
         if stale_editor and p.major > 1:
             with pytest.raises(Conflict):
-                practices.publish_text(
+                practice_texts.publish_text(
                     self.host, p.tenant, bodies={"sv": BODIES[0]}, kind="content", reason=None,
                     actor="staff:s1", expected_major=p.major - 1,
                 )
             self.host.session().rollback()
             return
-        versions = practices.publish_text(
+        versions = practice_texts.publish_text(
             self.host, p.tenant, bodies={"sv": body + f"Version {salt}.\n"},
             kind="content" if content else "correction", reason=None, actor="staff:s1",
             expected_major=p.major,

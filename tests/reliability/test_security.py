@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import attrs
 import pytest
 from hostkit import START, TestHost, staff, submission
 from hypothesis import HealthCheck, given, settings
@@ -32,13 +33,14 @@ from werkzeug.test import Client
 
 from hookspecs.types import (
     BookingFormContext,
+    BookingRef,
     ClientCreated,
     ClientRef,
     StaffContext,
     StaffRef,
     TenantRef,
 )
-from samtycke_plugin import consent, panels, practices
+from samtycke_plugin import consent, panels, practice_texts
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.email import jobs, tokens
 from samtycke_plugin.email import receipts as receipt_mail
@@ -86,7 +88,7 @@ def world(host: TestHost) -> Iterator[World]:
         consent.record_manual(host, tenant, client, staff(), method="paper",
                               given_at=host.now(), note=f"ZQXB-secret note of {tenant}"
                               if tenant == b else "note of A")
-    [b_text_v] = practices.publish_text(
+    [b_text_v] = practice_texts.publish_text(
         host, b, bodies={"sv": "ZQXB-secret text of practice B about your data.\n"},
         kind="correction", reason=None, actor="staff:s1", expected_major=1)
     host.session().commit()
@@ -309,6 +311,8 @@ def test_every_link_post_without_its_csrf_token_or_cross_site_is_refused(
                               given_at=w.host.now(), note=None)
         w.host.session().commit()
         req = _withdraw_request(w)
+    if rule.endpoint == "public.confirm":  # a confirm link needs a consent to confirm
+        req = _confirm_request(w)
     token = tokens.token_for(tokens.link_key(w.host), req)
     path = _path(rule, {"token": token})
     app = Client(make_wsgi_app())
@@ -329,6 +333,20 @@ def test_every_link_post_without_its_csrf_token_or_cross_site_is_refused(
         assert resp.status_code in (400, 403), (label, resp.status_code)
         FIGURES["POSTs without a valid CSRF token refused"] += 1
     assert dump(w.host.engine, [w.a]) == before
+
+
+def _confirm_request(w: World) -> Any:
+    """The confirm link of a consent ticked by a booker who was not signed in."""
+    from samtycke_plugin.models import ConsentRequest
+
+    sub = attrs.evolve(submission(w.a, w.a_fresh, ticked=True, text_id=w.a_text),
+                       booker_signed_in=False)
+    w.hooks.submitted(sub, BookingRef("b-confirm"), w.a_fresh)
+    w.host.session().commit()
+    return w.host.session().scalars(
+        select(ConsentRequest).where(ConsentRequest.tenant_ref == w.a,
+                                     ConsentRequest.client_ref == w.a_fresh,
+                                     ConsentRequest.purpose == tokens.PURPOSE_CONFIRM)).one()
 
 
 def _withdraw_request(w: World) -> Any:

@@ -28,7 +28,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from hookspecs.types import BookingFormContext, BookingRef, ClientRef, TenantRef
-from samtycke_plugin import consent, practices
+from samtycke_plugin import consent, practice_texts
 from samtycke_plugin.email import requests as mail_requests
 from samtycke_plugin.email import tokens
 from samtycke_plugin.email.messages import render_message
@@ -98,7 +98,7 @@ class World:
         tenant = host.new_tenant(f"Klinik {p}")
         host.activate(hooks, tenant, require_consent_for_online_booking=True,
                       validity_days=365)
-        [version] = practices.publish_text(
+        [version] = practice_texts.publish_text(
             host, tenant, bodies={"sv": MARKDOWN_BODY.format(p=p)}, kind="correction",
             reason=f"Skäl {p}", actor="staff:s1", expected_major=1)
         host.session().commit()

@@ -119,7 +119,7 @@ def test_a_confirmation_without_a_key_of_this_preview_is_refused_and_says_what_t
 def test_a_batch_for_one_purpose_previews_and_confirms_that_purpose(host: TestHost) -> None:
     """With two purposes the page offers a choice; the preview and the job are for the
     purpose chosen, and a key issued for one purpose does not confirm another."""
-    from samtycke_plugin import consent, practices, purposes
+    from samtycke_plugin import consent, practice_texts, practices, purposes
 
     tenant = host.new_tenant()
     host.activate(host.hooks(), tenant, ask_clients_without_consent=True)
@@ -133,7 +133,7 @@ def test_a_batch_for_one_purpose_previews_and_confirms_that_purpose(host: TestHo
     declined = host.new_client(tenant, name="Nej Tack", email="nej@example.org")
     session = host.session()
     practice = practices.require_practice(session, tenant)
-    news = practices.current_text(session, practice, "sv", "newsletter")
+    news = practice_texts.current_text(session, practice, "sv", "newsletter")
     consent.refuse(session, tenant, declined, news,
                    consent.How(channel="email_link", method="button", actor="client"),
                    now=host.now(), purpose="newsletter")
@@ -156,3 +156,42 @@ def test_a_batch_for_one_purpose_previews_and_confirms_that_purpose(host: TestHo
     assert job is not None and job.purpose == "newsletter"
     assert (job.asked, job.skipped_refused) == (1, 1)
     assert asked != declined
+
+
+def _stat(page: str, label: str) -> str:
+    found = re.search(rf"<dt>{re.escape(label)}</dt><dd>([^<]*)</dd>", page)
+    assert found, f"no count {label!r} on the page"
+    return found.group(1)
+
+
+def test_the_counts_and_the_rule_for_a_no_are_those_of_the_purpose_asked(host: TestHost) -> None:
+    """A newsletter batch counts newsletter consent (not the default purpose's), and the
+    page says that a "no" leaves a client out only within the pause."""
+    from samtycke_plugin import consent, practices, purposes
+
+    tenant = host.new_tenant()
+    host.activate(host.hooks(), tenant, ask_clients_without_consent=True)
+    purposes.add(
+        host.session(), tenant, key="newsletter", names={"sv": "Nyhetsbrev", "en": "Newsletter"},
+        legal_basis={}, required=False, validity_days=None,
+        bodies={"sv": "Vi skickar vårt nyhetsbrev ungefär en gång i månaden.\n"},
+        actor="staff:s1", now=host.now(),
+    )
+    cared = host.new_client(tenant, name="Med Samtycke", email="med@example.org")
+    host.new_client(tenant, name="Utan Samtycke", email="utan@example.org")
+    session = host.session()
+    practice = practices.require_practice(session, tenant)
+    how = consent.How(channel="email_link", method="button", actor="client")
+    consent.grant(session, tenant, cared, practices.current_text(session, practice, "sv"), how,
+                  now=host.now(), validity_days=None)
+    session.commit()
+    pages = Pages(host, tenant)
+    care_page = html(pages.get("/batch"))
+    assert _stat(care_page, "Klienter med giltigt samtycke") == "1"
+    assert _stat(care_page, "Klienter utan giltigt samtycke") == "1"
+    news_page = html(pages.get("/batch?purpose=newsletter"))
+    assert _stat(news_page, "Klienter") == "2"
+    assert _stat(news_page, "Klienter med giltigt samtycke") == "0"
+    assert _stat(news_page, "Klienter utan giltigt samtycke") == "2"
+    assert 'data-preview-asked="2"' in news_page
+    assert "inom den paus som är vald i inställningarna hoppas också över" in news_page

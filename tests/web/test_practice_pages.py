@@ -18,7 +18,7 @@ from werkzeug.test import Client, TestResponse
 from werkzeug.wrappers import Response
 
 from hookspecs.types import BookingRef, ClientInfo, ClientRef, StaffContext, StaffRef
-from samtycke_plugin import common, consent, practices
+from samtycke_plugin import common, consent, practice_texts, practices
 from samtycke_plugin.email import jobs
 from samtycke_plugin.i18n import t
 from samtycke_plugin.models import (
@@ -149,13 +149,13 @@ def text_ids(host: TestHost, tenant: str) -> list[int]:
 def current_body(host: TestHost, tenant: str, language: str) -> str:
     host.session().rollback()
     practice = practices.require_practice(host.session(), tenant)
-    return practices.current_texts(host.session(), practice)[language].body
+    return practice_texts.current_texts(host.session(), practice)[language].body
 
 
 def valid_count(host: TestHost, tenant: str) -> int:
     host.session().rollback()
     practice = practices.require_practice(host.session(), tenant)
-    return practices.count_valid(host.session(), practice, host.now())
+    return practice_texts.count_valid(host.session(), practice, host.now())
 
 
 def snapshot(host: TestHost, tenant: str) -> tuple[Any, ...]:
@@ -740,7 +740,7 @@ def test_history_lists_every_event_with_evidence_and_the_text_shown(host: TestHo
     host.advance(hours=1)
     pages.post(f"/clients/{client}/withdraw", {"action": "withdraw"})
     host.advance(hours=1)
-    text_id = practices.current_text(
+    text_id = practice_texts.current_text(
         host.session(), practices.require_practice(host.session(), tenant), "sv"
     ).id
     host.session().rollback()
@@ -907,7 +907,7 @@ def test_save_needs_the_kind_and_refuses_a_stale_editor(host: TestHost) -> None:
     assert "Välj om detta är en rättelse eller en innehållsändring" in html(undecided)
     assert snapshot(host, tenant) == before
     # Someone else publishes a content change meanwhile.
-    practices.publish_text(
+    practice_texts.publish_text(
         host,
         tenant,
         bodies={"sv": new_sv},

@@ -66,15 +66,21 @@ class Samtycke:
 
     def check_booking(self, request: HttpRequest, tenant: TenantRef, client: object,
                       fields: Mapping[str, str], *, is_new_client: bool,
-                      channel: str = "online") -> tuple[BookingSubmission, list[Veto]]:
+                      channel: str = "online", booker_signed_in: bool | None = None,
+                      booker_name: str | None = None, booker_email: str | None = None,
+                      ) -> tuple[BookingSubmission, list[Veto]]:
         """Phase 1 of 2, before anything is written: the submission and the apps' vetoes
-        (the booking must not be accepted while there are any)."""
+        (the booking must not be accepted while there are any).  ``booker_*``: what the
+        site knows about who is booking online (see
+        :class:`~hookspecs.types.BookingSubmission`)."""
         submission = BookingSubmission(
             tenant=tenant, client=ClientRef(str(client)) if client is not None else None,
             is_new_client=is_new_client, channel="staff" if channel == "staff" else "online",
             fields={k: v for k, v in fields.items() if k != "csrfmiddlewaretoken"},
             locale=locale(), ip_address=request.META.get("REMOTE_ADDR"),
-            user_agent=request.META.get("HTTP_USER_AGENT", "")[:512] or None)
+            user_agent=request.META.get("HTTP_USER_AGENT", "")[:512] or None,
+            booker_signed_in=booker_signed_in, booker_name=booker_name,
+            booker_email=booker_email)
         return submission, self.hooks.submit_check(submission)
 
     def booking_made(self, submission: BookingSubmission, booking: object,
