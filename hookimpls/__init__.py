@@ -20,6 +20,7 @@ from hookimpls.booking import (
 )
 from hookimpls.privacy import booking_client_erased
 from hookimpls.views import (
+    booking_client_consent_page,
     booking_client_list_badges,
     booking_client_list_filter_clause,
     booking_client_list_filters,
@@ -31,6 +32,7 @@ __all__ = [
     "booking_app_activated",
     "booking_app_deactivated",
     "booking_app_info",
+    "booking_client_consent_page",
     "booking_client_created",
     "booking_client_erased",
     "booking_client_list_badges",

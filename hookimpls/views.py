@@ -17,6 +17,7 @@ from hookspecs.types import (
     TenantRef,
 )
 from samtycke_plugin import panels, signals
+from samtycke_plugin.email import page_links
 
 
 @hookimpl
@@ -51,3 +52,8 @@ def booking_consent_lookup(
     host: Host, tenant: TenantRef, clients: Sequence[ClientRef], purpose: str
 ) -> Mapping[ClientRef, ConsentAnswer]:
     return signals.lookup(host, tenant, clients, purpose)
+
+
+@hookimpl
+def booking_client_consent_page(host: Host, tenant: TenantRef, client: ClientRef) -> str | None:
+    return page_links.url_for_client(host, tenant, client)

@@ -359,6 +359,18 @@ class AppHooks:
             raise TypeError("booking_consent_lookup must map clients to ConsentAnswer")
         return answers
 
+    def client_consent_page(self, tenant: TenantRef, client: ClientRef) -> str | None:
+        """The link to ``client``'s own consent page ("Mina samtycken") for a mail the
+        host writes to them, e.g. its booking confirmation; ``None`` when no app active
+        for ``tenant`` offers one.  Call it in the host's open transaction: each call
+        issues a new link (older ones keep working until the practice revokes them)."""
+        result = self._caller("booking_client_consent_page", tenant)(
+            host=self.host, tenant=tenant, client=client
+        )
+        if result is not None and not isinstance(result, str):
+            raise TypeError("booking_client_consent_page must return a URL (str) or None")
+        return result
+
     def _change_listeners(self, tenant: TenantRef) -> list[Any]:
         if not self.pm.hook.booking_consent_changed.get_hookimpls():
             return []  # nobody listens: not even the host's activation store is asked

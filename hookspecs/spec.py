@@ -305,6 +305,26 @@ class BookingSpecs:
             does not keep consent.
         """
 
+    @hookspec(firstresult=True)
+    def booking_client_consent_page(
+        self, host: Host, tenant: TenantRef, client: ClientRef
+    ) -> str | None:
+        """The link to the client's own consent page, for the host's own mails.
+
+        When: the host writes a mail to a client (a booking confirmation, a reminder)
+        and wants it to say where the client sees, gives and withdraws their consents.
+        Call it in the host's open transaction: each call issues a new long-lived link
+        (older ones keep working until the practice revokes them), committed with the
+        host's work.  Stops at the first non-``None`` result.
+
+        :param host: the host.
+        :param tenant: the practice.
+        :param client: the client the mail goes to.
+        :returns: an absolute URL to put into the mail as it is, or ``None`` from an app
+            that keeps no consent, for a practice that has not set the app up, or for a
+            client unknown in ``tenant``.
+        """
+
     @hookspec
     def booking_consent_changed(self, host: Host, change: ConsentChange) -> None:
         """A client's consent to a purpose changed, and the change is committed.

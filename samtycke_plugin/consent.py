@@ -26,6 +26,7 @@ from samtycke_plugin.i18n import N_
 from samtycke_plugin.ledger import NewEvent, load_snapshot, lock_practice
 from samtycke_plugin.models import (
     ConsentEvent,
+    ConsentRequest,
     ConsentStateRow,
     Evidence,
     Practice,
@@ -269,16 +270,36 @@ def request(
 
 
 def erase(session: Session, tenant: str, client: str, how: How, *, now: datetime) -> ConsentEvent:
-    """Record that the client's personal data was erased (the pseudonymous proof stays)."""
-    return ledger.append(session, [_event(tenant, client, State.ERASED, how, now)])[0]
+    """Record that the client's personal data was erased (the pseudonymous proof stays):
+    an ``erased`` event for the default purpose and for every other purpose the client
+    has a status for, so that no purpose's consent outlives the erasure.  Returns the
+    last of them."""
+    others = session.scalars(
+        select(ConsentStateRow.purpose_key).where(
+            ConsentStateRow.tenant_ref == tenant, ConsentStateRow.client_ref == client,
+            ConsentStateRow.purpose_key != DEFAULT_PURPOSE,
+            ConsentStateRow.state != State.ERASED.value,
+        ).order_by(ConsentStateRow.purpose_key)
+    ).all()
+    events = [_event(tenant, client, State.ERASED, how, now, purpose=key)
+              for key in (DEFAULT_PURPOSE, *others)]
+    return ledger.append(session, events)[-1]
 
 
 def delivery(
     session: Session, tenant: str, client: str, request_id: int, outcome: str
 ) -> None:
     """Show how the mail of the client's open request fared (``bounced``, ``failed``, …)
-    on their status."""
-    ledger.note_delivery(session, tenant, client, request_id, outcome)
+    on their status for each purpose the request asks for (a request from before
+    purposes asks for the default one)."""
+    majors = session.scalar(
+        select(ConsentRequest.purpose_majors).where(
+            ConsentRequest.id == request_id, ConsentRequest.tenant_ref == tenant)
+    )
+    asked = [str(k) for k in majors] if isinstance(majors, dict) and majors \
+        else [DEFAULT_PURPOSE]
+    for purpose in asked:
+        ledger.note_delivery(session, tenant, client, request_id, outcome, purpose=purpose)
 
 
 MANUAL_METHODS = ("paper", "verbal", "other_system", "other")
@@ -329,7 +350,11 @@ def record_manual(
     language: str | None = None,
     purpose: str = DEFAULT_PURPOSE,
 ) -> ConsentEvent:
-    """Record consent the client gave outside the app (paper, verbal, other system)."""
+    """Record consent the client gave outside the app (paper, verbal, other system), and
+    queue its receipt (with a withdrawal link and the link to the client's own page)
+    when the client has a usable address."""
+    from samtycke_plugin.email.receipts import queue_receipt
+
     roles.require(staff, Permission.RECORD_CONSENT)
     with hostdb.session(host) as session:
         practice = require_practice(session, tenant)
@@ -349,12 +374,14 @@ def record_manual(
             raise InputError("given_at", "is more than ten years ago")
         note = clean_note(note)
         text = current_text(session, practice, language or info.locale, purpose)
-        return grant(
+        event = grant(
             session, practice.tenant_ref, client, text,
             How(channel="manual", method=method, actor=staff_actor(staff), note=note),
             now=now, given_at=given_at, purpose=purpose,
             validity_days=purpose_validity(session, practice, purpose),
         )
+        queue_receipt(host, event)
+        return event
 
 
 def client_seq(session: Session, tenant: str, client: str) -> int:

@@ -43,7 +43,9 @@ from samtycke_plugin.models import (
     ConsentEvent,
     ConsentRequest,
     Evidence,
+    LinkWish,
     OutboxMessage,
+    PageLink,
     Practice,
     ReminderSent,
     RenewalAsked,
@@ -152,6 +154,18 @@ def erase_client(host: Host, tenant: str, client: str) -> ErasureResult:
                 .execution_options(synchronize_session=False)
             )
         )
+        # Links to the client's page, and "send me my link" forms naming their address.
+        session.execute(
+            delete(PageLink)
+            .where(PageLink.tenant_ref == tenant, PageLink.client_ref == client)
+            .execution_options(synchronize_session=False)
+        )
+        if address:
+            session.execute(
+                delete(LinkWish)
+                .where(LinkWish.tenant_ref == tenant, func.lower(LinkWish.address) == address)
+                .execution_options(synchronize_session=False)
+            )
         evidence = _rowcount(
             session.execute(
                 delete(Evidence)

@@ -412,6 +412,40 @@ class AccessLogEntry(Base):
     detail: Mapped[str | None] = mapped_column(String(80))
 
 
+class PageLink(Base):
+    """A link to a client's own page ("Mina samtycken"): long-lived, one client of one
+    practice, the token stored only as its hash; several may be valid at once until
+    the practice revokes them."""
+
+    __tablename__ = "samtycke_page_link"
+    __table_args__ = (
+        Index("ix_samtycke_page_link_client", "tenant_ref", "client_ref"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_ref: Mapped[str] = mapped_column(String(64))
+    client_ref: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    nonce: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(160))
+    revoked_at: Mapped[datetime | None]
+
+
+class LinkWish(Base):
+    """A "send me my link" form sent (known address or not), until the relay handles it."""
+
+    __tablename__ = "samtycke_link_wish"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_ref: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(320))
+    locale: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime]
+
+
 class RenewalAsked(Base):
     """One renewal request per consent: the client's consent to a purpose that lapses at
     ``expires_at`` was looked at for renewal (written in the transaction that queues the

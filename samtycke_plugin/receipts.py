@@ -89,6 +89,9 @@ _COLLECTION: dict[tuple[str, str | None], str] = {
         "Online booking, confirmed by the client: the box was ticked in a booking, and the "
         "client confirmed it with the link mailed to their address on record"
     ),
+    ("client_page", "button"): N_(
+        "The client's own page: the client read the text and pressed the consent button"
+    ),
     ("manual", "paper"): N_("Given on paper and recorded by the practice"),
     ("manual", "verbal"): N_("Given verbally and recorded by the practice"),
     ("manual", "other_system"): N_("Given in another system and recorded by the practice"),

@@ -107,6 +107,7 @@ CHANNEL_LABELS = {
     "manual": N_("Recorded by staff"),
     "email": N_("E-mail request"),
     "email_link": N_("E-mailed link"),
+    "client_page": N_("The client's own page"),
     "link": N_("E-mailed link"),
     "practitioner": N_("Practitioner"),
     "system": N_("System"),

@@ -32,7 +32,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from hookspecs.facade import AppHooks
-from hookspecs.types import BookingFormContext, BookingRef, ClientRef, TenantRef, Veto
+from hookspecs.types import (
+    BookingFormContext,
+    BookingRef,
+    BookingSubmission,
+    ClientRef,
+    TenantRef,
+    Veto,
+)
 from samtycke_plugin.chain import verify_chain
 from samtycke_plugin.email import outbox
 from samtycke_plugin.email import receipts as receipt_mail
@@ -145,7 +152,19 @@ def book(
     Vetoes are returned (and the transaction rolled back); exceptions roll back and
     propagate, exactly as a host's own error handling would.
     """
-    sub = submission(tenant, client, **kw)
+    return submit(host, hooks, submission(tenant, client, **kw), booking=booking, between=between)
+
+
+def submit(
+    host: TestHost,
+    hooks: AppHooks,
+    sub: BookingSubmission,
+    *,
+    booking: str,
+    between: Callable[[], None] | None = None,
+) -> list[Veto]:
+    """:func:`book` with the form's fields as the browser posts them (``sub.client`` set)."""
+    assert sub.client is not None
     try:
         vetoes = hooks.submit_check(sub)
         if vetoes:
@@ -153,7 +172,7 @@ def book(
             return vetoes
         if between is not None:
             between()
-        hooks.submitted(sub, BookingRef(booking), ClientRef(client))
+        hooks.submitted(sub, BookingRef(booking), ClientRef(sub.client))
         host.session().commit()
     except BaseException:
         host.rollback()

@@ -46,7 +46,7 @@ def test_every_kind_of_change_goes_through_the_ledgers_writers(host: TestHost) -
                          by_client=True)
         mail_requests.send_request(host, tenant, b, actor="staff:s1")
         host.session().commit()
-        assert send_due(host, tenant=tenant).sent == 1
+        assert send_due(host, tenant=tenant).sent == 2  # the paper consent's receipt too
         bounced = mail_requests.send_request(host, tenant, bounce, actor="staff:s1")
         host.session().commit()
         host.mailer = lambda message: DeliveryResult(status="rejected", detail="550 no such user")

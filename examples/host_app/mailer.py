@@ -80,7 +80,7 @@ def send(practice: Practice, to: str, subject: str, text: str) -> bool:
 
 
 def confirmation_text(booking: Booking, practice: Practice, language: str, book_again: str,
-                      when: str, service: str) -> tuple[str, str]:
+                      when: str, service: str, consents: str | None = None) -> tuple[str, str]:
     from examples.host_app.i18n import translate
 
     subject = translate(language, "Your booking at %(practice)s") % {"practice": practice.name}
@@ -98,4 +98,6 @@ def confirmation_text(booking: Booking, practice: Practice, language: str, book_
         translate(language, "To change or cancel, contact the practice: %(contact)s")
         % {"contact": ", ".join(x for x in (practice.phone, practice.email) if x)},
     ]
+    if consents:
+        lines += ["", translate(language, "See, give or withdraw your consents:"), consents]
     return subject, "\n".join(lines)

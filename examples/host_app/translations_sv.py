@@ -30,6 +30,7 @@ SV: dict[str, str] = {
     "Book another time": "Boka en till tid",
     "Book online": "Boka online",
     "Book your next visit with this link:": "Boka ditt nästa besök med den här länken:",
+    "See, give or withdraw your consents:": "Se, ge eller återkalla dina samtycken:",
     "Booked": "Bokad",
     "Bookings": "Bokningar",
     "Cancel": "Avbryt",

@@ -223,8 +223,9 @@ def book_submit(slug: str) -> Any:
         session_db.add(booking)
         session_db.flush()
         # Phase 2: the apps record what the booking means, in this same transaction.
-        platform().apps.booking_made(submission, booking.id, client.id)
-        _confirm(practice, booking, client, language)
+        # … and give the link to the client's consent page for the confirmation mail.
+        consents = platform().apps.booking_made(submission, booking.id, client.id)
+        _confirm(practice, booking, client, language, consents)
         session_db.commit()
     except IntegrityError:
         session_db.rollback()
@@ -272,14 +273,15 @@ def _minutes(service: Service) -> Any:
     return timedelta(minutes=service.minutes)
 
 
-def _confirm(practice: Practice, booking: Booking, client: Client, language: str) -> None:
+def _confirm(practice: Practice, booking: Booking, client: Client, language: str,
+             consents: str | None) -> None:
     if not client.email:
         return
     link = str(platform().settings["BASE_URL"]).rstrip("/") + url_for(
         "public.book", slug=practice.slug, r=mailer.returning_token(client))
     subject, text = mailer.confirmation_text(
         booking, practice, language, link, when_label(booking.starts_at, language),
-        booking.service.name(language))
+        booking.service.name(language), consents)
     mailer.send(practice, client.email, subject, text)
 
 

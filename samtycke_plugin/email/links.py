@@ -22,6 +22,7 @@ from sqlalchemy import (
 
 from hookspecs.types import ClientInfo, ClientRef, TenantRef
 from samtycke_plugin import common, consent, hostdb, practices
+from samtycke_plugin.email import page_links, page_mail
 from samtycke_plugin.email.purpose_names import purpose_names
 from samtycke_plugin.email.receipts import queue_receipt
 from samtycke_plugin.email.tokens import (
@@ -65,9 +66,12 @@ class LinkProblem(Exception):
       withdraw instead).
     """
 
-    def __init__(self, kind: str, tenant: str | None = None, client: str | None = None) -> None:
+    def __init__(self, kind: str, tenant: str | None = None, client: str | None = None,
+                 request_id: int | None = None) -> None:
         super().__init__(kind)
         self.kind = kind
+        #: The link's request (a used or replaced one: its receipt names the client's page).
+        self.request_id = request_id
         #: The link's practice and client (not for ``unknown`` and ``invalid``: their
         #: page names nobody).
         self.tenant = tenant
@@ -110,10 +114,10 @@ def open_link(host: Host, token: str, purpose: str) -> Link:
         if practice is None:
             raise LinkProblem("invalid")
         if req.used_at is not None:
-            raise LinkProblem("used", req.tenant_ref, req.client_ref)
+            raise LinkProblem("used", req.tenant_ref, req.client_ref, req.id)
         if purpose == PURPOSE_WITHDRAW:
             if req.revoked_at is not None:
-                raise LinkProblem("replaced", req.tenant_ref, req.client_ref)
+                raise LinkProblem("replaced", req.tenant_ref, req.client_ref, req.id)
         elif not practice.active or req.revoked_at is not None \
                 or req.expires_at <= common.now_utc(host):
             raise LinkProblem("invalid")
@@ -140,9 +144,9 @@ def _claim(host: Host, link: Link) -> None:
         if claimed != 1:
             session.expire(req)
             if req.used_at is not None:
-                raise LinkProblem("used", req.tenant_ref, req.client_ref)
+                raise LinkProblem("used", req.tenant_ref, req.client_ref, req.id)
             if req.purpose == PURPOSE_WITHDRAW and req.revoked_at is not None:
-                raise LinkProblem("replaced", req.tenant_ref, req.client_ref)
+                raise LinkProblem("replaced", req.tenant_ref, req.client_ref, req.id)
             raise LinkProblem("invalid")
 
 
@@ -279,6 +283,22 @@ def any_consent_given(host: Host, tenant: str, client: str) -> bool:
     return any(consent_given(host, tenant, client, p) for p in keys or [DEFAULT_PURPOSE])
 
 
+def client_page_url(host: Host, problem: LinkProblem) -> tuple[str, bool]:
+    """Where the client of a used or replaced link sees and withdraws their consents:
+    the link to their page their receipt carried (``(url, True)``), or else the
+    practice's "send me my link" form (``(url, False)``; read only: no link is issued
+    on a GET)."""
+    assert problem.tenant is not None
+    if problem.request_id is not None:
+        with hostdb.session(host) as session:
+            link_id = page_mail.receipt_page_link(session, problem.tenant, problem.request_id)
+            url = page_links.url_of(session, host, link_id) if link_id is not None else None
+        if url is not None:
+            return url, True
+    return host.absolute_url(TenantRef(problem.tenant),
+                             page_links.wish_path(problem.tenant)), False
+
+
 @frozen(kw_only=True)
 class Consented:
     """The consent a withdrawal page describes: to which purpose, when, which version."""
@@ -319,7 +339,8 @@ def withdraw(
     (``None``: every purpose the link covers whose consent stands), using the link once,
     also when the practice has deactivated the app.  A purpose the link does not cover
     is :class:`InputError`; :class:`~samtycke_plugin.errors.Conflict` when there is no
-    given consent to withdraw."""
+    given consent to withdraw.  Queues the confirmation mail, with the link to the
+    client's page the receipt carried (or a new one)."""
     standing = given_purposes(host, link)
     chosen = standing if purposes is None else list(dict.fromkeys(purposes))
     if any(p not in asked_purposes(host, link) for p in chosen):
@@ -327,7 +348,7 @@ def withdraw(
     if not chosen:
         raise Conflict(N_("There is no given consent to withdraw for this client."))
     _claim(host, link)
-    return [
+    events = [
         consent.withdraw(
             host, link.request.tenant_ref, link.request.client_ref, actor="client",
             channel="email_link", method="button", by_client=True, request_id=link.request.id,
@@ -335,3 +356,8 @@ def withdraw(
         )
         for p in chosen
     ]
+    with hostdb.session(host) as session:
+        page_link = page_mail.receipt_page_link(session, link.request.tenant_ref,
+                                                link.request.id)
+    page_mail.queue_withdrawal_confirmation(host, events, page_link=page_link)
+    return events

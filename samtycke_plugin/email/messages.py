@@ -193,12 +193,24 @@ def _names_of(host: Host, tenant: str, language: str, keys: Sequence[str]) -> li
     return [names.get(k, k) for k in keys]
 
 
+def _page_url(host: Host, session: Session, row: OutboxMessage) -> str | None:
+    """The link to the client's own page a receipt carries (``None``: revoked since)."""
+    from samtycke_plugin.email import page_links
+
+    link_id = row.payload.get("page_link")
+    return page_links.url_of(session, host, link_id) if isinstance(link_id, int) else None
+
+
 #: Stands for a client's own link in a previewed mail (no request has this token).
 EXAMPLE_LINK = "example"
 
 
 def render_message(host: Host, session: Session, row: OutboxMessage) -> Rendered:
     """Render one outbox row in the client's language (the link is derived again)."""
+    from samtycke_plugin.email import page_mail
+
+    if row.kind in page_mail.KINDS:
+        return page_mail.render(host, session, row)
     tenant = row.tenant_ref
     req = session.get(ConsentRequest, row.request_id) if row.request_id is not None else None
     practice = session.get(Practice, tenant)
@@ -261,6 +273,7 @@ def render_message(host: Host, session: Session, row: OutboxMessage) -> Rendered
             "consent_expires_at": event.expires_at,
             "event_seq": event.seq,
             "purpose_name": names.get(event.purpose_key, event.purpose_key),
+            "page_url": _page_url(host, session, row),
         }
         text_body = render("mail_receipt.txt", locale, **context)
         html_body = render("mail_receipt.html", locale, subject=subject, **context)

@@ -1,5 +1,5 @@
-"""Receipts: after a consent, a mail with what was agreed, when, and a withdrawal link
-that works as long as the consent does.
+"""Receipts: after a consent, a mail with what was agreed, when, a withdrawal link
+that works as long as the consent does, and a link to the client's own page.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from hookspecs.types import BookingSubmission, ClientRef, TenantRef
 from samtycke_plugin import common, hostdb, practices
+from samtycke_plugin.email import page_links
 from samtycke_plugin.email.addresses import (
     check_client_name,
     mail_domain,
@@ -39,6 +40,7 @@ from samtycke_plugin.i18n import lang
 from samtycke_plugin.models import (
     ConsentEvent,
     ConsentRequest,
+    ConsentStateRow,
     OutboxMessage,
 )
 from samtycke_plugin.purposes import DEFAULT_PURPOSE
@@ -106,9 +108,9 @@ def _receipt_link(
     text_major: int | None, purpose: str = DEFAULT_PURPOSE,
 ) -> _ReceiptLink | str:
     """The withdrawal link a receipt carries: a new ``withdraw`` request covering
-    ``purpose`` and the purposes of the client's older pending one, which is revoked
-    (its unsent mail cancelled).  Returns why there is none instead (the client is gone
-    or has no usable address or name)."""
+    ``purpose``, every other purpose whose consent stands, and the purposes of the
+    client's older pending one, which is revoked (its unsent mail cancelled).  Returns
+    why there is none instead (the client is gone or has no usable address or name)."""
     info = host.lookup_client(TenantRef(tenant), ClientRef(client))
     if info is None:
         return "the client no longer exists in this practice"
@@ -129,6 +131,14 @@ def _receipt_link(
             covered = (dict(row.purpose_majors) if isinstance(row.purpose_majors, dict)
                        else {DEFAULT_PURPOSE: row.text_major or 0})
         _revoke_ids(session, tenant, [int(older.id)], now)
+    # Every consent that stands, so that each one given at the same time (several boxes
+    # ticked at one booking, of which the receipt describes the first) can be withdrawn.
+    covered.update(
+        (str(key), int(major or 0)) for key, major in session.execute(
+            select(ConsentStateRow.purpose_key, ConsentStateRow.text_major).where(
+                ConsentStateRow.tenant_ref == tenant, ConsentStateRow.client_ref == client,
+                ConsentStateRow.state.in_([s.value for s in VALID_STATES])))
+    )
     covered[purpose] = text_major or 0
     values = _new_request_values(
         link_key(host), tenant=tenant, client=client, purpose=PURPOSE_WITHDRAW, text=None,
@@ -159,7 +169,11 @@ def queue_receipt(host: Host, event: ConsentEvent) -> int | None:
             _outbox_values(
                 mail_domain(host, tenant), tenant=tenant, client=client,
                 request_id=link.request_id, kind=KIND_RECEIPT, to_addr=link.address,
-                locale=link.locale, payload={"name": link.name, "event_id": event.id},
+                locale=link.locale, payload={
+                    "name": link.name, "event_id": event.id,
+                    "page_link": page_links.issue(session, host, tenant, client,
+                                                  actor="system:receipt"),
+                },
                 now=common.now_utc(host),
             ),
         )
@@ -188,7 +202,11 @@ def complete_receipt(host: Host, session: Session, row: OutboxMessage) -> str | 
     row.request_id = link.request_id
     row.to_addr = link.address
     row.locale = link.locale
-    row.payload = {"name": link.name, "event_id": event.id}
+    row.payload = {
+        "name": link.name, "event_id": event.id,
+        "page_link": page_links.issue(session, host, row.tenant_ref, row.client_ref,
+                                      actor="system:receipt"),
+    }
     row.message_id = message_id(mail_domain(host, row.tenant_ref))
     session.flush()
     return None

@@ -16,12 +16,13 @@ The request and its outbox row are written in the same transaction (see
   (``cancelled``).
 
 Before sending, ``send_due`` runs the batch jobs the batch page recorded
-(:mod:`samtycke_plugin.email.jobs`) and queues the renewal requests and reminders that
-are due (:mod:`samtycke_plugin.email.renewals`), so the worker that sends the mail also
-does this scheduled work outside the web request.  ``send_due`` is a plain function a host's task
-queue (Celery, RQ, cron) can call; the CLI's ``samtycke outbox send [--loop]`` calls
-it too.  It manages its own short units of work (:meth:`Host.unit_of_work`), each
-committed by the host.
+(:mod:`samtycke_plugin.email.jobs`), handles the "send me my link" forms
+(:func:`samtycke_plugin.email.page_mail.handle_wishes`) and queues the renewal requests
+and reminders that are due (:mod:`samtycke_plugin.email.renewals`), so the worker that
+sends the mail also does this work outside the web request.  ``send_due`` is a plain
+function a host's task queue (Celery, RQ, cron) can call; the CLI's
+``samtycke outbox send [--loop]`` calls it too.  It manages its own short units of
+work (:meth:`Host.unit_of_work`), each committed by the host.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from sqlalchemy.orm import Session
 from hookspecs.types import DeliveryResult, TenantRef
 from samtycke_plugin import common, consent
 from samtycke_plugin.db import run_in_transaction
-from samtycke_plugin.email import asking, outbox
+from samtycke_plugin.email import asking, outbox, page_mail
 from samtycke_plugin.email import jobs as batch_jobs
 from samtycke_plugin.email import receipts as receipt_mail
 from samtycke_plugin.email import renewals as renewal_work
@@ -225,7 +226,9 @@ def _claim_group(
                 session.get(ConsentRequest, msg.request_id, populate_existing=True)
                 if msg.request_id else None
             )
-            if req is None or req.used_at is not None or req.revoked_at is not None \
+            if msg.kind in page_mail.KINDS:
+                pass  # no consent or withdrawal link: nothing can have used it up
+            elif req is None or req.used_at is not None or req.revoked_at is not None \
                     or req.expires_at <= now:
                 _finish(session, row, status=CANCELLED, now=now,
                         error="the link was used, replaced or has expired; not sent")
@@ -288,6 +291,8 @@ def send_due(
     """
     policy = policy or RetryPolicy.from_env()
     ran = batch_jobs.run_pending(host, tenant=tenant) if jobs else 0
+    if jobs:
+        page_mail.handle_wishes(host)
     renewed = (
         renewal_work.run_renewals(host, tenant=tenant) if renewals
         else renewal_work.RenewalReport()

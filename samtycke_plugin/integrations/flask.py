@@ -332,9 +332,17 @@ class FlaskApps:
         """Phase 1, before anything is written: the apps' vetoes (fails closed)."""
         return self.hooks.submit_check(submission)
 
-    def booking_made(self, submission: BookingSubmission, booking: Ref, client: Ref) -> None:
-        """Phase 2, inside the booking's transaction after its row is flushed."""
+    def booking_made(
+        self, submission: BookingSubmission, booking: Ref, client: Ref
+    ) -> str | None:
+        """Phase 2, inside the booking's transaction after its row is flushed.  For an
+        online booking, returns the link to the client's own consent page for the
+        booking's confirmation mail (:meth:`consent_page_url`; ``None`` when no app
+        offers one, and for other channels)."""
         self.hooks.submitted(submission, BookingRef(str(booking)), ClientRef(str(client)))
+        if submission.channel != "online":
+            return None
+        return self.consent_page_url(submission.tenant, client)
 
     def client_created(self, tenant: Ref, client: Ref, by: Literal["online", "staff"]) -> None:
         """Inside the transaction that created the client."""
@@ -401,6 +409,12 @@ class FlaskApps:
         except UnknownPurpose:
             return {str(ref): False for ref in refs}
         return None if answers is None else {str(ref): answers[ref].may_use for ref in refs}
+
+    def consent_page_url(self, tenant: Ref, client: Ref) -> str | None:
+        """The link to the client's own consent page for the host's own mail (a booking
+        confirmation), issued in the open request's transaction
+        (:meth:`AppHooks.client_consent_page`); ``None`` when no app offers one."""
+        return self.hooks.client_consent_page(_tenant(tenant), ClientRef(str(client)))
 
     def has_exports(self, tenant: Ref) -> bool:
         """Samtycke was ever activated for ``tenant`` (its proof stays after deactivation)."""

@@ -1,7 +1,7 @@
 """The app's web pages as one WSGI application: public link pages (consent,
-withdrawal) and practitioner pages (setup wizard, obtain consent, text editing,
-history, batch requests, exports, the access log).  See :mod:`samtycke_plugin.web.base` for what
-the host must put in the WSGI environ."""
+withdrawal, the client's own page) and practitioner pages (setup wizard, obtain consent,
+text editing, history, batch requests, exports, the access log).  See
+:mod:`samtycke_plugin.web.base` for what the host must put in the WSGI environ."""
 
 from __future__ import annotations
 
@@ -17,9 +17,17 @@ def make_wsgi_app() -> WebApp:
     state.  Building it compiles Werkzeug's URL rules with :mod:`ast`, which CPython
     3.11 does not make safe to run in two threads at once.
     """
-    from samtycke_plugin.web import access_page, clients, public, purposes_page, setup, texts
+    from samtycke_plugin.web import (
+        access_page,
+        clients,
+        mypage,
+        public,
+        purposes_page,
+        setup,
+        texts,
+    )
 
     return WebApp([
         *public.ROUTES, *setup.ROUTES, *texts.ROUTES, *purposes_page.ROUTES, *clients.ROUTES,
-        *access_page.ROUTES,
+        *access_page.ROUTES, *mypage.ROUTES,
     ])

@@ -109,8 +109,9 @@ def _problem(request: Request, problem: links.LinkProblem, purpose: str) -> Resp
     # A withdrawal link that was used or replaced: nothing to do, or where to withdraw.
     if not links.any_consent_given(host_of(request), problem.tenant, problem.client):
         return page("public_nothing.html", locale, public=True, **contact)
+    page_url, is_page = links.client_page_url(host_of(request), problem)
     return page("public_withdraw_elsewhere.html", locale, public=True,
-                used=problem.kind == "used", **contact)
+                used=problem.kind == "used", page_url=page_url, is_page=is_page, **contact)
 
 
 def _open(request: Request, token: str, purpose: str) -> links.Link | Response:

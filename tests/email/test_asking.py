@@ -23,7 +23,7 @@ from samtycke_plugin.email import jobs as batch_jobs
 from samtycke_plugin.email import outbox
 from samtycke_plugin.email import requests as mail_requests
 from samtycke_plugin.ledger import projection, replay
-from samtycke_plugin.models import ConsentEvent, ConsentRequest, OutboxMessage
+from samtycke_plugin.models import KIND_REQUEST, ConsentEvent, ConsentRequest, OutboxMessage
 from samtycke_plugin.web import make_wsgi_app
 from samtycke_plugin.web.base import session_csrf_token
 
@@ -99,13 +99,16 @@ def _last_state(host: TestHost, tenant: str, client: str) -> str | None:
 
 
 def _rows_for(host: TestHost, tenant: str, client: str) -> tuple[int, int]:
-    """(outbox rows, consent requests) of one client."""
+    """(request mails, consent links) of one client (the receipt of a consent recorded
+    on paper, and its withdrawal link, are neither)."""
     host.session().rollback()
     counts = []
-    for model in (OutboxMessage, ConsentRequest):
+    for model, which in ((OutboxMessage, OutboxMessage.kind == KIND_REQUEST),
+                         (ConsentRequest, ConsentRequest.purpose == "consent")):
         counts.append(int(host.session().scalar(
             select(func.count()).select_from(model).where(
-                model.tenant_ref == tenant, model.client_ref == client  # type: ignore[attr-defined]
+                model.tenant_ref == tenant, model.client_ref == client,  # type: ignore[attr-defined]
+                which,
             )
         ) or 0))
     return counts[0], counts[1]
@@ -284,7 +287,8 @@ def test_the_relay_does_not_mail_a_client_who_withdrew_after_the_batch_queued_th
     assert complete_waiting_requests(host, tenant) == 0
     host.session().rollback()
     row = host.session().scalars(
-        select(OutboxMessage).where(OutboxMessage.tenant_ref == tenant)
+        select(OutboxMessage).where(OutboxMessage.tenant_ref == tenant,
+                                    OutboxMessage.kind == KIND_REQUEST)
     ).one()
     assert row.status == outbox.CANCELLED and "withdrew" in (row.last_error or "")
     assert _status(host, tenant, client) == "withdrawn"

@@ -423,8 +423,12 @@ def test_a_batch_request_is_minted_when_sent_and_the_client_looked_at_again(
     )
 
     report = send_due(host, tenant=tenant, transport=smtp_server.transport())
-    assert report.sent == 2
-    assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == sorted(
+    assert report.sent == 3  # two requests, and the receipt of the consent given on paper
+    receipt_to = addresses.normalise_address(host.clients[(tenant, consented)].email)
+    requests = [m for m in smtp_server.messages if m.rcpt_tos[0] != receipt_to]
+    [receipt] = [m for m in smtp_server.messages if m.rcpt_tos[0] == receipt_to]
+    assert receipt.link()[0] == "w"
+    assert sorted(m.rcpt_tos[0] for m in requests) == sorted(
         addresses.normalise_address(host.clients[(tenant, c)].email) for c in [anna, *asked]
     )
     host.session().rollback()

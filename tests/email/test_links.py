@@ -79,10 +79,15 @@ class Clinic:
         self.client = host.new_client(self.tenant)
 
     def mails(self) -> tuple[str, str]:
-        """Send what is due; the one link in the last mail."""
+        """Send what is due; the one link in the last mail (the confirmation of a
+        withdrawal made since, which carries no consent or withdrawal link, goes first)."""
         before = len(self.server.messages)
         send_due(self.host, tenant=self.tenant, transport=self.server.transport())
-        assert len(self.server.messages) == before + 1
+        new = self.server.messages[before:]
+        linked = [m for m in new if m.links()]
+        assert len(linked) == 1 and new[-1] is linked[0], [m.message["Subject"] for m in new]
+        for confirmation in new[:-1]:
+            assert "återkallade" in confirmation.message["Subject"]
         return self.server.messages[-1].link()
 
     def consent_by_link(self, browser: Browser | None = None) -> str:

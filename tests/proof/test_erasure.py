@@ -237,3 +237,43 @@ def test_hook_booking_client_erased(host: TestHost) -> None:
     assert verify_chain(session, tenant).ok
     session.rollback()
     assert _traces(host.engine, [token]) == []
+
+
+def test_erasure_ends_the_consent_to_every_purpose(host: TestHost) -> None:
+    """An erased client's consent to a purpose besides the default one does not outlive
+    the erasure: the platform's other apps are told they may not use it."""
+    from samtycke_plugin import purposes
+
+    hooks = host.hooks()
+    tenant = host.new_tenant()
+    host.activate(hooks, tenant, ask_new_clients=True)
+    purposes.add(host.session(), tenant, key="newsletter", names={"sv": "Nyhetsbrev"},
+                 legal_basis={}, required=False, validity_days=None,
+                 bodies={"sv": "Vi skickar vårt nyhetsbrev en gång i månaden.\n"},
+                 actor="staff:s1", now=host.now())
+    client = host.new_client(tenant, name=_person()[0], email=_person()[1])
+    session = host.session()
+    practice = practices.require_practice(session, tenant)
+    how = consent.How(channel="email_link", method="button", actor="client")
+    for key in ("care", "newsletter"):
+        consent.grant(session, tenant, client,
+                      practice_texts.current_text(session, practice, "sv", key), how,
+                      now=host.now(), validity_days=None, purpose=key)
+    session.commit()
+    ref = ClientRef(client)
+    assert hooks.consent_lookup(TenantRef(tenant), [ref], "newsletter")[ref].may_use
+    result = erasure.erase_client(host, tenant, client)
+    host.session().commit()
+    assert result.erased_seq is not None
+    for key in ("care", "newsletter"):
+        answer = hooks.consent_lookup(TenantRef(tenant), [ref], key)[ref]
+        assert not answer.may_use and answer.status == "erased"
+    erased = host.session().scalars(select(ConsentEvent.purpose_key).where(
+        ConsentEvent.tenant_ref == tenant, ConsentEvent.state == "erased")
+        .order_by(ConsentEvent.seq)).all()
+    assert list(erased) == ["care", "newsletter"]
+    # The erasure wrote through a session of its own: the practice row this test's
+    # session read before is stale (it does not expire on commit).
+    host.session().expire_all()
+    assert verify_chain(host.session(), tenant).ok
+    host.session().rollback()

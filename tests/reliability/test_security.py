@@ -27,7 +27,7 @@ from hostkit import START, TestHost, staff, submission
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reliability_support import FIGURES, assert_invariants, dump, events, form_text_id
-from sqlalchemy import Engine, column, select, text, values
+from sqlalchemy import Engine, column, func, select, text, values
 from sqlalchemy.exc import DBAPIError
 from werkzeug.test import Client
 
@@ -42,7 +42,7 @@ from hookspecs.types import (
 )
 from samtycke_plugin import consent, panels, practice_texts
 from samtycke_plugin.chain import verify_chain
-from samtycke_plugin.email import jobs, tokens
+from samtycke_plugin.email import jobs, page_links, tokens
 from samtycke_plugin.email import receipts as receipt_mail
 from samtycke_plugin.email import requests as mail_requests
 from samtycke_plugin.errors import PermissionDenied
@@ -192,8 +192,11 @@ def _rules() -> list[Any]:
     return sorted(make_wsgi_app().url_map.iter_rules(), key=lambda r: (r.rule, r.endpoint))
 
 
-PRACTICE_RULES = [r for r in _rules() if "token" not in r.arguments]
+PRACTICE_RULES = [r for r in _rules() if not r.endpoint.startswith("public.")]
 TOKEN_RULES = [r for r in _rules() if "token" in r.arguments]
+#: Public pages without a token: the practice's "send me my link" form.
+PUBLIC_FORM_RULES = [r for r in _rules()
+                     if r.endpoint.startswith("public.") and "token" not in r.arguments]
 
 
 def _path(rule: Any, ids: dict[str, object]) -> str:
@@ -263,7 +266,8 @@ def test_routes_are_enumerated_from_the_app() -> None:
     endpoints = {r.endpoint for r in _rules()}
     assert {"practice.obtain", "practice.withdraw", "practice.history",
             "public.consent", "public.withdraw"} <= endpoints
-    assert len(PRACTICE_RULES) + len(TOKEN_RULES) == len(_rules())
+    assert len(PRACTICE_RULES) + len(TOKEN_RULES) + len(PUBLIC_FORM_RULES) == len(_rules())
+    assert {r.endpoint for r in PUBLIC_FORM_RULES} == {"public.send_me_my_link"}
 
 
 # -- S7: CSRF on every state-changing POST ------------------------------------------------------
@@ -299,7 +303,15 @@ def test_every_practitioner_post_without_a_valid_csrf_token_is_refused(
     assert dump(w.host.engine, [w.a, w.b]) == before
 
 
-@pytest.mark.parametrize("rule", TOKEN_RULES, ids=lambda r: r.endpoint)
+def _page_token(w: World, client: str) -> str:
+    """A new link to the client's own page ("Mina samtycken"), its token."""
+    url = page_links.new_url(w.host, w.a, client, actor="test")
+    w.host.session().commit()
+    return url.rsplit("/", 1)[1]
+
+
+@pytest.mark.parametrize("rule", [r for r in TOKEN_RULES if "POST" in r.methods],
+                         ids=lambda r: r.endpoint)
 def test_every_link_post_without_its_csrf_token_or_cross_site_is_refused(
     world: World, rule: Any
 ) -> None:
@@ -314,6 +326,8 @@ def test_every_link_post_without_its_csrf_token_or_cross_site_is_refused(
     if rule.endpoint == "public.confirm":  # a confirm link needs a consent to confirm
         req = _confirm_request(w)
     token = tokens.token_for(tokens.link_key(w.host), req)
+    if rule.endpoint == "public.my_page":  # the client's own page has a token of its own
+        token = _page_token(w, w.a_fresh)
     path = _path(rule, {"token": token})
     app = Client(make_wsgi_app())
     env = {"booking.host": w.host, "REMOTE_ADDR": "198.51.100.24"}
@@ -321,7 +335,7 @@ def test_every_link_post_without_its_csrf_token_or_cross_site_is_refused(
     good = _CSRF.search(page)
     assert good, "the link page carries no CSRF token"
     before = dump(w.host.engine, [w.a])
-    data = {"decision": "accept", "text": str(w.a_text)}
+    data = {"decision": "accept", "text": str(w.a_text), "action": "give", "purpose": "care"}
     for label, form, headers in [
         ("missing", data, {}),
         ("garbage", {**data, "csrf_token": "x" * 43}, {}),
@@ -347,6 +361,34 @@ def _confirm_request(w: World) -> Any:
         select(ConsentRequest).where(ConsentRequest.tenant_ref == w.a,
                                      ConsentRequest.client_ref == w.a_fresh,
                                      ConsentRequest.purpose == tokens.PURPOSE_CONFIRM)).one()
+
+
+@pytest.mark.parametrize("rule", PUBLIC_FORM_RULES, ids=lambda r: r.endpoint)
+def test_every_public_form_post_without_its_csrf_token_or_cross_site_is_refused(
+    world: World, rule: Any
+) -> None:
+    w = world
+    path = _path(rule, {"practice": w.a})
+    app = Client(make_wsgi_app())
+    env = {"booking.host": w.host, "REMOTE_ADDR": "198.51.100.25"}
+    good = _CSRF.search(app.get(path, environ_overrides=env).get_data(as_text=True))
+    assert good, "the form carries no CSRF token"
+    before = dump(w.host.engine, [w.a, w.b])
+    data = {"email": "arne@example.org"}
+    for label, form, headers in [
+        ("missing", data, {}),
+        ("garbage", {**data, "csrf_token": "x" * 43}, {}),
+        ("other practice's", {**data, "csrf_token": _CSRF.search(app.get(
+            _path(rule, {"practice": w.b}), environ_overrides=env).get_data(as_text=True)
+        ).group(1)}, {}),
+        ("cross-site", {**data, "csrf_token": good.group(1)}, {"Sec-Fetch-Site": "cross-site"}),
+        ("foreign origin", {**data, "csrf_token": good.group(1)},
+         {"Origin": "https://evil.example"}),
+    ]:
+        resp = app.post(path, data=form, headers=headers, environ_overrides=env)
+        assert resp.status_code == 403, (label, resp.status_code)
+        FIGURES["POSTs without a valid CSRF token refused"] += 1
+    assert dump(w.host.engine, [w.a, w.b]) == before
 
 
 def _withdraw_request(w: World) -> Any:
@@ -384,8 +426,14 @@ def test_get_and_head_never_write_even_with_form_data_in_the_query(
     req = mail_requests.send_request(w.host, w.a, w.a_fresh, actor="staff:s1")
     w.host.session().commit()
     token = tokens.token_for(tokens.link_key(w.host), req)
+    seq = 1
+    if rule.endpoint.startswith("public.my_"):  # the client's own page and its receipts
+        token = _page_token(w, w.a_client)
+        seq = int(w.host.session().scalar(select(func.max(ConsentEvent.seq)).where(
+            ConsentEvent.tenant_ref == w.a, ConsentEvent.client_ref == w.a_client)) or 1)
+        w.host.session().rollback()
     path = _path(rule, {"client": w.a_fresh, "text_id": w.a_text, "token": token,
-                        "job_id": w.a_job})
+                        "job_id": w.a_job, "practice": w.a, "seq": seq})
     before = dump(w.host.engine, [w.a])
     app = Client(make_wsgi_app())
     query = {**FORM, "csrf_token": _csrf(w, w.a), "samtycke_consent": "yes"}

@@ -167,7 +167,7 @@ def _stat(page: str, label: str) -> str:
 def test_the_counts_and_the_rule_for_a_no_are_those_of_the_purpose_asked(host: TestHost) -> None:
     """A newsletter batch counts newsletter consent (not the default purpose's), and the
     page says that a "no" leaves a client out only within the pause."""
-    from samtycke_plugin import consent, practices, purposes
+    from samtycke_plugin import consent, practice_texts, practices, purposes
 
     tenant = host.new_tenant()
     host.activate(host.hooks(), tenant, ask_clients_without_consent=True)
@@ -182,7 +182,7 @@ def test_the_counts_and_the_rule_for_a_no_are_those_of_the_purpose_asked(host: T
     session = host.session()
     practice = practices.require_practice(session, tenant)
     how = consent.How(channel="email_link", method="button", actor="client")
-    consent.grant(session, tenant, cared, practices.current_text(session, practice, "sv"), how,
+    consent.grant(session, tenant, cared, practice_texts.current_text(session, practice, "sv"), how,
                   now=host.now(), validity_days=None)
     session.commit()
     pages = Pages(host, tenant)

@@ -26,7 +26,7 @@ from samtycke_plugin.web.base import CSP
 from samtycke_plugin.web.layout import LAYOUT_CSP, sign_in_redirect
 
 P = common.MOUNT_PREFIX
-CLIENT_PAGES = {"practice.obtain", "practice.withdraw", "practice.history"}
+CLIENT_PAGES = {"practice.obtain", "practice.withdraw", "practice.history", "practice.page_links"}
 
 
 class LayoutHost(TestHost):
@@ -93,8 +93,8 @@ def _practice_paths(client: str, text_id: int, job_id: int) -> list[tuple[str, s
     adapter = make_wsgi_app().url_map.bind("x.test")
     found = []
     for rule in sorted(make_wsgi_app().url_map.iter_rules(), key=lambda r: r.rule):
-        if "token" in rule.arguments:  # the clients' e-mailed links: public pages
-            continue
+        if "token" in rule.arguments or str(rule.endpoint).startswith("public."):
+            continue  # the clients' e-mailed links and the practice's public form
         ids = {"client": client, "text_id": text_id, "job_id": job_id}
         missing = set(rule.arguments) - set(ids)
         assert not missing, f"add a value for route argument(s) {missing} of {rule.rule}"

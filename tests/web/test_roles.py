@@ -61,7 +61,8 @@ def test_every_practitioner_route_is_guarded_or_open_on_purpose() -> None:
         assert rule.endpoint in guarded or rule.endpoint in OPEN, (
             f"{rule.rule}: wrap its handler in web.base.requires(...) or list it in OPEN")
     assert {p for _r, p in guarded.values()} == {
-        Permission.MANAGE_SETTINGS, Permission.SEND_BATCH, Permission.VIEW_HISTORY}
+        Permission.MANAGE_SETTINGS, Permission.SEND_BATCH, Permission.VIEW_HISTORY,
+        Permission.RECORD_CONSENT}
     assert not any(r.endpoint.startswith("public.") for r, _p in guarded.values())
 
 

@@ -1,7 +1,7 @@
 """renewal requests and reminders, each at most once
 
 Revision ID: 0010
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-03 19:00:00
 
 ``samtycke_renewal`` holds one row per consent (practice, client, purpose, end date)
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
