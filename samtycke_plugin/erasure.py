@@ -50,6 +50,8 @@ from samtycke_plugin.models import (
     OutboxMessage,
     PageLink,
     Practice,
+    ReminderSent,
+    RenewalAsked,
 )
 from samtycke_plugin.rules import State
 
@@ -139,6 +141,17 @@ def erase_client(host: Host, tenant: str, client: str) -> ErasureResult:
                 .where(OutboxMessage.tenant_ref == tenant, mail_of_client)
                 .execution_options(synchronize_session=False)
             )
+        )
+        # The renewal bookkeeping names the client (and its requests): it goes too.
+        session.execute(
+            delete(ReminderSent)
+            .where(ReminderSent.tenant_ref == tenant, ReminderSent.request_id.in_(request_ids))
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(
+            delete(RenewalAsked)
+            .where(RenewalAsked.tenant_ref == tenant, RenewalAsked.client_ref == client)
+            .execution_options(synchronize_session=False)
         )
         requests = _rowcount(
             session.execute(

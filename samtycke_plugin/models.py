@@ -470,3 +470,35 @@ class Attachment(Base):
     data: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime]
     erased_at: Mapped[datetime | None]
+
+
+class RenewalAsked(Base):
+    """One renewal request per consent: the client's consent to a purpose that lapses at
+    ``expires_at`` was looked at for renewal (written in the transaction that queues the
+    request, so two workers, or one restarted after dying, never ask twice)."""
+
+    __tablename__ = "samtycke_renewal"
+
+    tenant_ref: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_ref: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purpose_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(primary_key=True)
+    asked_at: Mapped[datetime]
+    #: The consent request queued (``None``: not asked, see ``outcome``).
+    request_id: Mapped[int | None] = mapped_column(Id)
+    #: ``asked`` or why the client was not asked (a short code, no personal data).
+    outcome: Mapped[str] = mapped_column(String(80))
+
+
+class ReminderSent(Base):
+    """The one reminder of an e-mailed consent request (written in the transaction that
+    queues it: at most one reminder per request, whatever runs the work)."""
+
+    __tablename__ = "samtycke_reminder"
+
+    tenant_ref: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
+    reminded_at: Mapped[datetime]
+    #: The reminder's outbox row (``None``: not sent, see ``outcome``).
+    outbox_id: Mapped[int | None] = mapped_column(Id)
+    outcome: Mapped[str] = mapped_column(String(80))

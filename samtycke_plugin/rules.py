@@ -257,6 +257,73 @@ def gate(
     return GateOutcome.ACCEPT_REFUSED
 
 
+def renewal_window(settings: PracticeSettings, validity_days: int | None) -> int:
+    """How many days before its end date consent to a purpose "expires soon": the
+    practice's ``renew_days_before``, but at most half the purpose's lifetime
+    (``validity_days``), so consent that lasts a short time is not asked to be renewed
+    as soon as it is given.  0: never."""
+    days = settings.renew_days_before
+    if validity_days:
+        days = min(days, validity_days // 2)
+    return days
+
+
+def expires_soon(
+    snapshot: Snapshot | None,
+    current_major: int,
+    now: datetime,
+    settings: PracticeSettings,
+    *,
+    validity_days: int | None,
+) -> bool:
+    """Is this valid consent going to lapse within the renewal window
+    (:func:`renewal_window` of the purpose's lifetime ``validity_days``)?  Consent
+    without an end date never is."""
+    window = renewal_window(settings, validity_days)
+    if window == 0 or snapshot is None or snapshot.expires_at is None:
+        return False
+    if status(snapshot, current_major, now) is not Status.VALID:
+        return False
+    return snapshot.expires_at <= now + timedelta(days=window)
+
+
+def renewal_due(
+    snapshot: Snapshot | None,
+    current_major: int,
+    now: datetime,
+    settings: PracticeSettings,
+    *,
+    validity_days: int | None,
+    already_asked: bool,
+) -> bool:
+    """Is a renewal request due for this consent: it expires soon
+    (:func:`expires_soon`) and no renewal was asked for this end date yet (one request
+    per consent: the next one is due only after the client renewed, for the new date)."""
+    return not already_asked and expires_soon(snapshot, current_major, now, settings,
+                                              validity_days=validity_days)
+
+
+def reminder_due(
+    *,
+    requested_at: datetime,
+    link_expires_at: datetime,
+    answered: bool,
+    delivered: bool,
+    reminded: bool,
+    now: datetime,
+    settings: PracticeSettings,
+) -> bool:
+    """Is the one reminder due for an e-mailed request: reminders are on
+    (``remind_after_days``), the first mail reached the server, the client has not
+    answered (the link is neither used nor replaced), the link still works, no reminder
+    went yet, and ``remind_after_days`` have passed since the request."""
+    if settings.remind_after_days == 0 or answered or not delivered or reminded:
+        return False
+    if link_expires_at <= now:
+        return False
+    return now >= requested_at + timedelta(days=settings.remind_after_days)
+
+
 @frozen(kw_only=True)
 class Booker:
     """What is known about who ticked the consent box of an online booking: what the host

@@ -70,6 +70,12 @@ class PracticeSettings:
     #: asks them again for this many days (0: no pause), unless they act themselves.
     #: Consent the practice requires for online booking is still asked for.
     pause_days: int = field(default=365, validator=[validators.ge(0), validators.le(1825)])
+    #: A client whose consent to a purpose lapses within this many days is mailed one
+    #: request to renew it, and the consent shows as "expires soon" (0: neither).
+    renew_days_before: int = field(default=30, validator=[validators.ge(0), validators.le(365)])
+    #: A client who has not answered an e-mailed request this many days after it was
+    #: made gets one reminder with the same link (0: no reminders).
+    remind_after_days: int = field(default=7, validator=[validators.ge(0), validators.le(90)])
     #: The colour of the practice's mails (header and button); ``None``: the app's own.
     brand_colour: str | None = field(
         default=None, converter=normalise_colour, validator=_check_colour

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -13,6 +13,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    false,
     or_,
     select,
 )
@@ -126,4 +127,19 @@ def valid_condition(
         _S.state.in_(_VALID_VALUES),
         _S.text_major == current_major,
         or_(_S.expires_at.is_(None), _S.expires_at > now),
+    )
+
+
+def expires_soon_condition(
+    current_major: int, now: datetime, window_days: int, purpose: str = DEFAULT_PURPOSE
+) -> ColumnElement[bool]:
+    """SQL for :func:`samtycke_plugin.rules.expires_soon`: valid consent to ``purpose``
+    that lapses within ``window_days`` (0: none does), on the same Core columns as
+    :func:`valid_condition`."""
+    if window_days == 0:
+        return false()
+    return and_(
+        valid_condition(current_major, now, purpose),
+        _S.expires_at.is_not(None),
+        _S.expires_at <= now + timedelta(days=window_days),
     )

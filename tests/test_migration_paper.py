@@ -58,7 +58,7 @@ def test_down_to_0006_and_up_again_keeps_the_chain_and_refuses_to_lose_a_scan(
         host.session().commit()
         host.session().close()
         before = _hashes(fresh_engine)
-        assert _revision(fresh_engine) == "0008"
+        assert _revision(fresh_engine) == "0009"
 
         downgrade(fresh_engine, "0006")
         assert "samtycke_attachment" not in inspect(fresh_engine).get_table_names()
@@ -77,7 +77,7 @@ def test_down_to_0006_and_up_again_keeps_the_chain_and_refuses_to_lose_a_scan(
         host.session().close()
         with pytest.raises(RuntimeError, match="below 0008"):
             downgrade(fresh_engine, "0006")
-        assert _revision(fresh_engine) == "0008"
+        assert _revision(fresh_engine) == "0009"
         with host.session() as session:
             assert all(r.ok for r in verify_all(session))
         with fresh_engine.connect() as conn:

@@ -66,7 +66,7 @@ def test_upgrade_downgrade_upgrade_leaves_host_tables_untouched(empty_engine: En
     upgrade(empty_engine)  # idempotent
     assert _host_state(empty_engine) == before
     with empty_engine.connect() as conn:
-        assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == "0008"
+        assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == "0009"
 
 
 def test_models_match_the_migrations(empty_engine: Engine) -> None:

@@ -58,7 +58,8 @@ def outbox_send(
     """Send the e-mail that is due: once (for cron) or with --loop (as a service).
 
     First the batch requests recorded on the batch page ("send to all") are prepared,
-    in chunks; then their mail is sent with the rest.
+    in chunks, and the renewal requests and reminders that are due are queued; then
+    their mail is sent with the rest.
 
     Mail goes through the host's deliver_email() when it delivers, otherwise through
     the built-in SMTP transport (SAMTYCKE_SMTP_HOST, _PORT, _SECURITY, _USER,
@@ -85,6 +86,9 @@ def outbox_send(
             problems.extend(p for p in report.problems if p not in problems)
             if report.jobs:
                 click.echo(f"batch requests prepared: {report.jobs}")
+            if report.renewals or report.reminders:
+                click.echo(f"renewal requests queued: {report.renewals}, "
+                           f"reminders queued: {report.reminders}")
             if report.handled and (loop or report.handled < limit):
                 click.echo(
                     f"sent {report.sent}, to retry {report.retried}, bounced {report.bounced}, "

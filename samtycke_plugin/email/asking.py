@@ -171,13 +171,15 @@ def _ask_chunk(
     batch_key: str | None,
     queue_mail: bool = True,
     purposes: Sequence[str] = (DEFAULT_PURPOSE,),
+    renewing: bool = False,
 ) -> _ChunkCounts:
     """Ask every client of ``infos`` for each purpose of ``purposes`` they have no valid
-    consent to, have not withdrawn or declined within the pause, and are not asked
-    about by a pending link for the current text.  One link per client asks for all
-    their purposes (a pending link that misses one is replaced by one asking for both).
-    Writes requests, ``requested`` events (one per purpose) and (``queue_mail``) outbox
-    rows; does not commit."""
+    consent to (``renewing``: valid consent too, the caller has checked that it expires
+    soon; the mail says it is a renewal), have not withdrawn or declined within the
+    pause, and are not asked about by a pending link for the current text.  One link per
+    client asks for all their purposes (a pending link that misses one is replaced by
+    one asking for both).  Writes requests, ``requested`` events (one per purpose) and
+    (``queue_mail``) outbox rows; does not commit."""
     practice = practices.require_practice(session, tenant)
     session.refresh(practice)
     now = common.now_utc(host)
@@ -198,7 +200,7 @@ def _ask_chunk(
         for p in keys:
             snap = snaps[p].get(info.ref)
             current = status(snap, majors[p], now)
-            if current is Status.VALID:
+            if current is Status.VALID and not renewing:
                 continue
             if current in _SAID_NO and paused(snap, settings, now):
                 said_no = said_no or _SAID_NO[current]
@@ -284,7 +286,9 @@ def _ask_chunk(
                     _outbox_values(
                         domain, tenant=tenant, client=info.ref, request_id=inserted[info.ref],
                         kind=KIND_REQUEST, to_addr=address, locale=info.locale,
-                        payload={"name": (info.name or "").strip()}, now=now,
+                        payload={"name": (info.name or "").strip(),
+                                 **({"occasion": "renewal"} if renewing else {})},
+                        now=now,
                     )
                     for info, address, _ask in asked
                 ],

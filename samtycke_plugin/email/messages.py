@@ -140,9 +140,19 @@ def _receipt_json(host: Host, tenant: str, event_id: int) -> bytes | None:
     return json.dumps(receipt, ensure_ascii=False, indent=2, default=str).encode("utf-8")
 
 
-def _request_mail(locale: str, shared: dict[str, Any]) -> tuple[str, str, str]:
-    """A request mail's subject, text and HTML."""
-    subject = t(locale, "%(practice)s asks for your consent", practice=shared["practice"])
+def _request_mail(
+    locale: str, shared: dict[str, Any], occasion: object = None
+) -> tuple[str, str, str]:
+    """A request mail's subject, text and HTML (``occasion``: ``renewal`` for consent
+    about to lapse, ``reminder`` for a request not answered yet; else a plain request)."""
+    if occasion == "renewal":
+        subject = t(locale, "%(practice)s asks you to renew your consent",
+                    practice=shared["practice"])
+    elif occasion == "reminder":
+        subject = t(locale, "Reminder: %(practice)s asks for your consent",
+                    practice=shared["practice"])
+    else:
+        subject = t(locale, "%(practice)s asks for your consent", practice=shared["practice"])
     text_body = render("mail_request.txt", locale, **shared)
     html_body = render("mail_request.html", locale, subject=subject, **shared)
     return subject, text_body, html_body
@@ -240,7 +250,8 @@ def render_message(host: Host, session: Session, row: OutboxMessage) -> Rendered
         asked = req.purpose_majors if isinstance(req.purpose_majors, dict) else {}
         if list(asked) not in ([], [DEFAULT_PURPOSE]):
             shared["purpose_names"] = [names.get(str(k), str(k)) for k in asked]
-        subject, text_body, html_body = _request_mail(locale, shared)
+        subject, text_body, html_body = _request_mail(
+            locale, shared, row.payload.get("occasion"))
     elif row.kind == outbox.KIND_RECEIPT:
         event_id = row.payload.get("event_id")
         event = session.get(ConsentEvent, event_id) if isinstance(event_id, int) else None

@@ -16,9 +16,10 @@ The request and its outbox row are written in the same transaction (see
   (``cancelled``).
 
 Before sending, ``send_due`` runs the batch jobs the batch page recorded
-(:mod:`samtycke_plugin.email.jobs`) and handles the "send me my link" forms
-(:func:`samtycke_plugin.email.page_mail.handle_wishes`), so the worker that sends the
-mail also does the batch's work outside the web request.  ``send_due`` is a plain
+(:mod:`samtycke_plugin.email.jobs`), handles the "send me my link" forms
+(:func:`samtycke_plugin.email.page_mail.handle_wishes`) and queues the renewal requests
+and reminders that are due (:mod:`samtycke_plugin.email.renewals`), so the worker that
+sends the mail also does this work outside the web request.  ``send_due`` is a plain
 function a host's task queue (Celery, RQ, cron) can call; the CLI's
 ``samtycke outbox send [--loop]`` calls it too.  It manages its own short units of
 work (:meth:`Host.unit_of_work`), each committed by the host.
@@ -43,6 +44,7 @@ from samtycke_plugin.db import run_in_transaction
 from samtycke_plugin.email import asking, outbox, page_mail
 from samtycke_plugin.email import jobs as batch_jobs
 from samtycke_plugin.email import receipts as receipt_mail
+from samtycke_plugin.email import renewals as renewal_work
 from samtycke_plugin.email.messages import Rendered, RenderError, render_message
 from samtycke_plugin.email.transport import (
     MailConfigError,
@@ -88,6 +90,9 @@ class SendReport:
     problems: tuple[str, ...] = ()
     #: Batch jobs run to their end before the mail was sent (:mod:`.jobs`).
     jobs: int = 0
+    #: Renewal requests and reminders queued before the mail was sent (:mod:`.renewals`).
+    renewals: int = 0
+    reminders: int = 0
 
     @property
     def handled(self) -> int:
@@ -266,9 +271,12 @@ def send_due(
     policy: RetryPolicy | None = None,
     tenant: str | None = None,
     jobs: bool = True,
+    renewals: bool = True,
 ) -> SendReport:
     """Run the batch jobs that are due (:func:`samtycke_plugin.email.jobs.run_pending`,
-    unless ``jobs`` is false), then deliver up to ``limit`` due outbox messages (of
+    unless ``jobs`` is false), queue the renewal requests and reminders that are due
+    (:func:`samtycke_plugin.email.renewals.run_renewals`, unless ``renewals`` is false),
+    then deliver up to ``limit`` due outbox messages (of
     every practice, or of ``tenant``); returns what happened.
 
     Rows are claimed :data:`CLAIM_GROUP` at a time; each message's outcome is committed
@@ -285,6 +293,10 @@ def send_due(
     ran = batch_jobs.run_pending(host, tenant=tenant) if jobs else 0
     if jobs:
         page_mail.handle_wishes(host)
+    renewed = (
+        renewal_work.run_renewals(host, tenant=tenant) if renewals
+        else renewal_work.RenewalReport()
+    )
     ids = run_in_transaction(
         host, lambda s: due_ids(s, common.now_utc(host), limit, tenant), commit=False
     )
@@ -323,7 +335,7 @@ def send_due(
     return SendReport(
         sent=counts[SENT], retried=counts[RETRY], bounced=counts[BOUNCED],
         failed=counts[FAILED], cancelled=counts[CANCELLED], problems=tuple(problems),
-        jobs=ran,
+        jobs=ran, renewals=renewed.renewals, reminders=renewed.reminders,
     )
 
 

@@ -86,6 +86,8 @@ def _settings_values(settings: PracticeSettings) -> dict[str, Any]:
         "validity_days": "" if settings.validity_days is None else str(settings.validity_days),
         "request_link_days": str(settings.request_link_days),
         "pause_days": str(settings.pause_days),
+        "renew_days_before": str(settings.renew_days_before),
+        "remind_after_days": str(settings.remind_after_days),
         "brand_colour": settings.brand_colour or "",
         "confirm_online_consent": settings.confirm_online_consent,
     }
@@ -138,6 +140,7 @@ def _settings_from_form(
             "Write how many days to wait before asking a client who said no again: a whole "
             "number from 0 to 1825 (0 asks again at the next booking).",
         )
+    _renewal_from_form(ctx, form, data, shown, errors)
     # A form without the field (an older page still open) keeps the practice's colour.
     kept = practices.settings_of(ctx.practice).brand_colour or ""
     colour = form.get("brand_colour", kept).strip()
@@ -163,6 +166,34 @@ def _settings_from_form(
             "Choose when clients must confirm consent given in an online booking.",
         )
     return data, shown, errors
+
+
+def _renewal_from_form(
+    ctx: Ctx, form: Mapping[str, str], data: dict[str, object], shown: dict[str, Any],
+    errors: dict[str, str],
+) -> None:
+    """The renewal and reminder days (a form without them, an older page still open,
+    keeps the practice's)."""
+    stored = practices.settings_of(ctx.practice)
+    limits = {
+        "renew_days_before": (stored.renew_days_before, 365, t(
+            ctx.locale,
+            "Write how many days before consent lapses the client is asked to renew it: "
+            "a whole number from 0 to 365 (0 sends no renewal requests).",
+        )),
+        "remind_after_days": (stored.remind_after_days, 90, t(
+            ctx.locale,
+            "Write after how many days an unanswered request is followed by a reminder: "
+            "a whole number from 0 to 90 (0 sends no reminders).",
+        )),
+    }
+    for name, (kept, highest, message) in limits.items():
+        value = form.get(name, str(kept)).strip()
+        shown[name] = value
+        if (days := whole_number(value, max_digits=3)) is not None and days <= highest:
+            data[name] = days
+        else:
+            errors[name] = message
 
 
 def _setup_page(ctx: Ctx, step: int, *, status: int = 200, **values: Any) -> Response:

@@ -131,7 +131,11 @@ class ConsentMachine(RuleBasedStateMachine):
             tenant = self.host.new_tenant()
             settings_: dict[str, object] = {"require_consent_for_online_booking": req,
                                             "ask_clients_without_consent": not new_only,
-                                            "pause_days": pause_days}
+                                            "pause_days": pause_days,
+                                            # renewals and reminders have their own tests
+                                            # (email/test_renewals.py): the relay here sends
+                                            # only what the rules below queue
+                                            "renew_days_before": 0, "remind_after_days": 0}
             if days is not None:
                 settings_["validity_days"] = days
             self.host.activate(self.hooks, tenant, **settings_)
