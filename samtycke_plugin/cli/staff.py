@@ -70,26 +70,26 @@ def acting_staff(cli: Context, command: str, tenant: str, ref: str | None,
     a :class:`click.ClickException` (exit status 1) saying what was refused and who may
     do it, raised before the command reads or writes anything."""
     if not ref or not ref.strip():
-        _refuse(t(locale, (
-            "%(command)s was refused: it acts for a staff member. Say who with --staff REF "
-            "(or SAMTYCKE_STAFF), their reference in the platform."), command=command))
+        _refuse(t(locale,
+                  "%(command)s was refused: it acts for a staff member. Say who with --staff "
+                  "REF (or SAMTYCKE_STAFF), their reference in the platform.",
+                  command=command))
     host = cli.host
     if not isinstance(host, StaffDirectory):
-        _refuse(t(locale, (
-            "%(command)s was refused: the platform does not say who its staff are, so "
-            "nobody's permission can be checked. Run it with --host module:factory, whose "
-            "host must provide staff_member() (see the integration guide)."),
-            command=command))
+        _refuse(t(locale,
+                  "%(command)s was refused: the platform does not say who its staff are, so "
+                  "nobody's permission can be checked. Run it with --host module:factory, "
+                  "whose host must provide staff_member() (see the integration guide).",
+                  command=command))
     with host.unit_of_work():
         staff = host.staff_member(TenantRef(tenant), StaffRef(ref.strip()))
     if staff is None:
-        _refuse(t(locale, (
-            "%(command)s was refused: no staff member %(staff)s works at practice "
-            "%(tenant)s. Check the reference with the practice's owner."),
-            command=command, staff=ref.strip(), tenant=tenant))
+        _refuse(t(locale,
+                  "%(command)s was refused: no staff member %(staff)s works at practice "
+                  "%(tenant)s. Check the reference with the practice's owner.",
+                  command=command, staff=ref.strip(), tenant=tenant))
     if not staff.may(permission):
-        _refuse(t(locale, (
-            "%(command)s was refused for %(name)s (staff member %(staff)s)."),
-            command=command, name=staff.name, staff=staff.ref)
-            + " " + t(locale, REFUSED[permission]))
+        refused = t(locale, "%(command)s was refused for %(name)s (staff member %(staff)s).",
+                    command=command, name=staff.name, staff=staff.ref)
+        _refuse(refused + " " + t(locale, REFUSED[permission]))
     return staff
