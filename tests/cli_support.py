@@ -3,7 +3,8 @@
 ``samtycke --host cli_support:staffed_host`` is the test's :class:`TestHost` (the one
 ``smtp_support.CLI_HOSTS`` holds) with the staff of :data:`ROSTER`;
 ``--host cli_support:standalone`` is the command line's own database-only host (no
-client names) with the same staff.
+client names) with the same staff; ``--host cli_support:example_host`` is the example
+platform's own host (its staff and roles), the one :data:`EXAMPLE_HOSTS` holds.
 """
 
 from __future__ import annotations
@@ -78,3 +79,12 @@ def standalone() -> StandaloneHost:
     cli = click.get_current_context().find_object(Context)
     assert cli is not None
     return StandaloneWithStaff(cli.engine, cli.base_url)
+
+
+#: The example platform's host for ``--host cli_support:example_host``.
+EXAMPLE_HOSTS: list[Any] = []
+
+
+def example_host() -> Any:
+    """Factory: the example platform's ``PlatformHost`` under test."""
+    return EXAMPLE_HOSTS[-1]
