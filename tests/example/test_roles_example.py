@@ -196,8 +196,8 @@ def test_staff_commands_on_the_example_platform(platform_app: Flask) -> None:
     """``samtycke --host … export client --staff <id>``: the owner gets the client's
     history with the platform's names; staff who may only record are refused, told who
     may, and the access log is untouched."""
-    from click.testing import CliRunner
     from cli_support import EXAMPLE_HOSTS
+    from click.testing import CliRunner
 
     from samtycke_plugin.cli import main
     from samtycke_plugin.models import AccessLogEntry
