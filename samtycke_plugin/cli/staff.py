@@ -6,7 +6,7 @@ page requires.  It takes ``--staff REF`` (or ``SAMTYCKE_STAFF``), asks the host 
 is (:class:`hookspecs.host.StaffDirectory`) and refuses, before reading or writing
 anything, when the host cannot say, the person is unknown at the practice, or they lack
 the permission; the refusal says who may do it (the pages' own sentence,
-:data:`samtycke_plugin.roles.REFUSED`).  The command then runs with that person's
+:func:`samtycke_plugin.roles.require`).  The command then runs with that person's
 :class:`StaffContext` as its ``staff`` argument and records them as the actor.
 
 Every other command is an operator's: it keeps the database and the mail relay running
@@ -23,9 +23,10 @@ import click
 
 from hookspecs.host import StaffDirectory
 from hookspecs.types import Permission, StaffContext, StaffRef, TenantRef
+from samtycke_plugin import roles
 from samtycke_plugin.cli.context import Context
+from samtycke_plugin.errors import PermissionDenied
 from samtycke_plugin.i18n import t
-from samtycke_plugin.roles import REFUSED
 
 #: The environment variable that names the staff member when ``--staff`` is not given.
 STAFF_ENV = "SAMTYCKE_STAFF"
@@ -88,8 +89,10 @@ def acting_staff(cli: Context, command: str, tenant: str, ref: str | None,
                   "%(command)s was refused: no staff member %(staff)s works at practice "
                   "%(tenant)s. Check the reference with the practice's owner.",
                   command=command, staff=ref.strip(), tenant=tenant))
-    if not staff.may(permission):
+    try:
+        roles.require(staff, permission)  # the pages' check, and its sentence
+    except PermissionDenied as exc:
         refused = t(locale, "%(command)s was refused for %(name)s (staff member %(staff)s).",
                     command=command, name=staff.name, staff=staff.ref)
-        _refuse(refused + " " + t(locale, REFUSED[permission]))
+        _refuse(refused + " " + t(locale, str(exc)))
     return staff
