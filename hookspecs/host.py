@@ -23,6 +23,8 @@ if TYPE_CHECKING:
         DeliveryResult,
         OutgoingEmail,
         PracticeInfo,
+        StaffContext,
+        StaffRef,
         TenantRef,
     )
 
@@ -135,4 +137,25 @@ class OnCommit(Protocol):
         work); forget it when that transaction rolls back.  Django:
         ``transaction.on_commit``; SQLAlchemy:
         :func:`samtycke_plugin.integrations.sqlalchemy.on_commit`.
+        """
+
+
+@runtime_checkable
+class StaffDirectory(Protocol):
+    """Optional: who a practice's staff member is, by reference, outside a web request.
+
+    The app's command line asks it when a command acts on clients' personal data or
+    mails clients for a staff member (``samtycke --host … export client --staff 7``):
+    the command checks that person's permissions as the pages do and records them as
+    the actor.  Implement it beside :class:`Host`; without it those commands refuse to
+    run (saying the host must provide it), while the operator's commands that touch no
+    personal data (``verify``, ``checkpoint``, ``db``, ``outbox send``) keep working.
+    """
+
+    def staff_member(self, tenant: TenantRef, staff: StaffRef) -> StaffContext | None:
+        """The :class:`StaffContext` of staff member ``staff`` of practice ``tenant``,
+        with the permissions the host's role mapping gives them (the same the signed-in
+        person gets on the pages), or ``None`` when no such person works there (unknown,
+        removed, or at another practice).  Called inside a unit of work of the app
+        (:meth:`Host.unit_of_work`), so it may read the shared database.
         """

@@ -18,7 +18,6 @@ client, and "who looked at this record before it was erased" must stay answerabl
 
 from __future__ import annotations
 
-import getpass
 import re
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -64,7 +63,8 @@ PAGE_SIZE = 50
 
 @frozen(kw_only=True)
 class Viewer:
-    """Who reads, and through what: ``actor`` is ``staff:<ref>`` or ``cli:<user>``."""
+    """Who reads, and through what: ``actor`` is ``staff:<ref>`` (on the pages and the
+    command line alike), ``via`` is ``page``, ``cli`` or the like."""
 
     actor: str
     via: str
@@ -72,15 +72,6 @@ class Viewer:
     @classmethod
     def staff(cls, staff: StaffContext, via: str = "page") -> Viewer:
         return cls(actor=f"staff:{check_ref('staff', staff.ref)}", via=via)
-
-    @classmethod
-    def command_line(cls) -> Viewer:
-        """The operating-system user running the command."""
-        try:
-            user = getpass.getuser()
-        except (KeyError, OSError):  # no user name for this uid (a bare container)
-            user = "unknown"
-        return cls(actor=f"cli:{user}"[:160], via="cli")
 
 
 @frozen(kw_only=True)

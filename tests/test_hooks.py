@@ -53,12 +53,13 @@ def test_every_hookspec_is_documented() -> None:
 
 def test_every_host_method_is_documented_and_named_in_the_readme() -> None:
     """The other direction of the contract: what the app may ask of its host (``Host``,
-    and the optional ``ClientQuery`` and ``OnCommit``), each method annotated and
-    documented, and named where the README tells a host engineer what to implement."""
-    from hookspecs.host import ClientQuery, Host, OnCommit
+    and the optional ``ClientQuery``, ``OnCommit`` and ``StaffDirectory``), each method
+    annotated and documented, and named where the README tells a host engineer what to
+    implement."""
+    from hookspecs.host import ClientQuery, Host, OnCommit, StaffDirectory
 
     readme = (TESTS.parent / "README.md").read_text("utf-8")
-    for protocol in (Host, ClientQuery, OnCommit):
+    for protocol in (Host, ClientQuery, OnCommit, StaffDirectory):
         assert inspect.getdoc(protocol), protocol.__name__
         methods = [n for n, f in vars(protocol).items()
                    if callable(f) and not n.startswith("_")]

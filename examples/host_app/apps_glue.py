@@ -5,10 +5,10 @@ Flask + SQLAlchemy host shares is in :mod:`samtycke_plugin.integrations.flask`. 
 is left here is this platform's own (the README walks through it):
 
 1. the database: SQLite connection behaviour and the apps' migrations;
-2. :class:`PlatformHost`: what apps ask the platform (its clients, practices, mailbox,
-   page layout and client profile address);
-3. :class:`Apps`: the platform's activation table, who is signed in and what their
-   role may do in the apps (:data:`APP_ROLES`);
+2. :class:`PlatformHost`: what apps ask the platform (its clients, practices, staff and
+   what their role may do in the apps (:data:`APP_ROLES`), mailbox, page layout and
+   client profile address);
+3. :class:`Apps`: the platform's activation table and who is signed in;
 4. :func:`install`: the apps' pages mounted into the site, the helpers for templates.
 """
 
@@ -18,11 +18,11 @@ from flask import render_template, session, url_for
 
 from examples.host_app import mailer
 from examples.host_app.inputs import db_id
-from examples.host_app.models import AppActivation, Client, Practice
+from examples.host_app.models import AppActivation, Client, Practice, Staff
 from examples.host_app.runtime import current_staff
 from hookspecs import types as hs
 from samtycke_plugin.integrations import sqlalchemy_tables as tables
-from samtycke_plugin.integrations.flask import FlaskApps, FlaskHost, Practitioner, role_permissions
+from samtycke_plugin.integrations.flask import FlaskApps, FlaskHost, Practitioner
 from samtycke_plugin.integrations.flask import prepare_engine as prepare_engine
 from samtycke_plugin.integrations.flask import upgrade_apps as upgrade_apps
 
@@ -32,15 +32,19 @@ from samtycke_plugin.integrations.flask import upgrade_apps as upgrade_apps
 APP_ROLES: dict[str, list[str]] = {"owner": ["*"], "staff": [hs.Permission.RECORD_CONSENT.value]}
 
 
-# -- 2. the host interface: tenants are practice ids, clients are client ids (as text) ----
+# -- 2. the host interface: tenants are practice ids, clients and staff are ids (as text) --
 
 
-class PlatformHost(tables.TableClients, FlaskHost):
+class PlatformHost(tables.TableClients, tables.TableStaff, FlaskHost):
     clients = tables.ClientColumns(ref=Client.id, tenant=Client.practice_id, name=Client.name,
                                    email=Client.email, locale=Client.locale)
     practices = tables.PracticeColumns(ref=Practice.id, name=Practice.name,
                                        email=Practice.email, phone=Practice.phone,
                                        locale=Practice.locale)
+    # the member's own flag can withhold recording consent that their role allows
+    staff = tables.StaffColumns(ref=Staff.id, tenant=Staff.practice_id, name=Staff.name,
+                                role=Staff.role, can_record_consent=Staff.can_record_consent)
+    roles = APP_ROLES
 
     def page_layout(self, page: hs.AppPage) -> str:
         return render_template("app_page.html", page=page)
@@ -65,8 +69,5 @@ class Apps(FlaskApps):
         changed_at=AppActivation.changed_at, changed_by=AppActivation.changed_by)
 
     def signed_in(self) -> Practitioner | None:
-        staff = current_staff()  # from the platform's own session, never from the request
-        # What the role may do: APP_ROLES; the member's own flag can withhold recording.
-        return None if staff is None else Practitioner(
-            tenant=staff.practice_id, ref=staff.id, name=staff.name, session=session["sid"],
-            permissions=role_permissions(APP_ROLES, staff.role, staff.can_record_consent))
+        # from the platform's own session, never from the request; what they may do: the host's
+        return (s := current_staff()) and self.practitioner(s.practice_id, s.id, session["sid"])

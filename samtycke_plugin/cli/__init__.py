@@ -5,6 +5,12 @@ Commands that only need the database take ``--database-url`` (or
 e-mail addresses) also take ``--host module:factory`` (or ``SAMTYCKE_HOST``): a
 callable in the host platform that returns a :class:`hookspecs.host.Host`.
 
+Two kinds of command: *staff commands* act for a staff member on a practice's personal
+data or mail its clients (``request all``, ``export client``, ``export practice``,
+``access-log``); they take ``--staff REF`` and check that person's permission through
+the host (:mod:`samtycke_plugin.cli.staff`).  The rest are *operator commands* that keep
+the database, the ledger and the mail relay running and show no client's data.
+
 Each area keeps its commands in its own module (``db``, ``proof``, ``mail``, ``access``) and is
 registered on ``main`` below, one line each.
 """
@@ -37,7 +43,17 @@ from samtycke_plugin.cli.context import Context
 def main(
     ctx: click.Context, database_url: str | None, host_spec: str | None, base_url: str
 ) -> None:
-    """Samtycke: GDPR client consent for booking platforms."""
+    """Samtycke: GDPR client consent for booking platforms.
+
+    \b
+    Staff commands act for a staff member on a practice's personal data or mail its
+    clients: request all, export client, export practice, access-log.  They need
+    --staff REF (or SAMTYCKE_STAFF) and a --host that says who that staff member is
+    (staff_member()); the member needs the permission the matching page needs.
+    Operator commands show no client's data and need no staff member: verify,
+    check-bundle (a bundle file already in hand), rebuild-status, checkpoint, db, outbox
+    send (the mail relay), secret.
+    """
     ctx.obj = Context(database_url, host_spec, base_url)
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import click
 
+from hookspecs.types import Permission, StaffContext
 from samtycke_plugin import hostdb
 from samtycke_plugin.cli.context import Context, pass_ctx
+from samtycke_plugin.cli.staff import StaffCommand
 
 
-@click.command("access-log")
+@click.command("access-log", cls=StaffCommand, permission=Permission.VIEW_HISTORY)
 @click.option("--tenant", required=True, help="The practice.")
 @click.option("--client", "client", default=None, help="Only this client reference.")
 @click.option(
@@ -18,11 +20,13 @@ from samtycke_plugin.cli.context import Context, pass_ctx
 @click.option("--out", default=None, help="Output file (default: standard output).")
 @pass_ctx
 def access_log_command(
-    ctx: Context, tenant: str, client: str | None, fmt: str, out: str | None
+    ctx: Context, tenant: str, client: str | None, fmt: str, out: str | None,
+    staff: StaffContext,
 ) -> None:
     """Who viewed or exported which client's consent data, when and how, newest first.
 
-    Reading the log records nothing: it names staff and client references only.
+    Reading the log records nothing: it names staff and client references only.  Needs
+    the permission the access-log page needs.
     """
     from samtycke_plugin import access_log, errors
     from samtycke_plugin.export.common import csv_safe, csv_text, get_practice, human_time, iso

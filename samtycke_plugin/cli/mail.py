@@ -1,5 +1,6 @@
-"""E-mail from the command line: ``outbox send`` (the relay) and ``request all``
-(consent requests to every client of a practice)."""
+"""E-mail from the command line: ``outbox send`` (the relay, an operator's command) and
+``request all`` (consent requests to every client of a practice, a staff command that
+needs the permission to send batch requests)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import TYPE_CHECKING
 import click
 
 from hookspecs.host import Host
+from hookspecs.types import Permission, StaffContext
 from samtycke_plugin.cli.context import Context, pass_ctx
+from samtycke_plugin.cli.staff import StaffCommand
 
 if TYPE_CHECKING:
     from samtycke_plugin.email.batch_preview import BatchPreview
@@ -118,9 +121,8 @@ def request_group() -> None:
     """E-mail consent requests to clients."""
 
 
-@request_group.command("all")
+@request_group.command("all", cls=StaffCommand, permission=Permission.SEND_BATCH)
 @click.option("--tenant", required=True, help="The practice.")
-@click.option("--actor", default="cli", show_default=True, help="Recorded as who asked.")
 @click.option(
     "--chunk-size",
     type=click.IntRange(min=1, max=10_000),
@@ -143,8 +145,8 @@ def request_group() -> None:
 )
 @pass_ctx
 def request_all(
-    ctx: Context, tenant: str, actor: str, chunk_size: int, locale: str, yes: bool,
-    verbose: bool, purpose: str,
+    ctx: Context, tenant: str, chunk_size: int, locale: str, yes: bool,
+    verbose: bool, purpose: str, staff: StaffContext,
 ) -> None:
     """Ask every client of a practice who lacks valid consent to a purpose, by e-mail.
 
@@ -153,11 +155,11 @@ def request_all(
     nothing is sent).  Safe to run again (or after an interruption): clients with a
     pending request for the current text are skipped, and clients who declined or
     withdrew their consent are left out.  The mail itself is sent by `samtycke outbox
-    send`.
+    send`.  The requests are recorded as asked by the --staff member.
     """
     import sys
 
-    from samtycke_plugin import errors
+    from samtycke_plugin import consent, errors
     from samtycke_plugin.email import batch as batch_requests
     from samtycke_plugin.email.batch_preview import preview_batch
     from samtycke_plugin.i18n import t, tn
@@ -194,7 +196,7 @@ def request_all(
             result = batch_requests.request_batch(
                 host,
                 tenant,
-                actor=f"cli:{actor}",
+                actor=consent.staff_actor(staff),
                 progress=progress,
                 total=total,
                 chunk_size=chunk_size,

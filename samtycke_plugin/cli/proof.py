@@ -1,5 +1,11 @@
 """Proof of consent from the command line: ``verify``, ``check-bundle``,
-``rebuild-status``, ``export`` and ``checkpoint`` (keygen, create, check)."""
+``rebuild-status``, ``export`` and ``checkpoint`` (keygen, create, check).
+
+``export client`` and ``export practice`` hand out clients' personal data: they are
+staff commands (:mod:`samtycke_plugin.cli.staff`) that need the permission to export.
+The others are the operator's: they check or repair the ledger (or a bundle) and show
+no client's data.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from hookspecs.host import Host
+from hookspecs.types import Permission, StaffContext
 from samtycke_plugin import db, hostdb
-from samtycke_plugin.cli.context import Context, pass_ctx
+from samtycke_plugin.cli.context import Context, StandaloneHost, pass_ctx
+from samtycke_plugin.cli.staff import StaffCommand
 
 if TYPE_CHECKING:
     from samtycke_plugin.export.download import Kind
@@ -129,7 +137,7 @@ def export_group() -> None:
     """Export proof of consent (one practice at a time)."""
 
 
-@export_group.command("client")
+@export_group.command("client", cls=StaffCommand, permission=Permission.EXPORT)
 @click.option("--tenant", required=True, help="The practice.")
 @click.option("--client", "client", required=True, help="The client reference.")
 @click.option(
@@ -143,11 +151,12 @@ def export_group() -> None:
 @click.option("--out", default=None, help="Output file (default: standard output).")
 @pass_ctx
 def export_client(
-    ctx: Context, tenant: str, client: str, fmt: str, locale: str | None, out: str | None
+    ctx: Context, tenant: str, client: str, fmt: str, locale: str | None, out: str | None,
+    staff: StaffContext,
 ) -> None:
     """One client's consent history (JSON, CSV, printable HTML) or the proof bundle (ZIP).
 
-    Recorded in the practice's access log as run by the operating-system user.
+    Recorded in the practice's access log as done by the --staff member.
     """
     from samtycke_plugin import errors, export
     from samtycke_plugin.access_log import Viewer
@@ -155,7 +164,7 @@ def export_client(
     if fmt == "bundle" and out is None:
         _fail("A proof bundle is a ZIP file: give --out FILE.zip")
     host = _proof_host(ctx)
-    by = Viewer.command_line()
+    by = Viewer.staff(staff, via="cli")
     try:
         with hostdb.unit_of_work(host):
             download = export.client_download(
@@ -171,24 +180,26 @@ def export_client(
         fp.write(download.body)
 
 
-@export_group.command("practice")
+@export_group.command("practice", cls=StaffCommand, permission=Permission.EXPORT)
 @click.option("--tenant", required=True, help="The practice.")
 @click.option("--locale", default=None, help="Language of the status labels (sv, en).")
 @click.option("--out", default=None, help="Output file (default: standard output).")
 @pass_ctx
-def export_practice(ctx: Context, tenant: str, locale: str | None, out: str | None) -> None:
+def export_practice(
+    ctx: Context, tenant: str, locale: str | None, out: str | None, staff: StaffContext
+) -> None:
     """Status list of every client of a practice (CSV, streamed in bounded memory).
 
-    With --host, every client the host lists (with name and e-mail); without, every
-    client the app holds a status for.  Recorded in the practice's access log as run
-    by the operating-system user.
+    Every client the host lists (with name and e-mail); from a host that lists no
+    clients, every client the app holds a status for (references only).  Recorded in
+    the practice's access log as done by the --staff member.
     """
     from samtycke_plugin import errors, export
     from samtycke_plugin.access_log import Viewer
 
     host = _proof_host(ctx)
-    by = Viewer.command_line()
-    from_host = ctx.host_spec is not None
+    by = Viewer.staff(staff, via="cli")
+    from_host = not isinstance(host, StandaloneHost)  # one that lists clients
     try:
         with hostdb.unit_of_work(host):
             total = None if from_host else export.practice_status_count(host, tenant)

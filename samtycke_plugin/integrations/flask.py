@@ -39,6 +39,7 @@ from sqlalchemy import ColumnElement, String, cast
 from sqlalchemy.orm import Session, scoped_session
 
 from hookspecs.facade import AppHooks, make_plugin_manager
+from hookspecs.host import StaffDirectory
 from hookspecs.types import (
     BookingFormContext,
     BookingRef,
@@ -236,6 +237,18 @@ class FlaskApps:
             raise NotImplementedError(f"pass signed_in= to {type(self).__name__} or "
                                       "override signed_in()")
         return self._signed_in()
+
+    def practitioner(self, tenant: Ref, ref: Ref, session: str) -> Practitioner | None:
+        """Staff member ``ref`` of ``tenant``, signed in with ``session``, with what the
+        host says they may do (:meth:`hookspecs.host.StaffDirectory.staff_member`, the
+        same answer the command line gets), or ``None`` when the host knows no such
+        person there.  A :meth:`signed_in` can return it."""
+        if not isinstance(self.host, StaffDirectory):
+            raise TypeError(f"{type(self.host).__name__} has no staff_member()")
+        staff = self.host.staff_member(_tenant(tenant), StaffRef(str(ref)))
+        return None if staff is None else Practitioner(
+            tenant=tenant, ref=ref, name=staff.name, session=session,
+            permissions=staff.permissions)
 
     def active_apps(self, tenant: TenantRef) -> Iterable[str]:
         """The keys of the apps active for ``tenant``."""

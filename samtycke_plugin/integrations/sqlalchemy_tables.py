@@ -12,6 +12,12 @@ language.  Such a host names those columns instead of writing ``lookup_client``,
                                     email=Practice.email, phone=Practice.phone,
                                     locale=Practice.locale)
 
+Staff likewise (:class:`TableStaff`, the optional ``staff_member`` the command line asks)::
+
+        staff = StaffColumns(ref=Staff.id, tenant=Staff.practice_id, name=Staff.name,
+                             role=Staff.role, can_record_consent=Staff.can_record_consent)
+        roles = {"owner": ["*"], "staff": ["record_consent"]}
+
 The app menu's activation table likewise: ``FlaskApps`` reads and stores which app
 is active for which practice in the columns a host names in ``ActivationColumns``.
 
@@ -21,7 +27,7 @@ names no row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, cast
 
@@ -30,8 +36,18 @@ from sqlalchemy import BigInteger, ColumnElement, Select, SmallInteger, insert, 
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from hookspecs.types import ClientInfo, ClientRef, ClientSelect, PracticeInfo, TenantRef
+from hookspecs.types import (
+    ClientInfo,
+    ClientRef,
+    ClientSelect,
+    Permission,
+    PracticeInfo,
+    StaffContext,
+    StaffRef,
+    TenantRef,
+)
 from samtycke_plugin.integrations.sqlalchemy import in_pages
+from samtycke_plugin.roles import role_permissions
 
 #: The longest id text looked up (a signed 64-bit integer has at most 19 digits).
 _MAX_DIGITS = 19
@@ -57,6 +73,18 @@ class PracticeColumns:
     email: Any
     phone: Any
     locale: Any
+
+
+@frozen(kw_only=True)
+class StaffColumns:
+    """The host's staff table: id, practice id, name, role, and optionally the person's
+    own flag that withholds recording consent from them (``False``: withheld)."""
+
+    ref: Any
+    tenant: Any
+    name: Any
+    role: Any
+    can_record_consent: Any = None
 
 
 @frozen(kw_only=True)
@@ -158,3 +186,29 @@ class TableClients:
             p.name, p.email, p.phone, p.locale).where(p.ref == key)).first()
         return None if row is None else PracticeInfo(ref=tenant, name=row[0], email=row[1],
                                                      phone=row[2], locale=row[3])
+
+
+class TableStaff:
+    """``staff_member`` (:class:`hookspecs.host.StaffDirectory`) over the columns a host
+    names in ``staff``, with the permissions its ``roles`` mapping gives each role
+    (role → permission names, ``"*"`` for all; see
+    :func:`samtycke_plugin.roles.role_permissions`); put it before the host's base class.
+    ``roles`` is read at each call, so a host may keep it in its settings."""
+
+    staff: StaffColumns
+    roles: Mapping[str, Iterable[Permission | str]]
+    session: Callable[[], Session]
+
+    def staff_member(self, tenant: TenantRef, staff: StaffRef) -> StaffContext | None:
+        s = self.staff
+        ref, key = key_of(s.ref, staff), key_of(s.tenant, tenant)
+        if ref is None or key is None:
+            return None
+        flag = [] if s.can_record_consent is None else [s.can_record_consent]
+        row = self.session().execute(select(s.name, s.role, *flag).where(
+            s.ref == ref, s.tenant == key)).first()
+        if row is None:
+            return None
+        may_record = not flag or bool(row[2])
+        return StaffContext(ref=staff, name=row[0],
+                            permissions=role_permissions(self.roles, row[1], may_record))

@@ -119,8 +119,8 @@ def test_activation_booking_filters_content_change_email_link_and_withdrawal(mai
     # The ledger verifies, and the proof exports, through manage.py samtycke.
     code, out = _cli("verify", "--tenant", str(practice.pk))
     assert code == 0 and f"OK      {practice.pk}:" in out, out
-    code, out = _cli("export", "client", "--tenant", str(practice.pk), "--client", str(bo.pk),
-                     "--format", "json")
+    code, out = _cli("export", "client", "--staff", str(owner.pk), "--tenant", str(practice.pk),
+                     "--client", str(bo.pk), "--format", "json")
     assert code == 0, out
     states = [e["state"] for e in json.loads(out)["events"]]
     assert states[-1] == "withdrawn" and "given" in states

@@ -60,7 +60,7 @@ def test_iter_clients_reads_in_pages_and_leaves_no_cursor_open() -> None:
 
 
 def test_a_batch_request_to_all_clients_asks_only_those_never_asked(mailbox) -> None:
-    practice, _owner = add_practice()
+    practice, owner = add_practice()
     book(practice, name="Före Appen", email="fore@example.com", consent=None)
     with transaction.atomic():
         glue.set_active(practice, "samtycke", True, {"require_consent_for_online_booking": False})
@@ -68,7 +68,8 @@ def test_a_batch_request_to_all_clients_asks_only_those_never_asked(mailbox) -> 
     book(practice, name="Sa Nej", email="nej@example.com", consent=False)  # declined
     out = io.StringIO()
     with redirect_stdout(out):
-        code = run_cli(["request", "all", "--tenant", str(practice.pk), "--yes"])
+        code = run_cli(["request", "all", "--staff", str(owner.pk), "--tenant", str(practice.pk),
+                        "--yes"])
     assert code == 0, out.getvalue()
     assert "1 asked, 1 already have valid consent" in out.getvalue(), out.getvalue()
     glue.send_outbox()

@@ -4,8 +4,10 @@ a member whose own flag withholds recording is refused that too."""
 
 from __future__ import annotations
 
+import io
 import re
 import uuid
+from contextlib import redirect_stderr
 from typing import Any
 
 import pytest
@@ -102,3 +104,37 @@ def test_the_host_helper_maps_roles_and_gives_nothing_without_a_mapping() -> Non
     with override_settings(SAMTYCKE=without):
         assert host.staff_context(1, "A", "owner").permissions == frozenset()
     assert re.fullmatch(r"\d+", str(host.staff_context(7, "A", "owner").ref))
+
+
+def test_the_command_line_asks_the_host_who_a_staff_member_is() -> None:
+    """``DjangoHost.staff_member`` (the command line's ``--staff``): the user by primary
+    key, with the permissions :meth:`staff` gives them, only at their own practice."""
+    from django.db import transaction
+
+    from examples.django_host.clinic import samtycke_glue as glue
+    from hookspecs.types import StaffRef, TenantRef
+    from samtycke_plugin.integrations.django import samtycke
+    from samtycke_plugin.integrations.django.management.commands.samtycke import run_cli
+
+    host = samtycke().host
+    practice, owner = add_practice()
+    other, other_owner = add_practice()
+    recorder = _member(practice, record=True)
+    tenant = TenantRef(str(practice.pk))
+    with host.unit_of_work():
+        found = host.staff_member(tenant, StaffRef(str(owner.pk)))
+        assert found is not None and found.permissions == ALL_PERMISSIONS
+        found = host.staff_member(tenant, StaffRef(str(recorder.pk)))
+        assert found is not None and found.permissions == {Permission.RECORD_CONSENT}
+        assert host.staff_member(tenant, StaffRef(str(other_owner.pk))) is None
+        assert host.staff_member(TenantRef(str(other.pk)), StaffRef(str(owner.pk))) is None
+        assert host.staff_member(tenant, StaffRef("not-a-key")) is None
+        assert host.staff_member(tenant, StaffRef("99999999")) is None
+    with transaction.atomic():
+        glue.set_active(practice, "samtycke", True)
+    said = io.StringIO()
+    with redirect_stderr(said):
+        assert run_cli(["access-log", "--staff", str(recorder.pk), "--tenant", tenant]) == 1
+    assert "was refused for Sam" in said.getvalue() and "owner" in said.getvalue()
+    with redirect_stderr(said):
+        assert run_cli(["access-log", "--staff", str(owner.pk), "--tenant", tenant]) == 0

@@ -16,6 +16,8 @@ from samtycke_plugin.cli import main
 from samtycke_plugin.email.batch import Reason
 
 HOST = ["--host", "smtp_support:cli_host"]
+#: The same host with staff, and the practice's owner asking (``request all`` needs them).
+STAFFED = ["--host", "cli_support:staffed_host"]
 
 
 @pytest.fixture
@@ -41,11 +43,11 @@ def test_request_all_then_outbox_send(host: TestHost, smtp_server: SmtpServer, c
         host.new_client(tenant, email=f"k{i}@example.org")
     host.new_client(tenant, email=None)
 
-    result = cli.invoke(main, [*HOST, "request", "all", "--tenant", tenant, "--chunk-size", "3", "--yes"])
+    result = cli.invoke(main, [*STAFFED, "request", "all", "--staff", "owner", "--tenant", tenant, "--chunk-size", "3", "--yes"])
     assert result.exit_code == 0, result.output
     assert "7 asked" in result.output and "1 have no usable e-mail address" in result.output
     assert "3/8 clients" in result.output and "8/8 clients" in result.output  # progress
-    again = cli.invoke(main, [*HOST, "request", "all", "--tenant", tenant, "--yes"])
+    again = cli.invoke(main, [*STAFFED, "request", "all", "--staff", "owner", "--tenant", tenant, "--yes"])
     assert again.exit_code == 0 and "0 asked" in again.output
     assert "7 already have a pending request" in again.output
 
@@ -63,7 +65,7 @@ def test_outbox_send_reports_missing_smtp_settings(host: TestHost, cli: CliRunne
     tenant = host.new_tenant()
     host.activate(hooks, tenant)
     host.new_client(tenant)
-    assert cli.invoke(main, [*HOST, "request", "all", "--tenant", tenant, "--yes"]).exit_code == 0
+    assert cli.invoke(main, [*STAFFED, "request", "all", "--staff", "owner", "--tenant", tenant, "--yes"]).exit_code == 0
     result = cli.invoke(main, [*HOST, "outbox", "send", "--tenant", tenant])
     assert result.exit_code == 1
     assert "Problem: No SMTP server is configured" in result.output
@@ -73,7 +75,7 @@ def test_outbox_send_reports_missing_smtp_settings(host: TestHost, cli: CliRunne
 def test_commands_explain_what_they_need(cli: CliRunner) -> None:
     result = cli.invoke(main, ["outbox", "send"])
     assert result.exit_code == 2 and "--host" in result.output
-    inactive = cli.invoke(main, [*HOST, "request", "all", "--tenant", "tnever-activated"])
+    inactive = cli.invoke(main, [*STAFFED, "request", "all", "--staff", "owner", "--tenant", "tnever-activated"])
     assert inactive.exit_code == 1 and "not active" in inactive.output
 
 
@@ -116,7 +118,7 @@ def test_request_all_shows_the_preview_and_sends_nothing_unless_confirmed(
 ) -> None:
     tenant, kinds = practice_of_every_kind(host)
     before = rows(host, tenant)
-    command = [*HOST, "request", "all", "--tenant", tenant]
+    command = [*STAFFED, "request", "all", "--staff", "owner", "--tenant", tenant]
 
     no = cli.invoke(main, [*command, "--verbose"], input="n\n")
     assert no.exit_code == 0, no.output

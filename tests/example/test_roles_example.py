@@ -6,6 +6,7 @@ replaced by the reason for staff without it."""
 
 from __future__ import annotations
 
+import json
 import sys
 import uuid
 from collections.abc import Iterator
@@ -27,7 +28,13 @@ sys.path.append(str(ROOT))
 from examples.host_app import apps_glue, create_app  # noqa: E402
 from examples.host_app.models import Client, Staff  # noqa: E402
 from examples.host_app.testing import activate, add_practice, csrf_from, platform_of  # noqa: E402
-from hookspecs.types import Permission  # noqa: E402
+from hookspecs.types import (  # noqa: E402
+    ALL_PERMISSIONS,
+    Permission,
+    StaffContext,
+    StaffRef,
+    TenantRef,
+)
 from samtycke_plugin import roles  # noqa: E402
 from samtycke_plugin.i18n import t  # noqa: E402
 from samtycke_plugin.models import ConsentEvent  # noqa: E402
@@ -141,8 +148,83 @@ def test_the_role_mapping_is_the_platforms_setting(platform_app: Flask,
     cid = practice["client"]
     recorder = _sign_in(app, practice["recorder"], practice["password"])
     assert recorder.get(f"/clients/{cid}/consent.zip").status_code == 403
-    monkeypatch.setattr(apps_glue, "APP_ROLES",
-                        {"owner": ["*"], "staff": ["record_consent", "export"]})
+    monkeypatch.setitem(apps_glue.APP_ROLES, "staff", ["record_consent", "export"])
     download = recorder.get(f"/clients/{cid}/consent.zip")
     assert download.status_code == 200 and download.data[:2] == b"PK"
     assert recorder.get(f"{P}/setup").status_code == 403
+
+
+def _staff_ids(app: Flask, practice: dict[str, Any]) -> dict[str, int]:
+    platform = platform_of(app)
+    try:
+        found = {email: ref for email, ref in platform.db().execute(select(
+            Staff.email, Staff.id).where(Staff.practice_id == practice["id"]))}
+    finally:
+        platform.sessions.remove()
+    return {"owner": found[practice["emails"][0]], "barred": found[practice["emails"][1]],
+            "recorder": found[practice["recorder"]]}
+
+
+def test_the_command_line_asks_the_host_for_the_same_roles_as_the_pages(
+        platform_app: Flask) -> None:
+    """``PlatformHost.staff_member`` (the command line's ``--staff``) maps the role as the
+    sign-in does: the owner everything, staff recording only, the member's own flag
+    withholds recording; nobody outside the practice."""
+    app = platform_app
+    practice, other = _practice(app), _practice(app)
+    ids, tenant = _staff_ids(app, practice), TenantRef(str(practice["id"]))
+    platform = platform_of(app)
+    host = platform.host
+    try:
+        with host.unit_of_work():
+            def member(ref: object, where: TenantRef = tenant) -> StaffContext | None:
+                return host.staff_member(where, StaffRef(str(ref)))
+
+            owner, recorder, barred = (member(ids[k]) for k in ("owner", "recorder", "barred"))
+            assert owner is not None and owner.permissions == ALL_PERMISSIONS
+            assert recorder is not None and recorder.permissions == {Permission.RECORD_CONSENT}
+            assert barred is not None and barred.permissions == frozenset()
+            assert owner.name == "Behandlare 1" and owner.ref == str(ids["owner"])
+            assert member(ids["owner"], TenantRef(str(other["id"]))) is None
+            assert member(_staff_ids(app, other)["owner"]) is None  # another practice's
+            assert member("99999999") is None and member("x1") is None and member("") is None
+    finally:
+        platform.sessions.remove()
+
+
+def test_staff_commands_on_the_example_platform(platform_app: Flask) -> None:
+    """``samtycke --host … export client --staff <id>``: the owner gets the client's
+    history with the platform's names; staff who may only record are refused, told who
+    may, and the access log is untouched."""
+    from cli_support import EXAMPLE_HOSTS
+    from click.testing import CliRunner
+
+    from samtycke_plugin.cli import main
+    from samtycke_plugin.models import AccessLogEntry
+
+    app = platform_app
+    practice = _practice(app)
+    ids, tenant, cid = _staff_ids(app, practice), str(practice["id"]), str(practice["client"])
+    platform = platform_of(app)
+    EXAMPLE_HOSTS.append(platform.host)
+    logged = select(func.count()).select_from(AccessLogEntry).where(
+        AccessLogEntry.tenant_ref == tenant)
+    try:
+        base = ["--host", "cli_support:example_host", "export", "client", "--tenant", tenant,
+                "--client", cid, "--staff"]
+        refused = CliRunner().invoke(main, [*base, str(ids["recorder"])])
+        platform.sessions.remove()
+        assert refused.exit_code == 1
+        assert "was refused for Rut Rec" in refused.output
+        assert " ".join(t("en", roles.REFUSED[Permission.EXPORT]).split()) in " ".join(
+            refused.output.split())
+        assert _scalar(app, logged) == 0
+        done = CliRunner().invoke(main, [*base, str(ids["owner"])])
+        platform.sessions.remove()
+        assert done.exit_code == 0, done.output
+        assert json.loads(done.stdout)["client"]["name"] == "Ida Ek"
+        assert _scalar(app, select(AccessLogEntry.actor).where(
+            AccessLogEntry.tenant_ref == tenant)) == f"staff:{ids['owner']}"
+    finally:
+        EXAMPLE_HOSTS.remove(platform.host)
+        platform.sessions.remove()

@@ -6,7 +6,6 @@ SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import csv
-import getpass
 import io
 import zipfile
 from collections.abc import Callable
@@ -175,7 +174,9 @@ def test_a_read_only_unit_commits_its_row_but_never_a_consent_change(host: TestH
 
 def _cli(engine: Engine, *args: str) -> Any:
     url = engine.url.render_as_string(hide_password=False)
-    return CliRunner().invoke(main, ["--database-url", url, *args], catch_exceptions=False)
+    # the database-only host, with staff (cli_support.ROSTER): the owner reads and exports
+    return CliRunner().invoke(main, ["--database-url", url, "--host", "cli_support:standalone",
+                                     *args], catch_exceptions=False)
 
 
 @pytest.mark.parametrize(("fmt", "action"), [
@@ -189,16 +190,16 @@ def test_each_cli_export_writes_exactly_one_row(
     host.session().close()
     out = str(tmp_path / "out")
     if fmt is None:
-        result = _cli(host.engine, "export", "practice", "--tenant", tenant, "--out", out)
+        result = _cli(host.engine, "export", "practice", "--staff", "owner", "--tenant", tenant, "--out", out)
     else:
-        result = _cli(host.engine, "export", "client", "--tenant", tenant, "--client", client,
+        result = _cli(host.engine, "export", "client", "--staff", "owner", "--tenant", tenant, "--client", client,
                       "--format", fmt, "--out", out)
     assert result.exit_code == 0, result.output
     [(actor, logged, ref, via, detail)] = rows(host, tenant)
-    assert (actor, logged, via) == (f"cli:{getpass.getuser()}", action, "cli")
+    assert (actor, logged, via) == ("staff:owner", action, "cli")  # who, not the OS user
     assert ref == (None if fmt is None else client)
     if fmt is None:
-        assert detail == "refs_only"  # without --host: no names or addresses
+        assert detail == "refs_only"  # a host that lists no clients: no names or addresses
 
 
 def test_the_access_log_command(host: TestHost) -> None:
@@ -210,16 +211,16 @@ def test_the_access_log_command(host: TestHost) -> None:
     b, b_client = _practice(host)
     export.client_history_csv(host, b, b_client, by=BY)
     host.session().close()
-    shown = _cli(host.engine, "access-log", "--tenant", tenant)
+    shown = _cli(host.engine, "access-log", "--staff", "owner", "--tenant", tenant)
     assert shown.exit_code == 0, shown.output
     lines = [line for line in shown.output.splitlines() if "staff:s9" in line]
     assert len(lines) == 3 and "whole practice" in lines[0] and "export_status_list" in lines[0]
     assert f"client {other}" in lines[1] and f"client {client}" in lines[2]
     assert b_client not in shown.output  # another practice's log is not there
-    one = _cli(host.engine, "access-log", "--tenant", tenant, "--client", client,
+    one = _cli(host.engine, "access-log", "--staff", "owner", "--tenant", tenant, "--client", client,
                "--format", "csv")
     parsed = list(csv.DictReader(io.StringIO(one.stdout)))
     assert [(r["client_ref"], r["action"]) for r in parsed] == [(client, "download_csv")]
     assert len(rows(host, tenant)) == 3  # reading the log records nothing
-    missing = _cli(host.engine, "access-log", "--tenant", "t-never-activated")
+    missing = _cli(host.engine, "access-log", "--staff", "owner", "--tenant", "t-never-activated")
     assert missing.exit_code == 1 and "no data" in missing.output

@@ -262,32 +262,33 @@ def test_export_commands(host: TestHost, tmp_path: Path) -> None:
     host.session().rollback()
     url = host.engine.url.render_as_string(hide_password=False)
     runner = CliRunner()
-    base = ["--database-url", url, "export"]
-    js = runner.invoke(main, [*base, "client", "--tenant", tenant, "--client", client])
+    # a host that lists no clients, with staff: the practice's owner exports
+    base = ["--database-url", url, "--host", "cli_support:standalone", "export"]
+    js = runner.invoke(main, [*base, "client", "--staff", "owner", "--tenant", tenant, "--client", client])
     assert js.exit_code == 0, js.output
     assert len(json.loads(js.stdout)["events"]) == 3
-    # Without --host the CLI knows no names: pseudonymous export.
+    # A host that knows no client names: pseudonymous export.
     assert json.loads(js.stdout)["client"]["name"] is None
-    cs = runner.invoke(main, [*base, "client", "--tenant", tenant, "--client", client,
+    cs = runner.invoke(main, [*base, "client", "--staff", "owner", "--tenant", tenant, "--client", client,
                               "--format", "csv"])
     assert cs.exit_code == 0 and cs.stdout.startswith("seq,occurred_at")
     out = tmp_path / "history.html"
-    ht = runner.invoke(main, [*base, "client", "--tenant", tenant, "--client", client,
+    ht = runner.invoke(main, [*base, "client", "--staff", "owner", "--tenant", tenant, "--client", client,
                               "--format", "html", "--locale", "en", "--out", str(out)])
     assert ht.exit_code == 0 and "Consent history" in out.read_text()
     zpath = tmp_path / "proof.zip"
-    bu = runner.invoke(main, [*base, "client", "--tenant", tenant, "--client", client,
+    bu = runner.invoke(main, [*base, "client", "--staff", "owner", "--tenant", tenant, "--client", client,
                               "--format", "bundle", "--out", str(zpath)])
     assert bu.exit_code == 0, bu.output
     assert "history.json" in zipfile.ZipFile(zpath).namelist()
-    nozip = runner.invoke(main, [*base, "client", "--tenant", tenant, "--client", client,
+    nozip = runner.invoke(main, [*base, "client", "--staff", "owner", "--tenant", tenant, "--client", client,
                                  "--format", "bundle"])
     assert nozip.exit_code != 0 and "--out" in nozip.output
-    pr = runner.invoke(main, [*base, "practice", "--tenant", tenant])
+    pr = runner.invoke(main, [*base, "practice", "--staff", "owner", "--tenant", tenant])
     assert pr.exit_code == 0, pr.output
     assert pr.stdout.splitlines()[0] == ",".join(export.STATUS_COLUMNS)
     assert client in pr.stdout and "1 client(s) exported." in pr.stderr
-    missing = runner.invoke(main, [*base, "practice", "--tenant", "t-never"])
+    missing = runner.invoke(main, [*base, "practice", "--staff", "owner", "--tenant", "t-never"])
     assert missing.exit_code != 0 and "no data" in missing.output
 
 

@@ -273,14 +273,16 @@ def test_the_contract_maps_the_older_flag_and_defaults_to_nothing() -> None:
     assert re.fullmatch(r"[a-z_]+", Permission.VIEW_HISTORY.value)
 
 
-def test_no_command_line_path_acts_as_a_staff_member() -> None:
-    """The CLI is the platform operator's (who has the database anyway): no command takes
-    a staff member, and what it records as the actor is always marked ``cli:``, so it
-    can never be mistaken for a practitioner's act.  A command that acts for staff must
-    take a StaffContext and check it with roles.require (then extend this test)."""
+def test_every_command_line_path_that_acts_as_a_staff_member_checks_them() -> None:
+    """The CLI's operator commands take no staff member.  A command that acts for staff
+    is a ``StaffCommand``: it takes ``--staff``, asks the host who that is and checks
+    them with roles.require before it runs, and records them as ``staff:<ref>``, never
+    a free text (``tests/test_cli_roles.py`` runs each one with and without the
+    permission)."""
     import click
 
     from samtycke_plugin.cli import main
+    from samtycke_plugin.cli.staff import StaffCommand
 
     def commands(group: click.Command, path: str = "samtycke") -> list[tuple[str, Any]]:
         found = [(path, group)]
@@ -290,8 +292,18 @@ def test_no_command_line_path_acts_as_a_staff_member() -> None:
 
     every = commands(main)
     assert len(every) > 10  # the walk sees the commands at all
+    staff_commands = 0
     for path, command in every:
         names = {p.name or "" for p in command.params}
-        assert not any("staff" in n or "role" in n or "permission" in n for n in names), path
+        if isinstance(command, StaffCommand):
+            staff_commands += 1
+            assert "staff" in names and isinstance(command.permission, Permission), path
+            assert not any("actor" in n or "role" in n for n in names), path
+        else:
+            assert not any("staff" in n or "role" in n or "permission" in n or "actor" in n
+                           for n in names), path
+    assert staff_commands >= 4
+    checked = inspect.getsource(__import__("samtycke_plugin.cli.staff", fromlist=["x"]))
+    assert "roles.require(staff, permission)" in checked
     source = inspect.getsource(__import__("samtycke_plugin.cli.mail", fromlist=["x"]))
-    assert 'actor=f"cli:{actor}"' in source and "staff:" not in source
+    assert "actor=consent.staff_actor(staff)" in source and '"cli:' not in source

@@ -87,7 +87,8 @@ class DjangoHost:
     * :meth:`app_secret` is derived from ``SECRET_KEY``, one secret per app.
 
     Subclasses implement :meth:`lookup_client`, :meth:`iter_clients`,
-    :meth:`practice_info`, :meth:`active_apps` and :meth:`staff`.
+    :meth:`practice_info`, :meth:`active_apps` and :meth:`staff`; :meth:`staff_member`
+    (the command line's staff) follows from :meth:`staff`.
     """
 
     #: The database alias the app shares with the host (as ``SAMTYCKE["DATABASE"]``).
@@ -192,6 +193,23 @@ class DjangoHost:
             raise ValueError("settings.SAMTYCKE['ROLES'] must map role names to lists")
         return StaffContext(ref=StaffRef(str(ref)), name=name,
                             permissions=role_permissions(mapping, role, can_record_consent))
+
+    def staff_member(self, tenant: TenantRef, staff: StaffRef) -> StaffContext | None:
+        """:meth:`hookspecs.host.StaffDirectory.staff_member`: the user whose primary key
+        is ``staff`` (the reference :meth:`staff_context` is given from ``user.pk``), as
+        :meth:`staff` sees them, when they work at ``tenant``; else ``None``.  Override
+        it when the project's staff references are not the users' primary keys."""
+        from django.contrib.auth import get_user_model
+        from django.core.exceptions import ValidationError
+
+        try:
+            user = get_user_model()._default_manager.filter(pk=staff).first()
+        except (ValueError, TypeError, ValidationError):  # not a key of the user table
+            return None
+        found = None if user is None else self.staff(user)
+        if found is None or found[0] != tenant or found[1].ref != staff:
+            return None
+        return found[1]
 
     def home(self) -> tuple[str, str] | None:
         """``(path, label)`` of the platform's "back" link on the app's pages."""
