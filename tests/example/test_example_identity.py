@@ -13,38 +13,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import create_pg_database, drop_pg_database
+from example_support import BACKENDS, example_platform
 from flask import Flask
 from sqlalchemy import select
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.append(str(ROOT))
 
-from examples.host_app import create_app  # noqa: E402
 from examples.host_app.models import Client, DevMail  # noqa: E402
 from examples.host_app.testing import activate, add_practice, csrf_from, platform_of  # noqa: E402
 from samtycke_plugin.chain import verify_chain  # noqa: E402
 from samtycke_plugin.models import ConsentEvent  # noqa: E402
 
 
-@pytest.fixture(scope="module",
-                params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="module", params=BACKENDS)
 def platform_app(request: pytest.FixtureRequest,
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
-    admin = url = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('identity') / 'booking.sqlite'}"
-    else:
-        admin = request.getfixturevalue("pg_server")
-        url = create_pg_database(admin)
-    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "identity-" + "x" * 40,
-                      "BASE_URL": "http://booking.test", "STRICT_APPS": True})
-    app.config["TESTING"] = True
-    yield app
-    platform_of(app).sessions.remove()
-    platform_of(app).engine.dispose()
-    if admin is not None:
-        drop_pg_database(admin, url)
+    yield from example_platform(request, tmp_path_factory, "identity")
 
 
 def _query(app: Flask, statement: Any) -> list[Any]:

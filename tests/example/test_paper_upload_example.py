@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import create_pg_database, drop_pg_database
+from example_support import BACKENDS, example_platform
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -20,7 +20,6 @@ from sqlalchemy import select
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.append(str(ROOT))
 
-from examples.host_app import create_app  # noqa: E402
 from examples.host_app.models import Client  # noqa: E402
 from examples.host_app.testing import activate, add_practice, csrf_from, platform_of  # noqa: E402
 from samtycke_plugin.models import ConsentEvent  # noqa: E402
@@ -30,24 +29,10 @@ P = "/apps/samtycke"
 SCAN = b"%PDF-1.7\n" + b"scan " * 600_000
 
 
-@pytest.fixture(scope="module",
-                params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="module", params=BACKENDS)
 def platform_app(request: pytest.FixtureRequest,
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
-    admin = url = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('paper') / 'booking.sqlite'}"
-    else:
-        admin = request.getfixturevalue("pg_server")
-        url = create_pg_database(admin)
-    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "paper-" + "x" * 40,
-                      "BASE_URL": "http://booking.test", "STRICT_APPS": True})
-    app.config["TESTING"] = True
-    yield app
-    platform_of(app).sessions.remove()
-    platform_of(app).engine.dispose()
-    if admin is not None:
-        drop_pg_database(admin, url)
+    yield from example_platform(request, tmp_path_factory, "paper")
 
 
 def _owner(app: Flask) -> tuple[FlaskClient, int, int]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import create_pg_database, drop_pg_database
+from example_support import BACKENDS, example_platform
 from flask import Flask
 from flask.testing import FlaskClient
 from markupsafe import escape
@@ -25,7 +25,7 @@ from werkzeug.security import generate_password_hash
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.append(str(ROOT))
 
-from examples.host_app import apps_glue, create_app  # noqa: E402
+from examples.host_app import apps_glue  # noqa: E402
 from examples.host_app.models import Client, Staff  # noqa: E402
 from examples.host_app.testing import activate, add_practice, csrf_from, platform_of  # noqa: E402
 from hookspecs.types import (  # noqa: E402
@@ -42,24 +42,10 @@ from samtycke_plugin.models import ConsentEvent  # noqa: E402
 P = "/apps/samtycke"
 
 
-@pytest.fixture(scope="module",
-                params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="module", params=BACKENDS)
 def platform_app(request: pytest.FixtureRequest,
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
-    admin = url = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('roles') / 'booking.sqlite'}"
-    else:
-        admin = request.getfixturevalue("pg_server")
-        url = create_pg_database(admin)
-    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "roles-" + "x" * 40,
-                      "BASE_URL": "http://booking.test", "STRICT_APPS": True})
-    app.config["TESTING"] = True
-    yield app
-    platform_of(app).sessions.remove()
-    platform_of(app).engine.dispose()
-    if admin is not None:
-        drop_pg_database(admin, url)
+    yield from example_platform(request, tmp_path_factory, "roles")
 
 
 def _sign_in(app: Flask, email: str, password: str) -> FlaskClient:
